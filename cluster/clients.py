@@ -1,0 +1,56 @@
+"""Turn a model string into a `ModelClient`.
+
+``sim:...`` is the simulator, anything else goes to litellm (``openai/gpt-4.1-mini``,
+``anthropic/...``, ``openai/NAME`` with an ``api_base`` for OpenAI-compatible servers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.base import Task
+
+from .errors import ModelConfigError
+from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
+from .protocol import ModelClient
+from .simulator import SimulatedModel, parse_sim_model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the user named it, plus where to reach it."""
+
+    model: str
+    api_base: str | None = None
+    concurrency: int = 16
+    timeout_s: float = 60.0
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.model.startswith("sim:") or self.model == "sim"
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Validate a model spec on the driver, before Ray starts or money is spent."""
+    if not spec.model or spec.model != spec.model.strip():
+        raise ModelConfigError(f"model name {spec.model!r} is empty or padded", model=spec.model)
+    if spec.is_simulated:
+        parse_sim_model(spec.model)
+        return
+    if "/" not in spec.model and not spec.api_base:
+        raise ModelConfigError(
+            f"unknown model {spec.model!r}: use sim:P, local, or a litellm provider string "
+            "such as openai/gpt-4.1-mini (see 'maker models')",
+            model=spec.model,
+        )
+    check_model_settings(spec.model, spec.api_base)
+
+
+def make_client(spec: ModelSpec, task: Task) -> ModelClient:
+    if spec.is_simulated:
+        return SimulatedModel(task, parse_sim_model(spec.model), name=spec.model)
+    return LiteLLMClient(
+        LiteLLMConfig(
+            model=spec.model, api_base=spec.api_base, concurrency=spec.concurrency, timeout_s=spec.timeout_s
+        )
+    )

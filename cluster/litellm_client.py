@@ -1,0 +1,173 @@
+"""Hosted (or any OpenAI-compatible) models through litellm, the one place it is used.
+
+litellm is imported lazily: importing it costs seconds, and sim runs never need it.
+The retry policy is data (`RETRYABLE`), not scattered `except` blocks; transport failures
+that survive the retries come back as `Sample.error`, which the runner red-flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ModelConfigError
+from .protocol import Sample, SampleRequest
+
+
+def import_litellm() -> Any:
+    """Import litellm configured for offline use: local price table, no telemetry."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    return litellm
+
+
+def retryable_errors(litellm: Any) -> tuple[type[BaseException], ...]:
+    """The errors worth another try: rate limits, timeouts, dropped connections, 5xx."""
+    return (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+    )
+
+
+@dataclass(frozen=True)
+class LiteLLMConfig:
+    """How to reach a model: litellm model string plus transport limits."""
+
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    concurrency: int = 16
+    max_retries: int = 4
+    timeout_s: float = 60.0
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+
+def check_model_settings(model: str, api_base: str | None = None) -> None:
+    """Fail before any spending when the provider's credentials are missing.
+
+    Raises ModelConfigError naming the missing environment variable, in one line.
+    """
+    if api_base:
+        return
+    litellm = import_litellm()
+    try:
+        env = litellm.validate_environment(model=model)
+    except Exception as exc:  # litellm raises many types for unknown providers
+        raise ModelConfigError(f"{model}: litellm cannot use this model ({_one_line(exc)})", model=model) from None
+    missing = env.get("missing_keys") or []
+    if missing:
+        names = ", ".join(missing)
+        raise ModelConfigError(f"{model}: set {names} in the environment (missing)", model=model)
+
+
+class LiteLLMClient:
+    """A `ModelClient` over `litellm.acompletion` / `atext_completion`."""
+
+    def __init__(self, config: LiteLLMConfig) -> None:
+        self.config = config
+        self.name = config.model
+        self._litellm = import_litellm()
+        self._retryable = retryable_errors(self._litellm)
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, request: SampleRequest) -> Sample:
+        assert self._semaphore is not None
+        cfg = self.config
+        started = time.perf_counter()
+        error = "unknown"
+        for attempt in range(cfg.max_retries + 1):
+            async with self._semaphore:
+                try:
+                    response = await self._call(request)
+                    return self._to_sample(response, time.perf_counter() - started)
+                except self._retryable as exc:
+                    error = f"{type(exc).__name__}: {_one_line(exc)}"
+                    wait = _retry_after(exc)
+                except Exception as exc:  # not retryable: bad request, auth, parsing...
+                    error = f"{type(exc).__name__}: {_one_line(exc)}"
+                    break
+            if attempt < cfg.max_retries:
+                backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt) * (0.5 + random.random())
+                await asyncio.sleep(max(wait or 0.0, backoff))
+        return Sample("", self.name, finish_reason="error", latency_s=time.perf_counter() - started, error=error)
+
+    async def _call(self, request: SampleRequest) -> Any:
+        cfg = self.config
+        common: dict[str, Any] = {
+            "model": cfg.model,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "timeout": cfg.timeout_s,
+            "num_retries": 0,
+        }
+        if cfg.api_base:
+            common["api_base"] = cfg.api_base
+            common["api_key"] = cfg.api_key or "sk-local-no-key"
+        elif cfg.api_key:
+            common["api_key"] = cfg.api_key
+        if isinstance(request.prompt, str):
+            return await self._litellm.atext_completion(prompt=request.prompt, **common)
+        return await self._litellm.acompletion(messages=request.prompt, **common)
+
+    def _to_sample(self, response: Any, latency: float) -> Sample:
+        choice = response.choices[0]
+        text = getattr(choice, "text", None)
+        if text is None:
+            message = getattr(choice, "message", None)
+            text = getattr(message, "content", None) or ""
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            cost = float(self._litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # unpriced model (local server, sim-server): cost unknown, count 0
+            cost = 0.0
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cached = bool(hidden.get("cache_hit")) if isinstance(hidden, dict) else False
+        return Sample(
+            text=str(text),
+            model=self.name,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            finish_reason=str(getattr(choice, "finish_reason", None) or "stop"),
+            latency_s=latency,
+            cost_usd=cost,
+            response_id=getattr(response, "id", None),
+            cached=cached,
+        )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return min(60.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300]

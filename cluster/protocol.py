@@ -1,0 +1,53 @@
+"""The model boundary: one small protocol every back end implements.
+
+The runner only ever hands a client a batch of `SampleRequest`s and gets back one
+`Sample` per request, in order.  Transport failures are data (`Sample.error`), not
+exceptions, because a failed sample is one red-flagged vote, not a failed run; a client
+raises only when it cannot work at all (`ModelConfigError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from tasks.base import Prompt, StepInput
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRequest:
+    """One draw.  `seed` names the draw uniquely within a run, so a seeded simulator gives
+    the same reply to the same draw however the run was scheduled, resumed or
+    speculated.  `step` carries the premise for back ends that answer from ground truth."""
+
+    prompt: Prompt
+    temperature: float
+    max_tokens: int
+    seed: int
+    step: StepInput | None = None
+
+
+@dataclass(slots=True)
+class Sample:
+    """One reply and what it cost.  `error` is set when the call failed after retries."""
+
+    text: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    error: str | None = None
+    response_id: str | None = None
+    cached: bool = False
+
+
+@runtime_checkable
+class ModelClient(Protocol):
+    """Anything that turns a batch of requests into samples, in request order."""
+
+    name: str
+
+    async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]: ...

@@ -1,0 +1,192 @@
+"""The simulator `sim:P`: a test instrument that answers from a task's ground truth.
+
+It lets us run million-step chains, inject faults and study correlated errors without
+paying for a model.  Results obtained with it must always be labelled as simulated.
+
+Every reply is a pure function of (simulator seed, draw seed, premise), so a seeded run
+gives the same trajectory however it is batched, resumed or speculated.
+
+Model string: ``sim:P[,option=value...]`` with options
+
+* ``redflag=R``  fraction of replies that a red flag must catch (malformed, illegal or
+  overlong, in turn);
+* ``hard=H``     fraction of steps that are hard: there the accuracy is ``hard_p`` and
+  every error names the same wrong answer (correlated errors);
+* ``hard_p=Q``   accuracy on hard steps (default 0.4);
+* ``latency=S``, ``jitter=S``  seconds per call (uniform jitter added);
+* ``seed=N``     the simulator's own seed.
+
+Example:
+    >>> cfg = parse_sim_model("sim:0.99,redflag=0.05,hard=0.001")
+    >>> (cfg.p, cfg.red_flag_rate, cfg.hard_fraction)
+    (0.99, 0.05, 0.001)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tasks.base import Oracle, Task
+
+from .errors import ModelConfigError
+from .protocol import Sample, SampleRequest
+
+_MASK = (1 << 64) - 1
+
+
+def mix64(*values: int) -> int:
+    """splitmix64 over several integers: a cheap, well-spread, reproducible hash."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (v & _MASK)) & _MASK
+        x = (x + 0x9E3779B97F4A7C15) & _MASK
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+        x ^= x >> 31
+    return x
+
+
+def uniform(*values: int) -> float:
+    """A float in [0, 1) determined by the values."""
+    return mix64(*values) / 18446744073709551616.0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    p: float
+    red_flag_rate: float = 0.0
+    hard_fraction: float = 0.0
+    hard_p: float = 0.4
+    latency: float = 0.0
+    jitter: float = 0.0
+    seed: int = 0
+
+
+_OPTIONS = {
+    "redflag": ("red_flag_rate", float),
+    "hard": ("hard_fraction", float),
+    "hard_p": ("hard_p", float),
+    "latency": ("latency", float),
+    "jitter": ("jitter", float),
+    "seed": ("seed", int),
+}
+
+
+def parse_sim_model(model: str) -> SimConfig:
+    """Parse ``sim:P[,k=v...]``; ModelConfigError with a one-line reason when malformed."""
+    body = model.split(":", 1)[1] if ":" in model else ""
+    parts = [p.strip() for p in body.split(",") if p.strip()]
+    if not parts:
+        raise ModelConfigError(f"{model!r}: the simulator needs an accuracy, e.g. sim:0.998", model=model)
+    try:
+        p = float(parts[0])
+    except ValueError:
+        raise ModelConfigError(f"{model!r}: accuracy {parts[0]!r} is not a number", model=model) from None
+    if not 0.0 <= p <= 1.0:
+        raise ModelConfigError(f"{model!r}: accuracy must be in [0, 1]", model=model)
+    kwargs: dict[str, float | int] = {}
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        if name not in _OPTIONS or not value:
+            known = ", ".join(_OPTIONS)
+            raise ModelConfigError(f"{model!r}: unknown option {part!r} (known: {known})", model=model)
+        field_name, kind = _OPTIONS[name]
+        try:
+            kwargs[field_name] = kind(value)
+        except ValueError:
+            raise ModelConfigError(f"{model!r}: {name}={value!r} is not a number", model=model) from None
+    cfg = SimConfig(p=p, **kwargs)  # type: ignore[arg-type]
+    for name in ("red_flag_rate", "hard_fraction", "hard_p"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ModelConfigError(f"{model!r}: {name} must be in [0, 1]", model=model)
+    if cfg.latency < 0 or cfg.jitter < 0:
+        raise ModelConfigError(f"{model!r}: latency and jitter must be >= 0", model=model)
+    return cfg
+
+
+class SimulatedModel:
+    """A `ModelClient` that answers from the task's ground truth with a set error rate."""
+
+    def __init__(self, task: Task, config: SimConfig, name: str = "sim") -> None:
+        if not isinstance(task, Oracle):
+            raise ModelConfigError(f"task {task.spec.name!r} has no ground truth to simulate from", model=name)
+        self.task = task
+        self.oracle: Oracle = task
+        self.config = config
+        self.name = name
+        # Replies for the step last asked about: a step's samples come together.
+        self._step: object = None
+        self._reference: str | None = None
+        self._wrong: list[str] | None = None
+
+    def is_hard(self, step_index: int) -> bool:
+        return uniform(self.config.seed, step_index, 0x4A4D) < self.config.hard_fraction
+
+    def reply(self, request: SampleRequest) -> tuple[str, int, str]:
+        if request.step is not self._step:
+            self._step = request.step
+            self._reference = None
+            self._wrong = None
+        return self._reply(request)
+
+    def _reference_reply(self) -> str:
+        if self._reference is None:
+            self._reference = self.oracle.reference_reply(self._step)
+        return self._reference
+
+    def _wrong_replies(self) -> list[str]:
+        if self._wrong is None:
+            self._wrong = self.oracle.wrong_replies(self._step)
+        return self._wrong
+
+    def _reply(self, request: SampleRequest) -> tuple[str, int, str]:
+        """(text, output tokens, finish reason) for one draw."""
+        cfg = self.config
+        step = request.step
+        if step is None:
+            raise ModelConfigError("the simulator needs each request's step", model=self.name)
+        u = uniform(cfg.seed, request.seed)
+        if cfg.red_flag_rate and uniform(cfg.seed, request.seed, 1) < cfg.red_flag_rate:
+            kind = mix64(cfg.seed, request.seed, 2) % 3
+            if kind == 0:
+                return self.oracle.broken_reply(step, "malformed"), 12, "stop"
+            if kind == 1:
+                return self.oracle.broken_reply(step, "rule_breaking"), 40, "stop"
+            return self.oracle.reference_reply(step) + "\n" + "Let me double-check. " * 150, 800, "length"
+        hard = cfg.hard_fraction and self.is_hard(step.index)
+        p = cfg.hard_p if hard else cfg.p
+        if u < p:
+            text = self._reference_reply()
+        else:
+            wrong = self._wrong_replies()
+            if not wrong:
+                text = self._reference_reply()
+            elif hard:
+                text = wrong[0]
+            else:
+                text = wrong[mix64(cfg.seed, request.seed, 3) % len(wrong)]
+        return text, len(text) // 4 + 1, "stop"
+
+    async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        cfg = self.config
+        delay = 0.0
+        if cfg.latency or cfg.jitter:
+            delay = cfg.latency + cfg.jitter * uniform(cfg.seed, requests[0].seed if requests else 0, 4)
+            await asyncio.sleep(delay)
+        out = []
+        prompt_tokens: dict[int, int] = {}
+        for req in requests:
+            text, tokens_out, finish = self.reply(req)
+            pid = id(req.prompt)
+            if pid not in prompt_tokens:
+                prompt_tokens[pid] = _prompt_chars(req.prompt) // 4 + 1
+            out.append(Sample(text, self.name, prompt_tokens[pid], tokens_out, finish, delay))
+        return out
+
+
+def _prompt_chars(prompt: str | list[dict[str, str]]) -> int:
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(m.get("content", "")) for m in prompt)

@@ -1,0 +1,33 @@
+"""maker: run very long LLM tasks with (near) zero errors.
+
+Each step of a task is sampled several times from small models, red-flagged samples
+are thrown away, and first-to-ahead-by-k voting decides it before the state advances.
+
+    >>> import maker
+    >>> from tasks import get_task
+    >>> result = maker.run(get_task("hanoi", disks=6), ["sim:0.99"], maker.VotingConfig(k=3))  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .config import VotingConfig  # noqa: E402
+from .errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
+from .red_flags import RedFlagPolicy  # noqa: E402
+from .runner import ClusterConfig, RunResult, run  # noqa: E402
+from .verify import VerifyReport, verify_log  # noqa: E402
+
+__all__ = [
+    "ClusterConfig",
+    "MakerError",
+    "ModelConfigError",
+    "RedFlagPolicy",
+    "RunResult",
+    "StepLogError",
+    "UsageError",
+    "VerifyReport",
+    "VoteCapError",
+    "VotingConfig",
+    "__version__",
+    "run",
+    "verify_log",
+]

@@ -1,0 +1,1 @@
+"""One module per `maker` subcommand (see maker.cli)."""

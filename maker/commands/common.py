@@ -1,0 +1,30 @@
+"""Arguments that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cluster import ModelSpec
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> Any:
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="sim:P, or a litellm model string (repeat to mix models within each step's votes)",
+    )
+    g.add_argument("--api-base", help="base URL of an OpenAI-compatible server for the litellm models")
+    g.add_argument("--concurrency", type=int, default=16, help="concurrent requests per model client (default 16)")
+    return g
+
+
+def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    from ..errors import UsageError
+
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be >= 1")
+    return [ModelSpec(m, api_base=args.api_base, concurrency=args.concurrency) for m in args.model]

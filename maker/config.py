@@ -1,0 +1,44 @@
+"""Run settings as frozen values, passed explicitly (they must reach Ray workers intact)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class VotingConfig:
+    """How each step is voted.
+
+    The first sample of a step is drawn at `first_temperature` (0: the model's best
+    guess), later ones at `temperature` so that they are not copies of each other.
+    `max_samples_per_step` is the loud cap: hitting it stops the run with an error
+    instead of silently accepting an undecided step or paying forever.
+    """
+
+    k: int = 3
+    first_temperature: float = 0.0
+    temperature: float = 0.1
+    max_samples_per_step: int = 100
+    max_output_tokens: int = 750
+    prompt_style: str = "chat"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise UsageError(f"--k must be an integer >= 1, got {self.k!r}")
+        if self.max_samples_per_step < self.k:
+            raise UsageError(
+                f"--max-samples-per-step ({self.max_samples_per_step}) must be at least k ({self.k})"
+            )
+        if self.max_output_tokens < 1:
+            raise UsageError("--max-output-tokens must be >= 1")
+        for name in ("first_temperature", "temperature"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 2.0:
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 2], got {value}")
+        if self.prompt_style not in ("chat", "completion"):
+            raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
+
+    def temperature_of(self, sample_index: int) -> float:
+        return self.first_temperature if sample_index == 0 else self.temperature

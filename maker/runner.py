@@ -1,0 +1,298 @@
+"""The runner: drive a chained task to the end through Ray workers, voting every step.
+
+The driver owns the truth.  It hands a worker a segment (a starting premise and a step
+budget; see `maker.segment`), and while the worker votes the next segment it re-decides
+every step of the last one from the returned votes, counts errors, appends everything
+to the step log, and updates the progress line.  The next segment starts from the
+premise the last one ended on; should a re-check ever disagree with the worker, that
+speculative segment is thrown away and redone from the driver's own state.
+
+Example (simulated model, no network):
+    >>> from tasks import get_task
+    >>> result = run(get_task("hanoi", disks=4), ["sim:0.99"], VotingConfig(k=2))  # doctest: +SKIP
+    >>> result.solved, result.errors                                             # doctest: +SKIP
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster import ModelSpec, WorkerPool, check_spec
+from tasks.base import StepInput, Task
+from voting import Ballot
+
+from . import __version__
+from .config import VotingConfig
+from .errors import MakerError, StepLogError, UsageError, VoteCapError
+from .progress import Progress, Totals
+from .red_flags import RedFlagPolicy
+from .segment import SegmentJob, SegmentResult, run_segment
+from .steplog import StepLogWriter, iter_tables, last_decision, open_log
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the work runs: a local Ray instance by default, or `address`."""
+
+    workers: int = 1
+    address: str | None = None
+    segment_steps: int = 2048
+    segment_seconds: float = 2.0
+
+
+@dataclass
+class RunResult:
+    """What a run did; `maker run --json` prints exactly this."""
+
+    task: str
+    steps: int
+    total_steps: int
+    solved: bool
+    errors: int
+    first_error_step: int | None
+    samples: int
+    red_flags: int
+    red_flags_by_reason: dict[str, int]
+    k: int
+    models: list[str]
+    simulated: bool
+    wall_s: float
+    cost_usd: float
+    samples_per_step: float
+    log: str | None
+    resumed_from_step: int = 0
+    status: str = "ok"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_specs(models: Sequence[ModelSpec | str]) -> list[ModelSpec]:
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
+    return specs
+
+
+def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, seed: int) -> dict[str, Any]:
+    """The run's identity, stored in every log part and checked on --resume."""
+    import pyarrow
+
+    return {
+        "task": task.spec.name,
+        "task_options": task.spec.options,
+        "total_steps": task.total_steps,
+        "models": [s.model for s in specs],
+        "voting": asdict(voting),
+        "seed": seed,
+        "maker_version": __version__,
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "simulated": all(s.is_simulated for s in specs),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _check_resumable(previous: dict[str, Any], current: dict[str, Any]) -> None:
+    for key in ("task", "task_options", "models", "seed"):
+        if previous.get(key) != current.get(key):
+            raise UsageError(
+                f"cannot resume: the log was written with {key}={previous.get(key)!r}, this run has {current.get(key)!r}"
+            )
+    if previous["voting"].get("k") != current["voting"].get("k"):
+        raise UsageError(f"cannot resume: the log used k={previous['voting'].get('k')}, this run asks for k={current['voting']['k']}")
+
+
+def _resume_point(task: Task, log: Path) -> tuple[StepInput, Totals]:
+    info = open_log(log)
+    last = last_decision(info)
+    totals = Totals()
+    for table in iter_tables(info, ["red_flag", "cost_usd", "correct"]):
+        kinds = table["kind"].to_pylist()
+        flags = table["red_flag"].to_pylist()
+        costs = table["cost_usd"].to_pylist()
+        correct = table["correct"].to_pylist()
+        for kind, flag, cost, ok in zip(kinds, flags, costs, correct):
+            if kind == "sample":
+                totals.samples += 1
+                totals.red_flags += flag is not None
+                totals.cost_usd += cost or 0.0
+            elif kind == "decision":
+                totals.steps += 1
+                totals.errors += ok is False
+    if last is None:
+        return task.first_step(), totals
+    return task.step_after(last[0], last[1]), totals
+
+
+class _Checker:
+    """Re-decides a segment's steps from its votes; the driver's guard against bad segments."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def check(self, result: SegmentResult, start: StepInput) -> str | None:
+        samples = result.samples
+        decisions = result.decisions
+        winners = dict(zip(decisions["step"], decisions["answer"]))
+        expected = start.index
+        for index in decisions["step"]:
+            if index != expected:
+                return f"segment decided step {index}, expected {expected}"
+            expected += 1
+        ballots: dict[int, Ballot] = {}
+        for index, answer, counted in zip(samples["step"], samples["answer"], samples["counted"]):
+            if not counted:
+                continue
+            ballot = ballots.get(index)
+            if ballot is None:
+                ballot = ballots[index] = Ballot(self.k)
+            if ballot.decided:
+                return f"step {index}: a vote was counted after the decision"
+            ballot.add(answer)
+        for index, winner in winners.items():
+            ballot = ballots.get(index)
+            if ballot is None or ballot.winner != winner:
+                return f"step {index}: the votes do not decide {winner!r}"
+        return None
+
+
+def run(
+    task: Task,
+    models: Sequence[ModelSpec | str],
+    voting: VotingConfig | None = None,
+    *,
+    log: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    cluster: ClusterConfig | None = None,
+    policy: RedFlagPolicy | None = None,
+    progress: Progress | None = None,
+    max_steps: int | None = None,
+) -> RunResult:
+    """Run `task` to the end (or `max_steps`), voting every step; return what happened.
+
+    Raises UsageError for bad input (nothing written), ModelConfigError when a model
+    cannot be used (before anything is spent), VoteCapError when a step hits the
+    sample cap (the log holds everything up to and including that step's samples).
+    """
+    voting = voting or VotingConfig()
+    cluster = cluster or ClusterConfig()
+    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    specs = _as_specs(models)
+    for spec in specs:
+        check_spec(spec)
+    if cluster.segment_steps < 1 or cluster.workers < 1:
+        raise UsageError("--segment-steps and --workers must be >= 1")
+    meta = run_metadata(task, specs, voting, seed)
+    start = task.first_step()
+    totals = Totals()
+    writer = None
+    if log is not None:
+        log = Path(log)
+        if resume:
+            if not log.exists():
+                raise UsageError(f"{log} does not exist: nothing to resume")
+            info = open_log(log)
+            _check_resumable(info.run, meta)
+            start, totals = _resume_point(task, log)
+        writer = StepLogWriter(log, meta, resume=resume)
+    elif resume:
+        raise UsageError("--resume needs --log")
+    resumed_from = start.index
+    last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, resumed_from + max_steps) - 1
+    progress = progress or Progress(task.total_steps, enabled=False)
+    progress.start_at(totals.steps)
+    reasons: dict[str, int] = {}
+    first_error: int | None = None
+    started = time.perf_counter()
+    status = "ok"
+    checker = _Checker(voting.k)
+    model_names = tuple(s.model for s in specs)
+
+    def job(at: StepInput) -> SegmentJob:
+        return SegmentJob(
+            at, cluster.segment_steps, cluster.segment_seconds, voting, policy, model_names, seed, last_index
+        )
+
+    pool = None
+    try:
+        if start.index <= last_index:
+            import ray
+
+            pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            current = start
+            pending = pool.submit(run_segment, job(current))
+            while pending is not None:
+                result: SegmentResult = ray.get(pending)
+                pending = None
+                more = result.failed_step is None and result.end.index <= last_index and result.decisions["step"]
+                if more:
+                    pending = pool.submit(run_segment, job(result.end))  # speculative: verified below
+                problem = checker.check(result, current)
+                if problem is not None:
+                    raise MakerError(f"worker segment rejected: {problem}")
+                if writer is not None:
+                    writer.append(result.samples, result.decisions)
+                flags = result.samples["red_flag"]
+                for flag in flags:
+                    if flag is not None:
+                        reasons[flag] = reasons.get(flag, 0) + 1
+                totals.samples += len(flags)
+                totals.red_flags += sum(1 for f in flags if f is not None)
+                totals.cost_usd += sum(result.samples["cost_usd"])
+                totals.steps += len(result.decisions["step"])
+                for index, ok in zip(result.decisions["step"], result.decisions["correct"]):
+                    if ok is False:
+                        totals.errors += 1
+                        if first_error is None:
+                            first_error = index
+                current = result.end
+                progress.update(totals)
+                if result.failed_step is not None:
+                    raise VoteCapError(
+                        f"step {result.failed_step}: no answer led by k={voting.k} after "
+                        f"{voting.max_samples_per_step} samples (--max-samples-per-step); the log is intact",
+                        step=result.failed_step,
+                        samples=voting.max_samples_per_step,
+                    )
+        else:
+            current = start
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+        progress.finish(totals)
+    solved = task.is_solved(current) and current.index == task.total_steps
+    return RunResult(
+        task=task.spec.describe(),
+        steps=totals.steps,
+        total_steps=task.total_steps,
+        solved=bool(solved),
+        errors=totals.errors,
+        first_error_step=first_error,
+        samples=totals.samples,
+        red_flags=totals.red_flags,
+        red_flags_by_reason=reasons,
+        k=voting.k,
+        models=list(model_names),
+        simulated=all(s.is_simulated for s in specs),
+        wall_s=round(time.perf_counter() - started, 3),
+        cost_usd=round(totals.cost_usd, 6),
+        samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
+        log=str(log) if log is not None else None,
+        resumed_from_step=resumed_from,
+        status=status,
+    )
+
+
+__all__ = ["ClusterConfig", "RunResult", "StepLogError", "run", "run_metadata"]

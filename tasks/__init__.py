@@ -1,0 +1,47 @@
+"""Task plugins: state, step prompt, strict parser, rules and ground truth.
+
+A task registers a factory here; the CLI and the Ray workers build tasks only through
+`build_task`, so a spec that crosses a process boundary rebuilds the same task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import Oracle, Prompt, PromptStyle, StepInput, Task, TaskOption, TaskSpec, Verdict
+from .hanoi import Hanoi
+
+#: name -> task class; each class has `summary`, `options` (TaskOption) and takes the
+#: options as keyword arguments.
+TASKS: dict[str, Callable[..., Task]] = {"hanoi": Hanoi}
+
+
+def build_task(spec: TaskSpec) -> Task:
+    """Rebuild a task from its spec; ValueError with a one-line reason when it cannot."""
+    factory = TASKS.get(spec.name)
+    if factory is None:
+        known = ", ".join(sorted(TASKS))
+        raise ValueError(f"unknown task {spec.name!r} (known: {known})")
+    return factory(**spec.options)
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """`get_task("hanoi", disks=10)`: the Python way to name a task."""
+    return build_task(TaskSpec(name, options))
+
+
+__all__ = [
+    "TASKS",
+    "Hanoi",
+    "Oracle",
+    "Prompt",
+    "PromptStyle",
+    "StepInput",
+    "Task",
+    "TaskOption",
+    "TaskSpec",
+    "Verdict",
+    "build_task",
+    "get_task",
+]

@@ -1,0 +1,135 @@
+"""The contract between a task plugin and the runner.
+
+A task is cut into atomic steps.  Each step sees only its `StepInput` (its index and a
+small, immutable premise such as the current state and the previous move), never the
+history, so every prompt is short and every sample of a step is drawn on exactly the
+same context.  The runner never looks inside a premise: it asks the task for a prompt,
+for a verdict on a reply, and for the next step once a vote has decided.
+
+Two protocols, so that a task can be run without a known solution:
+
+* `Task` is what the runner needs.
+* `Oracle` is ground truth.  The simulator answers from it and the run counts errors
+  against it; a task without ground truth simply does not implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Union, runtime_checkable
+
+#: A chat prompt (OpenAI-style messages) or a plain completion prompt.
+Prompt = Union[str, list[dict[str, str]]]
+PromptStyle = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepInput:
+    """Everything one step may see: its position and the premise it starts from.
+
+    `premise` must be hashable and immutable: votes are only ever counted for the step
+    whose premise they were drawn on, and premises are compared by value.
+    """
+
+    index: int
+    premise: Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a task says about one reply.
+
+    `key` is the canonical vote key (formatting differences vanish in it) when the reply
+    is well formed and obeys the task's rules; otherwise `red_flag` names why not
+    ("malformed" or "rule_breaking") and `detail` says what exactly, for the log.
+    """
+
+    key: str | None
+    red_flag: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A picklable recipe for a task: how Ray workers and resumed runs rebuild it."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        opts = " ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name} {opts}".strip()
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """One command-line option of a task (`--disks 10`), declared as data so the CLI
+    can offer it without knowing the task."""
+
+    name: str
+    type: type
+    help: str
+    default: Any = None
+    required: bool = False
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A long task as a chain of atomic, independently promptable steps."""
+
+    spec: TaskSpec
+
+    @property
+    def total_steps(self) -> int:
+        """How many steps a correct run takes."""
+        ...
+
+    def first_step(self) -> StepInput: ...
+
+    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt: ...
+
+    def judge(self, step: StepInput, reply: str) -> Verdict:
+        """Strictly parse a reply and check the task's rules; never executes anything."""
+        ...
+
+    def advance(self, step: StepInput, key: str) -> StepInput:
+        """The next step, given that `step` was decided as `key`."""
+        ...
+
+    def step_after(self, index: int, key: str) -> StepInput:
+        """The step after step `index` was decided as `key`, rebuilt from the key alone.
+
+        Lets a resumed run or an audit pick up at any decided step without replaying
+        the whole chain; `advance` is this plus the rule check.
+        """
+        ...
+
+    def is_solved(self, step: StepInput) -> bool:
+        """Whether the premise of `step` is the task's goal."""
+        ...
+
+    def describe_premise(self, step: StepInput) -> str:
+        """The premise as short text, for logs and error messages."""
+        ...
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """Ground truth for a task: the simulator's source of answers and the error count."""
+
+    def truth(self, index: int) -> str:
+        """The correct vote key of step `index` on the correct trajectory."""
+        ...
+
+    def reference_reply(self, step: StepInput) -> str:
+        """A correct reply, in the task's own text format, for this premise."""
+        ...
+
+    def wrong_replies(self, step: StepInput) -> list[str]:
+        """Plausible wrong but well-formed, rule-abiding replies for this premise."""
+        ...
+
+    def broken_reply(self, step: StepInput, kind: str) -> str:
+        """A reply that a red flag must catch: kind is 'malformed' or 'rule_breaking'."""
+        ...

@@ -1,0 +1,87 @@
+"""The CLI's contract for bad input: one line on stderr, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from maker.cli import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "sudoku", "--model", "sim:0.9"], "invalid choice"),
+        (["run", "hanoi", "--disks", "0", "--model", "sim:0.9"], "disks"),
+        (["run", "hanoi", "--disks", "-3", "--model", "sim:0.9"], "disks"),
+        (["run", "hanoi", "--disks", "41", "--model", "sim:0.9"], "disks"),
+        (["run", "hanoi", "--model", "sim:0.9"], "--disks"),
+        (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "0"], "--k"),
+        (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "x"], "--k"),
+        (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "auto"], "--p"),
+        (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "auto", "--p", "0.4"], "p"),
+        (["run", "hanoi", "--disks", "5", "--model", "nonsense"], "unknown model"),
+        (["run", "hanoi", "--disks", "5", "--model", "sim:2"], "accuracy"),
+        (["run", "hanoi", "--disks", "8", "--model", "openai/gpt-4.1-mini"], "OPENAI_API_KEY"),
+        (["replay", "/nonexistent/log.parquet", "--verify"], "no such"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, monkeypatch, tmp_path, args, needle) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("maker: error:")
+    assert needle in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_existing_log_is_not_overwritten(capsys, tmp_path) -> None:
+    log = tmp_path / "h.parquet"
+    log.mkdir()
+    (log / "part-000000.parquet").write_bytes(b"precious")
+    code, _, err = run_cli(capsys, "run", "hanoi", "--disks", "3", "--model", "sim:0.9", "--log", str(log))
+    assert code == 2 and "already exists" in err
+    assert (log / "part-000000.parquet").read_bytes() == b"precious"
+
+
+def test_foreign_log_for_resume_and_replay(capsys, tmp_path) -> None:
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1]}), foreign)
+    code, _, err = run_cli(capsys, "replay", str(foreign), "--verify")
+    assert code == 2 and "not a maker step log" in err
+    code, _, err = run_cli(capsys, "run", "hanoi", "--disks", "3", "--model", "sim:0.9", "--log", str(foreign), "--resume")
+    assert code == 2 and "not a maker step log" in err
+
+
+def test_help_teaches(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for needle in ("--disks", "--k", "--resume", "--address", "sim:P", "examples:"):
+        assert needle in out
+
+
+@pytest.mark.ray
+def test_run_json_and_replay_verify(capsys, ray_address, tmp_path) -> None:
+    log = tmp_path / "h6.parquet"
+    code, out, _ = run_cli(capsys, "run", "hanoi", "--disks", "6", "--model", "sim:0.998", "--k", "auto", "--p", "0.99",
+                           "--target", "0.95", "--log", str(log), "--json", "--quiet")
+    assert code == 0
+    result = json.loads(out)
+    for key in ("task", "steps", "solved", "errors", "samples", "red_flags", "k", "wall_s", "cost_usd"):
+        assert key in result
+    assert result["solved"] and result["errors"] == 0 and result["steps"] == 63 and result["k"] == 2
+    code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["valid"] and report["steps"] == 63 and report["first_bad_step"] is None
