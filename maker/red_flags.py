@@ -84,6 +84,8 @@ DETECTORS: dict[str, Detector] = {
     "code": code,
 }
 TEXT_ONLY = frozenset({"binary", "code"})
+_META_DETECTORS = tuple((n, d) for n, d in DETECTORS.items() if n not in TEXT_ONLY)
+_TEXT_DETECTORS = tuple((n, d) for n, d in DETECTORS.items() if n in TEXT_ONLY)
 
 #: Every reason a sample can be discarded for, the task's own two included.
 REASONS = (*DETECTORS, "malformed", "rule_breaking")
@@ -103,8 +105,8 @@ class StepJudge:
         self._step = step
         self._policy = policy
         self._memo: dict[str, Verdict] = {}
-        self._meta = tuple((n, d) for n, d in DETECTORS.items() if n not in TEXT_ONLY)
-        self._text = tuple((n, d) for n, d in DETECTORS.items() if n in TEXT_ONLY)
+        self._meta = _META_DETECTORS
+        self._text = _TEXT_DETECTORS
 
     def __call__(self, sample: Sample) -> Verdict:
         policy = self._policy

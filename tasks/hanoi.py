@@ -81,6 +81,7 @@ class Hanoi:
         #: canonical key -> (move, pegs) of recently judged answers, so that advancing
         #: on a decision does not parse its text again.
         self._parsed: dict[str, tuple[Move, Pegs]] = {}
+        self._reference: tuple[object, str] = (None, "")
 
     # -- Task ---------------------------------------------------------------------------
     @property
@@ -185,15 +186,24 @@ class Hanoi:
         a, b = (i for i in range(3) if not (pegs[i] and pegs[i][-1] == 1))
         top_a = pegs[a][-1] if pegs[a] else None
         top_b = pegs[b][-1] if pegs[b] else None
+        if top_a is None and top_b is None:
+            # Every disk is on disk 1's peg (off the solution path): only disk 1 can move.
+            src = next(i for i in range(3) if pegs[i])
+            return (1, src, (src + self._small_dir) % 3)
         if top_b is None or (top_a is not None and top_a < top_b):
             return (top_a, a, b)  # type: ignore[return-value]
         return (top_b, b, a)
 
     def reference_reply(self, step: StepInput) -> str:
+        cached_step, cached_reply = self._reference
+        if cached_step is step:  # the simulator and the error count ask for the same step
+            return cached_reply
         move = self.strategy_move(step)
         pegs = apply_move(step.premise[0], move)
         assert pegs is not None
-        return format_key(move, pegs)
+        reply = format_key(move, pegs)
+        self._reference = (step, reply)
+        return reply
 
     def wrong_replies(self, step: StepInput) -> list[str]:
         right = self.strategy_move(step)

@@ -38,9 +38,7 @@ def check_count(name: str, value: object, maximum: int, maximum_name: str) -> in
     """Return ``value`` as an ``int`` in ``[0, maximum]``, else raise ValueError."""
     result = check_int(name, value, 0)
     if result > maximum:
-        raise ValueError(
-            f"{name} must be an integer in [0, {maximum_name}] = [0, {maximum}], got {value!r}"
-        )
+        raise ValueError(f"{name} must be an integer in [0, {maximum_name}] = [0, {maximum}], got {value!r}")
     return result
 
 

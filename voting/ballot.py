@@ -59,9 +59,7 @@ class Ballot:
     def add(self, key: Hashable) -> Hashable | None:
         """Count one valid vote for ``key``; return the winning key once decided, else None."""
         if self._decided:
-            raise RuntimeError(
-                f"ballot already decided for {self._leader!r}: a decided ballot takes no more votes"
-            )
+            raise RuntimeError(f"ballot already decided for {self._leader!r}: a decided ballot takes no more votes")
         if key is None:
             raise ValueError("key must not be None: drop discarded samples instead of voting them")
         counts = self._counts

@@ -113,29 +113,21 @@ def collision_stats(first_two_wrong: int, steps_with_two: int, p: float) -> Coll
     (3.0, True)
     """
     steps_with_two = check_int("steps_with_two", steps_with_two, 0)
-    first_two_wrong = check_count(
-        "first_two_wrong", first_two_wrong, steps_with_two, "steps_with_two"
-    )
+    first_two_wrong = check_count("first_two_wrong", first_two_wrong, steps_with_two, "steps_with_two")
     p = check_p(p)
     expected = (1.0 - p) ** 2
     if steps_with_two == 0:
-        return CollisionStats(
-            first_two_wrong, steps_with_two, p, math.nan, expected, math.nan, 1.0
-        )
+        return CollisionStats(first_two_wrong, steps_with_two, p, math.nan, expected, math.nan, 1.0)
     observed = first_two_wrong / steps_with_two
     if expected > 0.0:
         ratio = observed / expected
     else:
         ratio = math.inf if observed > 0.0 else math.nan
-    p_value = float(
-        stats.binomtest(first_two_wrong, steps_with_two, expected, alternative="greater").pvalue
-    )
+    p_value = float(stats.binomtest(first_two_wrong, steps_with_two, expected, alternative="greater").pvalue)
     return CollisionStats(first_two_wrong, steps_with_two, p, observed, expected, ratio, p_value)
 
 
-def k_min_pessimistic(
-    successes: int, trials: int, steps: int, target: float, level: float = 0.95
-) -> int | None:
+def k_min_pessimistic(successes: int, trials: int, steps: int, target: float, level: float = 0.95) -> int | None:
     """``k_min`` planned on the low end of the Clopper-Pearson interval for ``p``.
 
     Why: the margin must still be enough if the model is as bad as the data

@@ -103,8 +103,9 @@ def k_min(p: float, steps: int, target: float) -> int:
     Why: cost grows linearly in ``k``, so a run should use the smallest margin
     that meets its success target. Closed form (design notes, section 1):
     ``ceil(ln(target ** (-1 / steps) - 1) / ln((1 - p) / p))``, evaluated with
-    ``expm1`` so it stays exact at ``steps = 2**20``, then checked against
-    ``run_success`` and nudged by one if floating point put it on the wrong side.
+    ``expm1`` so it stays exact at ``steps = 2**20``, then moved onto the exact
+    boundary of ``run_success`` (a bracketing search, usually zero or one probe
+    away) so that ``k - 1`` provably misses the target in floating point too.
 
     Raises ValueError when ``p <= 1/2``: then no margin helps, because the
     wrong answer is at least as likely to win each round.
@@ -116,9 +117,7 @@ def k_min(p: float, steps: int, target: float) -> int:
     steps = check_int("steps", steps, 1)
     target = check_unit_open("target", target)
     if p <= 0.5:
-        raise ValueError(
-            f"p must be > 1/2 for k_min: voting cannot help when p <= 1/2, got {p!r}"
-        )
+        raise ValueError(f"p must be > 1/2 for k_min: voting cannot help when p <= 1/2, got {p!r}")
     if p == 1.0:
         return 1
     # run_success >= target  <=>  r**k <= target**(-1/steps) - 1 = expm1(z).
@@ -129,13 +128,30 @@ def k_min(p: float, steps: int, target: float) -> int:
 
     def meets(m: int) -> bool:
         # Exactly run_success's arithmetic, so the result agrees with it to the last bit.
+        # Every operation is monotone in m, so meets() is monotone too.
         return math.exp(steps * _log_p_step(p, m)) >= target
 
-    while not meets(k):
-        k += 1
-    while k > 1 and meets(k - 1):
-        k -= 1
-    return k
+    # The closed form is within a rounding error of the answer, but near p = 1/2 it is
+    # ~1e16 and one rounding error is many integers: bracket with doubling steps, then bisect.
+    # Invariant: meets(high) and (low == 0 or not meets(low)).
+    stride = 1
+    if meets(k):
+        high, low = k, k - 1
+        while low >= 1 and meets(low):
+            high, stride = low, stride * 2
+            low = max(high - stride, 0)
+    else:
+        low, high = k, k + 1
+        while not meets(high):
+            low, stride = high, stride * 2
+            high = low + stride
+    while high - low > 1:
+        middle = (low + high) // 2
+        if meets(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def expected_votes(p: float, k: int) -> float:

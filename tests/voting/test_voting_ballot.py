@@ -23,16 +23,10 @@ TABLE = [
     pytest.param(2, ["a"], [None], "a", 1, 1, False, id="single-key-lead-is-count"),
     pytest.param(2, ["a", "a"], [None, "a"], "a", 2, 0, True, id="single-key-decides-at-k"),
     pytest.param(2, ["a", "b"], [None, None], "a", 0, 2, False, id="tie-first-reacher-leads"),
-    pytest.param(
-        2, ["a", "b"] * 5, [None] * 10, "a", 0, 2, False, id="alternating-tie-never-decides"
-    ),
-    pytest.param(
-        3, ["a", "b", "c"] * 4, [None] * 12, "a", 0, 3, False, id="three-way-tie-never-decides"
-    ),
+    pytest.param(2, ["a", "b"] * 5, [None] * 10, "a", 0, 2, False, id="alternating-tie-never-decides"),
+    pytest.param(3, ["a", "b", "c"] * 4, [None] * 12, "a", 0, 3, False, id="three-way-tie-never-decides"),
     pytest.param(2, ["a", "b", "b"], [None, None, None], "b", 1, 1, False, id="leader-change"),
-    pytest.param(
-        2, ["a", "b", "b", "b"], [None, None, None, "b"], "b", 2, 0, True, id="overtaker-wins"
-    ),
+    pytest.param(2, ["a", "b", "b", "b"], [None, None, None, "b"], "b", 2, 0, True, id="overtaker-wins"),
     pytest.param(
         3,
         ["a", "a", "b", "c", "c", "c"],
@@ -53,9 +47,7 @@ TABLE = [
         False,
         id="lead-is-over-the-best-other-key",
     ),
-    pytest.param(
-        2, ["b", "a", "a", "b", "b"], [None] * 5, "b", 1, 1, False, id="retake-lead-after-loss"
-    ),
+    pytest.param(2, ["b", "a", "a", "b", "b"], [None] * 5, "b", 1, 1, False, id="retake-lead-after-loss"),
 ]
 
 

@@ -65,10 +65,10 @@ def test_exact_coverage_is_at_least_level(n: int, p: float, level: float) -> Non
 
 def test_simulated_coverage() -> None:
     rng = np.random.default_rng(11)
-    p, n = 0.85, 60
-    hits = [clopper_pearson(int(x), n).low <= p <= clopper_pearson(int(x), n).high
-            for x in rng.binomial(n, p, size=400)]
-    assert np.mean(hits) >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / 400)
+    p, n, draws = 0.85, 60, 400
+    intervals = [clopper_pearson(int(x), n) for x in rng.binomial(n, p, size=draws)]
+    hits = [ci.low <= p <= ci.high for ci in intervals]
+    assert np.mean(hits) >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / draws)
 
 
 def test_higher_level_is_wider() -> None:

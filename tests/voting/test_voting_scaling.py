@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from voting import (
@@ -132,6 +132,9 @@ def test_run_success_accurate_at_a_million_steps(p: float, k: int, steps: int) -
 
 
 @settings(max_examples=300, deadline=None)
+@example(p=0.5 + 2**-53, steps=2**20, target=0.95)
+@example(p=0.75, steps=1, target=0.75)
+@example(p=1 - 2**-53, steps=2**24, target=1 - 1e-12)
 @given(
     p=st.floats(min_value=0.5, max_value=1.0, exclude_min=True),
     steps=st.integers(min_value=1, max_value=2**24),
@@ -175,6 +178,14 @@ def test_k_min_edge_cases() -> None:
     assert k_min(1.0, PAPER_STEPS, 0.95) == 1
     assert k_min(0.99, 1, 1e-300) == 1
     assert k_min(0.5 + 1e-9, 10, 0.9) > 1e8
+
+
+@pytest.mark.parametrize("p", [0.5 + 2**-53, 0.5 + 1e-15, 0.5 + 1e-12])
+def test_k_min_just_above_half_is_exact_and_fast(p: float) -> None:
+    """Here k_min is ~1e15 and one rounding error in the closed form spans many integers."""
+    k = k_min(p, PAPER_STEPS, 0.95)
+    assert k > 1e10
+    assert run_success(p, k, PAPER_STEPS) >= 0.95 > run_success(p, k - 1, PAPER_STEPS)
 
 
 def test_expected_samples_and_cost() -> None:
@@ -237,9 +248,7 @@ def test_validation_names_the_argument(fn: object, args: tuple[object, ...], nam
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "name", ["tokens_in", "tokens_out", "price_in_per_m", "price_out_per_m", "cost_per_sample"]
-)
+@pytest.mark.parametrize("name", ["tokens_in", "tokens_out", "price_in_per_m", "price_out_per_m", "cost_per_sample"])
 def test_expected_cost_rejects_negative(name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{name} must be a finite number >= 0"):
         expected_cost(0.9, 3, 10, **{name: -1.0})  # type: ignore[arg-type]

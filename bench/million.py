@@ -1,0 +1,113 @@
+"""The million-step benchmark: 20-disk Hanoi (1,048,575 steps), sim:0.998, k = 3,
+through Ray and the full step log.  Prints wall time, peak memory, samples per step
+and log size.  Results come from the simulator and are labelled so.
+
+    python bench/million.py                 # 20 disks
+    python bench/million.py --disks 16      # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+class TreeMemory:
+    """Peak resident memory of this process and every process under it (Ray's too)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.root = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.5):
+            total = 0
+            for proc in [self.root, *self.root.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--disks", type=int, default=20)
+    parser.add_argument("--model", default="sim:0.998")
+    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--segment-steps", type=int, default=4096)
+    parser.add_argument("--keep-log", help="write the log here and keep it (default: a temp folder, removed)")
+    args = parser.parse_args()
+
+    from cluster import ensure_ray
+    from maker import ClusterConfig, VotingConfig, run
+    from maker.progress import Progress
+    from tasks import get_task
+
+    t0 = time.perf_counter()
+    ensure_ray()
+    ray_start = time.perf_counter() - t0
+    tmp = None
+    if args.keep_log:
+        log = Path(args.keep_log)
+    else:
+        tmp = tempfile.mkdtemp(prefix="maker-million-")
+        log = Path(tmp) / "h.parquet"
+    task = get_task("hanoi", disks=args.disks)
+    with TreeMemory() as memory:
+        result = run(
+            task,
+            [args.model],
+            VotingConfig(k=args.k),
+            log=log,
+            cluster=ClusterConfig(segment_steps=args.segment_steps, segment_seconds=5.0),
+            progress=Progress(task.total_steps, label="[simulated] "),
+        )
+    size = sum(p.stat().st_size for p in log.glob("*.parquet"))
+    figures = {
+        "simulated": True,
+        "task": result.task,
+        "steps": result.steps,
+        "solved": result.solved,
+        "errors": result.errors,
+        "k": result.k,
+        "samples": result.samples,
+        "samples_per_step": result.samples_per_step,
+        "run_wall_s": result.wall_s,
+        "ray_start_s": round(ray_start, 1),
+        "steps_per_s": round(result.steps / result.wall_s),
+        "samples_per_s": round(result.samples / result.wall_s),
+        "peak_rss_tree_mb": round(memory.peak / 2**20),
+        "log_mb": round(size / 2**20, 1),
+    }
+    print(json.dumps(figures, indent=2))
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
