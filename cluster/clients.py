@@ -1,6 +1,6 @@
 """Turn a model string into a `ModelClient`.
 
-``sim:...`` is the simulator, anything else goes to litellm (``openai/gpt-4.1-mini``,
+``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`), anything else goes to litellm (``openai/gpt-4.1-mini``,
 ``anthropic/...``, ``openai/NAME`` with an ``api_base`` for OpenAI-compatible servers).
 """
 
@@ -24,6 +24,8 @@ class ModelSpec:
     api_base: str | None = None
     concurrency: int = 16
     timeout_s: float = 60.0
+    rpm: float | None = None  # requests per minute (litellm models only)
+    tpm: float | None = None  # tokens per minute (litellm models only)
 
     @property
     def is_simulated(self) -> bool:
@@ -34,6 +36,11 @@ def check_spec(spec: ModelSpec) -> None:
     """Validate a model spec on the driver, before Ray starts or money is spent."""
     if not spec.model or spec.model != spec.model.strip():
         raise ModelConfigError(f"model name {spec.model!r} is empty or padded", model=spec.model)
+    if spec.model.startswith("script:"):  # a scripted fake (cluster/scripted.py)
+        from .scripted import parse_script_model
+
+        parse_script_model(spec.model)
+        return
     if spec.is_simulated:
         parse_sim_model(spec.model)
         return
@@ -47,10 +54,20 @@ def check_spec(spec: ModelSpec) -> None:
 
 
 def make_client(spec: ModelSpec, task: Task) -> ModelClient:
+    if spec.model.startswith("script:"):
+        from .scripted import make_scripted
+
+        return make_scripted(spec.model)
     if spec.is_simulated:
         return SimulatedModel(task, parse_sim_model(spec.model), name=spec.model)
     return LiteLLMClient(
         LiteLLMConfig(
-            model=spec.model, api_base=spec.api_base, concurrency=spec.concurrency, timeout_s=spec.timeout_s
+            model=spec.model,
+            api_base=spec.api_base,
+            concurrency=spec.concurrency,
+            timeout_s=spec.timeout_s,
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            stop=tuple(getattr(task, "stop", ()) or ()),
         )
     )

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ModelConfigError
+from .secrets import redact
 from .protocol import Sample, SampleRequest
+from .ratelimit import RateLimits
 
 
 def import_litellm() -> Any:
@@ -54,6 +56,10 @@ class LiteLLMConfig:
     timeout_s: float = 60.0
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
+    rpm: float | None = None  # most requests per minute (retries included); None: no limit
+    tpm: float | None = None  # most prompt + reply tokens per minute; None: no limit
+    send_seed: bool = True  # pass each draw's seed (servers that honour it repeat a draw exactly)
+    stop: tuple[str, ...] = ()  # where a reply ends (the task's `stop`, e.g. a newline for one-line answers)
 
 
 def check_model_settings(model: str, api_base: str | None = None) -> None:
@@ -83,6 +89,7 @@ class LiteLLMClient:
         self._litellm = import_litellm()
         self._retryable = retryable_errors(self._litellm)
         self._semaphore: asyncio.Semaphore | None = None
+        self.limits = RateLimits(config.rpm, config.tpm)
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         if self._semaphore is None:
@@ -94,11 +101,15 @@ class LiteLLMClient:
         cfg = self.config
         started = time.perf_counter()
         error = "unknown"
+        estimate = _prompt_chars(request.prompt) // 4 + 1
         for attempt in range(cfg.max_retries + 1):
+            await self.limits.before(estimate)
             async with self._semaphore:
                 try:
                     response = await self._call(request)
-                    return self._to_sample(response, time.perf_counter() - started)
+                    sample = self._to_sample(response, time.perf_counter() - started)
+                    self.limits.after(estimate, (sample.tokens_in or estimate) + sample.tokens_out)
+                    return sample
                 except self._retryable as exc:
                     error = f"{type(exc).__name__}: {_one_line(exc)}"
                     wait = _retry_after(exc)
@@ -119,9 +130,15 @@ class LiteLLMClient:
             "timeout": cfg.timeout_s,
             "num_retries": 0,
         }
+        if cfg.stop:
+            common["stop"] = list(cfg.stop)
+        if cfg.send_seed:
+            common["seed"] = request.seed & 0x7FFFFFFF  # 31 bits: some servers keep seeds in an int32
         if cfg.api_base:
             common["api_base"] = cfg.api_base
-            common["api_key"] = cfg.api_key or "sk-local-no-key"
+            # A local server needs no key, but a proxy may: use the provider's if it is set.
+            env_key = os.environ.get("OPENAI_API_KEY") if cfg.model.startswith("openai/") else None
+            common["api_key"] = cfg.api_key or env_key or "sk-local-no-key"
         elif cfg.api_key:
             common["api_key"] = cfg.api_key
         if isinstance(request.prompt, str):
@@ -168,6 +185,12 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _prompt_chars(prompt: str | list[dict[str, str]]) -> int:
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(m.get("content") or "") for m in prompt)
+
+
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = redact(" ".join(str(exc).split()))
     return text[:300]

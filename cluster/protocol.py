@@ -19,13 +19,15 @@ from tasks.base import Prompt, StepInput
 class SampleRequest:
     """One draw.  `seed` names the draw uniquely within a run, so a seeded simulator gives
     the same reply to the same draw however the run was scheduled, resumed or
-    speculated.  `step` carries the premise for back ends that answer from ground truth."""
+    speculated.  `step` carries the premise for back ends that answer from ground truth,
+    `variant` which of the task's prompt variants `prompt` is (0: the canonical one)."""
 
     prompt: Prompt
     temperature: float
     max_tokens: int
     seed: int
     step: StepInput | None = None
+    variant: int = 0
 
 
 @dataclass(slots=True)

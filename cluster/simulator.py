@@ -14,7 +14,16 @@ Model string: ``sim:P[,option=value...]`` with options
   every error names the same wrong answer (correlated errors);
 * ``hard_p=Q``   accuracy on hard steps (default 0.4);
 * ``latency=S``, ``jitter=S``  seconds per call (uniform jitter added);
-* ``seed=N``     the simulator's own seed.
+* ``seed=N``     the simulator's own seed;
+* ``fail=F``     fraction of calls that fail like a dead endpoint (``Sample.error`` set;
+  ``fail=1``: a model that errors on every call);
+* ``confused=R`` fraction of wrong replies that show the symptoms real models show when
+  confused: half ramble on past the output-token cap after the answer (finish reason
+  ``length``), half drift in format (the answer fenced as code) -- red flags catch both,
+  the strict parser alone catches neither;
+* ``variant_bias=B``  how much of a hard step's confusion is tied to prompt variant 0:
+  on hard steps, requests for other variants have accuracy ``hard_p + B * (P - hard_p)``
+  (``B=1``: only variant 0 is misled; default 0: every variant is).
 
 Example:
     >>> cfg = parse_sim_model("sim:0.99,redflag=0.05,hard=0.001")
@@ -62,6 +71,9 @@ class SimConfig:
     latency: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    fail_rate: float = 0.0
+    confused: float = 0.0
+    variant_bias: float = 0.0
 
 
 _OPTIONS = {
@@ -71,6 +83,9 @@ _OPTIONS = {
     "latency": ("latency", float),
     "jitter": ("jitter", float),
     "seed": ("seed", int),
+    "fail": ("fail_rate", float),
+    "confused": ("confused", float),
+    "variant_bias": ("variant_bias", float),
 }
 
 
@@ -98,7 +113,7 @@ def parse_sim_model(model: str) -> SimConfig:
         except ValueError:
             raise ModelConfigError(f"{model!r}: {name}={value!r} is not a number", model=model) from None
     cfg = SimConfig(p=p, **kwargs)  # type: ignore[arg-type]
-    for name in ("red_flag_rate", "hard_fraction", "hard_p"):
+    for name in ("red_flag_rate", "hard_fraction", "hard_p", "fail_rate", "confused", "variant_bias"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ModelConfigError(f"{model!r}: {name} must be in [0, 1]", model=model)
     if cfg.latency < 0 or cfg.jitter < 0:
@@ -120,6 +135,7 @@ class SimulatedModel:
         self._step: object = None
         self._reference: str | None = None
         self._wrong: list[str] | None = None
+        self._rendered: dict[tuple[str, int], str] = {}
 
     def is_hard(self, step_index: int) -> bool:
         return uniform(self.config.seed, step_index, 0x4A4D) < self.config.hard_fraction
@@ -129,7 +145,19 @@ class SimulatedModel:
             self._step = request.step
             self._reference = None
             self._wrong = None
+            self._rendered = {}
         return self._reply(request)
+
+    def _render(self, text: str, variant: int) -> str:
+        """The reply in the request's prompt variant (the task maps it back when judging)."""
+        if not variant:
+            return text
+        key = (text, variant)
+        out = self._rendered.get(key)
+        if out is None:
+            render = getattr(self.oracle, "variant_reply", None)
+            out = self._rendered[key] = render(self._step, text, variant) if render else text
+        return out
 
     def _reference_reply(self) -> str:
         if self._reference is None:
@@ -150,13 +178,16 @@ class SimulatedModel:
         u = uniform(cfg.seed, request.seed)
         if cfg.red_flag_rate and uniform(cfg.seed, request.seed, 1) < cfg.red_flag_rate:
             kind = mix64(cfg.seed, request.seed, 2) % 3
+            v = request.variant
             if kind == 0:
-                return self.oracle.broken_reply(step, "malformed"), 12, "stop"
+                return self._render(self.oracle.broken_reply(step, "malformed"), v), 12, "stop"
             if kind == 1:
-                return self.oracle.broken_reply(step, "rule_breaking"), 40, "stop"
-            return self.oracle.reference_reply(step) + "\n" + "Let me double-check. " * 150, 800, "length"
+                return self._render(self.oracle.broken_reply(step, "rule_breaking"), v), 40, "stop"
+            return self._render(self.oracle.reference_reply(step), v) + "\n" + "Let me double-check. " * 150, 800, "length"
         hard = cfg.hard_fraction and self.is_hard(step.index)
         p = cfg.hard_p if hard else cfg.p
+        if hard and request.variant and cfg.variant_bias:
+            p += cfg.variant_bias * (cfg.p - p)
         if u < p:
             text = self._reference_reply()
         else:
@@ -167,6 +198,23 @@ class SimulatedModel:
                 text = wrong[0]
             else:
                 text = wrong[mix64(cfg.seed, request.seed, 3) % len(wrong)]
+            if cfg.confused and wrong and uniform(cfg.seed, request.seed, 6) < cfg.confused:
+                return self._confused(text, request)
+        if request.variant:
+            text = self._render(text, request.variant)
+        return text, len(text) // 4 + 1, "stop"
+
+    def _confused(self, text: str, request: SampleRequest) -> tuple[str, int, str]:
+        """A wrong answer with a confused model's symptoms (see ``confused=R``)."""
+        if request.variant:
+            text = self._render(text, request.variant)
+        if mix64(self.config.seed, request.seed, 7) & 1:
+            text = text + "\n" + "Wait, let me reconsider the previous move. " * 90
+            tokens = len(text) // 4 + 1
+            if tokens > request.max_tokens:
+                return text[: 4 * request.max_tokens], request.max_tokens, "length"
+            return text, tokens, "stop"
+        text = "```\n" + text + "\n```"
         return text, len(text) // 4 + 1, "stop"
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
@@ -178,6 +226,9 @@ class SimulatedModel:
         out = []
         prompt_tokens: dict[int, int] = {}
         for req in requests:
+            if cfg.fail_rate and uniform(cfg.seed, req.seed, 5) < cfg.fail_rate:
+                out.append(Sample("", self.name, finish_reason="error", latency_s=delay, error="simulated call failure"))
+                continue
             text, tokens_out, finish = self.reply(req)
             pid = id(req.prompt)
             if pid not in prompt_tokens:

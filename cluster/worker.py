@@ -9,6 +9,7 @@ milliseconds, so callers send big batches, never single samples.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -16,7 +17,12 @@ from tasks import build_task
 from tasks.base import TaskSpec
 
 from .clients import ModelSpec, make_client
+from .errors import MakerError
 from .protocol import ModelClient
+
+
+class WorkerLostError(MakerError):
+    """Workers kept dying on the same batch: the cluster cannot run it."""
 
 
 class ModelWorker:
@@ -52,8 +58,26 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
+@dataclass
+class Pending:
+    """A batch in flight: what was sent where, so it can be sent again if its actor dies."""
+
+    ref: Any
+    actor: int
+    fn: Callable[[ModelWorker, Any], Any]
+    payload: Any
+    attempts: int = 1
+
+
 class WorkerPool:
-    """N `ModelWorker` actors spread over the cluster's nodes."""
+    """N `ModelWorker` actors spread over the cluster's nodes.
+
+    Actors die: a worker process is killed, a node leaves the cluster.  Ray restarts a
+    dead actor (on a live node) and retries its calls; should a call still fail with an
+    actor error, `get` replaces the actor itself and sends the same batch again, up to
+    `max_attempts` times.  A batch is a pure function of its payload (seeded draws), so
+    sending it again is safe; with a paid model it costs the batch's samples once more.
+    """
 
     def __init__(
         self,
@@ -62,27 +86,64 @@ class WorkerPool:
         workers: int = 1,
         address: str | None = None,
         max_concurrency: int = 64,
+        max_attempts: int = 4,
     ) -> None:
         import ray
 
         ensure_ray(address)
-        remote_cls = ray.remote(ModelWorker).options(
-            num_cpus=0, max_concurrency=max_concurrency, scheduling_strategy="SPREAD"
+        self._options: dict[str, Any] = dict(
+            num_cpus=0,
+            max_concurrency=max_concurrency,
+            scheduling_strategy="SPREAD",
+            max_restarts=max_attempts,
+            max_task_retries=max_attempts,
         )
-        self.actors = [remote_cls.remote(task_spec, list(models)) for _ in range(max(1, workers))]
+        self._remote_cls = ray.remote(ModelWorker).options(**self._options)
+        self._args = (task_spec, list(models))
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+        self.actors = [self._spawn(i, nodes) for i in range(max(1, workers))]
+        self.max_attempts = max_attempts
+        self.replaced = 0
         self._next = 0
 
-    def submit(self, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Any:
-        """Send one batch to the next actor in turn; returns a Ray object ref."""
-        actor = self.actors[self._next % len(self.actors)]
+    def _spawn(self, index: int, nodes: Sequence[str]) -> Any:
+        """Worker `index`, pinned (softly: it may go elsewhere if the node is gone) to node
+        `index mod len(nodes)`; SPREAD alone is best effort and can stack workers on one node."""
+        if len(nodes) < 2:
+            return self._remote_cls.remote(*self._args)
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        strategy = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True)
+        return ray.remote(ModelWorker).options(**{**self._options, "scheduling_strategy": strategy}).remote(*self._args)
+
+    def submit(self, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Pending:
+        """Send one batch to the next actor in turn."""
+        index = self._next % len(self.actors)
         self._next += 1
-        return actor.call.remote(fn, payload)
+        return Pending(self.actors[index].call.remote(fn, payload), index, fn, payload)
+
+    def get(self, pending: Pending) -> Any:
+        """The batch's result; a batch whose actor died is sent again to a fresh actor."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        while True:
+            try:
+                return ray.get(pending.ref)
+            except (RayActorError, ActorUnavailableError):
+                if pending.attempts >= self.max_attempts:
+                    raise WorkerLostError(
+                        f"a worker died {pending.attempts} times on the same batch; giving up"
+                    ) from None
+                self.actors[pending.actor] = self._remote_cls.remote(*self._args)
+                self.replaced += 1
+                pending.ref = self.actors[pending.actor].call.remote(pending.fn, pending.payload)
+                pending.attempts += 1
 
     def map(self, fn: Callable[[ModelWorker, Any], Any], payloads: Sequence[Any]) -> list[Any]:
         """Run one batch per payload across the actors; results in payload order."""
-        import ray
-
-        return ray.get([self.submit(fn, p) for p in payloads])
+        return [self.get(p) for p in [self.submit(fn, p) for p in payloads]]
 
     def node_ids(self) -> list[str]:
         import ray

@@ -12,14 +12,24 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from cluster.secrets import redact
+
 from .errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.commands, in the order `maker --help` lists them.
-COMMANDS = ("run", "replay")
+COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
   maker replay runs/h10.parquet --verify --json
+  maker replay runs/h10.parquet --k 2              would k = 2 have been enough?
+  maker report runs/h10.parquet --out runs/h10-report
+  maker estimate hanoi --disks 20 --model sim:0.998 --model sim:0.99 --samples 200
+  maker plan --error 0.0022 --steps 1048575 --target 0.95
+  maker tune runs/h10.parquet --target 0.95
+  maker run multiply --digits 10 --model sim:0.99 --k 3      a DAG: digit products run in parallel
+  maker plan-show sort --n 16                             print a plan without running it
+  maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith --k 2   a model plans, then the plan runs
   maker COMMAND --help      more on one command
 """
 
@@ -66,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, code: int) -> int:
-    message = " ".join(str(exc).split())
+    message = redact(" ".join(str(exc).split()))
     print(f"maker: error: {message}", file=sys.stderr)
     return code
 

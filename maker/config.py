@@ -14,7 +14,10 @@ class VotingConfig:
     The first sample of a step is drawn at `first_temperature` (0: the model's best
     guess), later ones at `temperature` so that they are not copies of each other.
     `max_samples_per_step` is the loud cap: hitting it stops the run with an error
-    instead of silently accepting an undecided step or paying forever.
+    instead of silently accepting an undecided step or paying forever; so is
+    `max_discards_in_a_row` for a step whose every sample is red-flagged.
+    `prompt_variants` spreads a step's samples over the task's prompt variants
+    (see `maker.variants`).
     """
 
     k: int = 3
@@ -23,6 +26,8 @@ class VotingConfig:
     max_samples_per_step: int = 100
     max_output_tokens: int = 750
     prompt_style: str = "chat"
+    prompt_variants: int = 1
+    max_discards_in_a_row: int = 50
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -37,6 +42,10 @@ class VotingConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 2.0:
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 2], got {value}")
+        for name in ("prompt_variants", "max_discards_in_a_row"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
         if self.prompt_style not in ("chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
 

@@ -30,4 +30,30 @@ class VoteCapError(MakerError):
         self.samples = samples
 
 
-__all__ = ["MakerError", "ModelConfigError", "ModelError", "StepLogError", "UsageError", "VoteCapError"]
+class DiscardStreakError(VoteCapError):
+    """Every sample a step drew was red-flagged, `max_discards_in_a_row` of them: the policy
+    or the model discards everything, so the run stops instead of paying on."""
+
+    def __init__(self, message: str, *, step: int, samples: int, reasons: dict[str, int]) -> None:
+        super().__init__(message, step=step, samples=samples)
+        self.reasons = reasons
+
+
+class DetectorError(MakerError):
+    """A user's red-flag detector raised during a run (at start it is a UsageError)."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+__all__ = [
+    "DetectorError",
+    "DiscardStreakError",
+    "MakerError",
+    "ModelConfigError",
+    "ModelError",
+    "StepLogError",
+    "UsageError",
+    "VoteCapError",
+]

@@ -17,6 +17,7 @@ class Totals:
     red_flags: int = 0
     cost_usd: float = 0.0
     errors: int = 0
+    guard: str = ""  # the live guard's figures (maker.guard.Guard.summary)
 
 
 class Progress:
@@ -62,7 +63,7 @@ class Progress:
         return (
             f"{self.label}{totals.steps:,}/{self.total:,} steps ({pct:.1f}%)  {rate:,.0f} steps/s  "
             f"{per_step:.2f} samples/step  red flags {flagged:.2f}%  errors {totals.errors}  "
-            f"${totals.cost_usd:.4f}  ETA {eta}"
+            f"${totals.cost_usd:.4f}  ETA {eta}{totals.guard}"
         )
 
     def finish(self, totals: Totals) -> None:

@@ -29,10 +29,13 @@ from voting import Ballot
 
 from . import __version__
 from .config import VotingConfig
-from .errors import MakerError, StepLogError, UsageError, VoteCapError
+from .errors import MakerError, StepLogError, UsageError
+from .guard import Guard, GuardConfig, log_events
+from .preflight import check_run
 from .progress import Progress, Totals
-from .red_flags import RedFlagPolicy
+from .red_flags import RedFlagPolicy, step_failure
 from .segment import SegmentJob, SegmentResult, run_segment
+from .speculation import speculation_depth
 from .steplog import StepLogWriter, iter_tables, last_decision, open_log
 
 
@@ -44,6 +47,9 @@ class ClusterConfig:
     address: str | None = None
     segment_steps: int = 2048
     segment_seconds: float = 2.0
+    #: steps voted ahead on the premise the current leader implies; None: automatic
+    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.speculation
+    speculate: int | None = None
 
 
 @dataclass
@@ -114,13 +120,16 @@ def _resume_point(task: Task, log: Path) -> tuple[StepInput, Totals]:
     info = open_log(log)
     last = last_decision(info)
     totals = Totals()
-    for table in iter_tables(info, ["red_flag", "cost_usd", "correct"]):
+    for table in iter_tables(info, ["red_flag", "cost_usd", "correct", "wasted"]):
         kinds = table["kind"].to_pylist()
         flags = table["red_flag"].to_pylist()
         costs = table["cost_usd"].to_pylist()
         correct = table["correct"].to_pylist()
-        for kind, flag, cost, ok in zip(kinds, flags, costs, correct):
-            if kind == "sample":
+        lost = table["wasted"].to_pylist()
+        for kind, flag, cost, ok, was_wasted in zip(kinds, flags, costs, correct, lost):
+            if kind == "sample" and was_wasted:
+                totals.cost_usd += cost or 0.0
+            elif kind == "sample":
                 totals.samples += 1
                 totals.red_flags += flag is not None
                 totals.cost_usd += cost or 0.0
@@ -148,7 +157,13 @@ class _Checker:
                 return f"segment decided step {index}, expected {expected}"
             expected += 1
         ballots: dict[int, Ballot] = {}
-        for index, answer, counted in zip(samples["step"], samples["answer"], samples["counted"]):
+        for index, answer, counted, wasted in zip(
+            samples["step"], samples["answer"], samples["counted"], samples["wasted"]
+        ):
+            if wasted:  # drawn on a speculative premise that lost: never a vote
+                if counted:
+                    return f"step {index}: a wasted sample was counted"
+                continue
             if not counted:
                 continue
             ballot = ballots.get(index)
@@ -176,6 +191,7 @@ def run(
     policy: RedFlagPolicy | None = None,
     progress: Progress | None = None,
     max_steps: int | None = None,
+    guard: GuardConfig | None = None,
 ) -> RunResult:
     """Run `task` to the end (or `max_steps`), voting every step; return what happened.
 
@@ -191,7 +207,12 @@ def run(
         check_spec(spec)
     if cluster.segment_steps < 1 or cluster.workers < 1:
         raise UsageError("--segment-steps and --workers must be >= 1")
+    speculate = speculation_depth(cluster.speculate, specs)
+    guard = guard or GuardConfig()
+    check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     meta = run_metadata(task, specs, voting, seed)
+    meta["red_flags"] = policy.to_metadata()
+    resumed_events: list = []
     start = task.first_step()
     totals = Totals()
     writer = None
@@ -202,6 +223,7 @@ def run(
                 raise UsageError(f"{log} does not exist: nothing to resume")
             info = open_log(log)
             _check_resumable(info.run, meta)
+            resumed_events = [detail for _, detail in log_events(info)]
             start, totals = _resume_point(task, log)
         writer = StepLogWriter(log, meta, resume=resume)
     elif resume:
@@ -215,11 +237,19 @@ def run(
     started = time.perf_counter()
     status = "ok"
     checker = _Checker(voting.k)
+    live = Guard(guard, k=voting.k, first_step=start.index, last_step=last_index,
+                 stream=progress.stream if progress.enabled else None)  # quiet: events and --json only
+    live.restore(resumed_events)  # a resumed run goes on at the k its log last changed to
     model_names = tuple(s.model for s in specs)
+    in_flight = tuple((s.model, s.concurrency) for s in specs)
+    wasted = 0
+    node_ids: list[str] = []
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
-            at, cluster.segment_steps, cluster.segment_seconds, voting, policy, model_names, seed, last_index
+            at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(voting, at.index), policy, model_names,
+            seed, last_index,
+            speculate, in_flight,
         )
 
     pool = None
@@ -228,10 +258,13 @@ def run(
             import ray
 
             pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            node_ids = pool.node_ids()
             current = start
             pending = pool.submit(run_segment, job(current))
             while pending is not None:
-                result: SegmentResult = ray.get(pending)
+                result: SegmentResult = pool.get(pending)
+                voted = pending.payload.voting  # the k this segment ran with (the guard may raise it)
+                checker.k = voted.k
                 pending = None
                 more = result.failed_step is None and result.end.index <= last_index and result.decisions["step"]
                 if more:
@@ -239,15 +272,20 @@ def run(
                 problem = checker.check(result, current)
                 if problem is not None:
                     raise MakerError(f"worker segment rejected: {problem}")
+                live.observe(result.samples, result.decisions)
+                events = live.drain()
                 if writer is not None:
-                    writer.append(result.samples, result.decisions)
+                    writer.append(result.samples, result.decisions, events)
                 flags = result.samples["red_flag"]
-                for flag in flags:
-                    if flag is not None:
+                lost = result.samples["wasted"]
+                for flag, was_wasted in zip(flags, lost):
+                    if flag is not None and not was_wasted:
                         reasons[flag] = reasons.get(flag, 0) + 1
-                totals.samples += len(flags)
-                totals.red_flags += sum(1 for f in flags if f is not None)
-                totals.cost_usd += sum(result.samples["cost_usd"])
+                n_wasted = sum(lost)
+                wasted += n_wasted
+                totals.samples += len(flags) - n_wasted
+                totals.red_flags += sum(1 for f, w in zip(flags, lost) if f is not None and not w)
+                totals.cost_usd += sum(result.samples["cost_usd"])  # wasted samples were paid for too
                 totals.steps += len(result.decisions["step"])
                 for index, ok in zip(result.decisions["step"], result.decisions["correct"]):
                     if ok is False:
@@ -255,14 +293,10 @@ def run(
                         if first_error is None:
                             first_error = index
                 current = result.end
+                totals.guard = live.summary()
                 progress.update(totals)
-                if result.failed_step is not None:
-                    raise VoteCapError(
-                        f"step {result.failed_step}: no answer led by k={voting.k} after "
-                        f"{voting.max_samples_per_step} samples (--max-samples-per-step); the log is intact",
-                        step=result.failed_step,
-                        samples=voting.max_samples_per_step,
-                    )
+                if result.failed_step is not None:  # every sample discarded, or the vote cap
+                    raise step_failure(result.samples, result.failed_step, voted)
         else:
             current = start
     except KeyboardInterrupt:
@@ -292,6 +326,7 @@ def run(
         log=str(log) if log is not None else None,
         resumed_from_step=resumed_from,
         status=status,
+        extra={"speculate": speculate, "wasted_samples": wasted, "node_ids": node_ids, "guard": live.to_dict()},
     )
 
 

@@ -24,6 +24,7 @@ from voting import Ballot
 
 from .config import VotingConfig
 from .red_flags import RedFlagPolicy, StepJudge
+from .variants import step_prompts, variant_of
 
 SAMPLE_COLUMNS = (
     "step",
@@ -43,6 +44,7 @@ SAMPLE_COLUMNS = (
     "error",
     "cached",
     "response_id",
+    "wasted",
 )
 DECISION_COLUMNS = ("step", "answer", "votes", "samples", "rounds", "correct")
 
@@ -57,6 +59,10 @@ class SegmentJob:
     models: tuple[str, ...]
     run_seed: int
     last_step: int  # index of the task's final step
+    #: steps voted ahead of the last decided one, on the premise its leader implies (0: none)
+    speculate: int = 0
+    #: (model, most requests in flight) pairs; honoured across the speculative window
+    in_flight: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -74,7 +80,20 @@ def draw_seed(run_seed: int, step_index: int, sample_index: int) -> int:
 
 
 async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
-    """Vote up to `job.max_steps` steps starting at `job.start` (runs in a worker)."""
+    """Vote up to `job.max_steps` steps starting at `job.start` (runs in a worker).
+
+    With `job.speculate > 0` the steps are voted through a speculative window (see
+    `maker.speculation`); the decisions are the same, only the schedule differs.
+    """
+    if job.speculate > 0:
+        from .speculation import run_window
+
+        return await run_window(worker, job)
+    return await _run_in_order(worker, job)
+
+
+async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
+    """One step after another: each step's samples are drawn only once its premise is decided."""
     task = worker.task
     clients = worker.clients
     voting = job.voting
@@ -90,14 +109,14 @@ async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
     for _ in range(job.max_steps):
         if step.index > job.last_step:
             break
-        prompt = task.prompt(step, voting.prompt_style)
+        prompt = step_prompts(task, step, voting.prompt_style, voting.prompt_variants)  # one per variant
         ballot = Ballot(voting.k)
         judge = StepJudge(task, step, job.policy)
         drawn = 0
         rounds = 0
         winner = None
         while winner is None:
-            if drawn >= voting.max_samples_per_step:
+            if drawn >= voting.max_samples_per_step or (not ballot.total and drawn >= voting.max_discards_in_a_row):
                 failed = step.index
                 break
             want = voting.k if drawn == 0 else ballot.needed
@@ -105,7 +124,7 @@ async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
             rounds += 1
             batch = await _draw(clients, models, task, step, prompt, voting, job.run_seed, drawn, want, max_tokens)
             for offset, (model, temperature, sample) in enumerate(batch):
-                verdict = judge(sample)
+                verdict = judge(sample, temperature, variant_of(drawn + offset, len(models), voting.prompt_variants))
                 answer = verdict.key
                 counted = answer is not None and winner is None
                 if counted:
@@ -130,6 +149,7 @@ async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
                         sample.error,
                         sample.cached,
                         sample.response_id,
+                        False,
                     ),
                 ):
                     col.append(value)
@@ -165,7 +185,8 @@ async def _draw(
     by_model: dict[str, list[tuple[int, SampleRequest]]] = {}
     for i in range(first, first + count):
         model = models[i % len(models)]
-        request = SampleRequest(prompt, voting.temperature_of(i), max_tokens, draw_seed(run_seed, step.index, i), step)
+        v = variant_of(i, len(models), voting.prompt_variants)
+        request = SampleRequest(prompt[v], voting.temperature_of(i), max_tokens, draw_seed(run_seed, step.index, i), step, v)
         by_model.setdefault(model, []).append((i, request))
     if len(by_model) == 1:
         ((model, pairs),) = by_model.items()

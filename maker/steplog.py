@@ -8,7 +8,8 @@ last decided step on disk.  pandas (`pd.read_parquet(LOG)`), DuckDB
 (`SELECT * FROM 'LOG/*.parquet'`) and Polars (`pl.read_parquet('LOG/*.parquet')`) read
 the folder as one table.
 
-One row per sample (`kind = 'sample'`) and one per decided step (`kind = 'decision'`).
+One row per sample (`kind = 'sample'`) and one per decided step (`kind = 'decision'`);
+the live guard adds rare `kind = 'event'` rows (step, detail = JSON: alarms, k changes).
 Every part carries the run's metadata (task, models, k, seeds, versions) in its
 key-value metadata under `maker.run`, plus `maker.schema_version` and `maker.version`.
 """
@@ -19,6 +20,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ SCHEMA_VERSION = 1
 #: Columns, types and meaning.  Units: seconds, US dollars, tokens.
 SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # 'sample' | 'decision'
+        ("kind", pa.string()),  # 'sample' | 'decision' | 'event'
         ("step", pa.int64()),  # 0-based step index
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
@@ -85,6 +87,9 @@ class LogInfo:
     schema_version: int
     parts: tuple[Path, ...]
     damaged: tuple[Path, ...] = ()
+    salvage: bool = False
+    #: Parts whose footer read but whose data did not; filled by `iter_tables` under salvage.
+    unreadable: list[Path] = dc_field(default_factory=list)
 
 
 class StepLogWriter:
@@ -114,8 +119,14 @@ class StepLogWriter:
         }
         self.bytes_written = sum(p.stat().st_size for p in existing)
 
-    def append(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]]) -> None:
-        tables = [t for t in (_columns_table(samples, "sample"), _columns_table(decisions, "decision")) if t]
+    def append(
+        self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], events: dict[str, list[Any]] | None = None
+    ) -> None:
+        tables = [
+            t
+            for t in (_columns_table(samples, "sample"), _columns_table(decisions, "decision"), _columns_table(events or {}, "event"))
+            if t
+        ]
         if not tables:
             return
         table = pa.concat_tables(tables).replace_schema_metadata(self._metadata)
@@ -184,18 +195,23 @@ def open_log(path: str | Path, *, salvage: bool = False) -> LogInfo:
         good.append(part)
     if run is None:
         raise StepLogError(f"{path}: no readable part", path=str(path))
-    return LogInfo(path, run, version, tuple(good), tuple(damaged))
+    return LogInfo(path, run, version, tuple(good), tuple(damaged), salvage)
 
 
 def iter_tables(info: LogInfo, columns: list[str] | None = None, kind: str | None = None) -> Iterator[pa.Table]:
     """The log part by part, so a million-step log never has to sit in memory at once."""
     import pyarrow.compute as pc
 
-    for part in info.parts:
+    for i, part in enumerate(info.parts):
         try:
             table = pq.read_table(part, columns=None if columns is None else sorted({*columns, "kind"}))
         except (OSError, pa.ArrowException) as exc:
-            raise StepLogError(f"{part}: damaged ({_one_line(exc)})", path=str(part)) from None
+            if info.salvage:
+                info.unreadable[:] = info.parts[i:]  # salvage stops at the first damaged part
+                return
+            raise StepLogError(
+                f"{part}: damaged ({_one_line(exc)}); --salvage reads the parts before it", path=str(part)
+            ) from None
         if kind is not None:
             table = table.filter(pc.equal(table["kind"], kind))
         yield table

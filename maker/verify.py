@@ -15,10 +15,12 @@ from typing import Any
 
 from tasks import TaskSpec, build_task
 from tasks.base import Oracle
-from voting import Ballot
+from voting import decide
 
 from .errors import StepLogError
-from .steplog import iter_tables, open_log
+from .guard import k_schedule
+from .logsteps import iter_chunks, parts_read
+from .steplog import LogInfo, open_log
 
 
 @dataclass
@@ -33,69 +35,114 @@ class VerifyReport:
     reason: str | None
     wrong_decisions: int
     simulated: bool
+    parts: int = 0  # complete parts read
+    damaged_parts: int = 0  # parts skipped by --salvage (the first damaged one and all after it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
+    """Audit the log at `path`; the report names the first step that fails a check.
+
+    Streams the log part by part (see `maker.logsteps`), so memory stays flat however
+    long the run.  Checks per decided step, in order: the decision obeys the task's rules
+    on the premise the previous decision implies, the logged votes decide it, and it
+    equals the ground truth where the task has one.  On a task with ground truth, a
+    decision equal to the truth on the true premise obeys the rules by construction, so
+    only decisions that differ from the truth are re-judged -- that halves the cost per
+    step without trusting anything the log says.
+    """
     info = open_log(path, salvage=salvage)
     run = info.run
     try:
         task = build_task(TaskSpec(run["task"], run.get("task_options", {})))
-    except (KeyError, ValueError) as exc:
+        k = int(run["voting"]["k"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the task from the log ({exc})", path=str(path)) from None
-    k = int(run["voting"]["k"])
-    decisions: dict[int, str] = {}
-    votes: dict[int, list[str]] = {}
-    for table in iter_tables(info, ["step", "answer", "counted"]):
-        kinds = table["kind"].to_pylist()
-        steps = table["step"].to_pylist()
-        answers = table["answer"].to_pylist()
-        counted = table["counted"].to_pylist()
-        for kind, step, answer, was_counted in zip(kinds, steps, answers, counted):
-            if kind == "decision":
-                if step in decisions:
-                    return _report(info, task, len(decisions), False, step, "step decided twice", 0)
-                decisions[step] = answer
-            elif kind == "sample" and was_counted:
-                votes.setdefault(step, []).append(answer)
+    from tasks.plan_task import PlanTask
+
+    if isinstance(task, PlanTask):  # a DAG run: premises come from the steps each node names
+        from .dag_verify import verify_plan_log
+
+        return verify_plan_log(info, task, k)
     oracle = task if isinstance(task, Oracle) else None
-    step = task.first_step()
-    wrong = 0
-    first_bad: int | None = None
-    reason: str | None = None
-    for index in range(len(decisions)):
-        answer = decisions.get(index)
-        if answer is None:
-            first_bad, reason = index, "no decision logged for this step"
-            break
-        verdict = task.judge(step, answer)
-        if verdict.key != answer:
-            first_bad, reason = index, f"decision breaks the task's rules on its premise ({verdict.detail})"
-            break
-        ballot = Ballot(k)
-        for vote in votes.get(index, []):
-            if ballot.decided:
-                break
-            ballot.add(vote)
-        if ballot.winner != answer:
-            first_bad, reason = index, "the logged votes do not decide this answer"
-            break
-        if oracle is not None:
-            reference = task.judge(step, oracle.reference_reply(step)).key
-            if reference != answer:
-                wrong += 1
-                if first_bad is None:
-                    first_bad, reason = index, "decision differs from the ground truth"
-                    break
-        step = task.step_after(index, answer)
-    valid = first_bad is None
-    return _report(info, task, len(decisions), valid, first_bad, reason, wrong, step)
+    audit = _Audit(task, oracle, k)
+    audit.schedule = k_schedule(info)  # the k each step was decided with (--adaptive-k may raise it)
+    pending: dict[int, tuple[str, list[str | None]]] = {}
+    decided = 0
+    for chunk in iter_chunks(info):
+        for index, answer, keys in chunk.steps():
+            if answer is None:
+                continue  # drawn but never decided: the vote cap, or a run still drawing
+            decided += 1
+            if audit.bad is not None:
+                continue  # keep counting decided steps after the first bad one
+            if index != audit.next:
+                if index < audit.next or index in pending:
+                    audit.fail(index, "step decided twice")
+                else:
+                    pending[index] = (answer, keys)  # a part written out of order: hold it
+                continue
+            audit.check(index, answer, keys)
+            while audit.bad is None and audit.next in pending:
+                audit.check(audit.next, *pending.pop(audit.next))
+    if audit.bad is None and pending:
+        audit.fail(audit.next, "no decision logged for this step")
+    return _report(info, task, decided, audit)
 
 
-def _report(info, task, steps, valid, first_bad, reason, wrong, last_step=None) -> VerifyReport:  # type: ignore[no-untyped-def]
-    solved = bool(valid and last_step is not None and task.is_solved(last_step) and steps == task.total_steps)
+class _Audit:
+    """The chain walk of `verify_log`: one decided step at a time, in order."""
+
+    def __init__(self, task: Any, oracle: Oracle | None, k: int) -> None:
+        self.task = task
+        self.oracle = oracle
+        self.k = k
+        self.schedule: Any = None
+        self.next = 0
+        self.step = task.first_step()  # premise of step `next`; rebuilt lazily on the oracle path
+        self.stale = False
+        self.last: str | None = None
+        self.bad: int | None = None
+        self.reason: str | None = None
+        self.wrong = 0
+
+    def fail(self, index: int, reason: str) -> None:
+        self.bad, self.reason = index, reason
+
+    def premise(self, index: int) -> Any:
+        if self.stale:
+            self.step = self.task.step_after(index - 1, self.last)
+            self.stale = False
+        return self.step
+
+    def check(self, index: int, answer: str, keys: list[str | None]) -> None:
+        task = self.task
+        on_truth = self.oracle is not None and answer == self.oracle.truth(index)
+        if not on_truth:
+            verdict = task.judge(self.premise(index), answer)
+            if verdict.key != answer:
+                return self.fail(index, f"decision breaks the task's rules on its premise ({verdict.detail})")
+        if decide(keys, self.schedule.at(index) if self.schedule else self.k)[0] != answer:
+            return self.fail(index, "the logged votes do not decide this answer")
+        if self.oracle is not None and not on_truth:
+            self.wrong += 1
+            return self.fail(index, "decision differs from the ground truth")
+        self.last = answer
+        self.next = index + 1
+        if self.oracle is not None:
+            self.stale = True
+        else:
+            self.step = task.step_after(index, answer)
+
+    def end(self) -> Any:
+        return self.premise(self.next) if self.last is not None else self.step
+
+
+def _report(info: LogInfo, task: Any, steps: int, audit: _Audit) -> VerifyReport:
+    valid = audit.bad is None
+    solved = bool(valid and steps == task.total_steps and task.is_solved(audit.end()))
     return VerifyReport(
         log=str(info.path),
         task=task.spec.describe(),
@@ -103,8 +150,10 @@ def _report(info, task, steps, valid, first_bad, reason, wrong, last_step=None) 
         total_steps=task.total_steps,
         valid=valid,
         solved=solved,
-        first_bad_step=first_bad,
-        reason=reason,
-        wrong_decisions=wrong,
+        first_bad_step=audit.bad,
+        reason=audit.reason,
+        wrong_decisions=audit.wrong,
         simulated=bool(info.run.get("simulated")),
+        parts=parts_read(info)[0],
+        damaged_parts=parts_read(info)[1],
     )

@@ -11,6 +11,15 @@ Two protocols, so that a task can be run without a known solution:
 * `Task` is what the runner needs.
 * `Oracle` is ground truth.  The simulator answers from it and the run counts errors
   against it; a task without ground truth simply does not implement it.
+
+Prompt variants (optional): a task may say the same step in several surface forms
+(other names, another notation, the rules in another order) so that a step's votes do
+not all share one misleading wording.  Such a task sets a class attribute
+`variants = N` and accepts `variant=0..N-1` in `prompt` and `judge`; `judge` maps every
+variant's reply back to the one canonical vote key.  An `Oracle` with variants also
+offers `variant_reply(step, reply, variant)`, the canonical reply in that surface form.
+Tasks without variants need none of this: the helpers below (`variants_of`,
+`task_prompt`, `task_judge`) call them exactly as before when `variant == 0`.
 """
 
 from __future__ import annotations
@@ -87,10 +96,15 @@ class Task(Protocol):
 
     def first_step(self) -> StepInput: ...
 
-    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt: ...
+    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt:
+        """The step's prompt; a task with `variants` also takes `variant=0..variants-1`."""
+        ...
 
     def judge(self, step: StepInput, reply: str) -> Verdict:
-        """Strictly parse a reply and check the task's rules; never executes anything."""
+        """Strictly parse a reply and check the task's rules; never executes anything.
+
+        A task with `variants` also takes `variant=`: the reply is read in that variant's
+        surface form and the key is the canonical one, the same for every variant."""
         ...
 
     def advance(self, step: StepInput, key: str) -> StepInput:
@@ -133,3 +147,19 @@ class Oracle(Protocol):
     def broken_reply(self, step: StepInput, kind: str) -> str:
         """A reply that a red flag must catch: kind is 'malformed' or 'rule_breaking'."""
         ...
+
+
+def variants_of(task: Any) -> int:
+    """How many prompt variants `task` offers (1 when it declares none)."""
+    n = getattr(task, "variants", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+
+
+def task_prompt(task: Any, step: StepInput, style: PromptStyle = "chat", variant: int = 0) -> Prompt:
+    """`task.prompt` for one variant; variant 0 calls it as a task without variants expects."""
+    return task.prompt(step, style) if variant == 0 else task.prompt(step, style, variant=variant)
+
+
+def task_judge(task: Any, step: StepInput, reply: str, variant: int = 0) -> Verdict:
+    """`task.judge` for one variant's reply; the key is canonical whatever the variant."""
+    return task.judge(step, reply) if variant == 0 else task.judge(step, reply, variant=variant)

@@ -29,10 +29,14 @@ MAX_REPLY_CHARS = 20_000
 Pegs = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 Move = tuple[int, int, int]
 
-_MOVE = re.compile(r"move\s*=\s*\[\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\]")
+#: Each answer line must end right after its list: nothing may be appended to a literal.
+_EOL = r"[ \t\r]*(?=\n|$)"
+_MOVE = re.compile(r"move\s*=\s*\[\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\]" + _EOL)
 _PEG = r"\[\s*((?:\d{1,3}\s*(?:,\s*\d{1,3}\s*)*)?)\]"
-_STATE = re.compile(r"next_state\s*=\s*\[\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*\]")
+_STATE = re.compile(r"next_state\s*=\s*\[\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*\]" + _EOL)
 _INTS = re.compile(r"\d+")
+_PREV = re.compile(r"Previous move:\s*(?:none|\[\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\])")
+_CURRENT = re.compile(r"Current state:\s*\[\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*\]")
 
 
 def format_pegs(pegs: Pegs) -> str:
@@ -42,6 +46,32 @@ def format_pegs(pegs: Pegs) -> str:
 def format_key(move: Move, pegs: Pegs) -> str:
     """The canonical answer: the same text for every reply that means the same thing."""
     return f"move = [{move[0]}, {move[1]}, {move[2]}]\nnext_state = {format_pegs(pegs)}"
+
+
+def premise_from_prompt(text: str) -> tuple[Pegs, Move | None] | None:
+    """The premise (pegs, previous move) that a step prompt states, or None if it states none.
+
+    Why: an OpenAI-compatible simulator (`maker sim-server`) sees only the prompt text, so
+    it recovers the step from the "Previous move:" and "Current state:" lines (the last of
+    each wins); every disk 1..n must appear exactly once.
+
+        >>> t = Hanoi(disks=3)
+        >>> premise_from_prompt(t.prompt(t.first_step())[1]["content"]) == t.first_step().premise
+        True
+    """
+    if len(text) > MAX_REPLY_CHARS * 4:
+        return None
+    prevs = _PREV.findall(text)
+    states = _CURRENT.findall(text)
+    if not prevs or not states:
+        return None
+    pegs = tuple(tuple(int(x) for x in _INTS.findall(p)) for p in states[-1])
+    seen = sorted(x for p in pegs for x in p)
+    if not seen or seen != list(range(1, len(seen) + 1)):
+        return None
+    last = prevs[-1]
+    prev = (int(last[0]), int(last[1]), int(last[2])) if last[0] else None
+    return (pegs[0], pegs[1], pegs[2]), prev
 
 
 def apply_move(pegs: Pegs, move: Move) -> Pegs | None:
@@ -65,6 +95,9 @@ class Hanoi:
     name = "hanoi"
     summary = "Towers of Hanoi, one move per step (2**disks - 1 steps)"
     options = (TaskOption("disks", int, f"number of disks, 1..{MAX_DISKS} (20 disks = 1,048,575 steps)", required=True),)
+    #: prompt variants: other peg names and orders, top-first notation, rules reordered
+    #: (see tasks.hanoi_variants.SURFACES); every variant votes on the canonical key
+    variants = 4
 
     def __init__(self, disks: int) -> None:
         if isinstance(disks, bool) or not isinstance(disks, int):
@@ -92,7 +125,11 @@ class Hanoi:
         start: Pegs = (tuple(range(self.disks, 0, -1)), (), ())
         return StepInput(0, (start, None))
 
-    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt:
+    def prompt(self, step: StepInput, style: PromptStyle = "chat", variant: int = 0) -> Prompt:
+        if variant:
+            from .hanoi_variants import variant_prompt
+
+            return variant_prompt(self, step, style, variant)
         pegs, prev = step.premise
         prev_text = "none (this is the first move)" if prev is None else f"[{prev[0]}, {prev[1]}, {prev[2]}]"
         user = _USER.format(prev=prev_text, state=format_pegs(pegs))
@@ -100,7 +137,14 @@ class Hanoi:
             return f"{self._system}\n\n{user}\nmove = ["
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
 
-    def judge(self, step: StepInput, reply: str) -> Verdict:
+    def judge(self, step: StepInput, reply: str, variant: int = 0) -> Verdict:
+        if variant:
+            from .hanoi_variants import to_canonical
+
+            canonical, problem = to_canonical(reply, variant)
+            if canonical is None:
+                return Verdict(None, "malformed", problem)
+            reply = canonical
         if len(reply) > MAX_REPLY_CHARS:
             return Verdict(None, "malformed", "reply too long to parse")
         moves = _MOVE.findall(reply)
@@ -219,6 +263,12 @@ class Hanoi:
                 if after is not None and move != right:
                     out.append(format_key(move, after))
         return out
+
+    def variant_reply(self, step: StepInput, reply: str, variant: int) -> str:
+        """A canonical reply written in prompt variant `variant` (what the simulator answers)."""
+        from .hanoi_variants import render
+
+        return render(reply, variant)
 
     def broken_reply(self, step: StepInput, kind: str) -> str:
         right = self.strategy_move(step)

@@ -14,8 +14,8 @@ from tasks import TASKS, TaskSpec, build_task
 from ..config import VotingConfig
 from ..errors import UsageError
 from ..progress import Progress
-from ..red_flags import RedFlagPolicy
 from ..runner import ClusterConfig, RunResult, run
+from ._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from .common import add_model_arguments, model_specs
 
 DESCRIPTION = """Run TASK step by step. Each step draws k samples at once (the first at
@@ -27,6 +27,11 @@ EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k auto --p 0.99 --target 0.95 --log runs/h10b.parquet
   maker run hanoi --disks 10 --model sim:0.99 --model sim:0.98 --k 3 --json
   maker run hanoi --disks 20 --model sim:0.998 --k 3 --log runs/h20.parquet --resume
+  maker run hanoi --disks 8 --model openai/sim --api-base http://127.0.0.1:8400/v1 --speculate 8 --rpm 600
+      (against 'maker sim-server --port 8400'; --speculate hides latency, --rpm/--tpm cap the rate)
+  maker run multiply --digits 10 --model sim:0.99 --k 3 --workers 2 --log runs/m10.parquet
+  maker run sort --n 500 --model sim:0.99 --k 3          (plans: steps run as soon as their inputs
+  maker run plan --file my.plan --model sim:0.99          are decided; see 'maker plan-show --help')
 
 models: sim:P (simulator, answers from ground truth with accuracy P; results are labelled
 simulated), or any litellm model string such as openai/gpt-4.1-mini (needs its API key in
@@ -46,8 +51,9 @@ def add_parser(sub: Any) -> None:
     add_task_options(p)
     add_model_arguments(p)
     v = p.add_argument_group("voting")
-    v.add_argument("--k", default="3", help="vote margin: an integer >= 1, or 'auto' (needs --p; uses --target)")
-    v.add_argument("--p", type=float, help="per-step accuracy to plan k with when --k auto")
+    v.add_argument("--k", default="3", help="vote margin: an integer >= 1, or 'auto' (plans k for --target from --p, or from an estimate of p)")
+    v.add_argument("--p", type=float, help="per-step accuracy to plan k with when --k auto (default: estimate it first)")
+    v.add_argument("--estimate-samples", type=int, default=200, help="--k auto without --p: random steps to estimate p on (default 200)")
     v.add_argument("--target", type=float, default=0.95, help="wanted probability that the whole run is right (default 0.95)")
     v.add_argument("--max-samples-per-step", type=int, default=100, help="loud cap: a step that needs more fails the run (default 100)")
     v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged (default 750)")
@@ -58,12 +64,21 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--log", help="step log folder to create (default: runs/TASK-TIMESTAMP.parquet)")
     o.add_argument("--resume", action="store_true", help="continue the run recorded in --log from its last decided step")
     o.add_argument("--json", action="store_true", help="print one JSON object with the result at the end")
-    o.add_argument("--quiet", action="store_true", help="no progress line")
+    o.add_argument("--quiet", action="store_true", help="no progress line and no guard warnings (those stay in the log's event rows and --json)")
     o.add_argument("--max-steps", type=int, help="stop after this many steps (a partial run; resume later)")
     c = p.add_argument_group("cluster")
     c.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.5:6379 or auto); default: a local Ray")
     c.add_argument("--workers", type=int, default=1, help="Ray worker actors holding model clients (default 1)")
     c.add_argument("--segment-steps", type=int, default=2048, help="steps a worker votes per call (default 2048)")
+    c.add_argument(
+        "--speculate",
+        type=int,
+        metavar="D",
+        help="vote up to D steps ahead on the premise the current leader implies, to hide model latency; "
+        "decisions are unchanged, samples on a losing premise are logged as wasted "
+        "(default 8; 0 when every model is a zero-latency simulator)",
+    )
+    add_correlation_arguments(p)  # red flags, prompt variants, the live guard
     p.set_defaults(handler=main)
 
 
@@ -96,7 +111,7 @@ def task_from_args(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def choose_k(args: argparse.Namespace, steps: int) -> int:
+def choose_k(args: argparse.Namespace, steps: int, task: Any = None) -> int:
     if args.k != "auto":
         try:
             k = int(args.k)
@@ -106,7 +121,18 @@ def choose_k(args: argparse.Namespace, steps: int) -> int:
             raise UsageError(f"--k must be an integer >= 1, got {k}")
         return k
     if args.p is None:
-        raise UsageError("--k auto needs --p (the per-step accuracy to plan with)")
+        if task is None:
+            raise UsageError("--k auto needs --p (the per-step accuracy to plan with)")
+        from ..estimate import estimate_for_run, print_auto_k
+
+        k, args.estimate = estimate_for_run(
+            task, model_specs(args), args.target, samples=args.estimate_samples, seed=args.seed,
+            cluster=ClusterConfig(workers=args.workers, address=args.address),
+            voting=VotingConfig(k=1, first_temperature=args.first_temperature, temperature=args.temperature,
+                                max_output_tokens=args.max_output_tokens),
+        )
+        print_auto_k(args.estimate, sys.stderr)
+        return k
     import voting
 
     try:
@@ -124,13 +150,22 @@ def choose_k(args: argparse.Namespace, steps: int) -> int:
 
 def main(args: argparse.Namespace) -> int:
     task = task_from_args(args)
-    k = choose_k(args, task.total_steps)
+    from tasks.plan_task import PlanTask
+
+    if isinstance(task, PlanTask):  # a DAG of steps: maker.dag runs it (see dag_run.py)
+        from .dag_run import main_plan
+
+        return main_plan(args, task)
+    policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
+    k = choose_k(args, task.total_steps, task)
     voting_config = VotingConfig(
         k=k,
         first_temperature=args.first_temperature,
         temperature=args.temperature,
         max_samples_per_step=args.max_samples_per_step,
         max_output_tokens=args.max_output_tokens,
+        prompt_variants=args.prompt_variants,
+        max_discards_in_a_row=args.max_discards_in_a_row,
     )
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError("--max-steps must be >= 1")
@@ -146,11 +181,16 @@ def main(args: argparse.Namespace) -> int:
         log=Path(log),
         resume=args.resume,
         seed=args.seed,
-        cluster=ClusterConfig(workers=args.workers, address=args.address, segment_steps=args.segment_steps),
-        policy=RedFlagPolicy(max_output_tokens=args.max_output_tokens),
+        cluster=ClusterConfig(
+            workers=args.workers, address=args.address, segment_steps=args.segment_steps, speculate=args.speculate
+        ),
+        policy=policy,
         progress=progress,
         max_steps=args.max_steps,
+        guard=guard_config(args, k),
     )
+    if getattr(args, "estimate", None) is not None:
+        result.extra["estimate"] = args.estimate.to_dict()
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -168,3 +208,11 @@ def print_summary(result: RunResult) -> None:
         f"red flags {result.red_flags:,} ({by_reason})"
     )
     print(f"  wall {result.wall_s:.1f}s  cost ${result.cost_usd:.4f}  log {result.log}")
+    extra = result.extra
+    if guard_line(extra.get("guard") or {}):
+        print(guard_line(extra["guard"]))
+    if extra.get("speculate"):
+        print(f"  speculation depth {extra['speculate']}  wasted samples {extra.get('wasted_samples', 0):,}")
+    nodes = sorted(set(extra.get("node_ids") or ()))
+    if len(nodes) > 1:
+        print(f"  workers on {len(nodes)} Ray nodes: " + ", ".join(n[:12] for n in nodes))

@@ -27,7 +27,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         (["run", "hanoi", "--model", "sim:0.9"], "--disks"),
         (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "0"], "--k"),
         (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "x"], "--k"),
-        (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "auto"], "--p"),
+        (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "auto", "--estimate-samples", "0"], "--estimate-samples"),
         (["run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "auto", "--p", "0.4"], "p"),
         (["run", "hanoi", "--disks", "5", "--model", "nonsense"], "unknown model"),
         (["run", "hanoi", "--disks", "5", "--model", "sim:2"], "accuracy"),

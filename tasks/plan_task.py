@@ -1,0 +1,214 @@
+"""A plan (`tasks.plan`) as a task: what the DAG runner, the simulator and the audit ask of it.
+
+Why an adapter: the runner, the red-flag judge and the simulator all speak `Task` and
+`Oracle` over a `StepInput`.  A plan step becomes a `StepInput` whose index is the
+step's position in the plan (its node index, the `step` column of the log) and whose
+premise is `(operation, inputs)` with every placeholder already filled in from the
+decided steps it names.  So a plan step is prompted, judged and simulated exactly like
+a chained step, on exactly the values it depends on and nothing else.
+
+`maker.dag` runs a `PlanTask`.  The chain methods (`first_step`, `step_after`,
+`advance`) work when the plan is a path (each step needs only the one before it, as in
+long addition): such a plan also runs on the chain runner `maker.run`, with the same
+decisions -- a chain is a DAG that happens to be a path.
+
+`OraclePlanTask` adds ground truth when every operation in the plan has it (mul,
+column, cmp): the true value of each step is its operation applied to the true values
+of its inputs, so a run's errors are counted per step like Hanoi's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict
+from .ops import OPS
+from .plan import Plan, PlanError, field_value, fill, parse_plan, refs_in
+
+#: The premise of the step after the last one of a path: the task is done.
+END = "end"
+
+
+class PlanTask:
+    """A checked plan whose steps are prompted and judged by their operations."""
+
+    name = "plan"
+
+    def __init__(self, plan: Plan, spec: TaskSpec, title: str | None = None) -> None:
+        self.plan = plan
+        self.spec = spec
+        self.title = title
+        for step in plan.steps:
+            op = OPS[step.op]
+            for position, arg in enumerate(step.args):
+                if not refs_in(arg):
+                    why = op.check_arg(position, arg)
+                    if why is not None:
+                        raise PlanError(f"step #{step.id}: {step.op} {why}")
+
+    # -- the plan ---------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        return len(self.plan.steps)
+
+    def label(self, index: int) -> str:
+        """`#E12 column`: how the log's decision rows name a node (in their `detail` column)."""
+        step = self.plan.steps[index]
+        return f"#{step.id} {step.op}"
+
+    def step_input(self, index: int, values: Mapping[int, str]) -> StepInput:
+        """Node `index` with its inputs filled in from `values` (node index -> decided answer).
+
+        KeyError when an input is not decided yet: the runner only asks for ready nodes.
+        """
+        step = self.plan.steps[index]
+        where = self.plan.index
+        args = tuple(fill(a, lambda r: field_value(values[where[r.step_id]], r.field)) for a in step.args)
+        return StepInput(index, (step.op, args))
+
+    def final_answer(self, values: Mapping[int, str]) -> str:
+        """The plan's answer template filled in from the decided steps."""
+        where = self.plan.index
+        return self.normalize_answer(fill(self.plan.answer, lambda r: field_value(values[where[r.step_id]], r.field)))
+
+    def normalize_answer(self, text: str) -> str:
+        """How the filled-in answer template is written (identity; arithmetic drops leading zeros)."""
+        return text
+
+    def describe(self) -> str:
+        """A short name for summaries (the spec of a plan file or a solve holds the whole plan)."""
+        return self.title or self.spec.describe()
+
+    # -- Task -------------------------------------------------------------------------
+    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt:
+        op, args = step.premise
+        return OPS[op].prompt(args, style)
+
+    def judge(self, step: StepInput, reply: str) -> Verdict:
+        op, args = step.premise
+        if op == END:
+            return Verdict(None, "rule_breaking", "the plan is already done")
+        return OPS[op].judge(args, reply)
+
+    def first_step(self) -> StepInput:
+        return self.step_input(0, {})
+
+    def step_after(self, index: int, key: str) -> StepInput:
+        nxt = index + 1
+        if nxt >= self.total_steps:
+            return StepInput(nxt, (END, (key,)))
+        if not set(self.plan.deps(nxt)) <= {index}:
+            raise ValueError(
+                f"step {nxt} ({self.label(nxt)}) needs more than step {index}: this plan is not a chain; run it with maker.dag"
+            )
+        return self.step_input(nxt, {index: key})
+
+    def advance(self, step: StepInput, key: str) -> StepInput:
+        verdict = self.judge(step, key)
+        if verdict.key != key:
+            raise ValueError(f"step {step.index}: {key!r} is not a valid decision ({verdict.detail})")
+        return self.step_after(step.index, key)
+
+    def is_solved(self, step: StepInput) -> bool:
+        return step.index == self.total_steps
+
+    def describe_premise(self, step: StepInput) -> str:
+        op, args = step.premise
+        return f"{op}({', '.join(args)})"
+
+
+class OraclePlanTask(PlanTask):
+    """A plan whose every operation has ground truth: the simulator can answer it."""
+
+    def __init__(self, plan: Plan, spec: TaskSpec, title: str | None = None) -> None:
+        super().__init__(plan, spec, title)
+        missing = sorted({s.op for s in plan.steps if not OPS[s.op].has_truth})
+        if missing:
+            raise ValueError(f"operations without ground truth: {', '.join(missing)}")
+        self._truth: list[str] | None = None
+
+    def truth_values(self) -> list[str]:
+        """Each node's right answer on the true inputs, in node order (computed once)."""
+        if self._truth is None:
+            values: dict[int, str] = {}
+            for i in range(self.total_steps):
+                op, args = self.step_input(i, values).premise
+                values[i] = OPS[op].reference(args)
+            self._truth = [values[i] for i in range(self.total_steps)]
+        return self._truth
+
+    def expected_answer(self) -> str:
+        """The right final answer.  Decomposer tasks override it with an independent computation."""
+        return self.final_answer(dict(enumerate(self.truth_values())))
+
+    # -- Oracle -----------------------------------------------------------------------
+    def truth(self, index: int) -> str:
+        return self.truth_values()[index]
+
+    def reference_reply(self, step: StepInput) -> str:
+        op, args = step.premise
+        return OPS[op].reference(args)
+
+    def wrong_replies(self, step: StepInput) -> list[str]:
+        op, args = step.premise
+        return OPS[op].wrong(args)
+
+    def broken_reply(self, step: StepInput, kind: str) -> str:
+        op, args = step.premise
+        return OPS[op].broken(args, kind)
+
+
+def task_for_plan(plan: Plan, spec: TaskSpec, title: str | None = None) -> PlanTask:
+    """An `OraclePlanTask` when every operation has ground truth, else a `PlanTask`."""
+    if all(OPS[s.op].has_truth for s in plan.steps):
+        return OraclePlanTask(plan, spec, title)
+    return PlanTask(plan, spec, title)
+
+
+def plan_file(file: str | None = None, text: str | None = None) -> PlanTask:
+    """`maker run plan --file F`: a hand-written plan.  The spec keeps the text, so Ray
+    workers and `maker replay` rebuild the same plan without the file."""
+    if text is None:
+        if not file:
+            raise ValueError("plan needs --file (a plan in the #E format; see 'maker plan-show --help')")
+        try:
+            text = Path(file).read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read the plan file {file}: {exc.strerror or exc}") from None
+    plan = parse_plan(text)
+    title = f"plan {plan.title or file or ''}".strip() + f" ({len(plan)} steps)"
+    return task_for_plan(plan, TaskSpec("plan", {"text": text}), title)
+
+
+plan_file.summary = "a hand-written plan: a DAG of atomic steps in the #E format (--file)"  # type: ignore[attr-defined]
+plan_file.options = (  # type: ignore[attr-defined]
+    TaskOption("file", str, "plan: a plan file in the #E format (see tasks/plan.py)", required=True),
+)
+
+
+def solve_task(problem: str | None = None, plan: str | None = None) -> PlanTask:
+    """A problem a model decomposed (`maker solve`): the voted plan, carried in the spec."""
+    if not problem or not plan:
+        raise ValueError("solve tasks are planned and run by 'maker solve \"PROBLEM\" --model M'")
+    return task_for_plan(parse_plan(plan), TaskSpec("solve", {"problem": problem, "plan": plan}), f"solve {problem!r}")
+
+
+solve_task.summary = "a problem a model decomposed (run it with 'maker solve')"  # type: ignore[attr-defined]
+solve_task.options = ()  # type: ignore[attr-defined]
+
+
+def plan_summary(plan: Plan) -> dict[str, object]:
+    """Steps, levels, widest level and operation counts: what `plan-show` prints first."""
+    widths = plan.widths()
+    counts: dict[str, int] = {}
+    for step in plan.steps:
+        counts[step.op] = counts.get(step.op, 0) + 1
+    return {
+        "steps": len(plan.steps),
+        "levels": len(widths),
+        "widest": max(widths, default=0),
+        "widths": widths,
+        "ops": counts,
+        "path": plan.is_path(),
+    }

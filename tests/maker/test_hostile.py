@@ -1,0 +1,29 @@
+"""Hostile and broken replies are red-flagged and never advance the state."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from cluster import Sample
+from maker.red_flags import RedFlagPolicy, judge_sample
+from tasks import get_task
+
+CORPUS = runpy.run_path(str(Path(__file__).parents[1] / "data" / "hostile_replies.py"))
+GOOD, HOSTILE = CORPUS["GOOD"], CORPUS["HOSTILE"]
+TASK = get_task("hanoi", disks=4)
+STEP = TASK.first_step()
+
+
+def test_the_good_reply_passes() -> None:
+    assert judge_sample(TASK, STEP, Sample(GOOD, "m"), RedFlagPolicy()).key
+
+
+@pytest.mark.parametrize("reply", HOSTILE, ids=range(len(HOSTILE)))
+def test_every_hostile_reply_is_red_flagged(reply: str) -> None:
+    tokens = len(reply) // 4 + 1
+    verdict = judge_sample(TASK, STEP, Sample(reply, "m", tokens_out=tokens), RedFlagPolicy())
+    assert verdict.key is None
+    assert verdict.red_flag is not None

@@ -1,0 +1,190 @@
+"""Reliability: kills of the driver and of workers, unwritable logs, planted secrets.
+
+The model is the simulator (the test double at the model boundary) or, for the secret
+test, a loopback HTTP server that plays a provider rejecting a key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from maker import ClusterConfig, VotingConfig, run, verify_log
+from maker.steplog import open_log, read_table
+from tasks import get_task
+
+pytestmark = pytest.mark.ray
+
+
+def decisions(log: Path) -> list[tuple[int, str]]:
+    table = read_table(open_log(log), ["step", "answer"], kind="decision")
+    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "maker.cli", *args]
+
+
+def test_ten_kills_then_resume_equals_an_uninterrupted_run(ray_address, tmp_path) -> None:
+    model, disks = "sim:0.98,redflag=0.02,seed=4", 12
+    reference = tmp_path / "ref.parquet"
+    run(get_task("hanoi", disks=disks), [model], VotingConfig(k=3), log=reference, cluster=ClusterConfig(segment_steps=60))
+    log = tmp_path / "killed.parquet"
+    args = ["run", "hanoi", "--disks", str(disks), "--model", model, "--k", "3", "--quiet",
+            "--address", ray_address, "--segment-steps", "60", "--log", str(log)]
+    rng = random.Random(7)
+    kills = 0
+    for attempt in range(10):
+        extra = ["--resume"] if log.exists() else []
+        before = len(list(log.glob("part-*.parquet"))) if log.exists() else 0
+        proc = subprocess.Popen(cli(*args, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wanted = before + rng.randint(1, 3)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if len(list(log.glob("part-*.parquet"))) >= wanted:
+                break
+            time.sleep(0.01)
+        if proc.poll() is not None:
+            break  # finished before we could kill it
+        time.sleep(rng.random() * 0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        if attempt == 4:  # a kill in the middle of a write leaves a partial temp part behind
+            (log / f".part-{before + 99:06d}.tmp").write_bytes(b"PAR1 half a part")
+    assert kills >= 8
+    done = subprocess.run(cli(*args, "--resume", "--json"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert decisions(log) == decisions(reference)  # none missing, none duplicated, same decisions
+    assert not list(log.glob(".part-*.tmp"))
+    assert verify_log(log).solved
+
+
+def worker_pids() -> list[int]:
+    """ModelWorker processes of this test session's Ray (its raylet is our child)."""
+    import psutil
+
+    pids = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "ModelWorker" in " ".join(proc.cmdline()):
+                pids.append(proc.pid)
+        except psutil.Error:
+            pass
+    return pids
+
+
+def test_a_killed_worker_is_replaced_and_the_run_finishes(ray_address, tmp_path) -> None:
+    before = set(worker_pids())
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run(get_task("hanoi", disks=11), ["sim:0.99,latency=0.001"], VotingConfig(k=2),
+                                    log=tmp_path / "w.parquet", cluster=ClusterConfig(segment_steps=50))
+        except BaseException as exc:  # reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    deadline = time.time() + 60
+    victims: list[int] = []
+    while time.time() < deadline and not victims:
+        victims = [p for p in worker_pids() if p not in before]
+        time.sleep(0.2)
+    assert victims, "no worker appeared"
+    while not list((tmp_path / "w.parquet").glob("part-*.parquet")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(victims[0], signal.SIGKILL)
+    thread.join(timeout=240)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.solved and result.errors == 0
+    assert verify_log(tmp_path / "w.parquet").solved
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 192 KiB filesystem (tmpfs), so writes fail with ENOSPC as on a full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_disk_full_stops_cleanly_with_the_log_intact(ray_address, small_disk) -> None:
+    log = small_disk / "full.parquet"
+    done = subprocess.run(
+        cli("run", "hanoi", "--disks", "14", "--model", "sim:0.99", "--k", "2", "--quiet", "--address", ray_address,
+            "--segment-steps", "300", "--log", str(log)),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0] and "Traceback" not in done.stderr
+    info = open_log(log)  # every part on disk is whole
+    steps = [s for s, _ in decisions(log)]
+    assert steps == list(range(len(steps))) and steps
+    assert not list(log.glob(".part-*.tmp"))
+    assert info.parts
+
+
+def test_unwritable_log_path_fails_before_any_work(tmp_path, capsys) -> None:
+    from maker.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["run", "hanoi", "--disks", "3", "--model", "sim:0.9", "--log", str(blocker / "x.parquet")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write" in err
+
+
+def test_a_planted_key_never_reaches_logs_errors_or_json(ray_address, tmp_path) -> None:
+    planted = "sk-planted-0123456789abcdef"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}",
+                                         "type": "invalid_request_error"}}).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log = tmp_path / "secret.parquet"
+    env = dict(os.environ, OPENAI_API_KEY=planted)
+    try:
+        done = subprocess.run(
+            cli("run", "hanoi", "--disks", "3", "--model", "openai/fake", "--api-base",
+                f"http://127.0.0.1:{server.server_address[1]}/v1", "--k", "1", "--max-samples-per-step", "3",
+                "--quiet", "--json", "--address", ray_address, "--log", str(log)),
+            capture_output=True, text=True, timeout=300, env=env,
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode != 0
+    assert "Incorrect API key" in "".join(read_table(open_log(log), ["error"])["error"].drop_null().to_pylist())
+    assert planted not in done.stdout + done.stderr
+    for part in log.glob("*.parquet"):
+        assert planted.encode() not in part.read_bytes()
+        assert b"0123456789abcdef" not in part.read_bytes()
