@@ -90,6 +90,24 @@ class LiteLLMClient:
         self._retryable = retryable_errors(self._litellm)
         self._semaphore: asyncio.Semaphore | None = None
         self.limits = RateLimits(config.rpm, config.tpm)
+        self._text_clients: dict[int, Any] = {}
+
+    def _text_client(self, api_key: str) -> Any:
+        """One AsyncOpenAI client per event loop for text completions at an `api_base`.
+
+        litellm builds (and never closes) a fresh HTTP client for every text-completion
+        call to a custom base URL, leaking a connection per sample; handing it one client
+        keeps a local server's connections alive and reused."""
+        loop = id(asyncio.get_running_loop())
+        client = self._text_clients.get(loop)
+        if client is None:
+            import openai
+
+            client = openai.AsyncOpenAI(
+                base_url=self.config.api_base, api_key=api_key, max_retries=0, timeout=self.config.timeout_s
+            )
+            self._text_clients = {loop: client}  # a new loop: the old client's connections are dead
+        return client
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         if self._semaphore is None:
@@ -142,6 +160,8 @@ class LiteLLMClient:
         elif cfg.api_key:
             common["api_key"] = cfg.api_key
         if isinstance(request.prompt, str):
+            if cfg.api_base and cfg.model.startswith("openai/"):
+                common["client"] = self._text_client(common["api_key"])
             return await self._litellm.atext_completion(prompt=request.prompt, **common)
         return await self._litellm.acompletion(messages=request.prompt, **common)
 

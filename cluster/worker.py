@@ -45,7 +45,14 @@ class ModelWorker:
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start (or join) Ray once per process; reuse an instance that is already up."""
+    """Start (or join) Ray once per process; reuse an instance that is already up.
+
+    Without an address (and without RAY_ADDRESS) this always starts a fresh local Ray:
+    plain `ray.init()` would join whatever cluster /tmp/ray/ray_current_cluster names,
+    and hangs when that cluster is long dead.
+    """
+    import os
+
     import ray
 
     if ray.is_initialized():
@@ -53,8 +60,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if address:
         kwargs["address"] = address
-    elif num_cpus is not None:
-        kwargs["num_cpus"] = num_cpus
+    elif os.environ.get("RAY_ADDRESS"):
+        pass  # the user chose a cluster through Ray's own setting
+    else:
+        kwargs["address"] = "local"
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)
 
 

@@ -13,16 +13,19 @@ __version__ = "0.1.0"
 from .config import VotingConfig  # noqa: E402
 from .errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
 from .estimate import EstimateReport, estimate  # noqa: E402
+from .guard import GuardConfig  # noqa: E402
 from .planning import Plan, SampleCost, plan  # noqa: E402
 from .red_flags import RedFlagPolicy  # noqa: E402
 from .runner import ClusterConfig, RunResult, run  # noqa: E402
 from .tally import ModelEstimate  # noqa: E402
 from .tuning import TuneReport, tune_log  # noqa: E402
 from .verify import VerifyReport, verify_log  # noqa: E402
+from .whatif import WhatIfReport, whatif_log  # noqa: E402
 
 __all__ = [
     "ClusterConfig",
     "EstimateReport",
+    "GuardConfig",
     "MakerError",
     "ModelConfigError",
     "ModelEstimate",
@@ -36,10 +39,12 @@ __all__ = [
     "VerifyReport",
     "VoteCapError",
     "VotingConfig",
+    "WhatIfReport",
     "__version__",
     "estimate",
     "plan",
     "run",
     "tune_log",
     "verify_log",
+    "whatif_log",
 ]

@@ -8,6 +8,7 @@ was run or written), 1 for a run that failed, 130 for Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from cluster.secrets import redact
 from .errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.commands, in the order `maker --help` lists them.
-COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve")
+COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
@@ -65,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
-        return int(args.handler(args) or 0)
+        with contextlib.ExitStack() as stack:
+            args._exit_stack = stack  # local model servers live until the command ends
+            return int(args.handler(args) or 0)
     except (UsageError, ModelConfigError, StepLogError) as exc:
         return _fail(exc, 2)
     except MakerError as exc:

@@ -229,6 +229,7 @@ class Guard:
         e1 = wrong_in_pairs / (2 * two) if two else 0.0
         collision = stats.collision_stats(coll, two, 1.0 - e1) if two else None
         ratio = None if collision is None or math.isnan(collision.ratio) else collision.ratio
+        whole = _ratio(self.collisions, self.with_two, self.pair_wrong)  # over the run, for people
         self.snapshot = {
             "votes": n,
             "errors": e,
@@ -237,7 +238,8 @@ class Guard:
             "p_high": ci.high,
             "collisions": self.collisions,
             "steps_with_two": self.with_two,
-            "collision_ratio": None if ratio is None or math.isinf(ratio) else round(ratio, 3),
+            "collision_ratio": whole,
+            "collision_ratio_since_k_change": None if ratio is None or math.isinf(ratio) else round(ratio, 3),
             "success": success,
             "remaining_steps": remaining if self.decided_through < self.last_step else 0,
         }
@@ -288,8 +290,9 @@ class Guard:
         new = min(wanted, self.k_max)
         if new > self.k:
             reason = max((r for r, k in needed.items() if k is not None), key=lambda r: needed[r] or 0)
+            shown = ("p_hat", "p_low", "collision_ratio", "collision_ratio_since_k_change")
             self._event(at, {"event": "k_raise", "step": at, "from": self.k, "to": new, "wanted": wanted,
-                             "reason": reason, **{k: self.snapshot[k] for k in ("p_hat", "p_low", "collision_ratio")}})
+                             "reason": reason, **{k: self.snapshot[k] for k in shown}})
             self._print(f"raising k from {self.k} to {new} after step {at:,} ({reason})")
             self.k = new
             self._window = (self.with_two, self.pair_wrong, self.collisions)
@@ -325,6 +328,16 @@ class Guard:
             tty = bool(getattr(self.stream, "isatty", lambda: False)())
             self.stream.write(("\r\x1b[2K" if tty else "") + f"maker: guard: {message}\n")
             self.stream.flush()
+
+
+def _ratio(collisions: int, with_two: int, wrong_in_pairs: int) -> float | None:
+    """Observed collision rate over the (1 - p)**2 independence predicts, p from the same pairs."""
+    if not with_two:
+        return None
+    e1 = wrong_in_pairs / (2 * with_two)
+    if e1 == 0:
+        return None if collisions == 0 else math.inf
+    return round((collisions / with_two) / e1**2, 3)
 
 
 # -- reading the k a log's decisions were made under -------------------------------------

@@ -13,9 +13,11 @@ fires names the reason; the task's strict parser and rule check ("malformed",
 run last, on replies that would otherwise vote.
 
 Users add detectors as ``(name, fn)`` pairs: on the policy
-(``RedFlagPolicy(extra=(("too_polite", fn),))``), on the task (an optional
-``red_flags`` attribute holding such pairs), or from the command line
-(``--red-flag module:function``; see `load_detector`).
+(``RedFlagPolicy(extra=(("too_polite", fn),))``), on the task class (an optional
+``red_flags`` attribute holding such pairs: a class attribute, because workers rebuild
+the task from its spec), or from the command line (``--red-flag module:function``; see
+`maker.user_detectors`).  A detector must be a pure function of its arguments: replay
+re-runs it on the logged samples.
 
 Example:
     >>> from tasks import get_task
@@ -29,20 +31,21 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import re
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from cluster.protocol import Sample
 from tasks.base import Oracle, StepInput, Task, Verdict, task_judge
 
 from .errors import DetectorError, UsageError
+from .user_detectors import ImportedDetector, detector_spec, load_detector
+
+__all__ = [
+    "BUILTIN", "DETECTORS", "REASONS", "Detector", "ImportedDetector", "RedFlagPolicy", "StepContext", "StepJudge",
+    "check_detectors", "detector_spec", "judge_sample", "load_detector", "step_failure",
+]
 
 
 class StepContext:
@@ -191,7 +194,7 @@ class RedFlagPolicy:
         object.__setattr__(self, "_plans", {})
 
     def plan(self, task: Task) -> tuple[Any, ...]:
-        """(meta, text, step-check detectors, track fingerprints) for `task`, worked out once."""
+        """(meta, text, user detectors, non_independent on) for `task`, worked out once."""
         plans: dict[int, tuple[Any, ...]] = self.__dict__["_plans"]
         found = plans.get(id(task))
         if found is None or found[0] is not task:
@@ -202,7 +205,7 @@ class RedFlagPolicy:
                 task,
                 tuple((n, f) for n, f, kind in BUILTIN if kind == "meta" and n in active),
                 tuple((n, f) for n, f, kind in BUILTIN if kind == "text" and n in active),
-                users + ((("non_independent", non_independent),) if track else ()),
+                users,
                 track,
             )
         return found[1:]
@@ -273,12 +276,13 @@ class StepJudge:
     order (the speculative window) uses `verdict` on arrival and `admit` in sample order.
     """
 
-    __slots__ = ("_ctx", "_memos", "_meta", "_step_checks", "_task", "_text", "_track")
+    __slots__ = ("_ctx", "_last", "_memos", "_meta", "_task", "_text", "_track", "_user")
 
     def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy) -> None:
         self._task = task
         self._ctx = StepContext(task, step, policy)
-        self._meta, self._text, self._step_checks, self._track = policy.plan(task)
+        self._meta, self._text, self._user, self._track = policy.plan(task)
+        self._last = bool(self._user) or self._track  # any check that runs last, in sample order
         self._memos: list[dict[str, Verdict]] = [{}]
 
     def __call__(self, sample: Sample, temperature: float | None = None, variant: int = 0) -> Verdict:
@@ -296,7 +300,7 @@ class StepJudge:
             verdict = memos[variant].get(sample.text) if variant < len(memos) else None  # type: ignore[assignment]
             if verdict is None:
                 verdict = self.text(sample.text, sample, variant)
-        if not self._step_checks:
+        if not self._last:
             return verdict
         return self.admit(sample, verdict, temperature, variant)
 
@@ -314,13 +318,13 @@ class StepJudge:
     def admit(self, sample: Sample, verdict: Verdict, temperature: float | None = None, variant: int = 0) -> Verdict:
         """The final verdict: user detectors and `non_independent` on a would-be vote, then
         record the sample's fingerprints for later samples of the step (sample order)."""
-        if not self._step_checks:
+        if not self._last:
             return verdict
         ctx = self._ctx
         ctx.temperature = temperature
         ctx.variant = variant
         if verdict.key is not None:
-            for reason, detector in self._step_checks:
+            for reason, detector in self._user:
                 try:
                     detail = detector(sample, ctx)
                 except Exception as exc:  # a user's bug: name it, never swallow it
@@ -330,6 +334,10 @@ class StepJudge:
                 if detail is not None and detail is not False:
                     verdict = Verdict(None, reason, detail if isinstance(detail, str) else "flagged")
                     break
+            if self._track and verdict.key is not None:
+                detail = non_independent(sample, ctx)
+                if detail is not None:
+                    verdict = Verdict(None, "non_independent", detail)
         if self._track and sample.error is None:
             if sample.response_id is not None:
                 ctx.seen_ids.add(sample.response_id)
@@ -400,109 +408,6 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1) -> Non
                     f"red-flag detector {name!r} discards a known-good reply (the reference answer for step 0, "
                     f"prompt variant {variant}): {detail}; nothing was spent"
                 )
-
-
-# -- user detectors from the command line ---------------------------------------------
-_LOADED: dict[tuple[str, str | None], Detector] = {}
-
-
-@dataclass(frozen=True)
-class ImportedDetector:
-    """A detector named as ``module:function`` (or ``path/to/file.py:function``).
-
-    Picklable by name: a Ray worker imports the function itself on first use, by module
-    name or, failing that, from the file the driver found it in.
-    """
-
-    spec: str
-    path: str | None = None
-    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def __call__(self, sample: Sample, ctx: StepContext) -> str | None:
-        fn = self._cache.get("fn")
-        if fn is None:
-            fn = self._cache["fn"] = _import(self.spec, self.path)
-        return fn(sample, ctx)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ImportedDetector, (self.spec, self.path))
-
-
-def load_detector(spec: str) -> tuple[str, Detector]:
-    """``module:function`` or ``file.py:function`` -> (name, detector); UsageError if it cannot be found.
-
-    The name (the red-flag reason the log shows) is the function's name.  The current
-    directory is searched too, so ``--red-flag mychecks:too_long`` finds ./mychecks.py.
-    """
-    if not isinstance(spec, str) or spec.count(":") < 1:
-        raise UsageError(f"--red-flag wants module:function, got {spec!r}")
-    where, _, name = spec.rpartition(":")
-    if not where or not name.isidentifier():
-        raise UsageError(f"--red-flag wants module:function, got {spec!r}")
-    fn = _import(spec, None)
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
-    path = getattr(module, "__file__", None)
-    return name, ImportedDetector(spec, os.path.abspath(path) if path else None)
-
-
-def detector_spec(fn: Any) -> str:
-    """How the log names a detector so that replay can import it again."""
-    if isinstance(fn, ImportedDetector):
-        return fn.spec
-    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def _import(spec: str, path: str | None) -> Detector:
-    key = (spec, path)
-    fn = _LOADED.get(key)
-    if fn is not None:
-        return fn
-    where, _, name = spec.rpartition(":")
-    module = None
-    if where.endswith(".py") or path is not None and not _importable(where):
-        file = path or os.path.abspath(where)
-        if not Path(file).is_file():
-            raise UsageError(f"red-flag detector {spec!r}: no file {file}")
-        mod_name = "maker_user_detectors_" + re.sub(r"\W", "_", Path(file).stem)
-        loader = importlib.util.spec_from_file_location(mod_name, file)
-        if loader is None or loader.loader is None:
-            raise UsageError(f"red-flag detector {spec!r}: cannot load {file}")
-        module = importlib.util.module_from_spec(loader)
-        sys.modules[mod_name] = module
-        try:
-            loader.loader.exec_module(module)
-        except Exception as exc:
-            raise UsageError(f"red-flag detector {spec!r}: importing {file} failed: {_one_line(exc)}") from None
-    else:
-        try:
-            module = _import_module(where)
-        except ImportError as exc:
-            raise UsageError(f"red-flag detector {spec!r}: cannot import {where!r} ({_one_line(exc)})") from None
-    target: Any = module
-    for part in name.split("."):
-        target = getattr(target, part, None)
-    if target is None or not callable(target):
-        raise UsageError(f"red-flag detector {spec!r}: {where!r} has no function {name!r}")
-    _LOADED[key] = target
-    return target
-
-
-def _import_module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        cwd = os.getcwd()
-        if cwd in sys.path:
-            raise
-        sys.path.append(cwd)
-        return importlib.import_module(name)
-
-
-def _importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Oracle, Prompt, PromptStyle, StepInput, Task, TaskOption, TaskSpec, Verdict
+from .chase import Chase
 from .decomposers import Add, Multiply, Sort
 from .hanoi import Hanoi
 from .plan_task import plan_file, solve_task
 
 #: name -> task class; each class has `summary`, `options` (TaskOption) and takes the
 #: options as keyword arguments.
-TASKS: dict[str, Callable[..., Task]] = {"hanoi": Hanoi}
+TASKS: dict[str, Callable[..., Task]] = {"hanoi": Hanoi, "chase": Chase}
 #: Plan tasks (a DAG of atomic steps, run by maker.dag; see tasks/plan.py).
 TASKS.update({"add": Add, "multiply": Multiply, "sort": Sort, "plan": plan_file, "solve": solve_task})
 
@@ -37,6 +38,7 @@ def get_task(name: str, **options: Any) -> Task:
 
 __all__ = [
     "TASKS",
+    "Chase",
     "Hanoi",
     "Oracle",
     "Prompt",

@@ -43,21 +43,28 @@ _REPLY = re.compile(r"\s*(\d+)\.?\s*")
 
 @dataclass(frozen=True)
 class Form:
-    """One surface form of a record and its question."""
+    """One surface form of a record, its question and its few-shot examples."""
 
     record: str  # format string with {node}, {value}, {next}
     question: str  # the line that asks, ending where the answer starts
     header: str
+    shots: int  # seed of the form's fixed few-shot examples (they matter: chosen by measurement)
 
 
-#: Variant v uses FORMS[v]; variant 0 is the canonical form.
+#: Variant v uses FORMS[v]; variant 0 is the canonical form.  The sentence forms restate,
+#: right before the answer, the words that precede the pointer in the record, which
+#: this model copies far more reliably (bench/local_accuracy.py; on the records whose
+#: pointer repeats a digit -- 11, 55, 66 -- the canonical form is often wrong).
 FORMS = (
-    Form("node {node}: value {value}, next {next}", "next:", "Follow the linked list: read the next pointer."),
-    Form("Node {node} holds {value} and points to node {next}.", "It points to node", "Read where each node points."),
-    Form("{node} -> {next} (value {value})", "->", "Copy the arrow's target."),
-    Form("[{node}] value={value} next={next}", "next =", "Each record points to the next record. Read the pointer."),
-    Form("node {node}: next {next}, value {value}", "next:", "Follow the linked list: read the next pointer."),
-    Form("id {node} | data {value} | link {next}", "link:", "Read the link of the record."),
+    Form("node {node}: value {value}, next {next}", "next:", "Follow the linked list: read the next pointer.", 0),
+    Form("Node {node} holds {value} and points to node {next}.", "It points to node", "Read where each node points.", 0),
+    Form("Page {node} shows {value} and says: turn to page {next}.", "Turn to page", "Read which page to turn to.", 4),
+    Form(
+        "Station {node} sells item {value}; the train goes on to station {next}.",
+        "The train goes on to station",
+        "Read where the train goes next.",
+        3,
+    ),
 )
 
 _CHAT_SYSTEM = (
@@ -108,7 +115,7 @@ class Chase:
                 v = rnd.randint(lo, hi)
             self.value[a] = v
         self._position = {a: i for i, a in enumerate(order)}
-        self._shots = tuple(_shots(digits, v) for v in range(len(FORMS)))
+        self._shots = tuple(_shots(digits, form.shots) for form in FORMS)
 
     # -- Task ---------------------------------------------------------------------------
     @property
@@ -198,8 +205,8 @@ def _form(variant: int) -> Form:
     return FORMS[variant]
 
 
-def _shots(digits: int, variant: int) -> tuple[tuple[int, int, int], ...]:
-    """Five fixed example records per variant, independent of the list walked."""
-    rnd = random.Random(f"chase-shots:{digits}:{variant}")
+def _shots(digits: int, seed: int) -> tuple[tuple[int, int, int], ...]:
+    """Five fixed example records (node, value, next), independent of the list walked."""
+    rnd = random.Random(f"chase-shots:{digits}:{seed}")
     lo, hi = 10 ** (digits - 1), 10**digits - 1
     return tuple(tuple(rnd.sample(range(lo, hi + 1), 3)) for _ in range(SHOTS))  # type: ignore[misc]

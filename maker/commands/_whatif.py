@@ -11,7 +11,9 @@ from ..red_flags import load_detector
 WHATIF_HELP = """Re-judge every logged sample under another red-flag policy and re-decide each step
 with the k it was decided under: steps that would change, that become undecidable with the
 logged samples, and samples saved. With no policy option, --rejudge uses the run's own
-policy and must reproduce every decision (an audit of the live red flags).
+policy and must reproduce every decision (an audit of the live red flags; exit 1 if not).
+A looser --max-output-tokens cannot bring back replies the run's token cap cut off
+(finish_reason length stays flagged).
   maker replay runs/h10.parquet --max-output-tokens 300 --json
   maker replay runs/h10.parquet --red-flag mychecks:too_chatty
   maker replay runs/h10.parquet --rejudge                 the run's own policy: reproduces?"""
@@ -58,10 +60,12 @@ def run_whatif(args: argparse.Namespace) -> int:
     from ..whatif import logged_policy, whatif_log
 
     logged = logged_policy(open_log(args.log, salvage=args.salvage).run)
-    r = whatif_log(args.log, logged, salvage=args.salvage, max_details=args.max_details, **overrides(args, logged))
+    changes = overrides(args, logged)
+    r = whatif_log(args.log, logged, salvage=args.salvage, max_details=args.max_details, **changes)
+    code = 1 if not changes and not r.reproduces else 0  # the run's own policy must give back every decision
     if args.json:
         print(json.dumps(r.to_dict()))
-        return 0
+        return code
     label = " [simulated model]" if r.simulated else ""
     print(f"{r.log}: {r.steps:,} steps re-judged under the red-flag policy {_describe(r.policy)}{label}")
     print(f"  (the run used {_describe(r.logged_policy)})")
@@ -72,7 +76,9 @@ def run_whatif(args: argparse.Namespace) -> int:
     print(f"  discards now: {_counts(r.flags)}; logged: {_counts(r.logged_flags)}")
     if r.flags_added or r.flags_removed:
         print(f"  newly discarded: {_counts(r.flags_added)}; no longer discarded: {_counts(r.flags_removed)}")
-    return 0
+    if code:
+        print(f"  the run's own policy does not reproduce its decisions (first changed step {r.first_changed_step})")
+    return code
 
 
 def _describe(policy: dict[str, Any]) -> str:

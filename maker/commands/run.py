@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..progress import Progress
 from ..runner import ClusterConfig, RunResult, run
 from ._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
-from .common import add_model_arguments, model_specs
+from .common import add_model_arguments, model_specs, prompt_style_of
 
 DESCRIPTION = """Run TASK step by step. Each step draws k samples at once (the first at
 temperature 0), discards red-flagged ones, and keeps drawing until one answer leads every
@@ -59,6 +59,7 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged (default 750)")
     v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each step's first sample (default 0)")
     v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
+    v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages or a plain completion prompt (default: the task's choice; chase: completion, hanoi: chat)")
     v.add_argument("--seed", type=int, default=0, help="run seed: names every draw, so seeded simulators repeat exactly")
     o = p.add_argument_group("output")
     o.add_argument("--log", help="step log folder to create (default: runs/TASK-TIMESTAMP.parquet)")
@@ -129,7 +130,7 @@ def choose_k(args: argparse.Namespace, steps: int, task: Any = None) -> int:
             task, model_specs(args), args.target, samples=args.estimate_samples, seed=args.seed,
             cluster=ClusterConfig(workers=args.workers, address=args.address),
             voting=VotingConfig(k=1, first_temperature=args.first_temperature, temperature=args.temperature,
-                                max_output_tokens=args.max_output_tokens),
+                                max_output_tokens=args.max_output_tokens, prompt_style=prompt_style_of(args, task)),
         )
         print_auto_k(args.estimate, sys.stderr)
         return k
@@ -166,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
         max_output_tokens=args.max_output_tokens,
         prompt_variants=args.prompt_variants,
         max_discards_in_a_row=args.max_discards_in_a_row,
+        prompt_style=prompt_style_of(args, task),
     )
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError("--max-steps must be >= 1")

@@ -171,3 +171,41 @@ def test_replay_under_the_runs_own_policy_reproduces_every_decision(ray_address,
     assert cli(["replay", str(log), "--max-output-tokens", "5", "--json"]) == 0
     tight = json.loads(capsys.readouterr().out)
     assert tight["undecidable"] == 255 and tight["flags_added"]["overlong"] > 0
+    # A log whose replies do not back its votes fails the audit: garble one counted reply.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    part = sorted(log.glob("part-*.parquet"))[0]
+    table = pq.read_table(part)
+    rows = table.to_pydict()
+    first = next(i for i, (k, c) in enumerate(zip(rows["kind"], rows["counted"])) if k == "sample" and c)
+    rows["reply"][first] = "no answer here"
+    pq.write_table(pa.Table.from_pydict(rows, schema=table.schema), part)
+    assert cli(["replay", str(log), "--rejudge", "--json"]) == 1
+    assert not json.loads(capsys.readouterr().out)["reproduces"]
+
+
+def test_speculation_judges_in_sample_order_with_variants_and_temperature_zero() -> None:
+    """SIMULATED.  Replies arrive out of order in the speculative window; the checks that
+    compare a sample with earlier ones (here: a second temperature-0 vote of one model on
+    one variant) must still see sample order, so decisions and verdicts equal the in-order run's."""
+    import asyncio
+    import types
+
+    from maker.segment import SegmentJob, run_segment
+
+    task = get_task("hanoi", disks=6)
+    models = ("sim:0.95,redflag=0.1,confused=0.5,latency=0.001,jitter=0.004", "sim:0.9,seed=2,latency=0.001,jitter=0.004")
+    voting = VotingConfig(k=2, first_temperature=0.0, temperature=0.0, prompt_variants=4)  # 8 (model, variant) pairs
+    rows = []
+    for depth in (0, 4):
+        worker = types.SimpleNamespace(task=task, clients={m: SimulatedModel(task, parse_sim_model(m)) for m in models})
+        job = SegmentJob(task.first_step(), 100, 60.0, voting, RedFlagPolicy(), models, 11, 62, speculate=depth)
+        result = asyncio.run(run_segment(worker, job))
+        s = result.samples
+        live = sorted((st, i, f, c) for st, i, f, c, w in zip(s["step"], s["sample"], s["red_flag"], s["counted"], s["wasted"])
+                      if not w)
+        rows.append((result.decisions["step"], result.decisions["answer"], live))
+    assert rows[0] == rows[1]
+    assert len(rows[0][0]) > 20
+    assert any(flag == "non_independent" for _, _, flag, _ in rows[0][2])

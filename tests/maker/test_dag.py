@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +18,7 @@ import pytest
 from cluster import ModelSpec, make_client
 from cluster.scripted import ScriptedModel
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
+from maker.cli import main
 from maker.dag import DagConfig, NodeJob, check_batch, run_plan, vote_nodes
 from maker.decompose import DecomposeConfig, decompose, solve
 from maker.red_flags import RedFlagPolicy
@@ -28,16 +27,23 @@ from tasks import get_task
 from tasks.plan import PlanError
 from tasks.solve import DECOMPOSE_MARK
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def decisions(log: Path) -> list[tuple[int, str, str]]:
     table = read_table(open_log(log), ["step", "answer", "detail"], kind="decision")
     return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist(), table["detail"].to_pylist()))
 
 
-def maker_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maker.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def maker_cli(capsys):
+    """`maker ARGS...` in this process (as `maker.cli.main`), with its exit code and output."""
+
+    def call(*args: str) -> SimpleNamespace:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return call
 
 
 # -- pure parts: a batch voted in-process, and the driver's check of it ---------------------
@@ -129,7 +135,7 @@ def test_the_vote_cap_stops_a_plan_loudly_and_keeps_the_log(ray_address, tmp_pat
 
 
 @pytest.mark.ray
-def test_cli_runs_a_plan_and_refuses_bad_ones_in_one_line(ray_address, tmp_path) -> None:
+def test_cli_runs_a_plan_and_refuses_bad_ones_in_one_line(ray_address, tmp_path, maker_cli) -> None:
     log = tmp_path / "m.parquet"
     done = maker_cli("run", "multiply", "--digits", "3", "--model", "sim:0.99", "--k", "2", "--address", ray_address,
                      "--log", str(log), "--json", "--quiet")
@@ -149,7 +155,7 @@ def test_cli_runs_a_plan_and_refuses_bad_ones_in_one_line(ray_address, tmp_path)
     assert refused.returncode == 2 and "--resume applies to chained tasks" in refused.stderr
 
 
-def test_plan_show_prints_levels_and_dependencies() -> None:
+def test_plan_show_prints_levels_and_dependencies(maker_cli) -> None:
     shown = maker_cli("plan-show", "multiply", "--digits", "3")
     assert shown.returncode == 0
     assert "14 steps in 6 levels, widest level 9" in shown.stdout
@@ -162,28 +168,45 @@ def test_plan_show_prints_levels_and_dependencies() -> None:
 # -- the LLM decomposer -----------------------------------------------------------------------
 @pytest.mark.ray
 def test_solve_plans_with_voted_proposals_then_runs_the_plan(ray_address, tmp_path) -> None:
-    """script:arith,p=0.8 proposes a wrong plan (and a wrong answer) one time in five."""
+    """script:arith,p=0.9 proposes a wrong plan (and gives a wrong answer) one time in ten."""
     log = tmp_path / "solve.parquet"
     problem = "Compute (12 + 7) * (3 + 4) - 5 * (2 + 6)"
-    plan, result = solve(problem, ["script:arith,p=0.8"], VotingConfig(k=3), log=log,
+    plan, result = solve(problem, ["script:arith,p=0.9"], VotingConfig(k=3), log=log,
                          cluster=ClusterConfig(workers=2, address=ray_address))
     assert result.extra["answer"] == str((12 + 7) * (3 + 4) - 5 * (2 + 6))
     assert result.errors == 0 and result.simulated and result.solved
-    assert [s.args[0] for s in plan.plan.steps][:2] == ["Compute 12 + 7", "Compute 3 + 4"]
-    assert plan.plan.widths()[0] == 3  # 12 + 7, 3 + 4 and 2 + 6 are independent
-    assert any(len(v.proposals) > 1 for v in plan.votes)  # some request saw a losing proposal
+    first = sorted(s.args[0] for s, level in zip(plan.plan.steps, plan.plan.levels()) if level == 0)
+    assert first == ["Compute 12 + 7", "Compute 2 + 6", "Compute 3 + 4"]  # independent: they run together
     assert all(v.decision == max(v.proposals, key=v.proposals.get) for v in plan.votes)
     report = verify_log(log)
     assert report.valid and report.solved and report.steps == len(plan.plan)
     assert open_log(log).run["plan_votes"][0]["problem"] == problem
 
 
-def test_solve_dry_run_prints_the_plan_without_ray() -> None:
+def test_solve_dry_run_prints_the_plan_without_ray(maker_cli) -> None:
     shown = maker_cli("solve", "Compute (1 + 2) * (3 + 4)", "--model", "script:arith", "--k", "2", "--dry-run")
     assert shown.returncode == 0, shown.stderr
     assert '#E3 = solve("Compute #E1 * #E2")' in shown.stdout and "[simulated model]" in shown.stdout
     refused = maker_cli("solve", "Compute 1 + 2", "--model", "sim:0.9", "--dry-run")
     assert refused.returncode == 2 and "a free-form problem has none" in refused.stderr
+
+
+def test_plan_proposals_are_voted_and_a_wrong_one_loses() -> None:
+    """A scripted decomposer whose first (temperature 0) proposal per request is wrong."""
+    arith = make_client(ModelSpec("script:arith"), None)
+
+    def first_one_wrong(text: str, request) -> str:
+        if DECOMPOSE_MARK in text and request.temperature == 0:
+            inputs = int(re.search(r"from #E(\d+)", text).group(1)) - 1
+            return f"#E{inputs + 1} = Compute 7 * 7\n#E{inputs + 2} = Compute #E{inputs + 1} - 1"
+        return arith.handler(text, request)
+
+    done = asyncio.run(decompose("Compute (1 + 2) * (3 + 4)", {"m": ScriptedModel(first_one_wrong)}, ["m"],
+                                 VotingConfig(k=2)))
+    assert [s.args[0] for s in done.plan.steps] == ["Compute 1 + 2", "Compute 3 + 4", "Compute #E1 * #E2"]
+    root = done.votes[0]
+    assert root.proposals == {"#E1 = Compute 7 * 7\n#E2 = Compute #E1 - 1": 1, root.decision: 3}
+    assert root.samples == 4 and root.votes == 4
 
 
 def test_a_decomposition_that_never_reaches_atomic_steps_is_refused() -> None:

@@ -257,3 +257,37 @@ def test_cli_bad_red_flag_input_exits_2_and_writes_nothing(tmp_path, capsys, ext
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not log.exists()
+
+
+@pytest.mark.ray
+def test_cli_stops_a_run_that_discards_everything_with_the_log_intact(ray_address, tmp_path, capsys) -> None:
+    """SIMULATED.  A cap of 3 output tokens discards every reply: the run stops after six
+    samples of step 0 with one clear line, and the log holds exactly those samples."""
+    from maker.steplog import open_log, read_table
+
+    log = tmp_path / "strict.parquet"
+    code = cli(["run", "hanoi", "--disks", "4", "--model", "sim:0.99", "--k", "3", "--max-output-tokens", "3",
+                "--max-discards-in-a-row", "6", "--quiet", "--log", str(log), "--address", ray_address])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "step 0: all 6 samples were red-flagged (overlong 6)" in err and "--max-discards-in-a-row 6" in err
+    table = read_table(open_log(log)).to_pydict()
+    assert table["kind"] == ["sample"] * 6 and set(table["red_flag"]) == {"overlong"}
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("    return 'nothing is good enough'\n", "'paranoid' discards a known-good reply"),
+        ("    raise RuntimeError('my bug')\n", "'paranoid' raised RuntimeError: my bug"),
+    ],
+)
+def test_cli_a_broken_user_detector_fails_at_start(tmp_path, capsys, body: str, message: str) -> None:
+    checks = tmp_path / "checks.py"
+    checks.write_text("def paranoid(sample, ctx):\n" + body)
+    log = tmp_path / "run.parquet"
+    code = cli(["run", "hanoi", "--disks", "3", "--model", "sim:0.99", "--red-flag", f"{checks}:paranoid",
+                "--log", str(log), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "nothing was spent" in err
+    assert not log.exists()

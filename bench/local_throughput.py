@@ -1,0 +1,198 @@
+"""Samples per second maker gets from the embedded local model, against the server's own
+saturation rate.
+
+Three figures on one server, one after the other, with the same prompts (the chase
+task's steps along the true trajectory, prompt variant i % V for sample i) and the same
+sampling settings (temperature, stop at newline, max tokens, per-draw seed):
+
+* saturation -- a plain concurrent httpx client keeping C requests in flight: the most
+  the server can give;
+* client     -- `LiteLLMClient` fed step by step as the runner feeds it (round one: k
+  samples together; then what the leader still needs), no Ray: litellm's own overhead;
+* maker      -- the real runner (`maker.runner.run`: Ray worker, voting, red flags, step
+  log), timed from the first to the last decided step it reports, i.e. without the
+  fixed start-up (Ray actor, first connection); samples on a losing speculative premise
+  are counted apart.
+
+llama-cpp-python's server answers one request at a time (a lock around the model), so
+the saturation rate is simply 1 / service time; maker reaches it when it always has a
+request queued.
+
+    python bench/local_throughput.py                 # 60 steps, k=3, 4 variants, T=0.5
+    python bench/local_throughput.py --steps 150 --speculate 0 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def trajectory_prompts(task, steps: int, variants: int, per_step: int):  # type: ignore[no-untyped-def]
+    """(prompt, seed) for `per_step` samples of each of the first `steps` true steps."""
+    from tasks.base import task_prompt
+
+    out = []
+    step = task.first_step()
+    for i in range(steps):
+        for j in range(per_step):
+            out.append((task_prompt(task, step, "completion", j % variants), 1_000_003 * i + j, step, j % variants))
+        step = task.step_after(i, task.truth(i))
+    return out
+
+
+async def saturation(api_base: str, model: str, prompts, temperature: float, concurrency: int) -> float:  # type: ignore[no-untyped-def]
+    import httpx
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for p in prompts:
+        queue.put_nowait(p)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            prompt, seed, _, _ = queue.get_nowait()
+            body = {"model": model, "prompt": prompt, "temperature": temperature, "max_tokens": 16, "stop": ["\n"], "seed": seed & 0x7FFFFFFF}
+            r = await client.post(f"{api_base}/completions", json=body, timeout=120)
+            r.raise_for_status()
+
+    async with httpx.AsyncClient() as client:
+        await worker_warmup(client, api_base, model, prompts[0][0])
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return len(prompts) / (time.perf_counter() - started)
+
+
+async def worker_warmup(client, api_base: str, model: str, prompt: str) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(f"{api_base}/completions", json={"model": model, "prompt": prompt, "max_tokens": 4}, timeout=120)
+    r.raise_for_status()
+
+
+async def client_rate(spec, task, voting, steps: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """LiteLLMClient driven like the segment loop drives it (no Ray, no log)."""
+    from cluster import make_client
+    from cluster.protocol import SampleRequest
+    from maker.variants import variant_of
+    from tasks.base import task_judge, task_prompt
+    from voting import Ballot
+
+    client = make_client(spec, task)
+    step = task.first_step()
+    await client.complete([SampleRequest(task_prompt(task, step, "completion"), 0.0, 16, 1, step)])  # warm
+    drawn_total = 0
+    started = time.perf_counter()
+    for i in range(steps):
+        ballot, drawn, winner = Ballot(voting.k), 0, None
+        prompts = [task_prompt(task, step, "completion", v) for v in range(voting.prompt_variants)]
+        while winner is None and drawn < voting.max_samples_per_step:
+            want = voting.k if drawn == 0 else ballot.needed
+            requests = []
+            for j in range(drawn, drawn + want):
+                v = variant_of(j, 1, voting.prompt_variants)
+                requests.append(SampleRequest(prompts[v], voting.temperature_of(j), 16, 1_000_003 * i + j, step, v))
+            samples = await client.complete(requests)
+            for r, s in zip(requests, samples):
+                key = task_judge(task, step, s.text, r.variant).key
+                if key is not None and winner is None:
+                    winner = ballot.add(key)
+            drawn += want
+        drawn_total += drawn
+        if winner is None:
+            break
+        step = task.step_after(i, winner)
+    return drawn_total / (time.perf_counter() - started), drawn_total
+
+
+def maker_rate(spec, task, voting, steps: int, speculate: int | None) -> dict:  # type: ignore[no-untyped-def]
+    import pyarrow.compute as pc
+
+    from maker.runner import ClusterConfig, run
+    from maker.steplog import open_log, read_table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "bench.parquet"
+        started = time.perf_counter()
+        result = run(task, [spec], voting, log=log, cluster=ClusterConfig(speculate=speculate), max_steps=steps)
+        wall = time.perf_counter() - started
+        table = read_table(open_log(log), ["kind", "latency_s"], kind="sample")
+        busy = float(pc.sum(table["latency_s"]).as_py() or 0.0)
+    wasted = int(result.extra.get("wasted_samples", 0) or 0)
+    drawn = result.samples + wasted
+    return {
+        "steps": result.steps,
+        "errors": result.errors,
+        "samples": result.samples,
+        "wasted_samples": wasted,
+        "wall_s": round(wall, 2),
+        "run_wall_s": result.wall_s,
+        "samples_per_s": round(drawn / result.wall_s, 3),
+        "useful_samples_per_s": round(result.samples / result.wall_s, 3),
+        "sum_latency_s": round(busy, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--variants", type=int, default=4)
+    ap.add_argument("--temperature", type=float, default=0.5)
+    ap.add_argument("--concurrency", type=int, default=4, help="requests the plain client keeps in flight")
+    ap.add_argument("--speculate", type=int, help="maker's speculation depth (default: maker's own default)")
+    ap.add_argument("--model", default="local")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from cluster import ModelSpec, ensure_ray
+    from cluster.local_server import serving
+    from maker.config import VotingConfig
+    from tasks import get_task
+
+    task = get_task("chase", hops=max(args.steps, 1))
+    voting = VotingConfig(
+        k=args.k, first_temperature=0.0, temperature=args.temperature, prompt_variants=args.variants, prompt_style="completion"
+    )
+    ensure_ray(num_cpus=2)
+    report: dict = {"device": f"{os.cpu_count()} CPU cores", "steps": args.steps, "k": args.k, "variants": args.variants}
+    with serving([ModelSpec(args.model, concurrency=16)]) as specs:
+        spec = specs[0]
+        alias = spec.model.split("/", 1)[1]
+        # maker first, so that its ~k+ samples per step fix the saturation sample count.
+        report["maker"] = maker_rate(spec, task, voting, args.steps, args.speculate)
+        per_step = max(1, round((report["maker"]["samples"] + report["maker"]["wasted_samples"]) / max(1, report["maker"]["steps"])))
+        prompts = trajectory_prompts(task, args.steps, args.variants, per_step)
+        report["saturation_samples_per_s"] = round(
+            asyncio.run(saturation(spec.api_base, alias, prompts, args.temperature, args.concurrency)), 3
+        )
+        rate, drawn = asyncio.run(client_rate(spec, task, voting, args.steps))
+        report["client_samples_per_s"] = round(rate, 3)
+        report["client_samples"] = drawn
+    sat = report["saturation_samples_per_s"]
+    report["ratio_maker"] = round(report["maker"]["samples_per_s"] / sat, 3)
+    report["ratio_maker_useful"] = round(report["maker"]["useful_samples_per_s"] / sat, 3)
+    report["ratio_client"] = round(report["client_samples_per_s"] / sat, 3)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    m = report["maker"]
+    print(f"local model throughput, chase task, k={args.k}, {args.variants} prompt variants, T={args.temperature} ({report['device']})")
+    print(f"  server saturation (httpx, {args.concurrency} in flight): {sat:.2f} samples/s  [the server answers one request at a time]")
+    print(f"  LiteLLMClient, runner's batches, no Ray:  {report['client_samples_per_s']:.2f} samples/s  (ratio {report['ratio_client']:.2f})")
+    print(
+        f"  maker run (Ray, voting, step log):        {m['samples_per_s']:.2f} samples/s  (ratio {report['ratio_maker']:.2f}); "
+        f"useful {m['useful_samples_per_s']:.2f}/s ({report['ratio_maker_useful']:.2f}), {m['wasted_samples']} wasted by speculation"
+    )
+    print(f"  maker: {m['steps']} steps, {m['errors']} errors, {m['samples']} samples, run wall {m['run_wall_s']}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

