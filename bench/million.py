@@ -45,7 +45,7 @@ class TreeMemory:
                     pass
             self.peak = max(self.peak, total)
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self._thread.start()
         return self
 

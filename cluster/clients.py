@@ -1,7 +1,8 @@
 """Turn a model string into a `ModelClient`.
 
-``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`), anything else goes to litellm (``openai/gpt-4.1-mini``,
-``anthropic/...``, ``openai/NAME`` with an ``api_base`` for OpenAI-compatible servers).
+``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`), anything
+else goes to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``, ``openai/NAME`` with an
+``api_base`` for OpenAI-compatible servers).
 """
 
 from __future__ import annotations

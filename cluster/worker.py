@@ -9,8 +9,8 @@ milliseconds, so callers send big batches, never single samples.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tasks import build_task
@@ -118,14 +118,15 @@ class WorkerPool:
         self._next = 0
 
     def _spawn(self, index: int, nodes: Sequence[str]) -> Any:
-        """Worker `index`, pinned (softly: it may go elsewhere if the node is gone) to node
-        `index mod len(nodes)`; SPREAD alone is best effort and can stack workers on one node."""
+        """Worker `index`, pinned to node `index mod len(nodes)` (alive a moment ago): SPREAD,
+        and even soft node affinity, are best effort and stacked workers on one node here.
+        A replacement after a death (`get`) goes wherever SPREAD puts it."""
         if len(nodes) < 2:
             return self._remote_cls.remote(*self._args)
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        strategy = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True)
+        strategy = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)
         return ray.remote(ModelWorker).options(**{**self._options, "scheduling_strategy": strategy}).remote(*self._args)
 
     def submit(self, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Pending:

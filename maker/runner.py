@@ -255,7 +255,6 @@ def run(
     pool = None
     try:
         if start.index <= last_index:
-            import ray
 
             pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
             node_ids = pool.node_ids()

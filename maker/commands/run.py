@@ -27,6 +27,8 @@ EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k auto --p 0.99 --target 0.95 --log runs/h10b.parquet
   maker run hanoi --disks 10 --model sim:0.99 --model sim:0.98 --k 3 --json
   maker run hanoi --disks 20 --model sim:0.998 --k 3 --log runs/h20.parquet --resume
+  maker run chase --hops 200 --model local --k 3 --prompt-variants 4 --temperature 0.5
+      (the embedded SmolLM2-135M, offline: served on 127.0.0.1 for the run; see 'maker models')
   maker run hanoi --disks 8 --model openai/sim --api-base http://127.0.0.1:8400/v1 --speculate 8 --rpm 600
       (against 'maker sim-server --port 8400'; --speculate hides latency, --rpm/--tpm cap the rate)
   maker run multiply --digits 10 --model sim:0.99 --k 3 --workers 2 --log runs/m10.parquet
@@ -34,8 +36,9 @@ EPILOG = """examples:
   maker run plan --file my.plan --model sim:0.99          are decided; see 'maker plan-show --help')
 
 models: sim:P (simulator, answers from ground truth with accuracy P; results are labelled
-simulated), or any litellm model string such as openai/gpt-4.1-mini (needs its API key in
-the environment) or openai/NAME with --api-base for an OpenAI-compatible server.
+simulated), local (the embedded SmolLM2-135M) or local:PATH.gguf (served by llama-cpp-python
+on 127.0.0.1 while the command runs), or any litellm model string such as openai/gpt-4.1-mini
+(needs its API key in the environment) or openai/NAME with --api-base for an OpenAI-compatible server.
 exit codes: 0 solved with zero errors, 1 run failed or finished with errors, 2 bad input."""
 
 

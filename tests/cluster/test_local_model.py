@@ -154,19 +154,19 @@ def test_a_server_that_cannot_load_its_file_fails_clearly(tmp_path: Path) -> Non
 
 @pytest.mark.ray
 def test_real_run_through_ray_matches_ground_truth(tmp_path: Path, ray_address: str) -> None:
-    """30 hops on the real model with two Ray workers sharing one server."""
+    """24 hops on the real model with two Ray workers sharing one server."""
     log = tmp_path / "chase.parquet"
-    proc = maker("run", "chase", "--hops", "30", "--model", "local", *VOTING, "--workers", "2",
+    proc = maker("run", "chase", "--hops", "24", "--model", "local", *VOTING, "--workers", "2",
                  "--address", ray_address, "--log", str(log), "--json", "--quiet")  # fmt: skip
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["steps"] == 30 and result["errors"] == 0 and result["solved"]
+    assert result["steps"] == 24 and result["errors"] == 0 and result["solved"]
     assert result["models"] == ["openai/local-SmolLM2-135M-Instruct.Q4_1"] and not result["simulated"]
     _, pid, _, _ = server_of_text(err)
     assert gone(pid), "the server outlived the run"
     report = verify_log(log)
-    assert report.valid and report.solved and report.wrong_decisions == 0 and report.steps == 30
+    assert report.valid and report.solved and report.wrong_decisions == 0 and report.steps == 24
 
 
 def server_of_text(err: str) -> tuple[int, int, str, list[str]]:

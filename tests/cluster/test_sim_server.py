@@ -91,6 +91,18 @@ def test_answers_chat_and_completion_from_the_prompt_with_usage() -> None:
     assert stats["prompt_tokens"] > 0 and stats["completion_tokens"] > 0
 
 
+def test_a_priced_model_name_is_costed_from_the_reported_usage() -> None:
+    import litellm
+
+    task = get_task("hanoi", disks=5)
+    step = task.first_step()
+    with SimServer(SimServerConfig(p=1.0, latency=0.0)) as server:
+        priced = LiteLLMClient(LiteLLMConfig("openai/gpt-4.1-mini", api_base=server.url))
+        (sample,) = asyncio.run(priced.complete([SampleRequest(task.prompt(step), 0.0, 751, 1, step)]))
+    expected = sum(litellm.cost_per_token(model="gpt-4.1-mini", prompt_tokens=sample.tokens_in, completion_tokens=sample.tokens_out))
+    assert expected > 0 and sample.cost_usd == pytest.approx(expected)
+
+
 def test_accuracy_and_seeded_draws() -> None:
     task = get_task("hanoi", disks=5)
     step = task.first_step()

@@ -97,7 +97,7 @@ def test_each_decomposer_runs_end_to_end_with_a_verified_answer(ray_address, tmp
 
 @pytest.mark.ray
 def test_parallel_and_sequential_dispatch_decide_the_same(ray_address, tmp_path) -> None:
-    task = get_task("multiply", digits=6)
+    task = get_task("multiply", digits=4)
     runs = {}
     for sequential in (False, True):
         log = tmp_path / f"m-{sequential}.parquet"
@@ -109,18 +109,18 @@ def test_parallel_and_sequential_dispatch_decide_the_same(ray_address, tmp_path)
     assert par.extra["decisions"] == seq.extra["decisions"]
     assert par.samples == seq.samples and par.solved and seq.solved
     assert seq.extra["ray_calls"] == task.total_steps and seq.extra["most_calls_in_flight"] == 1
-    # the 36 digit products go out together: far fewer calls, several at once
-    assert par.extra["ray_calls"] <= 4 + 11 and par.extra["most_calls_in_flight"] >= 2
+    # the 16 digit products go out together: far fewer calls, several at once
+    assert par.extra["ray_calls"] <= 4 + 7 and par.extra["most_calls_in_flight"] >= 2
 
 
 @pytest.mark.ray
 def test_a_path_runs_the_same_on_the_chain_runner(ray_address, tmp_path) -> None:
-    task = get_task("add", digits=15)
+    task = get_task("add", digits=8)
     run(task, ["sim:0.9"], VotingConfig(k=3), log=tmp_path / "chain.parquet", cluster=ClusterConfig(address=ray_address))
     run_plan(task, ["sim:0.9"], VotingConfig(k=3), log=tmp_path / "dag.parquet", cluster=ClusterConfig(address=ray_address))
     chain = [(s, a) for s, a, _ in decisions(tmp_path / "chain.parquet")]
     dag = [(s, a) for s, a, _ in decisions(tmp_path / "dag.parquet")]
-    assert chain == dag and len(dag) == 15
+    assert chain == dag and len(dag) == 8
     assert verify_log(tmp_path / "chain.parquet").solved
 
 

@@ -63,4 +63,4 @@ def test_workers_spread_over_both_nodes(tmp_path) -> None:
     result = json.loads(report["stdout"])
     assert len(report["nodes"]) == 2
     assert result["solved"] and result["errors"] == 0
-    assert sorted(result["extra"]["node_ids"]) == report["nodes"]  # one worker on each node
+    assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])  # one worker per node
