@@ -10,9 +10,9 @@ sampling settings (temperature, stop at newline, max tokens, per-draw seed):
 * client     -- `LiteLLMClient` fed step by step as the runner feeds it (round one: k
   samples together; then what the leader still needs), no Ray: litellm's own overhead;
 * maker      -- the real runner (`maker.runner.run`: Ray worker, voting, red flags, step
-  log), timed from the first to the last decided step it reports, i.e. without the
-  fixed start-up (Ray actor, first connection); samples on a losing speculative premise
-  are counted apart.
+  log): the difference of a short and a full run, which cancels the fixed start-up
+  (Ray actor, litellm import, first connection); samples on a losing speculative
+  premise are counted apart.
 
 llama-cpp-python's server answers one request at a time (a lock around the model), so
 the saturation rate is simply 1 / service time; maker reaches it when it always has a
@@ -111,31 +111,37 @@ async def client_rate(spec, task, voting, steps: int) -> tuple[float, int]:  # t
     return drawn_total / (time.perf_counter() - started), drawn_total
 
 
-def maker_rate(spec, task, voting, steps: int, speculate: int | None) -> dict:  # type: ignore[no-untyped-def]
-    import pyarrow.compute as pc
-
+def _maker_run(spec, task, voting, steps: int, speculate: int | None):  # type: ignore[no-untyped-def]
     from maker.runner import ClusterConfig, run
-    from maker.steplog import open_log, read_table
 
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "bench.parquet"
         started = time.perf_counter()
-        result = run(task, [spec], voting, log=log, cluster=ClusterConfig(speculate=speculate), max_steps=steps)
-        wall = time.perf_counter() - started
-        table = read_table(open_log(log), ["kind", "latency_s"], kind="sample")
-        busy = float(pc.sum(table["latency_s"]).as_py() or 0.0)
-    wasted = int(result.extra.get("wasted_samples", 0) or 0)
-    drawn = result.samples + wasted
+        result = run(task, [spec], voting, log=Path(tmp) / "bench.parquet", cluster=ClusterConfig(speculate=speculate), max_steps=steps)
+        return result, time.perf_counter() - started
+
+
+def maker_rate(spec, task, voting, steps: int, speculate: int | None) -> dict:  # type: ignore[no-untyped-def]
+    """Two runs, a short one and the full one: their difference cancels the fixed start-up
+    (Ray actor, litellm import in the worker, first connection) and leaves the rate
+    a long run sustains."""
+    short, short_wall = _maker_run(spec, task, voting, max(2, steps // 5), speculate)
+    result, wall = _maker_run(spec, task, voting, steps, speculate)
+
+    def drawn(r) -> int:  # type: ignore[no-untyped-def]
+        return r.samples + int(r.extra.get("wasted_samples", 0) or 0)
+
+    marginal = (drawn(result) - drawn(short)) / max(1e-9, wall - short_wall)
+    useful = (result.samples - short.samples) / max(1e-9, wall - short_wall)
     return {
         "steps": result.steps,
         "errors": result.errors,
         "samples": result.samples,
-        "wasted_samples": wasted,
+        "wasted_samples": drawn(result) - result.samples,
         "wall_s": round(wall, 2),
-        "run_wall_s": result.wall_s,
-        "samples_per_s": round(drawn / result.wall_s, 3),
-        "useful_samples_per_s": round(result.samples / result.wall_s, 3),
-        "sum_latency_s": round(busy, 1),
+        "startup_s": round(short_wall - drawn(short) / marginal, 2) if marginal > 0 else None,
+        "overall_samples_per_s": round(drawn(result) / wall, 3),
+        "samples_per_s": round(marginal, 3),
+        "useful_samples_per_s": round(useful, 3),
     }
 
 
@@ -165,16 +171,17 @@ def main() -> int:
     with serving([ModelSpec(args.model, concurrency=16)]) as specs:
         spec = specs[0]
         alias = spec.model.split("/", 1)[1]
-        # maker first, so that its ~k+ samples per step fix the saturation sample count.
+        # The same prompts maker sends: the steps of the true trajectory, about k+ samples each.
+        prompts = trajectory_prompts(task, args.steps, args.variants, args.k + 1)
+        # Saturation before and after, averaged: a shared machine's load drifts.
+        before = asyncio.run(saturation(spec.api_base, alias, prompts, args.temperature, args.concurrency))
         report["maker"] = maker_rate(spec, task, voting, args.steps, args.speculate)
-        per_step = max(1, round((report["maker"]["samples"] + report["maker"]["wasted_samples"]) / max(1, report["maker"]["steps"])))
-        prompts = trajectory_prompts(task, args.steps, args.variants, per_step)
-        report["saturation_samples_per_s"] = round(
-            asyncio.run(saturation(spec.api_base, alias, prompts, args.temperature, args.concurrency)), 3
-        )
         rate, drawn = asyncio.run(client_rate(spec, task, voting, args.steps))
         report["client_samples_per_s"] = round(rate, 3)
         report["client_samples"] = drawn
+        after = asyncio.run(saturation(spec.api_base, alias, prompts, args.temperature, args.concurrency))
+        report["saturation_before_after"] = [round(before, 3), round(after, 3)]
+        report["saturation_samples_per_s"] = round((before + after) / 2, 3)
     sat = report["saturation_samples_per_s"]
     report["ratio_maker"] = round(report["maker"]["samples_per_s"] / sat, 3)
     report["ratio_maker_useful"] = round(report["maker"]["useful_samples_per_s"] / sat, 3)
@@ -184,13 +191,20 @@ def main() -> int:
         return 0
     m = report["maker"]
     print(f"local model throughput, chase task, k={args.k}, {args.variants} prompt variants, T={args.temperature} ({report['device']})")
-    print(f"  server saturation (httpx, {args.concurrency} in flight): {sat:.2f} samples/s  [the server answers one request at a time]")
+    b, a = report["saturation_before_after"]
+    print(
+        f"  server saturation (httpx, {args.concurrency} in flight): {sat:.2f} samples/s (before {b:.2f}, after {a:.2f})  "
+        "[the server answers one request at a time]"
+    )
     print(f"  LiteLLMClient, runner's batches, no Ray:  {report['client_samples_per_s']:.2f} samples/s  (ratio {report['ratio_client']:.2f})")
     print(
         f"  maker run (Ray, voting, step log):        {m['samples_per_s']:.2f} samples/s  (ratio {report['ratio_maker']:.2f}); "
         f"useful {m['useful_samples_per_s']:.2f}/s ({report['ratio_maker_useful']:.2f}), {m['wasted_samples']} wasted by speculation"
     )
-    print(f"  maker: {m['steps']} steps, {m['errors']} errors, {m['samples']} samples, run wall {m['run_wall_s']}s")
+    print(
+        f"  maker: {m['steps']} steps, {m['errors']} errors, {m['samples']} samples in {m['wall_s']}s "
+        f"(overall {m['overall_samples_per_s']:.2f}/s with ~{m['startup_s']}s of start-up; the rate above excludes it)"
+    )
     return 0
 
 

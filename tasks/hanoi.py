@@ -13,7 +13,7 @@ Example:
     >>> t = Hanoi(disks=3)
     >>> s = t.first_step()
     >>> t.truth(0)
-    'move = [1, 0, 2]\\nnext_state = [[3, 2], [1], []]'
+    'move = [1, 0, 2]\\nnext_state = [[3, 2], [], [1]]'
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The cluster (a head and a second node with its own resources, via
 `ray.cluster_utils.Cluster`) lives in a subprocess with its own RAY_TMPDIR, so it never
 touches the test session's Ray instance, and other processes' plain `ray.init()` on
-this machine never finds it.  `maker run` joins it from a further subprocess, as a user
-would.  The model is the simulator (the fake at the model boundary).
+this machine never finds it.  `maker run` (the CLI entry point) joins it by address, as
+a user would.  The model is the simulator (the fake at the model boundary).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
-import json, subprocess, sys
+import contextlib, io, json, sys
 import ray
 from ray.cluster_utils import Cluster
 
@@ -35,13 +35,13 @@ try:
     ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
     ray.shutdown()
-    done = subprocess.run(
-        [sys.executable, "-m", "maker.cli", "run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2",
-         "--address", cluster.address, "--workers", "2", "--segment-steps", "8", "--json", "--quiet",
-         "--log", sys.argv[1]],
-        capture_output=True, text=True, timeout=60,
-    )
-    print(json.dumps({"nodes": nodes, "code": done.returncode, "stdout": done.stdout, "stderr": done.stderr[-2000:]}))
+    from maker.cli import main  # the CLI as a user runs it, joining the cluster by address
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2", "--address", cluster.address,
+                     "--workers", "2", "--segment-steps", "8", "--json", "--quiet", "--log", sys.argv[1]])
+    ray.shutdown()
+    print(json.dumps({"nodes": nodes, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:]}))
 finally:
     cluster.shutdown()
 """

@@ -176,7 +176,7 @@ def log_decisions(log: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.ray
 def test_through_ray_the_log_verifies_and_matches_the_in_order_run(ray_address, tmp_path) -> None:
-    task = get_task("hanoi", disks=6)
+    task = get_task("hanoi", disks=5)
     model = ["sim:0.85,seed=9,latency=0.001,jitter=0.002"]  # 15% of first replies mislead
     plain = run(task, model, VotingConfig(k=4), log=tmp_path / "d0", seed=3, cluster=ClusterConfig(speculate=0, segment_steps=20))
     spec = run(task, model, VotingConfig(k=4), log=tmp_path / "d8", seed=3, cluster=ClusterConfig(speculate=8, segment_steps=20))
