@@ -287,19 +287,7 @@ class StepJudge:
 
     def __call__(self, sample: Sample, temperature: float | None = None, variant: int = 0) -> Verdict:
         """The sample's vote key, or the first red flag it raises (samples in sample order)."""
-        ctx = self._ctx
-        ctx.temperature = temperature
-        ctx.variant = variant
-        for reason, detector in self._meta:
-            detail = detector(sample, ctx)
-            if detail is not None:
-                verdict = Verdict(None, reason, detail)
-                break
-        else:
-            memos = self._memos
-            verdict = memos[variant].get(sample.text) if variant < len(memos) else None  # type: ignore[assignment]
-            if verdict is None:
-                verdict = self.text(sample.text, sample, variant)
+        verdict = self.verdict(sample, temperature, variant)
         if not self._last:
             return verdict
         return self.admit(sample, verdict, temperature, variant)
