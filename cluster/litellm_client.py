@@ -119,6 +119,7 @@ class LiteLLMClient:
         cfg = self.config
         started = time.perf_counter()
         error = "unknown"
+        faults: list[str] = []
         estimate = _prompt_chars(request.prompt) // 4 + 1
         for attempt in range(cfg.max_retries + 1):
             await self.limits.before(estimate)
@@ -126,18 +127,23 @@ class LiteLLMClient:
                 try:
                     response = await self._call(request)
                     sample = self._to_sample(response, time.perf_counter() - started)
+                    sample.faults = tuple(faults)
                     self.limits.after(estimate, (sample.tokens_in or estimate) + sample.tokens_out)
                     return sample
                 except self._retryable as exc:
                     error = f"{type(exc).__name__}: {_one_line(exc)}"
+                    faults.append(fault_kind(exc))
                     wait = _retry_after(exc)
                 except Exception as exc:  # not retryable: bad request, auth, parsing...
                     error = f"{type(exc).__name__}: {_one_line(exc)}"
+                    faults.append(fault_kind(exc))
                     break
             if attempt < cfg.max_retries:
                 backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt) * (0.5 + random.random())
                 await asyncio.sleep(max(wait or 0.0, backoff))
-        return Sample("", self.name, finish_reason="error", latency_s=time.perf_counter() - started, error=error)
+        return Sample(
+            "", self.name, finish_reason="error", latency_s=time.perf_counter() - started, error=error, faults=tuple(faults)
+        )
 
     async def _call(self, request: SampleRequest) -> Any:
         cfg = self.config
@@ -196,6 +202,36 @@ class LiteLLMClient:
             response_id=getattr(response, "id", None),
             cached=cached,
         )
+
+
+#: Words in an exception's message that mean the reply body was not valid JSON (litellm
+#: reports a cut-off body as a 500, which would otherwise hide what happened).
+_BAD_JSON = ("Unterminated", "Expecting", "JSONDecodeError", "Extra data", "Invalid control character")
+
+
+def fault_kind(exc: BaseException) -> str:
+    """A short, stable name for what went wrong with one attempt, for counting by kind.
+
+    litellm folds connection resets and unparsable bodies into InternalServerError, so the
+    exception's class alone would count three different endpoint faults as one."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(exc)
+    if "RateLimitError" in names:
+        return "rate_limited"
+    if names & {"Timeout", "APITimeoutError", "TimeoutError"}:
+        return "timeout"
+    if "APIConnectionError" in names or "Connection error" in message:
+        return "connection"
+    if any(word in message for word in _BAD_JSON):
+        return "bad_json"
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 500 or names & {"InternalServerError", "ServiceUnavailableError"}:
+        return "server_error"
+    if names & {"AuthenticationError", "PermissionDeniedError"}:
+        return "auth"
+    if isinstance(status, int) and 400 <= status < 500 or "BadRequestError" in names:
+        return "bad_request"
+    return "other"
 
 
 def _retry_after(exc: BaseException) -> float | None:

@@ -32,7 +32,9 @@ class SampleRequest:
 
 @dataclass(slots=True)
 class Sample:
-    """One reply and what it cost.  `error` is set when the call failed after retries."""
+    """One reply and what it cost.  `error` is set when the call failed after retries;
+    `faults` names, in order, every failed attempt behind this sample (retried or not),
+    so a run can say what its endpoint did to it, kind by kind (see `fault_kind`)."""
 
     text: str
     model: str
@@ -44,6 +46,7 @@ class Sample:
     error: str | None = None
     response_id: str | None = None
     cached: bool = False
+    faults: tuple[str, ...] = ()
 
 
 @runtime_checkable

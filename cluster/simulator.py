@@ -227,7 +227,8 @@ class SimulatedModel:
         prompt_tokens: dict[int, int] = {}
         for req in requests:
             if cfg.fail_rate and uniform(cfg.seed, req.seed, 5) < cfg.fail_rate:
-                out.append(Sample("", self.name, finish_reason="error", latency_s=delay, error="simulated call failure"))
+                out.append(Sample("", self.name, finish_reason="error", latency_s=delay, error="simulated call failure",
+                                  faults=("simulated",)))
                 continue
             text, tokens_out, finish = self.reply(req)
             pid = id(req.prompt)

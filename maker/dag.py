@@ -53,8 +53,8 @@ from .errors import MakerError, UsageError, VoteCapError
 from .progress import Progress, Totals
 from .red_flags import RedFlagPolicy, StepJudge
 from .runner import ClusterConfig, RunResult, run_metadata
-from .segment import DECISION_COLUMNS, SAMPLE_COLUMNS, draw_seed
-from .steplog import StepLogWriter
+from .segment import DECISION_COLUMNS, SAMPLE_COLUMNS, draw_seed, sample_row
+from .steplog import StepLogWriter, count_faults
 
 #: The driver writes a log part once this many samples or seconds have gathered (and at the end):
 #: a kill -9 loses at most that much, and a plan run is restarted from scratch anyway.
@@ -145,11 +145,7 @@ async def vote_step(task: Any, clients: dict[str, Any], step: StepInput, job: No
             counted = verdict.key is not None and winner is None
             if counted:
                 winner = ballot.add(verdict.key)
-            rows.append((
-                step.index, drawn + offset, model, temperature, sample.text, verdict.key, verdict.red_flag,
-                verdict.detail, counted, sample.tokens_in, sample.tokens_out, sample.finish_reason,
-                sample.latency_s, sample.cost_usd, sample.error, sample.cached, sample.response_id, False,
-            ))
+            rows.append(sample_row(step.index, drawn + offset, model, temperature, sample, verdict, counted, False))
         drawn += want
     correct = judge.text(task.reference_reply(step)).key == winner if isinstance(task, Oracle) else None
     return rows, (step.index, winner, ballot.total, drawn, rounds, correct, task.label(step.index))
@@ -285,6 +281,7 @@ class _State:
         self.ready: deque[int] = deque(i for i, w in enumerate(self.waiting) if w == 0)
         self.totals = Totals()
         self.reasons: dict[str, int] = {}
+        self.faults: dict[str, int] = {}
         self.first_error: int | None = None
         self.calls = 0
         self.most_in_flight = 0
@@ -321,6 +318,7 @@ class _State:
             raise MakerError(f"worker batch rejected: {problem}")
         self._buffer(result)
         totals = self.totals
+        count_faults(result.samples["faults"], self.faults)
         for flag in result.samples["red_flag"]:
             if flag is not None:
                 self.reasons[flag] = self.reasons.get(flag, 0) + 1
@@ -371,6 +369,7 @@ class _State:
             cost_usd=round(totals.cost_usd, 6),
             samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
             log=str(log) if log is not None else None,
+            faults_by_kind=self.faults,
             extra={
                 "answer": answer,
                 "expected_answer": expected,

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from .errors import UsageError
 from .guard import k_schedule
 from .logsteps import describe_run, iter_chunks, parts_read
-from .steplog import LogInfo
+from .steplog import LogInfo, count_faults
 
 #: Steps per point of the cost-over-the-run curve is total_steps / COST_POINTS.
 COST_POINTS = 2000
@@ -56,6 +56,7 @@ class RunStats:
     graded_decisions: int = 0
     logged_undecided: int = 0
     red_flags: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)  # failed model-call attempts by kind (retried ones too)
     rounds: Counter = field(default_factory=Counter)
     votes: Counter = field(default_factory=Counter)
     samples_per_step: Counter = field(default_factory=Counter)
@@ -100,7 +101,7 @@ def collect(info: LogInfo) -> RunStats:
     width = max(1, math.ceil(total / COST_POINTS)) if total else 1024
     s = RunStats(str(info.path), describe_run(run), run, len(info.parts), len(info.damaged), total, bin_width=width)
     bins = _Bins(width)
-    scols = ("tokens_in", "tokens_out", "latency_s")
+    scols = ("tokens_in", "tokens_out", "latency_s", "faults")
     dcols = ("votes", "samples", "rounds", "correct")
     for chunk in iter_chunks(info, scols, dcols):
         d = chunk.decisions
@@ -123,6 +124,7 @@ def collect(info: LogInfo) -> RunStats:
         s.wasted += int(wasted.sum())
         for item in pc.value_counts(smp["red_flag"].drop_null()).to_pylist():
             s.red_flags[item["values"]] += item["counts"]
+        count_faults(smp["faults"].drop_null().to_pylist(), s.faults)
         cost = smp["cost_usd"].fill_null(0.0).to_numpy(zero_copy_only=False)
         s.cost_usd += float(cost.sum())
         s.tokens_in += int(_ints(smp["tokens_in"]).sum())
@@ -278,6 +280,13 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     else:
         lines.append("No sample was red-flagged.")
     lines += ["", _img("red_flags.png", images)]
+    lines += ["", "## Model-call faults", ""]
+    if s.faults:
+        lines.append(f"Failed attempts behind the logged samples, retried ones included ({sum(s.faults.values()):,} in all):")
+        lines.append("")
+        lines += [f"- {kind}: {n:,}" for kind, n in s.faults.most_common()]
+    else:
+        lines.append("No model call failed.")
     lines += ["", "## Error rate against output length", ""]
     lines += [
         "An error is a valid sample that disagrees with its step's decision; buckets of output tokens "

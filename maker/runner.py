@@ -36,7 +36,7 @@ from .progress import Progress, Totals
 from .red_flags import RedFlagPolicy, step_failure
 from .segment import SegmentJob, SegmentResult, run_segment
 from .speculation import speculation_depth
-from .steplog import StepLogWriter, iter_tables, last_decision, open_log
+from .steplog import StepLogWriter, count_faults, iter_tables, last_decision, open_log
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ class RunResult:
     log: str | None
     resumed_from_step: int = 0
     status: str = "ok"
+    #: failed model calls behind the samples, by kind (retried ones included): what the
+    #: endpoint did to the run, e.g. {"rate_limited": 12, "timeout": 3}
+    faults_by_kind: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,22 +119,26 @@ def _check_resumable(previous: dict[str, Any], current: dict[str, Any]) -> None:
         raise UsageError(f"cannot resume: the log used k={previous['voting'].get('k')}, this run asks for k={current['voting']['k']}")
 
 
-def _resume_point(task: Task, log: Path) -> tuple[StepInput, Totals]:
+def _resume_point(task: Task, log: Path, reasons: dict[str, int], faults: dict[str, int]) -> tuple[StepInput, Totals]:
+    """Where a resumed run starts, and the totals (and counts by kind) its log already holds."""
     info = open_log(log)
     last = last_decision(info)
     totals = Totals()
-    for table in iter_tables(info, ["red_flag", "cost_usd", "correct", "wasted"]):
+    for table in iter_tables(info, ["red_flag", "cost_usd", "correct", "wasted", "faults"]):
         kinds = table["kind"].to_pylist()
         flags = table["red_flag"].to_pylist()
         costs = table["cost_usd"].to_pylist()
         correct = table["correct"].to_pylist()
         lost = table["wasted"].to_pylist()
+        count_faults(table["faults"].to_pylist(), faults)
         for kind, flag, cost, ok, was_wasted in zip(kinds, flags, costs, correct, lost):
             if kind == "sample" and was_wasted:
                 totals.cost_usd += cost or 0.0
             elif kind == "sample":
                 totals.samples += 1
                 totals.red_flags += flag is not None
+                if flag is not None:
+                    reasons[flag] = reasons.get(flag, 0) + 1
                 totals.cost_usd += cost or 0.0
             elif kind == "decision":
                 totals.steps += 1
@@ -213,6 +220,8 @@ def run(
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
     resumed_events: list = []
+    reasons: dict[str, int] = {}
+    faults: dict[str, int] = {}
     start = task.first_step()
     totals = Totals()
     writer = None
@@ -224,7 +233,7 @@ def run(
             info = open_log(log)
             _check_resumable(info.run, meta)
             resumed_events = [detail for _, detail in log_events(info)]
-            start, totals = _resume_point(task, log)
+            start, totals = _resume_point(task, log, reasons, faults)
         writer = StepLogWriter(log, meta, resume=resume)
     elif resume:
         raise UsageError("--resume needs --log")
@@ -232,7 +241,6 @@ def run(
     last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, resumed_from + max_steps) - 1
     progress = progress or Progress(task.total_steps, enabled=False)
     progress.start_at(totals.steps)
-    reasons: dict[str, int] = {}
     first_error: int | None = None
     started = time.perf_counter()
     status = "ok"
@@ -280,6 +288,7 @@ def run(
                 for flag, was_wasted in zip(flags, lost):
                     if flag is not None and not was_wasted:
                         reasons[flag] = reasons.get(flag, 0) + 1
+                count_faults(result.samples["faults"], faults)
                 n_wasted = sum(lost)
                 wasted += n_wasted
                 totals.samples += len(flags) - n_wasted
@@ -325,6 +334,7 @@ def run(
         log=str(log) if log is not None else None,
         resumed_from_step=resumed_from,
         status=status,
+        faults_by_kind=faults,
         extra={"speculate": speculate, "wasted_samples": wasted, "node_ids": node_ids, "guard": live.to_dict()},
     )
 

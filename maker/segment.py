@@ -19,7 +19,7 @@ from typing import Any
 
 from cluster.protocol import Sample, SampleRequest
 from cluster.simulator import mix64
-from tasks.base import Oracle, StepInput
+from tasks.base import Oracle, StepInput, Verdict
 from voting import Ballot
 
 from .config import VotingConfig
@@ -45,6 +45,7 @@ SAMPLE_COLUMNS = (
     "cached",
     "response_id",
     "wasted",
+    "faults",
 )
 DECISION_COLUMNS = ("step", "answer", "votes", "samples", "rounds", "correct")
 
@@ -72,6 +73,18 @@ class SegmentResult:
     end: StepInput
     failed_step: int | None = None
     elapsed_s: float = 0.0
+
+
+def sample_row(
+    step: int, index: int, model: str, temperature: float, sample: Sample, verdict: Verdict, counted: bool, wasted: bool
+) -> tuple[Any, ...]:
+    """One sample's values in `SAMPLE_COLUMNS` order: the single place a log row is built,
+    so the in-order loop, the speculative window and the DAG runner log alike."""
+    return (
+        step, index, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail, counted,
+        sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
+        sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None,
+    )
 
 
 def draw_seed(run_seed: int, step_index: int, sample_index: int) -> int:
@@ -129,29 +142,8 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
                 counted = answer is not None and winner is None
                 if counted:
                     winner = ballot.add(answer)
-                for col, value in zip(
-                    cols,
-                    (
-                        step.index,
-                        drawn + offset,
-                        model,
-                        temperature,
-                        sample.text,
-                        answer,
-                        verdict.red_flag,
-                        verdict.detail,
-                        counted,
-                        sample.tokens_in,
-                        sample.tokens_out,
-                        sample.finish_reason,
-                        sample.latency_s,
-                        sample.cost_usd,
-                        sample.error,
-                        sample.cached,
-                        sample.response_id,
-                        False,
-                    ),
-                ):
+                row = sample_row(step.index, drawn + offset, model, temperature, sample, verdict, counted, False)
+                for col, value in zip(cols, row):
                     col.append(value)
             drawn += want
         if winner is None:

@@ -51,7 +51,7 @@ from voting import Ballot
 
 from .errors import UsageError
 from .red_flags import StepJudge
-from .segment import DECISION_COLUMNS, SAMPLE_COLUMNS, SegmentJob, SegmentResult, draw_seed
+from .segment import DECISION_COLUMNS, SAMPLE_COLUMNS, SegmentJob, SegmentResult, draw_seed, sample_row
 from .variants import step_prompts, variant_of
 
 #: The depth used when none is asked for and some model takes time to answer.
@@ -225,14 +225,7 @@ class _Window:
     def _emit(self, slot: _Slot, rows: list[_Row] | None = None, wasted: bool = False) -> None:
         index = slot.step.index
         for i, model, temperature, sample, verdict, counted in slot.rows if rows is None else rows:
-            for col, value in zip(
-                self._sample_cols,
-                (
-                    index, i, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail,
-                    counted, sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s,
-                    sample.cost_usd, sample.error, sample.cached, sample.response_id, wasted,
-                ),
-            ):
+            for col, value in zip(self._sample_cols, sample_row(index, i, model, temperature, sample, verdict, counted, wasted)):
                 col.append(value)
 
     # -- requests ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from .errors import StepLogError, UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `faults` added; version-1 parts read with it null
 
 #: Columns, types and meaning.  Units: seconds, US dollars, tokens.
 SCHEMA = pa.schema(
@@ -53,6 +53,7 @@ SCHEMA = pa.schema(
         ("cached", pa.bool_()),  # the provider reported a cache hit
         ("response_id", pa.string()),
         ("wasted", pa.bool_()),  # drawn on a speculative premise that lost the vote
+        ("faults", pa.string()),  # failed attempts behind the sample, by kind, comma-separated ('rate_limited,timeout')
         ("votes", pa.int32()),  # decision: valid votes counted
         ("samples", pa.int32()),  # decision: samples drawn for the step
         ("rounds", pa.int32()),  # decision: sampling rounds the step needed
@@ -61,6 +62,15 @@ SCHEMA = pa.schema(
 )
 
 _PART = "part-{:06d}.parquet"
+
+
+def count_faults(cells: Iterable[str | None], into: dict[str, int]) -> dict[str, int]:
+    """Add the fault kinds named in `faults` cells ('timeout,rate_limited') to `into`."""
+    for cell in cells:
+        if cell:
+            for kind in cell.split(","):
+                into[kind] = into.get(kind, 0) + 1
+    return into
 
 
 def _columns_table(columns: dict[str, list[Any]], kind: str) -> pa.Table | None:
@@ -204,7 +214,13 @@ def iter_tables(info: LogInfo, columns: list[str] | None = None, kind: str | Non
 
     for i, part in enumerate(info.parts):
         try:
-            table = pq.read_table(part, columns=None if columns is None else sorted({*columns, "kind"}))
+            wanted = [f.name for f in SCHEMA] if columns is None else sorted({*columns, "kind"})
+            present = set(pq.read_schema(part).names)
+            table = pq.read_table(part, columns=[c for c in wanted if c in present])
+            for name in wanted:  # a column added after this part was written (older schema): null
+                if name not in present and name in SCHEMA.names:
+                    table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+            table = table.select([c for c in wanted if c in table.schema.names])  # one column order for every part
         except (OSError, pa.ArrowException) as exc:
             if info.salvage:
                 info.unreadable[:] = info.parts[i:]  # salvage stops at the first damaged part

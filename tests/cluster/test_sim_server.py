@@ -144,6 +144,8 @@ EXPECT = {
     "truncated": "Error",
     "hang": "Timeout",
 }
+#: the kind each injected fault is logged as (litellm reports resets and cut-off JSON as 500s)
+LOGGED_AS = {"500": "server_error", "429": "rate_limited", "reset": "connection", "truncated": "bad_json", "hang": "timeout"}
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
@@ -161,6 +163,7 @@ def test_each_fault_kind_reaches_the_client_as_data_and_is_counted(kind) -> None
     if kind in EXPECT:
         assert sample.error and EXPECT[kind] in sample.error and sample.text == ""
         assert stats["requests"] == 2  # retried once (max_retries=1), then given up as data
+        assert sample.faults == (LOGGED_AS[kind],) * 2
     elif kind == "empty":
         assert sample.error is None and sample.text == ""
     else:  # huge: a 1 MB reply that a red flag must catch
@@ -250,3 +253,26 @@ def test_maker_run_through_litellm_survives_faults_and_hangs(ray_address, tmp_pa
     assert stats["faults_total"] > 0 and stats["answered"] >= result.samples
     assert result.extra["speculate"] == 8
     assert verify_log(tmp_path / "h5").valid
+
+
+@pytest.mark.ray
+def test_every_retried_fault_is_logged_by_kind(ray_address, tmp_path) -> None:
+    """Without speculation no request is cancelled, so the log's fault counts must equal
+    what the server injected, kind by kind."""
+    from maker import ClusterConfig
+    from maker.steplog import count_faults, open_log, read_table
+
+    config = SimServerConfig(
+        p=0.99, latency=0.0, fault_rate=0.2, faults=("500", "429", "reset", "truncated", "hang"),
+        retry_after_s=0.0, hang_s=30.0, seed=3,
+    )
+    task = get_task("hanoi", disks=4)
+    with SimServer(config) as server:
+        spec = ModelSpec("openai/sim", api_base=server.url, timeout_s=0.5)
+        result = run(task, [spec], VotingConfig(k=2), log=tmp_path / "f", seed=2, cluster=ClusterConfig(speculate=0))
+        stats = server.stats()
+    assert result.solved and result.errors == 0
+    injected = {LOGGED_AS[kind]: n for kind, n in stats["faults"].items() if n}
+    assert injected and result.faults_by_kind == injected
+    logged = count_faults(read_table(open_log(tmp_path / "f"), ["faults"], kind="sample")["faults"].to_pylist(), {})
+    assert logged == injected

@@ -31,7 +31,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def sim_log(ray_address, tmp_path_factory) -> Path:
     log = tmp_path_factory.mktemp("report") / "h6.parquet"
-    result = run(get_task("hanoi", disks=6), ["sim:0.85,redflag=0.15,seed=2"], VotingConfig(k=2), log=log,
+    result = run(get_task("hanoi", disks=6), ["sim:0.85,redflag=0.15,fail=0.05,seed=2"], VotingConfig(k=2), log=log,
                  cluster=ClusterConfig(segment_steps=16))
     assert result.steps == 63 and result.red_flags > 0
     return log
@@ -79,6 +79,10 @@ def test_figures_match_the_log(sim_log) -> None:
     by_tokens = errors.tokens_out.value_counts()
     assert all(s.length_errors[int(t)] == n for t, n in by_tokens.items())
     assert s.wrong_decisions == int((decisions.correct == False).sum())  # noqa: E712
+    failed_calls = samples.faults.dropna().str.split(",").explode().value_counts().to_dict()
+    assert failed_calls and dict(s.faults) == failed_calls
+    md = render_markdown(s, set())
+    assert f"- simulated: {failed_calls['simulated']:,}" in md.split("## Model-call faults")[1]
 
 
 def enrich(src: Path, dst: Path) -> None:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from maker.errors import StepLogError, UsageError
-from maker.steplog import SCHEMA, StepLogWriter, last_decision, open_log, read_table
+from maker.steplog import SCHEMA, SCHEMA_VERSION, StepLogWriter, count_faults, iter_tables, last_decision, open_log, read_table
 
 RUN = {"task": "hanoi", "task_options": {"disks": 3}, "maker_version": "test", "voting": {"k": 2}}
 
@@ -32,7 +32,27 @@ def test_round_trip_and_metadata(tmp_path) -> None:
     assert last_decision(info) == (1, "b")
     meta = pq.read_schema(info.parts[0]).metadata
     assert json.loads(meta[b"maker.run"])["task"] == "hanoi"
-    assert meta[b"maker.schema_version"] == b"1"
+    assert meta[b"maker.schema_version"] == str(SCHEMA_VERSION).encode()
+
+
+def test_a_part_from_schema_1_reads_with_faults_null(tmp_path) -> None:
+    """Logs written before the `faults` column still open, resume and report."""
+    log = tmp_path / "old.parquet"
+    write_two_parts(log)
+    part = open_log(log).parts[0]
+    old = pq.read_table(part).drop_columns(["faults"])
+    meta = dict(old.schema.metadata)
+    meta[b"maker.schema_version"] = b"1"
+    pq.write_table(old.replace_schema_metadata(meta), part)
+    info = open_log(log)
+    table = read_table(info, ["step", "faults"])
+    assert table.num_rows == 5 and table["faults"].null_count == 5
+    assert [t.schema.names for t in iter_tables(info)] == [SCHEMA.names, SCHEMA.names]
+
+
+def test_faults_are_counted_by_kind() -> None:
+    counts = count_faults(["timeout,rate_limited", None, "", "timeout"], {})
+    assert counts == {"timeout": 2, "rate_limited": 1}
 
 
 def test_refuses_to_overwrite_and_resume_continues_numbering(tmp_path) -> None:
