@@ -40,6 +40,7 @@ class LocalPool:
         from cluster.worker import ModelWorker
 
         self.worker = ModelWorker(task_spec, models)
+        self.replaced = 0
 
     def submit(self, fn, payload):
         from cluster.worker import Pending

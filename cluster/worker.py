@@ -158,9 +158,17 @@ class WorkerPool:
         return [self.get(p) for p in [self.submit(fn, p) for p in payloads]]
 
     def node_ids(self) -> list[str]:
+        """The node each worker runs on ('lost' for one that died meanwhile: a report, not a failure)."""
         import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
-        return ray.get([a.node_id.remote() for a in self.actors])
+        out = []
+        for ref in [a.node_id.remote() for a in self.actors]:
+            try:
+                out.append(ray.get(ref))
+            except (RayActorError, ActorUnavailableError):
+                out.append("lost")
+        return out
 
     def close(self) -> None:
         import ray

@@ -252,6 +252,7 @@ def run(
     in_flight = tuple((s.model, s.concurrency) for s in specs)
     wasted = 0
     node_ids: list[str] = []
+    replaced = 0
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
@@ -312,6 +313,7 @@ def run(
         raise
     finally:
         if pool is not None:
+            replaced = pool.replaced
             pool.close()
         progress.finish(totals)
     solved = task.is_solved(current) and current.index == task.total_steps
@@ -335,7 +337,8 @@ def run(
         resumed_from_step=resumed_from,
         status=status,
         faults_by_kind=faults,
-        extra={"speculate": speculate, "wasted_samples": wasted, "node_ids": node_ids, "guard": live.to_dict()},
+        extra={"speculate": speculate, "wasted_samples": wasted, "node_ids": node_ids, "workers_replaced": replaced,
+               "guard": live.to_dict()},
     )
 
 

@@ -1,4 +1,5 @@
-"""`maker run --address ADDR --workers 2` on a real two-node Ray cluster on this machine.
+"""`maker run --address ADDR --workers 2` on a real two-node Ray cluster on this machine,
+and a run that loses one of the two nodes halfway.
 
 The cluster (a head and a second node with its own resources, via
 `ray.cluster_utils.Cluster`) lives in a subprocess with its own RAY_TMPDIR, so it never
@@ -47,20 +48,83 @@ finally:
 """
 
 
-def test_workers_spread_over_both_nodes(tmp_path) -> None:
+REMOVE_NODE = r"""
+import json, sys, threading, time
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+try:
+    second = cluster.add_node(num_cpus=1, resources={"second_node": 1})
+    cluster.wait_for_nodes(timeout=40)
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    from maker import ClusterConfig, VotingConfig, run
+    from tasks import get_task
+    log = Path(sys.argv[1])
+    out = {}
+
+    def go():
+        try:
+            out["result"] = run(get_task("hanoi", disks=9), ["sim:0.99,latency=0.003"], VotingConfig(k=2), log=log,
+                                cluster=ClusterConfig(workers=2, segment_steps=8, address=cluster.address)).to_dict()
+        except BaseException as exc:
+            out["error"] = repr(exc)
+
+    runner = threading.Thread(target=go)
+    runner.start()
+    deadline = time.time() + 60
+    while len(list(log.glob("part-*.parquet"))) < 4 and time.time() < deadline:  # both workers have answered
+        time.sleep(0.05)
+    out["parts_before"] = len(list(log.glob("part-*.parquet")))
+    out["running_at_removal"] = runner.is_alive()
+    cluster.remove_node(second, allow_graceful=False)  # the node's raylet and workers die at once
+    runner.join(timeout=150)
+    out["hung"] = runner.is_alive()
+    print(json.dumps(out))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def in_own_cluster(script: str, log: Path, timeout: float) -> dict:
+    """Run `script` in a subprocess with its own RAY_TMPDIR; its last stdout line, as JSON."""
     ray_tmp = tempfile.mkdtemp(prefix="mkr-", dir="/tmp")  # short: Ray's socket paths must fit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("RAY_ADDRESS", None)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(tmp_path / "h6")], capture_output=True, text=True, timeout=90, cwd=ROOT, env=env
+            [sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
         )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_workers_spread_over_both_nodes(tmp_path) -> None:
+    report = in_own_cluster(SCRIPT, tmp_path / "h6", 90)
     assert report["code"] == 0, report["stderr"]
     result = json.loads(report["stdout"])
     assert len(report["nodes"]) == 2
     assert result["solved"] and result["errors"] == 0
     assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])  # one worker per node
+
+
+def test_a_node_removed_mid_run_costs_no_step(tmp_path) -> None:
+    """The second node dies while the run goes on: its worker's batch goes to a fresh
+    worker on the surviving node, and the log is whole and right."""
+    from maker import verify_log
+    from maker.steplog import open_log, read_table
+
+    log = tmp_path / "h9"
+    report = in_own_cluster(REMOVE_NODE, log, 240)
+    assert report["running_at_removal"] and report["parts_before"] >= 4, report
+    assert not report["hung"] and "error" not in report, report
+    result = report["result"]
+    assert result["solved"] and result["errors"] == 0 and result["steps"] == 511
+    assert result["extra"]["workers_replaced"] >= 1
+    steps = read_table(open_log(log), ["step"], kind="decision")["step"].to_pylist()
+    assert sorted(steps) == list(range(511))  # none missing, none twice
+    assert verify_log(log).solved
