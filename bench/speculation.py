@@ -9,10 +9,12 @@ What to expect on a pure chain: step t+1's premise is known only once some reply
 step t is in, so no depth goes faster than one step per round trip.  Speculation takes
 the first of a step's k replies as the premise (an in-order run waits for the slowest)
 and overlaps extra voting rounds with later steps; the gain grows with jitter and with
-the share of steps that need extra rounds (lower p).
+the share of steps that need extra rounds (lower p).  A drafted window ('32d': depth 32,
+`--draft reference`) proposes premises before any reply, so D steps are voted at once;
+then the client's CPU, not the round trip, bounds the rate.
 
     python bench/speculation.py                                   # 0.1 s and 0.5 s, 2,000 steps
-    python bench/speculation.py --latencies 0.1 --steps 500 --depths 0,8
+    python bench/speculation.py --latencies 0.1 --steps 500 --depths 0,8,32d
     python bench/speculation.py --latencies 0.5 --steps 300 --jitter-frac 0.5
     python bench/speculation.py --latencies 0.1 --steps 300 --depths 0,4 --rounds 3   # on a busy machine
 
@@ -55,7 +57,8 @@ def stats(url: str) -> dict:
         return json.loads(r.read())
 
 
-def one_run(url: str, depth: int, steps: int, args: argparse.Namespace, log: Path) -> dict:
+def one_run(url: str, depth: str, steps: int, args: argparse.Namespace, log: Path) -> dict:
+    """One run at `depth`: 'D' (leader-driven window) or 'Dd' (window drafted from the reference)."""
     from cluster import ModelSpec
     from maker import ClusterConfig, VotingConfig, run
     from tasks import get_task
@@ -64,7 +67,7 @@ def one_run(url: str, depth: int, steps: int, args: argparse.Namespace, log: Pat
     spec = ModelSpec("openai/sim", api_base=url, concurrency=args.concurrency, timeout_s=30.0)
     before = stats(url)
     result = run(task, [spec], VotingConfig(k=args.k), log=log, seed=args.seed, max_steps=steps,
-                 cluster=ClusterConfig(speculate=depth))
+                 cluster=ClusterConfig(speculate=int(depth.rstrip("d")), draft=depth.endswith("d")))
     after = stats(url)
     total = result.samples + result.extra["wasted_samples"]
     return {
@@ -85,7 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latencies", default="0.1,0.5", help="server latencies in seconds (default 0.1,0.5)")
     parser.add_argument("--jitter-frac", type=float, default=0.5, help="jitter as a fraction of latency (default 0.5)")
-    parser.add_argument("--depths", default="0,1,4,8,32", help="speculation depths to try (default 0,1,4,8,32)")
+    parser.add_argument("--depths", default="0,1,4,8,32,32d,64d",
+                        help="speculation depths to try; a trailing d drafts the window from the task's reference "
+                             "(--draft reference) (default 0,1,4,8,32,32d,64d)")
     parser.add_argument("--steps", type=int, default=2000, help="Hanoi steps per run (default 2000)")
     parser.add_argument("--disks", type=int, default=11, help="Hanoi disks (default 11: 2,047 steps)")
     parser.add_argument("--p", type=float, default=0.998, help="server accuracy (default 0.998)")
@@ -107,9 +112,9 @@ def main() -> None:
             proc, url = start_server(latency, jitter, args.p, args.seed)
             try:
                 # The fixed cost of a run (worker start, litellm import): one step, subtracted below.
-                warm = one_run(url, 0, 1, args, tmp / f"warm-{latency}")
+                warm = one_run(url, "0", 1, args, tmp / f"warm-{latency}")
                 rows = []
-                depths = [int(x) for x in args.depths.split(",")]
+                depths = args.depths.split(",")
                 for rnd in range(args.rounds):  # rounds alternate the depths, so load drift hits all alike
                     for depth in depths:
                         row = one_run(url, depth, args.steps, args, tmp / f"L{latency}-D{depth}-r{rnd}")
@@ -118,7 +123,7 @@ def main() -> None:
                         rows.append(row)
                         print(json.dumps(row), flush=True)
                 rate = {d: statistics.median(r["steps_per_s"] for r in rows if r["depth"] == d) for d in depths}
-                base = rate.get(0)
+                base = rate.get("0")
                 best = max(rate, key=rate.__getitem__)
                 wasted = sum(r["wasted"] for r in rows if r["depth"] == best)
                 drawn = sum(r["wasted"] + r["samples"] for r in rows if r["depth"] == best)

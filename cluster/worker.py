@@ -9,6 +9,7 @@ milliseconds, so callers send big batches, never single samples.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,10 +50,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     Without an address (and without RAY_ADDRESS) this always starts a fresh local Ray:
     plain `ray.init()` would join whatever cluster /tmp/ray/ray_current_cluster names,
-    and hangs when that cluster is long dead.
+    and hangs when that cluster is long dead.  That local Ray runs with token
+    authentication (`RAY_AUTH_MODE=token`, Ray's default is off): its ports listen on
+    every interface, and without the token anyone who reaches them can run code.  Child
+    processes inherit the setting, so they can still join by address.  A user's own
+    RAY_AUTH_MODE, and an existing cluster's choice, are left as they are.
     """
-    import os
-
     import ray
 
     if ray.is_initialized():
@@ -64,9 +67,30 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         pass  # the user chose a cluster through Ray's own setting
     else:
         kwargs["address"] = "local"
+        _token_auth_on()
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)
+
+
+def _token_auth_on() -> None:
+    """Turn Ray's token authentication on for the Ray this process is about to start.
+
+    Ray reads RAY_AUTH_MODE once, when `ray._raylet` is imported; by now it usually has
+    been, so the setting is re-read through Ray's own config hook.  Should that hook
+    move in a later Ray, the setting is taken back rather than leave the driver and the
+    Ray it starts disagreeing (which makes `ray.init` fail); Ray then runs as its
+    default, without the token."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the user's choice
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        del os.environ["RAY_AUTH_MODE"]
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster import ModelSpec, WorkerPool, check_spec
-from tasks.base import StepInput, Task
+from tasks.base import Oracle, StepInput, Task
 from voting import Ballot
 
 from . import __version__
@@ -50,6 +50,9 @@ class ClusterConfig:
     #: steps voted ahead on the premise the current leader implies; None: automatic
     #: (8, or 0 when every model is a zero-latency simulator) -- see maker.speculation
     speculate: int | None = None
+    #: fill the speculative window from the task's reference answers before any reply is
+    #: in (tasks with ground truth only; decisions unchanged) -- see maker.speculation
+    draft: bool = False
 
 
 @dataclass
@@ -215,6 +218,8 @@ def run(
     if cluster.segment_steps < 1 or cluster.workers < 1:
         raise UsageError("--segment-steps and --workers must be >= 1")
     speculate = speculation_depth(cluster.speculate, specs)
+    if cluster.draft and not isinstance(task, Oracle):
+        raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
     guard = guard or GuardConfig()
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     meta = run_metadata(task, specs, voting, seed)
@@ -258,7 +263,7 @@ def run(
         return SegmentJob(
             at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(voting, at.index), policy, model_names,
             seed, last_index,
-            speculate, in_flight,
+            speculate, in_flight, cluster.draft,
         )
 
     pool = None
@@ -337,7 +342,7 @@ def run(
         resumed_from_step=resumed_from,
         status=status,
         faults_by_kind=faults,
-        extra={"speculate": speculate, "wasted_samples": wasted, "node_ids": node_ids, "workers_replaced": replaced,
+        extra={"speculate": speculate, "draft": cluster.draft, "wasted_samples": wasted, "node_ids": node_ids, "workers_replaced": replaced,
                "guard": live.to_dict()},
     )
 

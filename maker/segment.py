@@ -64,6 +64,8 @@ class SegmentJob:
     speculate: int = 0
     #: (model, most requests in flight) pairs; honoured across the speculative window
     in_flight: tuple[tuple[str, int], ...] = ()
+    #: fill the window ahead of any reply with the task's reference answers (see maker.speculation)
+    draft: bool = False
 
 
 @dataclass

@@ -6,10 +6,18 @@ before it starts the next step.  Here a worker starts step t+1 as soon as step t
 *leader* -- the answer most of its arrived replies name, ties to the earliest -- on the
 premise that leader implies, and so on up to D steps ahead of the last decision.
 
-What it cannot do: step t+1's premise is known only once some reply for step t has
-arrived, so the chain still advances at most one step per model round trip whatever D
-is.  What it buys: the *first* reply of a step (not the slowest of k) sets the next
-premise, and confirming votes and extra rounds overlap with progress on later steps.
+What it cannot do alone: step t+1's premise is known only once some reply for step t
+has arrived, so the chain still advances at most one step per model round trip
+whatever D is.  What it buys: the *first* reply of a step (not the slowest of k) sets
+the next premise, and confirming votes and extra rounds overlap with progress on later
+steps.
+
+A *draft* lifts that limit, as in speculative decoding: with ``draft=True`` a step that
+has no reply yet takes the task's reference answer (tasks with an `Oracle`) as its
+leader, so the window fills D steps deep at once and D steps are voted concurrently.
+The draft only proposes premises; the votes still decide, on exactly the premise they
+were drawn for, and the first reply that disagrees with the draft discards what was
+built on it.  The runs' decisions are the same with or without a draft.
 
 Why the decisions do not change: every step (a *slot*) runs exactly the in-order
 protocol of `maker.segment` on its own premise -- round one draws samples 0..k-1, later
@@ -110,6 +118,7 @@ class _Window:
         self.max_tokens = job.voting.max_output_tokens + 1
         self.last = min(job.last_step, job.start.index + job.max_steps - 1)
         self.oracle = isinstance(self.task, Oracle)
+        self.draft = job.draft and self.oracle
         self.slots: list[_Slot] = []
         self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, int]] = {}
         self.samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
@@ -178,6 +187,8 @@ class _Window:
             if tail.step.index >= self.last:
                 return
             leader = tail.leader()
+            if leader is None and self.draft:  # no reply yet: the reference answer proposes the premise
+                leader = tail.judge.text(self.task.reference_reply(tail.step)).key
             if leader is None:
                 return
             tail.built_on = leader
@@ -287,7 +298,8 @@ class _Window:
                 slot.arrivals.add(verdict.key)
             self._count(slot)
         for position, slot in enumerate(self.slots):
-            if slot.built_on is not None and slot.leader() != slot.built_on:
+            leader = slot.leader()  # None only for a drafted slot with no valid reply yet
+            if slot.built_on is not None and leader is not None and leader != slot.built_on:
                 slot.built_on = None
                 self._discard(position + 1)
                 break

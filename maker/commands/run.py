@@ -82,6 +82,14 @@ def add_parser(sub: Any) -> None:
         "decisions are unchanged, samples on a losing premise are logged as wasted "
         "(default 8; 0 when every model is a zero-latency simulator)",
     )
+    c.add_argument(
+        "--draft",
+        choices=("none", "reference"),
+        default="none",
+        help="'reference': before a step has any reply, take the task's ground-truth answer as its leader, so the "
+        "window fills D steps deep at once (speculative decoding's draft); votes still decide every step, on "
+        "their own premise. Only for tasks with ground truth (hanoi, chase); default none",
+    )
     add_correlation_arguments(p)  # red flags, prompt variants, the live guard
     p.set_defaults(handler=main)
 
@@ -187,7 +195,8 @@ def main(args: argparse.Namespace) -> int:
         resume=args.resume,
         seed=args.seed,
         cluster=ClusterConfig(
-            workers=args.workers, address=args.address, segment_steps=args.segment_steps, speculate=args.speculate
+            workers=args.workers, address=args.address, segment_steps=args.segment_steps, speculate=args.speculate,
+            draft=args.draft == "reference",
         ),
         policy=policy,
         progress=progress,
@@ -220,7 +229,8 @@ def print_summary(result: RunResult) -> None:
     if guard_line(extra.get("guard") or {}):
         print(guard_line(extra["guard"]))
     if extra.get("speculate"):
-        print(f"  speculation depth {extra['speculate']}  wasted samples {extra.get('wasted_samples', 0):,}")
+        drafted = " (drafted from the reference)" if extra.get("draft") else ""
+        print(f"  speculation depth {extra['speculate']}{drafted}  wasted samples {extra.get('wasted_samples', 0):,}")
     nodes = sorted(set(extra.get("node_ids") or ()))
     if len(nodes) > 1:
         print(f"  workers on {len(nodes)} Ray nodes: " + ", ".join(n[:12] for n in nodes))

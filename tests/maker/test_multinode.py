@@ -42,7 +42,7 @@ try:
         code = main(["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2", "--address", cluster.address,
                      "--workers", "2", "--segment-steps", "8", "--json", "--quiet", "--log", sys.argv[1]])
     ray.shutdown()
-    print(json.dumps({"nodes": nodes, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:]}))
+    print("RESULT " + json.dumps({"nodes": nodes, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:]}))
 finally:
     cluster.shutdown()
 """
@@ -81,7 +81,7 @@ try:
     cluster.remove_node(second, allow_graceful=False)  # the node's raylet and workers die at once
     runner.join(timeout=150)
     out["hung"] = runner.is_alive()
-    print(json.dumps(out))
+    print("RESULT " + json.dumps(out))
 finally:
     ray.shutdown()
     cluster.shutdown()
@@ -89,7 +89,8 @@ finally:
 
 
 def in_own_cluster(script: str, log: Path, timeout: float) -> dict:
-    """Run `script` in a subprocess with its own RAY_TMPDIR; its last stdout line, as JSON."""
+    """Run `script` in a subprocess with its own RAY_TMPDIR; its RESULT line, as JSON (Ray may
+    print its own lines to stdout after it)."""
     ray_tmp = tempfile.mkdtemp(prefix="mkr-", dir="/tmp")  # short: Ray's socket paths must fit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("RAY_ADDRESS", None)
@@ -100,7 +101,8 @@ def in_own_cluster(script: str, log: Path, timeout: float) -> dict:
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    return json.loads(line.removeprefix("RESULT "))
 
 
 def test_workers_spread_over_both_nodes(tmp_path) -> None:

@@ -188,3 +188,18 @@ def test_a_planted_key_never_reaches_logs_errors_or_json(ray_address, tmp_path) 
     for part in log.glob("*.parquet"):
         assert planted.encode() not in part.read_bytes()
         assert b"0123456789abcdef" not in part.read_bytes()
+
+
+@pytest.mark.ray
+def test_the_local_ray_maker_starts_demands_its_token(ray_address) -> None:
+    """Ray's ports listen on every interface, so the instance maker starts must refuse a
+    client without the token; one with it (a child process, as `--address` users) joins."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    assert os.environ.get("RAY_AUTH_MODE") == "token" and is_token_auth_enabled()
+    join = f"import ray; ray.init(address={ray_address!r}, logging_level='ERROR'); print(ray.is_initialized())"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    without = subprocess.run([sys.executable, "-c", join], capture_output=True, text=True, timeout=120, env=env)
+    assert without.returncode != 0 and "True" not in without.stdout
+    with_token = subprocess.run([sys.executable, "-c", join], capture_output=True, text=True, timeout=120)
+    assert with_token.returncode == 0 and with_token.stdout.strip().endswith("True"), with_token.stderr[-2000:]

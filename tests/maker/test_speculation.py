@@ -32,13 +32,14 @@ def worker_for(task, *models: str, wrap=None) -> types.SimpleNamespace:
     return types.SimpleNamespace(task=task, clients=clients)
 
 
-def segment(task, models, k, depth, *, steps=None, start=None, max_seconds=1e9, in_flight=(), seed=11, cap=100, wrap=None):
+def segment(task, models, k, depth, *, steps=None, start=None, max_seconds=1e9, in_flight=(), seed=11, cap=100, wrap=None,
+            draft=False):
     worker = worker_for(task, *models, wrap=wrap)
     start = start or task.first_step()
     last = task.total_steps - 1 if steps is None else start.index + steps - 1
     job = SegmentJob(
         start, 10**9, max_seconds, VotingConfig(k=k, max_samples_per_step=cap), RedFlagPolicy(), tuple(models), seed,
-        last, speculate=depth, in_flight=in_flight,
+        last, speculate=depth, in_flight=in_flight, draft=draft,
     )
     return asyncio.run(run_segment(worker, job))
 
@@ -63,8 +64,8 @@ def test_decisions_and_kept_samples_equal_the_in_order_run(models, disks, k) -> 
     plain = segment(task, models, k, 0)
     assert plain.decisions["step"] == list(range(task.total_steps))
     assert not any(plain.samples["wasted"])
-    for depth in (1, 4, 8):
-        spec = segment(task, models, k, depth)
+    for depth, draft in ((1, False), (4, False), (8, False), (4, True), (8, True)):
+        spec = segment(task, models, k, depth, draft=draft)
         assert spec.decisions == plain.decisions
         assert spec.end == plain.end and spec.failed_step is None
         assert kept(spec) == kept(plain)  # the same draws, counted the same way
@@ -115,6 +116,37 @@ def test_in_flight_limit_holds_across_the_window() -> None:
     peak["max"] = 0
     segment(task, (model,), 3, 16, wrap=Counting)
     assert peak["max"] > 4  # without a limit the window does run wider
+
+
+class PeakInFlight:
+    """Wraps a simulator to count its concurrent calls (at the model boundary; it only measures)."""
+
+    peak = 0
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.now = inner, inner.name, 0
+
+    async def complete(self, requests):
+        self.now += len(requests)
+        PeakInFlight.peak = max(PeakInFlight.peak, self.now)
+        try:
+            return await self.inner.complete(requests)
+        finally:
+            self.now -= len(requests)
+
+
+def test_a_draft_fills_the_window_before_any_reply() -> None:
+    """Without a draft the window grows one step per first reply; with the reference as
+    draft all D+1 steps are asked for at once -- and the decisions do not move."""
+    task = get_task("hanoi", disks=7)
+    model = ("sim:0.99,latency=0.01",)
+    PeakInFlight.peak = 0
+    plain = segment(task, model, 3, 8, steps=40, wrap=PeakInFlight)
+    undrafted = PeakInFlight.peak
+    PeakInFlight.peak = 0
+    drafted = segment(task, model, 3, 8, steps=40, wrap=PeakInFlight, draft=True)
+    assert PeakInFlight.peak == 9 * 3 > undrafted
+    assert drafted.decisions == plain.decisions
 
 
 def test_out_of_time_segments_stop_cleanly_and_chain_to_the_same_decisions() -> None:

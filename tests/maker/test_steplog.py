@@ -9,7 +9,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from maker.errors import StepLogError, UsageError
-from maker.steplog import SCHEMA, SCHEMA_VERSION, StepLogWriter, count_faults, iter_tables, last_decision, open_log, read_table
+from maker.steplog import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    StepLogWriter,
+    count_faults,
+    iter_tables,
+    last_decision,
+    open_log,
+    read_table,
+)
 
 RUN = {"task": "hanoi", "task_options": {"disks": 3}, "maker_version": "test", "voting": {"k": 2}}
 
