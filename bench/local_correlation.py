@@ -42,6 +42,39 @@ def one_run(variants: int, args: argparse.Namespace, log: Path) -> dict:
     return result
 
 
+def grade(log: Path) -> dict:
+    """Grade every valid vote against the task's ground truth *for the premise it was drawn
+    on* (chase knows the right hop from any node): the true per-sample accuracy and the
+    true collision ratio, which the guard -- blind to a wrong answer that wins -- cannot see."""
+    import pandas as pd
+
+    from maker.steplog import open_log
+    from tasks import get_task
+
+    info = open_log(log)
+    task = get_task(info.run["task"], **info.run["task_options"])
+    frame = pd.read_parquet(log)
+    samples = frame[(frame.kind == "sample") & ~frame.wasted.fillna(False).astype(bool)]
+    valid = samples[samples.red_flag.isna() & samples.answer.notna()].sort_values(["step", "sample"])
+    by_step = {step: list(group.answer) for step, group in valid.groupby("step")}
+    decisions = frame[frame.kind == "decision"].sort_values("step")
+    premise = task.first_step()
+    right = total = pairs = both_wrong = 0
+    for step, decided in zip(decisions.step, decisions.answer):
+        truth = task.judge(premise, task.reference_reply(premise)).key
+        votes = by_step.get(step, [])
+        right += sum(v == truth for v in votes)
+        total += len(votes)
+        if len(votes) >= 2:
+            pairs += 1
+            both_wrong += votes[0] != truth and votes[1] != truth
+        premise = task.step_after(step, decided)
+    p = right / total if total else float("nan")
+    expected = pairs * (1 - p) ** 2
+    return {"graded_p": p, "graded_votes": total, "pairs": pairs, "both_wrong": both_wrong,
+            "graded_collision_ratio": both_wrong / expected if expected else float("nan")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="local")
@@ -57,21 +90,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variants in (int(v) for v in args.variants.split(",")):
             result = one_run(variants, args, Path(tmp) / f"v{variants}")
-            guard = result["extra"]["guard"]
+            guard = {**result["extra"]["guard"], **grade(Path(tmp) / f"v{variants}")}
             if args.json:
                 print(json.dumps({"variants": variants, **guard, "errors": result["errors"]}))
             rows.append((variants, result, guard))
     label = "[simulated model] " if any(r["simulated"] for _, r, _ in rows) else ""
     print(f"\n{label}chase, {args.hops} hops, --model {args.model}, k = {args.k}, temperature {args.temperature} "
           f"(first sample 0), seed {args.seed}")
-    print(f"{'variants':>8}  {'p-hat (95% CI)':>24}  {'collisions / steps with 2':>26}  {'collision ratio':>15}  "
-          f"{'wrong decisions':>15}  {'samples/step':>12}  {'wall s':>6}")
+    print("guard: p-hat and collisions as the live guard sees them (a vote that disagrees with the decision is an "
+          "error);\ngraded: every valid vote against the ground truth of its own premise.")
+    print(f"{'variants':>8}  {'guard p-hat (95% CI)':>24}  {'guard collisions':>16}  {'guard ratio':>11}  "
+          f"{'graded p':>8}  {'graded both wrong / pairs':>25}  {'graded ratio':>12}  {'wrong decisions':>15}  "
+          f"{'samples/step':>12}  {'wall s':>6}")
     for variants, result, g in rows:
         interval = f"{g['p_hat']:.4f} ({g['p_low']:.4f}-{g['p_high']:.4f})"
         pairs = f"{g['collisions']} / {g['steps_with_two']}"
-        print(f"{variants:>8}  {interval:>24}  {pairs:>26}  "
-              f"{g['collision_ratio']:>15.2f}  {result['errors']:>15}  {result['samples_per_step']:>12.3f}  "
-              f"{result['wall_s']:>6.0f}")
+        graded = f"{g['both_wrong']} / {g['pairs']}"
+        print(f"{variants:>8}  {interval:>24}  {pairs:>16}  {g['collision_ratio']:>11.2f}  {g['graded_p']:>8.4f}  "
+              f"{graded:>25}  {g['graded_collision_ratio']:>12.2f}  {result['errors']:>15}  "
+              f"{result['samples_per_step']:>12.3f}  {result['wall_s']:>6.0f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ and log size.  Results come from the simulator and are labelled so.
 
     python bench/million.py                 # 20 disks
     python bench/million.py --disks 16      # a quicker look
+    python bench/million.py --workers 2 --draft   # segments voted in parallel on drafted premises
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--model", default="sim:0.998")
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--segment-steps", type=int, default=4096)
+    parser.add_argument("--workers", type=int, default=1, help="Ray worker actors (default 1)")
+    parser.add_argument("--draft", action="store_true",
+                        help="--draft reference: start later segments on other workers on the ground-truth premise")
     parser.add_argument("--keep-log", help="write the log here and keep it (default: a temp folder, removed)")
     args = parser.parse_args()
 
@@ -84,7 +88,8 @@ def main() -> None:
             [args.model],
             VotingConfig(k=args.k),
             log=log,
-            cluster=ClusterConfig(segment_steps=args.segment_steps, segment_seconds=5.0),
+            cluster=ClusterConfig(segment_steps=args.segment_steps, segment_seconds=5.0, workers=args.workers,
+                                  draft=args.draft),
             progress=Progress(task.total_steps, label="[simulated] "),
         )
     size = sum(p.stat().st_size for p in log.glob("*.parquet"))
@@ -95,6 +100,9 @@ def main() -> None:
         "solved": result.solved,
         "errors": result.errors,
         "k": result.k,
+        "workers": args.workers,
+        "draft": args.draft,
+        "drafted_segments_and_lost": result.extra.get("drafted_segments"),
         "samples": result.samples,
         "samples_per_step": result.samples_per_step,
         "run_wall_s": result.wall_s,

@@ -34,7 +34,8 @@ from .guard import Guard, GuardConfig, log_events
 from .preflight import check_run
 from .progress import Progress, Totals
 from .red_flags import RedFlagPolicy, step_failure
-from .segment import SegmentJob, SegmentResult, run_segment
+from .schedule import SegmentSchedule, as_wasted
+from .segment import SegmentJob, SegmentResult
 from .speculation import speculation_depth
 from .steplog import StepLogWriter, count_faults, iter_tables, last_decision, open_log
 
@@ -258,6 +259,7 @@ def run(
     wasted = 0
     node_ids: list[str] = []
     replaced = 0
+    drafted: list[int] = [0, 0]  # segments started on a drafted premise, and how many of those lost
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
@@ -273,15 +275,19 @@ def run(
             pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
             node_ids = pool.node_ids()
             current = start
-            pending = pool.submit(run_segment, job(current))
-            while pending is not None:
-                result: SegmentResult = pool.get(pending)
-                voted = pending.payload.voting  # the k this segment ran with (the guard may raise it)
+            ahead = cluster.workers if cluster.draft else 1
+            schedule = SegmentSchedule(pool, task, job, last_index, ahead, cluster.draft)
+            schedule.start(current)
+            while (step := schedule.next()) is not None:
+                result, ran, thrown_away = step
+                for lost in thrown_away:  # drafted segments whose premise lost: paid for, never counted
+                    wasted_samples = as_wasted(lost)
+                    if writer is not None:
+                        writer.append(wasted_samples, {})
+                    wasted += len(wasted_samples["step"])
+                    totals.cost_usd += sum(wasted_samples["cost_usd"])
+                voted = ran.voting  # the k this segment ran with (the guard may raise it)
                 checker.k = voted.k
-                pending = None
-                more = result.failed_step is None and result.end.index <= last_index and result.decisions["step"]
-                if more:
-                    pending = pool.submit(run_segment, job(result.end))  # speculative: verified below
                 problem = checker.check(result, current)
                 if problem is not None:
                     raise MakerError(f"worker segment rejected: {problem}")
@@ -309,6 +315,7 @@ def run(
                 current = result.end
                 totals.guard = live.summary()
                 progress.update(totals)
+                drafted[:] = [schedule.drafted, schedule.discarded]
                 if result.failed_step is not None:  # every sample discarded, or the vote cap
                     raise step_failure(result.samples, result.failed_step, voted)
         else:
@@ -342,7 +349,7 @@ def run(
         resumed_from_step=resumed_from,
         status=status,
         faults_by_kind=faults,
-        extra={"speculate": speculate, "draft": cluster.draft, "wasted_samples": wasted, "node_ids": node_ids, "workers_replaced": replaced,
+        extra={"speculate": speculate, "draft": cluster.draft, "drafted_segments": drafted, "wasted_samples": wasted, "node_ids": node_ids, "workers_replaced": replaced,
                "guard": live.to_dict()},
     )
 

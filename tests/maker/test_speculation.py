@@ -221,3 +221,35 @@ def test_through_ray_the_log_verifies_and_matches_the_in_order_run(ray_address, 
     assert report.valid and report.solved
     samples = read_table(open_log(tmp_path / "d8"), ["wasted", "counted"], kind="sample")
     assert sum(samples["wasted"].to_pylist()) == spec.extra["wasted_samples"]
+
+
+DRAFTED_CASES = [
+    ("sim:0.998", 3, 2.0),  # stays on the ground-truth path: every drafted segment is kept
+    ("sim:0.7", 1, 2.0),  # k = 1 decides wrong steps: drafts lose, their samples are wasted
+    ("sim:0.95", 2, 0.0005),  # segments stop after a step or two: gaps are filled before a draft is judged
+]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("model,k,seconds", DRAFTED_CASES)
+def test_drafted_segments_on_two_workers_decide_what_one_worker_does(ray_address, tmp_path, model, k, seconds) -> None:
+    task = get_task("hanoi", disks=8)
+    one = run(task, [model], VotingConfig(k=k), log=tmp_path / "one", seed=5,
+              cluster=ClusterConfig(segment_steps=16, segment_seconds=seconds))
+    two = run(task, [model], VotingConfig(k=k), log=tmp_path / "two", seed=5,
+              cluster=ClusterConfig(segment_steps=16, segment_seconds=seconds, workers=2, draft=True))
+    assert log_decisions(tmp_path / "one") == log_decisions(tmp_path / "two")
+    assert (two.errors, two.samples, two.steps) == (one.errors, one.samples, one.steps)
+    drafted, lost = two.extra["drafted_segments"]
+    assert drafted > 0
+    samples = read_table(open_log(tmp_path / "two"), ["wasted", "counted"], kind="sample")
+    wasted = samples["wasted"].to_pylist()
+    assert sum(wasted) == two.extra["wasted_samples"]
+    assert not any(c for c, w in zip(samples["counted"].to_pylist(), wasted) if w)
+    if one.errors == 0:
+        assert lost == 0 and two.extra["wasted_samples"] == 0
+        assert verify_log(tmp_path / "two").solved
+    else:
+        assert lost > 0 and two.extra["wasted_samples"] > 0
+    a, b = verify_log(tmp_path / "one"), verify_log(tmp_path / "two")  # wasted rows change no verdict
+    assert (a.valid, a.reason, a.wrong_decisions, a.steps) == (b.valid, b.reason, b.wrong_decisions, b.steps)
