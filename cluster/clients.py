@@ -29,8 +29,43 @@ class ModelSpec:
     tpm: float | None = None  # tokens per minute (litellm models only)
 
     @property
-    def is_simulated(self) -> bool:
+    def in_process_simulator(self) -> bool:
+        """A `sim:...` string: the simulator runs inside the worker, no network."""
         return self.model.startswith("sim:") or self.model == "sim"
+
+    @property
+    def is_simulated(self) -> bool:
+        """Whether results from this model must be labelled simulated: the in-process
+        simulator, or an endpoint that says it is `maker sim-server` (asked once, on
+        loopback addresses only, so a real provider is never probed)."""
+        return self.in_process_simulator or (self.api_base is not None and served_by_sim_server(self.api_base))
+
+
+_SIM_SERVER: dict[str, bool] = {}
+
+
+def served_by_sim_server(api_base: str) -> bool:
+    """True when `api_base` is a `maker sim-server` on this machine (its /v1/models says so)."""
+    if api_base in _SIM_SERVER:
+        return _SIM_SERVER[api_base]
+    import json
+    import urllib.request
+    from urllib.parse import urlparse
+
+    found = False
+    if urlparse(api_base).hostname in ("127.0.0.1", "localhost", "::1"):
+        try:
+            with urllib.request.urlopen(api_base.rstrip("/") + "/models", timeout=1.0) as response:
+                listing = json.loads(response.read(65536))
+            found = any(m.get("owned_by") == SIM_SERVER_OWNER for m in listing.get("data", []))
+        except (OSError, ValueError, AttributeError):
+            found = False
+    _SIM_SERVER[api_base] = found
+    return found
+
+
+#: what `maker sim-server` answers as `owned_by` in /v1/models
+SIM_SERVER_OWNER = "maker-sim"
 
 
 def check_spec(spec: ModelSpec) -> None:
@@ -42,7 +77,7 @@ def check_spec(spec: ModelSpec) -> None:
 
         parse_script_model(spec.model)
         return
-    if spec.is_simulated:
+    if spec.in_process_simulator:
         parse_sim_model(spec.model)
         return
     if "/" not in spec.model and not spec.api_base:
@@ -59,7 +94,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         from .scripted import make_scripted
 
         return make_scripted(spec.model)
-    if spec.is_simulated:
+    if spec.in_process_simulator:
         return SimulatedModel(task, parse_sim_model(spec.model), name=spec.model)
     return LiteLLMClient(
         LiteLLMConfig(

@@ -171,6 +171,7 @@ class SimApp:
     async def models(self, request: Any) -> Any:
         from aiohttp import web
 
+        # owned_by is cluster.clients.SIM_SERVER_OWNER: runs against this server are labelled simulated
         return web.json_response({"object": "list", "data": [{"id": self.config.model, "object": "model", "owned_by": "maker-sim"}]})
 
     async def get_stats(self, request: Any) -> Any:

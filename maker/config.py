@@ -15,7 +15,9 @@ class VotingConfig:
     guess), later ones at `temperature` so that they are not copies of each other.
     `max_samples_per_step` is the loud cap: hitting it stops the run with an error
     instead of silently accepting an undecided step or paying forever; so is
-    `max_discards_in_a_row` for a step whose every sample is red-flagged.
+    `max_discards_in_a_row` for a step whose every sample is red-flagged, and
+    `max_failed_calls` for a step whose every call failed (each after its retries): an
+    endpoint that is down or hangs would otherwise cost 50 samples' worth of timeouts.
     `prompt_variants` spreads a step's samples over the task's prompt variants
     (see `maker.variants`).
     """
@@ -28,6 +30,7 @@ class VotingConfig:
     prompt_style: str = "chat"
     prompt_variants: int = 1
     max_discards_in_a_row: int = 50
+    max_failed_calls: int = 6
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -42,12 +45,19 @@ class VotingConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 2.0:
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 2], got {value}")
-        for name in ("prompt_variants", "max_discards_in_a_row"):
+        for name in ("prompt_variants", "max_discards_in_a_row", "max_failed_calls"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
         if self.prompt_style not in ("chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
+
+    def gives_up(self, drawn: int, votes: int, failed_calls: int) -> bool:
+        """Whether a step stops undecided: the sample cap, or no valid vote yet after
+        `max_discards_in_a_row` samples or `max_failed_calls` failed calls."""
+        if drawn >= self.max_samples_per_step:
+            return True
+        return votes == 0 and (drawn >= self.max_discards_in_a_row or failed_calls >= self.max_failed_calls)
 
     def temperature_of(self, sample_index: int) -> float:
         return self.first_temperature if sample_index == 0 else self.temperature

@@ -49,9 +49,9 @@ from tasks.plan_task import PlanTask
 from voting import Ballot
 
 from .config import VotingConfig
-from .errors import MakerError, UsageError, VoteCapError
+from .errors import MakerError, UsageError
 from .progress import Progress, Totals
-from .red_flags import RedFlagPolicy, StepJudge
+from .red_flags import RedFlagPolicy, StepJudge, step_failure
 from .runner import ClusterConfig, RunResult, run_metadata
 from .segment import DECISION_COLUMNS, SAMPLE_COLUMNS, draw_seed, sample_row
 from .steplog import StepLogWriter, count_faults
@@ -132,16 +132,17 @@ async def vote_step(task: Any, clients: dict[str, Any], step: StepInput, job: No
     judge = StepJudge(task, step, job.policy)
     ballot = Ballot(voting.k)
     rows: list[tuple] = []
-    drawn = rounds = 0
+    drawn = rounds = failed_calls = 0
     winner = None
     while winner is None:
-        if drawn >= voting.max_samples_per_step:
+        if voting.gives_up(drawn, ballot.total, failed_calls):
             return rows, None
         want = min(voting.k if drawn == 0 else ballot.needed, voting.max_samples_per_step - drawn)
         rounds += 1
         batch = await draw_samples(clients, job, step, prompt, drawn, want)
         for offset, (model, temperature, sample) in enumerate(batch):
             verdict = judge(sample)
+            failed_calls += sample.error is not None
             counted = verdict.key is not None and winner is None
             if counted:
                 winner = ballot.add(verdict.key)
@@ -247,7 +248,7 @@ def run_plan(
     meta.update(extra_meta or {})
     writer = StepLogWriter(Path(log), meta) if log is not None else None
     progress = progress or Progress(task.total_steps, enabled=False)
-    state = _State(task, voting.k, writer, progress)
+    state = _State(task, voting, writer, progress)
     model_names = tuple(s.model for s in specs)
     started = time.perf_counter()
     pool = None
@@ -269,10 +270,11 @@ def run_plan(
 class _State:
     """What the driver knows: decided values, the steps waiting on them, and the running totals."""
 
-    def __init__(self, task: PlanTask, k: int, writer: StepLogWriter | None, progress: Progress) -> None:
+    def __init__(self, task: PlanTask, voting: VotingConfig, writer: StepLogWriter | None, progress: Progress) -> None:
         plan = task.plan
         self.task = task
-        self.k = k
+        self.voting = voting
+        self.k = voting.k
         self.writer = writer
         self.progress = progress
         self.values: dict[int, str] = {}
@@ -338,12 +340,7 @@ class _State:
         self.progress.update(totals)
         if result.failed:
             step = min(result.failed)
-            raise VoteCapError(
-                f"step {step} ({self.task.label(step)}): no answer led by k={self.k} after the sample cap "
-                "(--max-samples-per-step); the log is intact",
-                step=step,
-                samples=len([s for s in result.samples["step"] if s == step]),
-            )
+            raise step_failure(result.samples, step, self.voting, label=f" ({self.task.label(step)})")
 
     def result(self, specs: list[ModelSpec], voting: VotingConfig, log: Any, wall: float, dag: DagConfig,
                levels: int, widest: int) -> RunResult:

@@ -39,6 +39,11 @@ class DiscardStreakError(VoteCapError):
         self.reasons = reasons
 
 
+class EndpointDownError(DiscardStreakError):
+    """A step's calls all failed, `max_failed_calls` of them after their retries: the model
+    endpoint is down or hangs, so the run stops instead of timing out sample after sample."""
+
+
 class DetectorError(MakerError):
     """A user's red-flag detector raised during a run (at start it is a UsageError)."""
 
@@ -48,6 +53,7 @@ class DetectorError(MakerError):
 
 
 __all__ = [
+    "EndpointDownError",
     "DetectorError",
     "DiscardStreakError",
     "MakerError",

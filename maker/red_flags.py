@@ -402,36 +402,51 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def step_failure(samples: dict[str, list[Any]], step: int, voting: Any) -> Exception:
-    """The error for a step a worker gave up on: every sample discarded, or the vote cap.
+def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: str = "") -> Exception:
+    """The error for a step a worker gave up on: the endpoint is down, every sample
+    discarded, or the vote cap.
 
-    Why two: "the policy or the model throws everything away" needs another fix than
-    "the votes never settled", so the message says which, with the reasons counted.
+    Why three: "the endpoint fails every call", "the policy or the model throws everything
+    away" and "the votes never settled" need different fixes, so the message says which.
     """
     from collections import Counter
 
-    from .errors import DiscardStreakError, VoteCapError
+    from .errors import DiscardStreakError, EndpointDownError, VoteCapError
 
     reasons: Counter[str] = Counter()
     drawn = votes = 0
-    for index, flag, counted, wasted in zip(samples["step"], samples["red_flag"], samples["counted"], samples["wasted"]):
+    last_error = None
+    for index, flag, counted, wasted, error in zip(
+        samples["step"], samples["red_flag"], samples["counted"], samples["wasted"], samples["error"]
+    ):
         if index != step or wasted:
             continue
         drawn += 1
         votes += bool(counted)
         if flag is not None:
             reasons[flag] += 1
+        last_error = error or last_error
+    step_name = f"step {step}{label}"
+    if drawn and not votes and reasons.get("transport", 0) >= voting.max_failed_calls:
+        return EndpointDownError(
+            f"{step_name}: {reasons['transport']} calls in a row failed after their retries, so the run stopped "
+            f"(--max-failed-calls {voting.max_failed_calls}); is the model endpoint up? last error: {last_error}; "
+            "the log is intact",
+            step=step,
+            samples=drawn,
+            reasons=dict(reasons),
+        )
     if drawn and not votes:
         by = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common()) or "no reason logged"
         return DiscardStreakError(
-            f"step {step}: all {drawn} samples were red-flagged ({by}); the red-flag policy or the model discards "
+            f"{step_name}: all {drawn} samples were red-flagged ({by}); the red-flag policy or the model discards "
             f"everything, so the run stopped (--max-discards-in-a-row {voting.max_discards_in_a_row}); the log is intact",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
         )
     return VoteCapError(
-        f"step {step}: no answer led by k={voting.k} after {drawn} samples (--max-samples-per-step "
+        f"{step_name}: no answer led by k={voting.k} after {drawn} samples (--max-samples-per-step "
         f"{voting.max_samples_per_step}); the log is intact",
         step=step,
         samples=drawn,

@@ -129,9 +129,10 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
         judge = StepJudge(task, step, job.policy)
         drawn = 0
         rounds = 0
+        failed_calls = 0
         winner = None
         while winner is None:
-            if drawn >= voting.max_samples_per_step or (not ballot.total and drawn >= voting.max_discards_in_a_row):
+            if voting.gives_up(drawn, ballot.total, failed_calls):
                 failed = step.index
                 break
             want = voting.k if drawn == 0 else ballot.needed
@@ -141,6 +142,7 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
             for offset, (model, temperature, sample) in enumerate(batch):
                 verdict = judge(sample, temperature, variant_of(drawn + offset, len(models), voting.prompt_variants))
                 answer = verdict.key
+                failed_calls += sample.error is not None
                 counted = answer is not None and winner is None
                 if counted:
                     winner = ballot.add(answer)

@@ -78,7 +78,7 @@ class _Slot:
     """One step being voted on one premise (the true one, or a speculative one)."""
 
     __slots__ = (
-        "arrivals", "arrived", "ballot", "built_on", "done", "drawn", "failed",
+        "arrivals", "arrived", "ballot", "built_on", "done", "drawn", "failed", "failed_calls",
         "judge", "prompt", "queue", "rounds", "rows", "step", "tasks", "winner",
     )
 
@@ -97,6 +97,7 @@ class _Slot:
         self.rows: list[_Row] = []
         self.winner: Hashable | None = None
         self.failed = False
+        self.failed_calls = 0  # counted samples whose call failed after retries
         self.built_on: Hashable | None = None  # the leader the next slot's premise came from
 
     def leader(self) -> Hashable | None:
@@ -169,7 +170,7 @@ class _Window:
     def _new_round(self, slot: _Slot) -> None:
         """Ask for the next round, exactly as the in-order loop would."""
         cap = self.voting.max_samples_per_step
-        if slot.drawn >= cap or (not slot.ballot.total and slot.drawn >= self.voting.max_discards_in_a_row):
+        if self.voting.gives_up(slot.drawn, slot.ballot.total, slot.failed_calls):
             slot.failed = True
             return
         want = self.voting.k if slot.drawn == 0 else slot.ballot.needed
@@ -315,6 +316,7 @@ class _Window:
             model, temperature, sample, verdict = arrived.pop(i)
             verdict = slot.judge.admit(sample, verdict, temperature, self._variant(i))  # checks needing sample order
             counted = verdict.key is not None and slot.winner is None
+            slot.failed_calls += sample.error is not None
             if counted:
                 slot.winner = slot.ballot.add(verdict.key)
             slot.rows.append((i, model, temperature, sample, verdict, counted))
@@ -329,7 +331,7 @@ def speculation_depth(requested: int | None, specs: Sequence[ModelSpec]) -> int:
     would only cost CPU time.  UsageError for a negative or non-integer depth.
     """
     if requested is None:
-        instant = all(s.is_simulated and _instant(s.model) for s in specs)
+        instant = all(s.in_process_simulator and _instant(s.model) for s in specs)
         return 0 if instant else DEFAULT_DEPTH
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
         raise UsageError(f"--speculate must be an integer >= 0 (0: no speculation), got {requested!r}")

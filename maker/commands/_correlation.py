@@ -52,6 +52,9 @@ def add_correlation_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-discards-in-a-row", type=int, default=50, metavar="N",
                    help="stop the run when a step's first N samples are all red-flagged: the policy or the model "
                    "discards everything (default 50; rounded up to a whole sampling round)")
+    r.add_argument("--max-failed-calls", type=int, default=6, metavar="N",
+                   help="stop the run when a step's first N calls all fail after their retries (timeouts, refused "
+                   "connections, 5xx): the endpoint is down; see --timeout (default 6)")
     r.add_argument("--prompt-variants", type=int, default=1, metavar="N",
                    help="spread each step's samples over N prompt variants of the task (sample i uses variant "
                    "i %% N, shifted so that every model meets every variant); all variants vote on the same "

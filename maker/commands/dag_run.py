@@ -35,6 +35,7 @@ def voting_from_args(args: argparse.Namespace, steps: int) -> VotingConfig:
         temperature=args.temperature,
         max_samples_per_step=args.max_samples_per_step,
         max_output_tokens=args.max_output_tokens,
+        max_failed_calls=getattr(args, "max_failed_calls", VotingConfig.max_failed_calls),
     )
 
 

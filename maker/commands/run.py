@@ -178,6 +178,7 @@ def main(args: argparse.Namespace) -> int:
         max_output_tokens=args.max_output_tokens,
         prompt_variants=args.prompt_variants,
         max_discards_in_a_row=args.max_discards_in_a_row,
+        max_failed_calls=args.max_failed_calls,
         prompt_style=prompt_style_of(args, task),
     )
     if args.max_steps is not None and args.max_steps < 1:

@@ -250,6 +250,8 @@ def test_maker_run_through_litellm_survives_faults_and_hangs(ray_address, tmp_pa
         result = run(task, [spec], VotingConfig(k=2), log=tmp_path / "h5", seed=1)
         stats = server.stats()
     assert result.solved and result.errors == 0 and result.steps == 15
+    assert result.simulated  # the server says what it is in /v1/models; the run is labelled
+    assert not ModelSpec("openai/sim", api_base="http://127.0.0.1:9/v1").is_simulated  # nothing there: not labelled
     assert stats["faults_total"] > 0 and stats["answered"] >= result.samples
     assert result.extra["speculate"] == 8
     assert verify_log(tmp_path / "h5").valid
@@ -276,3 +278,37 @@ def test_every_retried_fault_is_logged_by_kind(ray_address, tmp_path) -> None:
     assert injected and result.faults_by_kind == injected
     logged = count_faults(read_table(open_log(tmp_path / "f"), ["faults"], kind="sample")["faults"].to_pylist(), {})
     assert logged == injected
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("down", ["refused", "hangs"])
+def test_a_dead_endpoint_stops_the_run_after_a_few_failed_calls(ray_address, tmp_path, capsys, down) -> None:
+    """Nothing listening, or a server that never answers: the run stops with one line
+    after --max-failed-calls samples, each given up after its retries -- not after the
+    50-sample discard streak of timeouts -- and what was drawn is in the log."""
+    from maker.steplog import open_log, read_table
+
+    log = tmp_path / "dead"
+    args = ["run", "hanoi", "--disks", "3", "--model", "openai/sim", "--k", "2", "--timeout", "0.3",
+            "--max-failed-calls", "4", "--log", str(log), "--quiet"]
+    if down == "refused":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+        code = main([*args, "--api-base", f"http://127.0.0.1:{port}/v1"])
+        requests = None
+    else:
+        config = SimServerConfig(latency=0.0, fault_rate=1.0, faults=("hang",), hang_s=60.0)
+        with SimServer(config) as server:
+            code = main([*args, "--api-base", server.url])
+            requests = server.stats()["requests"]
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "calls in a row failed after their retries" in err and "--max-failed-calls 4" in err
+    samples = read_table(open_log(log), ["red_flag", "faults"], kind="sample")
+    assert 4 <= samples.num_rows <= 4 + 2  # stops at the first round that reaches 4 (k = 2 per round)
+    assert set(samples["red_flag"].to_pylist()) == {"transport"}
+    kinds = {kind for cell in samples["faults"].to_pylist() for kind in cell.split(",")}
+    assert kinds == ({"connection"} if down == "refused" else {"timeout"})
+    if requests is not None:
+        assert requests <= samples.num_rows * 5  # each sample: one call and at most 4 retries
