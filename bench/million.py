@@ -55,6 +55,45 @@ class TreeMemory:
         self._thread.join()
 
 
+def vectorised_baseline(steps: int, k: int, p: float) -> dict:
+    """The same voting (first-to-ahead-by-k, p per vote) as one numpy simulation: no
+    prompts, no parsing, no Ray, no log -- the floor the full stack is measured against."""
+    import numpy as np
+
+    from voting.montecarlo import simulate_votes
+
+    started = time.perf_counter()
+    rate, votes = simulate_votes(p, k, trials=steps, rng=np.random.default_rng(0))
+    return {"vectorised_voting_s": round(time.perf_counter() - started, 3), "vectorised_votes_per_step": round(votes, 3),
+            "vectorised_step_success": rate}
+
+
+def profile_segments(task, model: str, k: int, steps: int) -> None:
+    """cProfile of the worker's segment loop (the bottleneck: it runs the model, the red
+    flags, the parser and the ballot for every sample), in this process."""
+    import asyncio
+    import cProfile
+    import pstats
+
+    from cluster import ModelSpec
+    from cluster.worker import ModelWorker
+    from maker.config import VotingConfig
+    from maker.red_flags import RedFlagPolicy
+    from maker.segment import SegmentJob, run_segment
+
+    worker = ModelWorker(task.spec, [ModelSpec(model)])
+    voting = VotingConfig(k=k)
+    job = SegmentJob(task.first_step(), steps, 1e9, voting, RedFlagPolicy(), (model,), 0, task.total_steps - 1)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    result = profiler.runcall(lambda: asyncio.run(run_segment(worker, job)))
+    wall = time.perf_counter() - started
+    steps = len(result.decisions["step"])
+    print(f"\nworker segment loop under cProfile: {steps:,} steps in {wall:.1f} s ({1e6 * wall / steps:.0f} us/step "
+          "with the profiler's overhead); top functions by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--disks", type=int, default=20)
@@ -64,6 +103,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="Ray worker actors (default 1)")
     parser.add_argument("--draft", action="store_true",
                         help="--draft reference: start later segments on other workers on the ground-truth premise")
+    parser.add_argument("--profile-steps", type=int, default=0, metavar="N",
+                        help="also profile N steps of the worker's segment loop in this process (cProfile) "
+                             "and print where its time goes")
     parser.add_argument("--keep-log", help="write the log here and keep it (default: a temp folder, removed)")
     args = parser.parse_args()
 
@@ -112,7 +154,11 @@ def main() -> None:
         "peak_rss_tree_mb": round(memory.peak / 2**20),
         "log_mb": round(size / 2**20, 1),
     }
+    figures.update(vectorised_baseline(task.total_steps, args.k, 0.998))
+    figures["full_stack_over_vectorised"] = round(result.wall_s / figures["vectorised_voting_s"])
     print(json.dumps(figures, indent=2))
+    if args.profile_steps:
+        profile_segments(task, args.model, args.k, args.profile_steps)
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -26,6 +26,8 @@ __all__ = [
 
 def check_int(name: str, value: object, minimum: int) -> int:
     """Return ``value`` as an ``int`` if it is an integer ``>= minimum``, else raise ValueError."""
+    if type(value) is int and value >= minimum:  # the common case, without the ABC check (hot: one per step)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     result = int(value)
