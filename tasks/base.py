@@ -149,6 +149,15 @@ class Oracle(Protocol):
         ...
 
 
+def checked_advance(task: Any, step: StepInput, key: str) -> StepInput:
+    """`Task.advance` for any task: the next step, after checking that `key` is a valid
+    answer for `step` (a decision that breaks the rules must never move the state)."""
+    verdict = task.judge(step, key)
+    if verdict.key != key:
+        raise ValueError(f"step {step.index}: {key!r} is not a valid decision ({verdict.detail})")
+    return task.step_after(step.index, key)
+
+
 def variants_of(task: Any) -> int:
     """How many prompt variants `task` offers (1 when it declares none)."""
     n = getattr(task, "variants", 1)

@@ -35,7 +35,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict
+from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 
 MAX_HOPS = 10_000_000
 SHOTS = 5
@@ -155,10 +155,7 @@ class Chase:
         return Verdict(text)
 
     def advance(self, step: StepInput, key: str) -> StepInput:
-        verdict = self.judge(step, key)
-        if verdict.key != key:
-            raise ValueError(f"step {step.index}: {key!r} is not a valid decision ({verdict.detail})")
-        return self.step_after(step.index, key)
+        return checked_advance(self, step, key)
 
     def step_after(self, index: int, key: str) -> StepInput:
         if not key.isdigit() or len(key) != self.digits:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict
+from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 
 MAX_DISKS = 40
 #: Replies longer than this are not even scanned: nothing legitimate is that long.
@@ -172,10 +172,7 @@ class Hanoi:
         return Verdict(key)
 
     def advance(self, step: StepInput, key: str) -> StepInput:
-        verdict = self.judge(step, key)
-        if verdict.key != key:
-            raise ValueError(f"step {step.index}: {key!r} is not a valid decision ({verdict.detail})")
-        return self.step_after(step.index, key)
+        return checked_advance(self, step, key)
 
     def step_after(self, index: int, key: str) -> StepInput:
         known = self._parsed.get(key)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict
+from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 from .ops import OPS
 from .plan import Plan, PlanError, field_value, fill, parse_plan, refs_in
 
@@ -105,10 +105,7 @@ class PlanTask:
         return self.step_input(nxt, {index: key})
 
     def advance(self, step: StepInput, key: str) -> StepInput:
-        verdict = self.judge(step, key)
-        if verdict.key != key:
-            raise ValueError(f"step {step.index}: {key!r} is not a valid decision ({verdict.detail})")
-        return self.step_after(step.index, key)
+        return checked_advance(self, step, key)
 
     def is_solved(self, step: StepInput) -> bool:
         return step.index == self.total_steps
