@@ -1,7 +1,7 @@
 """`maker run` for plan tasks (add, multiply, sort, plan --file): the DAG runner behind the same options.
 
 Not a subcommand of its own: `maker run` hands a plan task here, so a user runs a DAG
-exactly like a chain.  Chain-only options (--resume, --max-steps, --speculate) are
+exactly like a chain.  Chain-only options (--resume, --max-steps, --speculate, --draft) are
 refused with one line instead of being silently ignored.
 """
 
@@ -40,7 +40,9 @@ def voting_from_args(args: argparse.Namespace, steps: int) -> VotingConfig:
 
 
 def main_plan(args: argparse.Namespace, task: PlanTask) -> int:
-    for flag, value in (("--resume", args.resume), ("--max-steps", args.max_steps), ("--speculate", args.speculate)):
+    chain_only = (("--resume", args.resume), ("--max-steps", args.max_steps), ("--speculate", args.speculate),
+                  ("--draft", getattr(args, "draft", "none") != "none"))
+    for flag, value in chain_only:
         if value:
             raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
     voting = voting_from_args(args, task.total_steps)

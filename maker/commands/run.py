@@ -87,8 +87,9 @@ def add_parser(sub: Any) -> None:
         choices=("none", "reference"),
         default="none",
         help="'reference': before a step has any reply, take the task's ground-truth answer as its leader, so the "
-        "window fills D steps deep at once (speculative decoding's draft); votes still decide every step, on "
-        "their own premise. Only for tasks with ground truth (hanoi, chase); default none",
+        "window fills D steps deep at once (speculative decoding's draft), and with --workers N later segments "
+        "start on the other workers; votes still decide every step, on their own premise. Only for tasks with "
+        "ground truth (hanoi, chase); default none",
     )
     add_correlation_arguments(p)  # red flags, prompt variants, the live guard
     p.set_defaults(handler=main)

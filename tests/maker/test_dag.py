@@ -153,6 +153,8 @@ def test_cli_runs_a_plan_and_refuses_bad_ones_in_one_line(ray_address, tmp_path,
     assert not (tmp_path / "no.parquet").exists()
     refused = maker_cli("run", "sort", "--n", "8", "--model", "sim:0.9", "--resume")
     assert refused.returncode == 2 and "--resume applies to chained tasks" in refused.stderr
+    refused = maker_cli("run", "sort", "--n", "8", "--model", "sim:0.9", "--draft", "reference")
+    assert refused.returncode == 2 and "--draft applies to chained tasks" in refused.stderr
 
 
 def test_plan_show_prints_levels_and_dependencies(maker_cli) -> None:
