@@ -123,6 +123,12 @@ def _check_resumable(previous: dict[str, Any], current: dict[str, Any]) -> None:
         raise UsageError(f"cannot resume: the log used k={previous['voting'].get('k')}, this run asks for k={current['voting']['k']}")
 
 
+def _never_written(log: Path) -> bool:
+    """A log folder that a run created and was killed in before its first part was in place:
+    empty, or holding only that run's own temporary files."""
+    return log.is_dir() and all(p.name == ".write-test" or p.name.startswith(".part-") for p in log.iterdir())
+
+
 def _resume_point(task: Task, log: Path, reasons: dict[str, int], faults: dict[str, int]) -> tuple[StepInput, Totals]:
     """Where a resumed run starts, and the totals (and counts by kind) its log already holds."""
     info = open_log(log)
@@ -236,10 +242,11 @@ def run(
         if resume:
             if not log.exists():
                 raise UsageError(f"{log} does not exist: nothing to resume")
-            info = open_log(log)
-            _check_resumable(info.run, meta)
-            resumed_events = [detail for _, detail in log_events(info)]
-            start, totals = _resume_point(task, log, reasons, faults)
+            if not _never_written(log):  # killed before its first part: nothing to resume from, start over
+                info = open_log(log)
+                _check_resumable(info.run, meta)
+                resumed_events = [detail for _, detail in log_events(info)]
+                start, totals = _resume_point(task, log, reasons, faults)
         writer = StepLogWriter(log, meta, resume=resume)
     elif resume:
         raise UsageError("--resume needs --log")

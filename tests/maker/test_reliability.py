@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from maker import ClusterConfig, VotingConfig, run, verify_log
+from maker.errors import StepLogError
 from maker.steplog import open_log, read_table
 from tasks import get_task
 
@@ -68,6 +69,26 @@ def test_ten_kills_then_resume_equals_an_uninterrupted_run(ray_address, tmp_path
     assert decisions(log) == decisions(reference)  # none missing, none duplicated, same decisions
     assert not list(log.glob(".part-*.tmp"))
     assert verify_log(log).solved
+
+
+@pytest.mark.ray
+def test_a_run_killed_before_its_first_part_resumes_from_the_start(ray_address, tmp_path) -> None:
+    """What a kill -9 between creating the log folder and renaming the first part leaves:
+    a folder with at most a temp part.  --resume starts over; a folder holding anything
+    else is not taken for a log."""
+    task = get_task("hanoi", disks=5)
+    log = tmp_path / "early.parquet"
+    log.mkdir()
+    (log / ".part-000000.tmp").write_bytes(b"PAR1 half a part")
+    result = run(task, ["sim:0.99,seed=2"], VotingConfig(k=2), log=log, resume=True)
+    assert result.solved and result.resumed_from_step == 0 and verify_log(log).solved
+    assert not list(log.glob(".part-*.tmp"))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(StepLogError, match="empty step log"):
+        run(task, ["sim:0.99,seed=2"], VotingConfig(k=2), log=foreign, resume=True)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
 def worker_pids() -> list[int]:
