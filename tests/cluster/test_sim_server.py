@@ -309,6 +309,9 @@ def test_a_dead_endpoint_stops_the_run_after_a_few_failed_calls(ray_address, tmp
     assert 4 <= samples.num_rows <= 4 + 2  # stops at the first round that reaches 4 (k = 2 per round)
     assert set(samples["red_flag"].to_pylist()) == {"transport"}
     kinds = {kind for cell in samples["faults"].to_pylist() for kind in cell.split(",")}
-    assert kinds == ({"connection"} if down == "refused" else {"timeout"})
+    if down == "refused":  # refused at once -- unless a loaded machine lets the 0.3 s timeout fire first
+        assert "connection" in kinds and kinds <= {"connection", "timeout"}
+    else:
+        assert kinds == {"timeout"}
     if requests is not None:
         assert requests <= samples.num_rows * 5  # each sample: one call and at most 4 retries

@@ -20,6 +20,7 @@ import pytest
 from maker import ClusterConfig, VotingConfig, run, verify_log
 from maker.cli import main
 from maker.redecide import first_to_k, redecide_log
+from maker.steplog import SCHEMA
 from tasks import get_task
 
 K = 2
@@ -244,7 +245,7 @@ def test_polars_reads_a_real_log(sim_log) -> None:
 
     df = pl.read_parquet(str(sim_log / "*.parquet"))
     samples, decisions = frames(sim_log)
-    assert df.height == len(pd.read_parquet(sim_log)) and df.width == 23
+    assert df.height == len(pd.read_parquet(sim_log)) and df.width == len(SCHEMA)
     assert df.filter(pl.col("kind") == "sample").height == len(samples)
     assert df.filter(pl.col("kind") == "decision").height == STEPS
     assert df.filter(pl.col("kind") == "sample")["tokens_out"].sum() == samples.tokens_out.sum()
