@@ -67,7 +67,8 @@ def one_run(url: str, depth: str, steps: int, args: argparse.Namespace, log: Pat
     spec = ModelSpec("openai/sim", api_base=url, concurrency=args.concurrency, timeout_s=30.0)
     before = stats(url)
     result = run(task, [spec], VotingConfig(k=args.k), log=log, seed=args.seed, max_steps=steps,
-                 cluster=ClusterConfig(speculate=int(depth.rstrip("d")), draft=depth.endswith("d")))
+                 cluster=ClusterConfig(speculate=int(depth.rstrip("d")), draft=depth.endswith("d"),
+                                       workers=args.workers, segment_steps=args.segment_steps))
     after = stats(url)
     total = result.samples + result.extra["wasted_samples"]
     return {
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=128, help="in-flight limit per model (default 128)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Ray workers; with a drafted depth, later segments run on the others (default 1)")
+    parser.add_argument("--segment-steps", type=int, default=2048, help="steps per worker call (default 2048)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every depth this often, alternating (default 1)")
     args = parser.parse_args()
 
@@ -104,7 +108,7 @@ def main() -> None:
 
     ensure_ray()
     tmp = Path(tempfile.mkdtemp(prefix="maker-spec-bench-"))
-    report = {"simulated": True, "model": "maker sim-server via litellm (openai/sim)", "p": args.p, "k": args.k,
+    report = {"simulated": True, "workers": args.workers, "segment_steps": args.segment_steps, "model": "maker sim-server via litellm (openai/sim)", "p": args.p, "k": args.k,
               "steps": args.steps, "concurrency": args.concurrency, "cpus": os.cpu_count(), "runs": []}
     try:
         for latency in [float(x) for x in args.latencies.split(",")]:

@@ -89,6 +89,7 @@ class LiteLLMClient:
         self._litellm = import_litellm()
         self._retryable = retryable_errors(self._litellm)
         self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self.limits = RateLimits(config.rpm, config.tpm)
         self._text_clients: dict[int, Any] = {}
 
@@ -110,8 +111,10 @@ class LiteLLMClient:
         return client
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        if self._semaphore is None:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:  # a semaphore serves one event loop
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._semaphore_loop = loop
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def _one(self, request: SampleRequest) -> Sample:

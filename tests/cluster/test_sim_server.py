@@ -315,3 +315,16 @@ def test_a_dead_endpoint_stops_the_run_after_a_few_failed_calls(ray_address, tmp
         assert kinds == {"timeout"}
     if requests is not None:
         assert requests <= samples.num_rows * 5  # each sample: one call and at most 4 retries
+
+
+def test_one_client_serves_event_loop_after_event_loop() -> None:
+    """In-process callers (benchmarks, `maker estimate`) run each batch in a new event loop;
+    the in-flight limit must follow, not stay bound to the first loop."""
+    task = get_task("hanoi", disks=4)
+    step = task.first_step()
+    with SimServer(SimServerConfig(latency=0.01)) as server:
+        one = client(server, concurrency=1)
+        requests = [SampleRequest(task.prompt(step), 0.5, 751, i, step) for i in range(3)]
+        for _ in range(2):  # the second loop's batch waits on the limit: that needs a semaphore of its own
+            samples = asyncio.run(one.complete(requests))
+            assert all(s.error is None and s.text for s in samples)
