@@ -368,6 +368,10 @@ def _hint(tail: str) -> str:
 
 
 
+#: the signal a server's monitor thread sends the main thread when the server is gone for good
+_WAKE = getattr(signal, "SIGUSR1", signal.SIGINT)
+
+
 @contextlib.contextmanager
 def serving(
     specs: Sequence[ModelSpec],
@@ -402,17 +406,21 @@ def serving(
     main_thread = threading.current_thread() is threading.main_thread()
 
     def interrupt(message: str) -> None:
-        """Stop the job in the main thread as Ctrl-C would: a real SIGINT wakes blocking
-        calls (`interrupt_main` alone waits for the next bytecode)."""
-        if not main_thread:
-            return
-        if hasattr(signal, "pthread_kill"):
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
-        else:  # pragma: no cover - not Unix
+        """Stop the job in the main thread as Ctrl-C would, through a signal of our own: a
+        real signal wakes blocking calls (`interrupt_main` alone waits for the next
+        bytecode), and SIGINT itself may be ignored (`nohup maker run ... &` starts with
+        SIGINT ignored, and Python then never turns it into KeyboardInterrupt)."""
+        if main_thread and hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(threading.main_thread().ident, _WAKE)  # type: ignore[arg-type]
+        elif main_thread:  # pragma: no cover - not Unix
             import _thread
 
             _thread.interrupt_main()
 
+    def server_down(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("a local model server died")
+
+    previous = signal.signal(_WAKE, server_down) if main_thread and hasattr(signal, "pthread_kill") else None
     servers: dict[Path, LocalServer] = {}
     with contextlib.ExitStack() as stack:
         for path in distinct:
@@ -439,6 +447,9 @@ def serving(
                 model=failed.model,
                 log_path=str(failed.log_path),
             ) from None
+        finally:
+            if previous is not None:
+                signal.signal(_WAKE, previous)
 
 
 __all__ = [

@@ -88,9 +88,12 @@ def listening_addresses(pid: int) -> set[str]:
 
 
 def maker(*args: str) -> subprocess.Popen[str]:
+    """`maker` as started from a terminal: Ctrl-C (SIGINT) is live even when these tests run
+    in the background, where a shell starts them with SIGINT ignored."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "maker.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "maker.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -131,8 +134,17 @@ def test_server_lifecycle_loopback_and_restart(tmp_path: Path) -> None:
     assert "restart 1" in text and "Uvicorn running on http://127.0.0.1" in text
 
 
-def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint", ["live", "ignored"])  # ignored: as under `nohup maker run ... &`
+def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error(tmp_path: Path, sigint: str) -> None:
     started: list[LocalServer] = []
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)
+    try:
+        _dies_beyond_restarts(tmp_path, started)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _dies_beyond_restarts(tmp_path: Path, started: list) -> None:
     with pytest.raises(LocalServerError, match=r"died \(exit code -9\) after 0 restart\(s\); see .*--resume") as info:
         with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append) as specs:
             assert specs[0].model == started[0].model and specs[0].api_base == started[0].api_base
