@@ -226,7 +226,7 @@ def print_summary(result: RunResult) -> None:
     print(f"  wall {result.wall_s:.1f}s  cost ${result.cost_usd:.4f}  log {result.log}")
     if result.faults_by_kind:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
-        print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; retried, each logged with its sample)")
+        print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")
     extra = result.extra
     if guard_line(extra.get("guard") or {}):
         print(guard_line(extra["guard"]))
