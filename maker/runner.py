@@ -293,6 +293,7 @@ def run(
                         writer.append(wasted_samples, {})
                     wasted += len(wasted_samples["step"])
                     totals.cost_usd += sum(wasted_samples["cost_usd"])
+                    count_faults(wasted_samples["faults"], faults)  # the log holds them: so does the count
                 voted = ran.voting  # the k this segment ran with (the guard may raise it)
                 checker.k = voted.k
                 problem = checker.check(result, current)

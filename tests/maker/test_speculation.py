@@ -21,7 +21,7 @@ from maker.cli import main
 from maker.red_flags import RedFlagPolicy
 from maker.segment import SegmentJob, SegmentResult, run_segment
 from maker.speculation import CANCELLED, DEFAULT_DEPTH, speculation_depth
-from maker.steplog import open_log, read_table
+from maker.steplog import count_faults, open_log, read_table
 from tasks import get_task
 
 
@@ -225,7 +225,7 @@ def test_through_ray_the_log_verifies_and_matches_the_in_order_run(ray_address, 
 
 DRAFTED_CASES = [
     ("sim:0.998", 3, 2.0),  # stays on the ground-truth path: every drafted segment is kept
-    ("sim:0.7", 1, 2.0),  # k = 1 decides wrong steps: drafts lose, their samples are wasted
+    ("sim:0.7,fail=0.3", 1, 2.0),  # k = 1 decides wrong steps: drafts lose, their samples (and failed calls) are wasted
     ("sim:0.95", 2, 0.0005),  # segments stop after a step or two: gaps are filled before a draft is judged
 ]
 
@@ -242,7 +242,8 @@ def test_drafted_segments_on_two_workers_decide_what_one_worker_does(ray_address
     assert (two.errors, two.samples, two.steps) == (one.errors, one.samples, one.steps)
     drafted, lost = two.extra["drafted_segments"]
     assert drafted > 0
-    samples = read_table(open_log(tmp_path / "two"), ["wasted", "counted"], kind="sample")
+    samples = read_table(open_log(tmp_path / "two"), ["wasted", "counted", "faults"], kind="sample")
+    assert two.faults_by_kind == count_faults(samples["faults"].to_pylist(), {})  # wasted rows' failed calls too
     wasted = samples["wasted"].to_pylist()
     assert sum(wasted) == two.extra["wasted_samples"]
     assert not any(c for c, w in zip(samples["counted"].to_pylist(), wasted) if w)
