@@ -274,7 +274,6 @@ class _State:
         plan = task.plan
         self.task = task
         self.voting = voting
-        self.k = voting.k
         self.writer = writer
         self.progress = progress
         self.values: dict[int, str] = {}
@@ -315,7 +314,7 @@ class _State:
         return {i: self.task.step_input(i, self.values) for i in chosen}
 
     def accept(self, result: NodeResult, sent: dict[int, StepInput]) -> None:
-        problem = check_batch(result, sent, self.task, self.k)
+        problem = check_batch(result, sent, self.task, self.voting.k)
         if problem is not None:
             raise MakerError(f"worker batch rejected: {problem}")
         self._buffer(result)

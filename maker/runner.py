@@ -266,7 +266,7 @@ def run(
     wasted = 0
     node_ids: list[str] = []
     replaced = 0
-    drafted: list[int] = [0, 0]  # segments started on a drafted premise, and how many of those lost
+    schedule: SegmentSchedule | None = None
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
@@ -323,7 +323,6 @@ def run(
                 current = result.end
                 totals.guard = live.summary()
                 progress.update(totals)
-                drafted[:] = [schedule.drafted, schedule.discarded]
                 if result.failed_step is not None:  # every sample discarded, or the vote cap
                     raise step_failure(result.samples, result.failed_step, voted)
         else:
@@ -357,8 +356,16 @@ def run(
         resumed_from_step=resumed_from,
         status=status,
         faults_by_kind=faults,
-        extra={"speculate": speculate, "draft": cluster.draft, "drafted_segments": drafted, "wasted_samples": wasted, "node_ids": node_ids, "workers_replaced": replaced,
-               "guard": live.to_dict()},
+        extra={
+            "speculate": speculate,
+            "draft": cluster.draft,
+            # segments started on a drafted premise, and how many of those lost
+            "drafted_segments": [schedule.drafted, schedule.discarded] if schedule else [0, 0],
+            "wasted_samples": wasted,
+            "node_ids": node_ids,
+            "workers_replaced": replaced,
+            "guard": live.to_dict(),
+        },
     )
 
 
