@@ -215,8 +215,9 @@ def iter_tables(info: LogInfo, columns: list[str] | None = None, kind: str | Non
     for i, part in enumerate(info.parts):
         try:
             wanted = [f.name for f in SCHEMA] if columns is None else sorted({*columns, "kind"})
-            present = set(pq.read_schema(part).names)
-            table = pq.read_table(part, columns=[c for c in wanted if c in present])
+            with pq.ParquetFile(part) as parquet:  # one footer read gives both the columns present and the data
+                present = set(parquet.schema_arrow.names)
+                table = parquet.read(columns=[c for c in wanted if c in present])
             for name in wanted:  # a column added after this part was written (older schema): null
                 if name not in present and name in SCHEMA.names:
                     table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
