@@ -37,16 +37,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-def decisions(log: Path) -> list[tuple[int, str]]:
-    from maker.steplog import open_log, read_table
-
-    table = read_table(open_log(log), ["step", "answer"], kind="decision")
-    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
-
-
 def one(task, model, workers: int, sequential: bool, log: Path) -> dict:
     from maker import ClusterConfig, VotingConfig
     from maker.dag import DagConfig, run_plan
+    from maker.steplog import decisions
 
     r = run_plan(task, [model], VotingConfig(k=3), log=log, cluster=ClusterConfig(workers=workers),
                  dag=DagConfig(sequential=sequential))

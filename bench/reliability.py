@@ -28,13 +28,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-def decisions(log: Path) -> list[tuple[int, str]]:
-    from maker.steplog import open_log, read_table
-
-    table = read_table(open_log(log), ["step", "answer"], kind="decision")
-    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
-
-
 def sample_count(log: Path) -> int:
     from maker.steplog import open_log, read_table
 
@@ -43,6 +36,7 @@ def sample_count(log: Path) -> int:
 
 def driver_kills(address: str, disks: int, kills: int, work: Path, rng: random.Random) -> dict:
     from maker import ClusterConfig, VotingConfig, run
+    from maker.steplog import decisions
     from tasks import get_task
 
     model = "sim:0.98,redflag=0.02,seed=11"

@@ -239,6 +239,14 @@ def read_table(info: LogInfo, columns: list[str] | None = None, kind: str | None
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
+def decisions(log: str | Path | LogInfo) -> list[tuple[int, str]]:
+    """Every decided step of a log as (step, answer), in step order: what two runs are
+    compared by (a resumed run against an uninterrupted one, one schedule against another)."""
+    info = log if isinstance(log, LogInfo) else open_log(log)
+    table = read_table(info, ["step", "answer"], kind="decision")
+    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
+
+
 def last_decision(info: LogInfo) -> tuple[int, str] | None:
     """(step, answer) of the highest decided step, or None when nothing was decided."""
     best: tuple[int, str] | None = None

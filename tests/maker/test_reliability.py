@@ -15,21 +15,15 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from maker import ClusterConfig, VotingConfig, run, verify_log
 from maker.errors import StepLogError
-from maker.steplog import open_log, read_table
+from maker.steplog import decisions, open_log, read_table
 from tasks import get_task
 
 pytestmark = pytest.mark.ray
-
-
-def decisions(log: Path) -> list[tuple[int, str]]:
-    table = read_table(open_log(log), ["step", "answer"], kind="decision")
-    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
 
 
 def cli(*args: str) -> list[str]:

@@ -15,15 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
-from maker.steplog import open_log, read_table
+from maker.steplog import decisions, open_log, read_table
 from tasks import get_task
 
 pytestmark = pytest.mark.ray
-
-
-def decisions(log: Path) -> list[tuple[int, str]]:
-    table = read_table(open_log(log), ["step", "answer"], kind="decision")
-    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
 
 
 def test_ten_disks_zero_errors_and_verified(ray_address, tmp_path) -> None:

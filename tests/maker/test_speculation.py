@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import types
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,7 @@ from maker.cli import main
 from maker.red_flags import RedFlagPolicy
 from maker.segment import SegmentJob, SegmentResult, run_segment
 from maker.speculation import CANCELLED, DEFAULT_DEPTH, speculation_depth
-from maker.steplog import count_faults, open_log, read_table
+from maker.steplog import count_faults, decisions, open_log, read_table
 from tasks import get_task
 
 
@@ -201,11 +200,6 @@ def test_cli_bad_flow_control_input_is_one_line_exit_2(capsys, tmp_path, extra, 
     assert not log.exists()
 
 
-def log_decisions(log: Path) -> list[tuple[int, str]]:
-    table = read_table(open_log(log), ["step", "answer"], kind="decision")
-    return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist()))
-
-
 @pytest.mark.ray
 def test_through_ray_the_log_verifies_and_matches_the_in_order_run(ray_address, tmp_path) -> None:
     task = get_task("hanoi", disks=5)
@@ -214,7 +208,7 @@ def test_through_ray_the_log_verifies_and_matches_the_in_order_run(ray_address, 
     spec = run(task, model, VotingConfig(k=4), log=tmp_path / "d8", seed=3, cluster=ClusterConfig(speculate=8, segment_steps=20))
     assert plain.extra["speculate"] == 0 and spec.extra["speculate"] == 8
     assert spec.solved and spec.errors == 0
-    assert log_decisions(tmp_path / "d0") == log_decisions(tmp_path / "d8")
+    assert decisions(tmp_path / "d0") == decisions(tmp_path / "d8")
     assert spec.samples == plain.samples  # wasted samples are reported apart
     assert spec.extra["wasted_samples"] > 0 and plain.extra["wasted_samples"] == 0
     report = verify_log(tmp_path / "d8")
@@ -238,7 +232,7 @@ def test_drafted_segments_on_two_workers_decide_what_one_worker_does(ray_address
               cluster=ClusterConfig(segment_steps=16, segment_seconds=seconds))
     two = run(task, [model], VotingConfig(k=k), log=tmp_path / "two", seed=5,
               cluster=ClusterConfig(segment_steps=16, segment_seconds=seconds, workers=2, draft=True))
-    assert log_decisions(tmp_path / "one") == log_decisions(tmp_path / "two")
+    assert decisions(tmp_path / "one") == decisions(tmp_path / "two")
     assert (two.errors, two.samples, two.steps) == (one.errors, one.samples, one.steps)
     drafted, lost = two.extra["drafted_segments"]
     assert drafted > 0

@@ -14,6 +14,7 @@ from maker.steplog import (
     SCHEMA_VERSION,
     StepLogWriter,
     count_faults,
+    decisions,
     iter_tables,
     last_decision,
     open_log,
@@ -39,6 +40,7 @@ def test_round_trip_and_metadata(tmp_path) -> None:
     assert table.schema.remove_metadata() == SCHEMA
     assert table.num_rows == 5
     assert last_decision(info) == (1, "b")
+    assert decisions(log) == decisions(info) == [(0, "a"), (1, "b")]
     meta = pq.read_schema(info.parts[0]).metadata
     assert json.loads(meta[b"maker.run"])["task"] == "hanoi"
     assert meta[b"maker.schema_version"] == str(SCHEMA_VERSION).encode()
