@@ -37,13 +37,13 @@ class LocalPool:
     """The WorkerPool interface, run in-process: one ModelWorker, batches run on demand."""
 
     def __init__(self, task_spec, models, workers=1, address=None, **_):
-        from cluster.worker import ModelWorker
+        from maker.cluster.worker import ModelWorker
 
         self.worker = ModelWorker(task_spec, models)
         self.replaced = 0
 
     def submit(self, fn, payload):
-        from cluster.worker import Pending
+        from maker.cluster.worker import Pending
 
         return Pending(None, 0, fn, payload)
 
@@ -73,19 +73,19 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
+    from maker.cluster import ensure_ray
+    from maker.tasks import get_task
 
-    import maker.runner
-    from cluster import ensure_ray
+    import maker.runtime.driver
     from maker.config import VotingConfig
-    from maker.guard import GuardConfig
-    from maker.red_flags import RedFlagPolicy
-    from maker.runner import ClusterConfig, run
-    from tasks import get_task
+    from maker.engine.red_flags import RedFlagPolicy
+    from maker.runtime.driver import ClusterConfig, run
+    from maker.runtime.guard import GuardConfig
 
     if args.ray:
         ensure_ray(num_cpus=2)
     else:
-        maker.runner.WorkerPool = LocalPool  # type: ignore[misc]
+        maker.runtime.driver.WorkerPool = LocalPool  # type: ignore[misc]
     task = get_task("hanoi", disks=args.disks)
     cluster = ClusterConfig(segment_steps=args.segment_steps)
     cells = [(rf, var, ad) for rf in (False, True) for var in (1, args.variants) for ad in (False, True)]

@@ -39,8 +39,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def one(task, model, workers: int, sequential: bool, log: Path) -> dict:
     from maker import ClusterConfig, VotingConfig
-    from maker.dag import DagConfig, run_plan
-    from maker.steplog import decisions
+    from maker.log.steplog import decisions
+    from maker.runtime.dag import DagConfig, run_plan
 
     r = run_plan(task, [model], VotingConfig(k=3), log=log, cluster=ClusterConfig(workers=workers),
                  dag=DagConfig(sequential=sequential))
@@ -80,8 +80,8 @@ def compare(name: str, task, model, label: str, workers: int, work: Path, repeat
 
 def register_ops_reader() -> None:
     """Let `maker sim-server` answer mul/column/cmp prompts (see the module docstring)."""
-    import cluster.sim_server as sim_server
-    from tasks.ops import OpOracle, step_from_prompt
+    import maker.cluster.sim_server as sim_server
+    from maker.tasks.ops import OpOracle, step_from_prompt
 
     oracle = OpOracle()
 
@@ -112,8 +112,8 @@ def main() -> None:
     if args.quick:
         args.digits, args.sort_n = 6, 128
 
-    from cluster import ModelSpec, ensure_ray
-    from tasks import get_task
+    from maker.cluster import ModelSpec, ensure_ray
+    from maker.tasks import get_task
 
     ensure_ray()
     tasks = {f"multiply --digits {args.digits}": get_task("multiply", digits=args.digits),
@@ -129,7 +129,7 @@ def main() -> None:
             lat = f"sim:0.99,latency={args.latency}"
             rows += compare(name, task, lat, lat, args.workers, work, args.repeat)
         if not args.skip_server:
-            from cluster.sim_server import SimServer, SimServerConfig
+            from maker.cluster.sim_server import SimServer, SimServerConfig
 
             register_ops_reader()
             config = SimServerConfig(task="ops", p=0.99, latency=args.server_latency, concurrency=512)

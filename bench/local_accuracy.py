@@ -42,12 +42,12 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    import voting
-    from cluster import ModelSpec, make_client
-    from cluster.local_server import serving
-    from cluster.protocol import SampleRequest
-    from tasks import get_task
-    from tasks.base import StepInput, task_judge, task_prompt
+    import maker.voting as voting
+    from maker.cluster import ModelSpec, make_client
+    from maker.cluster.local_server import serving
+    from maker.cluster.protocol import SampleRequest
+    from maker.tasks import get_task
+    from maker.tasks.base import StepInput, task_judge, task_prompt
 
     task = get_task("chase", hops=args.hops, digits=args.digits, list_seed=args.list_seed)
     nodes = list(task.order)  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def one_run(variants: int, args: argparse.Namespace, log: Path) -> dict:
     command = [
-        sys.executable, "-m", "maker.cli", "run", "chase", "--hops", str(args.hops), "--model", args.model,
+        sys.executable, "-m", "maker.cli.main", "run", "chase", "--hops", str(args.hops), "--model", args.model,
         "--k", str(args.k), "--prompt-variants", str(variants), "--temperature", str(args.temperature),
         "--seed", str(args.seed), "--json", "--quiet", "--log", str(log),
     ]
@@ -47,9 +47,9 @@ def grade(log: Path) -> dict:
     on* (chase knows the right hop from any node): the true per-sample accuracy and the
     true collision ratio, which the guard -- blind to a wrong answer that wins -- cannot see."""
     import pandas as pd
+    from maker.tasks import get_task
 
-    from maker.steplog import open_log
-    from tasks import get_task
+    from maker.log.steplog import open_log
 
     info = open_log(log)
     task = get_task(info.run["task"], **info.run["task_options"])

@@ -9,7 +9,7 @@ sampling settings (temperature, stop at newline, max tokens, per-draw seed):
   the server can give;
 * client     -- `LiteLLMClient` fed step by step as the runner feeds it (round one: k
   samples together; then what the leader still needs), no Ray: litellm's own overhead;
-* maker      -- the real runner (`maker.runner.run`: Ray worker, voting, red flags, step
+* maker      -- the real runner (`maker.runtime.driver.run`: Ray worker, voting, red flags, step
   log): the difference of a short and a full run, which cancels the fixed start-up
   (Ray actor, litellm import, first connection); samples on a losing speculative
   premise are counted apart.
@@ -39,7 +39,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def trajectory_prompts(task, steps: int, variants: int, per_step: int):  # type: ignore[no-untyped-def]
     """(prompt, seed) for `per_step` samples of each of the first `steps` true steps."""
-    from tasks.base import task_prompt
+    from maker.tasks.base import task_prompt
 
     out = []
     step = task.first_step()
@@ -78,11 +78,12 @@ async def worker_warmup(client, api_base: str, model: str, prompt: str) -> None:
 
 async def client_rate(spec, task, voting, steps: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """LiteLLMClient driven like the segment loop drives it (no Ray, no log)."""
-    from cluster import make_client
-    from cluster.protocol import SampleRequest
-    from maker.variants import variant_of
-    from tasks.base import task_judge, task_prompt
-    from voting import Ballot
+    from maker.cluster import make_client
+    from maker.cluster.protocol import SampleRequest
+    from maker.tasks.base import task_judge, task_prompt
+    from maker.voting import Ballot
+
+    from maker.engine.variants import variant_of
 
     client = make_client(spec, task)
     step = task.first_step()
@@ -112,7 +113,7 @@ async def client_rate(spec, task, voting, steps: int) -> tuple[float, int]:  # t
 
 
 def _maker_run(spec, task, voting, steps: int, speculate: int | None):  # type: ignore[no-untyped-def]
-    from maker.runner import ClusterConfig, run
+    from maker.runtime.driver import ClusterConfig, run
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
@@ -157,10 +158,11 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from cluster import ModelSpec, ensure_ray
-    from cluster.local_server import serving
+    from maker.cluster import ModelSpec, ensure_ray
+    from maker.cluster.local_server import serving
+    from maker.tasks import get_task
+
     from maker.config import VotingConfig
-    from tasks import get_task
 
     task = get_task("chase", hops=max(args.steps, 1))
     voting = VotingConfig(

@@ -59,8 +59,7 @@ def vectorised_baseline(steps: int, k: int, p: float) -> dict:
     """The same voting (first-to-ahead-by-k, p per vote) as one numpy simulation: no
     prompts, no parsing, no Ray, no log -- the floor the full stack is measured against."""
     import numpy as np
-
-    from voting.montecarlo import simulate_votes
+    from maker.voting.montecarlo import simulate_votes
 
     started = time.perf_counter()
     rate, votes = simulate_votes(p, k, trials=steps, rng=np.random.default_rng(0))
@@ -75,11 +74,12 @@ def profile_segments(task, model: str, k: int, steps: int) -> None:
     import cProfile
     import pstats
 
-    from cluster import ModelSpec
-    from cluster.worker import ModelWorker
+    from maker.cluster import ModelSpec
+    from maker.cluster.worker import ModelWorker
+
     from maker.config import VotingConfig
-    from maker.red_flags import RedFlagPolicy
-    from maker.segment import SegmentJob, run_segment
+    from maker.engine.red_flags import RedFlagPolicy
+    from maker.runtime.chain import SegmentJob, run_segment
 
     worker = ModelWorker(task.spec, [ModelSpec(model)])
     voting = VotingConfig(k=k)
@@ -109,10 +109,11 @@ def main() -> None:
     parser.add_argument("--keep-log", help="write the log here and keep it (default: a temp folder, removed)")
     args = parser.parse_args()
 
-    from cluster import ensure_ray
+    from maker.cluster import ensure_ray
+    from maker.tasks import get_task
+
     from maker import ClusterConfig, VotingConfig, run
-    from maker.progress import Progress
-    from tasks import get_task
+    from maker.runtime.progress import Progress
 
     t0 = time.perf_counter()
     ensure_ray()

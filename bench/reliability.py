@@ -29,21 +29,22 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def sample_count(log: Path) -> int:
-    from maker.steplog import open_log, read_table
+    from maker.log.steplog import open_log, read_table
 
     return read_table(open_log(log), ["step"], kind="sample").num_rows
 
 
 def driver_kills(address: str, disks: int, kills: int, work: Path, rng: random.Random) -> dict:
+    from maker.tasks import get_task
+
     from maker import ClusterConfig, VotingConfig, run
-    from maker.steplog import decisions
-    from tasks import get_task
+    from maker.log.steplog import decisions
 
     model = "sim:0.98,redflag=0.02,seed=11"
     reference = work / "ref.parquet"
     run(get_task("hanoi", disks=disks), [model], VotingConfig(k=3), log=reference, cluster=ClusterConfig(segment_steps=100))
     log = work / "kill.parquet"
-    args = [sys.executable, "-m", "maker.cli", "run", "hanoi", "--disks", str(disks), "--model", model, "--k", "3",
+    args = [sys.executable, "-m", "maker.cli.main", "run", "hanoi", "--disks", str(disks), "--model", model, "--k", "3",
             "--quiet", "--address", address, "--segment-steps", "100", "--log", str(log)]
     done = 0
     for _ in range(kills):
@@ -64,9 +65,9 @@ def driver_kills(address: str, disks: int, kills: int, work: Path, rng: random.R
 
 def worker_kills(disks: int, kills: int, work: Path) -> dict:
     import psutil
+    from maker.tasks import get_task
 
     from maker import ClusterConfig, VotingConfig, run, verify_log
-    from tasks import get_task
 
     log = work / "worker.parquet"
     outcome: dict = {}
@@ -104,10 +105,11 @@ LOGGED_AS = {"500": "server_error", "429": "rate_limited", "reset": "connection"
 def endpoint_faults(disks: int, work: Path, rate: float) -> list[dict]:
     """One run through litellm against a sim-server that faults at `rate`; without speculation
     no request is cancelled, so every injected fault must be in the log, kind by kind."""
-    from cluster import ModelSpec
-    from cluster.sim_server import SimServer, SimServerConfig
+    from maker.cluster import ModelSpec
+    from maker.cluster.sim_server import SimServer, SimServerConfig
+    from maker.tasks import get_task
+
     from maker import ClusterConfig, VotingConfig, run, verify_log
-    from tasks import get_task
 
     log = work / "faults.parquet"
     config = SimServerConfig(p=0.99, latency=0.0, fault_rate=rate, hang_s=30, retry_after_s=0.2)
@@ -148,9 +150,10 @@ def node_removal(work: Path) -> dict:
 
 
 def hostile() -> dict:
-    from cluster import Sample
-    from maker.red_flags import RedFlagPolicy, judge_sample
-    from tasks import get_task
+    from maker.cluster import Sample
+    from maker.tasks import get_task
+
+    from maker.engine.red_flags import RedFlagPolicy, judge_sample
 
     corpus = runpy.run_path(str(ROOT / "tests" / "data" / "hostile_replies.py"))
     task = get_task("hanoi", disks=4)
@@ -171,8 +174,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-
-    from cluster import ensure_ray
+    from maker.cluster import ensure_ray
 
     ensure_ray(num_cpus=2)
     address = ray.get_runtime_context().gcs_address

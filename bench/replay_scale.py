@@ -31,7 +31,7 @@ CHILD = """
 import json, os, resource, sys, time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, {root!r})
-import maker.cli, maker.verify, maker.redecide, maker.report, maker.plots
+import maker.cli, maker.audit.verify, maker.audit.redecide, maker.report.summary, maker.report.plots
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def cpu_s():
@@ -57,7 +57,7 @@ def measure(args: list[str]) -> dict:
 
 def build(disks: int, path: Path, address: str) -> float:
     started = time.perf_counter()
-    cmd = [sys.executable, "-m", "maker.cli", "run", "hanoi", "--disks", str(disks), "--model", "sim:0.998",
+    cmd = [sys.executable, "-m", "maker.cli.main", "run", "hanoi", "--disks", str(disks), "--model", "sim:0.998",
            "--k", "3", "--log", str(path), "--quiet", "--address", address]
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     return time.perf_counter() - started
@@ -93,7 +93,7 @@ def main() -> None:
             "report": ["report", str(log), "--out", str(out)],
         }
         sys.path.insert(0, str(ROOT))
-        from maker.steplog import open_log
+        from maker.log.steplog import open_log
 
         info = open_log(log)
         steps = int(info.run.get("total_steps") or 0)

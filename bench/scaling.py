@@ -39,10 +39,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
     args = parser.parse_args()
 
-    import voting
-    from cluster import ensure_ray
+    import maker.voting as voting
+    from maker.cluster import ensure_ray
+    from maker.tasks import get_task
+
     from maker import ClusterConfig, VotingConfig, run
-    from tasks import get_task
 
     ensure_ray(args.address)
     rows = []

@@ -40,7 +40,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def start_server(latency: float, jitter: float, p: float, seed: int) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "maker.cli", "sim-server", "--port", "0", "--latency", str(latency),
+    cmd = [sys.executable, "-m", "maker.cli.main", "sim-server", "--port", "0", "--latency", str(latency),
            "--jitter", str(jitter), "--p", str(p), "--seed", str(seed), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
@@ -59,9 +59,10 @@ def stats(url: str) -> dict:
 
 def one_run(url: str, depth: str, steps: int, args: argparse.Namespace, log: Path) -> dict:
     """One run at `depth`: 'D' (leader-driven window) or 'Dd' (window drafted from the reference)."""
-    from cluster import ModelSpec
+    from maker.cluster import ModelSpec
+    from maker.tasks import get_task
+
     from maker import ClusterConfig, VotingConfig, run
-    from tasks import get_task
 
     task = get_task("hanoi", disks=args.disks)
     spec = ModelSpec("openai/sim", api_base=url, concurrency=args.concurrency, timeout_s=30.0)
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat every depth this often, alternating (default 1)")
     args = parser.parse_args()
 
-    from cluster import ensure_ray
+    from maker.cluster import ensure_ray
 
     ensure_ray()
     tmp = Path(tempfile.mkdtemp(prefix="maker-spec-bench-"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.base import Task
+from maker.tasks.base import Task
 
 from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from tasks.base import Prompt, StepInput
+from maker.tasks.base import Prompt, StepInput
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.base import StepInput, Task
+from maker.tasks.base import StepInput, Task
 
 from .protocol import SampleRequest
 from .simulator import SimConfig, SimulatedModel, mix64, uniform
@@ -96,7 +96,7 @@ Reader = Callable[[str], "tuple[Task, StepInput] | None"]
 
 
 def _hanoi_reader(disks: int | None) -> Reader:
-    from tasks.hanoi import MAX_DISKS, Hanoi, premise_from_prompt
+    from maker.tasks.hanoi import MAX_DISKS, Hanoi, premise_from_prompt
 
     tasks: dict[int, Hanoi] = {}
 

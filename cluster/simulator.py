@@ -37,7 +37,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tasks.base import Oracle, Task
+from maker.tasks.base import Oracle, Task
 
 from .errors import ModelConfigError
 from .protocol import Sample, SampleRequest

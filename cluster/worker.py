@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks import build_task
-from tasks.base import TaskSpec
+from maker.tasks import build_task
+from maker.tasks.base import TaskSpec
 
 from .clients import ModelSpec, make_client
 from .errors import MakerError

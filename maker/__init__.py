@@ -4,23 +4,23 @@ Each step of a task is sampled several times from small models, red-flagged samp
 are thrown away, and first-to-ahead-by-k voting decides it before the state advances.
 
     >>> import maker
-    >>> from tasks import get_task
+    >>> from maker.tasks import get_task
     >>> result = maker.run(get_task("hanoi", disks=6), ["sim:0.99"], maker.VotingConfig(k=3))  # doctest: +SKIP
 """
 
 __version__ = "0.1.0"
 
-from .config import VotingConfig  # noqa: E402
-from .errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
-from .estimate import EstimateReport, estimate  # noqa: E402
-from .guard import GuardConfig  # noqa: E402
-from .planning import Plan, SampleCost, plan  # noqa: E402
-from .red_flags import RedFlagPolicy  # noqa: E402
-from .runner import ClusterConfig, RunResult, run  # noqa: E402
-from .tally import ModelEstimate  # noqa: E402
-from .tuning import TuneReport, tune_log  # noqa: E402
-from .verify import VerifyReport, verify_log  # noqa: E402
-from .whatif import WhatIfReport, whatif_log  # noqa: E402
+from maker.audit.verify import VerifyReport, verify_log  # noqa: E402
+from maker.audit.whatif import WhatIfReport, whatif_log  # noqa: E402
+from maker.budget.estimate import EstimateReport, estimate  # noqa: E402
+from maker.budget.margins import Plan, SampleCost, plan  # noqa: E402
+from maker.budget.tally import ModelEstimate  # noqa: E402
+from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
+from maker.config import VotingConfig  # noqa: E402
+from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
+from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
+from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
+from maker.runtime.guard import GuardConfig  # noqa: E402
 
 __all__ = [
     "ClusterConfig",

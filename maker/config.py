@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from maker.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class VotingConfig:
     `max_failed_calls` for a step whose every call failed (each after its retries): an
     endpoint that is down or hangs would otherwise cost 50 samples' worth of timeouts.
     `prompt_variants` spreads a step's samples over the task's prompt variants
-    (see `maker.variants`).
+    (see `maker.engine.variants`).
     """
 
     k: int = 3

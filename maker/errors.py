@@ -6,7 +6,7 @@ exit code 1, printing the message as one line.
 
 from __future__ import annotations
 
-from cluster.errors import MakerError, ModelConfigError, ModelError
+from maker.cluster.errors import MakerError, ModelConfigError, ModelError
 
 
 class UsageError(MakerError, ValueError):

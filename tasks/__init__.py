@@ -18,7 +18,7 @@ from .plan_task import plan_file, solve_task
 #: name -> task class; each class has `summary`, `options` (TaskOption) and takes the
 #: options as keyword arguments.
 TASKS: dict[str, Callable[..., Task]] = {"hanoi": Hanoi, "chase": Chase}
-#: Plan tasks (a DAG of atomic steps, run by maker.dag; see tasks/plan.py).
+#: Plan tasks (a DAG of atomic steps, run by maker.runtime.dag; see tasks/plan.py).
 TASKS.update({"add": Add, "multiply": Multiply, "sort": Sort, "plan": plan_file, "solve": solve_task})
 
 

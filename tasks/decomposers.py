@@ -3,7 +3,7 @@
 Each `*_plan` function is meant to be read and copied: it walks the problem the way a
 person would on paper and writes one plan step (`tasks.plan.PlanStep`) per atomic
 operation (`tasks.ops`), naming each input either as a literal or as the placeholder of
-the step that will produce it.  Nothing runs here; `maker.dag` runs the plan.
+the step that will produce it.  Nothing runs here; `maker.runtime.dag` runs the plan.
 
 * `multiply_plan(a, b)`: schoolbook multiplication.  Every digit product `mul(a_i, b_j)`
   is independent (one wide level: N*N steps at once for N-digit operands); column j

@@ -12,7 +12,7 @@ so all variants vote on one key.  Variant 0 is the canonical prompt itself
 (`Hanoi.prompt`); the others are described by a `Surface`.
 
 Example:
-    >>> from tasks.hanoi import Hanoi
+    >>> from maker.tasks.hanoi import Hanoi
     >>> t = Hanoi(3)
     >>> reply = render(t.reference_reply(t.first_step()), 1)
     >>> reply

@@ -7,7 +7,7 @@ premise is `(operation, inputs)` with every placeholder already filled in from t
 decided steps it names.  So a plan step is prompted, judged and simulated exactly like
 a chained step, on exactly the values it depends on and nothing else.
 
-`maker.dag` runs a `PlanTask`.  The chain methods (`first_step`, `step_after`,
+`maker.runtime.dag` runs a `PlanTask`.  The chain methods (`first_step`, `step_after`,
 `advance`) work when the plan is a path (each step needs only the one before it, as in
 long addition): such a plan also runs on the chain runner `maker.run`, with the same
 decisions -- a chain is a DAG that happens to be a path.
@@ -100,7 +100,7 @@ class PlanTask:
             return StepInput(nxt, (END, (key,)))
         if not set(self.plan.deps(nxt)) <= {index}:
             raise ValueError(
-                f"step {nxt} ({self.label(nxt)}) needs more than step {index}: this plan is not a chain; run it with maker.dag"
+                f"step {nxt} ({self.label(nxt)}) needs more than step {index}: this plan is not a chain; run it with maker.runtime.dag"
             )
         return self.step_input(nxt, {index: key})
 

@@ -15,7 +15,7 @@ any other problem a model proposes the cut.  Two kinds of model call come from h
   canonical key (steps renumbered in order, whitespace collapsed), so proposals that
   differ only in numbering or spacing vote together; a proposal that uses a step before
   it exists, leaves a step unused, or has too many steps is red-flagged as rule-breaking.
-  `maker.decompose` votes on these keys and recurses until every step is atomic.
+  `maker.runtime.decompose` votes on these keys and recurses until every step is atomic.
 * A *solve step* (`solve("question")` in a plan) asks one atomic question and takes one
   line, `answer = ...`, back.  It has no ground truth, so the simulator cannot answer it.
 

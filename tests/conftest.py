@@ -14,8 +14,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 def ray_address() -> str:
     """Start Ray once; yield its address so subprocesses can join instead of starting another."""
     import ray
-
-    from cluster import ensure_ray
+    from maker.cluster import ensure_ray
 
     ensure_ray(num_cpus=2)
     address = ray.get_runtime_context().gcs_address

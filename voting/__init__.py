@@ -8,30 +8,31 @@ than numpy and scipy. Nothing here imports from the rest of the project.
 
 Modules, one idea each:
 
-- ``voting.ballot``: the voting rule itself (``Ballot``, ``decide``).
+- ``voting.ballot``: the voting rule itself (``Ballot``, ``decide``) and the simpler
+  first-to-k rule it improves on (``first_to_k``), for replays.
 - ``voting.scaling``: closed forms in the binary worst case -- per-step and
   whole-run success, the smallest margin ``k_min``, expected votes and cost.
 - ``voting.estimate``: planning on measured data -- Clopper-Pearson intervals,
   ``k_min`` on the pessimistic end, and the collision check for correlated errors.
 - ``voting.montecarlo``: an independent simulator used to check the closed forms.
 
->>> from voting import decide, k_min
+>>> from maker.voting import decide, k_min
 >>> k_min(1 - 0.0022, 2**20 - 1, 0.95)
 3
 >>> decide(["a", "b", "a", "a"], 2)
 ('a', 4)
 """
 
-from voting.ballot import Ballot, decide
-from voting.estimate import (
+from .ballot import Ballot, decide, first_to_k
+from .estimate import (
     CollisionStats,
     Interval,
     clopper_pearson,
     collision_stats,
     k_min_pessimistic,
 )
-from voting.montecarlo import simulate_votes
-from voting.scaling import (
+from .montecarlo import simulate_votes
+from .scaling import (
     expected_cost,
     expected_samples,
     expected_votes,
@@ -47,6 +48,7 @@ __all__ = [
     "clopper_pearson",
     "collision_stats",
     "decide",
+    "first_to_k",
     "expected_cost",
     "expected_samples",
     "expected_votes",

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from voting._checks import check_count, check_int, check_p, check_unit_open
-from voting.scaling import k_min
+from ._checks import check_count, check_int, check_p, check_unit_open
+from .scaling import k_min
 
 __all__ = [
     "CollisionStats",

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from voting._checks import check_int
+from ._checks import check_int
 
 __all__ = ["simulate_votes"]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from voting._checks import check_int, check_nonnegative, check_p, check_rate, check_unit_open
+from ._checks import check_int, check_nonnegative, check_p, check_rate, check_unit_open
 
 __all__ = [
     "expected_cost",

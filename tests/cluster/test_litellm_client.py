@@ -13,9 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from cluster import ModelConfigError, ModelSpec, SampleRequest, check_spec
-from cluster.litellm_client import LiteLLMClient, LiteLLMConfig
+from maker.cluster import ModelConfigError, ModelSpec, SampleRequest, check_spec
+from maker.cluster.litellm_client import LiteLLMClient, LiteLLMConfig
 
 
 class Script:

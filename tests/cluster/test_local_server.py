@@ -6,10 +6,9 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from cluster import ModelSpec
-from cluster.errors import ModelConfigError
-from cluster.local_server import (
+from maker.cluster import ModelSpec
+from maker.cluster.errors import ModelConfigError
+from maker.cluster.local_server import (
     EMBEDDED_GGUF,
     HOST,
     LocalServer,
@@ -22,7 +21,8 @@ from cluster.local_server import (
     model_path_of,
     serving,
 )
-from maker.cli import main
+
+from maker.cli.main import main
 
 
 def fake_gguf(path: Path) -> Path:

@@ -15,15 +15,15 @@ import urllib.error
 import urllib.request
 
 import pytest
+from maker.cluster import ModelSpec, SampleRequest
+from maker.cluster.litellm_client import LiteLLMClient, LiteLLMConfig
+from maker.cluster.ratelimit import TokenBucket
+from maker.cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
+from maker.tasks import get_task
+from maker.tasks.hanoi import premise_from_prompt
 
-from cluster import ModelSpec, SampleRequest
-from cluster.litellm_client import LiteLLMClient, LiteLLMConfig
-from cluster.ratelimit import TokenBucket
-from cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
 from maker import VotingConfig, run, verify_log
-from maker.cli import main
-from tasks import get_task
-from tasks.hanoi import premise_from_prompt
+from maker.cli.main import main
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -262,7 +262,7 @@ def test_every_retried_fault_is_logged_by_kind(ray_address, tmp_path) -> None:
     """Without speculation no request is cancelled, so the log's fault counts must equal
     what the server injected, kind by kind."""
     from maker import ClusterConfig
-    from maker.steplog import count_faults, open_log, read_table
+    from maker.log.steplog import count_faults, open_log, read_table
 
     config = SimServerConfig(
         p=0.99, latency=0.0, fault_rate=0.2, faults=("500", "429", "reset", "truncated", "hang"),
@@ -286,7 +286,7 @@ def test_a_dead_endpoint_stops_the_run_after_a_few_failed_calls(ray_address, tmp
     """Nothing listening, or a server that never answers: the run stops with one line
     after --max-failed-calls samples, each given up after its retries -- not after the
     50-sample discard streak of timeouts -- and what was drawn is in the log."""
-    from maker.steplog import open_log, read_table
+    from maker.log.steplog import open_log, read_table
 
     log = tmp_path / "dead"
     args = ["run", "hanoi", "--disks", "3", "--model", "openai/sim", "--k", "2", "--timeout", "0.3",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from cluster import ModelConfigError, SampleRequest, SimulatedModel, mix64, parse_sim_model
-from tasks import get_task
+from maker.cluster import ModelConfigError, SampleRequest, SimulatedModel, mix64, parse_sim_model
+from maker.tasks import get_task
 
 
 def draw(model: SimulatedModel, step, seeds):

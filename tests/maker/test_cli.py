@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maker.cli import main
+from maker.cli.main import main
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

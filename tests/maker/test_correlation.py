@@ -10,20 +10,20 @@ import json
 import math
 
 import pytest
+from maker.cluster import SimulatedModel, parse_sim_model
+from maker.cluster.protocol import SampleRequest
+from maker.tasks import get_task
+from maker.tasks.base import variants_of
+from maker.tasks.hanoi_variants import SURFACES, render
 
-from cluster import SimulatedModel, parse_sim_model
-from cluster.protocol import SampleRequest
-from maker.cli import main as cli
+from maker.audit.verify import verify_log
+from maker.audit.whatif import whatif_log
+from maker.cli.main import main as cli
 from maker.config import VotingConfig
-from maker.guard import GuardConfig
-from maker.red_flags import RedFlagPolicy, StepJudge
-from maker.runner import ClusterConfig, run
-from maker.variants import step_prompts, variant_of
-from maker.verify import verify_log
-from maker.whatif import whatif_log
-from tasks import get_task
-from tasks.base import variants_of
-from tasks.hanoi_variants import SURFACES, render
+from maker.engine.red_flags import RedFlagPolicy, StepJudge
+from maker.engine.variants import step_prompts, variant_of
+from maker.runtime.driver import ClusterConfig, run
+from maker.runtime.guard import GuardConfig
 
 TASK = get_task("hanoi", disks=5)
 
@@ -95,7 +95,7 @@ def test_confused_errors_carry_symptoms_that_red_flags_catch() -> None:
     assert 120 < len(wrong) < 280
     reasons = set()
     for text, tokens, finish in wrong:
-        from cluster import Sample
+        from maker.cluster import Sample
 
         sample = Sample(text, "sim", 10, tokens, finish)
         verdict_on = StepJudge(TASK, step, on)(sample, 0.1)
@@ -192,7 +192,7 @@ def test_speculation_judges_in_sample_order_with_variants_and_temperature_zero()
     import asyncio
     import types
 
-    from maker.segment import SegmentJob, run_segment
+    from maker.runtime.chain import SegmentJob, run_segment
 
     task = get_task("hanoi", disks=6)
     models = ("sim:0.95,redflag=0.1,confused=0.5,latency=0.001,jitter=0.004", "sim:0.9,seed=2,latency=0.001,jitter=0.004")

@@ -14,18 +14,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from maker.cluster import ModelSpec, make_client
+from maker.cluster.scripted import ScriptedModel
+from maker.tasks import get_task
+from maker.tasks.plan import PlanError
+from maker.tasks.solve import DECOMPOSE_MARK
 
-from cluster import ModelSpec, make_client
-from cluster.scripted import ScriptedModel
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
-from maker.cli import main
-from maker.dag import DagConfig, NodeJob, check_batch, run_plan, vote_nodes
-from maker.decompose import DecomposeConfig, decompose, solve
-from maker.red_flags import RedFlagPolicy
-from maker.steplog import open_log, read_table
-from tasks import get_task
-from tasks.plan import PlanError
-from tasks.solve import DECOMPOSE_MARK
+from maker.cli.main import main
+from maker.engine.red_flags import RedFlagPolicy
+from maker.log.steplog import open_log, read_table
+from maker.runtime.dag import DagConfig, NodeJob, check_batch, run_plan, vote_nodes
+from maker.runtime.decompose import DecomposeConfig, decompose, solve
 
 
 def decisions(log: Path) -> list[tuple[int, str, str]]:

@@ -11,16 +11,16 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+import maker.voting as voting
 import pytest
+from maker.cluster import SimulatedModel, parse_sim_model
+from maker.tasks import get_task
 
-import voting
-from cluster import SimulatedModel, parse_sim_model
-from maker.cli import main
+from maker.budget.estimate import EstimateJob, estimate, estimate_batch, pick_steps, true_step
+from maker.cli.main import main
 from maker.config import VotingConfig
-from maker.estimate import EstimateJob, estimate, estimate_batch, pick_steps, true_step
-from maker.red_flags import RedFlagPolicy
-from maker.runner import ClusterConfig
-from tasks import get_task
+from maker.engine.red_flags import RedFlagPolicy
+from maker.runtime.driver import ClusterConfig
 
 
 class Recording:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import random
 
+import maker.voting as voting
 import pytest
 
-import voting
 from maker.config import VotingConfig
 from maker.errors import UsageError
-from maker.guard import Guard, GuardConfig, KSchedule, implied_p, k_schedule, log_events
-from maker.logsteps import iter_chunks
-from maker.steplog import StepLogWriter, open_log
+from maker.log.by_step import iter_chunks
+from maker.log.steplog import StepLogWriter, open_log
+from maker.runtime.guard import Guard, GuardConfig, KSchedule, implied_p, k_schedule, log_events
 
 
 def segment(first: int, steps: list[list[bool]]) -> tuple[dict, dict]:

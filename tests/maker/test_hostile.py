@@ -6,10 +6,10 @@ import runpy
 from pathlib import Path
 
 import pytest
+from maker.cluster import Sample
+from maker.tasks import get_task
 
-from cluster import Sample
-from maker.red_flags import RedFlagPolicy, judge_sample
-from tasks import get_task
+from maker.engine.red_flags import RedFlagPolicy, judge_sample
 
 CORPUS = runpy.run_path(str(Path(__file__).parents[1] / "data" / "hostile_replies.py"))
 GOOD, HOSTILE = CORPUS["GOOD"], CORPUS["HOSTILE"]

@@ -36,7 +36,7 @@ try:
     ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
     ray.shutdown()
-    from maker.cli import main  # the CLI as a user runs it, joining the cluster by address
+    from maker.cli.main import main  # the CLI as a user runs it, joining the cluster by address
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2", "--address", cluster.address,
@@ -60,7 +60,7 @@ try:
     cluster.wait_for_nodes(timeout=40)
     ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     from maker import ClusterConfig, VotingConfig, run
-    from tasks import get_task
+    from maker.tasks import get_task
     log = Path(sys.argv[1])
     out = {}
 
@@ -118,7 +118,7 @@ def test_a_node_removed_mid_run_costs_no_step(tmp_path) -> None:
     """The second node dies while the run goes on: its worker's batch goes to a fresh
     worker on the surviving node, and the log is whole and right."""
     from maker import verify_log
-    from maker.steplog import open_log, read_table
+    from maker.log.steplog import open_log, read_table
 
     log = tmp_path / "h9"
     report = in_own_cluster(REMOVE_NODE, log, 240)

@@ -1,4 +1,4 @@
-"""`maker plan` and `maker.planning`: closed-form plans, checked against the paper's margins,
+"""`maker plan` and `maker.budget.margins`: closed-form plans, checked against the paper's margins,
 against the definitions they rest on, and against a Monte Carlo of the vote. No model, no Ray."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import math
 
+import maker.voting as voting
 import numpy as np
 import pytest
 
-import voting
-from maker.cli import main
+from maker.budget.margins import SampleCost, cost_by_k, cost_by_steps, plan
+from maker.cli.main import main
 from maker.errors import UsageError
-from maker.planning import SampleCost, cost_by_k, cost_by_steps, plan
 
 PAPER_STEPS = 2**20 - 1  # 1,048,575 moves: 20-disk Hanoi
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from maker.tasks import get_task
 
-from maker.cli import main
-from maker.commands.common import prompt_style_of
-from maker.steplog import open_log
-from maker.verify import verify_log
-from tasks import get_task
+from maker.audit.verify import verify_log
+from maker.cli.common import prompt_style_of
+from maker.cli.main import main
+from maker.log.steplog import open_log
 
 
 @pytest.mark.parametrize(

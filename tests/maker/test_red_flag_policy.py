@@ -10,13 +10,13 @@ import types
 from collections.abc import Sequence
 
 import pytest
+from maker.cluster import Sample, SimulatedModel, parse_sim_model
+from maker.cluster.protocol import SampleRequest
+from maker.tasks import get_task
 
-from cluster import Sample, SimulatedModel, parse_sim_model
-from cluster.protocol import SampleRequest
-from maker.cli import main as cli
+from maker.cli.main import main as cli
 from maker.config import VotingConfig
-from maker.errors import DetectorError, DiscardStreakError, UsageError
-from maker.red_flags import (
+from maker.engine.red_flags import (
     BUILTIN,
     DETECTORS,
     REASONS,
@@ -27,8 +27,8 @@ from maker.red_flags import (
     load_detector,
     step_failure,
 )
-from maker.segment import SegmentJob, run_segment
-from tasks import get_task
+from maker.errors import DetectorError, DiscardStreakError, UsageError
+from maker.runtime.chain import SegmentJob, run_segment
 
 TASK = get_task("hanoi", disks=4)
 STEP = TASK.first_step()
@@ -79,7 +79,7 @@ def test_detectors_on_table_cases(pairs: list[tuple[Sample, float | None]], reas
 
 def test_temperature_zero_rule_is_per_variant() -> None:
     judge = StepJudge(TASK, STEP, RedFlagPolicy())
-    from tasks.hanoi_variants import render
+    from maker.tasks.hanoi_variants import render
 
     assert judge(Sample(GOOD, "a"), 0.0, 0).key
     assert judge(Sample(render(GOOD, 1), "a"), 0.0, 1).key  # another prompt: an independent draw
@@ -248,7 +248,7 @@ def test_a_policy_that_discards_everything_stops_after_n_in_a_row() -> None:
         (["--red-flag", "no_such_module_xyz:check"], "cannot import"),
         (["--k-max", "2"], "--k-max (2) must be an integer >= k (3)"),
         (["--prompt-variants", "9"], "hanoi offers 4 prompt variant"),
-        (["--red-flag", "maker.red_flags:code"], "clashes with a built-in"),
+        (["--red-flag", "maker.engine.red_flags:code"], "clashes with a built-in"),
     ],
 )
 def test_cli_bad_red_flag_input_exits_2_and_writes_nothing(tmp_path, capsys, extra: list[str], message: str) -> None:
@@ -263,7 +263,7 @@ def test_cli_bad_red_flag_input_exits_2_and_writes_nothing(tmp_path, capsys, ext
 def test_cli_stops_a_run_that_discards_everything_with_the_log_intact(ray_address, tmp_path, capsys) -> None:
     """SIMULATED.  A cap of 3 output tokens discards every reply: the run stops after six
     samples of step 0 with one clear line, and the log holds exactly those samples."""
-    from maker.steplog import open_log, read_table
+    from maker.log.steplog import open_log, read_table
 
     log = tmp_path / "strict.parquet"
     code = cli(["run", "hanoi", "--disks", "4", "--model", "sim:0.99", "--k", "3", "--max-output-tokens", "3",

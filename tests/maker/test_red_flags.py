@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from maker.cluster import Sample
+from maker.tasks import get_task
 
-from cluster import Sample
-from maker.red_flags import REASONS, RedFlagPolicy, StepJudge, judge_sample
-from tasks import get_task
+from maker.engine.red_flags import REASONS, RedFlagPolicy, StepJudge, judge_sample
 
 TASK = get_task("hanoi", disks=4)
 STEP = TASK.first_step()

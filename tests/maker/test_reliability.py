@@ -17,17 +17,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from maker.tasks import get_task
 
 from maker import ClusterConfig, VotingConfig, run, verify_log
 from maker.errors import StepLogError
-from maker.steplog import decisions, open_log, read_table
-from tasks import get_task
+from maker.log.steplog import decisions, open_log, read_table
 
 pytestmark = pytest.mark.ray
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "maker.cli", *args]
+    return [sys.executable, "-m", "maker.cli.main", *args]
 
 
 def test_ten_kills_then_resume_equals_an_uninterrupted_run(ray_address, tmp_path) -> None:
@@ -158,7 +158,7 @@ def test_disk_full_stops_cleanly_with_the_log_intact(ray_address, small_disk) ->
 
 
 def test_unwritable_log_path_fails_before_any_work(tmp_path, capsys) -> None:
-    from maker.cli import main
+    from maker.cli.main import main
 
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -16,12 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from maker.tasks import get_task
+from maker.voting import first_to_k
 
 from maker import ClusterConfig, VotingConfig, run, verify_log
-from maker.cli import main
-from maker.redecide import first_to_k, redecide_log
-from maker.steplog import SCHEMA
-from tasks import get_task
+from maker.audit.redecide import redecide_log
+from maker.cli.main import main
+from maker.log.steplog import SCHEMA
 
 K = 2
 STEPS = 127
@@ -274,7 +275,7 @@ def test_replay_reads_only_complete_parts_while_parts_arrive(tmp_path, capsys) -
 
 def _small_log(path: Path) -> Path:
     """A 4-disk log in 3 parts written by the real writer, from the task's ground truth."""
-    from maker.steplog import StepLogWriter
+    from maker.log.steplog import StepLogWriter
 
     task = get_task("hanoi", disks=4)
     writer = StepLogWriter(path, {"task": "hanoi", "task_options": {"disks": 4}, "voting": {"k": 1},
@@ -289,8 +290,8 @@ def _small_log(path: Path) -> Path:
 def test_steps_split_across_parts_and_redrawn_samples(tmp_path) -> None:
     """A step's samples in two parts (its decision in the later one), and a sample index
     written twice (a step redrawn after a resume): the later write is the vote, both are paid."""
-    from maker.report import collect
-    from maker.steplog import StepLogWriter, open_log
+    from maker.log.steplog import StepLogWriter, open_log
+    from maker.report.summary import collect
 
     task = get_task("hanoi", disks=2)
     t0, t1, t2 = (task.truth(i) for i in range(3))

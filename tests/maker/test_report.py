@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from maker.tasks import get_task
 
 from maker import ClusterConfig, VotingConfig, run
-from maker.cli import main
-from maker.redecide import redecide_log
-from maker.report import collect, render_markdown
-from maker.steplog import open_log
-from maker.verify import verify_log
-from tasks import get_task
+from maker.audit.redecide import redecide_log
+from maker.audit.verify import verify_log
+from maker.cli.main import main
+from maker.log.steplog import open_log
+from maker.report.summary import collect, render_markdown
 
 PLOTS = {"undecided_by_round.png", "votes_per_step.png", "red_flags.png", "error_vs_length.png", "cost.png"}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -135,7 +135,7 @@ def test_title_labels_only_simulated_runs(sim_log) -> None:
 
 
 def test_out_must_be_a_folder(tmp_path, capsys) -> None:
-    from maker.steplog import StepLogWriter
+    from maker.log.steplog import StepLogWriter
 
     log = tmp_path / "tiny.parquet"
     StepLogWriter(log, {"task": "hanoi", "task_options": {"disks": 1}, "voting": {"k": 1}}).append(

@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from maker.tasks import get_task
 
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
-from maker.steplog import decisions, open_log, read_table
-from tasks import get_task
+from maker.log.steplog import decisions, open_log, read_table
 
 pytestmark = pytest.mark.ray
 
@@ -95,7 +95,7 @@ def test_replay_catches_a_flipped_decision(ray_address, tmp_path) -> None:
 
 
 def maker_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "maker.cli", *args]
+    return [sys.executable, "-m", "maker.cli.main", *args]
 
 
 def test_resume_after_kill_gives_the_same_trajectory(ray_address, tmp_path) -> None:

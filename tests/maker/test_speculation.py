@@ -13,15 +13,15 @@ import asyncio
 import types
 
 import pytest
+from maker.cluster import SimulatedModel, parse_sim_model
+from maker.tasks import get_task
 
-from cluster import SimulatedModel, parse_sim_model
 from maker import ClusterConfig, UsageError, VotingConfig, run, verify_log
-from maker.cli import main
-from maker.red_flags import RedFlagPolicy
-from maker.segment import SegmentJob, SegmentResult, run_segment
-from maker.speculation import CANCELLED, DEFAULT_DEPTH, speculation_depth
-from maker.steplog import count_faults, decisions, open_log, read_table
-from tasks import get_task
+from maker.cli.main import main
+from maker.engine.red_flags import RedFlagPolicy
+from maker.log.steplog import count_faults, decisions, open_log, read_table
+from maker.runtime.chain import SegmentJob, SegmentResult, run_segment
+from maker.runtime.speculation import CANCELLED, DEFAULT_DEPTH, speculation_depth
 
 
 def worker_for(task, *models: str, wrap=None) -> types.SimpleNamespace:
@@ -176,7 +176,7 @@ def test_vote_cap_fails_at_the_same_step_with_the_same_samples() -> None:
 
 
 def test_depth_choice_and_bad_depths() -> None:
-    from cluster import ModelSpec
+    from maker.cluster import ModelSpec
 
     assert speculation_depth(None, [ModelSpec("sim:0.9")]) == 0  # nothing to hide
     assert speculation_depth(None, [ModelSpec("sim:0.9,latency=0.1")]) == DEFAULT_DEPTH

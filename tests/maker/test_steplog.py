@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from maker.errors import StepLogError, UsageError
-from maker.steplog import (
+from maker.log.steplog import (
     SCHEMA,
     SCHEMA_VERSION,
     StepLogWriter,

@@ -1,17 +1,17 @@
-"""`maker.tally`: from counts to a verdict. Pure table tests; expected values are derived
+"""`maker.budget.tally`: from counts to a verdict. Pure table tests; expected values are derived
 here from the definitions (Clopper-Pearson via scipy, the k_min inequality), not copied."""
 
 from __future__ import annotations
 
 import json
 
+import maker.voting as voting
 import pytest
 from scipy import stats
 
-import voting
-from maker.estimate import recommend
-from maker.pricing import Price
-from maker.tally import Tally, assess
+from maker.budget.estimate import recommend
+from maker.budget.pricing import Price
+from maker.budget.tally import Tally, assess
 
 FREE = Price(0.0, 0.0, "free")
 

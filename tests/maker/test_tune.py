@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 
 import duckdb
+import maker.voting as voting
 import pytest
+from maker.tasks import get_task
 
-import voting
 from maker import VotingConfig, run
-from maker.cli import main
-from maker.runner import ClusterConfig
-from maker.steplog import StepLogWriter
-from maker.tuning import tally_log, tune_log
-from tasks import get_task
+from maker.budget.tuning import tally_log, tune_log
+from maker.cli.main import main
+from maker.log.steplog import StepLogWriter
+from maker.runtime.driver import ClusterConfig
 
 RUN = {
     "task": "hanoi",

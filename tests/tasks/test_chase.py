@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks import TASKS, get_task
-from tasks.base import Oracle, StepInput, Task, task_judge, task_prompt
-from tasks.chase import FORMS, Chase
+from maker.tasks import TASKS, get_task
+from maker.tasks.base import Oracle, StepInput, Task, task_judge, task_prompt
+from maker.tasks.chase import FORMS, Chase
 
 
 @pytest.fixture(scope="module")

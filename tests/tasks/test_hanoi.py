@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks import get_task
-from tasks.hanoi import Hanoi, apply_move, format_key
+from maker.tasks import get_task
+from maker.tasks.hanoi import Hanoi, apply_move, format_key
 
 
 def walk(task: Hanoi):

@@ -7,8 +7,7 @@ from collections.abc import Hashable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from voting import Ballot, decide
+from maker.voting import Ballot, decide
 
 
 def feed(k: int, keys: list[Hashable]) -> tuple[Ballot, list[Hashable | None]]:

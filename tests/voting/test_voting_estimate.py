@@ -7,9 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
-
-from voting import (
+from maker.voting import (
     CollisionStats,
     Interval,
     clopper_pearson,
@@ -17,6 +15,7 @@ from voting import (
     k_min,
     k_min_pessimistic,
 )
+from scipy import stats
 
 
 def test_known_values() -> None:

@@ -15,9 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from maker.voting import Ballot, expected_votes, p_step, simulate_votes
 from scipy import stats
-
-from voting import Ballot, expected_votes, p_step, simulate_votes
 
 TRIALS = 20_000
 # Two-sided tail below which a deviation counts as real: about 4.9 standard errors.

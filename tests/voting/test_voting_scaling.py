@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from voting import (
+from maker.voting import (
     expected_cost,
     expected_samples,
     expected_votes,

@@ -1,0 +1,404 @@
+"""Measure each candidate model's per-step accuracy p before paying for a run.
+
+Why: k, the cost and even whether a run can succeed at all follow from p, and p is
+cheap to measure.  `estimate` draws samples on random steps of the task, each on its
+*true* premise (from the task's ground truth, so one error does not derail the rest),
+grades every valid vote against the truth, and assesses every model (`maker.budget.tally`).
+
+How it runs: the steps are cut into batches and shipped to the Ray workers with
+`estimate_batch(worker, job)`, the same pattern as `maker.runtime.chain.run_segment`.  A
+worker builds each step's premise itself (only indices travel), draws the samples of
+all its steps together, round by round, exactly as a run would (the first sample of a
+step at the first temperature, later ones at the voting temperature; red-flagged
+samples are not votes and are redrawn), until each step has `votes_per_step` valid
+votes or hits the cap.  At least two votes per step are drawn so that collisions (both
+first votes wrong) can be counted.  A model whose every call fails stops being asked.
+
+    >>> from maker.tasks import get_task
+    >>> report = estimate(get_task("hanoi", disks=10), ["sim:0.99", "sim:0.9"], samples=200)  # doctest: +SKIP
+    >>> report.recommended                                                                     # doctest: +SKIP
+    'sim:0.99'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from maker.budget.margins import check_steps, check_target
+from maker.budget.pricing import price_of
+from maker.budget.tally import ModelEstimate, Tally, assess
+from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
+from maker.cluster.protocol import Sample, SampleRequest
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy, StepJudge
+from maker.errors import MakerError, UsageError
+from maker.runtime.driver import ClusterConfig
+from maker.tasks.base import Oracle, StepInput, Task
+
+__all__ = [
+    "EstimateJob",
+    "EstimateReport",
+    "estimate",
+    "estimate_batch",
+    "estimate_for_run",
+    "pick_steps",
+    "print_auto_k",
+    "true_step",
+]
+
+#: Tags the estimate's draws so they never repeat a run's draws of the same seed.
+_ESTIMATE_SALT = 0x6573_7469_6D61_7465
+
+
+@dataclass(frozen=True)
+class EstimateJob:
+    """One batch for one worker: step indices and the models that draw them (in turn,
+    sample i from `models[i % len(models)]`, as a run mixes them)."""
+
+    steps: tuple[int, ...]
+    models: tuple[str, ...]
+    voting: VotingConfig
+    policy: RedFlagPolicy
+    seed: int
+    votes_per_step: int = 2
+    max_samples_per_step: int = 10
+
+
+@dataclass
+class _Step:
+    step: StepInput
+    truth: str
+    prompt: Any
+    judge: StepJudge
+    drawn: int = 0
+    votes: list[bool] = field(default_factory=list)  # correctness of each valid vote, in order
+
+
+def true_step(task: Task, index: int) -> StepInput:
+    """Step `index` on the correct trajectory: its premise is what a perfect run would give it."""
+    if index == 0:
+        return task.first_step()
+    return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
+
+
+def pick_steps(total_steps: int, n: int, seed: int) -> list[int]:
+    """`n` random step indices, without repeats while the task has enough steps."""
+    rng = np.random.default_rng(mix64(seed, _ESTIMATE_SALT))
+    if n <= total_steps:
+        chosen = rng.choice(total_steps, size=n, replace=False)
+    else:
+        chosen = rng.integers(0, total_steps, size=n)
+    return sorted(int(i) for i in chosen)
+
+
+async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
+    """Draw and grade samples on `job.steps` (runs inside a Ray worker; any object with
+    `.task` and `.clients` will do)."""
+    task = worker.task
+    clients = worker.clients
+    voting = job.voting
+    max_tokens = voting.max_output_tokens + 1
+    tally = Tally()
+    todo: list[_Step] = []
+    for index in job.steps:
+        step = true_step(task, index)
+        todo.append(
+            _Step(step, task.truth(index), task.prompt(step, voting.prompt_style), StepJudge(task, step, job.policy))
+        )
+    tally.steps = len(todo)
+    pending = todo
+    while pending:
+        wanted: dict[str, list[tuple[_Step, SampleRequest]]] = {}
+        for s in pending:
+            want = min(job.votes_per_step - len(s.votes), job.max_samples_per_step - s.drawn)
+            for i in range(s.drawn, s.drawn + want):
+                request = SampleRequest(
+                    s.prompt,
+                    voting.temperature_of(i),
+                    max_tokens,
+                    mix64(job.seed, _ESTIMATE_SALT, s.step.index, i),
+                    s.step,
+                )
+                wanted.setdefault(job.models[i % len(job.models)], []).append((s, request))
+            s.drawn += want
+        names = list(wanted)
+        replies = await asyncio.gather(*(clients[m].complete([r for _, r in wanted[m]]) for m in names))
+        answered = 0
+        for model, batch in zip(names, replies):
+            pairs = wanted[model]
+            for (s, _), sample in zip(pairs, batch):
+                answered += _grade(tally, s, sample)
+        if answered == 0:
+            break  # every call of the round failed: the model is down, stop asking it
+        pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.drawn < job.max_samples_per_step]
+    for s in todo:
+        if len(s.votes) >= 2:
+            tally.steps_with_two += 1
+            tally.first_two_wrong += not s.votes[0] and not s.votes[1]
+        if len(s.votes) < job.votes_per_step:
+            tally.short_steps += 1
+    return tally
+
+
+def _grade(tally: Tally, s: _Step, sample: Sample) -> int:
+    """Count one sample into the tally; 1 if the call was answered, 0 on a transport error."""
+    tally.samples += 1
+    if sample.error is not None:
+        if tally.first_error is None:
+            tally.first_error = sample.error
+        tally.flag("transport")
+        return 0
+    tally.answered += 1
+    tally.tokens_in += sample.tokens_in
+    tally.tokens_out += sample.tokens_out
+    tally.cost_usd += sample.cost_usd
+    verdict = s.judge(sample)
+    if verdict.key is None:
+        tally.flag(verdict.red_flag or "unknown")
+        return 1
+    ok = verdict.key == s.truth
+    tally.valid += 1
+    tally.correct += ok
+    s.votes.append(ok)
+    return 1
+
+
+@dataclass(frozen=True)
+class EstimateReport:
+    """What `maker estimate --json` prints: one `ModelEstimate` per model and the pick."""
+
+    task: str
+    steps: int
+    target: float
+    measured_steps: int
+    votes_per_step: int
+    simulated: bool
+    models: tuple[ModelEstimate, ...]
+    recommended: str | None
+    summary: str
+    wall_s: float
+
+    @property
+    def all_failed(self) -> bool:
+        return all(m.verdict == "failed" for m in self.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "steps": self.steps,
+            "target": self.target,
+            "measured_steps": self.measured_steps,
+            "votes_per_step": self.votes_per_step,
+            "simulated": self.simulated,
+            "models": [m.to_dict() for m in self.models],
+            "recommended": self.recommended,
+            "summary": self.summary,
+            "wall_s": self.wall_s,
+        }
+
+
+def recommend(estimates: Sequence[ModelEstimate]) -> tuple[str | None, str]:
+    """The cheapest model that meets the target (then fewest samples, then highest p),
+    and one sentence that says so -- or says plainly why none can."""
+    fit = [e for e in estimates if e.meets_target]
+    if fit:
+        best = min(fit, key=lambda e: (e.expected_cost or 0.0, e.expected_samples_per_step or 0.0, -(e.p or 0.0)))
+        cost = f"${best.expected_cost:,.2f}" if best.expected_cost else "no cost (free or unpriced)"
+        return best.model, (
+            f"use {best.model}: cheapest that meets target {best.target} over {best.steps:,} steps, "
+            f"k = {best.k}, {best.expected_samples_per_step:.2f} samples/step, expected {cost}"
+        )
+    reasons = "; ".join(f"{e.model}: {e.reason}" for e in estimates)
+    return None, f"no model can reach target {estimates[0].target} over {estimates[0].steps:,} steps -- {reasons}"
+
+
+def estimate(
+    task: Task,
+    models: Sequence[ModelSpec | str],
+    *,
+    samples: int = 200,
+    target: float = 0.95,
+    steps: int | None = None,
+    voting: VotingConfig | None = None,
+    policy: RedFlagPolicy | None = None,
+    seed: int = 0,
+    cluster: ClusterConfig | None = None,
+    votes_per_step: int = 2,
+    batch_steps: int = 64,
+    price_in: float | None = None,
+    price_out: float | None = None,
+    level: float = 0.95,
+    mix: bool = False,
+) -> EstimateReport:
+    """Estimate p for each model on `samples` random steps; plan k for `steps` (default:
+    the task's step count) at `target`.  With `mix=True` the models are measured together,
+    mixed within each step as a run mixes them (what `maker run --k auto` plans with).
+
+    Raises UsageError on bad input and ModelConfigError for an unusable model, before any
+    sample is drawn.  A model whose every call fails is reported with verdict `failed`.
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UsageError(f"--samples must be an integer >= 1, got {samples!r}")
+    if not isinstance(votes_per_step, int) or votes_per_step < 2:
+        raise UsageError(f"--votes-per-step must be >= 2 (collisions need two votes), got {votes_per_step!r}")
+    if batch_steps < 1:
+        raise UsageError("--batch-steps must be >= 1")
+    target = check_target(target)
+    steps = check_steps(task.total_steps if steps is None else steps)
+    if not isinstance(task, Oracle):
+        raise UsageError(f"task {task.spec.name!r} has no ground truth: estimate needs it to grade samples")
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
+    for spec in specs:
+        check_spec(spec)
+    voting = voting or VotingConfig()
+    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    cluster = cluster or ClusterConfig()
+    arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
+    indices = pick_steps(task.total_steps, samples, seed)
+    batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
+    started = time.perf_counter()
+    tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster)
+    estimates = []
+    for arm, (tally, error) in zip(arms, tallies):
+        name = " + ".join(arm)
+        if error is not None and tally.first_error is None:
+            tally.first_error = error
+        price = price_of(arm[0], price_in, price_out) if len(arm) == 1 else _mixed_price(arm, price_in, price_out)
+        estimates.append(
+            assess(
+                name,
+                tally,
+                steps=steps,
+                target=target,
+                price=price,
+                level=level,
+                simulated=all(m.startswith("sim") for m in arm),
+            )
+        )
+    recommended, summary = recommend(estimates)
+    return EstimateReport(
+        task=task.spec.describe(),
+        steps=steps,
+        target=target,
+        measured_steps=len(indices),
+        votes_per_step=votes_per_step,
+        simulated=all(s.is_simulated for s in specs),
+        models=tuple(estimates),
+        recommended=recommended,
+        summary=summary,
+        wall_s=round(time.perf_counter() - started, 3),
+    )
+
+
+def _mixed_price(arm: tuple[str, ...], price_in: float | None, price_out: float | None) -> Any:
+    from maker.budget.pricing import Price
+
+    prices = [price_of(m, price_in, price_out) for m in arm]
+    n = len(prices)
+    return Price(
+        sum(p.input_per_m for p in prices) / n,
+        sum(p.output_per_m for p in prices) / n,
+        "mean of " + "; ".join(sorted({p.source for p in prices})),
+    )
+
+
+def _run_batches(
+    task: Task,
+    specs: list[ModelSpec],
+    arms: list[tuple[str, ...]],
+    batches: list[tuple[int, ...]],
+    voting: VotingConfig,
+    policy: RedFlagPolicy,
+    seed: int,
+    votes_per_step: int,
+    cluster: ClusterConfig,
+) -> list[tuple[Tally, str | None]]:
+    """Every (arm, batch) job at once on the pool; one merged tally (and error) per arm."""
+    import ray
+
+    pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+    try:
+        refs = []
+        for arm in arms:
+            refs.append(
+                [
+                    pool.submit(
+                        estimate_batch,
+                        EstimateJob(b, arm, voting, policy, seed, votes_per_step, max(votes_per_step * 5, voting.k)),
+                    )
+                    for b in batches
+                ]
+            )
+        out = []
+        for arm_refs in refs:
+            tally, error = Tally(), None
+            for ref in arm_refs:
+                try:
+                    tally.merge(pool.get(ref))
+                except (ray.exceptions.RayError, MakerError) as exc:  # a worker died or raised: this batch is lost
+                    error = error or _one_line(exc)
+            out.append((tally, error))
+        return out
+    finally:
+        pool.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    return " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
+
+
+def estimate_for_run(
+    task: Task,
+    models: Sequence[ModelSpec | str],
+    target: float,
+    *,
+    samples: int = 200,
+    voting: VotingConfig | None = None,
+    seed: int = 0,
+    cluster: ClusterConfig | None = None,
+) -> tuple[int, EstimateReport]:
+    """The margin `maker run --k auto` uses when no --p is given: estimate p of the run's
+    own model mix on `samples` steps and plan k on the pessimistic end.
+
+    Raises ModelConfigError when every call failed, UsageError when the models cannot
+    reach the target (nothing is run then).
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UsageError(f"--estimate-samples must be an integer >= 1, got {samples!r}")
+    report = estimate(task, models, samples=samples, target=target, voting=voting, seed=seed, cluster=cluster, mix=True)
+    (est,) = report.models
+    if est.verdict == "failed":
+        raise ModelConfigError(f"--k auto: could not estimate p: {est.reason}", model=est.model)
+    if est.k is None or est.verdict != "ok":
+        raise UsageError(
+            f"--k auto: the estimate says {est.model} cannot reach target {target}: {est.reason}; "
+            "nothing was run (pass --k to run anyway)"
+        )
+    return est.k, report
+
+
+def print_auto_k(report: EstimateReport, stream: TextIO = sys.stderr) -> None:
+    """The two lines `maker run --k auto` prints before running: the estimate and the k."""
+    (e,) = report.models
+    label = " [simulated]" if report.simulated else ""
+    flags = ", ".join(f"{r} {n}" for r, n in e.red_flags.items()) or "no red flags"
+    print(
+        f"maker: estimated p = {e.p:.4f} (95% CI [{e.p_low:.4f}, {e.p_high:.4f}]) for {e.model} on "
+        f"{report.measured_steps} random steps, valid rate {e.valid_rate:.3f} ({flags}){label}",
+        file=stream,
+    )
+    print(
+        f"maker: k = {e.k} (planned on p = {e.p_low:.4f}, the interval's low end; {e.steps:,} steps, target "
+        f"{e.target}: whole-run success >= {e.run_success:.4f}, {e.expected_samples_per_step:.3f} samples/step)",
+        file=stream,
+    )

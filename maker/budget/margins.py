@@ -1,0 +1,215 @@
+"""Plan a run before paying for it: the margin k, its success odds, votes and dollars.
+
+Why: cost grows linearly in k and k only as ln(steps), so the right k is cheap to get
+and expensive to get wrong.  `plan` turns a per-sample accuracy p (measured by
+`maker estimate` or taken from a paper) into the smallest margin that reaches the
+target, what that margin buys and what it costs; `cost_by_k` and `cost_by_steps` give
+the curves `maker plan --plot` draws.  Everything here is closed-form (`voting`) and
+validates its input with one-line `UsageError`s that name the command-line flag.
+
+    >>> plan(1 - 0.0022, 2**20 - 1, 0.95).k        # the paper's gpt-4.1-mini run
+    3
+    >>> plan(1 - 0.3571, 2**20 - 1, 0.95).k        # gpt-4.1-nano
+    29
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import maker.voting as voting
+from maker.errors import UsageError
+
+__all__ = [
+    "Plan",
+    "SampleCost",
+    "check_p",
+    "check_steps",
+    "check_target",
+    "check_valid_rate",
+    "cost_by_k",
+    "cost_by_steps",
+    "plan",
+]
+
+
+@dataclass(frozen=True)
+class SampleCost:
+    """What one sample costs: tokens and prices per million tokens, or a flat figure.
+
+    `per_sample` wins when given (e.g. a mean measured by `maker estimate`); otherwise
+    the cost is `tokens_in * price_in / 1e6 + tokens_out * price_out / 1e6`.
+    """
+
+    tokens_in: float = 0.0
+    tokens_out: float = 0.0
+    price_in: float = 0.0
+    price_out: float = 0.0
+    per_sample: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tokens_in", "tokens_out", "price_in", "price_out"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+        if self.per_sample is not None and not (math.isfinite(self.per_sample) and self.per_sample >= 0):
+            raise UsageError(f"cost per sample must be a finite number >= 0, got {self.per_sample!r}")
+
+    @property
+    def usd(self) -> float:
+        if self.per_sample is not None:
+            return float(self.per_sample)
+        return self.tokens_in * self.price_in / 1e6 + self.tokens_out * self.price_out / 1e6
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan for one accuracy: `k` is None when no margin reaches the target (p <= 1/2)."""
+
+    p: float
+    steps: int
+    target: float
+    valid_rate: float
+    k: int | None
+    p_step: float | None
+    run_success: float | None
+    expected_votes: float | None
+    expected_samples: float | None
+    cost_per_sample: float
+    expected_cost: float | None
+    reason: str | None = None
+
+    @property
+    def error(self) -> float:
+        return 1.0 - self.p
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["error"] = self.error
+        return out
+
+
+def check_p(p: float, flag: str = "--p") -> float:
+    """A per-sample accuracy strictly inside (0, 1); p = 1 would need no voting at all."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p < 1.0:
+        raise UsageError(f"{flag} must be in (0, 1), got {p!r}")
+    return float(p)
+
+
+def check_target(target: float) -> float:
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
+        raise UsageError(f"--target must be in (0, 1), got {target!r}")
+    return float(target)
+
+
+def check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"--steps must be an integer >= 1, got {steps!r}")
+    return steps
+
+
+def check_valid_rate(valid_rate: float) -> float:
+    if isinstance(valid_rate, bool) or not isinstance(valid_rate, (int, float)) or not 0.0 < valid_rate <= 1.0:
+        raise UsageError(f"--valid-rate must be in (0, 1], got {valid_rate!r}")
+    return float(valid_rate)
+
+
+def plan(
+    p: float,
+    steps: int,
+    target: float,
+    *,
+    valid_rate: float = 1.0,
+    cost: SampleCost | None = None,
+) -> Plan:
+    """The smallest margin k that makes a run of `steps` steps succeed with `target`.
+
+    Why: this is the whole decision a user must make before a run.  With p <= 1/2 the
+    plan has `k = None` and says why, instead of raising: a table of several models
+    should still show the others.
+
+    >>> round(plan(0.998, 1000, 0.95, cost=SampleCost(per_sample=0.001)).expected_cost, 2)
+    2.01
+    """
+    p = check_p(p)
+    steps = check_steps(steps)
+    target = check_target(target)
+    valid_rate = check_valid_rate(valid_rate)
+    cost = cost or SampleCost()
+    c = cost.usd
+    if p <= 0.5:
+        return Plan(
+            p,
+            steps,
+            target,
+            valid_rate,
+            None,
+            None,
+            None,
+            None,
+            None,
+            c,
+            None,
+            reason=f"p = {p:g} <= 1/2: a wrong answer wins a vote at least as often as the right one, "
+            "so no margin k can reach the target",
+        )
+    k = voting.k_min(p, steps, target)
+    return _plan_at(p, k, steps, target, valid_rate, c)
+
+
+def _plan_at(p: float, k: int, steps: int, target: float, valid_rate: float, c: float) -> Plan:
+    n = voting.expected_votes(p, k)
+    return Plan(
+        p=p,
+        steps=steps,
+        target=target,
+        valid_rate=valid_rate,
+        k=k,
+        p_step=voting.p_step(p, k),
+        run_success=voting.run_success(p, k, steps),
+        expected_votes=n,
+        expected_samples=n / valid_rate,
+        cost_per_sample=c,
+        expected_cost=steps * n / valid_rate * c,
+    )
+
+
+def cost_by_k(
+    p: float, steps: int, ks: range | list[int], *, valid_rate: float = 1.0, cost: SampleCost | None = None
+) -> list[tuple[int, float, float, float]]:
+    """(k, run success, expected samples for the run, expected cost) for each k.
+
+    Why: the left panel of the plot; it shows how cheaply one extra unit of margin buys
+    orders of magnitude of reliability once p > 1/2.
+    """
+    p = check_p(p)
+    steps = check_steps(steps)
+    c = (cost or SampleCost()).usd
+    out = []
+    for k in ks:
+        samples = steps * voting.expected_samples(p, k, valid_rate)
+        out.append((k, voting.run_success(p, k, steps), samples, samples * c))
+    return out
+
+
+def cost_by_steps(
+    p: float, target: float, step_counts: list[int], *, valid_rate: float = 1.0, cost: SampleCost | None = None
+) -> list[tuple[int, int, float, float]]:
+    """(steps, k_min, expected samples for the run, expected cost) for each run length.
+
+    Why: the right panel of the plot, Θ(s ln s): k_min grows like ln s, so the cost per
+    step creeps up in unit jumps as runs get longer.
+    """
+    p = check_p(p)
+    target = check_target(target)
+    if p <= 0.5:
+        return []
+    c = (cost or SampleCost()).usd
+    out = []
+    for s in step_counts:
+        k = voting.k_min(p, s, target)
+        samples = s * voting.expected_samples(p, k, valid_rate)
+        out.append((s, k, samples, samples * c))
+    return out

@@ -1,0 +1,112 @@
+"""Arguments that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import sys
+from dataclasses import replace
+from typing import Any
+
+from maker.cluster import ModelSpec
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> Any:
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="sim:P, local (the embedded SmolLM2), local:PATH.gguf, or a litellm model string; "
+        "repeat to mix models within each step's votes (see 'maker models')",
+    )
+    g.add_argument("--api-base", help="base URL of an OpenAI-compatible server for the litellm models")
+    g.add_argument("--concurrency", type=int, default=16, help="concurrent requests per model client (default 16)")
+    g.add_argument("--rpm", type=float, help="most requests per minute per litellm model (default: no limit)")
+    g.add_argument("--tpm", type=float, help="most tokens (prompt + reply) per minute per litellm model (default: no limit)")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds before a model call is abandoned and retried (default 60)")
+    add_local_arguments(p)
+    return g
+
+
+def add_local_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `--model local` / `--model local:PATH.gguf` (see cluster.local_server)."""
+    g = p.add_argument_group("local model (--model local: SmolLM2-135M served on 127.0.0.1; local:PATH.gguf: any GGUF)")
+    g.add_argument("--local-port", type=int, help="serve on this port of 127.0.0.1 (default: a free one)")
+    g.add_argument("--local-threads", type=int, help="llama.cpp threads (default: one per two cores)")
+    g.add_argument("--local-log", help="the server's log file (default: in the temp folder; its path is printed)")
+    g.add_argument("--local-restarts", type=int, default=2, help="restarts of a server that dies mid-run (default 2)")
+
+
+def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    from maker.errors import UsageError
+
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be >= 1")
+    for name in ("rpm", "tpm", "timeout"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise UsageError(f"--{name} must be > 0, got {value}")
+    specs = [
+        ModelSpec(
+            m,
+            api_base=args.api_base,
+            concurrency=args.concurrency,
+            timeout_s=getattr(args, "timeout", 60.0),
+            rpm=getattr(args, "rpm", None),
+            tpm=getattr(args, "tpm", None),
+        )
+        for m in args.model
+    ]
+    from maker.cluster.local_server import is_local_model
+
+    if any(is_local_model(spec.model) for spec in specs):
+        return served_specs(args, specs)
+    if getattr(args, "local_port", None) is not None:
+        raise UsageError("--local-port needs --model local or --model local:PATH.gguf")
+    return specs
+
+
+def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[ModelSpec]:
+    """`specs` with local models pointed at their servers, started on first use (after the
+    command validated its other input) and stopped when the command ends: `maker.cli`
+    puts an ExitStack on ``args._exit_stack``; without one, at interpreter exit."""
+    from maker.cluster.local_server import serving
+    from maker.errors import UsageError
+
+    served: dict[str, ModelSpec] | None = getattr(args, "_served_models", None)
+    if served is None:
+        threads, restarts = getattr(args, "local_threads", None), getattr(args, "local_restarts", 2)
+        if threads is not None and threads < 1:
+            raise UsageError("--local-threads must be >= 1")
+        if restarts is None or restarts < 0:
+            raise UsageError("--local-restarts must be >= 0")
+        stack = getattr(args, "_exit_stack", None)
+        if stack is None:
+            stack = contextlib.ExitStack()
+            atexit.register(stack.close)
+        context = serving(
+            specs,
+            port=getattr(args, "local_port", None),
+            threads=threads,
+            log_path=getattr(args, "local_log", None),
+            max_restarts=restarts,
+            on_start=_announce,
+        )
+        served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}
+        args._served_models = served
+    return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base) if s.model in served else s for s in specs]
+
+
+def _announce(server: Any) -> None:
+    print(
+        f"maker: local model {server.alias} on {server.api_base} (pid {server.pid}, log {server.log_path})",
+        file=sys.stderr,
+    )
+
+
+def prompt_style_of(args: argparse.Namespace, task: Any) -> str:
+    """--prompt-style if given, else the task's preferred style, else chat."""
+    return getattr(args, "prompt_style", None) or getattr(task, "prompt_style", None) or "chat"

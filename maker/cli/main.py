@@ -1,0 +1,87 @@
+"""The `maker` command: a thin layer that parses arguments and calls the library.
+
+Each subcommand lives in `maker/cli/<name>.py` with `add_parser(subparsers)` and
+`main(args) -> int`.  Errors become one line on stderr: exit 2 for bad input (nothing
+was run or written), 1 for a run that failed, 130 for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import sys
+from collections.abc import Sequence
+
+from maker.cluster.secrets import redact
+from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
+
+#: Subcommand modules under maker.cli, in the order `maker --help` lists them.
+COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models")
+
+EPILOG = """examples:
+  maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
+  maker replay runs/h10.parquet --verify --json
+  maker replay runs/h10.parquet --k 2              would k = 2 have been enough?
+  maker report runs/h10.parquet --out runs/h10-report
+  maker estimate hanoi --disks 20 --model sim:0.998 --model sim:0.99 --samples 200
+  maker plan --error 0.0022 --steps 1048575 --target 0.95
+  maker tune runs/h10.parquet --target 0.95
+  maker run multiply --digits 10 --model sim:0.99 --k 3      a DAG: digit products run in parallel
+  maker plan-show sort --n 16                             print a plan without running it
+  maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith --k 2   a model plans, then the plan runs
+  maker COMMAND --help      more on one command
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="maker",
+        description="Run very long LLM tasks with near-zero errors: every step is sampled several "
+        "times, red-flagged samples are discarded, and first-to-ahead-by-k voting decides it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from maker import __version__
+
+    parser.add_argument("--version", action="version", version=f"maker {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        module = importlib.import_module(f"maker.cli.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        with contextlib.ExitStack() as stack:
+            args._exit_stack = stack  # local model servers live until the command ends
+            return int(args.handler(args) or 0)
+    except (UsageError, ModelConfigError, StepLogError) as exc:
+        return _fail(exc, 2)
+    except MakerError as exc:
+        return _fail(exc, 1)
+    except KeyboardInterrupt:
+        print("maker: interrupted; the step log holds every completed step (use --resume)", file=sys.stderr)
+        return 130
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    message = redact(" ".join(str(exc).split()))
+    print(f"maker: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

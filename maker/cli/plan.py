@@ -1,0 +1,91 @@
+"""`maker plan --p P --steps S --target T`: the margin k, its odds and its cost, in closed form."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from maker.budget.margins import SampleCost, check_p, plan
+from maker.errors import UsageError
+
+DESCRIPTION = """Plan a run from a known per-sample accuracy p (or error rate): the smallest vote
+margin k that makes all S steps right with probability --target, the per-step and whole-run
+success at that k, expected votes and samples per step, and the expected cost. Repeat --p or
+--error to compare models side by side. Measure p with `maker estimate` first."""
+
+EPILOG = """examples:
+  maker plan --error 0.0022 --steps 1048575 --target 0.95          # the paper's gpt-4.1-mini: k = 3
+  maker plan --error 0.0022 --error 0.3571 --error 0.0569 --steps 1048575 --target 0.95
+  maker plan --p 0.998 --steps 1048575 --target 0.95 --tokens-in 300 --price-in 0.4 \\
+             --tokens-out 40 --price-out 1.6 --valid-rate 0.99 --json
+  maker plan --p 0.99 --p 0.95 --steps 1048575 --target 0.95 --plot plan.png
+
+exit codes: 0 every p has a margin, 1 some p <= 1/2 (no margin helps), 2 bad input."""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="k, success odds and cost for a given p",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a = p.add_argument_group("accuracy (one or more)")
+    a.add_argument("--p", type=float, action="append", default=[], help="per-sample accuracy in (0, 1); repeatable")
+    a.add_argument(
+        "--error", type=float, action="append", default=[], help="per-sample error rate, p = 1 - E; repeatable"
+    )
+    r = p.add_argument_group("run")
+    r.add_argument("--steps", type=int, required=True, help="steps in the run (20-disk Hanoi: 1048575)")
+    r.add_argument("--target", type=float, default=0.95, help="wanted whole-run success probability (default 0.95)")
+    r.add_argument(
+        "--valid-rate", type=float, default=1.0, help="fraction of samples that are not red-flagged (default 1)"
+    )
+    c = p.add_argument_group("cost per sample")
+    c.add_argument("--tokens-in", type=float, default=0.0, help="input tokens per sample")
+    c.add_argument("--price-in", type=float, default=0.0, help="USD per million input tokens")
+    c.add_argument("--tokens-out", type=float, default=0.0, help="output tokens per sample")
+    c.add_argument("--price-out", type=float, default=0.0, help="USD per million output tokens")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--plot", metavar="FILE.png", help="plot expected cost against k and against run length")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    ps = [check_p(p, "--p") for p in args.p]
+    for e in args.error:
+        if not 0.0 < e < 1.0:
+            raise UsageError(f"--error must be in (0, 1), got {e!r}")
+        ps.append(1.0 - e)
+    if not ps:
+        raise UsageError("say which accuracy to plan for: --p P or --error E")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
+    cost = SampleCost(args.tokens_in, args.tokens_out, args.price_in, args.price_out)
+    plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost) for p in ps]
+    if args.plot:
+        from maker.report.cost_plots import plot_plans
+
+        plot_plans(plans, args.plot)
+    if args.json:
+        print(json.dumps({"steps": args.steps, "target": args.target, "plans": [p.to_dict() for p in plans]}))
+    else:
+        print(f"{args.steps:,} steps, target {args.target}, valid rate {args.valid_rate}, ${cost.usd:.6f} per sample")
+        print(
+            f"{'p':>10} {'error':>8} {'k':>4} {'p_step':>14} {'run success':>12} {'votes/step':>11} "
+            f"{'samples/step':>13} {'expected cost':>14}"
+        )
+        for pl in plans:
+            if pl.k is None:
+                print(f"{pl.p:>10.6g} {pl.error:>8.4g}    -  {pl.reason}")
+                continue
+            print(
+                f"{pl.p:>10.6g} {pl.error:>8.4g} {pl.k:>4} {pl.p_step:>14.10f} {pl.run_success:>12.6f} "
+                f"{pl.expected_votes:>11.4f} {pl.expected_samples:>13.4f} {'$' + format(pl.expected_cost, ',.2f'):>14}"
+            )
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0 if all(pl.k is not None for pl in plans) else 1

@@ -1,0 +1,115 @@
+"""`maker replay LOG`: audit a run from its step log, or re-decide it under another margin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from maker.cli._whatif import add_whatif_arguments, run_whatif, whatif_requested
+from maker.errors import UsageError
+
+EPILOG = """examples:
+  maker replay runs/h10.parquet --verify                 audit every decided step
+  maker replay runs/h10.parquet --verify --json
+  maker replay runs/h10.parquet --k 2 --json             would k = 2 have been enough?
+  maker replay runs/h10.parquet --rule first-to-k --k 2  the simpler rule, margin 2
+  maker replay runs/h10.parquet --verify --salvage       a damaged log: read up to the damage
+
+--k/--rule re-decide each step from its logged samples, in the order drawn: a step
+decides the same, differently, or is undecidable with the samples the log holds. The
+samples were drawn on the logged premises, so read it step by step, not as a new run.
+Only changed and undecidable steps are listed (--max-details caps the list).
+
+A log that a run is still writing can be replayed: complete parts are read, the part
+being written is not.
+
+exit codes: 0 the trajectory checks out (--verify) or the replay ran (--k/--rule),
+1 a bad step was found, 2 unreadable, damaged or foreign log, or bad arguments."""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="audit a run from its step log, or re-decide it under another margin",
+        description="Re-check every decided step of a run from its step log alone (--verify): the "
+        "state chain, each move under the task's rules, each decision against its logged votes, and the "
+        "ground truth where the task has one. Or re-decide every step under another margin or rule "
+        "(--k, --rule).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("log", help="step log folder (or one Parquet part)")
+    p.add_argument("--verify", action="store_true", help="re-check the whole trajectory")
+    p.add_argument("--k", type=int, metavar="K", help="re-decide every step with margin K (default: the run's k)")
+    p.add_argument(
+        "--rule",
+        choices=("ahead-by-k", "first-to-k"),
+        help="voting rule for re-deciding: ahead-by-k (the run's rule, default) or first-to-k "
+        "(the first answer to reach K votes wins)",
+    )
+    p.add_argument("--max-details", type=int, default=1000, metavar="N",
+                   help="list at most N changed or undecidable steps in --json (default 1000)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--salvage", action="store_true", help="read up to the first damaged part instead of failing")
+    add_whatif_arguments(p)  # --rejudge, --max-output-tokens, --red-flag ...: red-flag what-ifs
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    redecide = args.k is not None or args.rule is not None
+    if whatif_requested(args):
+        if args.verify or redecide:
+            raise UsageError("a red-flag what-if (--rejudge, --max-output-tokens, --red-flag ...) goes without --verify/--k/--rule")
+        return run_whatif(args)
+    if args.verify == redecide:
+        raise UsageError("say what to replay: --verify, or --k K / --rule RULE (one of them)")
+    if redecide:
+        return _redecide(args)
+    from maker.audit.verify import verify_log
+
+    report = verify_log(args.log, salvage=args.salvage)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        label = " [simulated model]" if report.simulated else ""
+        if report.valid:
+            print(f"{report.log}: {report.steps:,} steps verified, solved={report.solved}{label}")
+        else:
+            print(f"{report.log}: first bad step {report.first_bad_step}: {report.reason}{label}")
+    _salvage_note(report.damaged_parts, report.parts, report.steps)
+    return 0 if report.valid else 1
+
+
+def _redecide(args: argparse.Namespace) -> int:
+    from maker.audit.redecide import redecide_log
+
+    r = redecide_log(args.log, k=args.k, rule=args.rule or "ahead-by-k", salvage=args.salvage,
+                     max_details=args.max_details)
+    if args.json:
+        print(json.dumps(r.to_dict()))
+    else:
+        label = " [simulated model]" if r.simulated else ""
+        margin = "the k each step was decided with" if args.k is None else f"k={r.k}"
+        print(f"{r.log}: {r.steps:,} steps re-decided with {r.rule}, {margin} (the run used {r.logged_rule}, "
+              f"k={r.logged_k} at the start){label}")
+        print(f"  same {r.same:,}   different {r.changed:,}   undecidable with the logged samples {r.undecidable:,}")
+        if r.changed:
+            print(f"  first changed step {r.first_changed_step}; {r.changed_from_correct:,} changed steps had a "
+                  "correct logged decision (the new rule would have erred there)")
+        if r.undecidable:
+            print(f"  first undecidable step {r.first_undecidable_step}: the new rule needs samples the run never drew")
+        print(f"  samples: {r.samples:,} logged, {r.samples_needed:,} up to the new decision points, "
+              f"{r.samples_saved:,} saved (${r.cost_saved_usd:,.4f} of ${r.cost_usd:,.4f})")
+        if r.logged_undecided:
+            print(f"  {r.logged_undecided:,} steps have samples but no logged decision; the new rule decides "
+                  f"{r.newly_decided:,} of them")
+    _salvage_note(r.damaged_parts, r.parts, r.steps)
+    return 0
+
+
+def _salvage_note(damaged: int, parts: int, steps: int) -> None:
+    if damaged:
+        print(f"maker: salvaged {steps:,} decided steps from {parts:,} complete part(s); skipped {damaged:,} "
+              "damaged part(s) and any after them", file=sys.stderr)

@@ -1,0 +1,121 @@
+"""`maker solve "PROBLEM" --model M`: a model plans the problem (voted), then the plan runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from maker.cli.common import add_model_arguments, model_specs
+from maker.errors import UsageError
+
+DESCRIPTION = """Solve a free-form problem in two phases. Plan: the model is asked whether the problem
+is atomic (one short step answers it) or how to split it into sub-problems whose results
+combine into the answer (one line each, '#E<n> = sub-problem', later lines naming earlier
+results as #E1, #E2, ...). Several proposals are drawn and voted on like any step (first to
+lead by k, red-flagged proposals discarded); each sub-problem of the winner is planned the
+same way, until every step is atomic. Run: the plan -- a DAG of atomic steps -- runs on the
+Ray workers, each step voted as soon as the steps it names are decided."""
+
+EPILOG = """examples:
+  maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith --k 2
+  maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith,p=0.8 --k 3 --dry-run
+  maker solve "How many letters are in the capital of France, times 3?" --model openai/gpt-4.1-mini --k 3
+
+models: any litellm model string, or script:arith (a built-in scripted fake that plays
+decomposer and solver for arithmetic; results are labelled simulated). The simulator sim:P
+cannot play it: a free-form problem has no ground truth to answer from.
+--dry-run plans (that draws samples) and prints the plan without running it.
+exit codes: 0 answered with every step decided, 1 a run failure, 2 bad input or a plan that
+cannot run (a step not atomic at --max-depth, too many steps)."""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="plan a problem with a model (voted decomposition), then run the plan",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("problem", help="the problem, in words")
+    add_model_arguments(p)
+    v = p.add_argument_group("voting (plans and steps alike)")
+    v.add_argument("--k", default="3", help="vote margin, an integer >= 1 (default 3)")
+    v.add_argument("--max-samples-per-step", type=int, default=100, help="loud cap per step or plan request (default 100)")
+    v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged (default 750)")
+    v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each first sample (default 0)")
+    v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
+    v.add_argument("--seed", type=int, default=0, help="run seed (names every draw)")
+    d = p.add_argument_group("planning")
+    d.add_argument("--max-depth", type=int, default=4, help="a sub-problem still not atomic this deep stops the plan (default 4)")
+    d.add_argument("--max-steps", type=int, default=64, help="most atomic steps in the whole plan (default 64)")
+    d.add_argument("--max-substeps", type=int, default=8, help="most steps one proposal may have (default 8)")
+    d.add_argument("--dry-run", action="store_true", help="plan and print the plan; run nothing")
+    o = p.add_argument_group("output and cluster")
+    o.add_argument("--log", help="step log folder to create (default: runs/solve-TIMESTAMP.parquet)")
+    o.add_argument("--json", action="store_true", help="print one JSON object at the end (plan, votes, result)")
+    o.add_argument("--quiet", action="store_true", help="no progress line")
+    o.add_argument("--address", help="join an existing Ray cluster; default: a local Ray")
+    o.add_argument("--workers", type=int, default=1, help="Ray worker actors (default 1)")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from maker.cli.dag_run import report
+    from maker.cli.plan_show import format_plan
+    from maker.config import VotingConfig
+    from maker.engine.red_flags import RedFlagPolicy
+    from maker.runtime.dag import DagConfig, run_plan, simulated
+    from maker.runtime.decompose import DecomposeConfig, plan_problem
+    from maker.runtime.driver import ClusterConfig
+    from maker.runtime.progress import Progress
+    from maker.tasks.plan_task import solve_task
+
+    try:
+        k = int(args.k)
+    except ValueError:
+        raise UsageError(f"--k must be an integer >= 1, got {args.k!r}") from None
+    voting = VotingConfig(
+        k=k,
+        first_temperature=args.first_temperature,
+        temperature=args.temperature,
+        max_samples_per_step=args.max_samples_per_step,
+        max_output_tokens=args.max_output_tokens,
+    )
+    config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
+    specs = model_specs(args)
+    policy = RedFlagPolicy(max_output_tokens=args.max_output_tokens)
+    decomposition = plan_problem(args.problem, specs, voting, config=config, policy=policy, seed=args.seed)
+    task = solve_task(args.problem, decomposition.plan.text())
+    label = " [simulated model]" if simulated(specs) else ""
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({"plan": decomposition.plan.text(), "plan_votes": decomposition.summary(),
+                              "plan_samples": decomposition.samples, "simulated": simulated(specs)}))
+        else:
+            print(format_plan(task.plan, task.describe(), 0))
+            print(f"planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples, "
+                  f"{decomposition.red_flags} red-flagged{label}")
+        return 0
+    if not args.json:
+        print(task.plan.text(), end="")
+        print(f"(planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples){label}")
+    result = run_plan(
+        task,
+        specs,
+        voting,
+        log=Path(args.log or f"runs/solve-{time.strftime('%Y%m%d-%H%M%S')}.parquet"),
+        seed=args.seed,
+        cluster=ClusterConfig(workers=args.workers, address=args.address),
+        dag=DagConfig(),
+        policy=policy,
+        progress=Progress(task.total_steps, enabled=not args.quiet, label="[simulated] " if label else ""),
+        extra_meta={"plan_votes": decomposition.summary()},
+    )
+    result.extra["plan"] = decomposition.plan.text()
+    result.extra["plan_samples"] = decomposition.samples
+    result.extra["plan_votes"] = decomposition.summary()
+    return report(result, args.json)

@@ -1,1 +1,0 @@
-"""One module per `maker` subcommand (see maker.cli)."""

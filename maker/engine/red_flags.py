@@ -1,0 +1,452 @@
+"""Red flags: throw away samples that must not vote, and say why.
+
+A red-flagged sample is not a vote; the runner draws another.  The paper's finding is
+that overlong and malformed replies are far more often wrong, and that discarding them
+mostly removes *correlated* errors, so a flag is cheap insurance.  Nothing from a reply
+is ever executed: the task parses with regular expressions and integer conversion only.
+
+The policy is data.  Every built-in detector is a named, pure function
+``detector(sample, ctx) -> detail or None`` listed once in `BUILTIN`; its thresholds
+live in the frozen `RedFlagPolicy`.  Detectors run in that order and the first that
+fires names the reason; the task's strict parser and rule check ("malformed",
+"rule_breaking") come after the text checks; user detectors and `non_independent`
+run last, on replies that would otherwise vote.
+
+Users add detectors as ``(name, fn)`` pairs: on the policy
+(``RedFlagPolicy(extra=(("too_polite", fn),))``), on the task class (an optional
+``red_flags`` attribute holding such pairs: a class attribute, because workers rebuild
+the task from its spec), or from the command line (``--red-flag module:function``; see
+`maker.engine.detectors`).  A detector must be a pure function of its arguments: replay
+re-runs it on the logged samples.
+
+Example:
+    >>> from maker.tasks import get_task
+    >>> task = get_task("hanoi", disks=3)
+    >>> judge = StepJudge(task, task.first_step(), RedFlagPolicy())
+    >>> judge(Sample("move = [1, 0, 2]\\nnext_state = [[3, 2], [], [1]]", "m"), 0.0).key is not None
+    True
+    >>> judge(Sample("move = [1, 0, 2]\\nnext_state = [[3, 2], [], [1]]", "m"), 0.0).red_flag
+    'non_independent'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from maker.cluster.protocol import Sample
+from maker.engine.detectors import ImportedDetector, detector_spec, load_detector
+from maker.errors import DetectorError, UsageError
+from maker.tasks.base import Oracle, StepInput, Task, Verdict, task_judge
+
+__all__ = [
+    "BUILTIN", "DETECTORS", "REASONS", "Detector", "ImportedDetector", "RedFlagPolicy", "StepContext", "StepJudge",
+    "check_detectors", "detector_spec", "judge_sample", "load_detector", "step_failure",
+]
+
+
+class StepContext:
+    """What a detector may know besides the sample: the step, the policy, how the sample
+    was drawn, and what the step's earlier samples looked like.
+
+    One context lives per step; the judge sets `temperature` and `variant` before each
+    call and records each sample's fingerprints after it.  Detectors only read it.
+    """
+
+    __slots__ = ("policy", "seen_ids", "seen_texts", "step", "task", "temperature", "variant", "zero_votes")
+
+    def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy) -> None:
+        self.task = task
+        self.step = step
+        self.policy = policy
+        self.temperature: float | None = None  # None: unknown (the temperature rules are off)
+        self.variant = 0
+        self.seen_ids: set[str] = set()  # response ids of the step's earlier samples
+        self.seen_texts: set[str] = set()  # long replies drawn at temperature > 0
+        self.zero_votes: set[tuple[str, int]] = set()  # (model, variant) with a temperature-0 vote
+
+
+Detector = Callable[[Sample, StepContext], "str | None"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+_CODE = re.compile(
+    r"```|<script|__import__|\bimport\s+[A-Za-z_]|\bdef\s+\w+\s*\(|\b(?:eval|exec|system|popen)\s*\("
+    r"|\bsubprocess\b|\brm\s+-rf\b|\$\(|\blambda\b"
+)
+#: Cheap substring checks that every `_CODE` match contains one of: the regex only runs
+#: when one is present, which keeps the common case at a few C-level scans.
+_CODE_HINTS = ("`", "<script", "import", "def", "eval", "exec", "system", "popen", "subprocess", "rm", "$(", "lambda")
+
+
+def transport(sample: Sample, ctx: StepContext) -> str | None:
+    """The call failed after retries: there is no reply at all."""
+    return sample.error
+
+
+def empty(sample: Sample, ctx: StepContext) -> str | None:
+    return "empty reply" if not sample.text.strip() else None
+
+
+def overlong(sample: Sample, ctx: StepContext) -> str | None:
+    """Longer than the policy allows, or cut off by the token cap (finish_reason length)."""
+    if sample.finish_reason == "length":
+        return "finish_reason=length"
+    limit = ctx.policy.max_output_tokens
+    if sample.tokens_out > limit:
+        return f"{sample.tokens_out} output tokens > {limit}"
+    return None
+
+
+def binary(sample: Sample, ctx: StepContext) -> str | None:
+    match = _CONTROL.search(sample.text)
+    return f"control or undecodable character {match.group()!r}" if match else None
+
+
+def code(sample: Sample, ctx: StepContext) -> str | None:
+    text = sample.text
+    if not any(hint in text for hint in _CODE_HINTS):
+        return None
+    match = _CODE.search(text)
+    return f"contains code ({match.group()!r})" if match else None
+
+
+def non_independent(sample: Sample, ctx: StepContext) -> str | None:
+    """Not an independent draw: a cached reply, a repeated response id, a byte-identical
+    long reply where sampling at temperature > 0 makes that improbable, or a second
+    temperature-0 vote of the same model on the same prompt (variant)."""
+    if sample.cached:
+        return "served from a cache"
+    rid = sample.response_id
+    if rid is not None and rid in ctx.seen_ids:
+        return f"response id {rid!r} already seen in this step"
+    t = ctx.temperature
+    if t is None:
+        return None
+    if t > 0:
+        text = sample.text
+        if len(text) >= ctx.policy.identical_min_chars and text in ctx.seen_texts:
+            return f"byte-identical to an earlier {len(text)}-character reply at temperature > 0"
+    elif (sample.model, ctx.variant) in ctx.zero_votes:
+        return f"a second temperature-0 vote of {sample.model} on prompt variant {ctx.variant}"
+    return None
+
+
+#: Every built-in detector, in the order tried: (reason, function, kind).  Kind 'meta'
+#: reads the sample's metadata (runs for every sample), 'text' reads its text only (the
+#: verdict is shared by identical replies of a step), 'step' compares it with the step's
+#: earlier samples (runs last, in sample order, on replies that would otherwise vote).
+BUILTIN: tuple[tuple[str, Detector, str], ...] = (
+    ("transport", transport, "meta"),
+    ("empty", empty, "meta"),
+    ("overlong", overlong, "meta"),
+    ("binary", binary, "text"),
+    ("code", code, "text"),
+    ("non_independent", non_independent, "step"),
+)
+DETECTORS: dict[str, Detector] = {name: fn for name, fn, _ in BUILTIN}
+TEXT_ONLY = frozenset(name for name, _, kind in BUILTIN if kind == "text")
+#: Reasons that no policy can switch off: such a sample has no vote key to count.
+ALWAYS = ("transport", "malformed", "rule_breaking")
+#: Every built-in reason a sample can be discarded for, the task's own two included.
+REASONS = (*DETECTORS, "malformed", "rule_breaking")
+
+
+@dataclass(frozen=True)
+class RedFlagPolicy:
+    """Which detectors run, with their thresholds.
+
+    `enabled=False` is `--no-red-flags`, for comparison runs: only `ALWAYS` remains,
+    because a failed call or an unparseable reply has no key to vote with.  `skip`
+    names built-in detectors to leave out; `extra` adds user detectors as
+    ``(name, fn)`` pairs, run after the built-ins on replies that would otherwise vote.
+    """
+
+    max_output_tokens: int = 750
+    identical_min_chars: int = 200
+    enabled: bool = True
+    skip: frozenset[str] = frozenset()
+    extra: tuple[tuple[str, Detector], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_output_tokens, bool) or not isinstance(self.max_output_tokens, int) or self.max_output_tokens < 1:
+            raise UsageError(f"--max-output-tokens must be an integer >= 1, got {self.max_output_tokens!r}")
+        if isinstance(self.identical_min_chars, bool) or not isinstance(self.identical_min_chars, int) or self.identical_min_chars < 1:
+            raise UsageError(f"--identical-min-chars must be an integer >= 1, got {self.identical_min_chars!r}")
+        object.__setattr__(self, "skip", frozenset(self.skip))
+        object.__setattr__(self, "extra", tuple(tuple(pair) for pair in self.extra))
+        for name in self.skip:
+            if name not in DETECTORS:
+                raise UsageError(f"unknown red-flag detector {name!r} (built-in: {', '.join(DETECTORS)})")
+            if name in ALWAYS:
+                raise UsageError(f"red flag {name!r} cannot be skipped: such a sample has no vote key")
+        _check_names(self.extra)
+        object.__setattr__(self, "_plans", {})
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        object.__setattr__(self, "_plans", {})
+
+    def plan(self, task: Task) -> tuple[Any, ...]:
+        """(meta, text, user detectors, non_independent on) for `task`, worked out once."""
+        plans: dict[int, tuple[Any, ...]] = self.__dict__["_plans"]
+        found = plans.get(id(task))
+        if found is None or found[0] is not task:
+            active = self.active()
+            users = user_detectors(task, self)
+            track = "non_independent" in active
+            found = plans[id(task)] = (
+                task,
+                tuple((n, f) for n, f, kind in BUILTIN if kind == "meta" and n in active),
+                tuple((n, f) for n, f, kind in BUILTIN if kind == "text" and n in active),
+                users,
+                track,
+            )
+        return found[1:]
+
+    def active(self) -> tuple[str, ...]:
+        """Names of the built-in detectors this policy runs, in order."""
+        if not self.enabled:
+            return ("transport",)
+        return tuple(name for name in DETECTORS if name not in self.skip)
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The policy as JSON-able data for the step log (replay rebuilds it from this)."""
+        return {
+            "enabled": self.enabled,
+            "max_output_tokens": self.max_output_tokens,
+            "identical_min_chars": self.identical_min_chars,
+            "skip": sorted(self.skip),
+            "detectors": list(self.active()),
+            "extra": [[name, detector_spec(fn)] for name, fn in self.extra],
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any] | None, **overrides: Any) -> RedFlagPolicy:
+        """Rebuild a logged policy (user detectors are imported again); `overrides` replace fields."""
+        meta = meta or {}
+        fields: dict[str, Any] = {
+            "enabled": bool(meta.get("enabled", True)),
+            "max_output_tokens": int(meta.get("max_output_tokens", 750)),
+            "identical_min_chars": int(meta.get("identical_min_chars", 200)),
+            "skip": frozenset(meta.get("skip", ())),
+            "extra": tuple((name, load_detector(spec)[1]) for name, spec in meta.get("extra", ())),
+        }
+        fields.update(overrides)
+        return cls(**fields)
+
+
+def _check_names(pairs: Sequence[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for pair in pairs:
+        if len(pair) != 2:
+            raise UsageError(f"a user red-flag detector is a (name, function) pair, got {pair!r}")
+        name, fn = pair
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", name):
+            raise UsageError(f"red-flag detector name {name!r} must be a plain identifier")
+        if name in REASONS:
+            raise UsageError(f"red-flag detector {name!r} clashes with a built-in reason")
+        if name in seen:
+            raise UsageError(f"red-flag detector {name!r} is given twice")
+        if not callable(fn):
+            raise UsageError(f"red-flag detector {name!r} is not callable")
+        seen.add(name)
+
+
+def user_detectors(task: Task, policy: RedFlagPolicy) -> tuple[tuple[str, Detector], ...]:
+    """The task's own detectors (an optional `red_flags` attribute), then the policy's."""
+    pairs = (*tuple(getattr(task, "red_flags", ()) or ()), *policy.extra) if policy.enabled else ()
+    _check_names(pairs)
+    return tuple(pairs)
+
+
+class StepJudge:
+    """Judges the samples of one step, remembering verdicts of identical reply texts.
+
+    Most samples of a step are the same text (the right answer), so the text-only
+    checks and the task's parser run once per distinct reply (and variant), not once
+    per sample.  Call it on the step's samples in sample order:
+    ``judge(sample, temperature, variant)``.  A caller that receives samples out of
+    order (the speculative window) uses `verdict` on arrival and `admit` in sample order.
+    """
+
+    __slots__ = ("_ctx", "_last", "_memos", "_meta", "_task", "_text", "_track", "_user")
+
+    def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy) -> None:
+        self._task = task
+        self._ctx = StepContext(task, step, policy)
+        self._meta, self._text, self._user, self._track = policy.plan(task)
+        self._last = bool(self._user) or self._track  # any check that runs last, in sample order
+        self._memos: list[dict[str, Verdict]] = [{}]
+
+    def __call__(self, sample: Sample, temperature: float | None = None, variant: int = 0) -> Verdict:
+        """The sample's vote key, or the first red flag it raises (samples in sample order)."""
+        verdict = self.verdict(sample, temperature, variant)
+        if not self._last:
+            return verdict
+        return self.admit(sample, verdict, temperature, variant)
+
+    def verdict(self, sample: Sample, temperature: float | None = None, variant: int = 0) -> Verdict:
+        """Everything but the checks against the step's earlier samples; any order is fine."""
+        ctx = self._ctx
+        ctx.temperature = temperature
+        ctx.variant = variant
+        for reason, detector in self._meta:
+            detail = detector(sample, ctx)
+            if detail is not None:
+                return Verdict(None, reason, detail)
+        return self.text(sample.text, sample, variant)
+
+    def admit(self, sample: Sample, verdict: Verdict, temperature: float | None = None, variant: int = 0) -> Verdict:
+        """The final verdict: user detectors and `non_independent` on a would-be vote, then
+        record the sample's fingerprints for later samples of the step (sample order)."""
+        if not self._last:
+            return verdict
+        ctx = self._ctx
+        ctx.temperature = temperature
+        ctx.variant = variant
+        if verdict.key is not None:
+            for reason, detector in self._user:
+                try:
+                    detail = detector(sample, ctx)
+                except Exception as exc:  # a user's bug: name it, never swallow it
+                    raise DetectorError(
+                        f"red-flag detector {reason!r} raised {type(exc).__name__}: {_one_line(exc)}", name=reason
+                    ) from None
+                if detail is not None and detail is not False:
+                    verdict = Verdict(None, reason, detail if isinstance(detail, str) else "flagged")
+                    break
+            if self._track and verdict.key is not None:
+                detail = non_independent(sample, ctx)
+                if detail is not None:
+                    verdict = Verdict(None, "non_independent", detail)
+        if self._track and sample.error is None:
+            if sample.response_id is not None:
+                ctx.seen_ids.add(sample.response_id)
+            if temperature is not None:
+                if temperature > 0:
+                    if len(sample.text) >= ctx.policy.identical_min_chars:
+                        ctx.seen_texts.add(sample.text)
+                elif verdict.key is not None:
+                    ctx.zero_votes.add((sample.model, variant))
+        return verdict
+
+    def text(self, text: str, sample: Sample | None = None, variant: int = 0) -> Verdict:
+        """The text-only part of the verdict (memoised per step and variant)."""
+        memos = self._memos
+        while len(memos) <= variant:
+            memos.append({})
+        memo = memos[variant]
+        verdict = memo.get(text)
+        if verdict is None:
+            probe = sample if sample is not None else Sample(text, "")
+            ctx = self._ctx
+            for reason, detector in self._text:
+                detail = detector(probe, ctx)
+                if detail is not None:
+                    verdict = Verdict(None, reason, detail)
+                    break
+            else:
+                verdict = task_judge(self._task, ctx.step, text, variant)
+            memo[text] = verdict
+        return verdict
+
+
+def judge_sample(
+    task: Task, step: StepInput, sample: Sample, policy: RedFlagPolicy, temperature: float | None = None, variant: int = 0
+) -> Verdict:
+    """A lone sample's vote key, or the first red flag it raises."""
+    return StepJudge(task, step, policy)(sample, temperature, variant)
+
+
+def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1) -> None:
+    """Fail fast, before anything is spent, when a user detector is broken.
+
+    Each user detector sees the task's known-good reply for the first step (in every
+    prompt variant the run uses); one that raises or discards it is a UsageError naming
+    it.  A task without ground truth has no known-good reply: only the names are checked.
+    """
+    users = user_detectors(task, policy)
+    if not users or not isinstance(task, Oracle):
+        return
+    step = task.first_step()
+    reference = task.reference_reply(step)
+    render = getattr(task, "variant_reply", None)
+    for variant in range(variants):
+        text = reference if variant == 0 or render is None else render(step, reference, variant)
+        sample = Sample(text, "probe", tokens_in=1, tokens_out=len(text) // 4 + 1)
+        ctx = StepContext(task, step, policy)
+        ctx.temperature, ctx.variant = 0.0, variant
+        for name, fn in users:
+            try:
+                detail = fn(sample, ctx)
+            except Exception as exc:
+                raise UsageError(
+                    f"red-flag detector {name!r} raised {type(exc).__name__}: {_one_line(exc)} on a known-good "
+                    "reply (step 0); nothing was spent"
+                ) from None
+            if detail is not None and detail is not False:
+                raise UsageError(
+                    f"red-flag detector {name!r} discards a known-good reply (the reference answer for step 0, "
+                    f"prompt variant {variant}): {detail}; nothing was spent"
+                )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: str = "") -> Exception:
+    """The error for a step a worker gave up on: the endpoint is down, every sample
+    discarded, or the vote cap.
+
+    Why three: "the endpoint fails every call", "the policy or the model throws everything
+    away" and "the votes never settled" need different fixes, so the message says which.
+    """
+    from collections import Counter
+
+    from maker.errors import DiscardStreakError, EndpointDownError, VoteCapError
+
+    reasons: Counter[str] = Counter()
+    drawn = votes = 0
+    last_error = None
+    for index, flag, counted, wasted, error in zip(
+        samples["step"], samples["red_flag"], samples["counted"], samples["wasted"], samples["error"]
+    ):
+        if index != step or wasted:
+            continue
+        drawn += 1
+        votes += bool(counted)
+        if flag is not None:
+            reasons[flag] += 1
+        last_error = error or last_error
+    step_name = f"step {step}{label}"
+    if drawn and not votes and reasons.get("transport", 0) >= voting.max_failed_calls:
+        return EndpointDownError(
+            f"{step_name}: {reasons['transport']} calls in a row failed after their retries, so the run stopped "
+            f"(--max-failed-calls {voting.max_failed_calls}); is the model endpoint up? last error: {last_error}; "
+            "the log is intact",
+            step=step,
+            samples=drawn,
+            reasons=dict(reasons),
+        )
+    if drawn and not votes:
+        by = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common()) or "no reason logged"
+        return DiscardStreakError(
+            f"{step_name}: all {drawn} samples were red-flagged ({by}); the red-flag policy or the model discards "
+            f"everything, so the run stopped (--max-discards-in-a-row {voting.max_discards_in_a_row}); the log is intact",
+            step=step,
+            samples=drawn,
+            reasons=dict(reasons),
+        )
+    return VoteCapError(
+        f"{step_name}: no answer led by k={voting.k} after {drawn} samples (--max-samples-per-step "
+        f"{voting.max_samples_per_step}); the log is intact",
+        step=step,
+        samples=drawn,
+    )

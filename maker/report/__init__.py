@@ -1,0 +1,1 @@
+"""`maker report`: where a run's samples, errors and money went, as Markdown and PNG plots."""

@@ -1,0 +1,410 @@
+"""The DAG runner: run a plan, voting each step the moment its inputs are decided.
+
+Why a second runner: the chain runner (`maker.runtime.driver`) hands a worker a segment of
+consecutive steps, because in a chain step t+1 cannot start before step t is decided.
+In a plan (`tasks.plan`) many steps are independent -- the digit products of a
+multiplication, each level of a sorting network -- and running them one after another
+wastes the time a model call takes.  Here the driver keeps the set of *ready* steps
+(every input decided), sends them to the Ray workers in batches (one Ray call votes
+many independent steps concurrently; batches are spread over `--workers` actors), and
+as each batch comes back fills the decided answers into the steps that wait on them,
+dispatching whatever became ready at once.  A chain is the special case of a path: one
+step ready at a time.
+
+Each step is voted exactly as a chained step (`maker.runtime.chain`): round one draws k samples
+together, the first at the first temperature; later rounds draw only what the leader
+still needs; red-flagged samples never vote; the sample cap stops the run loudly.  A
+step's draws are seeded by (run seed, node index, sample index), so parallel and
+sequential dispatch draw the same samples and decide the same answers.
+
+The driver re-decides every returned step from its votes and re-judges the winner on
+the premise it sent before accepting it, then logs every sample and decision with the
+chain runner's step-log schema: `step` is the node index (the step's position in the
+plan), and a decision row's `detail` holds the node's label (`#E12 column`).  The log's
+run metadata carries a `dag` entry (steps, levels, widths, dispatch).  Batches are small,
+so parts are written every `FLUSH_ROWS` samples or `FLUSH_SECONDS` (and when the run
+stops, however it stops), not per batch.  A plan run has no `--resume` yet: rerun it.
+
+Example (simulated model):
+    >>> from maker.tasks import get_task
+    >>> result = run_plan(get_task("multiply", digits=4), ["sim:0.99"], VotingConfig(k=3))  # doctest: +SKIP
+    >>> result.extra["answer"] == result.extra["expected_answer"]                          # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maker.cluster import ModelSpec, WorkerPool, check_spec
+from maker.cluster.protocol import Sample, SampleRequest
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy, StepJudge, step_failure
+from maker.errors import MakerError, UsageError
+from maker.log.steplog import StepLogWriter, count_faults
+from maker.runtime.chain import DECISION_COLUMNS, SAMPLE_COLUMNS, draw_seed, sample_row
+from maker.runtime.driver import ClusterConfig, RunResult, run_metadata
+from maker.runtime.progress import Progress, Totals
+from maker.tasks.base import Oracle, StepInput
+from maker.tasks.plan_task import PlanTask
+from maker.voting import Ballot
+
+#: The driver writes a log part once this many samples or seconds have gathered (and at the end):
+#: a kill -9 loses at most that much, and a plan run is restarted from scratch anyway.
+FLUSH_ROWS = 20_000
+FLUSH_SECONDS = 2.0
+#: A decision row of a plan step also carries the node's label in `detail`.
+PLAN_DECISION_COLUMNS = (*DECISION_COLUMNS, "detail")
+
+
+@dataclass(frozen=True)
+class DagConfig:
+    """How ready steps are dispatched.
+
+    `sequential` forces one step per Ray call and one call at a time, in plan order: the
+    same DAG run as if it were a chain (for comparison; decisions are identical).
+    `max_batch` caps the steps one Ray call votes; `calls_per_worker` caps calls in flight.
+    """
+
+    sequential: bool = False
+    max_batch: int = 256
+    calls_per_worker: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.calls_per_worker < 1:
+            raise UsageError("--max-batch and calls per worker must be >= 1")
+
+
+@dataclass(frozen=True)
+class NodeJob:
+    """What one Ray call votes: independent ready steps, each with its inputs filled in."""
+
+    steps: tuple[StepInput, ...]
+    voting: VotingConfig
+    policy: RedFlagPolicy
+    models: tuple[str, ...]
+    run_seed: int
+
+
+@dataclass
+class NodeResult:
+    samples: dict[str, list[Any]]
+    decisions: dict[str, list[Any]]
+    failed: list[int] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def _ready(worker: Any, payload: Any) -> bool:
+    """A no-op call: it returns once the actor is up and has imported this module."""
+    return True
+
+
+async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
+    """Vote every step of `job` concurrently (runs in a Ray worker); columns in step order."""
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*(vote_step(worker.task, worker.clients, step, job) for step in job.steps))
+    samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+    decisions: dict[str, list[Any]] = {c: [] for c in PLAN_DECISION_COLUMNS}
+    failed = []
+    for step, (rows, decision) in zip(job.steps, outcomes):
+        for row in rows:
+            for column, value in zip(SAMPLE_COLUMNS, row):
+                samples[column].append(value)
+        if decision is None:
+            failed.append(step.index)
+            continue
+        for column, value in zip(PLAN_DECISION_COLUMNS, decision):
+            decisions[column].append(value)
+    return NodeResult(samples, decisions, failed, time.perf_counter() - started)
+
+
+async def vote_step(task: Any, clients: dict[str, Any], step: StepInput, job: NodeJob) -> tuple[list[tuple], tuple | None]:
+    """One step's samples as rows, and its decision row (None when it hit the sample cap)."""
+    voting = job.voting
+    prompt = task.prompt(step, voting.prompt_style)
+    judge = StepJudge(task, step, job.policy)
+    ballot = Ballot(voting.k)
+    rows: list[tuple] = []
+    drawn = rounds = failed_calls = 0
+    winner = None
+    while winner is None:
+        if voting.gives_up(drawn, ballot.total, failed_calls):
+            return rows, None
+        want = min(voting.k if drawn == 0 else ballot.needed, voting.max_samples_per_step - drawn)
+        rounds += 1
+        batch = await draw_samples(clients, job, step, prompt, drawn, want)
+        for offset, (model, temperature, sample) in enumerate(batch):
+            verdict = judge(sample)
+            failed_calls += sample.error is not None
+            counted = verdict.key is not None and winner is None
+            if counted:
+                winner = ballot.add(verdict.key)
+            rows.append(sample_row(step.index, drawn + offset, model, temperature, sample, verdict, counted, False))
+        drawn += want
+    correct = judge.text(task.reference_reply(step)).key == winner if isinstance(task, Oracle) else None
+    return rows, (step.index, winner, ballot.total, drawn, rounds, correct, task.label(step.index))
+
+
+async def draw_samples(clients: dict[str, Any], job: NodeJob, step: StepInput, prompt: Any, first: int, count: int) -> list[tuple[str, float, Sample]]:
+    """Samples first..first+count-1 of a step, requested together, spread over the models in turn."""
+    voting, models = job.voting, job.models
+    max_tokens = voting.max_output_tokens + 1
+    by_model: dict[str, list[tuple[int, SampleRequest]]] = {}
+    for i in range(first, first + count):
+        request = SampleRequest(prompt, voting.temperature_of(i), max_tokens, draw_seed(job.run_seed, step.index, i), step)
+        by_model.setdefault(models[i % len(models)], []).append((i, request))
+    names = list(by_model)
+    replies = await asyncio.gather(*(clients[m].complete([r for _, r in by_model[m]]) for m in names))
+    merged: dict[int, tuple[str, float, Sample]] = {}
+    for model, samples in zip(names, replies):
+        for (i, request), sample in zip(by_model[model], samples):
+            merged[i] = (model, request.temperature, sample)
+    return [merged[i] for i in sorted(merged)]
+
+
+def simulated(specs: Sequence[ModelSpec]) -> bool:
+    """Whether every model is a fake (the simulator `sim:P` or a script `script:NAME`): label the results so."""
+    return all(s.is_simulated or s.model.startswith("script:") for s in specs)
+
+
+def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, k: int) -> str | None:
+    """Re-decide a returned batch from its votes and re-judge each winner on the premise sent.
+
+    The driver's guard: a worker that decided a step it was not sent, counted a vote after
+    the decision, or returned a winner its votes (or the rules) do not support is rejected.
+    """
+    ballots: dict[int, Ballot] = {}
+    for index, answer, counted in zip(result.samples["step"], result.samples["answer"], result.samples["counted"]):
+        if index not in sent:
+            return f"a sample of step {index}, which this batch was not sent"
+        if not counted:
+            continue
+        ballot = ballots.setdefault(index, Ballot(k))
+        if ballot.decided:
+            return f"step {index}: a vote was counted after the decision"
+        ballot.add(answer)
+    seen: set[int] = set()
+    for index, winner in zip(result.decisions["step"], result.decisions["answer"]):
+        if index not in sent or index in seen:
+            return f"step {index}: decided but not sent, or decided twice"
+        seen.add(index)
+        ballot = ballots.get(index)
+        if ballot is None or ballot.winner != winner:
+            return f"step {index}: the votes do not decide {winner!r}"
+        if task.judge(sent[index], winner).key != winner:
+            return f"step {index}: the winner {winner!r} breaks the rules on its premise"
+    missing = set(sent) - seen - set(result.failed)
+    if missing:
+        return f"step {min(missing)}: sent but neither decided nor failed"
+    return None
+
+
+def run_plan(
+    task: PlanTask,
+    models: Sequence[ModelSpec | str],
+    voting: VotingConfig | None = None,
+    *,
+    log: str | Path | None = None,
+    seed: int = 0,
+    cluster: ClusterConfig | None = None,
+    dag: DagConfig | None = None,
+    policy: RedFlagPolicy | None = None,
+    progress: Progress | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run every step of `task`'s plan on Ray workers; the result says whether its answer is right.
+
+    Raises UsageError for bad input (nothing written), ModelConfigError when a model cannot
+    be used, VoteCapError when a step hits the sample cap (the log holds everything so far).
+    """
+    if not isinstance(task, PlanTask):
+        raise UsageError(f"{task.spec.name} is not a plan task; run it with maker.run")
+    voting = voting or VotingConfig()
+    cluster = cluster or ClusterConfig()
+    dag = dag or DagConfig()
+    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
+    for spec in specs:
+        check_spec(spec)
+    if cluster.workers < 1:
+        raise UsageError("--workers must be >= 1")
+    plan = task.plan
+    widths = plan.widths()
+    meta = run_metadata(task, specs, voting, seed)
+    meta["simulated"] = simulated(specs)
+    meta["dag"] = {
+        "steps": len(plan), "levels": len(widths), "widths": widths,
+        "dispatch": "sequential" if dag.sequential else "parallel", "detail": "decision rows: node label",
+    }
+    meta.update(extra_meta or {})
+    writer = StepLogWriter(Path(log), meta) if log is not None else None
+    progress = progress or Progress(task.total_steps, enabled=False)
+    state = _State(task, voting, writer, progress)
+    model_names = tuple(s.model for s in specs)
+    started = time.perf_counter()
+    pool = None
+    try:
+        if len(plan):
+            pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            pool.map(_ready, [None] * cluster.workers)  # every actor up, with this module imported
+            dispatch_started = time.perf_counter()
+            _drive(pool, state, dag, cluster.workers, lambda steps: NodeJob(steps, voting, policy, model_names, seed))
+            state.dispatch_s = time.perf_counter() - dispatch_started
+    finally:
+        state.flush()
+        if pool is not None:
+            pool.close()
+        progress.finish(state.totals)
+    return state.result(specs, voting, log, time.perf_counter() - started, dag, len(widths), max(widths, default=0))
+
+
+class _State:
+    """What the driver knows: decided values, the steps waiting on them, and the running totals."""
+
+    def __init__(self, task: PlanTask, voting: VotingConfig, writer: StepLogWriter | None, progress: Progress) -> None:
+        plan = task.plan
+        self.task = task
+        self.voting = voting
+        self.writer = writer
+        self.progress = progress
+        self.values: dict[int, str] = {}
+        self.waiting = [len(plan.deps(i)) for i in range(len(plan))]
+        self.dependents = plan.dependents()
+        self.ready: deque[int] = deque(i for i, w in enumerate(self.waiting) if w == 0)
+        self.totals = Totals()
+        self.reasons: dict[str, int] = {}
+        self.faults: dict[str, int] = {}
+        self.first_error: int | None = None
+        self.calls = 0
+        self.most_in_flight = 0
+        self.dispatch_s = 0.0  # first dispatch to last decision: the wall time without starting workers
+        self._samples: dict[str, list[Any]] = {}
+        self._decisions: dict[str, list[Any]] = {}
+        self._flushed = time.monotonic()
+
+    def _buffer(self, result: NodeResult) -> None:
+        """Keep a returned batch for the log; write a part once enough has gathered (see `flush`)."""
+        if self.writer is None:
+            return
+        for name, column in result.samples.items():
+            self._samples.setdefault(name, []).extend(column)
+        for name, column in result.decisions.items():
+            self._decisions.setdefault(name, []).extend(column)
+        if len(self._samples.get("step", ())) >= FLUSH_ROWS or time.monotonic() - self._flushed > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered as one log part (each part is fsynced: small batches would crawl)."""
+        if self.writer is not None and (self._samples.get("step") or self._decisions.get("step")):
+            self.writer.append(self._samples, self._decisions)
+        self._samples, self._decisions = {}, {}
+        self._flushed = time.monotonic()
+
+    def take(self, count: int) -> dict[int, StepInput]:
+        chosen = [self.ready.popleft() for _ in range(min(count, len(self.ready)))]
+        return {i: self.task.step_input(i, self.values) for i in chosen}
+
+    def accept(self, result: NodeResult, sent: dict[int, StepInput]) -> None:
+        problem = check_batch(result, sent, self.task, self.voting.k)
+        if problem is not None:
+            raise MakerError(f"worker batch rejected: {problem}")
+        self._buffer(result)
+        totals = self.totals
+        count_faults(result.samples["faults"], self.faults)
+        for flag in result.samples["red_flag"]:
+            if flag is not None:
+                self.reasons[flag] = self.reasons.get(flag, 0) + 1
+                totals.red_flags += 1
+        totals.samples += len(result.samples["step"])
+        totals.cost_usd += sum(c or 0.0 for c in result.samples["cost_usd"])
+        for index, answer, ok in zip(result.decisions["step"], result.decisions["answer"], result.decisions["correct"]):
+            totals.steps += 1
+            if ok is False:
+                totals.errors += 1
+                self.first_error = index if self.first_error is None else min(self.first_error, index)
+            self.values[index] = answer
+            for user in self.dependents[index]:
+                self.waiting[user] -= 1
+                if self.waiting[user] == 0:
+                    self.ready.append(user)
+        self.progress.update(totals)
+        if result.failed:
+            step = min(result.failed)
+            raise step_failure(result.samples, step, self.voting, label=f" ({self.task.label(step)})")
+
+    def result(self, specs: list[ModelSpec], voting: VotingConfig, log: Any, wall: float, dag: DagConfig,
+               levels: int, widest: int) -> RunResult:
+        task, totals = self.task, self.totals
+        done = len(self.values) == task.total_steps
+        answer = task.final_answer(self.values) if done else None
+        expected = task.expected_answer() if isinstance(task, Oracle) else None
+        correct = None if answer is None or expected is None else answer == expected
+        return RunResult(
+            task=task.describe(),
+            steps=totals.steps,
+            total_steps=task.total_steps,
+            solved=bool(done and correct is not False),
+            errors=totals.errors,
+            first_error_step=self.first_error,
+            samples=totals.samples,
+            red_flags=totals.red_flags,
+            red_flags_by_reason=self.reasons,
+            k=voting.k,
+            models=[s.model for s in specs],
+            simulated=simulated(specs),
+            wall_s=round(wall, 3),
+            cost_usd=round(totals.cost_usd, 6),
+            samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
+            log=str(log) if log is not None else None,
+            faults_by_kind=self.faults,
+            extra={
+                "answer": answer,
+                "expected_answer": expected,
+                "answer_correct": correct,
+                "dispatch": "sequential" if dag.sequential else "parallel",
+                "levels": levels,
+                "widest_level": widest,
+                "dispatch_s": round(self.dispatch_s, 3),
+                "ray_calls": self.calls,
+                "most_calls_in_flight": self.most_in_flight,
+            },
+        )
+
+
+def _drive(pool: WorkerPool, state: _State, dag: DagConfig, workers: int, make_job: Any) -> None:
+    """Dispatch ready steps, collect finished batches, repeat until every step is decided."""
+    import ray
+
+    in_flight: dict[int, tuple[Any, dict[int, StepInput]]] = {}  # id(pending) -> (pending, sent)
+    limit = 1 if dag.sequential else workers * dag.calls_per_worker
+    while state.ready or in_flight:
+        while state.ready and len(in_flight) < limit:
+            if dag.sequential:
+                size = 1
+            else:
+                # Spread what is ready over the calls that may still start, capped per call.
+                free = limit - len(in_flight)
+                size = max(1, min(dag.max_batch, -(-len(state.ready) // free)))
+            sent = state.take(size)
+            pending = pool.submit(vote_nodes, make_job(tuple(sent.values())))
+            in_flight[id(pending)] = (pending, sent)
+            state.calls += 1
+        state.most_in_flight = max(state.most_in_flight, len(in_flight))
+        if not in_flight:
+            break
+        by_ref = {entry[0].ref: key for key, entry in in_flight.items()}
+        done, _ = ray.wait(list(by_ref), num_returns=1)
+        for ref in done:
+            pending, sent = in_flight.pop(by_ref[ref])
+            state.accept(pool.get(pending), sent)
+    if len(state.values) < state.task.total_steps:
+        stuck = next(i for i in range(state.task.total_steps) if i not in state.values)
+        raise MakerError(f"step {stuck} ({state.task.label(stuck)}): never became ready")

@@ -1,0 +1,264 @@
+"""The LLM decomposer: a model proposes how to split a problem, votes pick the proposal, recursively.
+
+Why vote on plans: a plan is a decision like any step, and a wrong plan spoils every
+step built on it.  So each decomposition request is voted exactly as a step is
+(`maker.runtime.dag.vote_step`: k proposals at once, the first at the first temperature, then
+only what the leader needs; red-flagged proposals never vote; the sample cap stops the
+run).  Proposals vote on a canonical key (`tasks.solve.parse_proposal`: steps renumbered
+in order, whitespace collapsed), so two samples that propose the same plan in different
+words of numbering agree; a proposal that is malformed or breaks the plan rules (a
+step used before it exists, an unused step, too many steps) is red-flagged.
+
+Recursion: the problem is one request; each sub-problem of the winning proposal is
+another, all requests of one depth drawn concurrently, until every sub-problem is
+decided `atomic`.  A sub-problem that names results of other steps shows them as its
+inputs `#E1..#Em` (renumbered for the model); the decomposer maps them back.  A problem
+still not atomic at `max_depth`, or a plan that grows past `max_steps` atomic steps, is
+refused with one line naming the step and nothing runs.
+
+The result is a plan of `solve("question")` steps in the `#E` format (`tasks.plan`), which
+`maker.runtime.dag.run_plan` then executes like any other plan.
+
+Example (scripted model):
+    >>> result = plan_problem("Compute (1 + 2) * (3 + 4)", ["script:arith"], VotingConfig(k=2))  # doctest: +SKIP
+    >>> print(result.plan.text())                                                              # doctest: +SKIP
+    # Compute (1 + 2) * (3 + 4)
+    #E1 = solve("Compute 1 + 2")
+    #E2 = solve("Compute 3 + 4")
+    #E3 = solve("Compute #E1 * #E2")
+    answer = #E3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from maker.cluster import ModelSpec, check_spec, make_client
+from maker.cluster.errors import ModelConfigError
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy
+from maker.errors import UsageError, VoteCapError
+from maker.runtime.dag import NodeJob, vote_step
+from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
+from maker.tasks.ops import shapes
+from maker.tasks.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
+from maker.tasks.solve import decompose_prompt, parse_proposal, proposal_steps
+
+#: Mixed into the run seed for plan draws, so they never share a seed with a step's draws.
+PLAN_SEED_SALT = 0x504C414E
+
+
+@dataclass(frozen=True)
+class DecomposeConfig:
+    """Limits of the recursion: depth, atomic steps in the whole plan, steps per proposal."""
+
+    max_depth: int = 4
+    max_steps: int = 64
+    max_substeps: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_depth < 0 or self.max_steps < 1 or self.max_substeps < 2:
+            raise UsageError("--max-depth must be >= 0, --max-steps >= 1 and --max-substeps >= 2")
+
+
+@dataclass
+class PlanVote:
+    """One decomposition request and how it was decided."""
+
+    request: int
+    depth: int
+    problem: str
+    inputs: int
+    decision: str
+    votes: int
+    samples: int
+    red_flags: int
+    proposals: dict[str, int]  # canonical key -> valid samples that proposed it
+
+
+@dataclass
+class Decomposition:
+    plan: Plan
+    votes: list[PlanVote] = field(default_factory=list)
+    samples: int = 0
+    red_flags: int = 0
+    cost_usd: float = 0.0
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [asdict(v) for v in self.votes]
+
+
+class _ProposalTask:
+    """The decomposition request as a step, so `vote_step` votes it like any other."""
+
+    def __init__(self, max_substeps: int) -> None:
+        self.max_substeps = max_substeps
+
+    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt:
+        problem, inputs = step.premise
+        return decompose_prompt(problem, inputs, self.max_substeps, style)
+
+    def judge(self, step: StepInput, reply: str) -> Verdict:
+        return parse_proposal(reply, step.premise[1], self.max_substeps)
+
+    def label(self, index: int) -> str:
+        return f"plan request {index}"
+
+
+class _Planner:
+    def __init__(self, clients: dict[str, Any], job: NodeJob, config: DecomposeConfig) -> None:
+        self.clients = clients
+        self.job = job
+        self.config = config
+        self.task = _ProposalTask(config.max_substeps)
+        self.numbers = itertools.count(1)
+        self.atomic: dict[int, str] = {}  # step number -> question template (global placeholders)
+        self.alias: dict[int, int] = {}  # a split problem's number -> the number of its last sub-step
+        self.result = Decomposition(Plan((), ""))
+
+    async def expand(self, number: int, template: str, depth: int) -> None:
+        inputs = list(dict.fromkeys(r.number for r in refs_in(template)))
+        local = {g: i + 1 for i, g in enumerate(inputs)}
+        shown = fill(template, lambda r: f"#E{local[r.number]}")
+        key = await self._vote(number, shown, len(inputs), depth)
+        subs = proposal_steps(key)
+        if not subs:
+            self.atomic[number] = template
+            if len(self.atomic) > self.config.max_steps:
+                raise PlanError(f"the plan grew past {self.config.max_steps} atomic steps (--max-steps)")
+            return
+        if depth >= self.config.max_depth:
+            raise PlanError(
+                f"step #E{number} ({_clip(template)!r}): still not atomic at depth {depth} (--max-depth {self.config.max_depth})"
+            )
+        new = [next(self.numbers) for _ in subs]
+        glob = {**{i + 1: g for i, g in enumerate(inputs)}, **{len(inputs) + j + 1: n for j, n in enumerate(new)}}
+        self.alias[number] = new[-1]
+        await asyncio.gather(*(
+            self.expand(n, fill(text, lambda r: f"#E{glob[r.number]}"), depth + 1) for n, text in zip(new, subs)
+        ))
+
+    async def _vote(self, number: int, problem: str, inputs: int, depth: int) -> str:
+        rows, decision = await vote_step(self.task, self.clients, StepInput(number, (problem, inputs)), self.job)
+        proposals: dict[str, int] = {}
+        flags = 0
+        for row in rows:
+            answer, red_flag, cost = row[5], row[6], row[13]
+            flags += red_flag is not None
+            self.result.cost_usd += cost or 0.0
+            if answer is not None:
+                proposals[answer] = proposals.get(answer, 0) + 1
+        self.result.samples += len(rows)
+        self.result.red_flags += flags
+        if decision is None:
+            raise VoteCapError(
+                f"decomposing {_clip(problem)!r}: no proposal led by k={self.job.voting.k} within "
+                f"{self.job.voting.max_samples_per_step} samples (--max-samples-per-step)",
+                step=number,
+                samples=len(rows),
+            )
+        winner = decision[1]
+        self.result.votes.append(PlanVote(number, depth, problem, inputs, winner, decision[2], len(rows), flags, proposals))
+        return winner
+
+    def plan(self, problem: str) -> Plan:
+        def resolve(n: int) -> int:
+            while n in self.alias:
+                n = self.alias[n]
+            return n
+
+        def rename(ref: Ref) -> str:
+            return f"#E{resolve(ref.number)}"
+
+        steps = [PlanStep(n, "solve", (fill(t, rename),)) for n, t in sorted(self.atomic.items())]
+        plan = make_plan(steps, f"#E{resolve(1)}", shapes(), " ".join(problem.split()))
+        return renumber(plan, shapes())
+
+
+async def decompose(
+    problem: str,
+    clients: dict[str, Any],
+    models: Sequence[str],
+    voting: VotingConfig,
+    *,
+    config: DecomposeConfig | None = None,
+    policy: RedFlagPolicy | None = None,
+    seed: int = 0,
+) -> Decomposition:
+    """Plan `problem` with voted decomposition requests (see the module docstring)."""
+    if not problem.strip():
+        raise UsageError("the problem is empty")
+    config = config or DecomposeConfig()
+    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    job = NodeJob((), voting, policy, tuple(models), seed ^ PLAN_SEED_SALT)
+    planner = _Planner(clients, job, config)
+    root = next(planner.numbers)
+    await planner.expand(root, " ".join(problem.split()), 0)
+    planner.result.plan = planner.plan(problem)
+    planner.result.votes.sort(key=lambda v: v.request)
+    return planner.result
+
+
+def plan_problem(
+    problem: str,
+    models: Sequence[ModelSpec | str],
+    voting: VotingConfig | None = None,
+    *,
+    config: DecomposeConfig | None = None,
+    policy: RedFlagPolicy | None = None,
+    seed: int = 0,
+) -> Decomposition:
+    """`decompose` with model clients built here, in-process (planning is a few dozen calls)."""
+    voting = voting or VotingConfig()
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
+    for spec in specs:
+        check_spec(spec)
+        if spec.is_simulated:
+            raise ModelConfigError(
+                f"{spec.model}: the simulator answers from ground truth, and a free-form problem has none "
+                "(use a real model, or script:arith to try it)",
+                model=spec.model,
+            )
+    clients = {s.model: make_client(s, None) for s in specs}  # type: ignore[arg-type]
+    return asyncio.run(decompose(problem, clients, [s.model for s in specs], voting, config=config, policy=policy, seed=seed))
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def solve(
+    problem: str,
+    models: Sequence[ModelSpec | str],
+    voting: VotingConfig | None = None,
+    *,
+    config: DecomposeConfig | None = None,
+    log: Any = None,
+    seed: int = 0,
+    cluster: Any = None,
+    policy: RedFlagPolicy | None = None,
+    progress: Any = None,
+) -> tuple[Decomposition, Any]:
+    """Plan `problem` (voted decomposition) and run the plan on Ray workers: (plan, RunResult).
+
+    The run's log metadata holds the problem, the voted plan (in the task spec, so
+    `maker replay --verify` rebuilds it) and a summary of every plan vote (`plan_votes`).
+    """
+    from maker.runtime.dag import run_plan
+    from maker.tasks.plan_task import solve_task
+
+    voting = voting or VotingConfig()
+    decomposition = plan_problem(problem, models, voting, config=config, policy=policy, seed=seed)
+    task = solve_task(problem, decomposition.plan.text())
+    result = run_plan(task, models, voting, log=log, seed=seed, cluster=cluster, policy=policy, progress=progress,
+                      extra_meta={"plan_votes": decomposition.summary()})
+    result.extra["plan_samples"] = decomposition.samples
+    result.extra["plan_red_flags"] = decomposition.red_flags
+    return decomposition, result
+

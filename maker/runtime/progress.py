@@ -1,0 +1,84 @@
+"""The live progress line: what a user watching a long run wants at a glance."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+
+@dataclass
+class Totals:
+    """Running sums the progress line and the final result share."""
+
+    steps: int = 0
+    samples: int = 0
+    red_flags: int = 0
+    cost_usd: float = 0.0
+    errors: int = 0
+    guard: str = ""  # the live guard's figures (maker.runtime.guard.Guard.summary)
+
+
+class Progress:
+    """Rewrites one line on a terminal (every 0.25 s); prints a line every 10 s otherwise."""
+
+    def __init__(self, total_steps: int, stream: TextIO | None = None, enabled: bool = True, label: str = "") -> None:
+        self.total = total_steps
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.label = label
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.start_steps = 0
+        self._last = 0.0
+        self._every = 0.25 if self.tty else 10.0
+
+    def start_at(self, steps: int) -> None:
+        self.start_steps = steps
+
+    def update(self, totals: Totals, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self._every:
+            return
+        self._last = now
+        line = self.format(totals, now)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def format(self, totals: Totals, now: float | None = None) -> str:
+        elapsed = max(1e-9, (now or time.monotonic()) - self.started)
+        done_here = totals.steps - self.start_steps
+        rate = done_here / elapsed
+        left = self.total - totals.steps
+        eta = _duration(left / rate) if rate > 0 else "?"
+        per_step = totals.samples / totals.steps if totals.steps else 0.0
+        flagged = 100.0 * totals.red_flags / totals.samples if totals.samples else 0.0
+        pct = 100.0 * totals.steps / self.total if self.total else 100.0
+        return (
+            f"{self.label}{totals.steps:,}/{self.total:,} steps ({pct:.1f}%)  {rate:,.0f} steps/s  "
+            f"{per_step:.2f} samples/step  red flags {flagged:.2f}%  errors {totals.errors}  "
+            f"${totals.cost_usd:.4f}  ETA {eta}{totals.guard}"
+        )
+
+    def finish(self, totals: Totals) -> None:
+        if not self.enabled:
+            return
+        self.update(totals, force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,347 @@
+"""Speculative steps: vote steps t+1 ... t+D while step t is still being voted.
+
+Why: on a chained task the next step's prompt needs this step's decision, so an
+in-order run waits for the slowest of a step's k replies (and for every extra round)
+before it starts the next step.  Here a worker starts step t+1 as soon as step t has a
+*leader* -- the answer most of its arrived replies name, ties to the earliest -- on the
+premise that leader implies, and so on up to D steps ahead of the last decision.
+
+What it cannot do alone: step t+1's premise is known only once some reply for step t
+has arrived, so the chain still advances at most one step per model round trip
+whatever D is.  What it buys: the *first* reply of a step (not the slowest of k) sets
+the next premise, and confirming votes and extra rounds overlap with progress on later
+steps.
+
+A *draft* lifts that limit, as in speculative decoding: with ``draft=True`` a step that
+has no reply yet takes the task's reference answer (tasks with an `Oracle`) as its
+leader, so the window fills D steps deep at once and D steps are voted concurrently.
+The draft only proposes premises; the votes still decide, on exactly the premise they
+were drawn for, and the first reply that disagrees with the draft discards what was
+built on it.  The runs' decisions are the same with or without a draft.
+
+Why the decisions do not change: every step (a *slot*) runs exactly the in-order
+protocol of `maker.runtime.chain` on its own premise -- round one draws samples 0..k-1, later
+rounds what the ballot still needs, votes counted in sample order, the same draw seeds
+-- so a slot's ballot is the ballot an in-order run would have built on that premise.
+A slot's votes count only once the step before it is decided and the decision implies
+exactly the slot's premise.  Otherwise (or as soon as the leader it was built on is
+overtaken) the slot and every slot after it are discarded: requests in flight are
+cancelled, and each sample is logged with ``wasted=True`` and never counted.
+
+Example (a worker is anything with `task` and `clients`; the simulator needs no network):
+    >>> import asyncio, types
+    >>> from maker.cluster import SimulatedModel, parse_sim_model
+    >>> from maker.config import VotingConfig
+    >>> from maker.engine.red_flags import RedFlagPolicy
+    >>> from maker.runtime.chain import SegmentJob
+    >>> from maker.tasks import get_task
+    >>> task = get_task("hanoi", disks=4)
+    >>> worker = types.SimpleNamespace(task=task, clients={"sim:0.9": SimulatedModel(task, parse_sim_model("sim:0.9"))})
+    >>> job = SegmentJob(task.first_step(), 100, 60.0, VotingConfig(k=2), RedFlagPolicy(), ("sim:0.9",), 0, 14, speculate=4)
+    >>> result = asyncio.run(run_window(worker, job))
+    >>> result.decisions["step"] == list(range(15))
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from maker.cluster.clients import ModelSpec
+from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.simulator import parse_sim_model
+from maker.engine.red_flags import StepJudge
+from maker.engine.variants import step_prompts, variant_of
+from maker.errors import UsageError
+from maker.runtime.chain import DECISION_COLUMNS, SAMPLE_COLUMNS, SegmentJob, SegmentResult, draw_seed, sample_row
+from maker.tasks.base import Oracle, StepInput, Verdict
+from maker.voting import Ballot
+
+#: The depth used when none is asked for and some model takes time to answer.
+DEFAULT_DEPTH = 8
+#: A margin no tally reaches: the arrival-order tally only ranks answers, it never decides.
+_NEVER = 1 << 62
+#: The error text of a request cancelled because its premise lost.
+CANCELLED = "cancelled: speculative premise lost"
+_UNLIMITED = 1 << 30
+
+#: One processed sample of a slot: (sample index, model, temperature, sample, verdict, counted).
+_Row = tuple[int, str, float, Sample, Verdict, bool]
+
+
+class _Slot:
+    """One step being voted on one premise (the true one, or a speculative one)."""
+
+    __slots__ = (
+        "arrivals", "arrived", "ballot", "built_on", "done", "drawn", "failed", "failed_calls",
+        "judge", "prompt", "queue", "rounds", "rows", "step", "tasks", "winner",
+    )
+
+    def __init__(self, step: StepInput, prompt: Any, judge: StepJudge, k: int) -> None:
+        self.step = step
+        self.prompt = prompt
+        self.judge = judge
+        self.ballot = Ballot(k)  # sample order: decides, exactly as an in-order run
+        self.arrivals = Ballot(_NEVER)  # arrival order: only names the leader
+        self.drawn = 0  # sample indices asked for (queued or sent)
+        self.rounds = 0
+        self.queue: deque[int] = deque()  # asked for, not yet sent (in-flight limit)
+        self.tasks: dict[int, asyncio.Task[list[Sample]]] = {}
+        self.arrived: dict[int, tuple[str, float, Sample, Verdict]] = {}  # ahead of `done`
+        self.done = 0  # samples processed in sample order
+        self.rows: list[_Row] = []
+        self.winner: Hashable | None = None
+        self.failed = False
+        self.failed_calls = 0  # counted samples whose call failed after retries
+        self.built_on: Hashable | None = None  # the leader the next slot's premise came from
+
+    def leader(self) -> Hashable | None:
+        return self.winner if self.winner is not None else self.arrivals.leader
+
+
+class _Window:
+    """The slots of one segment, head (the first undecided step) first."""
+
+    def __init__(self, worker: Any, job: SegmentJob) -> None:
+        self.task = worker.task
+        self.clients = worker.clients
+        self.job = job
+        self.voting = job.voting
+        self.models = job.models
+        limits = dict(job.in_flight)
+        self.limit = {m: max(1, limits.get(m, _UNLIMITED)) for m in job.models}
+        self.in_flight = dict.fromkeys(job.models, 0)
+        self.max_tokens = job.voting.max_output_tokens + 1
+        self.last = min(job.last_step, job.start.index + job.max_steps - 1)
+        self.oracle = isinstance(self.task, Oracle)
+        self.draft = job.draft and self.oracle
+        self.slots: list[_Slot] = []
+        self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, int]] = {}
+        self.samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+        self.decisions: dict[str, list[Any]] = {c: [] for c in DECISION_COLUMNS}
+        self._sample_cols = [self.samples[c] for c in SAMPLE_COLUMNS]
+        self._decision_cols = [self.decisions[c] for c in DECISION_COLUMNS]
+        self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
+
+    async def run(self) -> SegmentResult:
+        started = time.perf_counter()
+        self.ready = asyncio.Queue()
+        end = self.job.start
+        failed: int | None = None
+        if end.index <= self.last:
+            self.slots.append(self._slot(end))
+        try:
+            while self.slots:
+                head = self.slots[0]
+                if head.winner is not None:
+                    end = self._confirm(head)
+                    if time.perf_counter() - started > self.job.max_seconds:
+                        # Out of time: start nothing new, finish the slots already running.
+                        self.last = min(self.last, self.slots[-1].step.index if self.slots else end.index - 1)
+                    if not self.slots and end.index <= self.last:
+                        self.slots.append(self._slot(end))
+                    continue
+                if head.failed:
+                    failed = head.step.index
+                    self.slots.pop(0)
+                    self._emit(head)
+                    break
+                self._extend()
+                self._send()
+                if not self.owner:
+                    raise RuntimeError(f"step {head.step.index}: speculative window stalled with nothing in flight")
+                await self._receive()
+        finally:
+            self._discard(0)  # failure, error or cancellation: nothing may stay in flight
+        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started)
+
+    # -- slots ------------------------------------------------------------------------
+    def _slot(self, step: StepInput) -> _Slot:
+        prompts = step_prompts(self.task, step, self.voting.prompt_style, self.voting.prompt_variants)  # one per variant
+        slot = _Slot(step, prompts, StepJudge(self.task, step, self.job.policy), self.voting.k)
+        self._new_round(slot)
+        return slot
+
+    def _new_round(self, slot: _Slot) -> None:
+        """Ask for the next round, exactly as the in-order loop would."""
+        cap = self.voting.max_samples_per_step
+        if self.voting.gives_up(slot.drawn, slot.ballot.total, slot.failed_calls):
+            slot.failed = True
+            return
+        want = self.voting.k if slot.drawn == 0 else slot.ballot.needed
+        want = min(want, cap - slot.drawn)
+        slot.queue.extend(range(slot.drawn, slot.drawn + want))
+        slot.drawn += want
+        slot.rounds += 1
+
+    def _extend(self) -> None:
+        """Open speculative slots behind the last one while it has a leader."""
+        depth = self.job.speculate
+        slots = self.slots
+        while len(slots) <= depth:
+            tail = slots[-1]
+            if tail.step.index >= self.last:
+                return
+            leader = tail.leader()
+            if leader is None and self.draft:  # no reply yet: the reference answer proposes the premise
+                leader = tail.judge.text(self.task.reference_reply(tail.step)).key
+            if leader is None:
+                return
+            tail.built_on = leader
+            slots.append(self._slot(self.task.step_after(tail.step.index, leader)))
+
+    def _confirm(self, head: _Slot) -> StepInput:
+        """The head is decided on its true premise: log it; keep the next slot only if its
+        premise is exactly the one the decision implies."""
+        self.slots.pop(0)
+        self._emit(head)
+        winner = head.winner
+        correct = None
+        if self.oracle:
+            correct = head.judge.text(self.task.reference_reply(head.step)).key == winner
+        for col, value in zip(
+            self._decision_cols, (head.step.index, winner, head.ballot.total, head.drawn, head.rounds, correct)
+        ):
+            col.append(value)
+        after = self.task.step_after(head.step.index, winner)
+        if self.slots and self.slots[0].step != after:
+            self._discard(0)
+        return after
+
+    def _discard(self, first: int) -> None:
+        """Drop slots[first:]: cancel their requests, log all their samples as wasted."""
+        for slot in self.slots[first:]:
+            for index, task in slot.tasks.items():
+                self.owner.pop(task, None)
+                model = self.models[index % len(self.models)]
+                self.in_flight[model] -= 1
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    sample = task.result()[0]
+                    t = self.voting.temperature_of(index)
+                    slot.arrived[index] = (model, t, sample, slot.judge.verdict(sample, t, self._variant(index)))
+                else:
+                    task.cancel()
+                    sample = Sample("", model, finish_reason="cancelled", error=CANCELLED)
+                    slot.arrived[index] = (model, self.voting.temperature_of(index), sample, Verdict(None))
+            slot.tasks.clear()
+            rows = [(i, *rest[:4], False) for i, *rest in slot.rows]
+            rows += [(i, *slot.arrived[i], False) for i in sorted(slot.arrived)]
+            self._emit(slot, rows, wasted=True)
+        del self.slots[first:]
+
+    def _emit(self, slot: _Slot, rows: list[_Row] | None = None, wasted: bool = False) -> None:
+        index = slot.step.index
+        for i, model, temperature, sample, verdict, counted in slot.rows if rows is None else rows:
+            for col, value in zip(self._sample_cols, sample_row(index, i, model, temperature, sample, verdict, counted, wasted)):
+                col.append(value)
+
+    # -- requests ---------------------------------------------------------------------
+    def _send(self) -> None:
+        """Send queued draws, earliest step first, within each model's in-flight limit."""
+        models = self.models
+        n = len(models)
+        for slot in self.slots:
+            queue = slot.queue
+            if not queue:
+                continue
+            held: deque[int] = deque()
+            while queue:
+                index = queue.popleft()
+                model = models[index % n]
+                if self.in_flight[model] >= self.limit[model]:
+                    held.append(index)
+                    continue
+                self._launch(slot, index, model)
+            slot.queue = held
+            if all(self.in_flight[m] >= self.limit[m] for m in self.limit):
+                return
+
+    def _launch(self, slot: _Slot, index: int, model: str) -> None:
+        assert self.ready is not None
+        variant = self._variant(index)
+        request = SampleRequest(
+            slot.prompt[variant],
+            self.voting.temperature_of(index),
+            self.max_tokens,
+            draw_seed(self.job.run_seed, slot.step.index, index),
+            slot.step,
+            variant,
+        )
+        task = asyncio.ensure_future(self.clients[model].complete([request]))
+        task.add_done_callback(self.ready.put_nowait)
+        slot.tasks[index] = task
+        self.owner[task] = (slot, index)
+        self.in_flight[model] += 1
+
+    async def _receive(self) -> None:
+        """Wait for at least one reply; take every reply that is in; re-check the leaders."""
+        assert self.ready is not None
+        batch = [await self.ready.get()]
+        while not self.ready.empty():
+            batch.append(self.ready.get_nowait())
+        for task in batch:
+            owner = self.owner.pop(task, None)
+            if owner is None:
+                continue  # its slot was discarded: already logged as wasted
+            slot, index = owner
+            del slot.tasks[index]
+            model = self.models[index % len(self.models)]
+            self.in_flight[model] -= 1
+            sample = task.result()[0]  # a client that raises cannot work at all: stop the run
+            verdict = slot.judge.verdict(sample, self.voting.temperature_of(index), self._variant(index))  # ranks only
+            slot.arrived[index] = (model, self.voting.temperature_of(index), sample, verdict)
+            if verdict.key is not None:
+                slot.arrivals.add(verdict.key)
+            self._count(slot)
+        for position, slot in enumerate(self.slots):
+            leader = slot.leader()  # None only for a drafted slot with no valid reply yet
+            if slot.built_on is not None and leader is not None and leader != slot.built_on:
+                slot.built_on = None
+                self._discard(position + 1)
+                break
+
+    def _variant(self, index: int) -> int:
+        return variant_of(index, len(self.models), self.voting.prompt_variants)
+
+    def _count(self, slot: _Slot) -> None:
+        """Count the slot's replies in sample order, as far as they have arrived."""
+        arrived = slot.arrived
+        while slot.done in arrived:
+            i = slot.done
+            model, temperature, sample, verdict = arrived.pop(i)
+            verdict = slot.judge.admit(sample, verdict, temperature, self._variant(i))  # checks needing sample order
+            counted = verdict.key is not None and slot.winner is None
+            slot.failed_calls += sample.error is not None
+            if counted:
+                slot.winner = slot.ballot.add(verdict.key)
+            slot.rows.append((i, model, temperature, sample, verdict, counted))
+            slot.done = i + 1
+        if slot.winner is None and not slot.failed and slot.done == slot.drawn:
+            self._new_round(slot)
+
+
+def speculation_depth(requested: int | None, specs: Sequence[ModelSpec]) -> int:
+    """The window depth for a run: `requested`, or when None, `DEFAULT_DEPTH` -- unless every
+    model is a zero-latency simulator, where there is no latency to hide and the window
+    would only cost CPU time.  UsageError for a negative or non-integer depth.
+    """
+    if requested is None:
+        instant = all(s.in_process_simulator and _instant(s.model) for s in specs)
+        return 0 if instant else DEFAULT_DEPTH
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise UsageError(f"--speculate must be an integer >= 0 (0: no speculation), got {requested!r}")
+    return requested
+
+
+def _instant(model: str) -> bool:
+    config = parse_sim_model(model)
+    return config.latency == 0 and config.jitter == 0
+
+
+async def run_window(worker: Any, job: SegmentJob) -> SegmentResult:
+    """Vote a segment through a speculative window of `job.speculate` steps."""
+    return await _Window(worker, job).run()

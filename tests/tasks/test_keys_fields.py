@@ -1,0 +1,78 @@
+"""`maker.tasks.keys` and `maker.tasks.fields`: strict normalisers and last-field extraction, table-tested."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+from maker.tasks import fields, keys
+from maker.tasks.fields import last_field
+from maker.tasks.keys import choice, decimal, integer, json_value, line_set, literal, normaliser, text
+
+
+@pytest.mark.parametrize("module", [keys, fields])
+def test_examples_run(module) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("fn", "raw", "key"),
+    [
+        (integer, "42", "42"),
+        (integer, " **-042** ", "-42"),
+        (integer, "+7", "7"),
+        (integer, "٤٢", None),  # Arabic-Indic digits
+        (integer, "４２", None),  # full-width digits
+        (integer, "4 2", None),
+        (integer, "42.0", None),
+        (integer, "", None),
+        (decimal, "3.50", "3.5"),
+        (decimal, "-0.0", "0"),
+        (decimal, "1e3", "1000"),
+        (decimal, "1,000", None),
+        (decimal, "$5", None),
+        (decimal, "٣.٥", None),
+        (text, "  Hello   World ", "hello world"),
+        (text, "   ", None),
+        (json_value, '{"b": 1.0, "a": [1, 2]}', '{"a":[1,2],"b":1}'),
+        (json_value, "NaN", None),
+        (json_value, "{'a': 1}", None),
+        (literal, "[1, 2, (3, 4)]", "[1, 2, (3, 4)]"),
+        (literal, "{3, 1, 2}", "[1, 2, 3]"),
+        (literal, "__import__('os')", None),
+        (literal, "[٤]", None),
+        (line_set, "b\na\n\nb", "a\nb"),
+        (line_set, "\n \n", None),
+    ],
+)
+def test_normalisers(fn, raw, key) -> None:
+    assert fn(raw) == key
+
+
+def test_choice_and_lookup() -> None:
+    yes_no = choice("Yes", "No")
+    assert yes_no("**YES**") == "yes"
+    assert yes_no("maybe") is None
+    assert normaliser("choice:red,green")("Green") == "green"
+    assert normaliser("integer") is integer
+    with pytest.raises(ValueError, match="unknown key normaliser 'roman'"):
+        normaliser("roman")
+    with pytest.raises(ValueError):
+        choice("a", "A")
+
+
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        ("move = [1, 1, 2]\nBut disk 1 just moved, so:\n**move = [2, 0, 2]**", "[2, 0, 2]"),
+        ("`move = [2, 0, 2]` (final)", "[2, 0, 2]"),
+        ("move = [2, 0, 2] (final)", "[2, 0, 2]"),
+        ("- **move**: [1,2,3]", "[1,2,3]"),
+        ("remove = 5\nmove=1", "1"),
+        ("move = [2, 0, 2]\nmove = oops", "oops"),  # the last candidate, even when it is bad
+        ("nothing", None),
+    ],
+)
+def test_last_field(reply, value) -> None:
+    assert last_field(reply, "move") == value
