@@ -41,11 +41,10 @@ def last_field(reply: str, name: str) -> str | None:
     without surrounding markup or a trailing note; None when the field is absent.
 
     The value is not parsed here: a strict parser decides whether it is an answer."""
-    last = None
-    for last in _pattern(name).finditer(reply):
-        pass
-    if last is None:
+    matches = list(_pattern(name).finditer(reply))
+    if not matches:
         return None
+    last = matches[-1]
     line = reply[last.end() :].split("\n", 1)[0]
     value = line.strip()
     for closer in _CLOSERS:  # the value ends where the markup opened before the name closes
