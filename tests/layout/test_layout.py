@@ -1,0 +1,114 @@
+"""The shape of the package: rooms by idea, no import cycles between modules, sizes a newcomer can read.
+
+Static checks over the source (every import counts, also one inside a function: a lazy import
+still ties two modules into one idea)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: where each import name lives on disk (see pyproject.toml's package-dir)
+PACKAGES = {"maker": ROOT / "maker", "maker.tasks": ROOT / "tasks", "maker.cluster": ROOT / "cluster",
+            "maker.voting": ROOT / "voting"}
+
+
+def _modules() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for name, folder in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            rel = path.relative_to(folder).with_suffix("").parts
+            parts = [name, *rel]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The modules of ours that `name` imports (package __init__ re-exports excluded)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name and not target.endswith(("maker", ".tasks", ".cluster", ".voting")) \
+                    and MODULES[target].name != "__init__.py":
+                found.add(target)
+    return found
+
+
+def _cycles() -> list[list[str]]:
+    graph = {name: _imports(name, path) for name, path in MODULES.items() if path.name != "__init__.py"}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_between_modules() -> None:
+    assert _cycles() == []
+
+
+def test_voting_imports_nothing_of_ours() -> None:
+    for name, path in MODULES.items():
+        if name.startswith("maker.voting"):
+            assert all(t.startswith("maker.voting") for t in _imports(name, path)), name
+
+
+def test_cluster_and_tasks_do_not_import_the_runtime() -> None:
+    for name, path in MODULES.items():
+        if name.startswith("maker.tasks"):
+            assert all(t.startswith(("maker.tasks", "maker.voting")) for t in _imports(name, path)), name
+        if name.startswith("maker.cluster"):
+            assert all(t.startswith(("maker.cluster", "maker.tasks", "maker.voting")) for t in _imports(name, path)), name
+
+
+@pytest.mark.parametrize("folder", sorted({p.parent for p in MODULES.values()}), ids=lambda p: str(p.relative_to(ROOT)))
+def test_rooms_stay_small(folder: Path) -> None:
+    """A folder past ~12 modules wants rooms (house style)."""
+    assert len(list(folder.glob("*.py"))) <= 14
