@@ -91,7 +91,7 @@ class VoteResult:
 
 async def avote(
     prompt: Any,
-    models: Sequence[str | ModelClient],
+    models: Sequence[str | ModelSpec | ModelClient],
     k: int | None = None,
     key: Any = "text",
     red_flags: RedFlagPolicy | Sequence[tuple[str, Any]] | None = None,
@@ -107,7 +107,8 @@ async def avote(
 
     prompt: a string (sent as one user message in the chat style) or a list of
     ``{"role", "content"}`` messages.  models: model strings (``openai/gpt-4.1-mini``,
-    ``sim:P`` with `expected=`, ``script:NAME``) or `ModelClient` objects; samples are spread
+    ``sim:P`` with `expected=`, ``script:NAME``), `ModelSpec`s (a model at an ``api_base``) or
+    `ModelClient` objects; samples are spread
     over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
     key: a normaliser name (`maker.tasks.keys.NORMALISERS`, ``choice:a,b``) or a function
     ``str -> str | None``; a reply it maps to None is red-flagged ``malformed``.  red_flags:
@@ -126,7 +127,7 @@ async def avote(
     names = [_name(m) for m in models]
     writer = None
     if log is not None:
-        meta = run_metadata(task, [ModelSpec(n) for n in names], voting, seed)
+        meta = run_metadata(task, [m if isinstance(m, ModelSpec) else ModelSpec(_name(m)) for m in models], voting, seed)
         meta["red_flags"] = policy.to_metadata()
         meta["simulated"] = _simulated(models)
         meta["voted_call"] = True
@@ -207,14 +208,15 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     from maker.cluster import WorkerPool
     from maker.errors import MakerError
 
-    if not all(isinstance(m, str) for m in models):
-        raise UsageError("ray=True takes model strings only: a client object cannot be sent to a Ray worker")
+    if not all(isinstance(m, (str, ModelSpec)) for m in models):
+        raise UsageError("ray=True takes model strings or ModelSpecs only: a client object cannot be sent to a Ray worker")
     if ":" in task.key_name and not task.key_name.startswith("choice:"):
         raise UsageError("ray=True needs a key normaliser name: a Ray worker cannot rebuild a key function")
-    pool = WorkerPool(task.spec, [ModelSpec(m) for m in models], workers=1, address=cluster.address)
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    pool = WorkerPool(task.spec, specs, workers=1, address=cluster.address)
     try:
         step = task.first_step()
-        result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(models), seed)))
+        result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed)))
     finally:
         pool.close()
     problem = check_batch(result, {0: step}, task, voting.k)  # type: ignore[arg-type]
@@ -246,9 +248,10 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
         if name in seen:
             raise UsageError(f"model {name!r} is given twice: list each model once")
         seen.add(name)
-        if isinstance(model, str):
-            check_spec(ModelSpec(model))
-            if ModelSpec(model).in_process_simulator and not isinstance(task, Oracle):
+        if isinstance(model, (str, ModelSpec)):
+            spec = model if isinstance(model, ModelSpec) else ModelSpec(model)
+            check_spec(spec)
+            if spec.in_process_simulator and not isinstance(task, Oracle):
                 raise UsageError(f"{model} answers from ground truth: pass expected= (the right answer) to simulate a vote")
     if isinstance(red_flags, RedFlagPolicy):
         policy = replace(red_flags)  # a fresh copy: a policy caches per-task plans, and every call has a new task
@@ -266,6 +269,8 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
 def _name(model: Any) -> str:
     if isinstance(model, str):
         return model
+    if isinstance(model, ModelSpec):
+        return model.model
     if isinstance(model, ModelClient):
         return model.name
     raise UsageError(f"a model is a model string or a ModelClient (name + async complete), got {type(model).__name__}")
@@ -275,8 +280,9 @@ def _simulated(models: Sequence[Any]) -> bool | None:
     """True when every model is a fake; None when some client does not say what it is."""
     verdicts = []
     for m in models:
-        if isinstance(m, str):
-            verdicts.append(ModelSpec(m).is_simulated or m.startswith("script:"))
+        if isinstance(m, (str, ModelSpec)):
+            spec = m if isinstance(m, ModelSpec) else ModelSpec(m)
+            verdicts.append(spec.is_simulated or spec.model.startswith("script:"))
         else:
             verdicts.append(getattr(m, "simulated", None))
     if any(v is False for v in verdicts):
@@ -286,7 +292,7 @@ def _simulated(models: Sequence[Any]) -> bool | None:
 
 # -- clients: made once per model string, every model's requests under one shared limit ----------------------
 
-_HOSTED: dict[str, ModelClient] = {}  # model string -> client (hosted models: the HTTP client is reused)
+_HOSTED: dict[ModelSpec, ModelClient] = {}  # model -> client (hosted models: the HTTP client is reused)
 _LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _InFlight]] = weakref.WeakKeyDictionary()
 
 
@@ -297,14 +303,14 @@ def _clients(models: Sequence[Any], task: OnePrompt, concurrency: int) -> dict[s
     out: dict[str, Any] = {}
     for model in models:
         name = _name(model)
-        if isinstance(model, str):
-            spec = ModelSpec(model, concurrency=concurrency)
-            if spec.in_process_simulator or model.startswith("script:"):
+        if isinstance(model, (str, ModelSpec)):
+            spec = model if isinstance(model, ModelSpec) else ModelSpec(model, concurrency=concurrency)
+            if spec.in_process_simulator or spec.model.startswith("script:"):
                 client = make_client(spec, task)  # answers from this call's task: one per call
             else:
-                client = _HOSTED.get(model)
+                client = _HOSTED.get(spec)
                 if client is None:
-                    client = _HOSTED[model] = make_client(spec, task)
+                    client = _HOSTED[spec] = make_client(spec, task)
         else:
             client = model
         limit = limits.get(name)
