@@ -180,3 +180,22 @@ def test_ray_votes_the_same_step(ray_address) -> None:
     remote = maker.vote("6*7?", ["sim:0.7"], k=3, key="integer", expected="42", seed=5,
                         ray=maker.ClusterConfig(address=ray_address))
     assert (remote.key, remote.votes, remote.samples) == (local.key, local.votes, local.samples)
+
+
+@pytest.mark.ray
+def test_a_voted_call_is_a_one_step_run(ray_address, tmp_path) -> None:
+    from maker.tasks import get_task
+
+    # Seeds whose first two votes are not both wrong: the live guard of `maker.run` (runtime/guard.py)
+    # raises inside collision_stats when a run's only pair of first votes collides (p estimate 0).
+    for seed in (4, 5, 8, 11):  # 20, 9, 8 and 12 samples; red flags, split votes, a wrong decision (5)
+        call = maker.vote("6*7?", ["sim:0.6,redflag=0.2"], k=3, key="integer", expected="42", seed=seed,
+                          log=tmp_path / f"call{seed}")
+        run = maker.run(get_task("vote", prompt="6*7?", key="integer", expected="42"), ["sim:0.6,redflag=0.2"],
+                        maker.VotingConfig(k=3), seed=seed, log=tmp_path / f"run{seed}",
+                        cluster=maker.ClusterConfig(address=ray_address))
+        assert run.samples == call.samples and run.red_flags_by_reason == call.red_flags
+        assert decisions(tmp_path / f"run{seed}") == decisions(tmp_path / f"call{seed}") == [(0, call.key)]
+        columns = ["sample", "answer", "red_flag", "counted", "reply"]
+        assert (read_table(open_log(tmp_path / f"run{seed}"), columns, kind="sample").select(columns).to_pylist()
+                == read_table(open_log(tmp_path / f"call{seed}"), columns, kind="sample").select(columns).to_pylist())
