@@ -97,13 +97,15 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--p", type=float, default=0.998)
+    ap.add_argument("--maker-first", action="store_true", help="time maker.vote before the plain loop (order check)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     proc, url = start_server(args.latency, args.p)
     try:
         items = prompts(args.calls)
         figures = {}
-        for name, fn in (("plain_litellm_loop", plain_loop), ("maker_vote", with_maker)):
+        order = [("plain_litellm_loop", plain_loop), ("maker_vote", with_maker)]
+        for name, fn in order[::-1] if args.maker_first else order:
             wall, cpu, samples, flagged = asyncio.run(fn(items, url, args.k, args.concurrency))
             figures[name] = {
                 "calls": args.calls, "wall_s": round(wall, 3), "calls_per_s": round(args.calls / wall, 1),

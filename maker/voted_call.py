@@ -108,8 +108,7 @@ async def avote(
     prompt: a string (sent as one user message in the chat style) or a list of
     ``{"role", "content"}`` messages.  models: model strings (``openai/gpt-4.1-mini``,
     ``sim:P`` with `expected=`, ``script:NAME``), `ModelSpec`s (a model at an ``api_base``) or
-    `ModelClient` objects; samples are spread
-    over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
+    `ModelClient` objects; samples are spread over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
     key: a normaliser name (`maker.tasks.keys.NORMALISERS`, ``choice:a,b``) or a function
     ``str -> str | None``; a reply it maps to None is red-flagged ``malformed``.  red_flags:
     a `RedFlagPolicy`, or extra ``(name, fn)`` detectors for the default one.  log: a new
@@ -124,6 +123,11 @@ async def avote(
     started = time.perf_counter()
     task, voting, policy, seed = _prepare(prompt, models, k, key, red_flags, expected, voting, seed)
     cluster = ray if isinstance(ray, ClusterConfig) else ClusterConfig() if ray else None
+    concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+    if cluster is not None:
+        _check_ray(task, models)
     names = [_name(m) for m in models]
     writer = None
     if log is not None:
@@ -135,7 +139,7 @@ async def avote(
     if cluster is not None:
         result = await asyncio.to_thread(_vote_on_ray, task, models, voting, policy, seed, cluster)
     else:
-        clients = _clients(models, task, concurrency or DEFAULT_CONCURRENCY)
+        clients = _clients(models, task, concurrency)
         result = await _vote_one(task, clients, voting, policy, tuple(names), seed)
     if writer is not None:
         writer.append(result.samples, result.decisions)
@@ -144,7 +148,7 @@ async def avote(
     return _result(result, voting, names, _simulated(models), time.perf_counter() - started, log)
 
 
-def vote(prompt: Any, models: Sequence[str | ModelClient], k: int | None = None, key: Any = "text",
+def vote(prompt: Any, models: Sequence[str | ModelSpec | ModelClient], k: int | None = None, key: Any = "text",
          red_flags: RedFlagPolicy | Sequence[tuple[str, Any]] | None = None, log: str | Path | None = None,
          **options: Any) -> VoteResult:
     """`avote` for code without an event loop (it runs one); same arguments, same errors.
@@ -157,7 +161,7 @@ def vote(prompt: Any, models: Sequence[str | ModelClient], k: int | None = None,
     raise UsageError("maker.vote was called inside a running event loop: use 'await maker.avote(...)'")
 
 
-def voted(models: Sequence[str | ModelClient], k: int | None = None, key: Any = "text", **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def voted(models: Sequence[str | ModelSpec | ModelClient], k: int | None = None, key: Any = "text", **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: the wrapped function builds the prompt, the call returns its `VoteResult`.
 
         @maker.voted(models=["openai/gpt-4.1-mini"], k=3, key="integer")
@@ -208,10 +212,6 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     from maker.cluster import WorkerPool
     from maker.errors import MakerError
 
-    if not all(isinstance(m, (str, ModelSpec)) for m in models):
-        raise UsageError("ray=True takes model strings or ModelSpecs only: a client object cannot be sent to a Ray worker")
-    if ":" in task.key_name and not task.key_name.startswith("choice:"):
-        raise UsageError("ray=True needs a key normaliser name: a Ray worker cannot rebuild a key function")
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     pool = WorkerPool(task.spec, specs, workers=1, address=cluster.address)
     try:
@@ -223,6 +223,14 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     if problem is not None:
         raise MakerError(f"worker result rejected: {problem}")
     return result
+
+
+def _check_ray(task: OnePrompt, models: Sequence[Any]) -> None:
+    """What a Ray worker needs: models it can rebuild from a name, a key it can rebuild from a name."""
+    if not all(isinstance(m, (str, ModelSpec)) for m in models):
+        raise UsageError("ray=True takes model strings or ModelSpecs only: a client object cannot be sent to a Ray worker")
+    if ":" in task.key_name and not task.key_name.startswith("choice:"):
+        raise UsageError("ray=True needs a key normaliser name: a Ray worker cannot rebuild a key function")
 
 
 def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_flags: Any, expected: Any,
@@ -297,8 +305,6 @@ _LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _InFligh
 
 
 def _clients(models: Sequence[Any], task: OnePrompt, concurrency: int) -> dict[str, Any]:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise UsageError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     limits = _LIMITS.setdefault(asyncio.get_running_loop(), {})
     out: dict[str, Any] = {}
     for model in models:

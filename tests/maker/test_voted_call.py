@@ -157,13 +157,17 @@ def test_decorator_builds_the_prompt() -> None:
         ({"models": ["sim:0.9"]}, "pass expected="),
         ({"models": []}, "non-empty list"),
         ({"expected": "forty", "models": ["sim:0.9"]}, "not a integer answer"),
+        ({"concurrency": 0}, "concurrency must be an integer >= 1"),
+        ({"ray": True}, "client object cannot be sent"),
     ],
 )
-def test_bad_input_is_one_line(kwargs: dict, message: str) -> None:
-    args = {"prompt": "6*7?", "models": [Double(lambda i, r: "42")], "k": 3, "key": "integer"} | kwargs
+def test_bad_input_is_one_line(kwargs: dict, message: str, tmp_path) -> None:
+    log = tmp_path / "never"
+    args = {"prompt": "6*7?", "models": [Double(lambda i, r: "42")], "k": 3, "key": "integer", "log": log} | kwargs
     with pytest.raises(maker.UsageError, match=message) as info:
         maker.vote(args.pop("prompt"), args.pop("models"), **args)
     assert "\n" not in str(info.value)
+    assert not log.exists()  # nothing was written
 
 
 def test_vote_inside_a_loop_points_to_avote() -> None:
