@@ -70,6 +70,11 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
 
     out = drive(tmp_path, script)
     assert set(out["tools"]) == {"vote", "plan", "run", "status", "verify", "tasks"}
+    props = {name: set(t.input_schema["properties"]) for name, t in out["tools"].items()}
+    assert {"prompt", "models", "k", "key"} <= props["vote"] and {"log"} <= props["verify"]
+    assert {"task", "models", "options", "k"} <= props["run"] and {"run_id"} <= props["status"]
+    assert "ctx" not in props["run"] | props["status"]
+    assert all(len(t.description or "") > 100 for name, t in out["tools"].items() if name != "tasks")
     schema = out["tools"]["plan"].input_schema
     assert {"p", "steps", "target"} <= set(schema["properties"]) and set(schema["required"]) == {"p", "steps"}
     assert out["plan"]["k"] == 3 and out["plan"]["run_success"] >= 0.95
