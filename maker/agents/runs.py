@@ -22,6 +22,7 @@ import json
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class BackgroundRun:
     folder: Path
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
+    progress: LogProgress | None = None
 
     @property
     def log(self) -> Path:
@@ -120,7 +122,9 @@ class Runs:
         rc = run.process.poll()
         out: dict[str, Any] = {"run_id": run_id, "task": run.task, "log": str(run.log),
                                "state": "running" if rc is None else "done" if rc == 0 else "failed"}
-        out.update(log_progress(run.log))
+        if run.progress is None:
+            run.progress = LogProgress(run.log)
+        out.update(run.progress.update())
         elapsed = time.monotonic() - run.started
         out["elapsed_s"] = round(elapsed, 2)
         total, done = out.get("total_steps"), out.get("steps", 0)
@@ -144,29 +148,51 @@ class Runs:
                 run.process.terminate()
 
 
-def log_progress(log: Path) -> dict[str, Any]:
-    """Steps decided, errors, samples per step, red flags and cost read from a step log so far
-    (zeros before its first part lands); `simulated` as the log's metadata says."""
-    from maker.log.steplog import iter_tables, open_log
+class LogProgress:
+    """Figures of a growing step log: steps decided, errors, samples per step, red flags, cost.
 
-    figures: dict[str, Any] = {"steps": 0, "errors": 0, "samples": 0, "red_flags": 0, "cost_usd": 0.0}
-    try:
-        info = open_log(log)
-    except MakerError:
-        return figures
-    figures["total_steps"] = info.run.get("total_steps")
-    figures["simulated"] = bool(info.run.get("simulated"))
-    for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd"]):
-        kinds = table["kind"].to_pylist()
-        for kind, correct, flag, cost in zip(kinds, table["correct"].to_pylist(), table["red_flag"].to_pylist(),
-                                             table["cost_usd"].to_pylist()):
-            if kind == "decision":
-                figures["steps"] += 1
-                figures["errors"] += correct is False
-            elif kind == "sample":
-                figures["samples"] += 1
-                figures["red_flags"] += flag is not None
-                figures["cost_usd"] += cost or 0.0
-    figures["cost_usd"] = round(figures["cost_usd"], 6)
-    figures["samples_per_step"] = round(figures["samples"] / figures["steps"], 4) if figures["steps"] else None
-    return figures
+    Each part is read once: a part is immutable once renamed into place (see
+    `maker.log.steplog`), so a poll reads only the parts that landed since the last one."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.run: dict[str, Any] | None = None
+        self.read: set[Path] = set()
+        self.counts = {"steps": 0, "errors": 0, "samples": 0, "red_flags": 0}
+        self.cost = 0.0
+        self._lock = threading.Lock()  # two status calls may poll at once (each in a worker thread)
+
+    def update(self) -> dict[str, Any]:
+        with self._lock:
+            return self._update()
+
+    def _update(self) -> dict[str, Any]:
+        from maker.log.steplog import SCHEMA_VERSION, LogInfo, iter_tables, open_log
+
+        new = sorted(p for p in self.log.glob("part-*.parquet") if p not in self.read) if self.log.is_dir() else []
+        if new and self.run is None:
+            try:
+                self.run = open_log(self.log).run
+            except MakerError:
+                new = []
+        if new:
+            assert self.run is not None
+            info = LogInfo(self.log, self.run, SCHEMA_VERSION, tuple(new))
+            for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd"]):
+                for kind, correct, flag, cost in zip(table["kind"].to_pylist(), table["correct"].to_pylist(),
+                                                     table["red_flag"].to_pylist(), table["cost_usd"].to_pylist()):
+                    if kind == "decision":
+                        self.counts["steps"] += 1
+                        self.counts["errors"] += correct is False
+                    elif kind == "sample":
+                        self.counts["samples"] += 1
+                        self.counts["red_flags"] += flag is not None
+                        self.cost += cost or 0.0
+            self.read.update(new)
+        out: dict[str, Any] = dict(self.counts)
+        out["cost_usd"] = round(self.cost, 6)
+        out["samples_per_step"] = round(out["samples"] / out["steps"], 4) if out["steps"] else None
+        if self.run is not None:
+            out["total_steps"] = self.run.get("total_steps")
+            out["simulated"] = bool(self.run.get("simulated"))
+        return out
