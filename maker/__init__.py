@@ -21,6 +21,7 @@ from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
+from maker.voted_call import VoteResult, avote, vote, voted  # noqa: E402
 
 __all__ = [
     "ClusterConfig",
@@ -38,13 +39,17 @@ __all__ = [
     "UsageError",
     "VerifyReport",
     "VoteCapError",
+    "VoteResult",
     "VotingConfig",
     "WhatIfReport",
     "__version__",
+    "avote",
     "estimate",
     "plan",
     "run",
     "tune_log",
     "verify_log",
+    "vote",
+    "voted",
     "whatif_log",
 ]

@@ -13,11 +13,14 @@ from .base import Oracle, Prompt, PromptStyle, StepInput, Task, TaskOption, Task
 from .chase import Chase
 from .decomposers import Add, Multiply, Sort
 from .hanoi import Hanoi
+from .one_prompt import one_prompt
 from .plan_task import plan_file, solve_task
 
 #: name -> task class; each class has `summary`, `options` (TaskOption) and takes the
 #: options as keyword arguments.
 TASKS: dict[str, Callable[..., Task]] = {"hanoi": Hanoi, "chase": Chase}
+#: One prompt voted as a single step (`maker.vote`; see tasks/one_prompt.py).
+TASKS["vote"] = one_prompt
 #: Plan tasks (a DAG of atomic steps, run by maker.runtime.dag; see tasks/plan.py).
 TASKS.update({"add": Add, "multiply": Multiply, "sort": Sort, "plan": plan_file, "solve": solve_task})
 

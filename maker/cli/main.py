@@ -17,7 +17,7 @@ from maker.cluster.secrets import redact
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them.
-COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models")
+COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet

@@ -1,0 +1,255 @@
+"""`maker mcp`: maker's tools for coding agents and agent frameworks, over the Model Context Protocol.
+
+Why: an agent that must not get one step wrong should ask for a voted step, size a run
+before paying for it, and launch and watch long runs -- from where it already works.
+Built on the official SDK (`mcp` 2.x, `MCPServer`); every tool has a JSON schema (from
+its typed arguments) and a docstring written for the agent that reads it.
+
+Tools: `vote` (one voted call, `maker.vote`), `plan` (k and cost for a target, `maker.plan`),
+`run` (start a task in the background -> run id), `status` (progress of a run id; with
+`wait_s`, progress notifications until it ends), `verify` (`replay --verify` on a log),
+`tasks` (what `run` can start).
+
+Safety: every path is resolved under `root` (symlinks included) and refused outside it;
+no tool executes text from a model or a client -- key normalisers are chosen by name
+(`maker.tasks.keys.NORMALISERS`), background runs get their arguments as single
+``--name=value`` items, and `verify` refuses a log whose metadata names code to import
+(user red-flag detectors or key functions).  Bad arguments come back as a tool error
+(one line) and the server keeps serving.
+
+    maker mcp                      # stdio, root = the working directory
+    maker mcp --root ~/work --http 8765   # streamable HTTP on 127.0.0.1:8765/mcp
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from maker import __version__
+from maker.agents.runs import NOT_RUNNABLE, Runs
+from maker.errors import MakerError
+
+INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
+malformed or suspicious replies are discarded (red flags), and the first answer to lead every
+other by k votes wins. Use `plan` to choose k for a run, `vote` for one reliable answer,
+`run` + `status` for a long task, `verify` to audit a finished run's log. Results from
+sim:P models are simulated and labelled so."""
+
+#: How often `status(wait_s=...)` re-reads a run's log and sends a progress notification.
+POLL_S = 0.5
+
+
+def inside(root: Path, path: str) -> Path:
+    """`path` (relative to `root`, or absolute) resolved; ToolError when it leaves `root`."""
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise ToolError(f"path {path!r} is empty or not a path")
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ToolError(f"path {path!r} is outside the server's root {root}: refused")
+    return resolved
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
+def build_server(root: str | Path = ".") -> MCPServer:
+    """The MCP server with maker's six tools, confined to `root` (resolved now)."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        from maker.errors import UsageError
+
+        raise UsageError(f"--root {root} is not a directory")
+    server: MCPServer = MCPServer("maker", instructions=INSTRUCTIONS, version=__version__)
+    runs = Runs(root)
+
+    @server.tool()
+    async def vote(
+        prompt: str | list[dict[str, str]],
+        models: list[str],
+        k: int = 3,
+        key: str = "text",
+        expected: str | None = None,
+        seed: int | None = None,
+        log: str | None = None,
+    ) -> dict[str, Any]:
+        """One voted LLM call: sample `prompt` from `models` until one answer leads every other by `k` votes.
+
+        Use it when a single answer must be right (a classification, a number, a yes/no).
+        Each reply is reduced to a canonical key by `key` (integer, decimal, text, json,
+        literal, lines, or choice:a,b,c); a reply it cannot read is discarded as malformed,
+        as are overlong or code-bearing replies. prompt: a string or a list of
+        {"role", "content"} messages. models: litellm model strings (openai/gpt-4.1-mini,
+        ...; the server's environment holds the keys) or sim:P, a simulator that is right
+        with probability P and needs `expected` (the right answer). log: a new step-log
+        folder under the server's root (maker replay reads it).
+        Returns: key (the winning answer), reply (a raw reply that voted for it), votes per
+        key, samples drawn, rounds, red_flags by reason, cost_usd, tokens, simulated, correct
+        (vs expected; null without it).
+        """
+        from maker.voted_call import avote
+
+        try:
+            target = inside(root, log) if log is not None else None
+            result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed)
+        except (MakerError, ValueError) as exc:
+            raise ToolError(_one_line(exc)) from None
+        return result.to_dict()
+
+    @server.tool()
+    def plan(
+        p: float,
+        steps: int,
+        target: float = 0.95,
+        tokens_in: float = 0.0,
+        tokens_out: float = 0.0,
+        price_in: float = 0.0,
+        price_out: float = 0.0,
+        valid_rate: float = 1.0,
+    ) -> dict[str, Any]:
+        """Choose the vote margin k for a run before paying for it.
+
+        p: probability that one sample of a step is right (e.g. 0.998), steps: how many
+        steps the run has, target: the wanted probability that every step is decided
+        right (e.g. 0.95). Optional cost: tokens_in / tokens_out per sample and
+        price_in / price_out in US dollars per million tokens; valid_rate: the fraction
+        of samples that survive the red flags. Returns k (null when p <= 1/2: no margin
+        helps), expected_samples per step, p_step, run_success (P(success)),
+        cost_per_sample and expected_cost (US dollars, 0 without prices).
+        Example: p=0.9978, steps=1048575, target=0.95 gives k=3 (the MAKER paper's run).
+        """
+        from maker.budget.margins import SampleCost
+        from maker.budget.margins import plan as make_plan
+
+        try:
+            cost = SampleCost(tokens_in=tokens_in, tokens_out=tokens_out, price_in=price_in, price_out=price_out)
+            return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost).to_dict()
+        except (MakerError, ValueError) as exc:
+            raise ToolError(_one_line(exc)) from None
+
+    @server.tool()
+    async def run(
+        task: str,
+        models: list[str],
+        options: dict[str, int | str] | None = None,
+        k: int = 3,
+        seed: int = 0,
+        wait_s: float = 0.0,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """Start a long run of a named task in the background; returns its run_id at once.
+
+        task: a name from the `tasks` tool (e.g. hanoi), options: that task's options
+        (e.g. {"disks": 10}), models: model strings (sim:0.99 to simulate), k: the vote
+        margin (the `plan` tool chooses it). Every sample and decision goes to a step log
+        under the server's root (maker-runs/RUN_ID/log). Follow it with `status`; with
+        wait_s > 0 this call also waits up to that many seconds, sending progress
+        notifications, and returns the status instead.
+        """
+        try:
+            run_id = runs.start(task, dict(options or {}), models, k=k, seed=seed,
+                                resolve_path=lambda p: inside(root, p))
+        except (MakerError, ValueError) as exc:
+            raise ToolError(_one_line(exc)) from None
+        if wait_s > 0:
+            return await _watch(runs, run_id, wait_s, ctx)
+        return {"run_id": run_id, "state": "running", "log": str(runs.get(run_id).log)}
+
+    @server.tool()
+    async def status(run_id: str, wait_s: float = 0.0, ctx: Context | None = None) -> dict[str, Any]:
+        """Progress of a run started with `run`: state (running, done, failed), steps done of
+        total_steps, errors (decisions that differ from the ground truth, where the task has
+        one), samples_per_step, red_flags, cost_usd, elapsed_s and eta_s (seconds). A finished
+        run adds its full result; a failed one its error. With wait_s > 0 it waits up to that
+        many seconds for the run to end, sending MCP progress notifications (steps / total).
+        """
+        try:
+            runs.get(run_id)
+        except MakerError as exc:
+            raise ToolError(_one_line(exc)) from None
+        return await _watch(runs, run_id, wait_s, ctx)
+
+    @server.tool()
+    def verify(log: str, salvage: bool = False) -> dict[str, Any]:
+        """Audit a step log as `maker replay --verify` does, trusting nothing the run claimed:
+        each decision is re-checked against the task's rules on its premise, re-decided from
+        its logged votes, and compared with the ground truth where the task has one.
+        log: a step-log folder under the server's root. Returns valid, solved, steps,
+        first_bad_step and reason (null when valid), wrong_decisions, simulated.
+        """
+        from maker.audit.verify import verify_log
+        from maker.log.steplog import open_log
+
+        path = inside(root, log)
+        try:
+            info = open_log(path, salvage=salvage)
+            _refuse_imports(info.run)
+            return verify_log(path, salvage=salvage).to_dict()
+        except (MakerError, ValueError) as exc:
+            raise ToolError(_one_line(exc)) from None
+
+    @server.tool()
+    def tasks() -> dict[str, Any]:
+        """The tasks `run` can start, each with a summary and its options (name, type, help,
+        required, default). `vote` is the `vote` tool; `solve` needs the command line."""
+        from maker.tasks import TASKS
+
+        out = []
+        for name in sorted(TASKS):
+            if name in NOT_RUNNABLE:
+                continue
+            factory = TASKS[name]
+            out.append({
+                "name": name,
+                "summary": getattr(factory, "summary", ""),
+                "options": [
+                    {"name": o.name, "type": o.type.__name__, "help": o.help, "required": o.required, "default": o.default}
+                    for o in getattr(factory, "options", ())
+                ],
+            })
+        return {"tasks": out}
+
+    server._maker_runs = runs  # type: ignore[attr-defined]  # for shutdown
+    return server
+
+
+async def _watch(runs: Runs, run_id: str, wait_s: float, ctx: Context | None) -> dict[str, Any]:
+    """The run's status now, or when it ends or `wait_s` passes, with progress notifications meanwhile."""
+    deadline = time.monotonic() + max(0.0, float(wait_s))
+    while True:
+        st = await anyio.to_thread.run_sync(runs.status, run_id)
+        if ctx is not None and wait_s > 0:
+            total = st.get("total_steps")
+            message = f"{st['steps']}/{total} steps, {st['errors']} errors, {st['state']}"
+            await ctx.report_progress(st["steps"], total, message)
+        if st["state"] != "running" or time.monotonic() >= deadline:
+            return st
+        await anyio.sleep(POLL_S)
+
+
+def _refuse_imports(run: dict[str, Any]) -> None:
+    """A log that names code to import (user red-flag detectors, a key function) is not audited here."""
+    extra = (run.get("red_flags") or {}).get("extra") or []
+    if extra:
+        raise ToolError("this log's red-flag policy names user detectors (code to import): verify it with `maker replay --verify`")
+    key = (run.get("task_options") or {}).get("key")
+    if run.get("task") == "vote" and isinstance(key, str) and ":" in key and not key.startswith("choice:"):
+        raise ToolError("this log's key is a user function (code to import): verify it with `maker replay --verify`")
+
+
+def serve(root: str | Path = ".", http_port: int | None = None) -> None:
+    """Serve until the client goes away (stdio) or the process is stopped (HTTP on 127.0.0.1 only)."""
+    server = build_server(root)
+    try:
+        if http_port is None:
+            server.run("stdio")
+        else:
+            server.run("streamable-http", host="127.0.0.1", port=http_port)
+    finally:
+        server._maker_runs.close()  # type: ignore[attr-defined]

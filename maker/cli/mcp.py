@@ -1,0 +1,39 @@
+"""`maker mcp`: serve maker's tools to agents over the Model Context Protocol (see maker.agents.mcp_server)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from maker.errors import UsageError
+
+DESCRIPTION = """Serve maker's tools to coding agents and agent frameworks over MCP: vote (one voted
+call), plan (k and cost for a target), run (start a task in the background), status (its
+progress; progress notifications while waiting), verify (replay --verify on a log), tasks.
+Over stdio by default; --http PORT serves streamable HTTP on 127.0.0.1 only. Every path a
+tool takes is confined to --root (default: the working directory)."""
+
+EPILOG = """examples:
+  maker mcp                                stdio (what agents spawn)
+  maker mcp --root ~/experiments           logs and runs only under ~/experiments
+  maker mcp --http 8765                    http://127.0.0.1:8765/mcp
+  claude mcp add maker -- maker mcp --root .   register it with a coding agent"""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("mcp", help="serve maker's tools to agents over MCP (stdio or --http on 127.0.0.1)",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=".", help="the only directory tools may read or write under (default: .)")
+    p.add_argument("--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT instead of stdio")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.http is not None and not 1 <= args.http <= 65535:
+        raise UsageError(f"--http must be a port in 1..65535, got {args.http}")
+    try:
+        from maker.agents.mcp_server import serve
+    except ImportError as exc:  # the SDK is a dependency; a broken install says what to do
+        raise UsageError(f"maker mcp needs the MCP SDK: pip install 'mcp>=2.3,<3' ({exc})") from None
+    serve(args.root, args.http)
+    return 0

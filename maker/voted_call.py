@@ -1,0 +1,404 @@
+"""One voted call: `maker.vote(prompt, models)` inside the user's own loop.
+
+Why: most users do not have a million-step chain; they have one LLM call in their own
+code that must not be wrong.  A voted call is exactly a one-step run of the task
+`tasks/one_prompt.py` (the prompt as its only step, a key normaliser as its judge),
+voted by the same step voter as every run (`_vote_one` is the single place it meets the
+engine): round one draws k samples together (the first at `first_temperature`, the rest
+at `temperature`), later rounds only what the leader still needs, red-flagged samples
+never vote (`RedFlagPolicy`), first-to-ahead-by-k decides (`Ballot`), and with `log=` the
+same sample and decision rows go to a step log that `maker replay` reads.
+
+Concurrency: without Ray the call runs in-process on asyncio.  Every model's requests
+go through one in-flight limit per model name and event loop (`concurrency`, default
+16), shared by every voted call running on that loop, so `asyncio.gather` over a
+thousand `avote` calls never has more than `concurrency` requests in flight per model.
+Hosted-model clients are made once per model string and reused across calls.  With
+`ray=True` (or a `ClusterConfig`) the step is voted in a Ray worker instead: model
+strings only, and the key must be a normaliser name (the worker rebuilds the task).
+
+Example (simulated: `sim:P` answers from `expected`):
+    >>> import maker
+    >>> r = maker.vote("What is 6 * 7?", ["sim:0.9"], k=3, key="integer", expected="42", seed=1)
+    >>> r.key, r.simulated
+    ('42', True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from maker.cluster import ModelSpec, check_spec, make_client
+from maker.cluster.protocol import ModelClient, Sample, SampleRequest
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.errors import UsageError
+from maker.log.steplog import StepLogWriter
+from maker.runtime.chain import SAMPLE_COLUMNS
+from maker.runtime.dag import PLAN_DECISION_COLUMNS, NodeJob, NodeResult, check_batch, vote_nodes, vote_step
+from maker.runtime.driver import ClusterConfig, run_metadata
+from maker.tasks.base import Oracle
+from maker.tasks.one_prompt import OnePrompt, one_prompt
+
+__all__ = ["VoteResult", "avote", "vote", "voted"]
+
+#: Requests in flight per model and event loop when `concurrency` is not given.
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    """What one voted call decided and spent.
+
+    `key` is the winning vote key and `reply` the raw text of the first sample that voted
+    for it; `votes` counts valid votes per key; `samples` is every sample drawn (votes,
+    red-flagged ones and any drawn in the deciding round after the decision);
+    `red_flags` counts discarded samples by reason.  `cost_usd` is what the clients
+    reported (0 for unpriced models), tokens are summed over every sample.  `simulated`
+    is True when every model is a fake (`sim:`, `script:`, or a client saying so), None
+    when a user-supplied client does not say.  `correct` compares `key` with `expected`
+    (None without it).
+    """
+
+    key: str
+    reply: str
+    votes: dict[str, int]
+    samples: int
+    rounds: int
+    red_flags: dict[str, int]
+    cost_usd: float
+    tokens_in: int
+    tokens_out: int
+    k: int
+    models: list[str]
+    simulated: bool | None
+    correct: bool | None
+    wall_s: float
+    log: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def avote(
+    prompt: Any,
+    models: Sequence[str | ModelSpec | ModelClient],
+    k: int | None = None,
+    key: Any = "text",
+    red_flags: RedFlagPolicy | Sequence[tuple[str, Any]] | None = None,
+    log: str | Path | None = None,
+    *,
+    expected: str | None = None,
+    voting: VotingConfig | None = None,
+    seed: int | None = None,
+    concurrency: int | None = None,
+    ray: bool | ClusterConfig = False,
+) -> VoteResult:
+    """Vote one call: draw samples of `prompt` from `models` until one answer leads by k.
+
+    prompt: a string (sent as one user message in the chat style) or a list of
+    ``{"role", "content"}`` messages.  models: model strings (``openai/gpt-4.1-mini``,
+    ``sim:P`` with `expected=`, ``script:NAME``), `ModelSpec`s (a model at an ``api_base``) or
+    `ModelClient` objects; samples are spread over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
+    key: a normaliser name (`maker.tasks.keys.NORMALISERS`, ``choice:a,b``) or a function
+    ``str -> str | None``; a reply it maps to None is red-flagged ``malformed``.  red_flags:
+    a `RedFlagPolicy`, or extra ``(name, fn)`` detectors for the default one.  log: a new
+    step-log folder.  seed: names the draws (random when None; logged).  concurrency:
+    requests in flight per model, shared by all calls on this event loop.
+
+    Raises UsageError (one line) for a bad prompt, k < 1, an unknown key normaliser, `sim:`
+    without `expected`, or an existing log; ModelConfigError for an unusable model;
+    VoteCapError (or its subclasses) when the step does not decide within
+    `voting.max_samples_per_step` samples -- the log, if any, holds every sample drawn.
+    """
+    started = time.perf_counter()
+    task, voting, policy, seed = _prepare(prompt, models, k, key, red_flags, expected, voting, seed)
+    cluster = ray if isinstance(ray, ClusterConfig) else ClusterConfig() if ray else None
+    concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+    if cluster is not None:
+        _check_ray(task, models)
+    names = [_name(m) for m in models]
+    writer = None
+    if log is not None:
+        meta = run_metadata(task, [m if isinstance(m, ModelSpec) else ModelSpec(_name(m)) for m in models], voting, seed)
+        meta["red_flags"] = policy.to_metadata()
+        meta["simulated"] = _simulated(models)
+        meta["voted_call"] = True
+        writer = StepLogWriter(Path(log), meta)
+    if cluster is not None:
+        result = await asyncio.to_thread(_vote_on_ray, task, models, voting, policy, seed, cluster)
+    else:
+        clients = _clients(models, task, concurrency)
+        result = await _vote_one(task, clients, voting, policy, tuple(names), seed)
+    if writer is not None:
+        writer.append(result.samples, result.decisions)
+    if result.failed:
+        raise step_failure(result.samples, 0, voting)
+    return _result(result, voting, names, _simulated(models), time.perf_counter() - started, log)
+
+
+def vote(prompt: Any, models: Sequence[str | ModelSpec | ModelClient], k: int | None = None, key: Any = "text",
+         red_flags: RedFlagPolicy | Sequence[tuple[str, Any]] | None = None, log: str | Path | None = None,
+         **options: Any) -> VoteResult:
+    """`avote` for code without an event loop (it runs one); same arguments, same errors.
+
+    Inside a running event loop use ``await maker.avote(...)`` instead (UsageError here)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(avote(prompt, models, k, key, red_flags, log, **options))
+    raise UsageError("maker.vote was called inside a running event loop: use 'await maker.avote(...)'")
+
+
+def voted(models: Sequence[str | ModelSpec | ModelClient], k: int | None = None, key: Any = "text", **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the wrapped function builds the prompt, the call returns its `VoteResult`.
+
+        @maker.voted(models=["openai/gpt-4.1-mini"], k=3, key="integer")
+        def count_r(word): return f"How many r's are in {word!r}? Answer with a number only."
+
+        count_r("strawberry").key    # '3'
+
+    An `async def` prompt builder gives an async function (it awaits `avote`).
+    """
+
+    def wrap(build: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(build):
+            @functools.wraps(build)
+            async def call_async(*args: Any, **kwargs: Any) -> VoteResult:
+                return await avote(await build(*args, **kwargs), models, k, key, **options)
+
+            return call_async
+
+        @functools.wraps(build)
+        def call(*args: Any, **kwargs: Any) -> VoteResult:
+            return vote(build(*args, **kwargs), models, k, key, **options)
+
+        return call
+
+    return wrap
+
+
+async def _vote_one(task: OnePrompt, clients: dict[str, Any], voting: VotingConfig, policy: RedFlagPolicy,
+                    models: tuple[str, ...], seed: int) -> NodeResult:
+    """The one place a voted call meets the step voter: one step, voted as every run votes it."""
+    step = task.first_step()
+    job = NodeJob((step,), voting, policy, models, seed)
+    rows, decision = await vote_step(task, clients, step, job)
+    samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+    for row in rows:
+        for column, value in zip(SAMPLE_COLUMNS, row):
+            samples[column].append(value)
+    decisions: dict[str, list[Any]] = {c: [] for c in PLAN_DECISION_COLUMNS}
+    if decision is not None:
+        for column, value in zip(PLAN_DECISION_COLUMNS, decision):
+            decisions[column].append(value)
+    return NodeResult(samples, decisions, [] if decision is not None else [step.index])
+
+
+def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, policy: RedFlagPolicy, seed: int,
+                 cluster: ClusterConfig) -> NodeResult:
+    """The same step voted in a Ray worker; the returned votes are re-checked here (the driver's guard)."""
+    from maker.cluster import WorkerPool
+    from maker.errors import MakerError
+
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    pool = WorkerPool(task.spec, specs, workers=1, address=cluster.address)
+    try:
+        step = task.first_step()
+        result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed)))
+    finally:
+        pool.close()
+    problem = check_batch(result, {0: step}, task, voting.k)  # type: ignore[arg-type]
+    if problem is not None:
+        raise MakerError(f"worker result rejected: {problem}")
+    return result
+
+
+def _check_ray(task: OnePrompt, models: Sequence[Any]) -> None:
+    """What a Ray worker needs: models it can rebuild from a name, a key it can rebuild from a name."""
+    if not all(isinstance(m, (str, ModelSpec)) for m in models):
+        raise UsageError("ray=True takes model strings or ModelSpecs only: a client object cannot be sent to a Ray worker")
+    if ":" in task.key_name and not task.key_name.startswith("choice:"):
+        raise UsageError("ray=True needs a key normaliser name: a Ray worker cannot rebuild a key function")
+
+
+def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_flags: Any, expected: Any,
+             voting: VotingConfig | None, seed: int | None) -> tuple[OnePrompt, VotingConfig, RedFlagPolicy, int]:
+    """Check every argument before anything is drawn; UsageError (one line) for bad input."""
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise UsageError(f"k must be an integer >= 1, got {k!r}")
+    if voting is None:
+        voting = VotingConfig(k=3 if k is None else k)
+    elif k is not None and k != voting.k:
+        raise UsageError(f"k={k} disagrees with voting.k={voting.k}: give one of them")
+    if expected is not None and not isinstance(expected, str):
+        raise UsageError(f"expected must be the answer's text (a string), got {type(expected).__name__}")
+    try:
+        task = one_prompt(prompt, key, expected)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if isinstance(models, (str, bytes)) or not isinstance(models, Sequence) or not models:
+        raise UsageError("models must be a non-empty list of model strings or ModelClient objects")
+    seen: set[str] = set()
+    for model in models:
+        name = _name(model)
+        if name in seen:
+            raise UsageError(f"model {name!r} is given twice: list each model once")
+        seen.add(name)
+        if isinstance(model, (str, ModelSpec)):
+            spec = model if isinstance(model, ModelSpec) else ModelSpec(model)
+            check_spec(spec)
+            if spec.in_process_simulator and not isinstance(task, Oracle):
+                raise UsageError(f"{model} answers from ground truth: pass expected= (the right answer) to simulate a vote")
+    if isinstance(red_flags, RedFlagPolicy):
+        policy = replace(red_flags)  # a fresh copy: a policy caches per-task plans, and every call has a new task
+    elif red_flags is None:
+        policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    else:
+        policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens, extra=tuple(red_flags))
+    if seed is None:
+        seed = secrets.randbits(62)
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"seed must be an integer, got {seed!r}")
+    return task, voting, policy, seed
+
+
+def _name(model: Any) -> str:
+    if isinstance(model, str):
+        return model
+    if isinstance(model, ModelSpec):
+        return model.model
+    if isinstance(model, ModelClient):
+        return model.name
+    raise UsageError(f"a model is a model string or a ModelClient (name + async complete), got {type(model).__name__}")
+
+
+def _simulated(models: Sequence[Any]) -> bool | None:
+    """True when every model is a fake; None when some client does not say what it is."""
+    verdicts = []
+    for m in models:
+        if isinstance(m, (str, ModelSpec)):
+            spec = m if isinstance(m, ModelSpec) else ModelSpec(m)
+            verdicts.append(spec.is_simulated or spec.model.startswith("script:"))
+        else:
+            verdicts.append(getattr(m, "simulated", None))
+    if any(v is False for v in verdicts):
+        return False
+    return None if any(v is None for v in verdicts) else True
+
+
+# -- clients: made once per model string, every model's requests under one shared limit ----------------------
+
+_HOSTED: dict[ModelSpec, ModelClient] = {}  # model -> client (hosted models: the HTTP client is reused)
+_LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _InFlight]] = weakref.WeakKeyDictionary()
+
+
+def _clients(models: Sequence[Any], task: OnePrompt, concurrency: int) -> dict[str, Any]:
+    limits = _LIMITS.setdefault(asyncio.get_running_loop(), {})
+    out: dict[str, Any] = {}
+    for model in models:
+        name = _name(model)
+        if isinstance(model, (str, ModelSpec)):
+            spec = model if isinstance(model, ModelSpec) else ModelSpec(model, concurrency=concurrency)
+            if spec.in_process_simulator or spec.model.startswith("script:"):
+                client = make_client(spec, task)  # answers from this call's task: one per call
+            else:
+                client = _HOSTED.get(spec)
+                if client is None:
+                    client = _HOSTED[spec] = make_client(spec, task)
+        else:
+            client = model
+        limit = limits.get(name)
+        if limit is None or limit.limit != concurrency:
+            limit = limits[name] = _InFlight(concurrency)
+        out[name] = _Limited(client, limit)
+    return out
+
+
+class _InFlight:
+    """At most `limit` requests in flight (one event loop): each request holds one slot."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.most = 0
+        self._free = asyncio.Condition()
+
+    async def run(self, client: Any, requests: Sequence[SampleRequest]) -> list[Sample]:
+        """The batch's samples in order; the requests go out in slices as slots come free."""
+        calls = []
+        first = 0
+        while first < len(requests):
+            async with self._free:
+                await self._free.wait_for(lambda: self.used < self.limit)
+                take = min(len(requests) - first, self.limit - self.used)
+                self.used += take
+                self.most = max(self.most, self.used)
+            calls.append(asyncio.ensure_future(self._call(client, requests[first : first + take])))
+            first += take
+        parts = await asyncio.gather(*calls)
+        return [s for part in parts for s in part]
+
+    async def _call(self, client: Any, requests: Sequence[SampleRequest]) -> list[Sample]:
+        try:
+            return list(await client.complete(requests))
+        finally:
+            async with self._free:
+                self.used -= len(requests)
+                self._free.notify_all()
+
+
+class _Limited:
+    """A client whose requests pass through a shared in-flight limit."""
+
+    def __init__(self, client: Any, limit: _InFlight) -> None:
+        self.client = client
+        self.name = client.name
+        self.limit = limit
+
+    async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        return await self.limit.run(self.client, requests)
+
+
+def _result(result: NodeResult, voting: VotingConfig, names: list[str], simulated: bool | None, wall: float,
+            log: Any) -> VoteResult:
+    s = result.samples
+    votes: dict[str, int] = {}
+    red: dict[str, int] = {}
+    reply = ""
+    winner = result.decisions["answer"][0]
+    for text, answer, flag, counted in zip(s["reply"], s["answer"], s["red_flag"], s["counted"]):
+        if counted:
+            votes[answer] = votes.get(answer, 0) + 1
+            if answer == winner and not reply:
+                reply = text
+        if flag is not None:
+            red[flag] = red.get(flag, 0) + 1
+    return VoteResult(
+        key=winner,
+        reply=reply,
+        votes=votes,
+        samples=len(s["step"]),
+        rounds=int(result.decisions["rounds"][0]),
+        red_flags=red,
+        cost_usd=round(sum(c or 0.0 for c in s["cost_usd"]), 6),
+        tokens_in=sum(t or 0 for t in s["tokens_in"]),
+        tokens_out=sum(t or 0 for t in s["tokens_out"]),
+        k=voting.k,
+        models=names,
+        simulated=simulated,
+        correct=result.decisions["correct"][0],
+        wall_s=round(wall, 4),
+        log=str(log) if log is not None else None,
+    )

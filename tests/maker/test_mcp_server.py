@@ -1,0 +1,127 @@
+"""`maker mcp` started as a subprocess and driven over stdio by the MCP SDK's own client."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("mcp")
+from mcp import ClientSession, StdioServerParameters  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
+
+import maker  # noqa: E402
+
+SERVER = "import sys; from maker.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _payload(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    if result.structured_content is not None:
+        return result.structured_content
+    return json.loads(result.content[0].text)
+
+
+def _error(result: Any) -> str:
+    assert result.is_error
+    return result.content[0].text
+
+
+def drive(root, script) -> Any:
+    """Start `maker mcp --root ROOT`, run `script(session)` against it, return what it returns."""
+    params = StdioServerParameters(command=sys.executable, args=["-c", SERVER, "mcp", "--root", str(root)],
+                                   env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}, cwd=str(root))
+
+    async def main() -> Any:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            return await script(session)
+
+    return anyio.run(main)
+
+
+def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
+    async def script(session: ClientSession) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        listed = await session.list_tools()
+        out["tools"] = {t.name: t for t in listed.tools}
+        out["plan"] = _payload(await session.call_tool("plan", {"p": 0.9978, "steps": 1048575, "target": 0.95}))
+        out["plan_cost"] = _payload(await session.call_tool(
+            "plan", {"p": 0.998, "steps": 1000, "target": 0.95, "tokens_in": 1000, "tokens_out": 0, "price_in": 1.0}))
+        out["vote"] = _payload(await session.call_tool("vote", {
+            "prompt": "What is 6 * 7?", "models": ["sim:0.8"], "k": 3, "key": "integer", "expected": "42",
+            "seed": 4, "log": "votes/one"}))
+        out["verify"] = _payload(await session.call_tool("verify", {"log": "votes/one"}))
+        out["outside"] = _error(await session.call_tool("verify", {"log": "../elsewhere"}))
+        out["absolute"] = _error(await session.call_tool("vote", {
+            "prompt": "q", "models": ["sim:0.8"], "expected": "1", "key": "integer", "log": "/tmp/maker-mcp-escape"}))
+        out["mistyped"] = _error(await session.call_tool("plan", {"p": "high", "steps": 10}))
+        out["missing"] = _error(await session.call_tool("vote", {"prompt": "q"}))
+        out["bad_key"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"], "key": "os:system",
+                                                                "expected": "1"}))
+        out["no_truth"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"]}))
+        out["tasks"] = _payload(await session.call_tool("tasks", {}))
+        out["still"] = _payload(await session.call_tool("plan", {"p": 0.99, "steps": 100, "target": 0.9}))
+        return out
+
+    out = drive(tmp_path, script)
+    assert set(out["tools"]) == {"vote", "plan", "run", "status", "verify", "tasks"}
+    props = {name: set(t.input_schema["properties"]) for name, t in out["tools"].items()}
+    assert {"prompt", "models", "k", "key"} <= props["vote"] and {"log"} <= props["verify"]
+    assert {"task", "models", "options", "k"} <= props["run"] and {"run_id"} <= props["status"]
+    assert "ctx" not in props["run"] | props["status"]
+    assert all(len(t.description or "") > 100 for name, t in out["tools"].items() if name != "tasks")
+    schema = out["tools"]["plan"].input_schema
+    assert {"p", "steps", "target"} <= set(schema["properties"]) and set(schema["required"]) == {"p", "steps"}
+    assert out["plan"]["k"] == 3 and out["plan"]["run_success"] >= 0.95
+    assert out["plan_cost"]["expected_cost"] == pytest.approx(maker.plan(
+        0.998, 1000, 0.95, cost=maker.SampleCost(tokens_in=1000, price_in=1.0)).expected_cost)
+    vote = out["vote"]
+    assert vote["key"] == "42" and vote["simulated"] is True and vote["correct"] is True
+    assert sum(vote["votes"].values()) <= vote["samples"] and vote["votes"]["42"] >= 3
+    assert (tmp_path / "votes" / "one").is_dir()
+    assert out["verify"]["valid"] and out["verify"]["solved"] and out["verify"]["simulated"]
+    assert "outside the server's root" in out["outside"] and "outside the server's root" in out["absolute"]
+    assert not os.path.exists("/tmp/maker-mcp-escape")
+    assert "p" in out["mistyped"] and "models" in out["missing"]
+    assert "unknown key normaliser" in out["bad_key"] and "expected=" in out["no_truth"]
+    names = {t["name"] for t in out["tasks"]["tasks"]}
+    assert {"hanoi", "chase"} <= names and "vote" not in names
+    assert out["still"]["k"] >= 1  # the server kept serving after every error
+
+
+@pytest.mark.slow
+def test_run_then_status_until_done_with_progress(tmp_path) -> None:
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total))
+
+    async def script(session: ClientSession) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        out["bad_task"] = _error(await session.call_tool("run", {"task": "rm -rf", "models": ["sim:0.99"]}))
+        out["bad_option"] = _error(await session.call_tool("run", {"task": "hanoi", "models": ["sim:0.99"],
+                                                                   "options": {"disks": "--help"}}))
+        started = _payload(await session.call_tool("run", {"task": "hanoi", "options": {"disks": 4},
+                                                           "models": ["sim:0.99"], "k": 2}))
+        out["started"] = started
+        out["final"] = _payload(await session.call_tool("status", {"run_id": started["run_id"], "wait_s": 120},
+                                                        progress_callback=on_progress))
+        out["verify"] = _payload(await session.call_tool("verify", {"log": out["final"]["log"]}))
+        out["unknown"] = _error(await session.call_tool("status", {"run_id": "nope"}))
+        return out
+
+    out = drive(tmp_path, script)
+    assert "cannot be run here" in out["bad_task"] and "must be an integer" in out["bad_option"]
+    final = out["final"]
+    assert final["state"] == "done", final
+    assert final["steps"] == final["total_steps"] == 15 and final["errors"] == 0
+    assert final["result"]["solved"] is True and final["result"]["simulated"] is True
+    assert final["samples_per_step"] >= 2
+    assert progress and progress[-1] == (15, 15)
+    assert out["verify"]["valid"] and out["verify"]["solved"]
+    assert "no run 'nope'" in out["unknown"]
