@@ -31,7 +31,7 @@ CHILD = """
 import json, os, resource, sys, time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, {root!r})
-import maker.cli, maker.audit.verify, maker.audit.redecide, maker.report.summary, maker.report.plots
+import maker.cli.main, maker.audit.verify, maker.audit.redecide, maker.report.summary, maker.report.plots
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def cpu_s():
@@ -40,7 +40,7 @@ def cpu_s():
 base = rss_mb()
 sys.stdout = open(os.devnull, "w")
 t, c = time.perf_counter(), cpu_s()
-code = maker.cli.main({args!r})
+code = maker.cli.main.main({args!r})
 wall, cpu = time.perf_counter() - t, cpu_s() - c
 sys.stdout = sys.__stdout__
 print(json.dumps({{"code": code, "wall_s": wall, "cpu_s": cpu, "peak_mb": rss_mb(), "after_import_mb": base}}))

@@ -1,5 +1,1 @@
-"""The `maker` command: one module per subcommand, `main.py` dispatches (see `maker.cli.main`)."""
-
-from maker.cli.main import main
-
-__all__ = ["main"]
+"""The `maker` command: `main.py` dispatches, one module per subcommand (see `maker.cli.main`)."""
