@@ -28,7 +28,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def start_server(latency: float, p: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from maker.cli import main; sys.exit(main(sys.argv[1:]))", "sim-server",
+        [sys.executable, "-c", "import sys; from maker.cli.main import main; sys.exit(main(sys.argv[1:]))", "sim-server",
          "--port", "0", "--latency", str(latency), "--p", str(p), "--quiet", "--stats-every", "0", "--concurrency", "1024"],
         stdout=subprocess.PIPE, text=True,
     )

@@ -34,7 +34,7 @@ from maker.tasks import TASKS
 #: Tasks an agent may start with `run`: `solve` needs `maker solve`, `vote` is the `vote` tool.
 NOT_RUNNABLE = frozenset({"solve", "vote"})
 #: The child: `maker` itself, run by this interpreter (argv[1:] are its arguments).
-_CHILD = "import sys; from maker.cli import main; sys.exit(main())"
+_CHILD = "import sys; from maker.cli.main import main; sys.exit(main())"
 #: Where background runs live under the root.
 RUNS_DIR = "maker-runs"
 

@@ -16,7 +16,7 @@ from mcp.client.stdio import stdio_client  # noqa: E402
 
 import maker  # noqa: E402
 
-SERVER = "import sys; from maker.cli import main; sys.exit(main(sys.argv[1:]))"
+SERVER = "import sys; from maker.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _payload(result: Any) -> dict[str, Any]:
