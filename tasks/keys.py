@@ -46,9 +46,10 @@ _DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\n(.*?)\n?```\Z", re.S)
 
 
-def strip_markup(text: str) -> str:
+def strip_markup(text: str, quotes: bool = True) -> str:
     """The answer without the markup models wrap around it: surrounding whitespace, bold or
-    italic stars, underscores, backticks, a code fence, and one pair of quotes.
+    italic stars, underscores, backticks, a code fence, and (unless `quotes` is False:
+    in JSON and Python literals quotes are part of the value) one pair of quotes.
 
     >>> strip_markup(' **`42`** ')
     '42'
@@ -62,7 +63,7 @@ def strip_markup(text: str) -> str:
         for mark in ("**", "__", "*", "_", "`"):
             if len(out) > 2 * len(mark) and out.startswith(mark) and out.endswith(mark):
                 out = out[len(mark) : -len(mark)].strip()
-        if len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'":
+        if quotes and len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'":
             out = out[1:-1].strip()
         if out == before:
             return out
@@ -132,8 +133,9 @@ def _canonical_numbers(value: object) -> object:
 
 
 def json_value(text: str) -> str | None:
-    """Canonical JSON: keys sorted, no spaces, 1.0 written as 1; None when it does not parse."""
-    s = strip_markup(text)
+    """Canonical JSON: keys sorted, no spaces, 1.0 written as 1; None when it does not parse
+    or holds a number in other digits than ASCII."""
+    s = strip_markup(text, quotes=False)
     try:
         value = json.loads(s, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
         value = _canonical_numbers(value)
@@ -145,7 +147,7 @@ def json_value(text: str) -> str | None:
 def literal(text: str) -> str | None:
     """A Python literal (numbers, strings, tuples, lists, dicts, sets, booleans, None) read by
     `ast.literal_eval` -- never `eval` -- and written back by `repr`; None when it is not one."""
-    s = strip_markup(text)
+    s = strip_markup(text, quotes=False)
     if not s.isascii():
         return None  # other scripts' digits are not our digits; identifiers are not literals
     try:

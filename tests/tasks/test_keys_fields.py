@@ -72,6 +72,9 @@ def test_choice_and_lookup() -> None:
         ("remove = 5\nmove=1", "1"),
         ("move = [2, 0, 2]\nmove = oops", "oops"),  # the last candidate, even when it is bad
         ("nothing", None),
+        ("move = f(x)", "f(x)"),  # a note is set off by a space
+        ("move = #E2", "#E2"),
+        ("move = C# # the language", "C#"),
     ],
 )
 def test_last_field(reply, value) -> None:
