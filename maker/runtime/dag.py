@@ -352,7 +352,7 @@ class _State:
             steps=totals.steps,
             total_steps=task.total_steps,
             solved=bool(done and correct is not False),
-            errors=totals.errors,
+            errors=totals.errors if isinstance(task, Oracle) else None,  # unknown without ground truth
             first_error_step=self.first_error,
             samples=totals.samples,
             red_flags=totals.red_flags,

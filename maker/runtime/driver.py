@@ -64,8 +64,11 @@ class RunResult:
     steps: int
     total_steps: int
     solved: bool
-    errors: int
+    #: wrong decisions against ground truth; None when the task has none (unknown, never 0)
+    errors: int | None
     first_error_step: int | None
+    #: samples counted: votes and red flags of the steps decided; the wasted speculative
+    #: samples (drawn and paid for, on a premise that lost) are `extra["wasted_samples"]`
     samples: int
     red_flags: int
     red_flags_by_reason: dict[str, int]
@@ -338,7 +341,7 @@ def run(
         steps=totals.steps,
         total_steps=task.total_steps,
         solved=bool(solved),
-        errors=totals.errors,
+        errors=totals.errors if isinstance(task, Oracle) else None,
         first_error_step=first_error,
         samples=totals.samples,
         red_flags=totals.red_flags,
