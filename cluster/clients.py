@@ -34,14 +34,17 @@ class ModelSpec:
         return self.model.startswith("sim:") or self.model == "sim"
 
     @property
+    def answers_from_ground_truth(self) -> bool:
+        """The simulator, in process or behind an endpoint that says it is `maker sim-server`
+        (asked once, on loopback addresses only, so a real provider is never probed),
+        however its address is written: it can only answer tasks that have ground truth."""
+        return self.in_process_simulator or (self.api_base is not None and served_by_sim_server(self.api_base))
+
+    @property
     def is_simulated(self) -> bool:
-        """Whether results from this model must be labelled simulated: the in-process
-        simulator, a scripted fake (`script:NAME`), or an endpoint that says it is
-        `maker sim-server` (asked once, on loopback addresses only, so a real provider is
-        never probed), however its address is written."""
-        if self.in_process_simulator or self.model.startswith("script:"):
-            return True
-        return self.api_base is not None and served_by_sim_server(self.api_base)
+        """Whether results from this model must be labelled simulated: the simulator
+        (`answers_from_ground_truth`) or a scripted fake (`script:NAME`)."""
+        return self.model.startswith("script:") or self.answers_from_ground_truth
 
 
 _SIM_SERVER: dict[str, bool] = {}

@@ -12,7 +12,7 @@ from typing import Any
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
 from maker.config import VotingConfig
-from maker.errors import UsageError
+from maker.errors import StepLogError, UsageError
 from maker.runtime.driver import ClusterConfig, RunResult, run
 from maker.runtime.progress import Progress
 from maker.tasks import TASKS, TaskSpec, build_task
@@ -190,10 +190,25 @@ def main(args: argparse.Namespace) -> int:
     label = "[simulated] " if simulated else ""
     progress = Progress(task.total_steps, enabled=not args.quiet, label=label, max_steps=args.max_steps,
                         ground_truth=isinstance(task, Oracle))
-    result = run(
+    try:
+        result = _run(task, specs, voting_config, log, args, policy, progress, k)
+    except StepLogError as exc:
+        raise _resume_hint(exc, Path(log)) if args.resume else exc from None
+    if getattr(args, "estimate", None) is not None:
+        result.extra["estimate"] = args.estimate.to_dict()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_summary(result)
+    return exit_code(result, partial=bool(args.max_steps))
+
+
+def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.Namespace, policy: Any,
+         progress: Progress, k: Any) -> RunResult:
+    return run(
         task,
         specs,
-        voting_config,
+        voting,
         log=Path(log),
         resume=args.resume,
         seed=args.seed,
@@ -206,13 +221,19 @@ def main(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         guard=guard_config(args, k),
     )
-    if getattr(args, "estimate", None) is not None:
-        result.extra["estimate"] = args.estimate.to_dict()
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print_summary(result)
-    return exit_code(result, partial=bool(args.max_steps))
+
+
+def _resume_hint(exc: StepLogError, log: Path) -> StepLogError:
+    """A damaged part found on --resume: say what `maker run` can do (it takes no --salvage)."""
+    part = Path(exc.path) if exc.path else None
+    if part is None or part.parent != log or "damaged" not in str(exc):
+        return exc
+    return StepLogError(
+        f"{part} is damaged, and --resume continues only from an intact log: move {part.name} and every later "
+        f"part out of {log} (maker replay {log} --verify --salvage checks the parts before it), then rerun with "
+        "--resume: it continues from the last decided step left",
+        path=exc.path,
+    )
 
 
 def exit_code(result: RunResult, partial: bool = False) -> int:

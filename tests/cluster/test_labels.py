@@ -62,3 +62,4 @@ def test_every_form_of_a_sim_server_address_is_labelled_simulated() -> None:
 @pytest.mark.parametrize(("model", "simulated"), [("sim:0.9", True), ("script:arith", True), ("openai/gpt-4.1-mini", False)])
 def test_fakes_are_labelled_simulated(model: str, simulated: bool) -> None:
     assert ModelSpec(model).is_simulated is simulated
+    assert ModelSpec(model).answers_from_ground_truth is model.startswith("sim:")  # a script answers free-form steps
