@@ -93,10 +93,30 @@ def decimal(text: str) -> str | None:
     return out
 
 
+#: Replies that say there is no answer.  They are never votes: a non-answer that won a
+#: vote would be passed on as a value, and a run would look solved without one.  (A task
+#: where "unknown" is a real answer says so with `choice(..., "unknown")`.)
+NON_ANSWERS = frozenset(
+    {"unknown", "n/a", "na", "none", "null", "nil", "nan", "?", "-", "idk", "i don't know", "i do not know",
+     "not known", "unknowable", "undefined", "cannot be determined", "can't be determined", "not enough information",
+     "insufficient information", "error", "no answer", "not sure", "unsure"}
+)
+
+
+def is_non_answer(value: str) -> bool:
+    """Whether `value` (an answer's text) says there is no answer: 'unknown', 'N/A', '?'...
+
+        >>> is_non_answer("Unknown."), is_non_answer("**n/a**"), is_non_answer("none of them")
+        (True, True, False)
+    """
+    return strip_markup(value).strip().rstrip(".!").strip().replace("\u2019", "'").casefold() in NON_ANSWERS
+
+
 def text(text: str) -> str | None:
-    """Free text, case- and whitespace-folded: '  Hello   World ' -> 'hello world'; empty -> None."""
+    """Free text, case- and whitespace-folded: '  Hello   World ' -> 'hello world'; None when
+    empty or a non-answer ('unknown', 'N/A': see `NON_ANSWERS`)."""
     s = " ".join(strip_markup(text).split()).casefold()
-    return s or None
+    return s if s and not is_non_answer(s) else None
 
 
 def choice(*options: str) -> Normaliser:
@@ -111,7 +131,7 @@ def choice(*options: str) -> Normaliser:
         raise ValueError(f"choice options fold to the same key: {options!r}")
 
     def pick(answer: str) -> str | None:
-        key = text(answer)
+        key = " ".join(strip_markup(answer).split()).casefold()  # an option may be "unknown": no non-answer check
         return key if key in folded else None
 
     pick.__name__ = f"choice({', '.join(options)})"
@@ -195,11 +215,13 @@ def normaliser(spec: str | Normaliser) -> Normaliser:
 
 
 __all__ = [
+    "NON_ANSWERS",
     "NORMALISERS",
     "Normaliser",
     "choice",
     "decimal",
     "integer",
+    "is_non_answer",
     "json_value",
     "line_set",
     "literal",

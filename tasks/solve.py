@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 
 from .base import Prompt, PromptStyle, Verdict
 from .fields import last_field
-from .keys import strip_markup
+from .keys import is_non_answer
 
 #: Every solve-step prompt holds this; every decomposition prompt holds `DECOMPOSE_MARK`
 #: (a scripted model tells them apart by these).
@@ -43,24 +43,6 @@ MAX_REPLY_CHARS = 20_000
 _PLACEHOLDER = re.compile(r"#E([0-9]+)(?:\.answer\b)?")
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
 _PLAN_LINE = re.compile(r"^#E([0-9]+)[ \t]*[=:][ \t]*(\S.*?)[ \t\r]*$")
-#: Replies that say there is no answer.  They are never votes: a non-answer that won a
-#: vote would be passed on as a value, and a run would look solved without one.
-NON_ANSWERS = frozenset(
-    {"unknown", "n/a", "na", "none", "null", "nil", "nan", "?", "-", "idk", "i don't know", "i do not know",
-     "not known", "unknowable", "undefined", "cannot be determined", "can't be determined", "not enough information",
-     "insufficient information", "error", "no answer", "not sure", "unsure"}
-)
-
-
-def is_non_answer(value: str) -> bool:
-    """Whether `value` (an answer's text) says there is no answer: 'unknown', 'N/A', '?'...
-
-        >>> is_non_answer("Unknown."), is_non_answer("**n/a**"), is_non_answer("none of them")
-        (True, True, False)
-    """
-    return strip_markup(value).strip().rstrip(".!").strip().replace("\u2019", "'").casefold() in NON_ANSWERS
-
-
 def _other_digits(text: str) -> bool:
     """Digits of another script (Arabic-Indic, full-width...): not an answer we can read."""
     return any(ch.isdigit() and not ch.isascii() for ch in text)

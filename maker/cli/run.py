@@ -261,7 +261,9 @@ def print_summary(result: RunResult) -> None:
         f"  k={result.k}  samples counted {result.samples:,} ({result.samples_per_step:.3f}/step){drawn}  "
         f"red flags {result.red_flags:,} ({by_reason})"
     )
-    print(f"  wall {result.wall_s:.1f}s  cost ${result.cost_usd:.4f}  log {result.log}")
+    # A real model's samples cost 0 only when no price is known for it (or it is free): never "$0.0000" as if measured.
+    cost = f"${result.cost_usd:.4f}" if result.cost_usd or result.simulated or not result.steps else "$0 (free, or no price known)"
+    print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
     if result.faults_by_kind:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
         print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")

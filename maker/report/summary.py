@@ -302,7 +302,8 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     ]
     lines += ["", "## Cost over the run", "", _img("cost.png", images)]
     if not s.cost_usd:
-        lines += ["", "Every sample's cost_usd is 0 in this log (a simulated or free model): the plot shows samples."]
+        lines += ["", "Every sample's cost_usd is 0 in this log (a simulated or free model, or one with no known price): "
+                  "the plot shows samples."]
     lines += ["", "## Wasted speculative samples", ""]
     if s.wasted:
         lines += [f"{s.wasted:,} samples ({_pct(s.wasted, s.samples)}) were drawn on a premise that lost its vote.", ""]
