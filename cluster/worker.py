@@ -74,6 +74,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
+#: Ray's note on a task whose actor maker itself killed (closing or replacing the pool):
+#: the pool already knows, and the note would add lines to a one-line error.
+_KILLED_BY_US = "killed by `ray.kill`"
+
+
 def _ray_messages_to_stderr() -> None:
     """Send the messages Ray prints on the driver to stderr, never to stdout.
 
@@ -81,7 +86,8 @@ def _ray_messages_to_stderr() -> None:
     ("(raylet) Task ModelWorker.call failed ... killed by ray.kill", with colour codes)
     to stdout, where they corrupt `maker run --json`.  Ray looks its printer up by name on
     every message, so wrapping `ray._private.worker.print_to_stdstream` reroutes them all;
-    should a later Ray move it, nothing changes here (and a test says so)."""
+    should a later Ray move it, nothing changes here (and a test says so).  Notes on tasks
+    of actors maker killed itself are dropped."""
     try:
         from ray._private import worker as ray_worker
     except ImportError:
@@ -91,7 +97,10 @@ def _ray_messages_to_stderr() -> None:
         return
 
     def to_stderr(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        return original({**data, "is_err": True}, *args, **kwargs)
+        lines = [line for line in data.get("lines", ()) if _KILLED_BY_US not in str(line)]
+        if not lines:
+            return None
+        return original({**data, "lines": lines, "is_err": True}, *args, **kwargs)
 
     to_stderr.maker_stderr = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = to_stderr
