@@ -208,6 +208,7 @@ class Guard:
             "k_start": self.k_start,
             "k": self.k,
             "k_max": self.k_max,
+            "min_votes": self.config.min_votes,
             "p_plan": self.p_plan,
             "adaptive": self.config.adaptive,
             "events": self.events,

@@ -87,3 +87,22 @@ def test_progress_line_rates_eta_and_unknowns() -> None:
     p = Progress(1000, stream=io.StringIO())
     line = p.format(Totals(steps=10, samples=30, errors=0), now=p.started + 10.0)
     assert "ETA 16m30s" in line and "errors 0" in line
+
+
+def test_p_rest_right_is_unknown_until_enough_votes() -> None:
+    from maker.cli._correlation import guard_line
+    from maker.runtime.guard import Guard, GuardConfig
+
+    guard = Guard(GuardConfig(min_votes=100), k=2, first_step=0, last_step=999, stream=None)
+    steps = list(range(5))
+    samples = {"step": [s for s in steps for _ in range(2)], "answer": ["a"] * 10, "counted": [True] * 10,
+               "wasted": [False] * 10}
+    guard.observe(samples, {"step": steps, "answer": ["a"] * 5})
+    assert "P(rest right) ? (10 votes)" in guard.summary()
+    assert "P(rest right) ? (10 votes)" in guard_line(guard.to_dict())
+    steps = list(range(5, 100))
+    many = {"step": [s for s in steps for _ in range(2)], "answer": ["a"] * 190, "counted": [True] * 190,
+            "wasted": [False] * 190}
+    guard.observe(many, {"step": steps, "answer": ["a"] * 95})
+    assert "P(rest right) 0." in guard.summary() or "P(rest right) 1." in guard.summary()
+    assert "?" not in guard_line(guard.to_dict())
