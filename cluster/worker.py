@@ -60,6 +60,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    _ray_messages_to_stderr()
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if address:
         kwargs["address"] = address
@@ -71,6 +72,38 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)
+
+
+#: Ray's note on a task whose actor maker itself killed (closing or replacing the pool):
+#: the pool already knows, and the note would add lines to a one-line error.
+_KILLED_BY_US = "killed by `ray.kill`"
+
+
+def _ray_messages_to_stderr() -> None:
+    """Send the messages Ray prints on the driver to stderr, never to stdout.
+
+    Why: even with `log_to_driver=False`, Ray's error listener prints cluster errors
+    ("(raylet) Task ModelWorker.call failed ... killed by ray.kill", with colour codes)
+    to stdout, where they corrupt `maker run --json`.  Ray looks its printer up by name on
+    every message, so wrapping `ray._private.worker.print_to_stdstream` reroutes them all;
+    should a later Ray move it, nothing changes here (and a test says so).  Notes on tasks
+    of actors maker killed itself are dropped."""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "maker_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        lines = [line for line in data.get("lines", ()) if _KILLED_BY_US not in str(line)]
+        if not lines:
+            return None
+        return original({**data, "lines": lines, "is_err": True}, *args, **kwargs)
+
+    to_stderr.maker_stderr = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_stderr
 
 
 def _token_auth_on() -> None:

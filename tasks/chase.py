@@ -40,7 +40,7 @@ from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict,
 MAX_HOPS = 10_000_000
 SHOTS = 5
 #: A reply is one number, optionally followed by a full stop; nothing else.
-_REPLY = re.compile(r"\s*(\d+)\.?\s*")
+_REPLY = re.compile(r"\s*([0-9]+)\.?\s*", re.ASCII)  # ASCII digits only
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class Chase:
         return checked_advance(self, step, key)
 
     def step_after(self, index: int, key: str) -> StepInput:
-        if not key.isdigit() or len(key) != self.digits:
+        if not (key.isascii() and key.isdigit()) or len(key) != self.digits:
             raise ValueError(f"step {index}: {key!r} is not a canonical chase answer")
         return StepInput(index + 1, int(key))
 

@@ -25,8 +25,9 @@ from functools import lru_cache
 
 from .keys import strip_markup
 
-#: A trailing note after the value: "(final)", "(checked)", "<- answer".
-_NOTE = re.compile(r"\s*(?:\((?=[^()]*[A-Za-z])[^()]*\)|<-+.*|#.*)\s*\Z")
+#: A trailing note after the value: " (final)", " (checked)", "<- answer", " # checked".  A note
+#: is set off by a space, so that "f(x)", "C#" and "#E2" stay values.
+_NOTE = re.compile(r"(?:\s+\((?=[^()]*[A-Za-z])[^()]*\)|\s*<-+.*|\s+#(?:\s.*)?)\s*\Z")
 #: Markup that may close around the value on its line: bold, italics, code.
 _CLOSERS = ("**", "__", "`")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
+from .fields import last_field
 
 MAX_DISKS = 40
 #: Replies longer than this are not even scanned: nothing legitimate is that long.
@@ -30,13 +31,52 @@ Pegs = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 Move = tuple[int, int, int]
 
 #: Each answer line must end right after its list: nothing may be appended to a literal.
+#: Digits are ASCII only everywhere (``\\d`` and ``int()`` also accept other scripts' digits).
 _EOL = r"[ \t\r]*(?=\n|$)"
-_MOVE = re.compile(r"move\s*=\s*\[\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\]" + _EOL)
-_PEG = r"\[\s*((?:\d{1,3}\s*(?:,\s*\d{1,3}\s*)*)?)\]"
-_STATE = re.compile(r"next_state\s*=\s*\[\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*\]" + _EOL)
-_INTS = re.compile(r"\d+")
-_PREV = re.compile(r"Previous move:\s*(?:none|\[\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\])")
-_CURRENT = re.compile(r"Current state:\s*\[\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*\]")
+_D = r"[0-9]{1,3}"
+_MOVE_LIST = r"\[\s*(" + _D + r")\s*,\s*(" + _D + r")\s*,\s*(" + _D + r")\s*\]"
+_PEG = r"\[\s*((?:" + _D + r"\s*(?:,\s*" + _D + r"\s*)*)?)\]"
+_STATE_LIST = r"\[\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*,\s*" + _PEG + r"\s*\]"
+#: Whole answer lines (canonical keys, rendering); replies are read with `read_reply`.
+_MOVE = re.compile(r"move\s*=\s*" + _MOVE_LIST + _EOL, re.ASCII)
+_STATE = re.compile(r"next_state\s*=\s*" + _STATE_LIST + _EOL, re.ASCII)
+#: A field's value alone, matched in full against what `last_field` returns.
+_STATE_VALUE = re.compile(_STATE_LIST, re.ASCII)
+_MOVE_VALUE = re.compile(_MOVE_LIST, re.ASCII)
+_INTS = re.compile(r"[0-9]+")
+_PREV = re.compile(r"Previous move:\s*(?:none|" + _MOVE_LIST + ")", re.ASCII)
+_CURRENT = re.compile(r"Current state:\s*" + _STATE_LIST, re.ASCII)
+
+
+def read_reply(reply: str, move_value: re.Pattern[str] = _MOVE_VALUE) -> tuple[tuple[str, ...], list[tuple[int, ...]]] | str:
+    """The reply's last `move` (the groups of `move_value`) and last `next_state` (three
+    pegs as listed), or a string saying why the reply is malformed.
+
+    Only the *last* candidate of each field is read (`tasks.fields.last_field`: any
+    markup, a trailing note such as ``(final)`` dropped); when it does not parse
+    strictly the reply is malformed -- an earlier candidate is never used, since the
+    model may have rejected it.
+
+        >>> read_reply("move = [1, 1, 2]\\nBut:\\n**move = [2, 0, 2]**\\n**next_state = [[4, 3], [1], [2]]**")
+        (('2', '0', '2'), [(4, 3), (1,), (2,)])
+        >>> read_reply("move = [1, 0, 2]\\nmove = [١, 0, 2]\\nnext_state = [[], [], [1]]")
+        "the last move '[١, 0, 2]' is not [disk, from, to] in ASCII digits"
+    """
+    if len(reply) > MAX_REPLY_CHARS:
+        return "reply too long to parse"
+    move_text = last_field(reply, "move")
+    if move_text is None:
+        return "no 'move = [disk, from, to]' line"
+    move = move_value.fullmatch(move_text)
+    if move is None:
+        return f"the last move {move_text[:40]!r} is not [disk, from, to] in ASCII digits"
+    state_text = last_field(reply, "next_state")
+    if state_text is None:
+        return "no 'next_state = [[...], [...], [...]]' line"
+    state = _STATE_VALUE.fullmatch(state_text)
+    if state is None:
+        return f"the last next_state {state_text[:60]!r} is not three lists of ASCII integers"
+    return move.groups(), [tuple(int(x) for x in _INTS.findall(p)) for p in state.groups()]
 
 
 def format_pegs(pegs: Pegs) -> str:
@@ -145,17 +185,12 @@ class Hanoi:
             if canonical is None:
                 return Verdict(None, "malformed", problem)
             reply = canonical
-        if len(reply) > MAX_REPLY_CHARS:
-            return Verdict(None, "malformed", "reply too long to parse")
-        moves = _MOVE.findall(reply)
-        if not moves:
-            return Verdict(None, "malformed", "no 'move = [disk, from, to]' line")
-        states = _STATE.findall(reply)
-        if not states:
-            return Verdict(None, "malformed", "no 'next_state = [[...], [...], [...]]' line")
-        d, a, b = moves[-1]
+        read = read_reply(reply)
+        if isinstance(read, str):
+            return Verdict(None, "malformed", read)
+        d, a, b = read[0]
         move = (int(d), int(a), int(b))
-        pegs = tuple(tuple(int(x) for x in _INTS.findall(p)) for p in states[-1])
+        pegs = tuple(read[1])
         seen = [x for p in pegs for x in p]
         if len(seen) != self.disks or set(seen) != self._all:
             return Verdict(None, "malformed", "next_state does not hold every disk exactly once")

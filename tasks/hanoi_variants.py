@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Prompt, PromptStyle, StepInput
-from .hanoi import _EOL, _INTS, _MOVE, _STATE, MAX_REPLY_CHARS, Move, Pegs, format_key
+from .hanoi import _INTS, _MOVE, _STATE, Move, Pegs, format_key, read_reply
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ class _Form:
     def __init__(self, surface: Surface) -> None:
         self.s = surface
         alt = "|".join(re.escape(n) for n in sorted(surface.names, key=len, reverse=True))
-        self.move = re.compile(
-            r"move\s*=\s*\[\s*(\d{1,3})\s*,\s*(" + alt + r")\s*,\s*(" + alt + r")\s*\]" + _EOL
-        )
+        self.move_value = re.compile(r"\[\s*([0-9]{1,3})\s*,\s*(" + alt + r")\s*,\s*(" + alt + r")\s*\]", re.ASCII)
         self.peg_of = {name: i for i, name in enumerate(surface.names)}
 
     def pegs_text(self, pegs: Pegs) -> str:
@@ -119,23 +117,18 @@ def variant_prompt(task: Any, step: StepInput, style: PromptStyle, variant: int)
 def to_canonical(reply: str, variant: int) -> tuple[str | None, str | None]:
     """(the reply's answer in canonical form, None) or (None, why it cannot be read).
 
-    As strict as the canonical parser: the last `move = [...]` and `next_state = [...]`
-    lines in this variant's form, literal lists of integers, nothing after a list.  The
+    The canonical parser's reading (`tasks.hanoi.read_reply`) with this variant's peg
+    names: the last `move` and `next_state` only, literal lists of ASCII integers.  The
     canonical text is then judged by the task's own rule check.
     """
     form = _form(variant)
-    if len(reply) > MAX_REPLY_CHARS:
-        return None, "reply too long to parse"
-    moves = form.move.findall(reply)
-    if not moves:
-        names = ", ".join(form.s.names)
-        return None, f"no 'move = [disk, from, to]' line with pegs named {names}"
-    states = _STATE.findall(reply)
-    if not states:
-        return None, "no 'next_state = [[...], [...], [...]]' line"
-    d, a, b = moves[-1]
+    read = read_reply(reply, form.move_value)
+    if isinstance(read, str):
+        if read.startswith("no 'move") or read.startswith("the last move"):
+            read += f" (pegs named {', '.join(form.s.names)})"
+        return None, read
+    (d, a, b), listed = read
     move = (int(d), form.peg_of[a], form.peg_of[b])
-    listed = [tuple(int(x) for x in _INTS.findall(p)) for p in states[-1]]
     pegs: list[tuple[int, ...]] = [(), (), ()]
     for position, physical in enumerate(form.s.order):
         pegs[physical] = listed[position][::-1] if form.s.top_first else listed[position]

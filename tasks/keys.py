@@ -46,9 +46,10 @@ _DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\n(.*?)\n?```\Z", re.S)
 
 
-def strip_markup(text: str) -> str:
+def strip_markup(text: str, quotes: bool = True) -> str:
     """The answer without the markup models wrap around it: surrounding whitespace, bold or
-    italic stars, underscores, backticks, a code fence, and one pair of quotes.
+    italic stars, underscores, backticks, a code fence, and (unless `quotes` is False:
+    in JSON and Python literals quotes are part of the value) one pair of quotes.
 
     >>> strip_markup(' **`42`** ')
     '42'
@@ -62,7 +63,7 @@ def strip_markup(text: str) -> str:
         for mark in ("**", "__", "*", "_", "`"):
             if len(out) > 2 * len(mark) and out.startswith(mark) and out.endswith(mark):
                 out = out[len(mark) : -len(mark)].strip()
-        if len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'":
+        if quotes and len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'":
             out = out[1:-1].strip()
         if out == before:
             return out
@@ -92,10 +93,30 @@ def decimal(text: str) -> str | None:
     return out
 
 
+#: Replies that say there is no answer.  They are never votes: a non-answer that won a
+#: vote would be passed on as a value, and a run would look solved without one.  (A task
+#: where "unknown" is a real answer says so with `choice(..., "unknown")`.)
+NON_ANSWERS = frozenset(
+    {"unknown", "n/a", "na", "none", "null", "nil", "nan", "?", "-", "idk", "i don't know", "i do not know",
+     "not known", "unknowable", "undefined", "cannot be determined", "can't be determined", "not enough information",
+     "insufficient information", "error", "no answer", "not sure", "unsure"}
+)
+
+
+def is_non_answer(value: str) -> bool:
+    """Whether `value` (an answer's text) says there is no answer: 'unknown', 'N/A', '?'...
+
+        >>> is_non_answer("Unknown."), is_non_answer("**n/a**"), is_non_answer("none of them")
+        (True, True, False)
+    """
+    return strip_markup(value).strip().rstrip(".!").strip().replace("\u2019", "'").casefold() in NON_ANSWERS
+
+
 def text(text: str) -> str | None:
-    """Free text, case- and whitespace-folded: '  Hello   World ' -> 'hello world'; empty -> None."""
+    """Free text, case- and whitespace-folded: '  Hello   World ' -> 'hello world'; None when
+    empty or a non-answer ('unknown', 'N/A': see `NON_ANSWERS`)."""
     s = " ".join(strip_markup(text).split()).casefold()
-    return s or None
+    return s if s and not is_non_answer(s) else None
 
 
 def choice(*options: str) -> Normaliser:
@@ -110,7 +131,7 @@ def choice(*options: str) -> Normaliser:
         raise ValueError(f"choice options fold to the same key: {options!r}")
 
     def pick(answer: str) -> str | None:
-        key = text(answer)
+        key = " ".join(strip_markup(answer).split()).casefold()  # an option may be "unknown": no non-answer check
         return key if key in folded else None
 
     pick.__name__ = f"choice({', '.join(options)})"
@@ -132,8 +153,9 @@ def _canonical_numbers(value: object) -> object:
 
 
 def json_value(text: str) -> str | None:
-    """Canonical JSON: keys sorted, no spaces, 1.0 written as 1; None when it does not parse."""
-    s = strip_markup(text)
+    """Canonical JSON: keys sorted, no spaces, 1.0 written as 1; None when it does not parse
+    or holds a number in other digits than ASCII."""
+    s = strip_markup(text, quotes=False)
     try:
         value = json.loads(s, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
         value = _canonical_numbers(value)
@@ -145,7 +167,7 @@ def json_value(text: str) -> str | None:
 def literal(text: str) -> str | None:
     """A Python literal (numbers, strings, tuples, lists, dicts, sets, booleans, None) read by
     `ast.literal_eval` -- never `eval` -- and written back by `repr`; None when it is not one."""
-    s = strip_markup(text)
+    s = strip_markup(text, quotes=False)
     if not s.isascii():
         return None  # other scripts' digits are not our digits; identifiers are not literals
     try:
@@ -193,11 +215,13 @@ def normaliser(spec: str | Normaliser) -> Normaliser:
 
 
 __all__ = [
+    "NON_ANSWERS",
     "NORMALISERS",
     "Normaliser",
     "choice",
     "decimal",
     "integer",
+    "is_non_answer",
     "json_value",
     "line_set",
     "literal",

@@ -33,12 +33,14 @@ import re
 from typing import Protocol
 
 from .base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict
+from .fields import last_field
 from .plan import OpShape
 from .solve import SOLVE
 
 #: Replies longer than this are not even scanned.
 MAX_REPLY_CHARS = 20_000
-_INT = re.compile(r"-?\d{1,15}")
+#: Numbers are ASCII digits only (``\\d`` and ``int()`` also accept other scripts' digits).
+_INT = re.compile(r"-?[0-9]{1,15}", re.ASCII)
 
 
 class Op(Protocol):
@@ -71,10 +73,31 @@ class Op(Protocol):
         ...
 
 
-def last_field(reply: str, name: str, pattern: str) -> str | None:
-    """The value of the last `name = value` line whose value matches `pattern` in full."""
-    found = re.findall(rf"(?m)^[ \t]*{name}[ \t]*=[ \t]*({pattern})[ \t\r]*$", reply)
-    return found[-1] if found else None
+def read_fields(reply: str, patterns: dict[str, str]) -> dict[str, str] | str:
+    """Each field's last value in `reply`, or why the reply is malformed.
+
+    `patterns` maps field name -> regular expression the value must match in full (ASCII
+    only: ``[0-9]``, never ``\\d``).  Only the last candidate of a field is read
+    (`tasks.fields.last_field`: markup and a trailing note dropped); when it does not
+    match, the reply is malformed -- an earlier candidate, which the model may have
+    rejected, is never used.
+
+        >>> read_fields("product = 54\\nno wait:\\n**product = 56**", {"product": "[0-9]+"})
+        {'product': '56'}
+        >>> read_fields("product = 56\\nproduct = ٥٦", {"product": "[0-9]+"})
+        "the last 'product' value '٥٦' is not a number in ASCII digits"
+    """
+    if len(reply) > MAX_REPLY_CHARS:
+        return "reply too long to parse"
+    out = {}
+    for name, pattern in patterns.items():
+        raw = last_field(reply, name)
+        if raw is None:
+            return f"no '{name} = <number>' line"
+        if re.fullmatch(pattern, raw, re.ASCII) is None:
+            return f"the last {name!r} value {raw[:40]!r} is not a number in ASCII digits"
+        out[name] = raw
+    return out
 
 
 def _prompt(system: str, user: str, example: tuple[str, str], style: PromptStyle) -> Prompt:
@@ -85,19 +108,14 @@ def _prompt(system: str, user: str, example: tuple[str, str], style: PromptStyle
 
 
 def _nonneg_int(position: int, value: str) -> str | None:
-    return None if re.fullmatch(r"\d{1,12}", value) else f"input {value!r} is not a whole number (up to 12 digits)"
+    return None if re.fullmatch(r"[0-9]{1,12}", value, re.ASCII) else f"input {value!r} is not a whole number (up to 12 digits)"
 
 
-def _read_ints(reply: str, names: tuple[str, ...], pattern: str = r"-?\d{1,15}") -> tuple[list[int] | None, str | None]:
-    if len(reply) > MAX_REPLY_CHARS:
-        return None, "reply too long to parse"
-    values = []
-    for name in names:
-        raw = last_field(reply, name, pattern)
-        if raw is None:
-            return None, f"no '{name} = <number>' line"
-        values.append(int(raw))
-    return values, None
+def _read_ints(reply: str, patterns: dict[str, str]) -> tuple[list[int] | None, str | None]:
+    read = read_fields(reply, patterns)
+    if isinstance(read, str):
+        return None, read
+    return [int(read[name]) for name in patterns], None
 
 
 class Mul:
@@ -118,7 +136,7 @@ class Mul:
         return len(str(int(args[0]))) + len(str(int(args[1])))
 
     def judge(self, args: tuple[str, ...], reply: str) -> Verdict:
-        values, why = _read_ints(reply, self.fields, r"\d{1,25}")
+        values, why = _read_ints(reply, {"product": "[0-9]{1,25}"})
         if values is None:
             return Verdict(None, "malformed", why)
         product = values[0]
@@ -175,14 +193,10 @@ class Column:
         return max(values), sum(10 ** len(str(v)) - 1 for v in values)
 
     def judge(self, args: tuple[str, ...], reply: str) -> Verdict:
-        if len(reply) > MAX_REPLY_CHARS:
-            return Verdict(None, "malformed", "reply too long to parse")
-        digit = last_field(reply, "digit", r"\d")
-        if digit is None:
-            return Verdict(None, "malformed", "no 'digit = <0 to 9>' line")
-        carry = last_field(reply, "carry", r"\d{1,15}")
-        if carry is None:
-            return Verdict(None, "malformed", "no 'carry = <whole number>' line")
+        values, why = _read_ints(reply, {"digit": "[0-9]", "carry": "[0-9]{1,15}"})
+        if values is None:
+            return Verdict(None, "malformed", why)
+        digit, carry = values
         total = 10 * int(carry) + int(digit)
         low, high = self._bounds(args)
         if not low <= total <= high:
@@ -229,7 +243,7 @@ class Compare:
         return _prompt(self._SYSTEM, f"Numbers: {args[0]} and {args[1]}", ("Numbers: 9 and 4", "low = 4\nhigh = 9"), style)
 
     def judge(self, args: tuple[str, ...], reply: str) -> Verdict:
-        values, why = _read_ints(reply, self.fields)
+        values, why = _read_ints(reply, {"low": _INT.pattern, "high": _INT.pattern})
         if values is None:
             return Verdict(None, "malformed", why)
         low, high = values
@@ -266,9 +280,9 @@ def shapes() -> dict[str, OpShape]:
 
 
 # -- reading a step back from its prompt (for an HTTP simulator that sees only text) -----
-_READ_MUL = re.compile(r"What is (\d{1,12}) \* (\d{1,12})\?")
-_READ_COLUMN = re.compile(r"Carry: (\d{1,12})\nNumbers: (none|\d{1,12}(?:, \d{1,12})*)")
-_READ_CMP = re.compile(r"Numbers: (-?\d{1,15}) and (-?\d{1,15})")
+_READ_MUL = re.compile(r"What is ([0-9]{1,12}) \* ([0-9]{1,12})\?")
+_READ_COLUMN = re.compile(r"Carry: ([0-9]{1,12})\nNumbers: (none|[0-9]{1,12}(?:, [0-9]{1,12})*)")
+_READ_CMP = re.compile(r"Numbers: (-?[0-9]{1,15}) and (-?[0-9]{1,15})")
 
 
 def step_from_prompt(text: str) -> StepInput | None:

@@ -50,9 +50,16 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-#: A placeholder: `#E12` or `#E12.carry`.  Group 1 is the number, group 2 the field.
-REF = re.compile(r"#E(\d+)(?:\.([a-z_][a-z0-9_]*))?")
-_STEP_LINE = re.compile(r"^#E(\d+)\s*=\s*([a-z_][a-z0-9_]*)\s*\((.*)\)\s*$")
+#: A placeholder: `#E12` or `#E12.carry`.  Group 1 is the number, group 2 the field.  A
+#: field is read in any case (`#E2.Carry`) so that a misspelt one is refused by name,
+#: never left in the text as if it were not a field.  Digits are ASCII only.
+REF = re.compile(r"#E([0-9]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
+#: Placeholders written in other notations (`${1}`, `{E1}`, `$E1`, `{{E1}}`): always refused.
+_FOREIGN = re.compile(r"\$\{[^{}]{0,20}\}|\{\{?\s*#?[Ee][0-9]+(?:\.\w+)?\s*\}\}?|\$#?[Ee][0-9]+\b")
+#: `$1` or `#e1`: refused in a bare input and in the answer; inside a quoted question only
+#: when a step with that number exists (elsewhere `$1` may be a price).
+_FOREIGN_NUMBER = re.compile(r"(?:\$|#e)([0-9]+)\b")
+_STEP_LINE = re.compile(r"^#E([0-9]+)\s*=\s*([a-z_][a-z0-9_]*)\s*\((.*)\)\s*$")
 _ANSWER_LINE = re.compile(r"^answer\s*=\s*(.*?)\s*$")
 _BARE = re.compile(r"[^,\s\"()]+")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -224,9 +231,28 @@ def _check_refs(where: str, refs: list[Ref], by_id: dict[str, int], steps: Seque
         if ref.field is not None:
             fields = shapes[steps[at].op][0]
             if ref.field not in fields:
+                near = [f for f in fields if f.casefold() == ref.field.casefold()]
+                hint = f" (fields are lower case: #{ref.step_id}.{near[0]})" if near else ""
                 raise PlanError(
-                    f"{where}: input {ref} never resolves: {steps[at].op} answers only {', '.join(fields)}"
+                    f"{where}: input {ref} never resolves: {steps[at].op} answers only {', '.join(fields)}{hint}"
                 )
+
+
+def _check_notation(where: str, template: str, bare: bool, defined: set[int]) -> None:
+    """PlanError when `template` writes a placeholder in another notation than `#E<n>`."""
+    found = _FOREIGN.search(template)
+    if found is None:
+        for m in _FOREIGN_NUMBER.finditer(template):
+            if bare or int(m.group(1)) in defined:
+                found = m
+                break
+    if found is not None:
+        digits = re.search(r"[0-9]+", found.group())
+        form = f"#E{digits.group()}" if digits else "#E<n>"
+        raise PlanError(
+            f"{where}: {found.group()!r} is not the placeholder form: write {form} "
+            "(a step's result is #E<n>, one of its fields #E<n>.field)"
+        )
 
 
 def _topological(steps: Sequence[PlanStep], by_id: dict[str, int]) -> list[int]:
@@ -323,6 +349,11 @@ def parse_plan(text: str, shapes: Mapping[str, OpShape] | None = None) -> Plan:
         raise PlanError("the plan has no 'answer = ...' line")
     if not steps:
         raise PlanError("the plan has no steps")
+    defined = {s.number for s in steps}
+    for step in steps:
+        for arg in step.args:
+            _check_notation(f"step #{step.id}", arg, bool(_BARE.fullmatch(arg)), defined)
+    _check_notation("answer", answer, True, defined)
     return make_plan(steps, answer, shapes, title)
 
 

@@ -30,6 +30,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from .base import Prompt, PromptStyle, Verdict
+from .fields import last_field
+from .keys import is_non_answer
 
 #: Every solve-step prompt holds this; every decomposition prompt holds `DECOMPOSE_MARK`
 #: (a scripted model tells them apart by these).
@@ -38,10 +40,12 @@ DECOMPOSE_MARK = "Problem to split:"
 MAX_QUESTION_CHARS = 2_000
 MAX_ANSWER_CHARS = 200
 MAX_REPLY_CHARS = 20_000
-_ANSWER = re.compile(r"(?m)^[ \t]*answer[ \t]*=[ \t]*(\S[^\n]*?)[ \t\r]*$")
-_PLACEHOLDER = re.compile(r"#E(\d+)(?:\.answer\b)?")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_PLAN_LINE = re.compile(r"^#E(\d+)[ \t]*[=:][ \t]*(\S.*?)[ \t\r]*$")
+_PLACEHOLDER = re.compile(r"#E([0-9]+)(?:\.answer\b)?")
+_NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
+_PLAN_LINE = re.compile(r"^#E([0-9]+)[ \t]*[=:][ \t]*(\S.*?)[ \t\r]*$")
+def _other_digits(text: str) -> bool:
+    """Digits of another script (Arabic-Indic, full-width...): not an answer we can read."""
+    return any(ch.isdigit() and not ch.isascii() for ch in text)
 
 
 def normalize_answer(value: str) -> str:
@@ -82,10 +86,14 @@ class SolveOp:
     def judge(self, args: tuple[str, ...], reply: str) -> Verdict:
         if len(reply) > MAX_REPLY_CHARS:
             return Verdict(None, "malformed", "reply too long to parse")
-        found = _ANSWER.findall(reply)
-        if not found:
+        found = last_field(reply, "answer")
+        if found is None:
             return Verdict(None, "malformed", "no 'answer = ...' line")
-        value = normalize_answer(found[-1])
+        if _other_digits(found):
+            return Verdict(None, "malformed", f"answer {found[:40]!r} has digits that are not ASCII")
+        if is_non_answer(found):
+            return Verdict(None, "malformed", f"{found[:40]!r} is not an answer")
+        value = normalize_answer(found)
         if not value or len(value) > MAX_ANSWER_CHARS:
             return Verdict(None, "malformed", f"answer empty or longer than {MAX_ANSWER_CHARS} characters")
         if "#E" in value:
@@ -142,6 +150,8 @@ def parse_proposal(reply: str, inputs: int, max_steps: int) -> Verdict:
         m = _PLAN_LINE.match(line)
         if not m:
             return Verdict(None, "malformed", f"cannot read plan line {line[:60]!r}")
+        if _other_digits(m.group(2)):
+            return Verdict(None, "malformed", f"plan line {line[:60]!r} has digits that are not ASCII")
         steps.append((int(m.group(1)), " ".join(m.group(2).split())))
     if not steps:
         return Verdict(None, "malformed", "neither 'atomic' nor a plan of '#E<n> = ...' lines")

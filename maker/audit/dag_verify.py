@@ -72,7 +72,7 @@ def verify_plan_log(info: LogInfo, task: PlanTask, k: int) -> Any:
     solved = False
     if complete:
         answer = task.final_answer(values)
-        solved = True
+        solved = True if oracle else None  # finished; right or not is unknown without ground truth
         if oracle and answer != task.expected_answer():  # type: ignore[attr-defined]
             solved = False
             bad, reason = (task.total_steps - 1, f"the plan's answer {answer[:60]} is not the expected one")
@@ -86,7 +86,7 @@ def verify_plan_log(info: LogInfo, task: PlanTask, k: int) -> Any:
         solved=solved,
         first_bad_step=bad[0] if bad else None,
         reason=reason,
-        wrong_decisions=wrong,
+        wrong_decisions=wrong if oracle else None,
         simulated=bool(info.run.get("simulated")),
         parts=parts,
         damaged_parts=damaged,

@@ -29,10 +29,13 @@ class VerifyReport:
     steps: int
     total_steps: int
     valid: bool
-    solved: bool
+    #: None: every step checks out and the run finished, but there is no ground truth to
+    #: say whether its answer is right (a plan with `solve` steps)
+    solved: bool | None
     first_bad_step: int | None
     reason: str | None
-    wrong_decisions: int
+    #: decisions that differ from the ground truth; None when the task has none (unknown)
+    wrong_decisions: int | None
     simulated: bool
     parts: int = 0  # complete parts read
     damaged_parts: int = 0  # parts skipped by --salvage (the first damaged one and all after it)
@@ -151,7 +154,7 @@ def _report(info: LogInfo, task: Any, steps: int, audit: _Audit) -> VerifyReport
         solved=solved,
         first_bad_step=audit.bad,
         reason=audit.reason,
-        wrong_decisions=audit.wrong,
+        wrong_decisions=audit.wrong if audit.oracle is not None else None,
         simulated=bool(info.run.get("simulated")),
         parts=parts_read(info)[0],
         damaged_parts=parts_read(info)[1],

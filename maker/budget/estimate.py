@@ -268,6 +268,7 @@ def estimate(
     started = time.perf_counter()
     tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster)
     estimates = []
+    spec_of = {s.model: s for s in specs}
     for arm, (tally, error) in zip(arms, tallies):
         name = " + ".join(arm)
         if error is not None and tally.first_error is None:
@@ -281,7 +282,7 @@ def estimate(
                 target=target,
                 price=price,
                 level=level,
-                simulated=all(m.startswith("sim") for m in arm),
+                simulated=all(spec_of[m].is_simulated for m in arm),  # sim-server and script: too
             )
         )
     recommended, summary = recommend(estimates)

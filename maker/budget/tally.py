@@ -155,7 +155,11 @@ def assess(
     Why: turns counts into the decision a user needs -- can this model do the run, with
     which k, at what cost -- and says plainly why not when it cannot.
     """
-    sim = model.startswith("sim") if simulated is None else simulated
+    if simulated is None:
+        from maker.cluster import ModelSpec
+
+        simulated = ModelSpec(model).is_simulated  # sim:P or script:NAME ("simple/..." is not one)
+    sim = simulated
     answered = tally.answered
     tokens_in = tally.tokens_in / answered if answered else None
     tokens_out = tally.tokens_out / answered if answered else None

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from maker.budget.margins import check_steps, check_target
 from maker.budget.pricing import Price
 from maker.budget.tally import ModelEstimate, Tally, assess
+from maker.cluster import ModelSpec
 from maker.log.steplog import iter_tables, open_log
 
 __all__ = ["TuneReport", "tally_log", "tune_log"]
@@ -178,7 +179,7 @@ def tune_log(path: str | Path, target: float, steps: int | None = None, level: f
     per_model: tuple[ModelEstimate, ...] = ()
     if len(models) > 1:
         per_model = tuple(
-            assess(m, t, steps=steps, target=target, price=price, level=level, simulated=m.startswith("sim"))
+            assess(m, t, steps=steps, target=target, price=price, level=level, simulated=simulated or ModelSpec(m).is_simulated)
             for m, t in sorted(models.items())
         )
     k_used = (run.get("voting") or {}).get("k")

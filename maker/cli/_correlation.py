@@ -106,8 +106,14 @@ def guard_line(guard: dict[str, Any]) -> str:
     ratio_text = "n/a" if ratio is None else f"{ratio:.2f}x independence"
     k_text = f"k {guard['k_start']} -> {guard['k']}" if guard["k"] != guard["k_start"] else f"k {guard['k']}"
     alarms = sum(1 for e in guard.get("events", ()) if e.get("event") == "alarm")
+    if guard.get("remaining_steps") == 0:
+        success = "1 (no step left)"
+    elif guard.get("votes", 0) < guard.get("min_votes", 0):  # too few votes to say: unknown, not a small number
+        success = f"? ({guard.get('votes', 0)} votes)"
+    else:
+        success = f"{guard['success']:.4f}"
     return (
         f"  guard: p̂ {guard['p_hat']:.5f} (95% low {guard['p_low']:.5f}, plan {guard['p_plan']:.5f})  "
-        f"collisions {guard['collisions']} ({ratio_text})  P(rest right) {guard['success']:.4f}  {k_text}  "
+        f"collisions {guard['collisions']} ({ratio_text})  P(rest right) {success}  {k_text}  "
         f"alarms {alarms}"
     )

@@ -19,6 +19,7 @@ from maker.errors import UsageError
 from maker.runtime.dag import DagConfig, run_plan
 from maker.runtime.driver import ClusterConfig, RunResult
 from maker.runtime.progress import Progress
+from maker.tasks.base import Oracle
 from maker.tasks.plan_task import PlanTask
 
 
@@ -35,6 +36,7 @@ def voting_from_args(args: argparse.Namespace, steps: int) -> VotingConfig:
         max_samples_per_step=args.max_samples_per_step,
         max_output_tokens=args.max_output_tokens,
         max_failed_calls=getattr(args, "max_failed_calls", VotingConfig.max_failed_calls),
+        max_discards_in_a_row=getattr(args, "max_discards_in_a_row", VotingConfig.max_discards_in_a_row),
     )
 
 
@@ -57,7 +59,7 @@ def main_plan(args: argparse.Namespace, task: PlanTask) -> int:
         cluster=ClusterConfig(workers=args.workers, address=args.address),
         dag=DagConfig(),
         policy=RedFlagPolicy(max_output_tokens=args.max_output_tokens),
-        progress=Progress(task.total_steps, enabled=not args.quiet, label=label),
+        progress=Progress(task.total_steps, enabled=not args.quiet, label=label, ground_truth=isinstance(task, Oracle)),
     )
     return report(result, args.json)
 
@@ -77,4 +79,6 @@ def report(result: RunResult, as_json: bool) -> int:
         print(f"  answer: {extra['answer']} ({verdict})")
         if extra["answer_correct"] is False:
             print(f"  expected: {extra['expected_answer']}")
-    return 0 if result.errors == 0 and result.solved else 1
+    from maker.cli.run import exit_code
+
+    return exit_code(result)

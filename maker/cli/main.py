@@ -58,7 +58,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; the exit code.  As the `maker` program (`argv` None) it also stops the
+    Ray it started before returning, with Ctrl-C held off meanwhile (see `_stop_ray`)."""
+    code = _command(list(sys.argv[1:] if argv is None else argv))
+    if argv is None and _stop_ray():
+        print("maker: interrupted while Ray was stopping; it was stopped anyway", file=sys.stderr)
+        code = code or 130
+    return code
+
+
+def _stop_ray() -> bool:
+    """Stop this process's Ray, if it started or joined one; True if Ctrl-C came meanwhile.
+
+    Why: left to Ray's own exit hook, a Ctrl-C during shutdown aborts the hook half-way
+    ("Exception ignored in atexit callback"), the process exits 0, and Ray's agents
+    (`ray::DashboardAgent`, `ray::RuntimeEnvAgent`) outlive it.  Here SIGINT is only
+    noted while `ray.shutdown()` runs, so the shutdown always completes and an interrupt
+    still makes the exit code non-zero.
+    """
+    if "ray" not in sys.modules:
+        return False
+    import signal
+
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    interrupted = False
+
+    def note(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return interrupted
+
+
+def _command(argv: list[str]) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -12,10 +12,11 @@ from typing import Any
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
 from maker.config import VotingConfig
-from maker.errors import UsageError
+from maker.errors import StepLogError, UsageError
 from maker.runtime.driver import ClusterConfig, RunResult, run
 from maker.runtime.progress import Progress
 from maker.tasks import TASKS, TaskSpec, build_task
+from maker.tasks.base import Oracle
 
 DESCRIPTION = """Run TASK step by step. Each step draws k samples at once (the first at
 temperature 0), discards red-flagged ones, and keeps drawing until one answer leads every
@@ -38,7 +39,8 @@ models: sim:P (simulator, answers from ground truth with accuracy P; results are
 simulated), local (the embedded SmolLM2-135M) or local:PATH.gguf (served by llama-cpp-python
 on 127.0.0.1 while the command runs), or any litellm model string such as openai/gpt-4.1-mini
 (needs its API key in the environment) or openai/NAME with --api-base for an OpenAI-compatible server.
-exit codes: 0 solved with zero errors, 1 run failed or finished with errors, 2 bad input."""
+exit codes: 0 solved with zero errors (a task without ground truth: finished, errors unknown),
+1 run failed or finished with errors, 2 bad input."""
 
 
 def add_parser(sub: Any) -> None:
@@ -186,11 +188,27 @@ def main(args: argparse.Namespace) -> int:
     specs = model_specs(args)
     simulated = all(s.is_simulated for s in specs)
     label = "[simulated] " if simulated else ""
-    progress = Progress(task.total_steps, enabled=not args.quiet, label=label)
-    result = run(
+    progress = Progress(task.total_steps, enabled=not args.quiet, label=label, max_steps=args.max_steps,
+                        ground_truth=isinstance(task, Oracle))
+    try:
+        result = _run(task, specs, voting_config, log, args, policy, progress, k)
+    except StepLogError as exc:
+        raise _resume_hint(exc, Path(log)) if args.resume else exc from None
+    if getattr(args, "estimate", None) is not None:
+        result.extra["estimate"] = args.estimate.to_dict()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_summary(result)
+    return exit_code(result, partial=bool(args.max_steps))
+
+
+def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.Namespace, policy: Any,
+         progress: Progress, k: Any) -> RunResult:
+    return run(
         task,
         specs,
-        voting_config,
+        voting,
         log=Path(log),
         resume=args.resume,
         seed=args.seed,
@@ -203,25 +221,49 @@ def main(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         guard=guard_config(args, k),
     )
-    if getattr(args, "estimate", None) is not None:
-        result.extra["estimate"] = args.estimate.to_dict()
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print_summary(result)
-    return 0 if result.errors == 0 and (result.solved or args.max_steps) else 1
+
+
+def _resume_hint(exc: StepLogError, log: Path) -> StepLogError:
+    """A damaged part found on --resume: say what `maker run` can do (it takes no --salvage)."""
+    part = Path(exc.path) if exc.path else None
+    if part is None or part.parent != log or "damaged" not in str(exc):
+        return exc
+    return StepLogError(
+        f"{part} is damaged, and --resume continues only from an intact log: move {part.name} and every later "
+        f"part out of {log} (maker replay {log} --verify --salvage checks the parts before it), then rerun with "
+        "--resume: it continues from the last decided step left",
+        path=exc.path,
+    )
+
+
+def exit_code(result: RunResult, partial: bool = False) -> int:
+    """0: solved (or, with `partial`, stopped) with no known error -- errors unknown (no
+    ground truth) counts as none known; 1 otherwise."""
+    return 0 if result.errors in (0, None) and (result.solved or partial) else 1
+
+
+def errors_text(errors: int | None) -> str:
+    """How a run's error count is shown: never "0 errors" when nothing could be checked."""
+    return "errors: unknown (no ground truth)" if errors is None else f"{errors:,} errors"
 
 
 def print_summary(result: RunResult) -> None:
     label = " [simulated model]" if result.simulated else ""
-    verdict = "solved" if result.solved else "NOT solved"
-    print(f"{result.task}: {verdict} in {result.steps:,} steps with {result.errors} errors{label}")
+    if result.errors is None:
+        verdict = "finished" if result.solved else "NOT finished"
+    else:
+        verdict = "solved" if result.solved else "NOT solved"
+    print(f"{result.task}: {verdict} in {result.steps:,} steps, {errors_text(result.errors)}{label}")
     by_reason = ", ".join(f"{k} {v}" for k, v in sorted(result.red_flags_by_reason.items())) or "none"
+    wasted = int(result.extra.get("wasted_samples") or 0)
+    drawn = f", samples drawn {result.samples + wasted:,} (incl. {wasted:,} wasted speculative)" if wasted else ""
     print(
-        f"  k={result.k}  samples {result.samples:,} ({result.samples_per_step:.3f}/step)  "
+        f"  k={result.k}  samples counted {result.samples:,} ({result.samples_per_step:.3f}/step){drawn}  "
         f"red flags {result.red_flags:,} ({by_reason})"
     )
-    print(f"  wall {result.wall_s:.1f}s  cost ${result.cost_usd:.4f}  log {result.log}")
+    # A real model's samples cost 0 only when no price is known for it (or it is free): never "$0.0000" as if measured.
+    cost = f"${result.cost_usd:.4f}" if result.cost_usd or result.simulated or not result.steps else "$0 (free, or no price known)"
+    print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
     if result.faults_by_kind:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
         print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")
@@ -230,7 +272,7 @@ def print_summary(result: RunResult) -> None:
         print(guard_line(extra["guard"]))
     if extra.get("speculate"):
         drafted = " (drafted from the reference)" if extra.get("draft") else ""
-        print(f"  speculation depth {extra['speculate']}{drafted}  wasted samples {extra.get('wasted_samples', 0):,}")
+        print(f"  speculation depth {extra['speculate']}{drafted}  wasted speculative samples {extra.get('wasted_samples', 0):,}")
     nodes = sorted(set(extra.get("node_ids") or ()))
     if len(nodes) > 1:
         print(f"  workers on {len(nodes)} Ray nodes: " + ", ".join(n[:12] for n in nodes))

@@ -112,7 +112,8 @@ def main(args: argparse.Namespace) -> int:
         cluster=ClusterConfig(workers=args.workers, address=args.address),
         dag=DagConfig(),
         policy=policy,
-        progress=Progress(task.total_steps, enabled=not args.quiet, label="[simulated] " if label else ""),
+        progress=Progress(task.total_steps, enabled=not args.quiet, label="[simulated] " if label else "",
+                          ground_truth=False),  # a free-form problem has no ground truth
         extra_meta={"plan_votes": decomposition.summary()},
     )
     result.extra["plan"] = decomposition.plan.text()

@@ -200,7 +200,7 @@ def length_buckets(s: RunStats, buckets: int = 12) -> list[tuple[int, int, int, 
 
 def write_report(stats: RunStats, out: str | Path) -> list[Path]:
     """Write report.md and the PNG plots into `out` (created if needed); return the paths."""
-    from maker import plots
+    from maker.report import plots
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -226,7 +226,8 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
         raised = ", ".join(f"to {k} from step {step:,}" for step, k in s.k_changes)
         lines += ["", f"The live guard raised k {raised}."]
     if s.simulated:
-        lines += ["", "**Simulated run**: every reply came from the `sim:` model, not from an LLM."]
+        lines += ["", "**Simulated run**: every reply came from a simulated model (`sim:`, `script:` or "
+                  "`maker sim-server`), not from an LLM."]
     if s.damaged_parts:
         lines += ["", f"**Salvaged**: {s.damaged_parts} damaged part(s) at the end were skipped."]
     lines += ["", "| | |", "|---|---|"]
@@ -234,12 +235,17 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     lines.append(f"| decided steps | {s.steps:,}{total} |")
     if s.logged_undecided:
         lines.append(f"| steps drawn but not decided | {s.logged_undecided:,} |")
+    counted = s.samples - s.wasted
+    per = f" ({counted / s.steps:.3f} per step)" if s.steps else ""
+    lines.append(f"| samples counted (votes and red flags; what `maker run` reports) | {counted:,}{per} |")
     per = f" ({s.samples / s.steps:.3f} per step)" if s.steps else ""
-    lines.append(f"| samples drawn | {s.samples:,}{per} |")
+    lines.append(f"| samples drawn (counted + {s.wasted:,} wasted speculative; all paid for) | {s.samples:,}{per} |")
     flagged = sum(s.red_flags.values())
     lines.append(f"| red-flagged samples | {flagged:,} ({_pct(flagged, s.samples)}) |")
     if s.graded_decisions:
         lines.append(f"| wrong decisions (against ground truth) | {s.wrong_decisions:,} of {s.graded_decisions:,} |")
+    else:
+        lines.append("| wrong decisions | unknown (no ground truth) |")
     if s.valid:
         ci = clopper_pearson(s.valid - s.errors_vs_decision, s.valid)
         lines.append(
@@ -296,7 +302,8 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     ]
     lines += ["", "## Cost over the run", "", _img("cost.png", images)]
     if not s.cost_usd:
-        lines += ["", "Every sample's cost_usd is 0 in this log (a simulated or free model): the plot shows samples."]
+        lines += ["", "Every sample's cost_usd is 0 in this log (a simulated or free model, or one with no known price): "
+                  "the plot shows samples."]
     lines += ["", "## Wasted speculative samples", ""]
     if s.wasted:
         lines += [f"{s.wasted:,} samples ({_pct(s.wasted, s.samples)}) were drawn on a premise that lost its vote.", ""]

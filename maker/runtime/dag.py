@@ -170,7 +170,7 @@ async def draw_samples(clients: dict[str, Any], job: NodeJob, step: StepInput, p
 
 def simulated(specs: Sequence[ModelSpec]) -> bool:
     """Whether every model is a fake (the simulator `sim:P` or a script `script:NAME`): label the results so."""
-    return all(s.is_simulated or s.model.startswith("script:") for s in specs)
+    return all(s.is_simulated for s in specs)
 
 
 def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, k: int) -> str | None:
@@ -352,7 +352,7 @@ class _State:
             steps=totals.steps,
             total_steps=task.total_steps,
             solved=bool(done and correct is not False),
-            errors=totals.errors,
+            errors=totals.errors if isinstance(task, Oracle) else None,  # unknown without ground truth
             first_error_step=self.first_error,
             samples=totals.samples,
             red_flags=totals.red_flags,

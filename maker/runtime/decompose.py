@@ -219,7 +219,7 @@ def plan_problem(
         raise UsageError("at least one --model is needed")
     for spec in specs:
         check_spec(spec)
-        if spec.is_simulated:
+        if spec.answers_from_ground_truth:
             raise ModelConfigError(
                 f"{spec.model}: the simulator answers from ground truth, and a free-form problem has none "
                 "(use a real model, or script:arith to try it)",

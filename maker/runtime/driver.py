@@ -28,6 +28,7 @@ from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.errors import MakerError, StepLogError, UsageError
+from maker.log.identity import resume_refusal
 from maker.log.steplog import StepLogWriter, count_faults, iter_tables, last_decision, open_log
 from maker.runtime.chain import SegmentJob, SegmentResult
 from maker.runtime.guard import Guard, GuardConfig, log_events
@@ -63,8 +64,11 @@ class RunResult:
     steps: int
     total_steps: int
     solved: bool
-    errors: int
+    #: wrong decisions against ground truth; None when the task has none (unknown, never 0)
+    errors: int | None
     first_error_step: int | None
+    #: samples counted: votes and red flags of the steps decided; the wasted speculative
+    #: samples (drawn and paid for, on a premise that lost) are `extra["wasted_samples"]`
     samples: int
     red_flags: int
     red_flags_by_reason: dict[str, int]
@@ -113,13 +117,10 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
 
 
 def _check_resumable(previous: dict[str, Any], current: dict[str, Any]) -> None:
-    for key in ("task", "task_options", "models", "seed"):
-        if previous.get(key) != current.get(key):
-            raise UsageError(
-                f"cannot resume: the log was written with {key}={previous.get(key)!r}, this run has {current.get(key)!r}"
-            )
-    if previous["voting"].get("k") != current["voting"].get("k"):
-        raise UsageError(f"cannot resume: the log used k={previous['voting'].get('k')}, this run asks for k={current['voting']['k']}")
+    """UsageError naming every setting a resume changes (see `maker.log.identity`)."""
+    refusal = resume_refusal(previous, current)
+    if refusal is not None:
+        raise UsageError(refusal)
 
 
 def _never_written(log: Path) -> bool:
@@ -340,7 +341,7 @@ def run(
         steps=totals.steps,
         total_steps=task.total_steps,
         solved=bool(solved),
-        errors=totals.errors,
+        errors=totals.errors if isinstance(task, Oracle) else None,
         first_error_step=first_error,
         samples=totals.samples,
         red_flags=totals.red_flags,

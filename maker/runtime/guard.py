@@ -194,9 +194,11 @@ class Guard:
             return ""
         ratio = s["collision_ratio"]
         ratio_text = "-" if ratio is None else f"{ratio:.1f}x"
+        # Before min_votes the interval is too wide to say anything: unknown, not 0.000.
+        success = f"{s['success']:.3f}" if s["votes"] >= self.config.min_votes else f"? ({s['votes']} votes)"
         return (
             f"  p̂ {s['p_hat']:.4f} (≥{s['p_low']:.4f})  collisions {ratio_text}  "
-            f"P(rest right) {s['success']:.3f}  k {self.k}"
+            f"P(rest right) {success}  k {self.k}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +208,7 @@ class Guard:
             "k_start": self.k_start,
             "k": self.k,
             "k_max": self.k_max,
+            "min_votes": self.config.min_votes,
             "p_plan": self.p_plan,
             "adaptive": self.config.adaptive,
             "events": self.events,

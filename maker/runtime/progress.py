@@ -23,8 +23,21 @@ class Totals:
 class Progress:
     """Rewrites one line on a terminal (every 0.25 s); prints a line every 10 s otherwise."""
 
-    def __init__(self, total_steps: int, stream: TextIO | None = None, enabled: bool = True, label: str = "") -> None:
+    def __init__(
+        self,
+        total_steps: int,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        label: str = "",
+        *,
+        max_steps: int | None = None,
+        ground_truth: bool = True,
+    ) -> None:
+        """`max_steps`: the run stops that many steps after where it starts (the ETA is to
+        there, not to the task's end); `ground_truth` False: errors are shown as unknown."""
         self.total = total_steps
+        self.max_steps = max_steps
+        self.ground_truth = ground_truth
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.label = label
@@ -55,14 +68,18 @@ class Progress:
         elapsed = max(1e-9, (now or time.monotonic()) - self.started)
         done_here = totals.steps - self.start_steps
         rate = done_here / elapsed
-        left = self.total - totals.steps
+        stop = self.total if self.max_steps is None else min(self.total, self.start_steps + self.max_steps)
+        left = max(0, stop - totals.steps)
         eta = _duration(left / rate) if rate > 0 else "?"
+        if stop < self.total:
+            eta += f" (to step {stop:,}, --max-steps)"
         per_step = totals.samples / totals.steps if totals.steps else 0.0
         flagged = 100.0 * totals.red_flags / totals.samples if totals.samples else 0.0
         pct = 100.0 * totals.steps / self.total if self.total else 100.0
+        errors = f"errors {totals.errors}" if self.ground_truth else "errors unknown (no ground truth)"
         return (
-            f"{self.label}{totals.steps:,}/{self.total:,} steps ({pct:.1f}%)  {rate:,.0f} steps/s  "
-            f"{per_step:.2f} samples/step  red flags {flagged:.2f}%  errors {totals.errors}  "
+            f"{self.label}{totals.steps:,}/{self.total:,} steps ({pct:.1f}%)  {rate_text(rate)} steps/s  "
+            f"{per_step:.2f} samples/step  red flags {flagged:.2f}%  {errors}  "
             f"${totals.cost_usd:.4f}  ETA {eta}{totals.guard}"
         )
 
@@ -73,6 +90,17 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def rate_text(rate: float) -> str:
+    """A rate with two significant figures below 10 (0.97, 1.2), whole numbers above (1,234).
+
+        >>> rate_text(0.974), rate_text(1.24), rate_text(12.6), rate_text(0.0)
+        ('0.97', '1.2', '13', '0')
+    """
+    if rate >= 10 or rate == 0:
+        return f"{rate:,.0f}"
+    return f"{rate:.2g}"
 
 
 def _duration(seconds: float) -> str:

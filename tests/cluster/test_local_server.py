@@ -149,3 +149,26 @@ def test_cli_local_port_without_a_local_model(capsys, tmp_path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)
     code, _, err = _cli(capsys, "run", "chase", "--hops", "5", "--model", "sim:0.9", "--local-port", "8000")
     assert code == 2 and "--local-port needs --model local" in err
+
+
+def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from maker.cluster.local_server import prune_logs
+
+    now = time.time()
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    for i in range(8):
+        log = tmp_path / f"maker-local-smollm-{dead + i}.log"
+        log.write_text(str(i))
+        os.utime(log, (now - 100 + i, now - 100 + i))
+    live = tmp_path / f"maker-local-smollm-{os.getpid()}.log"  # a running server's log: kept, however old
+    live.write_text("live")
+    os.utime(live, (now - 1000, now - 1000))
+    other = tmp_path / "unrelated.log"
+    other.write_text("x")
+    deleted = prune_logs(tmp_path, keep=3)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(deleted) == 5
+    assert left == sorted([f"maker-local-smollm-{dead + i}.log" for i in (5, 6, 7)] + [live.name, "unrelated.log"])

@@ -85,6 +85,23 @@ def test_readers_outside_maker_see_one_table(tmp_path) -> None:
     assert duckdb.sql(f"SELECT count(*) FROM '{log}/*.parquet' WHERE kind = 'decision'").fetchall()[0][0] == 2
 
 
+def test_the_readmes_pandas_line_reads_the_columns_as_its_table_says(tmp_path) -> None:
+    """Decision and event rows hold nulls in the sample columns: with numpy's dtypes pandas
+    reads `wasted`/`counted` as object and `sample` as float64; the README's line asks for
+    pandas' nullable dtypes, and then `(~df.wasted).sum()` counts rows that are not wasted."""
+    pd = pytest.importorskip("pandas")
+    log = tmp_path / "run.parquet"
+    w = StepLogWriter(log, RUN)
+    w.append({"step": [0, 0, 0], "sample": [0, 1, 2], "answer": ["a", "a", "b"], "counted": [True, True, False],
+              "wasted": [False, False, True]}, {"step": [0], "answer": ["a"]})
+    df = pd.read_parquet(log, dtype_backend="numpy_nullable")  # the README's line
+    assert str(df.wasted.dtype) == "boolean" and str(df.counted.dtype) == "boolean"
+    assert str(df["sample"].dtype) == "Int32" and str(df.step.dtype) == "Int64"
+    assert int((~df.wasted).sum()) == 2 and int(df.counted.sum()) == 2
+    samples = df[df.kind == "sample"]
+    assert int((~samples.wasted).sum()) == 2
+
+
 def test_foreign_parquet_is_rejected(tmp_path) -> None:
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"x": [1, 2]}), other)

@@ -35,6 +35,8 @@ def test_examples_run(module) -> None:
         (decimal, "٣.٥", None),
         (text, "  Hello   World ", "hello world"),
         (text, "   ", None),
+        (text, "Unknown.", None),  # a non-answer is never a vote
+        (text, "**N/A**", None),
         (json_value, '{"b": 1.0, "a": [1, 2]}', '{"a":[1,2],"b":1}'),
         (json_value, "NaN", None),
         (json_value, "{'a': 1}", None),
@@ -54,6 +56,7 @@ def test_choice_and_lookup() -> None:
     yes_no = choice("Yes", "No")
     assert yes_no("**YES**") == "yes"
     assert yes_no("maybe") is None
+    assert choice("yes", "no", "unknown")("Unknown") == "unknown"  # a task may make it an answer
     assert normaliser("choice:red,green")("Green") == "green"
     assert normaliser("integer") is integer
     with pytest.raises(ValueError, match="unknown key normaliser 'roman'"):
@@ -72,6 +75,9 @@ def test_choice_and_lookup() -> None:
         ("remove = 5\nmove=1", "1"),
         ("move = [2, 0, 2]\nmove = oops", "oops"),  # the last candidate, even when it is bad
         ("nothing", None),
+        ("move = f(x)", "f(x)"),  # a note is set off by a space
+        ("move = #E2", "#E2"),
+        ("move = C# # the language", "C#"),
     ],
 )
 def test_last_field(reply, value) -> None:

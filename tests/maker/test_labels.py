@@ -1,0 +1,108 @@
+"""Labels never overclaim: no "0 errors" without ground truth, a non-answer is never a vote,
+and the two sample counts have two names (counted vs drawn) everywhere.
+
+The models are the project's fakes at the model boundary (`script:arith`, `sim:P`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from maker.cli.main import main
+from maker.runtime.progress import Progress, Totals, rate_text
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _plan(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "f.plan"
+    path.write_text(text)
+    return str(path)
+
+
+SOLVE_PLAN = '#E1 = solve("Compute 2 + 3")\n#E2 = solve("Compute #E1 * 4")\nanswer = #E2\n'
+#: The arith script answers `unknown` to a question it cannot evaluate.
+UNANSWERABLE = '#E1 = solve("Compute 2 + 3")\n#E2 = solve("Compute the weather after #E1 days")\nanswer = #E2\n'
+
+
+@pytest.mark.ray
+def test_a_run_without_ground_truth_says_its_errors_are_unknown(ray_address, tmp_path, capsys) -> None:
+    log = tmp_path / "s.parquet"
+    common = ["--model", "script:arith", "--k", "2", "--quiet", "--address", ray_address]
+    code, out, err = _cli(capsys, "run", "plan", "--file", _plan(tmp_path, SOLVE_PLAN), *common, "--log", str(log))
+    assert code == 0, err
+    assert "errors: unknown (no ground truth)" in out and "0 errors" not in out and "solved" not in out
+    assert "answer: 20 (no ground truth to check it)" in out
+    code, out, _ = _cli(capsys, "run", "plan", "--file", _plan(tmp_path, SOLVE_PLAN), *common, "--json",
+                        "--log", str(tmp_path / "j.parquet"))
+    assert json.loads(out)["errors"] is None
+    code, out, _ = _cli(capsys, "replay", str(log), "--verify")
+    assert code == 0 and "errors: unknown (no ground truth)" in out and "solved=" not in out
+    code, _, _ = _cli(capsys, "report", str(log), "--out", str(tmp_path / "rep"))
+    assert code == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| wrong decisions | unknown (no ground truth) |" in md and "**Simulated run**" in md
+
+
+@pytest.mark.ray
+def test_unknown_is_never_accepted_as_an_answer(ray_address, tmp_path, capsys) -> None:
+    code, out, err = _cli(capsys, "run", "plan", "--file", _plan(tmp_path, UNANSWERABLE), "--model", "script:arith",
+                          "--k", "2", "--quiet", "--address", ray_address, "--max-discards-in-a-row", "6",
+                          "--log", str(tmp_path / "u.parquet"))
+    assert code == 1
+    assert "solved" not in out and "0 errors" not in out
+    assert "malformed" in err
+
+
+@pytest.mark.ray
+def test_run_and_report_name_counted_and_drawn_samples_alike(ray_address, tmp_path, capsys) -> None:
+    log = tmp_path / "h.parquet"
+    code, out, err = _cli(capsys, "run", "hanoi", "--disks", "5", "--model", "sim:0.9", "--k", "2", "--speculate", "4",
+                          "--quiet", "--address", ray_address, "--log", str(log), "--json")
+    result = json.loads(out)
+    counted, wasted = result["samples"], result["extra"]["wasted_samples"]
+    _cli(capsys, "report", str(log), "--out", str(tmp_path / "rep"))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"| samples counted (votes and red flags; what `maker run` reports) | {counted:,} (" in md
+    assert f"| samples drawn (counted + {wasted:,} wasted speculative; all paid for) | {counted + wasted:,} (" in md
+
+
+def test_progress_line_rates_eta_and_unknowns() -> None:
+    assert [rate_text(r) for r in (0.0, 0.4, 0.97, 1.0, 1.24, 9.96, 12.4, 1234.0)] == [
+        "0", "0.4", "0.97", "1", "1.2", "10", "12", "1,234"]
+    p = Progress(1000, stream=io.StringIO(), max_steps=100, ground_truth=False)
+    p.started -= 10.0  # ten seconds in, 10 steps done: 1 step/s
+    line = p.format(Totals(steps=10, samples=30), now=p.started + 10.0)
+    assert " 1 steps/s" in line and "ETA 1m30s (to step 100, --max-steps)" in line
+    assert "errors unknown (no ground truth)" in line
+    p = Progress(1000, stream=io.StringIO())
+    line = p.format(Totals(steps=10, samples=30, errors=0), now=p.started + 10.0)
+    assert "ETA 16m30s" in line and "errors 0" in line
+
+
+def test_p_rest_right_is_unknown_until_enough_votes() -> None:
+    from maker.cli._correlation import guard_line
+    from maker.runtime.guard import Guard, GuardConfig
+
+    guard = Guard(GuardConfig(min_votes=100), k=2, first_step=0, last_step=999, stream=None)
+    steps = list(range(5))
+    samples = {"step": [s for s in steps for _ in range(2)], "answer": ["a"] * 10, "counted": [True] * 10,
+               "wasted": [False] * 10}
+    guard.observe(samples, {"step": steps, "answer": ["a"] * 5})
+    assert "P(rest right) ? (10 votes)" in guard.summary()
+    assert "P(rest right) ? (10 votes)" in guard_line(guard.to_dict())
+    steps = list(range(5, 100))
+    many = {"step": [s for s in steps for _ in range(2)], "answer": ["a"] * 190, "counted": [True] * 190,
+            "wasted": [False] * 190}
+    guard.observe(many, {"step": steps, "answer": ["a"] * 95})
+    assert "P(rest right) 0." in guard.summary() or "P(rest right) 1." in guard.summary()
+    assert "?" not in guard_line(guard.to_dict())
