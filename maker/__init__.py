@@ -16,6 +16,7 @@ from maker.budget.estimate import EstimateReport, estimate  # noqa: E402
 from maker.budget.margins import Plan, SampleCost, plan  # noqa: E402
 from maker.budget.tally import ModelEstimate  # noqa: E402
 from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
+from maker.cluster.function_client import FunctionClient  # noqa: E402
 from maker.config import VotingConfig  # noqa: E402
 from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
@@ -25,6 +26,7 @@ from maker.runtime.guard import GuardConfig  # noqa: E402
 __all__ = [
     "ClusterConfig",
     "EstimateReport",
+    "FunctionClient",
     "GuardConfig",
     "MakerError",
     "ModelConfigError",

@@ -253,7 +253,7 @@ def run_plan(
     pool = None
     try:
         if len(plan):
-            pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
             pool.map(_ready, [None] * cluster.workers)  # every actor up, with this module imported
             dispatch_started = time.perf_counter()
             _drive(pool, state, dag, cluster.workers, lambda steps: NodeJob(steps, voting, policy, model_names, seed))

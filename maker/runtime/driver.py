@@ -278,7 +278,7 @@ def run(
     try:
         if start.index <= last_index:
 
-            pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
             node_ids = pool.node_ids()
             current = start
             ahead = cluster.workers if cluster.draft else 1
