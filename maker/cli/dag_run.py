@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from maker.cli.common import model_specs
@@ -46,7 +45,9 @@ def main_plan(args: argparse.Namespace, task: PlanTask) -> int:
             raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
     voting = voting_from_args(args, task.total_steps)
     specs = model_specs(args)
-    log = args.log or f"runs/{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+    from maker.cli.run import log_name
+
+    log = args.log or log_name(task)
     label = "[simulated] " if all(s.is_simulated for s in specs) else ""
     result = run_plan(
         task,
