@@ -171,7 +171,12 @@ class ChainTask:
             return bool(self.done(step.premise, step.index))
         return step.index >= self.steps
 
-    # -- ground truth (only when `truth` is given) ---------------------------------------------
+
+
+class OracleChainTask(ChainTask):
+    """A `ChainTask` with ground truth (`truth=` given): also an `Oracle`, so the simulator,
+    `maker.estimate` and the run's error count work on it."""
+
     def _answer(self, state: Any, index: int) -> Any:
         if self.truth_fn is None:
             raise TypeError(f"task {self.spec.name} has no ground truth (give chain_task truth=...)")
@@ -230,10 +235,11 @@ def _literal(text: str) -> Any:
 
 
 def chain_task(**kwargs: Any) -> ChainTask:
-    """A `ChainTask`; the keyword arguments are documented on the module.
+    """A `ChainTask` (an `OracleChainTask` when `truth` is given); the keyword arguments
+    are documented on the module.
 
     Raises ValueError (one line) for a bad step count, prompt, state or key name."""
-    return ChainTask(**kwargs)
+    return OracleChainTask(**kwargs) if kwargs.get("truth") is not None else ChainTask(**kwargs)
 
 
-__all__ = ["NORMALISERS", "ChainTask", "chain_task"]
+__all__ = ["NORMALISERS", "ChainTask", "OracleChainTask", "chain_task"]
