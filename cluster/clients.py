@@ -90,8 +90,8 @@ def check_spec(spec: ModelSpec) -> None:
         return
     if not spec.model or spec.model != spec.model.strip():
         raise ModelConfigError(f"model name {spec.model!r} is empty or padded", model=spec.model)
-    if spec.model.startswith("py:"):  # the user's own factory: it must import and be callable here
-        user_factory(spec.model)
+    if spec.model.startswith("py:"):  # the user's own factory: built once here, so its errors show now
+        build_user_client(spec.model)
         return
     if spec.model.startswith("script:"):  # a scripted fake (cluster/scripted.py)
         from .scripted import parse_script_model
