@@ -143,10 +143,16 @@ def _user_modules(task: Any, models: Sequence[ModelSpec]) -> list[str]:
     """Names of the modules whose code the task and user clients need, and which a worker
     may not be able to import: not installed (no site-packages in their path), not
     the standard library, not maker (`__main__` is pickled by value by cloudpickle anyway)."""
-    objects: list[Any] = [task, *(m.client for m in models if m.client is not None)]
-    for obj in list(objects):
-        for value in getattr(obj, "__dict__", {}).values():
-            objects.extend(value if isinstance(value, (tuple, list)) else [value])
+    objects: list[Any] = []
+    todo: list[tuple[Any, int]] = [(task, 0), *((m.client, 0) for m in models if m.client is not None)]
+    while todo:  # the task, its attributes, theirs (plan operations hold the user's functions), 3 deep
+        obj, depth = todo.pop()
+        objects.append(obj)
+        if depth >= 3 or inspect.isfunction(obj) or inspect.isclass(obj) or isinstance(obj, (str, bytes, int, float)):
+            continue
+        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else \
+            getattr(obj, "__dict__", {}).values()
+        todo.extend((v, depth + 1) for v in list(values)[:1000])
     names: list[str] = []
     for obj in objects:
         name = getattr(obj, "__module__", None) if inspect.isfunction(obj) or inspect.isclass(obj) else None

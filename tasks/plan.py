@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 #: A placeholder: `#E12` or `#E12.carry`.  Group 1 is the number, group 2 the field.
 REF = re.compile(r"#E(\d+)(?:\.([a-z_][a-z0-9_]*))?")
-_STEP_LINE = re.compile(r"^#E(\d+)\s*=\s*([a-z_][a-z0-9_]*)\s*\((.*)\)\s*$")
+_STEP_LINE = re.compile(r"^#E(\d+)\s*=\s*([a-z_][a-z0-9_]*|tool:[^\s(]+)\s*\((.*)\)\s*$")  # tool: see tasks/user_ops.py
 _ANSWER_LINE = re.compile(r"^answer\s*=\s*(.*?)\s*$")
 _BARE = re.compile(r"[^,\s\"()]+")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
