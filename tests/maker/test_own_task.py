@@ -77,6 +77,33 @@ def only_on_driver():
 '''
 
 
+PLAN_FILE = '''
+import json
+from maker.tasks.plan_task import plan_task
+from maker.tasks.user_ops import operation, tool
+
+RECORDS = [{"id": i, "price": (i * 17) % 50 + 1} for i in range(5)]
+price = operation("price", key="integer", render=lambda p: f"price = {p}",
+                  prompt=lambda args: f"Record: {args[0]}\\nprice =",
+                  parse=lambda reply: reply.rpartition("price =")[2] if "price =" in reply else None,
+                  truth=lambda args: json.loads(args[0])["price"])
+LINES = [f"#E{i + 1} = price({json.dumps(json.dumps(r))})" for i, r in enumerate(RECORDS)]
+
+
+def records(fail: bool = False):
+    def total(*prices):
+        if fail:
+            raise ZeroDivisionError("the ledger is closed")
+        return sum(int(p) for p in prices)
+    text = "\\n".join([*LINES, "#E9 = total(" + ", ".join(f"#E{i + 1}" for i in range(5)) + ")", "answer = #E9"])
+    return plan_task(text, ops=[price, tool("total", total)], name="records")
+
+
+def clashing():
+    return plan_task("#E1 = mul(2, 3)\\nanswer = #E1", ops={"mul": lambda a, b: 0})
+'''
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A user's project folder: their task module, a model module, and their own `tasks.py`
@@ -85,6 +112,7 @@ def project(tmp_path, monkeypatch):
     proj.mkdir()
     (proj / "ledger_task_q15.py").write_text(TASK_FILE)
     (proj / "my_models_q15.py").write_text(MODELS)
+    (proj / "records_plan_q15.py").write_text(PLAN_FILE)
     (proj / "tasks.py").write_text("MINE = 'user tasks.py'\n")
     (proj / "cluster").mkdir()
     (proj / "cluster" / "__init__.py").write_text("MINE = 'user cluster'\n")
@@ -175,10 +203,12 @@ def test_cli_subprocess_from_a_folder_with_its_own_tasks_and_cluster(project, ra
         (["--task", "{file}:no_truth"], "the simulator needs ground truth"),
         (["--task", "{file}:locked"], "cannot be sent to the Ray workers"),
         (["--task", "{file}:ledger", "--model", "py:{models}:nothing"], "no callable 'nothing'"),
+        (["--task", "{plan}:clashing"], "clashes with the built-in operation mul"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(project, capsys, args, needle) -> None:
-    files = {"file": project / "ledger_task_q15.py", "models": project / "my_models_q15.py"}
+    files = {"file": project / "ledger_task_q15.py", "models": project / "my_models_q15.py",
+             "plan": project / "records_plan_q15.py"}
     args = [a.format(**files) for a in args]
     model = [] if "--model" in args else ["--model", "sim:0.9"]
     code, out, err = run_cli(capsys, "run", *args, *model, "--k", "2")
@@ -197,3 +227,25 @@ def test_a_model_that_fails_only_on_the_workers_stops_before_ray_retries(project
     assert code == 2
     assert err.count("\n") == 1 and "this node has no credentials for my backend" in err
     assert "WorkerLostError" not in err and "died" not in err
+
+
+def test_plan_with_a_user_operation_and_a_tool_step(project, ray_address, tmp_path, capsys) -> None:
+    log = tmp_path / "plan.parquet"
+    ref = str(project / "records_plan_q15.py") + ":records"
+    code, out, err = run_cli(capsys, "run", "--task", ref, "--model", "sim:0.8", "--k", "2", "--log", str(log),
+                             "--address", ray_address, "--quiet", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["solved"] and result["extra"]["answer"] == result["extra"]["expected_answer"] == "75"
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(str(log)).to_table().to_pylist()
+    tool_rows = [r for r in rows if r["kind"] == "decision" and "[tool]" in (r["detail"] or "")]
+    assert len(tool_rows) == 1 and tool_rows[0]["answer"] == "value = 75" and tool_rows[0]["votes"] == 0
+    assert not [r for r in rows if r["kind"] == "sample" and r["step"] == tool_rows[0]["step"]]  # never voted
+    code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
+    assert code == 0 and json.loads(out)["valid"]
+    code, _, err = run_cli(capsys, "run", "--task", ref, "--opt", "fail=True", "--model", "sim:0.9", "--k", "1",
+                           "--log", str(tmp_path / "fail.parquet"), "--address", ray_address, "--quiet")
+    assert code == 1 and err.count("\n") == 1
+    assert "tool total raised ZeroDivisionError: the ledger is closed" in err and "#E9" in err
