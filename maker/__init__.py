@@ -22,6 +22,9 @@ from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
+from maker.tasks.chain import chain_task  # noqa: E402
+from maker.tasks.plan_task import plan_task  # noqa: E402
+from maker.tasks.user_ops import operation, tool  # noqa: E402
 
 __all__ = [
     "ClusterConfig",
@@ -43,9 +46,13 @@ __all__ = [
     "VotingConfig",
     "WhatIfReport",
     "__version__",
+    "chain_task",
     "estimate",
+    "operation",
     "plan",
+    "plan_task",
     "run",
+    "tool",
     "tune_log",
     "verify_log",
     "whatif_log",
