@@ -198,6 +198,13 @@ class OracleChainTask(ChainTask):
                              f"parser and rules ({verdict.detail}); check render= and parse=")
         return verdict.key
 
+    def is_solved(self, step: StepInput) -> bool:
+        """At the end, on the true final state (a run that decided a wrong step is not solved)."""
+        if not super().is_solved(step):
+            return False
+        last = min(step.index, self.steps) - 1
+        return last < 0 or step.premise == self.step_after(last, self.truth(last)).premise
+
     def reference_reply(self, step: StepInput) -> str:
         return self.render(self._answer(step.premise, step.index))
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from maker.cli.common import model_specs
+from maker.cli.common import model_specs, prompt_style_of
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.errors import UsageError
@@ -44,6 +45,7 @@ def main_plan(args: argparse.Namespace, task: PlanTask) -> int:
         if value:
             raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
     voting = voting_from_args(args, task.total_steps)
+    voting = replace(voting, prompt_style=prompt_style_of(args, task))  # --prompt-style, else the task's choice
     specs = model_specs(args)
     from maker.cli.run import log_name
 

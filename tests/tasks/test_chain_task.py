@@ -32,6 +32,7 @@ def test_it_is_a_task_and_an_oracle_and_walks_the_truth() -> None:
         step = task.step_after(i, keys[-1])
     assert keys == ["105", "102", "112", "105"]
     assert task.is_solved(step) and step.index == 4
+    assert not task.is_solved(task.step_after(3, "106"))  # the end, but on a wrong balance
 
 
 @pytest.mark.parametrize(
