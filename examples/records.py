@@ -18,17 +18,20 @@ import maker
 
 NAMES = ["Ada Moss", "Ben Ito", "Cleo Park", "Dev Rao", "Eva Lind", "Finn Ruiz", "Gia Chen", "Hal Berg"]
 CITIES = ["Oslo", "Lima", "Pune", "Graz", "Kobe", "Lyon", "Perth", "Quito"]
-SHOTS = ("Record: name: Bob Lee; city: Riga; age: 51; id: 2210\nage: 51\n"
-         "Record: name: Ines Roy; city: Bonn; age: 27; id: 5307\nage: 27\n")
+SHOTS = ("Record: id: 2210; name: Bob Lee; age: 51; city: Riga\nage: 51\n"
+         "Record: id: 5307; name: Ines Roy; age: 27; city: Bonn\nage: 27\n")
 
 
 def make_records(n: int, seed: int = 0) -> list[str]:
-    """N records as one line of text each (name, city, age, id), the same for the same seed."""
+    """N records as one line of text each (id, name, age, city), the same for the same seed.
+
+    The age is not the last number on the line: SmolLM2-135M copied the last number (the
+    id) when it was, every time -- the `valid` rule (0 < age < 150) red-flagged all 50."""
     out = []
     for i in range(n):
         x = ((i + 1) * 2654435761 + seed * 97) % 2**32
         x = ((x ^ (x >> 13)) * 1274126177) % 2**32
-        out.append(f"name: {NAMES[x % 8]}; city: {CITIES[(x // 8) % 8]}; age: {18 + x % 63}; id: {1000 + x % 9000}")
+        out.append(f"id: {1000 + x % 9000}; name: {NAMES[x % 8]}; age: {18 + (x >> 7) % 63}; city: {CITIES[(x >> 3) % 8]}")
     return out
 
 

@@ -28,9 +28,9 @@ def adder(prompt, temperature, seed):
 
 
 def copier(prompt, temperature, seed):
-    """Copies the last record's age; every third call at temperature > 0 is off by one."""
+    """Copies the last record's age; one call in ten at temperature > 0 is off by one."""
     age = int(re.findall(r"age: (\d+)", prompt)[-1])
-    return f" {age + 1}" if temperature > 0 and seed % 3 == 0 else f" {age}"
+    return f" {age + 1}" if temperature > 0 and seed % 10 == 0 else f" {age}"
 
 
 def test_ledger_on_the_simulator_and_replay_verify(ray_address, tmp_path) -> None:
@@ -43,7 +43,8 @@ def test_ledger_on_the_simulator_and_replay_verify(ray_address, tmp_path) -> Non
 
 def test_ledger_on_a_function_model(ray_address) -> None:
     task = example("ledger", n=40, start=-5)
-    result = maker.run(task, [maker.FunctionClient(adder, name="adder")], maker.VotingConfig(k=2),
+    voting = maker.VotingConfig(k=2, prompt_style="completion")  # the task's own choice; the CLI takes it by itself
+    result = maker.run(task, [maker.FunctionClient(adder, name="adder")], voting,
                        cluster=ClusterConfig(address=ray_address))
     assert result.solved and result.errors == 0 and not result.simulated
     assert result.samples == 80  # two agreeing votes per step, nothing red-flagged
@@ -52,10 +53,10 @@ def test_ledger_on_a_function_model(ray_address) -> None:
 def test_records_plan_on_the_simulator_and_a_function_model(ray_address, tmp_path) -> None:
     task = example("records", n=40)
     log = tmp_path / "records.parquet"
-    result = run_plan(task, ["sim:0.85"], maker.VotingConfig(k=2), log=log, cluster=ClusterConfig(address=ray_address))
+    result = run_plan(task, ["sim:0.95"], maker.VotingConfig(k=3), log=log, cluster=ClusterConfig(address=ray_address))
     assert result.solved and result.extra["answer"] == result.extra["expected_answer"]
     assert maker.verify_log(log).valid
-    result = run_plan(task, [maker.FunctionClient(copier)], maker.VotingConfig(k=2, temperature=0.5),
+    result = run_plan(task, [maker.FunctionClient(copier)], maker.VotingConfig(k=3, temperature=0.5, prompt_style="completion"),
                       cluster=ClusterConfig(address=ray_address))
     assert result.solved and result.errors == 0 and not result.simulated
-    assert result.extra["answer"] == task.expected_answer()
+    assert result.extra["answer"] == task.expected_answer() and result.samples > 3 * 40  # some votes were wrong
