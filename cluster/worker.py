@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,13 @@ def _token_auth_on() -> None:
         AuthenticationTokenLoader.instance().reset_cache()
     except (ImportError, AttributeError):
         del os.environ["RAY_AUTH_MODE"]
+
+
+def _last_error(exc: BaseException) -> str:
+    """The last `SomeError: message` line of a Ray error (its own text holds whole tracebacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return (found or lines or [type(exc).__name__])[-1][:300]
 
 
 @dataclass
@@ -245,8 +253,10 @@ class WorkerPool:
 
         try:
             problems = ray.get([a.ready.remote() for a in self.actors])
-        except Exception:  # an actor that died while starting: `get` replaces it later
-            return
+        except Exception as exc:  # a fresh actor that cannot even start: almost always its code or data
+            self.close()
+            raise UsageError(f"a Ray worker could not load the task or a model ({_last_error(exc)}); "
+                             "is every module it needs installed on every node?") from None
         problem = next((p for p in problems if p), None)
         if problem is not None:
             self.close()

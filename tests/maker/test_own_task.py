@@ -54,7 +54,31 @@ def locked():
     return task
 
 
+import os  # noqa: E402
 import threading  # noqa: E402
+
+from maker.tasks.chain import OracleChainTask  # noqa: E402
+
+
+def _rebuild(pid):
+    if os.getpid() != pid:
+        raise FileNotFoundError("/driver/only/settings.yaml")
+    return ledger(3)
+
+
+class Fragile(OracleChainTask):
+    """A task that pickles on the driver but cannot be rebuilt anywhere else."""
+
+    def __reduce__(self):
+        return (_rebuild, (os.getpid(),))
+
+
+def fragile():
+    task = ledger(3)
+    task.__class__ = Fragile
+    return task
+
+
 not_a_task = 42
 '''
 
@@ -227,6 +251,10 @@ def test_a_model_that_fails_only_on_the_workers_stops_before_ray_retries(project
     assert code == 2
     assert err.count("\n") == 1 and "this node has no credentials for my backend" in err
     assert "WorkerLostError" not in err and "died" not in err
+    code, _, err = run_cli(capsys, "run", "--task", str(project / "ledger_task_q15.py") + ":fragile", "--model", "sim:0.9",
+                           "--k", "1", "--address", ray_address, "--log", str(tmp_path / "f.parquet"), "--quiet")
+    assert code == 2 and err.count("\n") == 1
+    assert "could not load the task" in err and "FileNotFoundError: /driver/only/settings.yaml" in err
 
 
 def test_plan_with_a_user_operation_and_a_tool_step(project, ray_address, tmp_path, capsys) -> None:
