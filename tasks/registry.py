@@ -81,17 +81,21 @@ class TaskSource:
             if unknown and not _accepts(target, unknown):
                 takes = ", ".join(sorted(declared)) or "none"
                 raise TaskNameError(f"{self.name} does not take option(s) {', '.join(unknown)} (it takes: {takes})")
-            if self.origin == "built-in":  # maker's own tasks say what is wrong themselves
-                return target(**options)
             try:
                 task = target(**options)
             except TaskNameError:
                 raise
             except Exception as exc:  # the user's factory: its error, named, in one line
+                if self.origin == "built-in":  # maker's own tasks say what is wrong themselves
+                    raise
                 what = "class" if inspect.isclass(target) else "factory"
                 raise TaskNameError(f"task {self.name}: the {what} raised {type(exc).__name__}: {exc}") from None
         if not _looks_like_task(task):
             raise TaskNameError(f"{self.name} is not a task: {type(task).__name__} has no first_step/prompt/judge")
+        try:  # where it came from, for the log: a rebuild that fails can say what to install
+            task.maker_origin = self.origin
+        except (AttributeError, TypeError):
+            pass
         if getattr(task, "spec", None) is None or getattr(task.spec, "name", None) != self.name:
             try:  # the log records the name the task was found under, so it can be rebuilt
                 task.spec = TaskSpec(self.name, dict(options))
@@ -167,6 +171,16 @@ def build(spec: TaskSpec) -> Any:
     return resolve(spec.name).build(dict(spec.options))
 
 
+def rebuild(run: dict[str, Any]) -> Any:
+    """The task a log's run metadata names (`task`, `task_options`), for replay, resume and
+    audits; TaskNameError says, when it cannot, where the task came from (`task_origin`)."""
+    try:
+        return build(TaskSpec(run["task"], dict(run.get("task_options") or {})))
+    except TaskNameError as exc:
+        origin = run.get("task_origin")
+        raise TaskNameError(f"{exc}; the run's task came from {origin}" if origin else str(exc)) from None
+
+
 def import_module(name: str) -> ModuleType:
     """`importlib.import_module` with a one-line error naming what to install."""
     try:
@@ -236,4 +250,4 @@ def available() -> list[TaskSource]:
     return out
 
 
-__all__ = ["ENTRY_POINT_GROUP", "TaskNameError", "TaskSource", "available", "build", "is_reference", "resolve"]
+__all__ = ["ENTRY_POINT_GROUP", "TaskNameError", "TaskSource", "available", "build", "is_reference", "rebuild", "resolve"]

@@ -100,6 +100,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
     return {
         "task": task.spec.name,
         "task_options": task.spec.options,
+        "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
         "voting": asdict(voting),

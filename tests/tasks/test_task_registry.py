@@ -99,3 +99,17 @@ def test_entry_point_plugin_runs_by_short_name(tmp_path, monkeypatch) -> None:
     assert build_task(TaskSpec("ledger", {"n": 7})).total_steps == 7
     listed = {s.name: s for s in available()}
     assert "ledger" in listed and "hanoi" in listed and listed["hanoi"].origin == "built-in"
+
+
+def test_a_log_whose_task_is_gone_says_where_it_came_from() -> None:
+    from maker.tasks.registry import rebuild
+
+    run = {"task": "ledger_gone_q15", "task_options": {"n": 3}, "task_origin": "plugin maker-ledger 0.3 (ledger = x:y)"}
+    with pytest.raises(TaskNameError) as info:
+        rebuild(run)
+    assert "unknown task 'ledger_gone_q15'" in str(info.value) and "came from plugin maker-ledger 0.3" in str(info.value)
+
+
+def test_built_tasks_know_their_origin(task_file) -> None:
+    assert build_task(TaskSpec("hanoi", {"disks": 3})).maker_origin == "built-in"
+    assert build_task(TaskSpec(f"{task_file}:ledger", {})).maker_origin == f"file {task_file.resolve()}"
