@@ -199,7 +199,7 @@ def load_file(path: Path) -> ModuleType:
     """Load a Python file as a module named after its path (so two files called `tasks.py`
     never collide, and none shadows an installed package); loaded once per process."""
     if not path.is_file():
-        raise TaskNameError(f"no such task file: {path}")
+        raise TaskNameError(f"no such file: {path}")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     mod_name = f"_maker_user_{path.stem}_{digest}"
     if mod_name in sys.modules:

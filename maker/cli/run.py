@@ -301,7 +301,10 @@ def print_summary(result: RunResult) -> None:
         f"  k={result.k}  samples {result.samples:,} ({result.samples_per_step:.3f}/step)  "
         f"red flags {result.red_flags:,} ({by_reason})"
     )
-    print(f"  wall {result.wall_s:.1f}s  cost ${result.cost_usd:.4f}  log {result.log}")
+    cost = f"${result.cost_usd:.4f}"
+    if not result.cost_usd and any(m.startswith("py:") for m in result.models):
+        cost = "unknown (py: models report no price)"
+    print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
     if result.faults_by_kind:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
         print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")

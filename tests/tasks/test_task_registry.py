@@ -65,7 +65,7 @@ def test_module_reference_from_sys_path(task_file, monkeypatch) -> None:
         ("{file}:not_a_task", {}, "not a task"),
         ("{file}:ledger", {"n": 5000}, "the factory raised ValueError: n is at most 1000"),
         ("{file}:ledger", {"colour": "red"}, "does not take option(s) colour"),
-        ("/no/such/file.py:task", {}, "no such task file"),
+        ("/no/such/file.py:task", {}, "no such file"),
         ("sudoku", {}, "unknown task 'sudoku'"),
     ],
 )
