@@ -42,12 +42,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _task_ref(argv: Sequence[str]) -> str | None:
-    """The value of `--task REF` in argv: its declared options become flags of run and estimate."""
+    """The task `run`/`estimate` name (`--task REF`, or TASK right after the command): its
+    declared options become flags of run and estimate."""
     for i, arg in enumerate(argv):
         if arg == "--task" and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--task="):
             return arg.split("=", 1)[1]
+    if len(argv) > 1 and argv[0] in ("run", "estimate") and not argv[1].startswith("-"):
+        return argv[1]
     return None
 
 

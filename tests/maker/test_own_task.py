@@ -277,3 +277,26 @@ def test_plan_with_a_user_operation_and_a_tool_step(project, ray_address, tmp_pa
                            "--log", str(tmp_path / "fail.parquet"), "--address", ray_address, "--quiet")
     assert code == 1 and err.count("\n") == 1
     assert "tool total raised ZeroDivisionError: the ledger is closed" in err and "#E9" in err
+
+
+def test_an_installed_plugin_runs_by_short_name_and_is_listed(project, monkeypatch, ray_address, tmp_path,
+                                                              capsys) -> None:
+    site = tmp_path / "site"
+    (site / "ledger_plugin_q15").mkdir(parents=True)
+    (site / "ledger_plugin_q15" / "__init__.py").write_text(TASK_FILE)
+    dist = site / "ledger_plugin_q15-1.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ledger-plugin-q15\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text("[maker.tasks]\nledgerq = ledger_plugin_q15:ledger\n")
+    monkeypatch.syspath_prepend(str(site))
+    code, out, _ = run_cli(capsys, "tasks", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and rows["ledgerq"]["origin"].startswith("plugin ledger-plugin-q15 1.2")
+    assert [o["name"] for o in rows["ledgerq"]["options"]] == ["n", "start"] and rows["hanoi"]["origin"] == "built-in"
+    log = tmp_path / "plugin.parquet"
+    code, out, err = run_cli(capsys, "run", "ledgerq", "--n", "6", "--model", "sim:0.9", "--k", "2", "--log", str(log),
+                             "--address", ray_address, "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["solved"]
+    code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
+    assert code == 0 and json.loads(out)["valid"]
