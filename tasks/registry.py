@@ -79,7 +79,7 @@ class TaskSource:
             declared = {o.name for o in getattr(target, "options", ()) or ()}
             unknown = sorted(set(options) - declared) if declared or options else []
             if unknown and not _accepts(target, unknown):
-                takes = ", ".join(sorted(declared)) or "none"
+                takes = ", ".join(sorted(declared) or _parameters(target)) or "none"
                 raise TaskNameError(f"{self.name} does not take option(s) {', '.join(unknown)} (it takes: {takes})")
             try:
                 task = target(**options)
@@ -110,6 +110,13 @@ def _is_factory(obj: Any) -> bool:
 
 def _looks_like_task(obj: Any) -> bool:
     return all(callable(getattr(obj, m, None)) for m in ("first_step", "prompt", "judge")) and not inspect.isclass(obj)
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        return []
 
 
 def _accepts(fn: Callable[..., Any], names: list[str]) -> bool:

@@ -171,6 +171,11 @@ def task_from_args(args: argparse.Namespace) -> Any:
                 continue  # the factory's own default applies
             value = opt.default
         options[opt.name] = value
+    if source.origin != "built-in":  # another task's flag (--n of sort) given to this one: this factory decides
+        for key, value in vars(args).items():
+            name = key[len("task_"):]
+            if key.startswith("task_") and key != "task_ref" and value is not None and name not in declared:
+                given.setdefault(name, value)
     options.update(given)  # undeclared --opt: the factory says whether it takes them
     try:
         return source.build(options)
