@@ -225,6 +225,7 @@ def test_cli_subprocess_from_a_folder_with_its_own_tasks_and_cluster(project, ra
         (["--task", "{file}:ledger", "--n", "5000"], "the factory raised ValueError: at most 1000"),
         (["--task", "{file}:ledger", "--opt", "colour=red"], "does not take option(s) colour"),
         (["--task", "{file}:no_truth"], "the simulator needs ground truth"),
+        (["--task", "{file}:no_truth", "--digits", "3"], "does not take option(s) digits (it takes: n)"),
         (["--task", "{file}:locked"], "cannot be sent to the Ray workers"),
         (["--task", "{file}:ledger", "--model", "py:{models}:nothing"], "no callable 'nothing'"),
         (["--task", "{plan}:clashing"], "clashes with the built-in operation mul"),
