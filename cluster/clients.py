@@ -1,13 +1,16 @@
 """Turn a model string into a `ModelClient`.
 
-``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`), anything
-else goes to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``, ``openai/NAME`` with an
+``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`),
+``py:pkg.module:factory`` (or ``py:path/to/file.py:factory``) a client built by the user's
+own code on each worker, a `ModelClient` object (e.g. ``FunctionClient(fn)``) is used as
+is (shipped to the workers by value), and anything else goes to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``, ``openai/NAME`` with an
 ``api_base`` for OpenAI-compatible servers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from maker.tasks.base import Task
 
@@ -19,7 +22,10 @@ from .simulator import SimulatedModel, parse_sim_model
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model as the user named it, plus where to reach it."""
+    """A model as the user named it, plus where to reach it.
+
+    `model` is a model string, or a `ModelClient` object (``ModelSpec(FunctionClient(fn))``):
+    then `client` holds it and `model` becomes its name."""
 
     model: str
     api_base: str | None = None
@@ -27,6 +33,12 @@ class ModelSpec:
     timeout_s: float = 60.0
     rpm: float | None = None  # requests per minute (litellm models only)
     tpm: float | None = None  # tokens per minute (litellm models only)
+    client: Any = None  # a ready ModelClient (the user's own), used instead of the model string
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) and hasattr(self.model, "complete"):
+            object.__setattr__(self, "client", self.model)
+            object.__setattr__(self, "model", str(getattr(self.model, "name", type(self.model).__name__)))
 
     @property
     def in_process_simulator(self) -> bool:
@@ -43,7 +55,10 @@ class ModelSpec:
     @property
     def is_simulated(self) -> bool:
         """Whether results from this model must be labelled simulated: the simulator
-        (`answers_from_ground_truth`) or a scripted fake (`script:NAME`)."""
+        (`answers_from_ground_truth`) or a scripted fake (`script:NAME`); the user's own
+        client only when it says so (`simulated = True`)."""
+        if self.client is not None:
+            return bool(getattr(self.client, "simulated", False))
         return self.model.startswith("script:") or self.answers_from_ground_truth
 
 
@@ -107,8 +122,15 @@ SIM_SERVER_OWNER = "maker-sim"
 
 def check_spec(spec: ModelSpec) -> None:
     """Validate a model spec on the driver, before Ray starts or money is spent."""
+    if spec.client is not None:
+        if not callable(getattr(spec.client, "complete", None)):
+            raise ModelConfigError(f"{spec.client!r} is not a ModelClient (it has no complete())", model=spec.model)
+        return
     if not spec.model or spec.model != spec.model.strip():
         raise ModelConfigError(f"model name {spec.model!r} is empty or padded", model=spec.model)
+    if spec.model.startswith("py:"):  # the user's own factory: built once here, so its errors show now
+        build_user_client(spec.model)
+        return
     if spec.model.startswith("script:"):  # a scripted fake (cluster/scripted.py)
         from .scripted import parse_script_model
 
@@ -126,7 +148,68 @@ def check_spec(spec: ModelSpec) -> None:
     check_model_settings(spec.model, spec.api_base)
 
 
+def user_factory(model: str) -> Any:
+    """The object ``py:pkg.module:attr`` (or ``py:path/file.py:attr``) names; ModelConfigError
+    with one line when it does not import or is not callable."""
+    from maker.tasks.registry import TaskNameError, import_module, load_file
+
+    ref = model[len("py:"):]
+    where, _, attr = ref.rpartition(":")
+    if not where or not attr:
+        raise ModelConfigError(f"{model!r}: expected py:pkg.module:factory or py:path/to/file.py:factory", model=model)
+    try:
+        if where.endswith(".py") or "/" in where:
+            from pathlib import Path
+
+            module = load_file(Path(where).expanduser().resolve())
+        else:
+            module = import_module(where)
+    except TaskNameError as exc:
+        raise ModelConfigError(f"{model}: {exc}", model=model) from None
+    target = getattr(module, attr, None)
+    if target is None or not callable(target) and not hasattr(target, "complete"):
+        raise ModelConfigError(f"{model}: {where} has no callable {attr!r}", model=model)
+    return target
+
+
+def build_user_client(model: str) -> ModelClient:
+    """The client a ``py:`` model's factory builds (a plain function is wrapped in a
+    `FunctionClient`); ModelConfigError naming the factory when it raises."""
+    from .function_client import FunctionClient
+
+    target = user_factory(model)
+    if hasattr(target, "complete"):
+        client = target
+    elif _required_positional(target) >= 3:  # the model function itself: (prompt, temperature, seed)
+        client = target
+    else:
+        try:
+            client = target()
+        except Exception as exc:
+            raise ModelConfigError(f"{model}: the factory raised {type(exc).__name__}: {exc}", model=model) from None
+    if not hasattr(client, "complete") and callable(client):
+        client = FunctionClient(client, name=model)
+    if not callable(getattr(client, "complete", None)):
+        raise ModelConfigError(f"{model}: the factory returned {type(client).__name__}, not a ModelClient or function",
+                               model=model)
+    return client
+
+
+def _required_positional(fn: Any) -> int:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(1 for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
 def make_client(spec: ModelSpec, task: Task) -> ModelClient:
+    if spec.client is not None:
+        return spec.client
+    if spec.model.startswith("py:"):
+        return build_user_client(spec.model)
     if spec.model.startswith("script:"):
         from .scripted import make_scripted
 

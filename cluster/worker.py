@@ -4,12 +4,30 @@ The pool never knows what work an actor does: every call is ``fn(worker, payload
 as in Ray's ActorPool, so the runner ships its own step logic (a module-level function
 that Ray pickles by reference) and the actors stay generic.  An actor call costs
 milliseconds, so callers send big batches, never single samples.
+
+A user's task and model travel to the workers by value.  The pool takes the task object
+(or, as before, a `TaskSpec` that every worker rebuilds), and registers the modules that
+define it -- and any `FunctionClient`'s function -- with Ray's cloudpickle
+(`register_pickle_by_value`), so a task written in a script, a notebook cell or a file
+loaded by path reaches workers on nodes that never saw it; installed packages (maker's
+own tasks, plugins) still travel by reference.  Why not ``runtime_env={"py_modules":
+...}``: that ships whole folders through the cluster's object store, needs a package
+layout, and cannot ship a notebook cell; pickling by value ships exactly the code the
+task uses.  What it does not ship: other non-installed modules the user's module imports
+(install them on every node, or pass them in one module).
+
+Everything that can be checked before a worker starts is (`check_shippable`: the task
+pickles, the simulator has ground truth); a user error while a worker builds the task
+or a model client (a factory that raises, a bad model spec) is caught in the worker
+and raised on the driver as one line, before Ray would restart the actor.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +45,25 @@ class WorkerLostError(MakerError):
 
 
 class ModelWorker:
-    """Holds the task and one client per model; runs whatever function it is sent."""
+    """Holds the task and one client per model; runs whatever function it is sent.
 
-    def __init__(self, task_spec: TaskSpec, models: Sequence[ModelSpec]) -> None:
-        self.task = build_task(task_spec)
-        self.clients: dict[str, ModelClient] = {m.model: make_client(m, self.task) for m in models}
+    A failure while building them is kept (`setup_error`, one line) instead of raised:
+    an actor whose constructor raises is restarted by Ray again and again, and the
+    driver would see only `RayActorError`.  `ready()` reports it."""
+
+    def __init__(self, task: Any, models: Sequence[ModelSpec]) -> None:
+        self.setup_error: str | None = None
+        self.clients: dict[str, ModelClient] = {}
+        try:
+            self.task = build_task(task) if isinstance(task, TaskSpec) else task
+            for m in models:
+                self.clients[m.model] = make_client(m, self.task)
+        except Exception as exc:  # the user's code or settings: reported by ready(), once
+            self.setup_error = " ".join(f"{type(exc).__name__}: {exc}".split())
+
+    def ready(self) -> str | None:
+        """None when the worker holds its task and clients, else why not (one line)."""
+        return self.setup_error
 
     async def call(self, fn: Callable[[ModelWorker, Any], Any | Awaitable[Any]], payload: Any) -> Any:
         result = fn(self, payload)
@@ -126,6 +158,13 @@ def _token_auth_on() -> None:
         del os.environ["RAY_AUTH_MODE"]
 
 
+def _last_error(exc: BaseException) -> str:
+    """The last `SomeError: message` line of a Ray error (its own text holds whole tracebacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return (found or lines or [type(exc).__name__])[-1][:300]
+
+
 @dataclass
 class Pending:
     """A batch in flight: what was sent where, so it can be sent again if its actor dies."""
@@ -135,6 +174,68 @@ class Pending:
     fn: Callable[[ModelWorker, Any], Any]
     payload: Any
     attempts: int = 1
+
+
+#: Module-name prefixes that always travel by reference: maker itself and what it runs on.
+_BY_REFERENCE = ("maker", "ray", "numpy", "pyarrow", "litellm", "builtins", "__main__")
+
+
+def _user_modules(task: Any, models: Sequence[ModelSpec]) -> list[str]:
+    """Names of the modules whose code the task and user clients need, and which a worker
+    may not be able to import: not installed (no site-packages in their path), not
+    the standard library, not maker (`__main__` is pickled by value by cloudpickle anyway)."""
+    objects: list[Any] = []
+    todo: list[tuple[Any, int]] = [(task, 0), *((m.client, 0) for m in models if m.client is not None)]
+    while todo:  # the task, its attributes, theirs (plan operations hold the user's functions), 3 deep
+        obj, depth = todo.pop()
+        objects.append(obj)
+        if depth >= 3 or inspect.isfunction(obj) or inspect.isclass(obj) or isinstance(obj, (str, bytes, int, float)):
+            continue
+        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else \
+            getattr(obj, "__dict__", {}).values()
+        todo.extend((v, depth + 1) for v in list(values)[:1000])
+    names: list[str] = []
+    for obj in objects:
+        name = getattr(obj, "__module__", None) if inspect.isfunction(obj) or inspect.isclass(obj) else None
+        name = name or getattr(type(obj), "__module__", None)
+        if not name or name in names or name.split(".")[0] in _BY_REFERENCE or name in sys.stdlib_module_names:
+            continue
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None) or ""
+        if module is None or "site-packages" in path or "dist-packages" in path:
+            continue
+        names.append(name)
+    return names
+
+
+def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
+    """Fail before any worker starts when the task cannot reach the workers (it does not
+    pickle) or a model cannot work with it (the simulator without ground truth).
+
+    Raises UsageError (one line).  Registers the user's modules for pickling by value."""
+    from maker.tasks.base import Oracle
+
+    from maker.errors import UsageError
+
+    if isinstance(task, TaskSpec):
+        return
+    name = getattr(getattr(task, "spec", None), "name", type(task).__name__)
+    for m in models:
+        if m.client is None and m.in_process_simulator and not isinstance(task, Oracle):
+            raise UsageError(
+                f"{m.model}: the simulator needs ground truth, and task {name} has none "
+                "(give it truth=... or a solver, or run it on a real model)"
+            )
+    import ray.cloudpickle as cloudpickle
+
+    for module in _user_modules(task, models):
+        cloudpickle.register_pickle_by_value(sys.modules[module])
+    for what, obj in [("task " + name, task), *((f"model {m.model}", m.client) for m in models if m.client)]:
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise UsageError(f"the {what} cannot be sent to the Ray workers: {why}") from None
 
 
 class WorkerPool:
@@ -149,7 +250,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        task_spec: TaskSpec,
+        task: Any,
         models: Sequence[ModelSpec],
         workers: int = 1,
         address: str | None = None,
@@ -158,6 +259,7 @@ class WorkerPool:
     ) -> None:
         import ray
 
+        check_shippable(task, models)  # before Ray starts: a task that cannot travel fails here
         ensure_ray(address)
         self._options: dict[str, Any] = dict(
             num_cpus=0,
@@ -167,12 +269,31 @@ class WorkerPool:
             max_task_retries=max_attempts,
         )
         self._remote_cls = ray.remote(ModelWorker).options(**self._options)
-        self._args = (task_spec, list(models))
+        self._args = (task, list(models))
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
         self.actors = [self._spawn(i, nodes) for i in range(max(1, workers))]
         self.max_attempts = max_attempts
         self.replaced = 0
         self._next = 0
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        """Raise UsageError (one line) when a worker could not build the task or a client:
+        the user's code or settings, the same on every retry, so nothing is retried."""
+        import ray
+
+        from maker.errors import UsageError
+
+        try:
+            problems = ray.get([a.ready.remote() for a in self.actors])
+        except Exception as exc:  # a fresh actor that cannot even start: almost always its code or data
+            self.close()
+            raise UsageError(f"a Ray worker could not load the task or a model ({_last_error(exc)}); "
+                             "is every module it needs installed on every node?") from None
+        problem = next((p for p in problems if p), None)
+        if problem is not None:
+            self.close()
+            raise UsageError(f"a Ray worker could not set up the task or a model: {problem}")
 
     def _spawn(self, index: int, nodes: Sequence[str]) -> Any:
         """Worker `index`, pinned to node `index mod len(nodes)` (alive a moment ago): SPREAD,

@@ -1,7 +1,9 @@
 """Task plugins: state, step prompt, strict parser, rules and ground truth.
 
-A task registers a factory here; the CLI and the Ray workers build tasks only through
-`build_task`, so a spec that crosses a process boundary rebuilds the same task.
+maker's own tasks register a factory here; a user's task is named by ``pkg.module:attr``,
+``path/to/file.py:attr`` or an installed plugin's short name (`maker.tasks.registry`).
+The CLI and resumed or audited runs build tasks only through `build_task`, so a spec
+read back from a log rebuilds the same task.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ TASKS.update({"add": Add, "multiply": Multiply, "sort": Sort, "plan": plan_file,
 
 
 def build_task(spec: TaskSpec) -> Task:
-    """Rebuild a task from its spec; ValueError with a one-line reason when it cannot."""
-    factory = TASKS.get(spec.name)
-    if factory is None:
-        known = ", ".join(sorted(TASKS))
-        raise ValueError(f"unknown task {spec.name!r} (known: {known})")
-    return factory(**spec.options)
+    """Rebuild a task from its spec; ValueError with a one-line reason when it cannot.
+
+    `spec.name` is a built-in name, an installed plugin's short name, ``pkg.module:attr``
+    or ``path/to/file.py:attr`` (see `maker.tasks.registry`)."""
+    from .registry import build
+
+    return build(spec)
 
 
 def get_task(name: str, **options: Any) -> Task:

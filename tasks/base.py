@@ -107,24 +107,16 @@ class Task(Protocol):
         surface form and the key is the canonical one, the same for every variant."""
         ...
 
-    def advance(self, step: StepInput, key: str) -> StepInput:
-        """The next step, given that `step` was decided as `key`."""
-        ...
-
     def step_after(self, index: int, key: str) -> StepInput:
         """The step after step `index` was decided as `key`, rebuilt from the key alone.
 
         Lets a resumed run or an audit pick up at any decided step without replaying
-        the whole chain; `advance` is this plus the rule check.
+        the whole chain; `checked_advance` is this plus the rule check.
         """
         ...
 
     def is_solved(self, step: StepInput) -> bool:
         """Whether the premise of `step` is the task's goal."""
-        ...
-
-    def describe_premise(self, step: StepInput) -> str:
-        """The premise as short text, for logs and error messages."""
         ...
 
 
@@ -150,7 +142,7 @@ class Oracle(Protocol):
 
 
 def checked_advance(task: Any, step: StepInput, key: str) -> StepInput:
-    """`Task.advance` for any task: the next step, after checking that `key` is a valid
+    """The next step for any task, after checking that `key` is a valid
     answer for `step` (a decision that breaks the rules must never move the state)."""
     verdict = task.judge(step, key)
     if verdict.key != key:

@@ -135,6 +135,7 @@ def choice(*options: str) -> Normaliser:
         return key if key in folded else None
 
     pick.__name__ = f"choice({', '.join(options)})"
+    pick.options = tuple(folded)  # type: ignore[attr-defined]  # the folded keys, for wrong answers
     return pick
 
 

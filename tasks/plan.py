@@ -59,7 +59,7 @@ _FOREIGN = re.compile(r"\$\{[^{}]{0,20}\}|\{\{?\s*#?[Ee][0-9]+(?:\.\w+)?\s*\}\}?
 #: `$1` or `#e1`: refused in a bare input and in the answer; inside a quoted question only
 #: when a step with that number exists (elsewhere `$1` may be a price).
 _FOREIGN_NUMBER = re.compile(r"(?:\$|#e)([0-9]+)\b")
-_STEP_LINE = re.compile(r"^#E([0-9]+)\s*=\s*([a-z_][a-z0-9_]*)\s*\((.*)\)\s*$")
+_STEP_LINE = re.compile(r"^#E([0-9]+)\s*=\s*([a-z_][a-z0-9_]*|tool:[^\s(]+)\s*\((.*)\)\s*$")  # tool: see tasks/user_ops.py
 _ANSWER_LINE = re.compile(r"^answer\s*=\s*(.*?)\s*$")
 _BARE = re.compile(r"[^,\s\"()]+")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 from .ops import OPS
@@ -35,12 +36,14 @@ class PlanTask:
 
     name = "plan"
 
-    def __init__(self, plan: Plan, spec: TaskSpec, title: str | None = None) -> None:
+    def __init__(self, plan: Plan, spec: TaskSpec, title: str | None = None, ops: Mapping[str, Any] | None = None) -> None:
         self.plan = plan
         self.spec = spec
         self.title = title
+        #: name -> operation: the built-ins plus the user's own operations and tools (tasks/user_ops.py)
+        self.ops: Mapping[str, Any] = ops if ops is not None else OPS
         for step in plan.steps:
-            op = OPS[step.op]
+            op = self.ops[step.op]
             for position, arg in enumerate(step.args):
                 if not refs_in(arg):
                     why = op.check_arg(position, arg)
@@ -51,6 +54,15 @@ class PlanTask:
     @property
     def total_steps(self) -> int:
         return len(self.plan.steps)
+
+    def is_tool(self, index: int) -> bool:
+        """Whether node `index` is a tool step: run once on its decided inputs, never voted."""
+        return bool(getattr(self.ops[self.plan.steps[index].op], "is_tool", False))
+
+    def run_tool(self, step: StepInput) -> str:
+        """A tool step's answer on its filled-in inputs (ToolError, one line, when it raises)."""
+        op, args = step.premise
+        return self.ops[op].run(args)
 
     def label(self, index: int) -> str:
         """`#E12 column`: how the log's decision rows name a node (in their `detail` column)."""
@@ -83,13 +95,13 @@ class PlanTask:
     # -- Task -------------------------------------------------------------------------
     def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt:
         op, args = step.premise
-        return OPS[op].prompt(args, style)
+        return self.ops[op].prompt(args, style)
 
     def judge(self, step: StepInput, reply: str) -> Verdict:
         op, args = step.premise
         if op == END:
             return Verdict(None, "rule_breaking", "the plan is already done")
-        return OPS[op].judge(args, reply)
+        return self.ops[op].judge(args, reply)
 
     def first_step(self) -> StepInput:
         return self.step_input(0, {})
@@ -118,9 +130,9 @@ class PlanTask:
 class OraclePlanTask(PlanTask):
     """A plan whose every operation has ground truth: the simulator can answer it."""
 
-    def __init__(self, plan: Plan, spec: TaskSpec, title: str | None = None) -> None:
-        super().__init__(plan, spec, title)
-        missing = sorted({s.op for s in plan.steps if not OPS[s.op].has_truth})
+    def __init__(self, plan: Plan, spec: TaskSpec, title: str | None = None, ops: Mapping[str, Any] | None = None) -> None:
+        super().__init__(plan, spec, title, ops)
+        missing = sorted({s.op for s in plan.steps if not self.ops[s.op].has_truth})
         if missing:
             raise ValueError(f"operations without ground truth: {', '.join(missing)}")
         self._truth: list[str] | None = None
@@ -131,7 +143,7 @@ class OraclePlanTask(PlanTask):
             values: dict[int, str] = {}
             for i in range(self.total_steps):
                 op, args = self.step_input(i, values).premise
-                values[i] = OPS[op].reference(args)
+                values[i] = self.ops[op].reference(args)
             self._truth = [values[i] for i in range(self.total_steps)]
         return self._truth
 
@@ -145,22 +157,42 @@ class OraclePlanTask(PlanTask):
 
     def reference_reply(self, step: StepInput) -> str:
         op, args = step.premise
-        return OPS[op].reference(args)
+        return self.ops[op].reference(args)
 
     def wrong_replies(self, step: StepInput) -> list[str]:
         op, args = step.premise
-        return OPS[op].wrong(args)
+        return self.ops[op].wrong(args)
 
     def broken_reply(self, step: StepInput, kind: str) -> str:
         op, args = step.premise
-        return OPS[op].broken(args, kind)
+        return self.ops[op].broken(args, kind)
 
 
-def task_for_plan(plan: Plan, spec: TaskSpec, title: str | None = None) -> PlanTask:
+def task_for_plan(plan: Plan, spec: TaskSpec, title: str | None = None, ops: Mapping[str, Any] | None = None) -> PlanTask:
     """An `OraclePlanTask` when every operation has ground truth, else a `PlanTask`."""
-    if all(OPS[s.op].has_truth for s in plan.steps):
-        return OraclePlanTask(plan, spec, title)
-    return PlanTask(plan, spec, title)
+    table = ops if ops is not None else OPS
+    if all(table[s.op].has_truth for s in plan.steps):
+        return OraclePlanTask(plan, spec, title, ops)
+    return PlanTask(plan, spec, title, ops)
+
+
+def plan_task(text: str, ops: Any = (), name: str = "plan") -> PlanTask:
+    """A plan in the #E format that may use the user's own operations and tools
+    (`tasks.user_ops`: `operation(...)`, `tool(...)`, or a name -> function mapping of
+    tools) and tools named inline (``tool:pkg.module:fn``).  PlanError (one line) for a bad
+    plan or a name that clashes with a built-in operation.
+
+        >>> from maker.tasks.user_ops import tool
+        >>> task = plan_task("#E1 = mul(6, 7)\\n#E2 = total(#E1, 8)\\nanswer = #E2", ops=[tool("total", lambda *x: sum(map(int, x)))])
+        >>> task.is_tool(1), task.expected_answer()
+        (True, '50')
+    """
+    from .user_ops import plan_ops
+
+    table = plan_ops(text, ops)
+    plan = parse_plan(text, {n: (op.fields, op.arity) for n, op in table.items()})
+    title = f"{name}: {plan.title}" if plan.title else name
+    return task_for_plan(plan, TaskSpec(name, {}), f"{title} ({len(plan)} steps)", table)
 
 
 def plan_file(file: str | None = None, text: str | None = None) -> PlanTask:
@@ -173,9 +205,12 @@ def plan_file(file: str | None = None, text: str | None = None) -> PlanTask:
             text = Path(file).read_text()
         except OSError as exc:
             raise ValueError(f"cannot read the plan file {file}: {exc.strerror or exc}") from None
-    plan = parse_plan(text)
+    from .user_ops import INLINE_TOOL, plan_ops
+
+    table = plan_ops(text) if INLINE_TOOL.search(text) else None  # tool:pkg.mod:fn steps
+    plan = parse_plan(text, None if table is None else {n: (op.fields, op.arity) for n, op in table.items()})
     title = f"plan {plan.title or file or ''}".strip() + f" ({len(plan)} steps)"
-    return task_for_plan(plan, TaskSpec("plan", {"text": text}), title)
+    return task_for_plan(plan, TaskSpec("plan", {"text": text}), title, table)
 
 
 plan_file.summary = "a hand-written plan: a DAG of atomic steps in the #E format (--file)"  # type: ignore[attr-defined]

@@ -17,8 +17,8 @@ from maker.errors import StepLogError
 from maker.log.by_step import iter_chunks, parts_read
 from maker.log.steplog import LogInfo, open_log
 from maker.runtime.guard import k_schedule
-from maker.tasks import TaskSpec, build_task
 from maker.tasks.base import Oracle
+from maker.tasks.registry import rebuild
 from maker.voting import decide
 
 
@@ -58,7 +58,7 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
     info = open_log(path, salvage=salvage)
     run = info.run
     try:
-        task = build_task(TaskSpec(run["task"], run.get("task_options", {})))
+        task = rebuild(run)  # by the name the run recorded; says where it came from when it cannot
         k = int(run["voting"]["k"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the task from the log ({exc})", path=str(path)) from None

@@ -39,7 +39,7 @@ from maker.errors import StepLogError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import open_log
 from maker.runtime.guard import k_schedule
-from maker.tasks import TaskSpec, build_task
+from maker.tasks.registry import rebuild
 from maker.voting import decide
 
 _COLUMNS = (
@@ -120,7 +120,7 @@ def whatif_log(
     info = open_log(path, salvage=salvage)
     run = info.run
     try:
-        task = build_task(TaskSpec(run["task"], run.get("task_options", {})))
+        task = rebuild(run)  # by the name the run recorded; says where it came from when it cannot
         models = list(run["models"])
         variants = int((run.get("voting") or {}).get("prompt_variants", 1))
     except (KeyError, TypeError, ValueError) as exc:

@@ -326,7 +326,7 @@ def _run_batches(
     """Every (arm, batch) job at once on the pool; one merged tally (and error) per arm."""
     import ray
 
-    pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+    pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
     try:
         refs = []
         for arm in arms:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+from dataclasses import replace
 from pathlib import Path
 
-from maker.cli.common import model_specs
+from maker.cli.common import model_specs, prompt_style_of
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.errors import UsageError
@@ -47,8 +47,11 @@ def main_plan(args: argparse.Namespace, task: PlanTask) -> int:
         if value:
             raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
     voting = voting_from_args(args, task.total_steps)
+    voting = replace(voting, prompt_style=prompt_style_of(args, task))  # --prompt-style, else the task's choice
     specs = model_specs(args)
-    log = args.log or f"runs/{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+    from maker.cli.run import log_name
+
+    log = args.log or log_name(task)
     label = "[simulated] " if all(s.is_simulated for s in specs) else ""
     result = run_plan(
         task,

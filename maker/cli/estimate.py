@@ -9,7 +9,7 @@ from typing import Any
 from maker.budget.estimate import EstimateReport, estimate
 from maker.budget.tally import ModelEstimate
 from maker.cli.common import add_model_arguments, model_specs
-from maker.cli.run import add_task_options, task_from_args
+from maker.cli.run import add_task_arguments, task_from_args
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.errors import UsageError
@@ -45,8 +45,7 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", choices=sorted(TASKS), help="task to sample steps from")
-    add_task_options(p)
+    add_task_arguments(p, "task to sample steps from: " + ", ".join(sorted(TASKS)))
     add_model_arguments(p)
     for action in p._actions:  # here a repeated --model is a candidate, not a mix
         if action.dest == "model":

@@ -17,7 +17,7 @@ from maker.cluster.secrets import redact
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them.
-COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp")
+COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
@@ -30,6 +30,8 @@ EPILOG = """examples:
   maker run multiply --digits 10 --model sim:0.99 --k 3      a DAG: digit products run in parallel
   maker plan-show sort --n 16                             print a plan without running it
   maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith --k 2   a model plans, then the plan runs
+  maker run --task mytask.py:ledger --n 200 --model sim:0.95 --k 2   a task of your own
+  maker tasks                                         every task maker can find, and its options
   maker COMMAND --help      more on one command
 """
 
@@ -39,7 +41,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _task_ref(argv: Sequence[str]) -> str | None:
+    """The task `run`/`estimate` name (`--task REF`, or TASK right after the command): its
+    declared options become flags of run and estimate."""
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--task="):
+            return arg.split("=", 1)[1]
+    if len(argv) > 1 and argv[0] in ("run", "estimate") and not argv[1].startswith("-"):
+        return argv[1]
+    return None
+
+
+def build_parser(task_ref: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="maker",
         description="Run very long LLM tasks with near-zero errors: every step is sampled several "
@@ -54,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"maker.cli.{name}")
         module.add_parser(sub)
+    if task_ref:
+        from maker.cli.run import add_user_task_flags
+
+        for name in ("run", "estimate"):
+            add_user_task_flags(sub.choices[name], task_ref)
     return parser
 
 
@@ -100,7 +120,7 @@ def _stop_ray() -> bool:
 
 def _command(argv: list[str]) -> int:
     try:
-        parser = build_parser()
+        parser = build_parser(_task_ref(argv))
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
             parser.print_help()

@@ -15,8 +15,9 @@ from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
 from maker.runtime.driver import ClusterConfig, RunResult, run
 from maker.runtime.progress import Progress
-from maker.tasks import TASKS, TaskSpec, build_task
+from maker.tasks import TASKS
 from maker.tasks.base import Oracle
+from maker.tasks.registry import TaskNameError, resolve
 
 DESCRIPTION = """Run TASK step by step. Each step draws k samples at once (the first at
 temperature 0), discards red-flagged ones, and keeps drawing until one answer leads every
@@ -34,8 +35,10 @@ EPILOG = """examples:
   maker run multiply --digits 10 --model sim:0.99 --k 3 --workers 2 --log runs/m10.parquet
   maker run sort --n 500 --model sim:0.99 --k 3          (plans: steps run as soon as their inputs
   maker run plan --file my.plan --model sim:0.99          are decided; see 'maker plan-show --help')
+  maker run --task examples/ledger.py:ledger --n 200 --model sim:0.95 --k 2   a task of your own
+  maker run --task mypkg.tasks:Ledger --opt n=200 --model py:mypkg.models:client   (see 'maker tasks')
 
-models: sim:P (simulator, answers from ground truth with accuracy P; results are labelled
+models: py:pkg.module:factory (your own ModelClient or function), sim:P (simulator, answers from ground truth with accuracy P; results are labelled
 simulated), local (the embedded SmolLM2-135M) or local:PATH.gguf (served by llama-cpp-python
 on 127.0.0.1 while the command runs), or any litellm model string such as openai/gpt-4.1-mini
 (needs its API key in the environment) or openai/NAME with --api-base for an OpenAI-compatible server.
@@ -51,8 +54,7 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", choices=sorted(TASKS), help="task to run: " + "; ".join(f"{n}: {TASKS[n].summary}" for n in sorted(TASKS)))  # type: ignore[attr-defined]
-    add_task_options(p)
+    add_task_arguments(p, "task to run: " + "; ".join(f"{n}: {TASKS[n].summary}" for n in sorted(TASKS)))  # type: ignore[attr-defined]
     add_model_arguments(p)
     v = p.add_argument_group("voting")
     v.add_argument("--k", default="3", help="vote margin: an integer >= 1, or 'auto' (plans k for --target from --p, or from an estimate of p)")
@@ -96,6 +98,40 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=main)
 
 
+def add_task_arguments(p: argparse.ArgumentParser, help: str) -> None:
+    """TASK (a built-in or plugin name), --task REF (any task), --opt NAME=VALUE and the
+    built-in tasks' own option flags."""
+    p.add_argument("task", nargs="?", help=help + " (or --task REF for a task of your own; see 'maker tasks')")
+    t = p.add_argument_group("your own task")
+    t.add_argument("--task", dest="task_ref", metavar="REF",
+                   help="pkg.module:attr, path/to/file.py:attr (a task class, factory or task object), or an "
+                   "installed plugin's name; its declared options become flags too")
+    t.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE",
+                   help="an option of the task, repeatable (e.g. --opt n=200)")
+    add_task_options(p)
+
+
+def add_user_task_flags(parser: argparse.ArgumentParser, ref: str) -> None:
+    """The declared options (TaskOption) of the task `ref` names, as flags of `parser`
+    (the ones no built-in task already offers under the same name)."""
+    try:
+        source = resolve(ref)
+    except TaskNameError as exc:
+        raise UsageError(str(exc)) from None
+    seen = {s for action in parser._actions for s in action.option_strings}
+    group = parser.add_argument_group(f"{source.name} options")
+    for opt in source.options:
+        flag = "--" + opt.name.replace("_", "-")
+        if flag not in seen:
+            group.add_argument(flag, dest=f"task_{opt.name}", type=opt.type, default=None, help=opt.help)
+
+
+def log_name(task: Any) -> str:
+    """`runs/NAME-TIMESTAMP.parquet`, NAME the task's short name (`ledger` for `pkg.mod:ledger`)."""
+    name = task.spec.name.rpartition(":")[2].rpartition("/")[2] or "task"
+    return f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+
+
 def add_task_options(p: argparse.ArgumentParser) -> None:
     """Every task's options, grouped per task; only the chosen task's are used."""
     seen: set[str] = set()
@@ -110,19 +146,68 @@ def add_task_options(p: argparse.ArgumentParser) -> None:
 
 
 def task_from_args(args: argparse.Namespace) -> Any:
-    cls = TASKS[args.task]
-    options = {}
-    for opt in getattr(cls, "options", ()):
-        value = getattr(args, f"task_{opt.name}", None)
+    """The task TASK or --task names, built with its options (flags and --opt); UsageError
+    (one line) for a name that does not resolve, an option it does not take, or a
+    factory that raises."""
+    ref = getattr(args, "task_ref", None)
+    if ref and args.task and args.task != ref:
+        raise UsageError(f"name the task once: got {args.task!r} and --task {ref!r}")
+    ref = ref or args.task
+    if not ref:
+        raise UsageError("name a task: TASK (see 'maker tasks') or --task pkg.module:attr / path/to/file.py:attr")
+    try:
+        source = resolve(ref)
+    except TaskNameError as exc:
+        raise UsageError(str(exc)) from None
+    declared = {opt.name: opt for opt in source.options}
+    given = _opt_values(getattr(args, "opt", []) or [], declared)
+    options: dict[str, Any] = {}
+    for opt in declared.values():
+        value = given.pop(opt.name, None)
+        if value is None:
+            value = getattr(args, f"task_{opt.name}", None)
         if value is None:
             if opt.required:
-                raise UsageError(f"{args.task} needs --{opt.name.replace('_', '-')}")
+                raise UsageError(f"{source.name} needs --{opt.name.replace('_', '-')}")
+            if source.origin != "built-in":
+                continue  # the factory's own default applies
             value = opt.default
         options[opt.name] = value
+    if source.origin != "built-in":  # another task's flag (--n of sort) given to this one: this factory decides
+        for key, value in vars(args).items():
+            name = key[len("task_"):]
+            if key.startswith("task_") and key != "task_ref" and value is not None and name not in declared:
+                given.setdefault(name, value)
+    options.update(given)  # undeclared --opt: the factory says whether it takes them
     try:
-        return build_task(TaskSpec(args.task, options))
+        return source.build(options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _opt_values(pairs: list[str], declared: dict[str, Any]) -> dict[str, Any]:
+    """--opt NAME=VALUE pairs: a declared option's value in its type, any other as a Python
+    literal when it reads as one (``3``, ``[1, 2]``), else as text."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, eq, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not name.isidentifier():
+            raise UsageError(f"--opt takes NAME=VALUE, got {pair!r}")
+        opt = declared.get(name)
+        try:
+            if opt is not None:
+                out[name] = opt.type(text)
+            else:
+                try:
+                    out[name] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    out[name] = text
+        except (TypeError, ValueError):
+            raise UsageError(f"--opt {name}: {text!r} is not a valid {opt.type.__name__}") from None
+    return out
 
 
 def choose_k(args: argparse.Namespace, steps: int, task: Any = None) -> int:
@@ -184,7 +269,7 @@ def main(args: argparse.Namespace) -> int:
     )
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError("--max-steps must be >= 1")
-    log = args.log or f"runs/{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+    log = args.log or log_name(task)
     specs = model_specs(args)
     simulated = all(s.is_simulated for s in specs)
     label = "[simulated] " if simulated else ""
@@ -263,6 +348,8 @@ def print_summary(result: RunResult) -> None:
     )
     # A real model's samples cost 0 only when no price is known for it (or it is free): never "$0.0000" as if measured.
     cost = f"${result.cost_usd:.4f}" if result.cost_usd or result.simulated or not result.steps else "$0 (free, or no price known)"
+    if not result.cost_usd and any(m.startswith("py:") for m in result.models):
+        cost = "unknown (py: models report no price)"
     print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
     if result.faults_by_kind:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))

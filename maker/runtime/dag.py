@@ -253,7 +253,7 @@ def run_plan(
     pool = None
     try:
         if len(plan):
-            pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
             pool.map(_ready, [None] * cluster.workers)  # every actor up, with this module imported
             dispatch_started = time.perf_counter()
             _drive(pool, state, dag, cluster.workers, lambda steps: NodeJob(steps, voting, policy, model_names, seed))
@@ -308,12 +308,29 @@ class _State:
         self._samples, self._decisions = {}, {}
         self._flushed = time.monotonic()
 
+    def run_tools(self) -> None:
+        """Run every ready tool step on the driver, once, on its decided inputs: never voted,
+        logged as a decision row with no votes and `[tool]` in `detail` (the log schema has
+        no row kind for it).  A tool that raises stops the run with one line naming it."""
+        task = self.task
+        while tools := [i for i in self.ready if task.is_tool(i)]:
+            for index in tools:
+                self.ready.remove(index)
+                try:
+                    answer = task.run_tool(task.step_input(index, self.values))
+                except ValueError as exc:  # ToolError: the user's function raised
+                    raise MakerError(f"step {index} ({task.label(index)}): {exc}") from None
+                ok = answer == task.truth(index) if isinstance(task, Oracle) else None
+                row = (index, answer, 0, 0, 0, ok, f"{task.label(index)} [tool]")
+                decisions = {c: [v] for c, v in zip(PLAN_DECISION_COLUMNS, row)}
+                self.accept(NodeResult({c: [] for c in SAMPLE_COLUMNS}, decisions), {index: None}, checked=True)
+
     def take(self, count: int) -> dict[int, StepInput]:
         chosen = [self.ready.popleft() for _ in range(min(count, len(self.ready)))]
         return {i: self.task.step_input(i, self.values) for i in chosen}
 
-    def accept(self, result: NodeResult, sent: dict[int, StepInput]) -> None:
-        problem = check_batch(result, sent, self.task, self.voting.k)
+    def accept(self, result: NodeResult, sent: dict[int, StepInput], checked: bool = False) -> None:
+        problem = None if checked else check_batch(result, sent, self.task, self.voting.k)
         if problem is not None:
             raise MakerError(f"worker batch rejected: {problem}")
         self._buffer(result)
@@ -386,6 +403,7 @@ def _drive(pool: WorkerPool, state: _State, dag: DagConfig, workers: int, make_j
     in_flight: dict[int, tuple[Any, dict[int, StepInput]]] = {}  # id(pending) -> (pending, sent)
     limit = 1 if dag.sequential else workers * dag.calls_per_worker
     while state.ready or in_flight:
+        state.run_tools()  # tool steps run on the driver as soon as they are ready, never voted
         while state.ready and len(in_flight) < limit:
             if dag.sequential:
                 size = 1

@@ -104,6 +104,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
     return {
         "task": task.spec.name,
         "task_options": task.spec.options,
+        "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
         "voting": asdict(voting),
@@ -279,7 +280,7 @@ def run(
     try:
         if start.index <= last_index:
 
-            pool = WorkerPool(task.spec, specs, workers=cluster.workers, address=cluster.address)
+            pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
             node_ids = pool.node_ids()
             current = start
             ahead = cluster.workers if cluster.draft else 1

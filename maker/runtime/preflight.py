@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from maker.cluster.worker import check_shippable
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, check_detectors
 from maker.engine.variants import check_variants
@@ -27,8 +28,11 @@ def check_run(task: Task, policy: RedFlagPolicy, voting: VotingConfig, models: S
     * at temperature 0 every later sample of a (model, variant) is a copy of the first,
       which `non_independent` discards: with fewer (model, variant) pairs than k no step
       could ever be decided;
-    * each user detector must accept the task's known-good reply without raising.
+    * each user detector must accept the task's known-good reply without raising;
+    * the task (and any user model client) must pickle for the Ray workers, and the
+      simulator needs a task with ground truth (`maker.cluster.worker.check_shippable`).
     """
+    check_shippable(task, models)
     check_variants(task, voting.prompt_variants)
     k_max = guard.checked_k_max(voting.k)
     if k_max > voting.max_samples_per_step:

@@ -20,7 +20,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["run", "sudoku", "--model", "sim:0.9"], "invalid choice"),
+        (["run", "sudoku", "--model", "sim:0.9"], "unknown task"),
         (["run", "hanoi", "--disks", "0", "--model", "sim:0.9"], "disks"),
         (["run", "hanoi", "--disks", "-3", "--model", "sim:0.9"], "disks"),
         (["run", "hanoi", "--disks", "41", "--model", "sim:0.9"], "disks"),

@@ -1,0 +1,260 @@
+"""Find a task by the name a user gives it.
+
+Four kinds of name, tried in this order:
+
+* a built-in task: ``hanoi``, ``chase``, ... (`maker.tasks.TASKS`);
+* an installed plugin: a distribution that declares an entry point in the group
+  ``maker.tasks`` (``[project.entry-points."maker.tasks"] ledger = "mypkg.ledger:task"``)
+  runs by that short name;
+* ``pkg.module:attr``: imported from the Python path (the current folder included);
+* ``path/to/file.py:attr``: the file is loaded as a module of its own (it never shadows,
+  and is never shadowed by, a package of the same name).
+
+``attr`` is a task class (options become keyword arguments), a factory function (the
+same), or a ready task object (which takes no options).  The name is what a run's log
+records (`TaskSpec.name`), so `replay --verify`, `--resume`, `tune` and `report` rebuild
+the task the same way; a file path is recorded absolute.
+
+Every failure is a `TaskNameError` (a ValueError) with one line saying what to fix or
+install.
+
+    >>> resolve("hanoi").origin
+    'built-in'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .base import TaskSpec
+
+#: The entry-point group installed plugins declare their tasks in.
+ENTRY_POINT_GROUP = "maker.tasks"
+
+
+class TaskNameError(ValueError):
+    """A task name that cannot be turned into a task (one line: what to fix or install)."""
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """A task found under `name`: how to build it and where it came from.
+
+    `origin` is 'built-in', 'plugin DIST VERSION (ENTRY = module:attr)', 'module M' or
+    'file PATH'; `target` the object the name points at (class, factory or task)."""
+
+    name: str
+    target: Any
+    origin: str
+
+    @property
+    def options(self) -> tuple:
+        """The task's declared `TaskOption`s (empty for a ready task object)."""
+        return tuple(getattr(self.target, "options", ()) or ()) if _is_factory(self.target) else ()
+
+    @property
+    def summary(self) -> str:
+        text = getattr(self.target, "summary", None) or (inspect.getdoc(self.target) or "").split("\n")[0]
+        return str(text)
+
+    def build(self, options: dict[str, Any]) -> Any:
+        """The task, built with `options`; TaskNameError when the options do not fit or the
+        factory raises (the factory's own error is named in the line)."""
+        target = self.target
+        if not _is_factory(target):
+            if options:
+                raise TaskNameError(f"{self.name} is a ready task object: it takes no options (got {sorted(options)})")
+            task = target
+        else:
+            declared = {o.name for o in getattr(target, "options", ()) or ()}
+            unknown = sorted(set(options) - declared) if declared or options else []
+            if unknown and not _accepts(target, unknown):
+                takes = ", ".join(sorted(declared) or _parameters(target)) or "none"
+                raise TaskNameError(f"{self.name} does not take option(s) {', '.join(unknown)} (it takes: {takes})")
+            try:
+                task = target(**options)
+            except TaskNameError:
+                raise
+            except Exception as exc:  # the user's factory: its error, named, in one line
+                if self.origin == "built-in":  # maker's own tasks say what is wrong themselves
+                    raise
+                what = "class" if inspect.isclass(target) else "factory"
+                raise TaskNameError(f"task {self.name}: the {what} raised {type(exc).__name__}: {exc}") from None
+        if not _looks_like_task(task):
+            raise TaskNameError(f"{self.name} is not a task: {type(task).__name__} has no first_step/prompt/judge")
+        try:  # where it came from, for the log: a rebuild that fails can say what to install
+            task.maker_origin = self.origin
+        except (AttributeError, TypeError):
+            pass
+        if getattr(task, "spec", None) is None or getattr(task.spec, "name", None) != self.name:
+            try:  # the log records the name the task was found under, so it can be rebuilt
+                task.spec = TaskSpec(self.name, dict(options))
+            except (AttributeError, TypeError):
+                pass
+        return task
+
+
+def _is_factory(obj: Any) -> bool:
+    return inspect.isclass(obj) or (callable(obj) and not _looks_like_task(obj))
+
+
+def _looks_like_task(obj: Any) -> bool:
+    return all(callable(getattr(obj, m, None)) for m in ("first_step", "prompt", "judge")) and not inspect.isclass(obj)
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        return []
+
+
+def _accepts(fn: Callable[..., Any], names: list[str]) -> bool:
+    """Whether `fn` takes these keyword arguments (a factory that declares no options)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return True
+    return all(n in params for n in names)
+
+
+def is_reference(name: str) -> bool:
+    """Whether `name` is a ``module:attr`` or ``file.py:attr`` reference (not a short name)."""
+    return ":" in name
+
+
+def resolve(name: str) -> TaskSource:
+    """The task source `name` points at (see the module docstring); TaskNameError if none."""
+    if not isinstance(name, str) or not name.strip():
+        raise TaskNameError(f"task name {name!r} is empty")
+    if not is_reference(name):
+        from . import TASKS
+
+        if name in TASKS:
+            return TaskSource(name, TASKS[name], "built-in")
+        for ep in _entry_points():
+            if ep.name == name:
+                return TaskSource(name, _load_entry_point(ep), _ep_origin(ep))
+        known = ", ".join(sorted({*TASKS, *(ep.name for ep in _entry_points())}))
+        raise TaskNameError(
+            f"unknown task {name!r} (known: {known}; or name one as pkg.module:attr or path/to/file.py:attr)"
+        )
+    where, _, attr = name.rpartition(":")
+    if not where or not attr:
+        raise TaskNameError(f"task {name!r}: expected pkg.module:attr or path/to/file.py:attr")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser().resolve()
+        module = load_file(path)
+        full = f"{path}:{attr}"
+        origin = f"file {path}"
+    else:
+        module = import_module(where)
+        full = name
+        origin = f"module {where}"
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise TaskNameError(f"task {name!r}: {where} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not (_looks_like_task(target) or inspect.isclass(target) or callable(target)):
+        raise TaskNameError(f"task {name!r}: {attr} is a {type(target).__name__}, not a task, task class or factory")
+    return TaskSource(full, target, origin)
+
+
+def build(spec: TaskSpec) -> Any:
+    """The task `spec` names, built with its options (TaskNameError with one line if not)."""
+    return resolve(spec.name).build(dict(spec.options))
+
+
+def rebuild(run: dict[str, Any]) -> Any:
+    """The task a log's run metadata names (`task`, `task_options`), for replay, resume and
+    audits; TaskNameError says, when it cannot, where the task came from (`task_origin`)."""
+    try:
+        return build(TaskSpec(run["task"], dict(run.get("task_options") or {})))
+    except TaskNameError as exc:
+        origin = run.get("task_origin")
+        raise TaskNameError(f"{exc}; the run's task came from {origin}" if origin else str(exc)) from None
+
+
+def import_module(name: str) -> ModuleType:
+    """`importlib.import_module` with a one-line error naming what to install."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or name
+        raise TaskNameError(
+            f"cannot import {name!r}: no module named {missing!r} (install the package that provides it, "
+            "or run from the folder that holds it)"
+        ) from None
+    except Exception as exc:
+        raise TaskNameError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+
+
+def load_file(path: Path) -> ModuleType:
+    """Load a Python file as a module named after its path (so two files called `tasks.py`
+    never collide, and none shadows an installed package); loaded once per process."""
+    if not path.is_file():
+        raise TaskNameError(f"no such file: {path}")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    mod_name = f"_maker_user_{path.stem}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskNameError(f"cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        raise TaskNameError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _entry_points() -> list[Any]:
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _ep_origin(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    who = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+    return f"plugin {who} ({ep.name} = {ep.value})"
+
+
+def _load_entry_point(ep: Any) -> Any:
+    try:
+        return ep.load()
+    except Exception as exc:
+        raise TaskNameError(f"plugin task {ep.name!r} ({ep.value}) does not load: {type(exc).__name__}: {exc}") from None
+
+
+def available() -> list[TaskSource]:
+    """Every task found by short name: built-ins, then installed plugins (a plugin that does
+    not load is listed with its error as the origin, not dropped)."""
+    from . import TASKS
+
+    out = [TaskSource(n, TASKS[n], "built-in") for n in sorted(TASKS)]
+    for ep in sorted(_entry_points(), key=lambda e: e.name):
+        if ep.name in TASKS:
+            continue
+        try:
+            out.append(TaskSource(ep.name, _load_entry_point(ep), _ep_origin(ep)))
+        except TaskNameError as exc:
+            out.append(TaskSource(ep.name, None, f"{_ep_origin(ep)}: {exc}"))
+    return out
+
+
+__all__ = ["ENTRY_POINT_GROUP", "TaskNameError", "TaskSource", "available", "build", "is_reference", "rebuild", "resolve"]
