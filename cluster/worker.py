@@ -106,9 +106,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
-#: Ray's note on a task whose actor maker itself killed (closing or replacing the pool):
-#: the pool already knows, and the note would add lines to a one-line error.
-_KILLED_BY_US = "killed by `ray.kill`"
+#: Ray's notes that maker handles itself: a task whose actor maker killed (closing or
+#: replacing the pool), and a failed task Ray is about to retry (the pool reports what
+#: finally happens, in one line); either would add lines to a one-line error.
+_HANDLED_BY_US = ("killed by `ray.kill`", "retries remaining, so the task will be retried")
 
 
 def _ray_messages_to_stderr() -> None:
@@ -119,7 +120,7 @@ def _ray_messages_to_stderr() -> None:
     to stdout, where they corrupt `maker run --json`.  Ray looks its printer up by name on
     every message, so wrapping `ray._private.worker.print_to_stdstream` reroutes them all;
     should a later Ray move it, nothing changes here (and a test says so).  Notes on tasks
-    of actors maker killed itself are dropped."""
+    of actors maker killed itself, and on tasks Ray will retry, are dropped."""
     try:
         from ray._private import worker as ray_worker
     except ImportError:
@@ -129,7 +130,7 @@ def _ray_messages_to_stderr() -> None:
         return
 
     def to_stderr(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        lines = [line for line in data.get("lines", ()) if _KILLED_BY_US not in str(line)]
+        lines = [line for line in data.get("lines", ()) if not any(note in str(line) for note in _HANDLED_BY_US)]
         if not lines:
             return None
         return original({**data, "lines": lines, "is_err": True}, *args, **kwargs)
