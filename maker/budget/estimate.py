@@ -22,7 +22,6 @@ first votes wrong) can be counted.  A model whose every call fails stops being a
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -35,12 +34,13 @@ from maker.budget.margins import check_steps, check_target
 from maker.budget.pricing import price_of
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
-from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy, StepJudge
+from maker.engine.red_flags import RedFlagPolicy
+from maker.engine.step import StepVote, draw
 from maker.errors import MakerError, UsageError
 from maker.runtime.driver import ClusterConfig
-from maker.tasks.base import Oracle, StepInput, Task
+from maker.tasks.base import Oracle, StepInput, Task, Verdict
 
 __all__ = [
     "EstimateJob",
@@ -73,11 +73,8 @@ class EstimateJob:
 
 @dataclass
 class _Step:
-    step: StepInput
+    vote: StepVote  # the engine's requests and judging, exactly as a run draws this step
     truth: str
-    prompt: Any
-    judge: StepJudge
-    drawn: int = 0
     votes: list[bool] = field(default_factory=list)  # correctness of each valid vote, in order
 
 
@@ -100,44 +97,36 @@ def pick_steps(total_steps: int, n: int, seed: int) -> list[int]:
 
 async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     """Draw and grade samples on `job.steps` (runs inside a Ray worker; any object with
-    `.task` and `.clients` will do)."""
+    `.task` and `.clients` will do).
+
+    Each step's requests and verdicts come from the voting engine (`maker.engine.step`):
+    the run's models in turn, prompt variants and style, temperatures, token cap and
+    red-flag policy.  Only the stopping rule differs: `votes_per_step` valid votes (or
+    `max_samples_per_step` samples) instead of a margin.
+    """
     task = worker.task
-    clients = worker.clients
-    voting = job.voting
-    max_tokens = voting.max_output_tokens + 1
     tally = Tally()
-    todo: list[_Step] = []
-    for index in job.steps:
-        step = true_step(task, index)
-        todo.append(
-            _Step(step, task.truth(index), task.prompt(step, voting.prompt_style), StepJudge(task, step, job.policy))
-        )
+    salt = (job.seed, _ESTIMATE_SALT)  # never the seeds of a run's draws
+    todo = [
+        _Step(StepVote(task, true_step(task, i), job.voting, job.policy, job.models, salt), task.truth(i))
+        for i in job.steps
+    ]
     tally.steps = len(todo)
     pending = todo
     while pending:
-        wanted: dict[str, list[tuple[_Step, SampleRequest]]] = {}
+        wanted: list[tuple[_Step, int]] = []
         for s in pending:
-            want = min(job.votes_per_step - len(s.votes), job.max_samples_per_step - s.drawn)
-            for i in range(s.drawn, s.drawn + want):
-                request = SampleRequest(
-                    s.prompt,
-                    voting.temperature_of(i),
-                    max_tokens,
-                    mix64(job.seed, _ESTIMATE_SALT, s.step.index, i),
-                    s.step,
-                )
-                wanted.setdefault(job.models[i % len(job.models)], []).append((s, request))
-            s.drawn += want
-        names = list(wanted)
-        replies = await asyncio.gather(*(clients[m].complete([r for _, r in wanted[m]]) for m in names))
+            drawn = s.vote.drawn
+            want = min(job.votes_per_step - len(s.votes), job.max_samples_per_step - drawn)
+            wanted.extend((s, i) for i in range(drawn, drawn + want))
+            s.vote.drawn = drawn + want
+        replies = await draw(worker.clients, [(s.vote.model_of(i), s.vote.request(i)) for s, i in wanted])
         answered = 0
-        for model, batch in zip(names, replies):
-            pairs = wanted[model]
-            for (s, _), sample in zip(pairs, batch):
-                answered += _grade(tally, s, sample)
+        for (s, i), sample in zip(wanted, replies):  # each step's samples in sample order
+            answered += _grade(tally, s, s.vote.count(i, sample), sample)
         if answered == 0:
             break  # every call of the round failed: the model is down, stop asking it
-        pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.drawn < job.max_samples_per_step]
+        pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.vote.drawn < job.max_samples_per_step]
     for s in todo:
         if len(s.votes) >= 2:
             tally.steps_with_two += 1
@@ -147,8 +136,8 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     return tally
 
 
-def _grade(tally: Tally, s: _Step, sample: Sample) -> int:
-    """Count one sample into the tally; 1 if the call was answered, 0 on a transport error."""
+def _grade(tally: Tally, s: _Step, verdict: Verdict, sample: Sample) -> int:
+    """Count one judged sample into the tally; 1 if the call was answered, 0 on a transport error."""
     tally.samples += 1
     if sample.error is not None:
         if tally.first_error is None:
@@ -159,7 +148,6 @@ def _grade(tally: Tally, s: _Step, sample: Sample) -> int:
     tally.tokens_in += sample.tokens_in
     tally.tokens_out += sample.tokens_out
     tally.cost_usd += sample.cost_usd
-    verdict = s.judge(sample)
     if verdict.key is None:
         tally.flag(verdict.red_flag or "unknown")
         return 1
@@ -260,7 +248,7 @@ def estimate(
     for spec in specs:
         check_spec(spec)
     voting = voting or VotingConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
     indices = pick_steps(task.total_steps, samples, seed)

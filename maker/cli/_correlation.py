@@ -74,14 +74,13 @@ def red_flag_policy(args: argparse.Namespace, task: Any = None) -> RedFlagPolicy
     known-good reply -- all before `--k auto` spends anything on an estimate."""
     extra = tuple(load_detector(spec) for spec in getattr(args, "red_flag", None) or ())
     policy = RedFlagPolicy(
-        max_output_tokens=args.max_output_tokens,
         identical_min_chars=args.identical_min_chars,
         enabled=not args.no_red_flags,
         skip=frozenset(getattr(args, "skip_red_flag", None) or ()),
         extra=extra,
     )
     if task is not None:
-        check_detectors(task, policy, check_variants(task, args.prompt_variants))
+        check_detectors(task, policy, check_variants(task, args.prompt_variants), args.max_output_tokens)
     return policy
 
 

@@ -56,7 +56,7 @@ def main_plan(args: argparse.Namespace, task: PlanTask) -> int:
         seed=args.seed,
         cluster=ClusterConfig(workers=args.workers, address=args.address),
         dag=DagConfig(),
-        policy=RedFlagPolicy(max_output_tokens=args.max_output_tokens),
+        policy=RedFlagPolicy(),
         progress=Progress(task.total_steps, enabled=not args.quiet, label=label),
     )
     return report(result, args.json)

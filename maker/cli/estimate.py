@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         target=args.target,
         steps=args.steps,
         voting=voting,
-        policy=RedFlagPolicy(max_output_tokens=args.max_output_tokens),
+        policy=RedFlagPolicy(),
         seed=args.seed,
         cluster=ClusterConfig(workers=args.workers, address=args.address),
         votes_per_step=args.votes_per_step,

@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     )
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
     specs = model_specs(args)
-    policy = RedFlagPolicy(max_output_tokens=args.max_output_tokens)
+    policy = RedFlagPolicy()
     decomposition = plan_problem(args.problem, specs, voting, config=config, policy=policy, seed=args.seed)
     task = solve_task(args.problem, decomposition.plan.text())
     label = " [simulated model]" if simulated(specs) else ""

@@ -43,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from maker.cluster import ModelSpec, WorkerPool, check_spec
-from maker.cluster.protocol import Sample, SampleRequest
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy, StepJudge, step_failure
+from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS
+from maker.engine.step import vote_step
 from maker.errors import MakerError, UsageError
 from maker.log.steplog import StepLogWriter, count_faults
-from maker.runtime.chain import DECISION_COLUMNS, SAMPLE_COLUMNS, draw_seed, sample_row
 from maker.runtime.driver import ClusterConfig, RunResult, run_metadata
 from maker.runtime.progress import Progress, Totals
 from maker.tasks.base import Oracle, StepInput
@@ -108,7 +108,7 @@ def _ready(worker: Any, payload: Any) -> bool:
 async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     """Vote every step of `job` concurrently (runs in a Ray worker); columns in step order."""
     started = time.perf_counter()
-    outcomes = await asyncio.gather(*(vote_step(worker.task, worker.clients, step, job) for step in job.steps))
+    outcomes = await asyncio.gather(*(vote_node(worker.task, worker.clients, step, job) for step in job.steps))
     samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
     decisions: dict[str, list[Any]] = {c: [] for c in PLAN_DECISION_COLUMNS}
     failed = []
@@ -124,48 +124,14 @@ async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     return NodeResult(samples, decisions, failed, time.perf_counter() - started)
 
 
-async def vote_step(task: Any, clients: dict[str, Any], step: StepInput, job: NodeJob) -> tuple[list[tuple], tuple | None]:
-    """One step's samples as rows, and its decision row (None when it hit the sample cap)."""
-    voting = job.voting
-    prompt = task.prompt(step, voting.prompt_style)
-    judge = StepJudge(task, step, job.policy)
-    ballot = Ballot(voting.k)
-    rows: list[tuple] = []
-    drawn = rounds = failed_calls = 0
-    winner = None
-    while winner is None:
-        if voting.gives_up(drawn, ballot.total, failed_calls):
-            return rows, None
-        want = min(voting.k if drawn == 0 else ballot.needed, voting.max_samples_per_step - drawn)
-        rounds += 1
-        batch = await draw_samples(clients, job, step, prompt, drawn, want)
-        for offset, (model, temperature, sample) in enumerate(batch):
-            verdict = judge(sample)
-            failed_calls += sample.error is not None
-            counted = verdict.key is not None and winner is None
-            if counted:
-                winner = ballot.add(verdict.key)
-            rows.append(sample_row(step.index, drawn + offset, model, temperature, sample, verdict, counted, False))
-        drawn += want
-    correct = judge.text(task.reference_reply(step)).key == winner if isinstance(task, Oracle) else None
-    return rows, (step.index, winner, ballot.total, drawn, rounds, correct, task.label(step.index))
-
-
-async def draw_samples(clients: dict[str, Any], job: NodeJob, step: StepInput, prompt: Any, first: int, count: int) -> list[tuple[str, float, Sample]]:
-    """Samples first..first+count-1 of a step, requested together, spread over the models in turn."""
-    voting, models = job.voting, job.models
-    max_tokens = voting.max_output_tokens + 1
-    by_model: dict[str, list[tuple[int, SampleRequest]]] = {}
-    for i in range(first, first + count):
-        request = SampleRequest(prompt, voting.temperature_of(i), max_tokens, draw_seed(job.run_seed, step.index, i), step)
-        by_model.setdefault(models[i % len(models)], []).append((i, request))
-    names = list(by_model)
-    replies = await asyncio.gather(*(clients[m].complete([r for _, r in by_model[m]]) for m in names))
-    merged: dict[int, tuple[str, float, Sample]] = {}
-    for model, samples in zip(names, replies):
-        for (i, request), sample in zip(by_model[model], samples):
-            merged[i] = (model, request.temperature, sample)
-    return [merged[i] for i in sorted(merged)]
+async def vote_node(task: Any, clients: dict[str, Any], step: StepInput, job: NodeJob) -> tuple[list[tuple], tuple | None]:
+    """One step voted by the engine: its sample rows, and its decision row with the node's
+    label (None when the step gave up)."""
+    vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
+    rows = vote.sample_rows()
+    if vote.winner is None:
+        return rows, None
+    return rows, (*vote.decision_row(), task.label(step.index))
 
 
 def simulated(specs: Sequence[ModelSpec]) -> bool:
@@ -228,7 +194,7 @@ def run_plan(
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()
     dag = dag or DagConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    policy = policy or RedFlagPolicy()
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     if not specs:
         raise UsageError("at least one --model is needed")

@@ -2,7 +2,7 @@
 
 Why vote on plans: a plan is a decision like any step, and a wrong plan spoils every
 step built on it.  So each decomposition request is voted exactly as a step is
-(`maker.runtime.dag.vote_step`: k proposals at once, the first at the first temperature, then
+(`maker.runtime.dag.vote_node`: k proposals at once, the first at the first temperature, then
 only what the leader needs; red-flagged proposals never vote; the sample cap stops the
 run).  Proposals vote on a canonical key (`tasks.solve.parse_proposal`: steps renumbered
 in order, whitespace collapsed), so two samples that propose the same plan in different
@@ -42,7 +42,7 @@ from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.errors import UsageError, VoteCapError
-from maker.runtime.dag import NodeJob, vote_step
+from maker.runtime.dag import NodeJob, vote_node
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
 from maker.tasks.ops import shapes
 from maker.tasks.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
@@ -93,7 +93,7 @@ class Decomposition:
 
 
 class _ProposalTask:
-    """The decomposition request as a step, so `vote_step` votes it like any other."""
+    """The decomposition request as a step, so `vote_node` votes it like any other."""
 
     def __init__(self, max_substeps: int) -> None:
         self.max_substeps = max_substeps
@@ -143,7 +143,7 @@ class _Planner:
         ))
 
     async def _vote(self, number: int, problem: str, inputs: int, depth: int) -> str:
-        rows, decision = await vote_step(self.task, self.clients, StepInput(number, (problem, inputs)), self.job)
+        rows, decision = await vote_node(self.task, self.clients, StepInput(number, (problem, inputs)), self.job)
         proposals: dict[str, int] = {}
         flags = 0
         for row in rows:
@@ -193,7 +193,7 @@ async def decompose(
     if not problem.strip():
         raise UsageError("the problem is empty")
     config = config or DecomposeConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    policy = policy or RedFlagPolicy()
     job = NodeJob((), voting, policy, tuple(models), seed ^ PLAN_SEED_SALT)
     planner = _Planner(clients, job, config)
     root = next(planner.numbers)

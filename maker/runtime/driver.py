@@ -217,7 +217,7 @@ def run(
     """
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    policy = policy or RedFlagPolicy()
     specs = _as_specs(models)
     for spec in specs:
         check_spec(spec)
