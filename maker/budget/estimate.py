@@ -224,10 +224,13 @@ def estimate(
     price_out: float | None = None,
     level: float = 0.95,
     mix: bool = False,
+    progress: TextIO | None = None,
 ) -> EstimateReport:
     """Estimate p for each model on `samples` random steps; plan k for `steps` (default:
     the task's step count) at `target`.  With `mix=True` the models are measured together,
     mixed within each step as a run mixes them (what `maker run --k auto` plans with).
+    Samples are drawn as a run with `voting` and `policy` would draw them.  With a
+    `progress` stream, one line per finished batch goes there (the CLI: stderr).
 
     Raises UsageError on bad input and ModelConfigError for an unusable model, before any
     sample is drawn.  A model whose every call fails is reported with verdict `failed`.
@@ -254,7 +257,7 @@ def estimate(
     indices = pick_steps(task.total_steps, samples, seed)
     batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
     started = time.perf_counter()
-    tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster)
+    tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster, progress)
     estimates = []
     for arm, (tally, error) in zip(arms, tallies):
         name = " + ".join(arm)
@@ -309,6 +312,7 @@ def _run_batches(
     seed: int,
     votes_per_step: int,
     cluster: ClusterConfig,
+    progress: TextIO | None = None,
 ) -> list[tuple[Tally, str | None]]:
     """Every (arm, batch) job at once on the pool; one merged tally (and error) per arm."""
     import ray
@@ -327,13 +331,20 @@ def _run_batches(
                 ]
             )
         out = []
-        for arm_refs in refs:
+        total, done, drawn, started = sum(len(r) for r in refs), 0, 0, time.perf_counter()
+        for arm, arm_refs in zip(arms, refs):
             tally, error = Tally(), None
             for ref in arm_refs:
                 try:
-                    tally.merge(pool.get(ref))
+                    part = pool.get(ref)
+                    tally.merge(part)
+                    drawn += part.samples
                 except (ray.exceptions.RayError, MakerError) as exc:  # a worker died or raised: this batch is lost
                     error = error or _one_line(exc)
+                done += 1
+                if progress is not None:
+                    print(f"maker: estimate {done}/{total} batches ({' + '.join(arm)}), {drawn:,} samples, "
+                          f"{time.perf_counter() - started:.1f}s", file=progress, flush=True)
             out.append((tally, error))
         return out
     finally:
@@ -352,18 +363,23 @@ def estimate_for_run(
     *,
     samples: int = 200,
     voting: VotingConfig | None = None,
+    policy: RedFlagPolicy | None = None,
     seed: int = 0,
     cluster: ClusterConfig | None = None,
+    progress: TextIO | None = None,
 ) -> tuple[int, EstimateReport]:
     """The margin `maker run --k auto` uses when no --p is given: estimate p of the run's
-    own model mix on `samples` steps and plan k on the pessimistic end.
+    own model mix on `samples` steps, drawn as the run draws (`voting`'s prompt variants and
+    style, temperatures and token cap; the run's red-flag `policy`), and plan k on the
+    pessimistic end.
 
     Raises ModelConfigError when every call failed, UsageError when the models cannot
     reach the target (nothing is run then).
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise UsageError(f"--estimate-samples must be an integer >= 1, got {samples!r}")
-    report = estimate(task, models, samples=samples, target=target, voting=voting, seed=seed, cluster=cluster, mix=True)
+    report = estimate(task, models, samples=samples, target=target, voting=voting, policy=policy, seed=seed,
+                      cluster=cluster, mix=True, progress=progress)
     (est,) = report.models
     if est.verdict == "failed":
         raise ModelConfigError(f"--k auto: could not estimate p: {est.reason}", model=est.model)

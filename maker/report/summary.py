@@ -200,7 +200,7 @@ def length_buckets(s: RunStats, buckets: int = 12) -> list[tuple[int, int, int, 
 
 def write_report(stats: RunStats, out: str | Path) -> list[Path]:
     """Write report.md and the PNG plots into `out` (created if needed); return the paths."""
-    from maker import plots
+    from maker.report import plots
 
     out = Path(out)
     if out.exists() and not out.is_dir():
