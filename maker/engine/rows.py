@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from maker.cluster.protocol import Sample
-from maker.cluster.simulator import mix64
 from maker.tasks.base import Verdict
 
 SAMPLE_COLUMNS = (
@@ -50,11 +49,6 @@ def sample_row(
         sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
         sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None,
     )
-
-
-def draw_seed(run_seed: int, step_index: int, sample_index: int) -> int:
-    """The identity of one draw: the same draw gets the same seed in any schedule."""
-    return mix64(run_seed, step_index, sample_index)
 
 
 def new_columns(names: tuple[str, ...]) -> dict[str, list[Any]]:

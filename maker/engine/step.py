@@ -60,7 +60,7 @@ from maker.engine.variants import step_prompts, variant_of
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 from maker.voting import Ballot
 
-__all__ = ["StepVote", "draw", "request_cap", "vote_one", "vote_step"]
+__all__ = ["StepVote", "draw", "recount", "request_cap", "vote_one", "vote_step"]
 
 
 def request_cap(voting: VotingConfig) -> int:
@@ -233,3 +233,27 @@ async def vote_one(
     vote = await vote_step(task, clients, step, voting, policy, tuple(models), run_seed)
     decision = vote.decision_row() if vote.winner is not None else None
     return vote.winner, vote.ballot.counts, vote.sample_rows(), decision
+
+
+def recount(samples: dict[str, list[Any]], decisions: dict[str, list[Any]], k: int) -> str | None:
+    """Re-decide returned steps from their counted votes, in sample order: the driver's
+    check of a worker's columns.  None when every decision is what its votes decide at
+    margin k and no vote was counted after a decision or on a wasted sample; otherwise
+    what is wrong, in one line."""
+    ballots: dict[int, Ballot] = {}
+    for index, answer, counted, wasted in zip(samples["step"], samples["answer"], samples["counted"], samples["wasted"]):
+        if not counted:
+            continue
+        if wasted:  # drawn on a speculative premise that lost: never a vote
+            return f"step {index}: a wasted sample was counted"
+        ballot = ballots.get(index)
+        if ballot is None:
+            ballot = ballots[index] = Ballot(k)
+        if ballot.decided:
+            return f"step {index}: a vote was counted after the decision"
+        ballot.add(answer)
+    for index, winner in zip(decisions["step"], decisions["answer"]):
+        ballot = ballots.get(index)
+        if ballot is None or ballot.winner != winner:
+            return f"step {index}: the votes do not decide {winner!r}"
+    return None

@@ -47,12 +47,11 @@ from maker.cluster import ModelSpec, WorkerPool
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS
-from maker.engine.step import vote_step
+from maker.engine.step import recount, vote_step
 from maker.errors import MakerError, UsageError
 from maker.runtime.driver import RunResult, RunState, run
 from maker.tasks.base import Oracle, StepInput
 from maker.tasks.plan_task import PlanTask
-from maker.voting import Ballot
 
 #: The driver writes a log part once this many samples or seconds have gathered (and at the end):
 #: a kill -9 loses at most that much (a part holds whole batches: `--resume` re-votes the rest).
@@ -139,24 +138,17 @@ def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, 
     The driver's guard: a worker that decided a step it was not sent, counted a vote after
     the decision, or returned a winner its votes (or the rules) do not support is rejected.
     """
-    ballots: dict[int, Ballot] = {}
-    for index, answer, counted in zip(result.samples["step"], result.samples["answer"], result.samples["counted"]):
-        if index not in sent:
-            return f"a sample of step {index}, which this batch was not sent"
-        if not counted:
-            continue
-        ballot = ballots.setdefault(index, Ballot(k))
-        if ballot.decided:
-            return f"step {index}: a vote was counted after the decision"
-        ballot.add(answer)
+    stray = next((i for i in result.samples["step"] if i not in sent), None)
+    if stray is not None:
+        return f"a sample of step {stray}, which this batch was not sent"
+    problem = recount(result.samples, result.decisions, k)
+    if problem is not None:
+        return problem
     seen: set[int] = set()
     for index, winner in zip(result.decisions["step"], result.decisions["answer"]):
         if index not in sent or index in seen:
             return f"step {index}: decided but not sent, or decided twice"
         seen.add(index)
-        ballot = ballots.get(index)
-        if ballot is None or ballot.winner != winner:
-            return f"step {index}: the votes do not decide {winner!r}"
         if task.judge(sent[index], winner).key != winner:
             return f"step {index}: the winner {winner!r} breaks the rules on its premise"
     missing = set(sent) - seen - set(result.failed)

@@ -33,6 +33,7 @@ from maker import __version__
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.steplog import LogInfo, StepLogWriter, count_faults, decisions, iter_tables, last_decision, open_log
 from maker.runtime.chain import SegmentJob, SegmentResult
@@ -42,7 +43,6 @@ from maker.runtime.progress import Progress, Totals
 from maker.runtime.schedule import SegmentSchedule, as_wasted
 from maker.runtime.speculation import speculation_depth
 from maker.tasks.base import Oracle, StepInput, Task
-from maker.voting import Ballot
 
 
 @dataclass(frozen=True)
@@ -139,67 +139,13 @@ def _never_written(log: Path) -> bool:
     return log.is_dir() and all(p.name == ".write-test" or p.name.startswith(".part-") for p in log.iterdir())
 
 
-def _log_totals(info: LogInfo, reasons: dict[str, int], faults: dict[str, int]) -> Totals:
-    """The totals (and counts by kind) a log being resumed already holds."""
-    totals = Totals()
-    for table in iter_tables(info, ["red_flag", "cost_usd", "correct", "wasted", "faults"]):
-        kinds = table["kind"].to_pylist()
-        flags = table["red_flag"].to_pylist()
-        costs = table["cost_usd"].to_pylist()
-        correct = table["correct"].to_pylist()
-        lost = table["wasted"].to_pylist()
-        count_faults(table["faults"].to_pylist(), faults)
-        for kind, flag, cost, ok, was_wasted in zip(kinds, flags, costs, correct, lost):
-            if kind == "sample" and was_wasted:
-                totals.cost_usd += cost or 0.0
-            elif kind == "sample":
-                totals.samples += 1
-                totals.red_flags += flag is not None
-                if flag is not None:
-                    reasons[flag] = reasons.get(flag, 0) + 1
-                totals.cost_usd += cost or 0.0
-            elif kind == "decision":
-                totals.steps += 1
-                totals.errors += ok is False
-    return totals
-
-
-class _Checker:
-    """Re-decides a segment's steps from its votes; the driver's guard against bad segments."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def check(self, result: SegmentResult, start: StepInput) -> str | None:
-        samples = result.samples
-        decisions = result.decisions
-        winners = dict(zip(decisions["step"], decisions["answer"]))
-        expected = start.index
-        for index in decisions["step"]:
-            if index != expected:
-                return f"segment decided step {index}, expected {expected}"
-            expected += 1
-        ballots: dict[int, Ballot] = {}
-        for index, answer, counted, wasted in zip(
-            samples["step"], samples["answer"], samples["counted"], samples["wasted"]
-        ):
-            if wasted:  # drawn on a speculative premise that lost: never a vote
-                if counted:
-                    return f"step {index}: a wasted sample was counted"
-                continue
-            if not counted:
-                continue
-            ballot = ballots.get(index)
-            if ballot is None:
-                ballot = ballots[index] = Ballot(self.k)
-            if ballot.decided:
-                return f"step {index}: a vote was counted after the decision"
-            ballot.add(answer)
-        for index, winner in winners.items():
-            ballot = ballots.get(index)
-            if ballot is None or ballot.winner != winner:
-                return f"step {index}: the votes do not decide {winner!r}"
-        return None
+def _check_segment(result: SegmentResult, start: StepInput, k: int) -> str | None:
+    """The driver's guard against a bad segment: consecutive steps from `start`, each
+    decided by its own votes (`maker.engine.step.recount`)."""
+    for expected, index in enumerate(result.decisions["step"], start.index):
+        if index != expected:
+            return f"segment decided step {index}, expected {expected}"
+    return recount(result.samples, result.decisions, k)
 
 
 @dataclass
@@ -221,12 +167,12 @@ class RunState:
     first_error: int | None = None
     wasted: int = 0
 
-    def count(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]]) -> None:
+    def count(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True) -> None:
         """Add a checked batch's samples and decisions to the totals (wasted samples were
-        paid for, never counted as samples), then let the guard see its votes."""
+        paid for, never counted as samples), then let the guard see its votes (`live`)."""
         totals = self.totals
         flags = samples["red_flag"]
-        lost = samples.get("wasted") or [False] * len(flags)
+        lost = [bool(w) for w in samples["wasted"]]
         count_faults(samples["faults"], self.faults)
         for flag, was_wasted in zip(flags, lost):
             if flag is not None and not was_wasted:
@@ -241,10 +187,20 @@ class RunState:
             if ok is False:
                 totals.errors += 1
                 self.first_error = index if self.first_error is None else min(self.first_error, index)
+        if not live:
+            return
         if decisions.get("step"):
             self.live.observe(samples, decisions)
         totals.guard = self.live.summary()
         self.progress.update(totals)
+
+    def count_log(self, info: LogInfo) -> None:
+        """Add what a log being resumed already holds (the guard's statistics start afresh)."""
+        for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
+            cols = {name: table[name].to_pylist() for name in table.column_names}
+            rows = {kind: [i for i, k in enumerate(cols["kind"]) if k == kind] for kind in ("sample", "decision")}
+            samples = {c: [cols[c][i] for i in rows["sample"]] for c in ("red_flag", "cost_usd", "wasted", "faults")}
+            self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
 
 
 def run(
@@ -309,9 +265,6 @@ def run(
     meta.update(extra_meta or {})
     progress = progress or Progress(task.total_steps, enabled=False)
     resumed_events: list = []
-    reasons: dict[str, int] = {}
-    faults: dict[str, int] = {}
-    totals = Totals()
     info: LogInfo | None = None
     writer = None
     if log is not None:
@@ -323,7 +276,6 @@ def run(
                 info = open_log(log)
                 _check_resumable(info.run, meta)
                 resumed_events = [detail for _, detail in log_events(info)]
-                totals = _log_totals(info, reasons, faults)
         writer = StepLogWriter(log, meta, resume=resume)
     elif resume:
         raise UsageError("--resume needs --log")
@@ -336,11 +288,14 @@ def run(
         start = task.first_step() if last is None else task.step_after(last[0], last[1])
         first = start.index
         last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, first + max_steps) - 1
-    progress.start_at(totals.steps)
     live = Guard(guard, k=voting.k, first_step=first, last_step=last_index,
                  stream=progress.stream if progress.enabled else None)  # quiet: events and --json only
     live.restore(resumed_events)  # a resumed run goes on at the k its log last changed to
-    state = RunState(task, voting, policy, model_names, seed, writer, progress, live, totals, reasons, faults)
+    state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
+    if info is not None:
+        state.count_log(info)
+    totals, reasons, faults = state.totals, state.reasons, state.faults
+    progress.start_at(totals.steps)
     started = time.perf_counter()
     status = "ok"
     pool = None
@@ -396,7 +351,6 @@ def _run_chain(
     """The segment loop: hand workers segments of consecutive steps, check and log each."""
     task, live, writer = state.task, state.live, state.writer
     in_flight = tuple((s.model, s.concurrency) for s in specs)
-    checker = _Checker(state.voting.k)
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
@@ -417,8 +371,7 @@ def _run_chain(
                     writer.append(wasted_samples, {})
                 state.count(wasted_samples, {})
             voted = ran.voting  # the k this segment ran with (the guard may raise it)
-            checker.k = voted.k
-            problem = checker.check(result, current)
+            problem = _check_segment(result, current, voted.k)
             if problem is not None:
                 raise MakerError(f"worker segment rejected: {problem}")
             state.count(result.samples, result.decisions)
