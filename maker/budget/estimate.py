@@ -79,7 +79,10 @@ class _Step:
 
 
 def true_step(task: Task, index: int) -> StepInput:
-    """Step `index` on the correct trajectory: its premise is what a perfect run would give it."""
+    """Step `index` on the correct trajectory: its premise is what a perfect run would give it
+    (a plan step: its inputs filled in from the true values of the steps it names)."""
+    if hasattr(task, "truth_values"):
+        return task.step_input(index, dict(enumerate(task.truth_values())))  # type: ignore[attr-defined]
     if index == 0:
         return task.first_step()
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]

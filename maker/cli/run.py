@@ -167,10 +167,6 @@ def choose_k(
 
 def main(args: argparse.Namespace) -> int:
     task = task_from_args(args)
-    from maker.tasks.plan_task import PlanTask
-
-    if args.k == "auto" and args.p is None and isinstance(task, PlanTask):
-        raise UsageError("--k auto on a plan needs --p (the per-step accuracy to plan k with)")
     policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
     voting_config = VotingConfig(
         k=1,  # the drawing options first: --k auto estimates p with them

@@ -244,7 +244,9 @@ def run(
         raise UsageError("--segment-steps and --workers must be >= 1")
     is_plan = isinstance(task, PlanTask)
     if is_plan:
-        for flag, value in (("--speculate", cluster.speculate), ("--draft", cluster.draft), ("--max-steps", max_steps)):
+        segments = cluster.segment_steps != ClusterConfig.segment_steps or cluster.segment_seconds != ClusterConfig.segment_seconds
+        for flag, value in (("--speculate", cluster.speculate), ("--draft", cluster.draft), ("--max-steps", max_steps),
+                            ("--segment-steps", segments)):
             if value:
                 raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
     elif dag is not None:

@@ -96,7 +96,7 @@ def test_a_plan_run_applies_a_custom_red_flag_detector(ray_address, tmp_path, ma
 
 
 def test_a_flag_a_plan_cannot_serve_is_refused_in_one_line(maker_cli) -> None:
-    for flag in (("--speculate", "4"), ("--max-steps", "3"), ("--draft", "reference")):
+    for flag in (("--speculate", "4"), ("--max-steps", "3"), ("--draft", "reference"), ("--segment-steps", "64")):
         refused = maker_cli("run", "sort", "--n", "8", "--model", "sim:0.9", *flag)
         assert refused.returncode == 2 and refused.stdout == ""
         assert refused.stderr.count("\n") == 1 and f"{flag[0]} applies to chained tasks" in refused.stderr
@@ -147,3 +147,24 @@ def test_k_auto_estimates_with_the_runs_prompt_variants(ray_address, tmp_path, m
         assert "maker: estimate 1/" in done.stderr  # the progress line
         picked[n] = out["extra"]["estimate"]["models"][0]["p"]
     assert picked == pytest.approx(p)
+
+
+def test_a_plan_run_has_the_live_guard_and_k_auto(ray_address, tmp_path, maker_cli) -> None:
+    # A fifth of the steps are hard (accuracy 0.8): the guard sees p fall below the plan and raises k.
+    log = tmp_path / "g.parquet"
+    done = maker_cli("run", "sort", "--n", "64", "--model", "sim:0.999,hard=0.2,hard_p=0.8,seed=2", "--k", "2",
+                     "--p", "0.99", "--adaptive-k", "--k-max", "5", "--address", ray_address, "--log", str(log),
+                     "--json", "--quiet")
+    guard = json.loads(done.stdout)["extra"]["guard"]
+    assert guard["k"] > 2 and any(e["event"] == "k_change" for e in guard["events"])
+    events = read_table(open_log(log), ["detail"], kind="event")["detail"].to_pylist()
+    assert any('"k_change"' in e for e in events)
+    # each node is audited under a k the run used: the votes decide every decision (a hard
+    # step may still be decided wrong, which the audit reports as such)
+    assert verify_log(log).reason in (None, "decision differs from the ground truth")
+    # --k auto on a plan estimates p on true node premises first
+    done = maker_cli("run", "multiply", "--digits", "3", "--model", "sim:0.95", "--k", "auto", "--estimate-samples", "60",
+                     "--address", ray_address, "--log", str(tmp_path / "auto.parquet"), "--json")
+    assert done.returncode in (0, 1), done.stderr
+    out = json.loads(done.stdout)
+    assert out["extra"]["estimate"]["models"][0]["p"] > 0.85 and out["k"] >= 2
