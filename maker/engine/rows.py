@@ -40,27 +40,22 @@ DECISION_COLUMNS = ("step", "answer", "votes", "samples", "rounds", "correct")
 Row = tuple[int, str, float, Sample, Verdict, bool]
 
 
-def sample_row(
-    step: int, index: int, model: str, temperature: float, sample: Sample, verdict: Verdict, counted: bool, wasted: bool
-) -> tuple[Any, ...]:
-    """One sample's values in `SAMPLE_COLUMNS` order: the single place a log row is built."""
-    return (
-        step, index, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail, counted,
-        sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
-        sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None,
-    )
-
-
 def new_columns(names: tuple[str, ...]) -> dict[str, list[Any]]:
     """Empty columns, one list per name (a scheduler's result before any row)."""
     return {c: [] for c in names}
 
 
-def append_rows(columns: dict[str, list[Any]], step: int, rows: list[Row], wasted: bool = False) -> None:
-    """Append a step's judged samples to `columns` (in `SAMPLE_COLUMNS` order)."""
-    cols = [columns[c] for c in SAMPLE_COLUMNS]
+def append_rows(columns: dict[str, list[Any]] | list[list[Any]], step: int, rows: list[Row], wasted: bool = False) -> None:
+    """Append a step's judged samples to `columns` (a dict of columns, or its lists in
+    `SAMPLE_COLUMNS` order: hot loops look them up once).  The one place a sample's log
+    row is built, so every scheduler logs alike."""
+    cols = [columns[c] for c in SAMPLE_COLUMNS] if isinstance(columns, dict) else columns
     for i, model, temperature, sample, verdict, counted in rows:
-        for col, value in zip(cols, sample_row(step, i, model, temperature, sample, verdict, counted, wasted)):
+        for col, value in zip(cols, (
+            step, i, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail, counted,
+            sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
+            sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None,
+        )):
             col.append(value)
 
 

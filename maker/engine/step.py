@@ -55,7 +55,7 @@ from maker.cluster.protocol import Sample, SampleRequest
 from maker.cluster.simulator import mix64
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, StepJudge
-from maker.engine.rows import Row, sample_row
+from maker.engine.rows import SAMPLE_COLUMNS, Row, append_rows
 from maker.engine.variants import step_prompts, variant_of
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 from maker.voting import Ballot
@@ -116,14 +116,15 @@ class StepVote:
         return self.models[i % self.n_models]
 
     def variant_of(self, i: int) -> int:
-        return variant_of(i, self.n_models, self.variants)
+        return variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
 
     def request(self, i: int) -> SampleRequest:
         """Sample i's request: its variant's prompt, temperature, the request cap and its seed."""
-        v = variant_of(i, self.n_models, self.variants)
+        v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
+        voting = self.voting
         return SampleRequest(
-            self.prompts[v], self.voting.temperature_of(i), self.max_tokens, mix64(*self.seed, self.step.index, i),
-            self.step, v,
+            self.prompts[v], voting.temperature if i else voting.first_temperature, self.max_tokens,
+            mix64(*self.seed, self.step.index, i), self.step, v,
         )
 
     # -- rounds ---------------------------------------------------------------------
@@ -152,8 +153,8 @@ class StepVote:
 
     def count(self, i: int, sample: Sample, verdict: Verdict | None = None) -> Verdict:
         """Judge sample i (finishing `verdict` if given) and count it; call in sample order."""
-        t = self.voting.temperature_of(i)
-        v = variant_of(i, self.n_models, self.variants)
+        t = self.voting.temperature if i else self.voting.first_temperature  # `VotingConfig.temperature_of`
+        v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
         judge = self.judge
         verdict = judge(sample, t, v) if verdict is None else judge.admit(sample, verdict, t, v)
         self.failed_calls += sample.error is not None
@@ -166,16 +167,26 @@ class StepVote:
 
     # -- rows -----------------------------------------------------------------------
     def sample_rows(self, wasted: bool = False) -> list[tuple[Any, ...]]:
-        index = self.step.index
-        return [sample_row(index, i, m, t, s, v, c, wasted) for i, m, t, s, v, c in self.rows]
+        cols: list[list[Any]] = [[] for _ in SAMPLE_COLUMNS]
+        append_rows(cols, self.step.index, self.rows, wasted)
+        return list(zip(*cols))
 
     def decision_row(self) -> tuple[Any, ...]:
         """(step, answer, votes, samples, rounds, correct): `correct` is None without ground truth."""
         task = self.task
         correct = None
-        if isinstance(task, Oracle):
+        if _is_oracle(task):
             correct = self.judge.text(task.reference_reply(self.step)).key == self.winner
         return (self.step.index, self.winner, self.ballot.total, self.drawn, self.rounds, correct)
+
+
+def _is_oracle(task: Task, _known: dict[type, bool] = {}) -> bool:  # noqa: B006 (a cache)
+    """isinstance(task, Oracle), once per task class: a Protocol check costs tens of microseconds."""
+    kind = type(task)
+    found = _known.get(kind)
+    if found is None:
+        found = _known[kind] = isinstance(task, Oracle)
+    return found
 
 
 async def draw(clients: dict[str, Any], requests: Sequence[tuple[str, SampleRequest]]) -> list[Sample]:
@@ -210,11 +221,15 @@ async def vote_step(
 ) -> StepVote:
     """Vote `step` round by round until decided or given up; the finished `StepVote`."""
     vote = StepVote(task, step, voting, policy, models, seed)
+    only = clients[models[0]] if len(models) == 1 else None
     while vote.winner is None:
         indices = vote.next_round()
         if not indices:
             break
-        samples = await draw(clients, [(vote.model_of(i), vote.request(i)) for i in indices])
+        if only is not None:
+            samples = await only.complete([vote.request(i) for i in indices])
+        else:
+            samples = await draw(clients, [(vote.model_of(i), vote.request(i)) for i in indices])
         for i, sample in zip(indices, samples):
             vote.count(i, sample)
     return vote

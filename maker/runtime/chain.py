@@ -68,6 +68,7 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
     task, clients = worker.task, worker.clients
     samples = new_columns(SAMPLE_COLUMNS)
     decisions = new_columns(DECISION_COLUMNS)
+    sample_cols = [samples[c] for c in SAMPLE_COLUMNS]
     started = time.perf_counter()
     step = job.start
     failed: int | None = None
@@ -75,7 +76,7 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
         if step.index > job.last_step:
             break
         vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
-        append_rows(samples, step.index, vote.rows)
+        append_rows(sample_cols, step.index, vote.rows)
         if vote.winner is None:
             failed = step.index
             break

@@ -46,7 +46,7 @@ from typing import Any
 from maker.cluster import ModelSpec, WorkerPool
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
-from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS
+from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import recount, vote_step
 from maker.errors import MakerError, UsageError
 from maker.runtime.driver import RunResult, RunState, run
@@ -106,19 +106,21 @@ def _ready(worker: Any, payload: Any) -> bool:
 async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     """Vote every step of `job` concurrently (runs in a Ray worker); columns in step order."""
     started = time.perf_counter()
-    outcomes = await asyncio.gather(*(vote_node(worker.task, worker.clients, step, job) for step in job.steps))
-    samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
-    decisions: dict[str, list[Any]] = {c: [] for c in PLAN_DECISION_COLUMNS}
+    task, clients, voting = worker.task, worker.clients, job.voting
+    votes = await asyncio.gather(
+        *(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed) for step in job.steps)
+    )
+    samples = new_columns(SAMPLE_COLUMNS)
+    decisions = new_columns(PLAN_DECISION_COLUMNS)
+    sample_cols = [samples[c] for c in SAMPLE_COLUMNS]
     failed = []
-    for step, (rows, decision) in zip(job.steps, outcomes):
-        for row in rows:
-            for column, value in zip(SAMPLE_COLUMNS, row):
-                samples[column].append(value)
-        if decision is None:
-            failed.append(step.index)
-            continue
-        for column, value in zip(PLAN_DECISION_COLUMNS, decision):
-            decisions[column].append(value)
+    for vote in votes:
+        index = vote.step.index
+        append_rows(sample_cols, index, vote.rows)
+        if vote.winner is None:
+            failed.append(index)
+        else:
+            append_row(decisions, PLAN_DECISION_COLUMNS, (*vote.decision_row(), task.label(index)))
     return NodeResult(samples, decisions, failed, time.perf_counter() - started)
 
 
