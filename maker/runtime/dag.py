@@ -124,16 +124,6 @@ async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     return NodeResult(samples, decisions, failed, time.perf_counter() - started)
 
 
-async def vote_node(task: Any, clients: dict[str, Any], step: StepInput, job: NodeJob) -> tuple[list[tuple], tuple | None]:
-    """One step voted by the engine: its sample rows, and its decision row with the node's
-    label (None when the step gave up)."""
-    vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
-    rows = vote.sample_rows()
-    if vote.winner is None:
-        return rows, None
-    return rows, (*vote.decision_row(), task.label(step.index))
-
-
 def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, k: int) -> str | None:
     """Re-decide a returned batch from its votes and re-judge each winner on the premise sent.
 

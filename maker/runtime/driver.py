@@ -92,13 +92,6 @@ class RunResult:
         return asdict(self)
 
 
-def _as_specs(models: Sequence[ModelSpec | str]) -> list[ModelSpec]:
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    if not specs:
-        raise UsageError("at least one --model is needed")
-    return specs
-
-
 def simulated(specs: Sequence[ModelSpec]) -> bool:
     """Whether every model is a fake (the simulator `sim:P` or a script `script:NAME`): label the results so."""
     return all(s.is_simulated or s.model.startswith("script:") for s in specs)
@@ -237,7 +230,9 @@ def run(
     cluster = cluster or ClusterConfig()
     policy = policy or RedFlagPolicy()
     guard = guard or GuardConfig()
-    specs = _as_specs(models)
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
     for spec in specs:
         check_spec(spec)
     if cluster.segment_steps < 1 or cluster.workers < 1:
@@ -323,26 +318,13 @@ def run(
         progress.finish(totals)
     extra["guard"] = live.to_dict()
     return RunResult(
-        task=task.describe() if is_plan else task.spec.describe(),
-        steps=totals.steps,
-        total_steps=task.total_steps,
-        solved=bool(solved),
-        errors=totals.errors,
-        first_error_step=state.first_error,
-        samples=totals.samples,
-        red_flags=totals.red_flags,
-        red_flags_by_reason=reasons,
-        k=voting.k,
-        models=list(model_names),
-        simulated=simulated(specs),
-        wall_s=round(time.perf_counter() - started, 3),
-        cost_usd=round(totals.cost_usd, 6),
+        task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
+        solved=bool(solved), errors=totals.errors, first_error_step=state.first_error, samples=totals.samples,
+        red_flags=totals.red_flags, red_flags_by_reason=reasons, k=voting.k, models=list(model_names),
+        simulated=simulated(specs), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
-        log=str(log) if log is not None else None,
-        resumed_from_step=resumed_from,
-        status=status,
-        faults_by_kind=faults,
-        extra=extra,
+        log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
+        faults_by_kind=faults, extra=extra,
     )
 
 
