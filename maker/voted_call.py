@@ -35,6 +35,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from maker.cluster import ModelSpec, check_spec, make_client
@@ -43,8 +44,7 @@ from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.errors import UsageError
 from maker.log.steplog import StepLogWriter
-from maker.runtime.chain import SAMPLE_COLUMNS
-from maker.runtime.dag import PLAN_DECISION_COLUMNS, NodeJob, NodeResult, check_batch, vote_nodes, vote_step
+from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
 from maker.runtime.driver import ClusterConfig, run_metadata
 from maker.tasks.base import Oracle
 from maker.tasks.one_prompt import OnePrompt, one_prompt
@@ -191,19 +191,10 @@ def voted(models: Sequence[str | ModelSpec | ModelClient], k: int | None = None,
 
 async def _vote_one(task: OnePrompt, clients: dict[str, Any], voting: VotingConfig, policy: RedFlagPolicy,
                     models: tuple[str, ...], seed: int) -> NodeResult:
-    """The one place a voted call meets the step voter: one step, voted as every run votes it."""
-    step = task.first_step()
-    job = NodeJob((step,), voting, policy, models, seed)
-    rows, decision = await vote_step(task, clients, step, job)
-    samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
-    for row in rows:
-        for column, value in zip(SAMPLE_COLUMNS, row):
-            samples[column].append(value)
-    decisions: dict[str, list[Any]] = {c: [] for c in PLAN_DECISION_COLUMNS}
-    if decision is not None:
-        for column, value in zip(PLAN_DECISION_COLUMNS, decision):
-            decisions[column].append(value)
-    return NodeResult(samples, decisions, [] if decision is not None else [step.index])
+    """The one place a voted call meets the engine: one step, voted exactly as a plan run
+    votes its steps in a worker (`maker.runtime.dag.vote_nodes` over `maker.engine.step`)."""
+    worker = SimpleNamespace(task=task, clients=clients)
+    return await vote_nodes(worker, NodeJob((task.first_step(),), voting, policy, models, seed))
 
 
 def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, policy: RedFlagPolicy, seed: int,

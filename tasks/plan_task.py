@@ -93,11 +93,21 @@ class PlanTask:
         return self.title or self.spec.describe()
 
     # -- Task -------------------------------------------------------------------------
-    def prompt(self, step: StepInput, style: PromptStyle = "chat") -> Prompt:
-        op, args = step.premise
-        return self.ops[op].prompt(args, style)
+    #: prompt variants: 0 is the operation's own prompt; 1 restates it with the inputs
+    #: listed first (same question, same reply format, same vote key)
+    variants = 2
 
-    def judge(self, step: StepInput, reply: str) -> Verdict:
+    def prompt(self, step: StepInput, style: PromptStyle = "chat", variant: int = 0) -> Prompt:
+        op, args = step.premise
+        prompt = self.ops[op].prompt(args, style)
+        if not variant:
+            return prompt
+        lead = f"Inputs: {', '.join(args)}. Answer exactly in the format shown, nothing else."
+        if isinstance(prompt, str):
+            return f"{lead}\n\n{prompt}"
+        return [*prompt[:-1], {**prompt[-1], "content": f"{lead}\n{prompt[-1]['content']}"}]
+
+    def judge(self, step: StepInput, reply: str, variant: int = 0) -> Verdict:
         op, args = step.premise
         if op == END:
             return Verdict(None, "rule_breaking", "the plan is already done")

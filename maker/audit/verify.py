@@ -4,7 +4,10 @@ Nothing from the run is trusted: the task is rebuilt from the log's metadata, ea
 decision is re-parsed and re-checked against the task's rules on the premise the
 previous decision implies, each step is re-decided from its logged votes, and where the
 task has ground truth each decision is compared with it.  The first step that fails any
-check is reported.
+check is reported.  One audit path for both task shapes: a plan run (`maker.runtime.dag`)
+differs only in where a step's premise comes from -- the steps it names, not the step
+before it -- and in what "solved" means (the answer template filled in and, where the
+task knows it independently, equal to the expected answer).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any
 
 from maker.errors import StepLogError
 from maker.log.by_step import iter_chunks, parts_read
-from maker.log.steplog import LogInfo, open_log
-from maker.runtime.guard import k_schedule
+from maker.log.steplog import open_log
+from maker.runtime.guard import KSchedule, k_schedule
 from maker.tasks.base import Oracle
 from maker.tasks.registry import rebuild
 from maker.voting import decide
@@ -45,64 +48,55 @@ class VerifyReport:
 
 
 def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
-    """Audit the log at `path`; the report names the first step that fails a check.
+    """Audit the log at `path` (a chain run or a plan run); the report names the first
+    step that fails a check.
 
     Streams the log part by part (see `maker.log.by_step`), so memory stays flat however
-    long the run.  Checks per decided step, in order: the decision obeys the task's rules
-    on the premise the previous decision implies, the logged votes decide it, and it
-    equals the ground truth where the task has one.  On a task with ground truth, a
-    decision equal to the truth on the true premise obeys the rules by construction, so
-    only decisions that differ from the truth are re-judged -- that halves the cost per
-    step without trusting anything the log says.
+    long a chain.  Checks per decided step: the decision obeys the task's rules on its
+    premise (a chain: the one the previous decision implies; a plan: its inputs filled in
+    from the logged decisions it names), the logged votes decide it with the k it was
+    decided under, and it equals the ground truth where the task has one.  On a chain with
+    ground truth, a decision equal to the truth on the true premise obeys the rules by
+    construction, so only decisions that differ from the truth are re-judged.
     """
+    from maker.tasks.plan_task import PlanTask
+
     info = open_log(path, salvage=salvage)
     run = info.run
     try:
         task = rebuild(run)  # by the name the run recorded; says where it came from when it cannot
-        k = int(run["voting"]["k"])
+        schedule = k_schedule(info)  # the k each step was decided with (--adaptive-k may raise it)
     except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the task from the log ({exc})", path=str(path)) from None
-    from maker.tasks.plan_task import PlanTask
-
-    if isinstance(task, PlanTask):  # a DAG run: premises come from the steps each node names
-        from maker.audit.dag_verify import verify_plan_log
-
-        return verify_plan_log(info, task, k)
-    oracle = task if isinstance(task, Oracle) else None
-    audit = _Audit(task, oracle, k)
-    audit.schedule = k_schedule(info)  # the k each step was decided with (--adaptive-k may raise it)
-    pending: dict[int, tuple[str, list[str | None]]] = {}
+    audit: _Audit = _PlanAudit(task, schedule) if isinstance(task, PlanTask) else _Audit(task, schedule)
     decided = 0
     for chunk in iter_chunks(info):
         for index, answer, keys in chunk.steps():
             if answer is None:
                 continue  # drawn but never decided: the vote cap, or a run still drawing
             decided += 1
-            if audit.bad is not None:
-                continue  # keep counting decided steps after the first bad one
-            if index != audit.next:
-                if index < audit.next or index in pending:
-                    audit.fail(index, "step decided twice")
-                else:
-                    pending[index] = (answer, keys)  # a part written out of order: hold it
-                continue
-            audit.check(index, answer, keys)
-            while audit.bad is None and audit.next in pending:
-                audit.check(audit.next, *pending.pop(audit.next))
-    if audit.bad is None and pending:
-        audit.fail(audit.next, "no decision logged for this step")
-    return _report(info, task, decided, audit)
+            if audit.bad is None:  # keep counting decided steps after the first bad one
+                audit.take(index, answer, keys)
+    solved = audit.finish(decided)
+    parts, damaged = parts_read(info)
+    return VerifyReport(
+        log=str(info.path), task=task.describe() if isinstance(task, PlanTask) else task.spec.describe(),
+        steps=decided, total_steps=task.total_steps, valid=audit.bad is None, solved=solved,
+        first_bad_step=audit.bad, reason=audit.reason,
+        wrong_decisions=audit.wrong if audit.oracle is not None else None,  # unknown without ground truth
+        simulated=bool(run.get("simulated")), parts=parts, damaged_parts=damaged,
+    )
 
 
 class _Audit:
-    """The chain walk of `verify_log`: one decided step at a time, in order."""
+    """The chain walk: one decided step at a time, in order (a part written out of order is held)."""
 
-    def __init__(self, task: Any, oracle: Oracle | None, k: int) -> None:
+    def __init__(self, task: Any, schedule: KSchedule) -> None:
         self.task = task
-        self.oracle = oracle
-        self.k = k
-        self.schedule: Any = None
+        self.oracle = task if isinstance(task, Oracle) else None
+        self.schedule = schedule
         self.next = 0
+        self.pending: dict[int, tuple[str, list[str | None]]] = {}
         self.step = task.first_step()  # premise of step `next`; rebuilt lazily on the oracle path
         self.stale = False
         self.last: str | None = None
@@ -112,6 +106,17 @@ class _Audit:
 
     def fail(self, index: int, reason: str) -> None:
         self.bad, self.reason = index, reason
+
+    def take(self, index: int, answer: str, keys: list[str | None]) -> None:
+        if index != self.next:
+            if index < self.next or index in self.pending:
+                self.fail(index, "step decided twice")
+            else:
+                self.pending[index] = (answer, keys)
+            return
+        self.check(index, answer, keys)
+        while self.bad is None and self.next in self.pending:
+            self.check(self.next, *self.pending.pop(self.next))
 
     def premise(self, index: int) -> Any:
         if self.stale:
@@ -126,7 +131,7 @@ class _Audit:
             verdict = task.judge(self.premise(index), answer)
             if verdict.key != answer:
                 return self.fail(index, f"decision breaks the task's rules on its premise ({verdict.detail})")
-        if decide(keys, self.schedule.at(index) if self.schedule else self.k)[0] != answer:
+        if decide(keys, self.schedule.at(index))[0] != answer:
             return self.fail(index, "the logged votes do not decide this answer")
         if self.oracle is not None and not on_truth:
             self.wrong += 1
@@ -138,24 +143,55 @@ class _Audit:
         else:
             self.step = task.step_after(index, answer)
 
-    def end(self) -> Any:
-        return self.premise(self.next) if self.last is not None else self.step
+    def finish(self, steps: int) -> bool:
+        """Close the walk; whether the log holds a whole, valid, solved run."""
+        if self.bad is None and self.pending:
+            self.fail(self.next, "no decision logged for this step")
+        if self.bad is not None or steps != self.task.total_steps:
+            return False
+        end = self.premise(self.next) if self.last is not None else self.step
+        return bool(self.task.is_solved(end))
 
 
-def _report(info: LogInfo, task: Any, steps: int, audit: _Audit) -> VerifyReport:
-    valid = audit.bad is None
-    solved = bool(valid and steps == task.total_steps and task.is_solved(audit.end()))
-    return VerifyReport(
-        log=str(info.path),
-        task=task.spec.describe(),
-        steps=steps,
-        total_steps=task.total_steps,
-        valid=valid,
-        solved=solved,
-        first_bad_step=audit.bad,
-        reason=audit.reason,
-        wrong_decisions=audit.wrong if audit.oracle is not None else None,
-        simulated=bool(info.run.get("simulated")),
-        parts=parts_read(info)[0],
-        damaged_parts=parts_read(info)[1],
-    )
+class _PlanAudit(_Audit):
+    """The plan walk: a node's premise is its inputs, filled in from the logged decisions it
+    names.  The log holds every input's decision before the nodes that use it (a node is
+    dispatched only once its inputs are decided, and parts hold decisions in step order)."""
+
+    def __init__(self, task: Any, schedule: KSchedule) -> None:
+        super().__init__(task, schedule)
+        # a node's batch may have been voted under any k the run used (batches overlap a k change)
+        self.ks = sorted({schedule.k0, *(k for _, k in schedule.changes)})
+        self.values: dict[int, str] = {}
+
+    def take(self, index: int, answer: str, keys: list[str | None]) -> None:
+        task = self.task
+        if index in self.values or not 0 <= index < task.total_steps:
+            return self.fail(index, "step decided twice" if index in self.values else "not a step of this plan")
+        try:
+            step = task.step_input(index, self.values)
+        except KeyError:
+            return self.fail(index, "decided although an input was never decided")
+        verdict = task.judge(step, answer)
+        if verdict.key != answer:
+            return self.fail(index, f"decision breaks the rules on its inputs ({verdict.detail})")
+        if not task.is_tool(index) and all(decide(keys, k)[0] != answer for k in self.ks):  # a tool step is re-run, not voted
+            return self.fail(index, "the logged votes do not decide this answer")
+        if self.oracle is not None and task.reference_reply(step) != answer:
+            self.wrong += 1
+            return self.fail(index, "decision differs from the ground truth")
+        self.values[index] = answer
+
+    def finish(self, steps: int) -> bool | None:
+        """Whether the plan is solved; None when it finished but, without ground truth, right
+        or wrong is unknown."""
+        task = self.task
+        if self.bad is not None or len(self.values) != task.total_steps:
+            return False
+        answer = task.final_answer(self.values)
+        if self.oracle is None:
+            return None
+        if answer != task.expected_answer():
+            self.fail(task.total_steps - 1, f"the plan's answer {answer[:60]} is not the expected one")
+            return False
+        return True

@@ -100,11 +100,15 @@ class WhatIfReport:
 
 
 def logged_policy(run: dict[str, Any]) -> RedFlagPolicy:
-    """The policy a run was logged with (older logs: the default policy at the run's token cap)."""
+    """The policy a run was logged with (older logs: the default policy); its token cap is
+    the run's `voting.max_output_tokens` unless a what-if names another."""
     meta = run.get("red_flags")
-    if meta is None:
-        return RedFlagPolicy(max_output_tokens=int((run.get("voting") or {}).get("max_output_tokens", 750)))
-    return RedFlagPolicy.from_metadata(meta)
+    return RedFlagPolicy() if meta is None else RedFlagPolicy.from_metadata(meta)
+
+
+def _shown(policy: RedFlagPolicy, cap: int) -> dict[str, Any]:
+    """The policy as the report shows it, with the token cap in force."""
+    return {**policy.to_metadata(), "max_output_tokens": policy.max_output_tokens or cap}
 
 
 def whatif_log(
@@ -123,6 +127,7 @@ def whatif_log(
         task = rebuild(run)  # by the name the run recorded; says where it came from when it cannot
         models = list(run["models"])
         variants = int((run.get("voting") or {}).get("prompt_variants", 1))
+        cap = int((run.get("voting") or {}).get("max_output_tokens", 750))
     except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the run from the log ({exc})", path=str(path)) from None
     before = logged_policy(run)
@@ -131,8 +136,8 @@ def whatif_log(
         policy = replace(policy, **overrides)
     schedule = k_schedule(info)
     r = WhatIfReport(
-        log=str(info.path), task=describe_run(run), policy=policy.to_metadata(),
-        logged_policy=before.to_metadata(), simulated=bool(run.get("simulated")),
+        log=str(info.path), task=describe_run(run), policy=_shown(policy, cap),
+        logged_policy=_shown(before, cap), simulated=bool(run.get("simulated")),
     )
     flags: Counter[str] = Counter()
     logged_flags: Counter[str] = Counter()
@@ -164,7 +169,7 @@ def whatif_log(
                 raise StepLogError(f"{path}: step {step - 1}'s decision is missing, cannot rebuild step {step}",
                                    path=str(path))
             previous = (step, logged)
-            judge = StepJudge(task, premise, policy)
+            judge = StepJudge(task, premise, policy, cap)
             keys: list[str | None] = []
             for i in range(a, b):
                 old = cols["red_flag"][i]

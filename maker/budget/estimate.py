@@ -22,7 +22,6 @@ first votes wrong) can be counted.  A model whose every call fails stops being a
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -35,12 +34,13 @@ from maker.budget.margins import check_steps, check_target
 from maker.budget.pricing import price_of
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
-from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy, StepJudge
+from maker.engine.red_flags import RedFlagPolicy
+from maker.engine.step import StepVote, draw
 from maker.errors import MakerError, UsageError
 from maker.runtime.driver import ClusterConfig
-from maker.tasks.base import Oracle, StepInput, Task
+from maker.tasks.base import Oracle, StepInput, Task, Verdict
 
 __all__ = [
     "EstimateJob",
@@ -73,16 +73,16 @@ class EstimateJob:
 
 @dataclass
 class _Step:
-    step: StepInput
+    vote: StepVote  # the engine's requests and judging, exactly as a run draws this step
     truth: str
-    prompt: Any
-    judge: StepJudge
-    drawn: int = 0
     votes: list[bool] = field(default_factory=list)  # correctness of each valid vote, in order
 
 
 def true_step(task: Task, index: int) -> StepInput:
-    """Step `index` on the correct trajectory: its premise is what a perfect run would give it."""
+    """Step `index` on the correct trajectory: its premise is what a perfect run would give it
+    (a plan step: its inputs filled in from the true values of the steps it names)."""
+    if hasattr(task, "truth_values"):
+        return task.step_input(index, dict(enumerate(task.truth_values())))  # type: ignore[attr-defined]
     if index == 0:
         return task.first_step()
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
@@ -100,44 +100,36 @@ def pick_steps(total_steps: int, n: int, seed: int) -> list[int]:
 
 async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     """Draw and grade samples on `job.steps` (runs inside a Ray worker; any object with
-    `.task` and `.clients` will do)."""
+    `.task` and `.clients` will do).
+
+    Each step's requests and verdicts come from the voting engine (`maker.engine.step`):
+    the run's models in turn, prompt variants and style, temperatures, token cap and
+    red-flag policy.  Only the stopping rule differs: `votes_per_step` valid votes (or
+    `max_samples_per_step` samples) instead of a margin.
+    """
     task = worker.task
-    clients = worker.clients
-    voting = job.voting
-    max_tokens = voting.max_output_tokens + 1
     tally = Tally()
-    todo: list[_Step] = []
-    for index in job.steps:
-        step = true_step(task, index)
-        todo.append(
-            _Step(step, task.truth(index), task.prompt(step, voting.prompt_style), StepJudge(task, step, job.policy))
-        )
+    salt = (job.seed, _ESTIMATE_SALT)  # never the seeds of a run's draws
+    todo = [
+        _Step(StepVote(task, true_step(task, i), job.voting, job.policy, job.models, salt), task.truth(i))
+        for i in job.steps
+    ]
     tally.steps = len(todo)
     pending = todo
     while pending:
-        wanted: dict[str, list[tuple[_Step, SampleRequest]]] = {}
+        wanted: list[tuple[_Step, int]] = []
         for s in pending:
-            want = min(job.votes_per_step - len(s.votes), job.max_samples_per_step - s.drawn)
-            for i in range(s.drawn, s.drawn + want):
-                request = SampleRequest(
-                    s.prompt,
-                    voting.temperature_of(i),
-                    max_tokens,
-                    mix64(job.seed, _ESTIMATE_SALT, s.step.index, i),
-                    s.step,
-                )
-                wanted.setdefault(job.models[i % len(job.models)], []).append((s, request))
-            s.drawn += want
-        names = list(wanted)
-        replies = await asyncio.gather(*(clients[m].complete([r for _, r in wanted[m]]) for m in names))
+            drawn = s.vote.drawn
+            want = min(job.votes_per_step - len(s.votes), job.max_samples_per_step - drawn)
+            wanted.extend((s, i) for i in range(drawn, drawn + want))
+            s.vote.drawn = drawn + want
+        replies = await draw(worker.clients, [(s.vote.model_of(i), s.vote.request(i)) for s, i in wanted])
         answered = 0
-        for model, batch in zip(names, replies):
-            pairs = wanted[model]
-            for (s, _), sample in zip(pairs, batch):
-                answered += _grade(tally, s, sample)
+        for (s, i), sample in zip(wanted, replies):  # each step's samples in sample order
+            answered += _grade(tally, s, s.vote.count(i, sample), sample)
         if answered == 0:
             break  # every call of the round failed: the model is down, stop asking it
-        pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.drawn < job.max_samples_per_step]
+        pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.vote.drawn < job.max_samples_per_step]
     for s in todo:
         if len(s.votes) >= 2:
             tally.steps_with_two += 1
@@ -147,8 +139,8 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     return tally
 
 
-def _grade(tally: Tally, s: _Step, sample: Sample) -> int:
-    """Count one sample into the tally; 1 if the call was answered, 0 on a transport error."""
+def _grade(tally: Tally, s: _Step, verdict: Verdict, sample: Sample) -> int:
+    """Count one judged sample into the tally; 1 if the call was answered, 0 on a transport error."""
     tally.samples += 1
     if sample.error is not None:
         if tally.first_error is None:
@@ -159,7 +151,6 @@ def _grade(tally: Tally, s: _Step, sample: Sample) -> int:
     tally.tokens_in += sample.tokens_in
     tally.tokens_out += sample.tokens_out
     tally.cost_usd += sample.cost_usd
-    verdict = s.judge(sample)
     if verdict.key is None:
         tally.flag(verdict.red_flag or "unknown")
         return 1
@@ -236,10 +227,13 @@ def estimate(
     price_out: float | None = None,
     level: float = 0.95,
     mix: bool = False,
+    progress: TextIO | None = None,
 ) -> EstimateReport:
     """Estimate p for each model on `samples` random steps; plan k for `steps` (default:
     the task's step count) at `target`.  With `mix=True` the models are measured together,
     mixed within each step as a run mixes them (what `maker run --k auto` plans with).
+    Samples are drawn as a run with `voting` and `policy` would draw them.  With a
+    `progress` stream, one line per finished batch goes there (the CLI: stderr).
 
     Raises UsageError on bad input and ModelConfigError for an unusable model, before any
     sample is drawn.  A model whose every call fails is reported with verdict `failed`.
@@ -260,13 +254,13 @@ def estimate(
     for spec in specs:
         check_spec(spec)
     voting = voting or VotingConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
     indices = pick_steps(task.total_steps, samples, seed)
     batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
     started = time.perf_counter()
-    tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster)
+    tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster, progress)
     estimates = []
     spec_of = {s.model: s for s in specs}
     for arm, (tally, error) in zip(arms, tallies):
@@ -322,6 +316,7 @@ def _run_batches(
     seed: int,
     votes_per_step: int,
     cluster: ClusterConfig,
+    progress: TextIO | None = None,
 ) -> list[tuple[Tally, str | None]]:
     """Every (arm, batch) job at once on the pool; one merged tally (and error) per arm."""
     import ray
@@ -340,13 +335,20 @@ def _run_batches(
                 ]
             )
         out = []
-        for arm_refs in refs:
+        total, done, drawn, started = sum(len(r) for r in refs), 0, 0, time.perf_counter()
+        for arm, arm_refs in zip(arms, refs):
             tally, error = Tally(), None
             for ref in arm_refs:
                 try:
-                    tally.merge(pool.get(ref))
+                    part = pool.get(ref)
+                    tally.merge(part)
+                    drawn += part.samples
                 except (ray.exceptions.RayError, MakerError) as exc:  # a worker died or raised: this batch is lost
                     error = error or _one_line(exc)
+                done += 1
+                if progress is not None:
+                    print(f"maker: estimate {done}/{total} batches ({' + '.join(arm)}), {drawn:,} samples, "
+                          f"{time.perf_counter() - started:.1f}s", file=progress, flush=True)
             out.append((tally, error))
         return out
     finally:
@@ -365,18 +367,23 @@ def estimate_for_run(
     *,
     samples: int = 200,
     voting: VotingConfig | None = None,
+    policy: RedFlagPolicy | None = None,
     seed: int = 0,
     cluster: ClusterConfig | None = None,
+    progress: TextIO | None = None,
 ) -> tuple[int, EstimateReport]:
     """The margin `maker run --k auto` uses when no --p is given: estimate p of the run's
-    own model mix on `samples` steps and plan k on the pessimistic end.
+    own model mix on `samples` steps, drawn as the run draws (`voting`'s prompt variants and
+    style, temperatures and token cap; the run's red-flag `policy`), and plan k on the
+    pessimistic end.
 
     Raises ModelConfigError when every call failed, UsageError when the models cannot
     reach the target (nothing is run then).
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise UsageError(f"--estimate-samples must be an integer >= 1, got {samples!r}")
-    report = estimate(task, models, samples=samples, target=target, voting=voting, seed=seed, cluster=cluster, mix=True)
+    report = estimate(task, models, samples=samples, target=target, voting=voting, policy=policy, seed=seed,
+                      cluster=cluster, mix=True, progress=progress)
     (est,) = report.models
     if est.verdict == "failed":
         raise ModelConfigError(f"--k auto: could not estimate p: {est.reason}", model=est.model)

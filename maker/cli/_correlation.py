@@ -35,6 +35,12 @@ independence by --collision-factor. It never lowers k. It acts between segments,
 
 
 def add_correlation_arguments(p: argparse.ArgumentParser) -> None:
+    add_red_flag_arguments(p)
+    add_guard_arguments(p)
+
+
+def add_red_flag_arguments(p: argparse.ArgumentParser) -> None:
+    """Red flags and prompt variants: how samples are drawn and judged (`maker run` and `maker estimate`)."""
     r = p.add_argument_group("red flags", RED_FLAGS_HELP)
     r.add_argument(
         "--no-red-flags",
@@ -59,6 +65,9 @@ def add_correlation_arguments(p: argparse.ArgumentParser) -> None:
                    help="spread each step's samples over N prompt variants of the task (sample i uses variant "
                    "i %% N, shifted so that every model meets every variant); all variants vote on the same "
                    "canonical key (default 1; hanoi offers 4)")
+
+
+def add_guard_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("live guard", GUARD_HELP)
     g.add_argument("--adaptive-k", action="store_true", help="let the guard raise k for the rest of the run")
     g.add_argument("--k-max", type=int, metavar="K", help="the most --adaptive-k may raise k to (default 3 x k)")
@@ -74,14 +83,13 @@ def red_flag_policy(args: argparse.Namespace, task: Any = None) -> RedFlagPolicy
     known-good reply -- all before `--k auto` spends anything on an estimate."""
     extra = tuple(load_detector(spec) for spec in getattr(args, "red_flag", None) or ())
     policy = RedFlagPolicy(
-        max_output_tokens=args.max_output_tokens,
         identical_min_chars=args.identical_min_chars,
         enabled=not args.no_red_flags,
         skip=frozenset(getattr(args, "skip_red_flag", None) or ()),
         extra=extra,
     )
     if task is not None:
-        check_detectors(task, policy, check_variants(task, args.prompt_variants))
+        check_detectors(task, policy, check_variants(task, args.prompt_variants), args.max_output_tokens)
     return policy
 
 

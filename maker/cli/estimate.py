@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from maker.budget.estimate import EstimateReport, estimate
 from maker.budget.tally import ModelEstimate
-from maker.cli.common import add_model_arguments, model_specs
+from maker.cli._correlation import add_red_flag_arguments, red_flag_policy
+from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
 from maker.cli.run import add_task_arguments, task_from_args
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy
 from maker.errors import UsageError
 from maker.runtime.driver import ClusterConfig
 from maker.tasks import TASKS
 
 DESCRIPTION = """Measure each model's per-step accuracy p before paying for a run. Draws samples on
 random steps of TASK, each on its true premise (from the task's ground truth), the first at
-temperature 0 and later ones at 0.1 as a run does, until each step has two valid votes; grades
+temperature 0 and later ones at 0.1 as a run does (the same prompt style, prompt variants,
+token cap and red-flag policy as `maker run` with these options), until each step has two valid votes; grades
 them against the truth; and reports per model: p with a 95% Clopper-Pearson interval, the
 valid-sample rate and red flags by reason, tokens and cost per sample, the collision rate (both
 first votes wrong) against independence, the margin k that reaches --target over the task's
@@ -62,6 +64,8 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged")
     v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each step's first sample")
     v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples")
+    v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages or a plain completion prompt (default: the task's choice, as maker run)")
+    add_red_flag_arguments(p)  # the run's red-flag policy and prompt variants
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--plot", metavar="FILE.png", help="plot expected cost against k and against run length")
@@ -86,11 +90,14 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
     task = task_from_args(args)
+    policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
     voting = VotingConfig(
         k=1,
         first_temperature=args.first_temperature,
         temperature=args.temperature,
         max_output_tokens=args.max_output_tokens,
+        prompt_style=prompt_style_of(args, task),
+        prompt_variants=args.prompt_variants,
     )
     report = estimate(
         task,
@@ -99,13 +106,14 @@ def main(args: argparse.Namespace) -> int:
         target=args.target,
         steps=args.steps,
         voting=voting,
-        policy=RedFlagPolicy(max_output_tokens=args.max_output_tokens),
+        policy=policy,
         seed=args.seed,
         cluster=ClusterConfig(workers=args.workers, address=args.address),
         votes_per_step=args.votes_per_step,
         batch_steps=args.batch_steps,
         price_in=args.price_in,
         price_out=args.price_out,
+        progress=sys.stderr,
     )
     if report.all_failed:
         from maker.cluster import ModelConfigError

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from maker.cli._correlation import add_correlation_arguments, guard_config, guar
 from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
-from maker.runtime.driver import ClusterConfig, RunResult, run
+from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
 from maker.runtime.progress import Progress
 from maker.tasks import TASKS
 from maker.tasks.base import Oracle
@@ -210,7 +211,11 @@ def _opt_values(pairs: list[str], declared: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def choose_k(args: argparse.Namespace, steps: int, task: Any = None) -> int:
+def choose_k(
+    args: argparse.Namespace, steps: int, task: Any = None, voting: VotingConfig | None = None, policy: Any = None
+) -> int:
+    """--k as an integer; for --k auto, planned from --p, or from an estimate of p drawn
+    exactly as the run will draw (`voting`'s variants, style, temperatures and cap, `policy`)."""
     if args.k != "auto":
         try:
             k = int(args.k)
@@ -227,8 +232,9 @@ def choose_k(args: argparse.Namespace, steps: int, task: Any = None) -> int:
         k, args.estimate = estimate_for_run(
             task, model_specs(args), args.target, samples=args.estimate_samples, seed=args.seed,
             cluster=ClusterConfig(workers=args.workers, address=args.address),
-            voting=VotingConfig(k=1, first_temperature=args.first_temperature, temperature=args.temperature,
-                                max_output_tokens=args.max_output_tokens, prompt_style=prompt_style_of(args, task)),
+            voting=voting or VotingConfig(k=1, first_temperature=args.first_temperature, temperature=args.temperature,
+                                          max_output_tokens=args.max_output_tokens, prompt_style=prompt_style_of(args, task)),
+            policy=policy, progress=None if args.quiet else sys.stderr,
         )
         print_auto_k(args.estimate, sys.stderr)
         return k
@@ -248,16 +254,9 @@ def choose_k(args: argparse.Namespace, steps: int, task: Any = None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     task = task_from_args(args)
-    from maker.tasks.plan_task import PlanTask
-
-    if isinstance(task, PlanTask):  # a DAG of steps: maker.runtime.dag runs it (see dag_run.py)
-        from maker.cli.dag_run import main_plan
-
-        return main_plan(args, task)
     policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
-    k = choose_k(args, task.total_steps, task)
     voting_config = VotingConfig(
-        k=k,
+        k=1,  # the drawing options first: --k auto estimates p with them
         first_temperature=args.first_temperature,
         temperature=args.temperature,
         max_samples_per_step=args.max_samples_per_step,
@@ -267,12 +266,13 @@ def main(args: argparse.Namespace) -> int:
         max_failed_calls=args.max_failed_calls,
         prompt_style=prompt_style_of(args, task),
     )
+    k = choose_k(args, task.total_steps, task, voting_config, policy)
+    voting_config = replace(voting_config, k=k)
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError("--max-steps must be >= 1")
     log = args.log or log_name(task)
     specs = model_specs(args)
-    simulated = all(s.is_simulated for s in specs)
-    label = "[simulated] " if simulated else ""
+    label = "[simulated] " if simulated(specs) else ""
     progress = Progress(task.total_steps, enabled=not args.quiet, label=label, max_steps=args.max_steps,
                         ground_truth=isinstance(task, Oracle))
     try:
@@ -281,10 +281,7 @@ def main(args: argparse.Namespace) -> int:
         raise _resume_hint(exc, Path(log)) if args.resume else exc from None
     if getattr(args, "estimate", None) is not None:
         result.extra["estimate"] = args.estimate.to_dict()
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print_summary(result)
+    report(result, args.json)
     return exit_code(result, partial=bool(args.max_steps))
 
 
@@ -332,6 +329,15 @@ def errors_text(errors: int | None) -> str:
     return "errors: unknown (no ground truth)" if errors is None else f"{errors:,} errors"
 
 
+def report(result: RunResult, as_json: bool) -> int:
+    """Print the result (one JSON object, or the summary); the exit code (0: solved, no known error)."""
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_summary(result)
+    return exit_code(result)
+
+
 def print_summary(result: RunResult) -> None:
     label = " [simulated model]" if result.simulated else ""
     if result.errors is None:
@@ -363,3 +369,11 @@ def print_summary(result: RunResult) -> None:
     nodes = sorted(set(extra.get("node_ids") or ()))
     if len(nodes) > 1:
         print(f"  workers on {len(nodes)} Ray nodes: " + ", ".join(n[:12] for n in nodes))
+    if "levels" in extra:
+        print(f"  {extra['levels']} levels (widest {extra['widest_level']}), {extra['ray_calls']} Ray calls, "
+              f"{extra['dispatch']} dispatch")
+    if "answer" in extra:
+        verdict = {True: "right", False: "WRONG", None: "no ground truth to check it"}[extra["answer_correct"]]
+        print(f"  answer: {extra['answer']} ({verdict})")
+        if extra["answer_correct"] is False:
+            print(f"  expected: {extra['expected_answer']}")

@@ -64,13 +64,13 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from maker.cli.dag_run import report
     from maker.cli.plan_show import format_plan
+    from maker.cli.run import report
     from maker.config import VotingConfig
     from maker.engine.red_flags import RedFlagPolicy
-    from maker.runtime.dag import DagConfig, run_plan, simulated
+    from maker.runtime.dag import DagConfig
     from maker.runtime.decompose import DecomposeConfig, plan_problem
-    from maker.runtime.driver import ClusterConfig
+    from maker.runtime.driver import ClusterConfig, run, simulated
     from maker.runtime.progress import Progress
     from maker.tasks.plan_task import solve_task
 
@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     )
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
     specs = model_specs(args)
-    policy = RedFlagPolicy(max_output_tokens=args.max_output_tokens)
+    policy = RedFlagPolicy()
     decomposition = plan_problem(args.problem, specs, voting, config=config, policy=policy, seed=args.seed)
     task = solve_task(args.problem, decomposition.plan.text())
     label = " [simulated model]" if simulated(specs) else ""
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         print(task.plan.text(), end="")
         print(f"(planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples){label}")
-    result = run_plan(
+    result = run(
         task,
         specs,
         voting,

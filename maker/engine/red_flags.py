@@ -55,12 +55,17 @@ class StepContext:
     call and records each sample's fingerprints after it.  Detectors only read it.
     """
 
-    __slots__ = ("policy", "seen_ids", "seen_texts", "step", "task", "temperature", "variant", "zero_votes")
+    __slots__ = (
+        "max_output_tokens", "policy", "seen_ids", "seen_texts", "step", "task", "temperature", "variant", "zero_votes",
+    )
 
-    def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy) -> None:
+    def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy, max_output_tokens: int | None = None) -> None:
         self.task = task
         self.step = step
         self.policy = policy
+        #: the output-token cap in force: the policy's own (a what-if) or else the run's
+        #: `VotingConfig.max_output_tokens` (750 when judged outside a run)
+        self.max_output_tokens = policy.max_output_tokens or max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         self.temperature: float | None = None  # None: unknown (the temperature rules are off)
         self.variant = 0
         self.seen_ids: set[str] = set()  # response ids of the step's earlier samples
@@ -69,6 +74,9 @@ class StepContext:
 
 
 Detector = Callable[[Sample, StepContext], "str | None"]
+
+#: The cap judged against when neither a policy nor a run names one (VotingConfig's default).
+DEFAULT_MAX_OUTPUT_TOKENS = 750
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 _CODE = re.compile(
@@ -93,7 +101,7 @@ def overlong(sample: Sample, ctx: StepContext) -> str | None:
     """Longer than the policy allows, or cut off by the token cap (finish_reason length)."""
     if sample.finish_reason == "length":
         return "finish_reason=length"
-    limit = ctx.policy.max_output_tokens
+    limit = ctx.max_output_tokens
     if sample.tokens_out > limit:
         return f"{sample.tokens_out} output tokens > {limit}"
     return None
@@ -161,16 +169,22 @@ class RedFlagPolicy:
     because a failed call or an unparseable reply has no key to vote with.  `skip`
     names built-in detectors to leave out; `extra` adds user detectors as
     ``(name, fn)`` pairs, run after the built-ins on replies that would otherwise vote.
+
+    The output-token cap is owned by `VotingConfig.max_output_tokens` (requests are capped
+    from it too); `max_output_tokens` here is None except for a what-if re-judging of a log
+    under another cap (`maker.audit.whatif`).  A run refuses a policy whose cap differs
+    from its VotingConfig's (`maker.runtime.preflight.check_run`).
     """
 
-    max_output_tokens: int = 750
+    max_output_tokens: int | None = None
     identical_min_chars: int = 200
     enabled: bool = True
     skip: frozenset[str] = frozenset()
     extra: tuple[tuple[str, Detector], ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_output_tokens, bool) or not isinstance(self.max_output_tokens, int) or self.max_output_tokens < 1:
+        cap = self.max_output_tokens
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise UsageError(f"--max-output-tokens must be an integer >= 1, got {self.max_output_tokens!r}")
         if isinstance(self.identical_min_chars, bool) or not isinstance(self.identical_min_chars, int) or self.identical_min_chars < 1:
             raise UsageError(f"--identical-min-chars must be an integer >= 1, got {self.identical_min_chars!r}")
@@ -217,14 +231,16 @@ class RedFlagPolicy:
 
     def to_metadata(self) -> dict[str, Any]:
         """The policy as JSON-able data for the step log (replay rebuilds it from this)."""
-        return {
+        out: dict[str, Any] = {
             "enabled": self.enabled,
-            "max_output_tokens": self.max_output_tokens,
             "identical_min_chars": self.identical_min_chars,
             "skip": sorted(self.skip),
             "detectors": list(self.active()),
             "extra": [[name, detector_spec(fn)] for name, fn in self.extra],
         }
+        if self.max_output_tokens is not None:  # a what-if cap; a run's cap is in its voting metadata
+            out["max_output_tokens"] = self.max_output_tokens
+        return out
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any] | None, **overrides: Any) -> RedFlagPolicy:
@@ -232,7 +248,7 @@ class RedFlagPolicy:
         meta = meta or {}
         fields: dict[str, Any] = {
             "enabled": bool(meta.get("enabled", True)),
-            "max_output_tokens": int(meta.get("max_output_tokens", 750)),
+            "max_output_tokens": meta.get("max_output_tokens"),
             "identical_min_chars": int(meta.get("identical_min_chars", 200)),
             "skip": frozenset(meta.get("skip", ())),
             "extra": tuple((name, load_detector(spec)[1]) for name, spec in meta.get("extra", ())),
@@ -277,9 +293,9 @@ class StepJudge:
 
     __slots__ = ("_ctx", "_last", "_memos", "_meta", "_task", "_text", "_track", "_user")
 
-    def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy) -> None:
+    def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy, max_output_tokens: int | None = None) -> None:
         self._task = task
-        self._ctx = StepContext(task, step, policy)
+        self._ctx = StepContext(task, step, policy, max_output_tokens)
         self._meta, self._text, self._user, self._track = policy.plan(task)
         self._last = bool(self._user) or self._track  # any check that runs last, in sample order
         self._memos: list[dict[str, Verdict]] = [{}]
@@ -364,7 +380,7 @@ def judge_sample(
     return StepJudge(task, step, policy)(sample, temperature, variant)
 
 
-def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1) -> None:
+def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_output_tokens: int | None = None) -> None:
     """Fail fast, before anything is spent, when a user detector is broken.
 
     Each user detector sees the task's known-good reply for the first step (in every
@@ -380,7 +396,7 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1) -> Non
     for variant in range(variants):
         text = reference if variant == 0 or render is None else render(step, reference, variant)
         sample = Sample(text, "probe", tokens_in=1, tokens_out=len(text) // 4 + 1)
-        ctx = StepContext(task, step, policy)
+        ctx = StepContext(task, step, policy, max_output_tokens)
         ctx.temperature, ctx.variant = 0.0, variant
         for name, fn in users:
             try:

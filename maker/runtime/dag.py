@@ -1,6 +1,6 @@
 """The DAG runner: run a plan, voting each step the moment its inputs are decided.
 
-Why a second runner: the chain runner (`maker.runtime.driver`) hands a worker a segment of
+Why a second scheduler: the chain scheduler (`maker.runtime.driver`) hands a worker a segment of
 consecutive steps, because in a chain step t+1 cannot start before step t is decided.
 In a plan (`tasks.plan`) many steps are independent -- the digit products of a
 multiplication, each level of a sorting network -- and running them one after another
@@ -23,11 +23,13 @@ chain runner's step-log schema: `step` is the node index (the step's position in
 plan), and a decision row's `detail` holds the node's label (`#E12 column`).  The log's
 run metadata carries a `dag` entry (steps, levels, widths, dispatch).  Batches are small,
 so parts are written every `FLUSH_ROWS` samples or `FLUSH_SECONDS` (and when the run
-stops, however it stops), not per batch.  A plan run has no `--resume` yet: rerun it.
+stops, however it stops), not per batch.  `--resume` reads the decided nodes back from the
+log and votes the rest: draws are seeded per node, so the decisions equal an uninterrupted run's.
 
 Example (simulated model):
     >>> from maker.tasks import get_task
-    >>> result = run_plan(get_task("multiply", digits=4), ["sim:0.99"], VotingConfig(k=3))  # doctest: +SKIP
+    >>> from maker import run
+    >>> result = run(get_task("multiply", digits=4), ["sim:0.99"], VotingConfig(k=3))  # doctest: +SKIP
     >>> result.extra["answer"] == result.extra["expected_answer"]                          # doctest: +SKIP
     True
 """
@@ -39,24 +41,20 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from maker.cluster import ModelSpec, WorkerPool, check_spec
-from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster import ModelSpec, WorkerPool
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy, StepJudge, step_failure
+from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
+from maker.engine.step import recount, vote_step
 from maker.errors import MakerError, UsageError
-from maker.log.steplog import StepLogWriter, count_faults
-from maker.runtime.chain import DECISION_COLUMNS, SAMPLE_COLUMNS, draw_seed, sample_row
-from maker.runtime.driver import ClusterConfig, RunResult, run_metadata
-from maker.runtime.progress import Progress, Totals
+from maker.runtime.driver import RunResult, RunState, run
 from maker.tasks.base import Oracle, StepInput
 from maker.tasks.plan_task import PlanTask
-from maker.voting import Ballot
 
 #: The driver writes a log part once this many samples or seconds have gathered (and at the end):
-#: a kill -9 loses at most that much, and a plan run is restarted from scratch anyway.
+#: a kill -9 loses at most that much (a part holds whole batches: `--resume` re-votes the rest).
 FLUSH_ROWS = 20_000
 FLUSH_SECONDS = 2.0
 #: A decision row of a plan step also carries the node's label in `detail`.
@@ -108,69 +106,22 @@ def _ready(worker: Any, payload: Any) -> bool:
 async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     """Vote every step of `job` concurrently (runs in a Ray worker); columns in step order."""
     started = time.perf_counter()
-    outcomes = await asyncio.gather(*(vote_step(worker.task, worker.clients, step, job) for step in job.steps))
-    samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
-    decisions: dict[str, list[Any]] = {c: [] for c in PLAN_DECISION_COLUMNS}
+    task, clients, voting = worker.task, worker.clients, job.voting
+    votes = await asyncio.gather(
+        *(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed) for step in job.steps)
+    )
+    samples = new_columns(SAMPLE_COLUMNS)
+    decisions = new_columns(PLAN_DECISION_COLUMNS)
+    sample_cols = [samples[c] for c in SAMPLE_COLUMNS]
     failed = []
-    for step, (rows, decision) in zip(job.steps, outcomes):
-        for row in rows:
-            for column, value in zip(SAMPLE_COLUMNS, row):
-                samples[column].append(value)
-        if decision is None:
-            failed.append(step.index)
-            continue
-        for column, value in zip(PLAN_DECISION_COLUMNS, decision):
-            decisions[column].append(value)
+    for vote in votes:
+        index = vote.step.index
+        append_rows(sample_cols, index, vote.rows)
+        if vote.winner is None:
+            failed.append(index)
+        else:
+            append_row(decisions, PLAN_DECISION_COLUMNS, (*vote.decision_row(), task.label(index)))
     return NodeResult(samples, decisions, failed, time.perf_counter() - started)
-
-
-async def vote_step(task: Any, clients: dict[str, Any], step: StepInput, job: NodeJob) -> tuple[list[tuple], tuple | None]:
-    """One step's samples as rows, and its decision row (None when it hit the sample cap)."""
-    voting = job.voting
-    prompt = task.prompt(step, voting.prompt_style)
-    judge = StepJudge(task, step, job.policy)
-    ballot = Ballot(voting.k)
-    rows: list[tuple] = []
-    drawn = rounds = failed_calls = 0
-    winner = None
-    while winner is None:
-        if voting.gives_up(drawn, ballot.total, failed_calls):
-            return rows, None
-        want = min(voting.k if drawn == 0 else ballot.needed, voting.max_samples_per_step - drawn)
-        rounds += 1
-        batch = await draw_samples(clients, job, step, prompt, drawn, want)
-        for offset, (model, temperature, sample) in enumerate(batch):
-            verdict = judge(sample)
-            failed_calls += sample.error is not None
-            counted = verdict.key is not None and winner is None
-            if counted:
-                winner = ballot.add(verdict.key)
-            rows.append(sample_row(step.index, drawn + offset, model, temperature, sample, verdict, counted, False))
-        drawn += want
-    correct = judge.text(task.reference_reply(step)).key == winner if isinstance(task, Oracle) else None
-    return rows, (step.index, winner, ballot.total, drawn, rounds, correct, task.label(step.index))
-
-
-async def draw_samples(clients: dict[str, Any], job: NodeJob, step: StepInput, prompt: Any, first: int, count: int) -> list[tuple[str, float, Sample]]:
-    """Samples first..first+count-1 of a step, requested together, spread over the models in turn."""
-    voting, models = job.voting, job.models
-    max_tokens = voting.max_output_tokens + 1
-    by_model: dict[str, list[tuple[int, SampleRequest]]] = {}
-    for i in range(first, first + count):
-        request = SampleRequest(prompt, voting.temperature_of(i), max_tokens, draw_seed(job.run_seed, step.index, i), step)
-        by_model.setdefault(models[i % len(models)], []).append((i, request))
-    names = list(by_model)
-    replies = await asyncio.gather(*(clients[m].complete([r for _, r in by_model[m]]) for m in names))
-    merged: dict[int, tuple[str, float, Sample]] = {}
-    for model, samples in zip(names, replies):
-        for (i, request), sample in zip(by_model[model], samples):
-            merged[i] = (model, request.temperature, sample)
-    return [merged[i] for i in sorted(merged)]
-
-
-def simulated(specs: Sequence[ModelSpec]) -> bool:
-    """Whether every model is a fake (the simulator `sim:P` or a script `script:NAME`): label the results so."""
-    return all(s.is_simulated for s in specs)
 
 
 def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, k: int) -> str | None:
@@ -179,24 +130,17 @@ def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, 
     The driver's guard: a worker that decided a step it was not sent, counted a vote after
     the decision, or returned a winner its votes (or the rules) do not support is rejected.
     """
-    ballots: dict[int, Ballot] = {}
-    for index, answer, counted in zip(result.samples["step"], result.samples["answer"], result.samples["counted"]):
-        if index not in sent:
-            return f"a sample of step {index}, which this batch was not sent"
-        if not counted:
-            continue
-        ballot = ballots.setdefault(index, Ballot(k))
-        if ballot.decided:
-            return f"step {index}: a vote was counted after the decision"
-        ballot.add(answer)
+    stray = next((i for i in result.samples["step"] if i not in sent), None)
+    if stray is not None:
+        return f"a sample of step {stray}, which this batch was not sent"
+    problem = recount(result.samples, result.decisions, k)
+    if problem is not None:
+        return problem
     seen: set[int] = set()
     for index, winner in zip(result.decisions["step"], result.decisions["answer"]):
         if index not in sent or index in seen:
             return f"step {index}: decided but not sent, or decided twice"
         seen.add(index)
-        ballot = ballots.get(index)
-        if ballot is None or ballot.winner != winner:
-            return f"step {index}: the votes do not decide {winner!r}"
         if task.judge(sent[index], winner).key != winner:
             return f"step {index}: the winner {winner!r} breaks the rules on its premise"
     missing = set(sent) - seen - set(result.failed)
@@ -205,107 +149,94 @@ def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, 
     return None
 
 
-def run_plan(
-    task: PlanTask,
-    models: Sequence[ModelSpec | str],
-    voting: VotingConfig | None = None,
-    *,
-    log: str | Path | None = None,
-    seed: int = 0,
-    cluster: ClusterConfig | None = None,
-    dag: DagConfig | None = None,
-    policy: RedFlagPolicy | None = None,
-    progress: Progress | None = None,
-    extra_meta: dict[str, Any] | None = None,
-) -> RunResult:
-    """Run every step of `task`'s plan on Ray workers; the result says whether its answer is right.
-
-    Raises UsageError for bad input (nothing written), ModelConfigError when a model cannot
-    be used, VoteCapError when a step hits the sample cap (the log holds everything so far).
-    """
+def run_plan(task: PlanTask, models: Sequence[ModelSpec | str], voting: VotingConfig | None = None, **options: Any) -> RunResult:
+    """`maker.run` for a plan task (kept for callers that name the scheduler); UsageError otherwise."""
     if not isinstance(task, PlanTask):
         raise UsageError(f"{task.spec.name} is not a plan task; run it with maker.run")
-    voting = voting or VotingConfig()
-    cluster = cluster or ClusterConfig()
-    dag = dag or DagConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    if not specs:
-        raise UsageError("at least one --model is needed")
-    for spec in specs:
-        check_spec(spec)
-    if cluster.workers < 1:
-        raise UsageError("--workers must be >= 1")
-    plan = task.plan
-    widths = plan.widths()
-    meta = run_metadata(task, specs, voting, seed)
-    meta["simulated"] = simulated(specs)
-    meta["dag"] = {
-        "steps": len(plan), "levels": len(widths), "widths": widths,
+    return run(task, models, voting, **options)
+
+
+def plan_metadata(task: PlanTask, dag: DagConfig) -> dict[str, Any]:
+    """The log's `dag` entry: the plan's shape and how it was dispatched."""
+    widths = task.plan.widths()
+    return {
+        "steps": len(task.plan), "levels": len(widths), "widths": widths,
         "dispatch": "sequential" if dag.sequential else "parallel", "detail": "decision rows: node label",
     }
-    meta.update(extra_meta or {})
-    writer = StepLogWriter(Path(log), meta) if log is not None else None
-    progress = progress or Progress(task.total_steps, enabled=False)
-    state = _State(task, voting, writer, progress)
-    model_names = tuple(s.model for s in specs)
-    started = time.perf_counter()
-    pool = None
-    try:
-        if len(plan):
-            pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
-            pool.map(_ready, [None] * cluster.workers)  # every actor up, with this module imported
-            dispatch_started = time.perf_counter()
-            _drive(pool, state, dag, cluster.workers, lambda steps: NodeJob(steps, voting, policy, model_names, seed))
-            state.dispatch_s = time.perf_counter() - dispatch_started
-    finally:
-        state.flush()
-        if pool is not None:
-            pool.close()
-        progress.finish(state.totals)
-    return state.result(specs, voting, log, time.perf_counter() - started, dag, len(widths), max(widths, default=0))
 
 
-class _State:
-    """What the driver knows: decided values, the steps waiting on them, and the running totals."""
+def run_dag(pool: WorkerPool, state: RunState, dag: DagConfig, workers: int, values: dict[int, str]) -> tuple[bool, dict[str, Any]]:
+    """The plan scheduler: vote every step not in `values` (decided steps, e.g. from a
+    resumed log) as soon as its inputs are decided; (solved, the result's extra fields)."""
+    task: PlanTask = state.task  # type: ignore[assignment]
+    plan = task.plan
+    widths = plan.widths()
+    nodes = _Nodes(task, state, values)
+    if nodes.ready or len(values) < len(plan):
+        pool.map(_ready, [None] * workers)  # every actor up, with this module imported
+        started = time.perf_counter()
+        try:
+            _drive(pool, nodes, dag, workers)
+        finally:
+            nodes.flush()
+        nodes.dispatch_s = time.perf_counter() - started
+    done = len(nodes.values) == task.total_steps
+    answer = task.final_answer(nodes.values) if done else None
+    expected = task.expected_answer() if isinstance(task, Oracle) else None
+    correct = None if answer is None or expected is None else answer == expected
+    return bool(done and correct is not False), {
+        "answer": answer,
+        "expected_answer": expected,
+        "answer_correct": correct,
+        "dispatch": "sequential" if dag.sequential else "parallel",
+        "levels": len(widths),
+        "widest_level": max(widths, default=0),
+        "dispatch_s": round(nodes.dispatch_s, 3),
+        "ray_calls": nodes.calls,
+        "most_calls_in_flight": nodes.most_in_flight,
+    }
 
-    def __init__(self, task: PlanTask, voting: VotingConfig, writer: StepLogWriter | None, progress: Progress) -> None:
+
+class _Nodes:
+    """What the plan scheduler knows: decided values, the steps waiting on them, the log buffer."""
+
+    def __init__(self, task: PlanTask, state: RunState, values: dict[int, str]) -> None:
         plan = task.plan
         self.task = task
-        self.voting = voting
-        self.writer = writer
-        self.progress = progress
-        self.values: dict[int, str] = {}
-        self.waiting = [len(plan.deps(i)) for i in range(len(plan))]
+        self.state = state
+        self.values = dict(values)
+        self.waiting = [sum(d not in values for d in plan.deps(i)) for i in range(len(plan))]
         self.dependents = plan.dependents()
-        self.ready: deque[int] = deque(i for i, w in enumerate(self.waiting) if w == 0)
-        self.totals = Totals()
-        self.reasons: dict[str, int] = {}
-        self.faults: dict[str, int] = {}
-        self.first_error: int | None = None
+        self.ready: deque[int] = deque(i for i, w in enumerate(self.waiting) if w == 0 and i not in values)
         self.calls = 0
         self.most_in_flight = 0
         self.dispatch_s = 0.0  # first dispatch to last decision: the wall time without starting workers
         self._samples: dict[str, list[Any]] = {}
         self._decisions: dict[str, list[Any]] = {}
+        self._events: dict[str, list[Any]] = {}
         self._flushed = time.monotonic()
 
-    def _buffer(self, result: NodeResult) -> None:
+    def job(self, sent: dict[int, StepInput]) -> NodeJob:
+        state = self.state
+        voting = state.live.voting_for(state.voting, min(sent))  # the guard may have raised k
+        return NodeJob(tuple(sent.values()), voting, state.policy, state.model_names, state.seed)
+
+    def _buffer(self, result: NodeResult, events: dict[str, list[Any]]) -> None:
         """Keep a returned batch for the log; write a part once enough has gathered (see `flush`)."""
-        if self.writer is None:
+        if self.state.writer is None:
             return
-        for name, column in result.samples.items():
-            self._samples.setdefault(name, []).extend(column)
-        for name, column in result.decisions.items():
-            self._decisions.setdefault(name, []).extend(column)
+        for into, columns in ((self._samples, result.samples), (self._decisions, result.decisions), (self._events, events)):
+            for name, column in columns.items():
+                into.setdefault(name, []).extend(column)
         if len(self._samples.get("step", ())) >= FLUSH_ROWS or time.monotonic() - self._flushed > FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         """Write what is buffered as one log part (each part is fsynced: small batches would crawl)."""
-        if self.writer is not None and (self._samples.get("step") or self._decisions.get("step")):
-            self.writer.append(self._samples, self._decisions)
-        self._samples, self._decisions = {}, {}
+        writer = self.state.writer
+        if writer is not None and (self._samples.get("step") or self._decisions.get("step") or self._events.get("step")):
+            writer.append(self._samples, self._decisions, self._events or None)
+        self._samples, self._decisions, self._events = {}, {}, {}
         self._flushed = time.monotonic()
 
     def run_tools(self) -> None:
@@ -323,106 +254,58 @@ class _State:
                 ok = answer == task.truth(index) if isinstance(task, Oracle) else None
                 row = (index, answer, 0, 0, 0, ok, f"{task.label(index)} [tool]")
                 decisions = {c: [v] for c, v in zip(PLAN_DECISION_COLUMNS, row)}
-                self.accept(NodeResult({c: [] for c in SAMPLE_COLUMNS}, decisions), {index: None}, checked=True)
+                self.accept(NodeResult({c: [] for c in SAMPLE_COLUMNS}, decisions), {index: None}, self.state.voting, checked=True)
 
     def take(self, count: int) -> dict[int, StepInput]:
         chosen = [self.ready.popleft() for _ in range(min(count, len(self.ready)))]
         return {i: self.task.step_input(i, self.values) for i in chosen}
 
-    def accept(self, result: NodeResult, sent: dict[int, StepInput], checked: bool = False) -> None:
-        problem = None if checked else check_batch(result, sent, self.task, self.voting.k)
+    def accept(self, result: NodeResult, sent: dict[int, StepInput], voting: VotingConfig, checked: bool = False) -> None:
+        problem = None if checked else check_batch(result, sent, self.task, voting.k)
         if problem is not None:
             raise MakerError(f"worker batch rejected: {problem}")
-        self._buffer(result)
-        totals = self.totals
-        count_faults(result.samples["faults"], self.faults)
-        for flag in result.samples["red_flag"]:
-            if flag is not None:
-                self.reasons[flag] = self.reasons.get(flag, 0) + 1
-                totals.red_flags += 1
-        totals.samples += len(result.samples["step"])
-        totals.cost_usd += sum(c or 0.0 for c in result.samples["cost_usd"])
-        for index, answer, ok in zip(result.decisions["step"], result.decisions["answer"], result.decisions["correct"]):
-            totals.steps += 1
-            if ok is False:
-                totals.errors += 1
-                self.first_error = index if self.first_error is None else min(self.first_error, index)
+        state = self.state
+        state.count(result.samples, result.decisions)
+        self._buffer(result, state.live.drain())
+        for index, answer in zip(result.decisions["step"], result.decisions["answer"]):
             self.values[index] = answer
             for user in self.dependents[index]:
                 self.waiting[user] -= 1
                 if self.waiting[user] == 0:
                     self.ready.append(user)
-        self.progress.update(totals)
         if result.failed:
             step = min(result.failed)
-            raise step_failure(result.samples, step, self.voting, label=f" ({self.task.label(step)})")
-
-    def result(self, specs: list[ModelSpec], voting: VotingConfig, log: Any, wall: float, dag: DagConfig,
-               levels: int, widest: int) -> RunResult:
-        task, totals = self.task, self.totals
-        done = len(self.values) == task.total_steps
-        answer = task.final_answer(self.values) if done else None
-        expected = task.expected_answer() if isinstance(task, Oracle) else None
-        correct = None if answer is None or expected is None else answer == expected
-        return RunResult(
-            task=task.describe(),
-            steps=totals.steps,
-            total_steps=task.total_steps,
-            solved=bool(done and correct is not False),
-            errors=totals.errors if isinstance(task, Oracle) else None,  # unknown without ground truth
-            first_error_step=self.first_error,
-            samples=totals.samples,
-            red_flags=totals.red_flags,
-            red_flags_by_reason=self.reasons,
-            k=voting.k,
-            models=[s.model for s in specs],
-            simulated=simulated(specs),
-            wall_s=round(wall, 3),
-            cost_usd=round(totals.cost_usd, 6),
-            samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
-            log=str(log) if log is not None else None,
-            faults_by_kind=self.faults,
-            extra={
-                "answer": answer,
-                "expected_answer": expected,
-                "answer_correct": correct,
-                "dispatch": "sequential" if dag.sequential else "parallel",
-                "levels": levels,
-                "widest_level": widest,
-                "dispatch_s": round(self.dispatch_s, 3),
-                "ray_calls": self.calls,
-                "most_calls_in_flight": self.most_in_flight,
-            },
-        )
+            raise step_failure(result.samples, step, voting, label=f" ({self.task.label(step)})")
 
 
-def _drive(pool: WorkerPool, state: _State, dag: DagConfig, workers: int, make_job: Any) -> None:
+def _drive(pool: WorkerPool, nodes: _Nodes, dag: DagConfig, workers: int) -> None:
     """Dispatch ready steps, collect finished batches, repeat until every step is decided."""
     import ray
 
-    in_flight: dict[int, tuple[Any, dict[int, StepInput]]] = {}  # id(pending) -> (pending, sent)
+    in_flight: dict[int, tuple[Any, dict[int, StepInput], VotingConfig]] = {}  # id(pending) -> (pending, sent, voting)
     limit = 1 if dag.sequential else workers * dag.calls_per_worker
-    while state.ready or in_flight:
-        state.run_tools()  # tool steps run on the driver as soon as they are ready, never voted
-        while state.ready and len(in_flight) < limit:
+    while nodes.ready or in_flight:
+        nodes.run_tools()  # tool steps run on the driver as soon as they are ready, never voted
+        while nodes.ready and len(in_flight) < limit:
             if dag.sequential:
                 size = 1
             else:
                 # Spread what is ready over the calls that may still start, capped per call.
                 free = limit - len(in_flight)
-                size = max(1, min(dag.max_batch, -(-len(state.ready) // free)))
-            sent = state.take(size)
-            pending = pool.submit(vote_nodes, make_job(tuple(sent.values())))
-            in_flight[id(pending)] = (pending, sent)
-            state.calls += 1
-        state.most_in_flight = max(state.most_in_flight, len(in_flight))
+                size = max(1, min(dag.max_batch, -(-len(nodes.ready) // free)))
+            sent = nodes.take(size)
+            job = nodes.job(sent)
+            pending = pool.submit(vote_nodes, job)
+            in_flight[id(pending)] = (pending, sent, job.voting)
+            nodes.calls += 1
+        nodes.most_in_flight = max(nodes.most_in_flight, len(in_flight))
         if not in_flight:
             break
         by_ref = {entry[0].ref: key for key, entry in in_flight.items()}
         done, _ = ray.wait(list(by_ref), num_returns=1)
         for ref in done:
-            pending, sent = in_flight.pop(by_ref[ref])
-            state.accept(pool.get(pending), sent)
-    if len(state.values) < state.task.total_steps:
-        stuck = next(i for i in range(state.task.total_steps) if i not in state.values)
-        raise MakerError(f"step {stuck} ({state.task.label(stuck)}): never became ready")
+            pending, sent, voting = in_flight.pop(by_ref[ref])
+            nodes.accept(pool.get(pending), sent, voting)
+    if len(nodes.values) < nodes.task.total_steps:
+        stuck = next(i for i in range(nodes.task.total_steps) if i not in nodes.values)
+        raise MakerError(f"step {stuck} ({nodes.task.label(stuck)}): never became ready")

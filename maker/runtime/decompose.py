@@ -2,7 +2,7 @@
 
 Why vote on plans: a plan is a decision like any step, and a wrong plan spoils every
 step built on it.  So each decomposition request is voted exactly as a step is
-(`maker.runtime.dag.vote_step`: k proposals at once, the first at the first temperature, then
+(`maker.engine.step.vote_step`: k proposals at once, the first at the first temperature, then
 only what the leader needs; red-flagged proposals never vote; the sample cap stops the
 run).  Proposals vote on a canonical key (`tasks.solve.parse_proposal`: steps renumbered
 in order, whitespace collapsed), so two samples that propose the same plan in different
@@ -41,8 +41,9 @@ from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
+from maker.engine.step import vote_step
 from maker.errors import UsageError, VoteCapError
-from maker.runtime.dag import NodeJob, vote_step
+from maker.runtime.dag import NodeJob
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
 from maker.tasks.ops import shapes
 from maker.tasks.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
@@ -143,27 +144,28 @@ class _Planner:
         ))
 
     async def _vote(self, number: int, problem: str, inputs: int, depth: int) -> str:
-        rows, decision = await vote_step(self.task, self.clients, StepInput(number, (problem, inputs)), self.job)
-        proposals: dict[str, int] = {}
-        flags = 0
-        for row in rows:
-            answer, red_flag, cost = row[5], row[6], row[13]
-            flags += red_flag is not None
-            self.result.cost_usd += cost or 0.0
-            if answer is not None:
-                proposals[answer] = proposals.get(answer, 0) + 1
-        self.result.samples += len(rows)
+        job = self.job
+        vote = await vote_step(self.task, self.clients, StepInput(number, (problem, inputs)), job.voting, job.policy,
+                               job.models, job.run_seed)
+        drawn = len(vote.rows)
+        flags = sum(verdict.red_flag is not None for _, _, _, _, verdict, _ in vote.rows)
+        self.result.samples += drawn
         self.result.red_flags += flags
-        if decision is None:
+        self.result.cost_usd += sum(sample.cost_usd or 0.0 for _, _, _, sample, _, _ in vote.rows)
+        if vote.winner is None:
             raise VoteCapError(
-                f"decomposing {_clip(problem)!r}: no proposal led by k={self.job.voting.k} within "
-                f"{self.job.voting.max_samples_per_step} samples (--max-samples-per-step)",
+                f"decomposing {_clip(problem)!r}: no proposal led by k={job.voting.k} within "
+                f"{job.voting.max_samples_per_step} samples (--max-samples-per-step)",
                 step=number,
-                samples=len(rows),
+                samples=drawn,
             )
-        winner = decision[1]
-        self.result.votes.append(PlanVote(number, depth, problem, inputs, winner, decision[2], len(rows), flags, proposals))
-        return winner
+        proposals: dict[str, int] = {}
+        for _, _, _, _, verdict, _ in vote.rows:
+            if verdict.key is not None:
+                proposals[verdict.key] = proposals.get(verdict.key, 0) + 1
+        self.result.votes.append(PlanVote(number, depth, problem, inputs, vote.winner, vote.ballot.total, drawn, flags,
+                                          proposals))
+        return vote.winner
 
     def plan(self, problem: str) -> Plan:
         def resolve(n: int) -> int:
@@ -193,7 +195,7 @@ async def decompose(
     if not problem.strip():
         raise UsageError("the problem is empty")
     config = config or DecomposeConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
+    policy = policy or RedFlagPolicy()
     job = NodeJob((), voting, policy, tuple(models), seed ^ PLAN_SEED_SALT)
     planner = _Planner(clients, job, config)
     root = next(planner.numbers)

@@ -1,4 +1,10 @@
-"""The runner: drive a chained task to the end through Ray workers, voting every step.
+"""The runner: drive any task to the end through Ray workers, voting every step.
+
+One driver, two schedulers.  `run` validates, checks the settings before anything is
+spent (`maker.runtime.preflight`), opens the log (or resumes it), starts the Ray pool and
+the live guard, counts faults and red flags, and builds the `RunResult`; the task's shape
+picks the scheduler: a plan task (`maker.tasks.plan_task.PlanTask`) goes to the DAG
+dispatcher (`maker.runtime.dag`), anything else to the segment loop below.
 
 The driver owns the truth.  It hands a worker a segment (a starting premise and a step
 budget; see `maker.runtime.chain`), and while the worker votes the next segment it re-decides
@@ -27,9 +33,10 @@ from maker import __version__
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import resume_refusal
-from maker.log.steplog import StepLogWriter, count_faults, iter_tables, last_decision, open_log
+from maker.log.steplog import LogInfo, StepLogWriter, count_faults, decisions, iter_tables, last_decision, open_log
 from maker.runtime.chain import SegmentJob, SegmentResult
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
@@ -37,7 +44,6 @@ from maker.runtime.progress import Progress, Totals
 from maker.runtime.schedule import SegmentSchedule, as_wasted
 from maker.runtime.speculation import speculation_depth
 from maker.tasks.base import Oracle, StepInput, Task
-from maker.voting import Ballot
 
 
 @dataclass(frozen=True)
@@ -90,11 +96,9 @@ class RunResult:
         return asdict(self)
 
 
-def _as_specs(models: Sequence[ModelSpec | str]) -> list[ModelSpec]:
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    if not specs:
-        raise UsageError("at least one --model is needed")
-    return specs
+def simulated(specs: Sequence[ModelSpec]) -> bool:
+    """Whether every model is a fake (the simulator `sim:P` or a script `script:NAME`): label the results so."""
+    return all(s.is_simulated for s in specs)
 
 
 def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, seed: int) -> dict[str, Any]:
@@ -112,7 +116,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
         "maker_version": __version__,
         "python": platform.python_version(),
         "pyarrow": pyarrow.__version__,
-        "simulated": all(s.is_simulated for s in specs),
+        "simulated": simulated(specs),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -130,71 +134,68 @@ def _never_written(log: Path) -> bool:
     return log.is_dir() and all(p.name == ".write-test" or p.name.startswith(".part-") for p in log.iterdir())
 
 
-def _resume_point(task: Task, log: Path, reasons: dict[str, int], faults: dict[str, int]) -> tuple[StepInput, Totals]:
-    """Where a resumed run starts, and the totals (and counts by kind) its log already holds."""
-    info = open_log(log)
-    last = last_decision(info)
-    totals = Totals()
-    for table in iter_tables(info, ["red_flag", "cost_usd", "correct", "wasted", "faults"]):
-        kinds = table["kind"].to_pylist()
-        flags = table["red_flag"].to_pylist()
-        costs = table["cost_usd"].to_pylist()
-        correct = table["correct"].to_pylist()
-        lost = table["wasted"].to_pylist()
-        count_faults(table["faults"].to_pylist(), faults)
-        for kind, flag, cost, ok, was_wasted in zip(kinds, flags, costs, correct, lost):
-            if kind == "sample" and was_wasted:
-                totals.cost_usd += cost or 0.0
-            elif kind == "sample":
-                totals.samples += 1
-                totals.red_flags += flag is not None
-                if flag is not None:
-                    reasons[flag] = reasons.get(flag, 0) + 1
-                totals.cost_usd += cost or 0.0
-            elif kind == "decision":
-                totals.steps += 1
-                totals.errors += ok is False
-    if last is None:
-        return task.first_step(), totals
-    return task.step_after(last[0], last[1]), totals
+def _check_segment(result: SegmentResult, start: StepInput, k: int) -> str | None:
+    """The driver's guard against a bad segment: consecutive steps from `start`, each
+    decided by its own votes (`maker.engine.step.recount`)."""
+    for expected, index in enumerate(result.decisions["step"], start.index):
+        if index != expected:
+            return f"segment decided step {index}, expected {expected}"
+    return recount(result.samples, result.decisions, k)
 
 
-class _Checker:
-    """Re-decides a segment's steps from its votes; the driver's guard against bad segments."""
+@dataclass
+class RunState:
+    """What a scheduler shares with the driver while a run goes on: the settings, the log
+    writer, the live guard and the running totals (the one place they are counted)."""
 
-    def __init__(self, k: int) -> None:
-        self.k = k
+    task: Task
+    voting: VotingConfig
+    policy: RedFlagPolicy
+    model_names: tuple[str, ...]
+    seed: int
+    writer: StepLogWriter | None
+    progress: Progress
+    live: Guard
+    totals: Totals = field(default_factory=Totals)
+    reasons: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    first_error: int | None = None
+    wasted: int = 0
 
-    def check(self, result: SegmentResult, start: StepInput) -> str | None:
-        samples = result.samples
-        decisions = result.decisions
-        winners = dict(zip(decisions["step"], decisions["answer"]))
-        expected = start.index
-        for index in decisions["step"]:
-            if index != expected:
-                return f"segment decided step {index}, expected {expected}"
-            expected += 1
-        ballots: dict[int, Ballot] = {}
-        for index, answer, counted, wasted in zip(
-            samples["step"], samples["answer"], samples["counted"], samples["wasted"]
-        ):
-            if wasted:  # drawn on a speculative premise that lost: never a vote
-                if counted:
-                    return f"step {index}: a wasted sample was counted"
-                continue
-            if not counted:
-                continue
-            ballot = ballots.get(index)
-            if ballot is None:
-                ballot = ballots[index] = Ballot(self.k)
-            if ballot.decided:
-                return f"step {index}: a vote was counted after the decision"
-            ballot.add(answer)
-        for index, winner in winners.items():
-            ballot = ballots.get(index)
-            if ballot is None or ballot.winner != winner:
-                return f"step {index}: the votes do not decide {winner!r}"
-        return None
+    def count(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True) -> None:
+        """Add a checked batch's samples and decisions to the totals (wasted samples were
+        paid for, never counted as samples), then let the guard see its votes (`live`)."""
+        totals = self.totals
+        flags = samples["red_flag"]
+        lost = [bool(w) for w in samples["wasted"]]
+        count_faults(samples["faults"], self.faults)
+        for flag, was_wasted in zip(flags, lost):
+            if flag is not None and not was_wasted:
+                self.reasons[flag] = self.reasons.get(flag, 0) + 1
+                totals.red_flags += 1
+        n_wasted = sum(lost)
+        self.wasted += n_wasted
+        totals.samples += len(flags) - n_wasted
+        totals.cost_usd += sum(c or 0.0 for c in samples["cost_usd"])
+        totals.steps += len(decisions.get("step", ()))
+        for index, ok in zip(decisions.get("step", ()), decisions.get("correct", ())):
+            if ok is False:
+                totals.errors += 1
+                self.first_error = index if self.first_error is None else min(self.first_error, index)
+        if not live:
+            return
+        if decisions.get("step"):
+            self.live.observe(samples, decisions)
+        totals.guard = self.live.summary()
+        self.progress.update(totals)
+
+    def count_log(self, info: LogInfo) -> None:
+        """Add what a log being resumed already holds (the guard's statistics start afresh)."""
+        for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
+            cols = {name: table[name].to_pylist() for name in table.column_names}
+            rows = {kind: [i for i, k in enumerate(cols["kind"]) if k == kind] for kind in ("sample", "decision")}
+            samples = {c: [cols[c][i] for i in rows["sample"]] for c in ("red_flag", "cost_usd", "wasted", "faults")}
+            self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
 
 
 def run(
@@ -210,33 +211,60 @@ def run(
     progress: Progress | None = None,
     max_steps: int | None = None,
     guard: GuardConfig | None = None,
+    dag: Any = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run `task` to the end (or `max_steps`), voting every step; return what happened.
 
+    Chained tasks run segment by segment (`cluster.speculate`, `cluster.draft` and
+    `max_steps` apply); plan tasks run on the DAG dispatcher (`dag`: a
+    `maker.runtime.dag.DagConfig`).  A setting the task's shape cannot serve is refused.
+    `extra_meta` adds entries to the log's run metadata.
+
     Raises UsageError for bad input (nothing written), ModelConfigError when a model
-    cannot be used (before anything is spent), VoteCapError when a step hits the
-    sample cap (the log holds everything up to and including that step's samples).
+    cannot be used (before anything is spent), VoteCapError (or another give-up error)
+    when a step stops undecided (the log holds everything up to and including that
+    step's samples).
     """
+    from maker.tasks.plan_task import PlanTask
+
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()
-    policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
-    specs = _as_specs(models)
+    policy = policy or RedFlagPolicy()
+    guard = guard or GuardConfig()
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
     for spec in specs:
         check_spec(spec)
     if cluster.segment_steps < 1 or cluster.workers < 1:
         raise UsageError("--segment-steps and --workers must be >= 1")
-    speculate = speculation_depth(cluster.speculate, specs)
+    is_plan = isinstance(task, PlanTask)
+    if is_plan:
+        segments = cluster.segment_steps != ClusterConfig.segment_steps or cluster.segment_seconds != ClusterConfig.segment_seconds
+        for flag, value in (("--speculate", cluster.speculate), ("--draft", cluster.draft), ("--max-steps", max_steps),
+                            ("--segment-steps", segments)):
+            if value:
+                raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
+    elif dag is not None:
+        raise UsageError(f"dispatch settings apply to plan tasks; {task.spec.name} is a chain")
+    if max_steps is not None and max_steps < 1:
+        raise UsageError("--max-steps must be >= 1")
+    speculate = 0 if is_plan else speculation_depth(cluster.speculate, specs)
     if cluster.draft and not isinstance(task, Oracle):
         raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
-    guard = guard or GuardConfig()
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
+    if is_plan:
+        from maker.runtime.dag import DagConfig, plan_metadata
+
+        dag = dag or DagConfig()
+        meta["dag"] = plan_metadata(task, dag)
+    meta.update(extra_meta or {})
+    progress = progress or Progress(task.total_steps, enabled=False)
     resumed_events: list = []
-    reasons: dict[str, int] = {}
-    faults: dict[str, int] = {}
-    start = task.first_step()
-    totals = Totals()
+    info: LogInfo | None = None
     writer = None
     if log is not None:
         log = Path(log)
@@ -247,127 +275,105 @@ def run(
                 info = open_log(log)
                 _check_resumable(info.run, meta)
                 resumed_events = [detail for _, detail in log_events(info)]
-                start, totals = _resume_point(task, log, reasons, faults)
         writer = StepLogWriter(log, meta, resume=resume)
     elif resume:
         raise UsageError("--resume needs --log")
-    resumed_from = start.index
-    last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, resumed_from + max_steps) - 1
-    progress = progress or Progress(task.total_steps, enabled=False)
-    progress.start_at(totals.steps)
-    first_error: int | None = None
-    started = time.perf_counter()
-    status = "ok"
-    checker = _Checker(voting.k)
-    live = Guard(guard, k=voting.k, first_step=start.index, last_step=last_index,
+    model_names = tuple(s.model for s in specs)
+    if is_plan:
+        values = dict(decisions(info)) if info is not None else {}
+        first, last_index = 0, task.total_steps - 1
+    else:
+        last = last_decision(info) if info is not None else None
+        start = task.first_step() if last is None else task.step_after(last[0], last[1])
+        first = start.index
+        last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, first + max_steps) - 1
+    live = Guard(guard, k=voting.k, first_step=first, last_step=last_index,
                  stream=progress.stream if progress.enabled else None)  # quiet: events and --json only
     live.restore(resumed_events)  # a resumed run goes on at the k its log last changed to
-    model_names = tuple(s.model for s in specs)
-    in_flight = tuple((s.model, s.concurrency) for s in specs)
-    wasted = 0
-    node_ids: list[str] = []
-    replaced = 0
-    schedule: SegmentSchedule | None = None
-
-    def job(at: StepInput) -> SegmentJob:
-        return SegmentJob(
-            at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(voting, at.index), policy, model_names,
-            seed, last_index,
-            speculate, in_flight, cluster.draft,
-        )
-
+    state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
+    if info is not None:
+        state.count_log(info)
+    totals, reasons, faults = state.totals, state.reasons, state.faults
+    progress.start_at(totals.steps)
+    started = time.perf_counter()
+    status = "ok"
     pool = None
+    extra: dict[str, Any] = {}
     try:
-        if start.index <= last_index:
+        pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
+        if is_plan:
+            from maker.runtime.dag import run_dag
 
-            pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
-            node_ids = pool.node_ids()
-            current = start
-            ahead = cluster.workers if cluster.draft else 1
-            schedule = SegmentSchedule(pool, task, job, last_index, ahead, cluster.draft)
-            schedule.start(current)
-            while (step := schedule.next()) is not None:
-                result, ran, thrown_away = step
-                for lost in thrown_away:  # drafted segments whose premise lost: paid for, never counted
-                    wasted_samples = as_wasted(lost)
-                    if writer is not None:
-                        writer.append(wasted_samples, {})
-                    wasted += len(wasted_samples["step"])
-                    totals.cost_usd += sum(wasted_samples["cost_usd"])
-                    count_faults(wasted_samples["faults"], faults)  # the log holds them: so does the count
-                voted = ran.voting  # the k this segment ran with (the guard may raise it)
-                checker.k = voted.k
-                problem = checker.check(result, current)
-                if problem is not None:
-                    raise MakerError(f"worker segment rejected: {problem}")
-                live.observe(result.samples, result.decisions)
-                events = live.drain()
-                if writer is not None:
-                    writer.append(result.samples, result.decisions, events)
-                flags = result.samples["red_flag"]
-                lost = result.samples["wasted"]
-                for flag, was_wasted in zip(flags, lost):
-                    if flag is not None and not was_wasted:
-                        reasons[flag] = reasons.get(flag, 0) + 1
-                count_faults(result.samples["faults"], faults)
-                n_wasted = sum(lost)
-                wasted += n_wasted
-                totals.samples += len(flags) - n_wasted
-                totals.red_flags += sum(1 for f, w in zip(flags, lost) if f is not None and not w)
-                totals.cost_usd += sum(result.samples["cost_usd"])  # wasted samples were paid for too
-                totals.steps += len(result.decisions["step"])
-                for index, ok in zip(result.decisions["step"], result.decisions["correct"]):
-                    if ok is False:
-                        totals.errors += 1
-                        if first_error is None:
-                            first_error = index
-                current = result.end
-                totals.guard = live.summary()
-                progress.update(totals)
-                if result.failed_step is not None:  # every sample discarded, or the vote cap
-                    raise step_failure(result.samples, result.failed_step, voted)
+            solved, extra = run_dag(pool, state, dag, cluster.workers, values)
+            resumed_from = len(values)
         else:
-            current = start
+            solved, extra = _run_chain(pool, state, cluster, start, last_index, speculate, specs)
+            resumed_from = first
+        extra["node_ids"] = pool.node_ids()
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         if pool is not None:
-            replaced = pool.replaced
+            extra["workers_replaced"] = pool.replaced
             pool.close()
         progress.finish(totals)
-    solved = task.is_solved(current) and current.index == task.total_steps
+    extra["guard"] = live.to_dict()
     return RunResult(
-        task=task.spec.describe(),
-        steps=totals.steps,
-        total_steps=task.total_steps,
-        solved=bool(solved),
-        errors=totals.errors if isinstance(task, Oracle) else None,
-        first_error_step=first_error,
-        samples=totals.samples,
-        red_flags=totals.red_flags,
-        red_flags_by_reason=reasons,
-        k=voting.k,
-        models=list(model_names),
-        simulated=all(s.is_simulated for s in specs),
-        wall_s=round(time.perf_counter() - started, 3),
-        cost_usd=round(totals.cost_usd, 6),
+        task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
+        solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,
+        red_flags=totals.red_flags, red_flags_by_reason=reasons, k=voting.k, models=list(model_names),
+        simulated=simulated(specs), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
-        log=str(log) if log is not None else None,
-        resumed_from_step=resumed_from,
-        status=status,
-        faults_by_kind=faults,
-        extra={
-            "speculate": speculate,
-            "draft": cluster.draft,
-            # segments started on a drafted premise, and how many of those lost
-            "drafted_segments": [schedule.drafted, schedule.discarded] if schedule else [0, 0],
-            "wasted_samples": wasted,
-            "node_ids": node_ids,
-            "workers_replaced": replaced,
-            "guard": live.to_dict(),
-        },
+        log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
+        faults_by_kind=faults, extra=extra,
     )
 
 
-__all__ = ["ClusterConfig", "RunResult", "StepLogError", "run", "run_metadata"]
+def _run_chain(
+    pool: WorkerPool, state: RunState, cluster: ClusterConfig, start: StepInput, last_index: int, speculate: int,
+    specs: Sequence[ModelSpec],
+) -> tuple[bool, dict[str, Any]]:
+    """The segment loop: hand workers segments of consecutive steps, check and log each."""
+    task, live, writer = state.task, state.live, state.writer
+    in_flight = tuple((s.model, s.concurrency) for s in specs)
+
+    def job(at: StepInput) -> SegmentJob:
+        return SegmentJob(
+            at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(state.voting, at.index), state.policy,
+            state.model_names, state.seed, last_index, speculate, in_flight, cluster.draft,
+        )
+
+    current = start
+    schedule = None
+    if start.index <= last_index:
+        schedule = SegmentSchedule(pool, task, job, last_index, cluster.workers if cluster.draft else 1, cluster.draft)
+        schedule.start(current)
+        while (step := schedule.next()) is not None:
+            result, ran, thrown_away = step
+            for lost in thrown_away:  # drafted segments whose premise lost: paid for, never counted
+                wasted_samples = as_wasted(lost)
+                if writer is not None:
+                    writer.append(wasted_samples, {})
+                state.count(wasted_samples, {})
+            voted = ran.voting  # the k this segment ran with (the guard may raise it)
+            problem = _check_segment(result, current, voted.k)
+            if problem is not None:
+                raise MakerError(f"worker segment rejected: {problem}")
+            state.count(result.samples, result.decisions)
+            if writer is not None:
+                writer.append(result.samples, result.decisions, live.drain())
+            current = result.end
+            if result.failed_step is not None:  # every sample discarded, or the vote cap
+                raise step_failure(result.samples, result.failed_step, voted)
+    solved = task.is_solved(current) and current.index == task.total_steps
+    return solved, {
+        "speculate": speculate,
+        "draft": cluster.draft,
+        # segments started on a drafted premise, and how many of those lost
+        "drafted_segments": [schedule.drafted, schedule.discarded] if schedule else [0, 0],
+        "wasted_samples": state.wasted,
+    }
+
+
+__all__ = ["ClusterConfig", "RunResult", "RunState", "StepLogError", "run", "run_metadata", "simulated"]

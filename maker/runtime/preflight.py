@@ -28,12 +28,19 @@ def check_run(task: Task, policy: RedFlagPolicy, voting: VotingConfig, models: S
     * at temperature 0 every later sample of a (model, variant) is a copy of the first,
       which `non_independent` discards: with fewer (model, variant) pairs than k no step
       could ever be decided;
+    * the output-token cap has one owner, `voting.max_output_tokens`: a policy that names
+      another is refused (it would never apply: requests are capped from the voting config);
     * each user detector must accept the task's known-good reply without raising;
     * the task (and any user model client) must pickle for the Ray workers, and the
       simulator needs a task with ground truth (`maker.cluster.worker.check_shippable`).
     """
     check_shippable(task, models)
     check_variants(task, voting.prompt_variants)
+    if policy.max_output_tokens is not None and policy.max_output_tokens != voting.max_output_tokens:
+        raise UsageError(
+            f"the red-flag policy caps output at {policy.max_output_tokens} tokens, the voting config at "
+            f"{voting.max_output_tokens}: set the cap once, in VotingConfig.max_output_tokens (--max-output-tokens)"
+        )
     k_max = guard.checked_k_max(voting.k)
     if k_max > voting.max_samples_per_step:
         raise UsageError(f"--k-max ({k_max}) must not exceed --max-samples-per-step ({voting.max_samples_per_step})")
@@ -44,4 +51,4 @@ def check_run(task: Task, policy: RedFlagPolicy, voting: VotingConfig, models: S
             "would copy the first and be discarded as non_independent; use --temperature > 0, more "
             "--prompt-variants or models, or --skip-red-flag non_independent"
         )
-    check_detectors(task, policy, voting.prompt_variants)
+    check_detectors(task, policy, voting.prompt_variants, voting.max_output_tokens)

@@ -52,12 +52,12 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from maker.cluster.clients import ModelSpec
-from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.protocol import Sample
 from maker.cluster.simulator import parse_sim_model
-from maker.engine.red_flags import StepJudge
-from maker.engine.variants import step_prompts, variant_of
+from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
+from maker.engine.step import StepVote
 from maker.errors import UsageError
-from maker.runtime.chain import DECISION_COLUMNS, SAMPLE_COLUMNS, SegmentJob, SegmentResult, draw_seed, sample_row
+from maker.runtime.chain import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Verdict
 from maker.voting import Ballot
 
@@ -69,38 +69,29 @@ _NEVER = 1 << 62
 CANCELLED = "cancelled: speculative premise lost"
 _UNLIMITED = 1 << 30
 
-#: One processed sample of a slot: (sample index, model, temperature, sample, verdict, counted).
-_Row = tuple[int, str, float, Sample, Verdict, bool]
 
 
 class _Slot:
-    """One step being voted on one premise (the true one, or a speculative one)."""
+    """One step being voted on one premise (the true one, or a speculative one): the
+    engine's `StepVote` decides; the slot adds the arrival-order leader and its requests."""
 
-    __slots__ = (
-        "arrivals", "arrived", "ballot", "built_on", "done", "drawn", "failed", "failed_calls",
-        "judge", "prompt", "queue", "rounds", "rows", "step", "tasks", "winner",
-    )
+    __slots__ = ("arrivals", "arrived", "built_on", "queue", "tasks", "vote")
 
-    def __init__(self, step: StepInput, prompt: Any, judge: StepJudge, k: int) -> None:
-        self.step = step
-        self.prompt = prompt
-        self.judge = judge
-        self.ballot = Ballot(k)  # sample order: decides, exactly as an in-order run
+    def __init__(self, vote: StepVote) -> None:
+        self.vote = vote  # sample order: decides, exactly as an in-order run
         self.arrivals = Ballot(_NEVER)  # arrival order: only names the leader
-        self.drawn = 0  # sample indices asked for (queued or sent)
-        self.rounds = 0
         self.queue: deque[int] = deque()  # asked for, not yet sent (in-flight limit)
         self.tasks: dict[int, asyncio.Task[list[Sample]]] = {}
-        self.arrived: dict[int, tuple[str, float, Sample, Verdict]] = {}  # ahead of `done`
-        self.done = 0  # samples processed in sample order
-        self.rows: list[_Row] = []
-        self.winner: Hashable | None = None
-        self.failed = False
-        self.failed_calls = 0  # counted samples whose call failed after retries
+        self.arrived: dict[int, tuple[Sample, Verdict]] = {}  # ahead of the vote's `done`
         self.built_on: Hashable | None = None  # the leader the next slot's premise came from
 
+    @property
+    def step(self) -> StepInput:
+        return self.vote.step
+
     def leader(self) -> Hashable | None:
-        return self.winner if self.winner is not None else self.arrivals.leader
+        winner = self.vote.winner
+        return winner if winner is not None else self.arrivals.leader
 
 
 class _Window:
@@ -110,21 +101,16 @@ class _Window:
         self.task = worker.task
         self.clients = worker.clients
         self.job = job
-        self.voting = job.voting
         self.models = job.models
         limits = dict(job.in_flight)
         self.limit = {m: max(1, limits.get(m, _UNLIMITED)) for m in job.models}
         self.in_flight = dict.fromkeys(job.models, 0)
-        self.max_tokens = job.voting.max_output_tokens + 1
         self.last = min(job.last_step, job.start.index + job.max_steps - 1)
-        self.oracle = isinstance(self.task, Oracle)
-        self.draft = job.draft and self.oracle
+        self.draft = job.draft and isinstance(self.task, Oracle)
         self.slots: list[_Slot] = []
         self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, int]] = {}
-        self.samples: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
-        self.decisions: dict[str, list[Any]] = {c: [] for c in DECISION_COLUMNS}
-        self._sample_cols = [self.samples[c] for c in SAMPLE_COLUMNS]
-        self._decision_cols = [self.decisions[c] for c in DECISION_COLUMNS]
+        self.samples = new_columns(SAMPLE_COLUMNS)
+        self.decisions = new_columns(DECISION_COLUMNS)
         self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
 
     async def run(self) -> SegmentResult:
@@ -137,7 +123,7 @@ class _Window:
         try:
             while self.slots:
                 head = self.slots[0]
-                if head.winner is not None:
+                if head.vote.winner is not None:
                     end = self._confirm(head)
                     if time.perf_counter() - started > self.job.max_seconds:
                         # Out of time: start nothing new, finish the slots already running.
@@ -145,10 +131,10 @@ class _Window:
                     if not self.slots and end.index <= self.last:
                         self.slots.append(self._slot(end))
                     continue
-                if head.failed:
+                if head.vote.gave_up:
                     failed = head.step.index
                     self.slots.pop(0)
-                    self._emit(head)
+                    append_rows(self.samples, failed, head.vote.rows)
                     break
                 self._extend()
                 self._send()
@@ -161,22 +147,10 @@ class _Window:
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
-        prompts = step_prompts(self.task, step, self.voting.prompt_style, self.voting.prompt_variants)  # one per variant
-        slot = _Slot(step, prompts, StepJudge(self.task, step, self.job.policy), self.voting.k)
-        self._new_round(slot)
+        job = self.job
+        slot = _Slot(StepVote(self.task, step, job.voting, job.policy, self.models, job.run_seed))
+        slot.queue.extend(slot.vote.next_round())
         return slot
-
-    def _new_round(self, slot: _Slot) -> None:
-        """Ask for the next round, exactly as the in-order loop would."""
-        cap = self.voting.max_samples_per_step
-        if self.voting.gives_up(slot.drawn, slot.ballot.total, slot.failed_calls):
-            slot.failed = True
-            return
-        want = self.voting.k if slot.drawn == 0 else slot.ballot.needed
-        want = min(want, cap - slot.drawn)
-        slot.queue.extend(range(slot.drawn, slot.drawn + want))
-        slot.drawn += want
-        slot.rounds += 1
 
     def _extend(self) -> None:
         """Open speculative slots behind the last one while it has a leader."""
@@ -188,7 +162,7 @@ class _Window:
                 return
             leader = tail.leader()
             if leader is None and self.draft:  # no reply yet: the reference answer proposes the premise
-                leader = tail.judge.text(self.task.reference_reply(tail.step)).key
+                leader = tail.vote.judge.text(self.task.reference_reply(tail.step)).key
             if leader is None:
                 return
             tail.built_on = leader
@@ -198,16 +172,10 @@ class _Window:
         """The head is decided on its true premise: log it; keep the next slot only if its
         premise is exactly the one the decision implies."""
         self.slots.pop(0)
-        self._emit(head)
-        winner = head.winner
-        correct = None
-        if self.oracle:
-            correct = head.judge.text(self.task.reference_reply(head.step)).key == winner
-        for col, value in zip(
-            self._decision_cols, (head.step.index, winner, head.ballot.total, head.drawn, head.rounds, correct)
-        ):
-            col.append(value)
-        after = self.task.step_after(head.step.index, winner)
+        vote = head.vote
+        append_rows(self.samples, head.step.index, vote.rows)
+        append_row(self.decisions, DECISION_COLUMNS, vote.decision_row())
+        after = self.task.step_after(head.step.index, vote.winner)
         if self.slots and self.slots[0].step != after:
             self._discard(0)
         return after
@@ -215,29 +183,23 @@ class _Window:
     def _discard(self, first: int) -> None:
         """Drop slots[first:]: cancel their requests, log all their samples as wasted."""
         for slot in self.slots[first:]:
+            vote = slot.vote
             for index, task in slot.tasks.items():
                 self.owner.pop(task, None)
-                model = self.models[index % len(self.models)]
+                model = vote.model_of(index)
                 self.in_flight[model] -= 1
                 if task.done() and not task.cancelled() and task.exception() is None:
                     sample = task.result()[0]
-                    t = self.voting.temperature_of(index)
-                    slot.arrived[index] = (model, t, sample, slot.judge.verdict(sample, t, self._variant(index)))
+                    slot.arrived[index] = (sample, vote.verdict(index, sample))
                 else:
                     task.cancel()
-                    sample = Sample("", model, finish_reason="cancelled", error=CANCELLED)
-                    slot.arrived[index] = (model, self.voting.temperature_of(index), sample, Verdict(None))
+                    slot.arrived[index] = (Sample("", model, finish_reason="cancelled", error=CANCELLED), Verdict(None))
             slot.tasks.clear()
-            rows = [(i, *rest[:4], False) for i, *rest in slot.rows]
-            rows += [(i, *slot.arrived[i], False) for i in sorted(slot.arrived)]
-            self._emit(slot, rows, wasted=True)
+            temperature = vote.voting.temperature_of
+            rows: list[Row] = [(i, m, t, s, v, False) for i, m, t, s, v, _ in vote.rows]
+            rows += [(i, vote.model_of(i), temperature(i), *slot.arrived[i], False) for i in sorted(slot.arrived)]
+            append_rows(self.samples, slot.step.index, rows, wasted=True)
         del self.slots[first:]
-
-    def _emit(self, slot: _Slot, rows: list[_Row] | None = None, wasted: bool = False) -> None:
-        index = slot.step.index
-        for i, model, temperature, sample, verdict, counted in slot.rows if rows is None else rows:
-            for col, value in zip(self._sample_cols, sample_row(index, i, model, temperature, sample, verdict, counted, wasted)):
-                col.append(value)
 
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:
@@ -262,16 +224,7 @@ class _Window:
 
     def _launch(self, slot: _Slot, index: int, model: str) -> None:
         assert self.ready is not None
-        variant = self._variant(index)
-        request = SampleRequest(
-            slot.prompt[variant],
-            self.voting.temperature_of(index),
-            self.max_tokens,
-            draw_seed(self.job.run_seed, slot.step.index, index),
-            slot.step,
-            variant,
-        )
-        task = asyncio.ensure_future(self.clients[model].complete([request]))
+        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(index)]))
         task.add_done_callback(self.ready.put_nowait)
         slot.tasks[index] = task
         self.owner[task] = (slot, index)
@@ -289,11 +242,10 @@ class _Window:
                 continue  # its slot was discarded: already logged as wasted
             slot, index = owner
             del slot.tasks[index]
-            model = self.models[index % len(self.models)]
-            self.in_flight[model] -= 1
+            self.in_flight[slot.vote.model_of(index)] -= 1
             sample = task.result()[0]  # a client that raises cannot work at all: stop the run
-            verdict = slot.judge.verdict(sample, self.voting.temperature_of(index), self._variant(index))  # ranks only
-            slot.arrived[index] = (model, self.voting.temperature_of(index), sample, verdict)
+            verdict = slot.vote.verdict(index, sample)  # ranks only; the vote finishes it in sample order
+            slot.arrived[index] = (sample, verdict)
             if verdict.key is not None:
                 slot.arrivals.add(verdict.key)
             self._count(slot)
@@ -304,24 +256,15 @@ class _Window:
                 self._discard(position + 1)
                 break
 
-    def _variant(self, index: int) -> int:
-        return variant_of(index, len(self.models), self.voting.prompt_variants)
-
     def _count(self, slot: _Slot) -> None:
-        """Count the slot's replies in sample order, as far as they have arrived."""
-        arrived = slot.arrived
-        while slot.done in arrived:
-            i = slot.done
-            model, temperature, sample, verdict = arrived.pop(i)
-            verdict = slot.judge.admit(sample, verdict, temperature, self._variant(i))  # checks needing sample order
-            counted = verdict.key is not None and slot.winner is None
-            slot.failed_calls += sample.error is not None
-            if counted:
-                slot.winner = slot.ballot.add(verdict.key)
-            slot.rows.append((i, model, temperature, sample, verdict, counted))
-            slot.done = i + 1
-        if slot.winner is None and not slot.failed and slot.done == slot.drawn:
-            self._new_round(slot)
+        """Count the slot's replies in sample order, as far as they have arrived; ask for
+        the next round once every reply of this one is counted."""
+        vote, arrived = slot.vote, slot.arrived
+        while vote.done in arrived:
+            i = vote.done
+            vote.count(i, *arrived.pop(i))
+        if vote.winner is None and not vote.gave_up and vote.round_done:
+            slot.queue.extend(vote.next_round())
 
 
 def speculation_depth(requested: int | None, specs: Sequence[ModelSpec]) -> int:

@@ -1,0 +1,274 @@
+"""Vote one step: the single implementation under every runner.
+
+A `StepVote` is one step being voted on one premise.  It owns everything the paper's
+protocol fixes for that step, so that no scheduler can draw or count differently:
+
+* which request sample i is: model ``models[i % M]``, prompt variant `variant_of`,
+  temperature `VotingConfig.temperature_of(i)`, seed ``mix64(*seed, step, i)`` (a run's
+  seed prefix is ``(run_seed,)``: `draw_seed`), token cap `request_cap` (derived from the
+  one `VotingConfig.max_output_tokens`);
+* the rounds: round one asks for k samples, later rounds for what the leader still
+  needs (`Ballot.needed`), capped at `max_samples_per_step`;
+* giving up (`VotingConfig.gives_up`: the sample cap, a discard streak, a dead endpoint)
+  -- the one place a step stops undecided;
+* judging with the run's `RedFlagPolicy`, with each sample's temperature and variant;
+* counting valid votes on a `Ballot` strictly in sample order;
+* the sample rows and the decision row of the step log (`maker.engine.rows`).
+
+Schedulers only choose *when* requests go out: the in-order loop (`vote_step`) sends a
+round at once; the speculative window (`maker.runtime.speculation`) sends one request at
+a time and counts replies with `count` once every earlier sample is in; the DAG runner
+votes many steps concurrently with `vote_step`; the estimator (`maker.budget.estimate`)
+uses a StepVote's requests and judging with its own stopping rule.
+
+A single voted call without Ray (what `maker.vote` builds on):
+
+    await vote_one(task, clients, step, voting, policy, models, run_seed)
+        -> (winner, counts, sample_rows, decision_row | None)
+
+`clients` maps each model name to a `ModelClient`; `winner` is the decided vote key or
+None when the step gave up; `counts` the ballot's {key: votes}; `sample_rows` the step's
+samples in `SAMPLE_COLUMNS` order; `decision_row` in `DECISION_COLUMNS` order (None when
+undecided).
+
+Example (the simulator needs no network):
+    >>> import asyncio
+    >>> from maker.cluster import SimulatedModel, parse_sim_model
+    >>> from maker.config import VotingConfig
+    >>> from maker.engine.red_flags import RedFlagPolicy
+    >>> from maker.tasks import get_task
+    >>> task = get_task("hanoi", disks=3)
+    >>> clients = {"sim:1.0": SimulatedModel(task, parse_sim_model("sim:1.0"))}
+    >>> winner, counts, rows, decision = asyncio.run(
+    ...     vote_one(task, clients, task.first_step(), VotingConfig(k=2), RedFlagPolicy(), ("sim:1.0",), 0))
+    >>> counts == {winner: 2}, len(rows), decision[3]
+    (True, 2, 2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.simulator import mix64
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy, StepJudge
+from maker.engine.rows import SAMPLE_COLUMNS, Row, append_rows
+from maker.engine.variants import step_prompts, variant_of
+from maker.tasks.base import Oracle, StepInput, Task, Verdict
+from maker.voting import Ballot
+
+__all__ = ["StepVote", "draw", "recount", "request_cap", "vote_one", "vote_step"]
+
+
+def request_cap(voting: VotingConfig) -> int:
+    """The `max_tokens` sent with every request: one above the output cap, so that a reply
+    over the cap is seen (and red-flagged as overlong) instead of silently cut at it."""
+    return voting.max_output_tokens + 1
+
+
+class StepVote:
+    """One step voted on one premise (see the module docstring).
+
+    `seed` is the seed prefix of the step's draws: an int (a run's seed) or a tuple of
+    ints (the estimator salts its own).  Use: ``for i in vote.next_round(): ...
+    vote.request(i) ... vote.count(i, sample)`` with samples counted in index order;
+    `winner` is set once decided, `gave_up` once `next_round` returned nothing.
+    """
+
+    __slots__ = (
+        "ballot", "done", "drawn", "failed_calls", "gave_up", "judge", "max_tokens", "models", "n_models",
+        "prompts", "rounds", "rows", "seed", "step", "task", "variants", "voting", "winner",
+    )
+
+    def __init__(
+        self,
+        task: Task,
+        step: StepInput,
+        voting: VotingConfig,
+        policy: RedFlagPolicy,
+        models: Sequence[str],
+        seed: int | tuple[int, ...],
+    ) -> None:
+        self.task = task
+        self.step = step
+        self.voting = voting
+        self.models = models
+        self.n_models = len(models)
+        self.variants = voting.prompt_variants
+        self.seed = (seed,) if isinstance(seed, int) else tuple(seed)
+        self.prompts = step_prompts(task, step, voting.prompt_style, voting.prompt_variants)  # one per variant
+        self.judge = StepJudge(task, step, policy, voting.max_output_tokens)
+        self.ballot = Ballot(voting.k)
+        self.max_tokens = request_cap(voting)
+        self.drawn = 0  # sample indices asked for
+        self.done = 0  # samples counted, in sample order
+        self.rounds = 0
+        self.failed_calls = 0
+        self.rows: list[Row] = []
+        self.winner: Hashable | None = None
+        self.gave_up = False
+
+    # -- what sample i is -----------------------------------------------------------
+    def model_of(self, i: int) -> str:
+        return self.models[i % self.n_models]
+
+    def variant_of(self, i: int) -> int:
+        return variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
+
+    def request(self, i: int) -> SampleRequest:
+        """Sample i's request: its variant's prompt, temperature, the request cap and its seed."""
+        v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
+        voting = self.voting
+        return SampleRequest(
+            self.prompts[v], voting.temperature if i else voting.first_temperature, self.max_tokens,
+            mix64(*self.seed, self.step.index, i), self.step, v,
+        )
+
+    # -- rounds ---------------------------------------------------------------------
+    def next_round(self) -> range:
+        """The sample indices of the next round; empty (and `gave_up` set) when the step
+        stops undecided.  Round one asks for k, later rounds for what the leader needs."""
+        voting = self.voting
+        drawn = self.drawn
+        if voting.gives_up(drawn, self.ballot.total, self.failed_calls):
+            self.gave_up = True
+            return range(0)
+        want = min(voting.k if drawn == 0 else self.ballot.needed, voting.max_samples_per_step - drawn)
+        self.drawn = drawn + want
+        self.rounds += 1
+        return range(drawn, drawn + want)
+
+    @property
+    def round_done(self) -> bool:
+        """Every sample asked for so far has been counted."""
+        return self.done == self.drawn
+
+    # -- judging and counting -------------------------------------------------------
+    def verdict(self, i: int, sample: Sample) -> Verdict:
+        """The checks that need no earlier sample (any order; the speculative window ranks with it)."""
+        return self.judge.verdict(sample, self.voting.temperature_of(i), self.variant_of(i))
+
+    def count(self, i: int, sample: Sample, verdict: Verdict | None = None) -> Verdict:
+        """Judge sample i (finishing `verdict` if given) and count it; call in sample order."""
+        t = self.voting.temperature if i else self.voting.first_temperature  # `VotingConfig.temperature_of`
+        v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
+        judge = self.judge
+        verdict = judge(sample, t, v) if verdict is None else judge.admit(sample, verdict, t, v)
+        self.failed_calls += sample.error is not None
+        counted = verdict.key is not None and self.winner is None
+        if counted:
+            self.winner = self.ballot.add(verdict.key)
+        self.rows.append((i, self.models[i % self.n_models], t, sample, verdict, counted))
+        self.done = i + 1
+        return verdict
+
+    # -- rows -----------------------------------------------------------------------
+    def sample_rows(self, wasted: bool = False) -> list[tuple[Any, ...]]:
+        cols: list[list[Any]] = [[] for _ in SAMPLE_COLUMNS]
+        append_rows(cols, self.step.index, self.rows, wasted)
+        return list(zip(*cols))
+
+    def decision_row(self) -> tuple[Any, ...]:
+        """(step, answer, votes, samples, rounds, correct): `correct` is None without ground truth."""
+        task = self.task
+        correct = None
+        if _is_oracle(task):
+            correct = self.judge.text(task.reference_reply(self.step)).key == self.winner
+        return (self.step.index, self.winner, self.ballot.total, self.drawn, self.rounds, correct)
+
+
+def _is_oracle(task: Task, _known: dict[type, bool] = {}) -> bool:  # noqa: B006 (a cache)
+    """isinstance(task, Oracle), once per task class: a Protocol check costs tens of microseconds."""
+    kind = type(task)
+    found = _known.get(kind)
+    if found is None:
+        found = _known[kind] = isinstance(task, Oracle)
+    return found
+
+
+async def draw(clients: dict[str, Any], requests: Sequence[tuple[str, SampleRequest]]) -> list[Sample]:
+    """Send (model, request) pairs together: one batch per model, the models concurrently.
+
+    Returns the samples in the order of `requests`.  Transport failures come back as
+    samples with `error` set (the `ModelClient` contract), never as exceptions.
+    """
+    first = requests[0][0]
+    if all(m == first for m, _ in requests):
+        return await clients[first].complete([r for _, r in requests])
+    positions: dict[str, list[int]] = {}
+    for pos, (model, _) in enumerate(requests):
+        positions.setdefault(model, []).append(pos)
+    names = list(positions)
+    replies = await asyncio.gather(*(clients[m].complete([requests[p][1] for p in positions[m]]) for m in names))
+    out: list[Any] = [None] * len(requests)
+    for model, samples in zip(names, replies):
+        for pos, sample in zip(positions[model], samples):
+            out[pos] = sample
+    return out
+
+
+async def vote_step(
+    task: Task,
+    clients: dict[str, Any],
+    step: StepInput,
+    voting: VotingConfig,
+    policy: RedFlagPolicy,
+    models: Sequence[str],
+    seed: int | tuple[int, ...],
+) -> StepVote:
+    """Vote `step` round by round until decided or given up; the finished `StepVote`."""
+    vote = StepVote(task, step, voting, policy, models, seed)
+    only = clients[models[0]] if len(models) == 1 else None
+    while vote.winner is None:
+        indices = vote.next_round()
+        if not indices:
+            break
+        if only is not None:
+            samples = await only.complete([vote.request(i) for i in indices])
+        else:
+            samples = await draw(clients, [(vote.model_of(i), vote.request(i)) for i in indices])
+        for i, sample in zip(indices, samples):
+            vote.count(i, sample)
+    return vote
+
+
+async def vote_one(
+    task: Task,
+    clients: dict[str, Any],
+    step: StepInput,
+    voting: VotingConfig,
+    policy: RedFlagPolicy,
+    models: Sequence[str],
+    run_seed: int,
+) -> tuple[Hashable | None, dict[Hashable, int], list[tuple[Any, ...]], tuple[Any, ...] | None]:
+    """One voted step without Ray: (winner, ballot counts, sample rows, decision row or None)."""
+    vote = await vote_step(task, clients, step, voting, policy, tuple(models), run_seed)
+    decision = vote.decision_row() if vote.winner is not None else None
+    return vote.winner, vote.ballot.counts, vote.sample_rows(), decision
+
+
+def recount(samples: dict[str, list[Any]], decisions: dict[str, list[Any]], k: int) -> str | None:
+    """Re-decide returned steps from their counted votes, in sample order: the driver's
+    check of a worker's columns.  None when every decision is what its votes decide at
+    margin k and no vote was counted after a decision or on a wasted sample; otherwise
+    what is wrong, in one line."""
+    ballots: dict[int, Ballot] = {}
+    for index, answer, counted, wasted in zip(samples["step"], samples["answer"], samples["counted"], samples["wasted"]):
+        if not counted:
+            continue
+        if wasted:  # drawn on a speculative premise that lost: never a vote
+            return f"step {index}: a wasted sample was counted"
+        ballot = ballots.get(index)
+        if ballot is None:
+            ballot = ballots[index] = Ballot(k)
+        if ballot.decided:
+            return f"step {index}: a vote was counted after the decision"
+        ballot.add(answer)
+    for index, winner in zip(decisions["step"], decisions["answer"]):
+        ballot = ballots.get(index)
+        if ballot is None or ballot.winner != winner:
+            return f"step {index}: the votes do not decide {winner!r}"
+    return None
