@@ -1,12 +1,7 @@
-"""The one error tree of maker, rooted here because every layer above can import it.
+"""The root of maker's one error tree, and the errors the model layer raises.
 
-    MakerError
-     ├── ModelError            a model could not be used (fields: model)
-     │    └── ModelConfigError  a setting is missing or wrong (API key, base URL, model name)
-     └── (maker.errors adds: UsageError, StepLogError, VoteCapError)
-
-Errors carry fields instead of pre-formatted context, and nothing here logs: the CLI
-turns any MakerError into one line on stderr and a non-zero exit.
+Rooted here because every layer above can import it (cluster imports nothing of
+maker's runtime).  The whole tree is drawn once, in `maker.errors`.
 """
 
 from __future__ import annotations
@@ -24,3 +19,7 @@ class ModelError(MakerError):
 
 class ModelConfigError(ModelError):
     """The model cannot be called as configured; retrying will not help."""
+
+
+class UsageError(MakerError, ValueError):
+    """Bad input from the user: nothing was run, nothing was written (the CLI exits 2)."""

@@ -216,7 +216,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
     Raises UsageError (one line).  Registers the user's modules for pickling by value."""
     from maker.tasks.base import Oracle
 
-    from maker.errors import UsageError
+    from .errors import UsageError
 
     if isinstance(task, TaskSpec):
         return
@@ -283,7 +283,7 @@ class WorkerPool:
         the user's code or settings, the same on every retry, so nothing is retried."""
         import ray
 
-        from maker.errors import UsageError
+        from .errors import UsageError
 
         try:
             problems = ray.get([a.ready.remote() for a in self.actors])

@@ -1,16 +1,28 @@
-"""maker's errors: one tree, rooted in `cluster.errors.MakerError` (see that module).
+"""maker's errors: the one tree, drawn here (the root lives in `maker.cluster.errors`, which
+every layer can import).
 
-The CLI maps `UsageError` (bad input) to exit code 2 and every other `MakerError` to
-exit code 1, printing the message as one line.
+    MakerError
+     ├── UsageError (and ValueError)  bad input: nothing was run, nothing written      exit 2
+     ├── ModelError (model)           a model could not be used
+     │    ├── ModelConfigError        a setting is missing or wrong (key, base URL, name) exit 2
+     │    └── LocalServerError        the embedded model's server (maker.cluster.local_server)
+     ├── StepLogError (path)          a step log cannot be read or written             exit 2
+     ├── VoteCapError (step, samples) a step hit the sample cap undecided              exit 1
+     │    └── DiscardStreakError (reasons)  every sample red-flagged, many in a row
+     │         └── EndpointDownError        every call failed, many in a row
+     ├── DetectorError (name)         a user's red-flag detector raised mid-run
+     └── WorkerLostError              Ray workers kept dying on one batch (maker.cluster.worker)
+
+The task layer raises plain ValueErrors that name the user's mistake (`PlanError`,
+`TaskNameError`, `ToolError`); the runtime turns them into UsageError or MakerError at
+its boundary.  Errors carry fields instead of pre-formatted context and nothing here
+logs: the CLI prints any MakerError as one line on stderr with the exit code above
+(1 where none is given).
 """
 
 from __future__ import annotations
 
-from maker.cluster.errors import MakerError, ModelConfigError, ModelError
-
-
-class UsageError(MakerError, ValueError):
-    """Bad input from the user: nothing was run, nothing was written."""
+from maker.cluster.errors import MakerError, ModelConfigError, ModelError, UsageError
 
 
 class StepLogError(MakerError):

@@ -70,7 +70,10 @@ def resume_conflicts(logged: Mapping[str, Any], current: Mapping[str, Any]) -> l
         before = logged.get(section)
         if not isinstance(before, Mapping):
             continue
-        after = current.get(section) or {}
+        after = dict(current.get(section) or {})
+        if section == "red_flags" and "max_output_tokens" not in after:
+            # the cap's one owner is the voting config; a policy records it only as a what-if override
+            after["max_output_tokens"] = (current.get("voting") or {}).get("max_output_tokens")
         for key in before:
             if section == "voting" and key in MAY_CHANGE:
                 continue

@@ -115,7 +115,6 @@ def _red_flags(s: RunStats) -> Any:
 
 
 def _errors(s: RunStats) -> Any:
-    from maker.report.summary import length_buckets
     from maker.voting import clopper_pearson
 
     fig, ax = _figure("Error rate against output length", s)
@@ -183,3 +182,29 @@ def _wasted(s: RunStats) -> Any:
                  fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     return fig
+
+
+def length_buckets(s: RunStats, buckets: int = 12) -> list[tuple[int, int, int, int]]:
+    """(first token count, last token count, valid samples, errors) per output-length bucket.
+
+    Buckets hold roughly equal numbers of samples, so each rate rests on similar evidence.
+    """
+    counts = s.length_valid
+    total = int(counts.sum())
+    if not total:
+        return []
+    target = total / buckets
+    out: list[tuple[int, int, int, int]] = []
+    start, n, e = None, 0, 0
+    for tokens in np.flatnonzero(counts).tolist():
+        if start is None:
+            start = tokens
+        n += int(counts[tokens])
+        e += int(s.length_errors[tokens])
+        if n >= target:
+            out.append((start, tokens, n, e))
+            start, n, e = None, 0, 0
+    if start is not None:
+        last = int(np.flatnonzero(counts)[-1])
+        out.append((start, last, n, e))
+    return out

@@ -172,32 +172,6 @@ def _errors_by_length(s: RunStats, chunk: Any, d: pa.Table, wasted: np.ndarray) 
     s.errors_vs_decision += int(wrong.sum())
 
 
-def length_buckets(s: RunStats, buckets: int = 12) -> list[tuple[int, int, int, int]]:
-    """(first token count, last token count, valid samples, errors) per output-length bucket.
-
-    Buckets hold roughly equal numbers of samples, so each rate rests on similar evidence.
-    """
-    counts = s.length_valid
-    total = int(counts.sum())
-    if not total:
-        return []
-    target = total / buckets
-    out: list[tuple[int, int, int, int]] = []
-    start, n, e = None, 0, 0
-    for tokens in np.flatnonzero(counts).tolist():
-        if start is None:
-            start = tokens
-        n += int(counts[tokens])
-        e += int(s.length_errors[tokens])
-        if n >= target:
-            out.append((start, tokens, n, e))
-            start, n, e = None, 0, 0
-    if start is not None:
-        last = int(np.flatnonzero(counts)[-1])
-        out.append((start, last, n, e))
-    return out
-
-
 def write_report(stats: RunStats, out: str | Path) -> list[Path]:
     """Write report.md and the PNG plots into `out` (created if needed); return the paths."""
     from maker.report import plots

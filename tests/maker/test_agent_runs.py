@@ -6,8 +6,8 @@ import pytest
 
 import maker
 from maker.agents.runs import LogProgress, Runs
+from maker.engine.rows import SAMPLE_COLUMNS
 from maker.log.steplog import StepLogWriter, open_log, read_table
-from maker.runtime.chain import SAMPLE_COLUMNS
 from maker.runtime.dag import PLAN_DECISION_COLUMNS
 
 

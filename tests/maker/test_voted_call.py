@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 
 import pytest
 from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.simulator import mix64
 from maker.voting import p_step
 
 import maker
 from maker.log.steplog import decisions, open_log, read_table
-from maker.runtime.chain import draw_seed
 
 
 class Double:
@@ -23,7 +23,7 @@ class Double:
                  latency: float = 0.0) -> None:
         self.name = name
         self.answer = answer
-        self.index = {draw_seed(seed, 0, i): i for i in range(200)}
+        self.index = {mix64(seed, 0, i): i for i in range(200)}
         self.latency = latency
         self.in_flight = self.most = self.requests = 0
 
