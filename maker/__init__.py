@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from maker.audit.verify import VerifyReport, verify_log  # noqa: E402
 from maker.audit.whatif import WhatIfReport, whatif_log  # noqa: E402
 from maker.budget.estimate import EstimateReport, estimate  # noqa: E402
-from maker.budget.margins import Plan, SampleCost, plan  # noqa: E402
+from maker.budget.margins import RunPlan, SampleCost, plan  # noqa: E402
 from maker.budget.tally import ModelEstimate  # noqa: E402
 from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
 from maker.cluster.function_client import FunctionClient  # noqa: E402
@@ -35,7 +35,7 @@ __all__ = [
     "MakerError",
     "ModelConfigError",
     "ModelEstimate",
-    "Plan",
+    "RunPlan",
     "RedFlagPolicy",
     "RunResult",
     "SampleCost",

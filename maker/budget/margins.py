@@ -23,7 +23,7 @@ import maker.voting as voting
 from maker.errors import UsageError
 
 __all__ = [
-    "Plan",
+    "RunPlan",
     "SampleCost",
     "check_p",
     "check_steps",
@@ -65,7 +65,7 @@ class SampleCost:
 
 
 @dataclass(frozen=True)
-class Plan:
+class RunPlan:
     """The plan for one accuracy: `k` is None when no margin reaches the target (p <= 1/2)."""
 
     p: float
@@ -123,7 +123,7 @@ def plan(
     *,
     valid_rate: float = 1.0,
     cost: SampleCost | None = None,
-) -> Plan:
+) -> RunPlan:
     """The smallest margin k that makes a run of `steps` steps succeed with `target`.
 
     Why: this is the whole decision a user must make before a run.  With p <= 1/2 the
@@ -140,7 +140,7 @@ def plan(
     cost = cost or SampleCost()
     c = cost.usd
     if p <= 0.5:
-        return Plan(
+        return RunPlan(
             p,
             steps,
             target,
@@ -159,9 +159,9 @@ def plan(
     return _plan_at(p, k, steps, target, valid_rate, c)
 
 
-def _plan_at(p: float, k: int, steps: int, target: float, valid_rate: float, c: float) -> Plan:
+def _plan_at(p: float, k: int, steps: int, target: float, valid_rate: float, c: float) -> RunPlan:
     n = voting.expected_votes(p, k)
-    return Plan(
+    return RunPlan(
         p=p,
         steps=steps,
         target=target,

@@ -98,7 +98,7 @@ def plot_costs(series: list[CostSeries], steps: int, target: float, path: str | 
 
 
 def plot_plans(plans: list[Any], path: str | Path) -> Path:
-    """The plot for `maker plan`: one series per planned accuracy (`maker.budget.margins.Plan`)."""
+    """The plot for `maker plan`: one series per planned accuracy (`maker.budget.margins.RunPlan`)."""
     series = [CostSeries(f"error {p.error:.4g}", p.p, p.valid_rate, p.cost_per_sample) for p in plans]
     return plot_costs(series, plans[0].steps, plans[0].target, path)
 

@@ -1,0 +1,58 @@
+"""The public surface of `maker`: what `import maker` offers is pinned, documented and importable.
+
+A name added to or dropped from `maker.__all__` must be added or dropped here too, on purpose."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import maker
+
+PUBLIC = [
+    "ClusterConfig",
+    "EstimateReport",
+    "FunctionClient",
+    "GuardConfig",
+    "MakerError",
+    "ModelConfigError",
+    "ModelEstimate",
+    "RedFlagPolicy",
+    "RunPlan",
+    "RunResult",
+    "SampleCost",
+    "StepLogError",
+    "TuneReport",
+    "UsageError",
+    "VerifyReport",
+    "VoteCapError",
+    "VoteResult",
+    "VotingConfig",
+    "WhatIfReport",
+    "__version__",
+    "avote",
+    "chain_task",
+    "estimate",
+    "operation",
+    "plan",
+    "plan_task",
+    "run",
+    "tool",
+    "tune_log",
+    "verify_log",
+    "vote",
+    "voted",
+    "whatif_log",
+]
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(maker.__all__) == PUBLIC
+
+
+@pytest.mark.parametrize("name", [n for n in PUBLIC if n != "__version__"])
+def test_public_names_are_documented(name: str) -> None:
+    obj = getattr(maker, name)
+    assert inspect.getdoc(obj), f"maker.{name} has no docstring"
+    assert obj.__module__.startswith("maker."), obj.__module__
