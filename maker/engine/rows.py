@@ -50,13 +50,14 @@ def append_rows(columns: dict[str, list[Any]] | list[list[Any]], step: int, rows
     `SAMPLE_COLUMNS` order: hot loops look them up once).  The one place a sample's log
     row is built, so every scheduler logs alike."""
     cols = [columns[c] for c in SAMPLE_COLUMNS] if isinstance(columns, dict) else columns
-    for i, model, temperature, sample, verdict, counted in rows:
-        for col, value in zip(cols, (
-            step, i, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail, counted,
-            sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
-            sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None,
-        )):
-            col.append(value)
+    values = zip(*[
+        (step, i, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail, counted,
+         sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
+         sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None)
+        for i, model, temperature, sample, verdict, counted in rows
+    ])
+    for col, column in zip(cols, values):  # one extend per column: a step's rows transposed at once
+        col.extend(column)
 
 
 def append_row(columns: dict[str, list[Any]], names: tuple[str, ...], row: tuple[Any, ...]) -> None:
