@@ -21,7 +21,7 @@ Models, all simulated (every figure here is simulated):
     python bench/dag.py --only multiply --repeat 3 --latency 0.02
 
 Times: `dispatch` is first dispatch to last decision (no Ray or actor start-up); `wall`
-is the whole run_plan call.
+is the whole maker.run call.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 def one(task, model, workers: int, sequential: bool, log: Path) -> dict:
     from maker import ClusterConfig, VotingConfig
     from maker.log.steplog import decisions
-    from maker.runtime.dag import DagConfig, run_plan
+    from maker.runtime.dag import DagConfig
+    from maker.runtime.driver import run as run_plan
 
     r = run_plan(task, [model], VotingConfig(k=3), log=log, cluster=ClusterConfig(workers=workers),
                  dag=DagConfig(sequential=sequential))

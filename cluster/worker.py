@@ -220,6 +220,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
 
     if isinstance(task, TaskSpec):
         return
+    models = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]  # names too, as maker.run takes
     name = getattr(getattr(task, "spec", None), "name", type(task).__name__)
     for m in models:
         if m.client is None and m.in_process_simulator and not isinstance(task, Oracle):

@@ -13,41 +13,12 @@ accepts and logs them, so a segment is never trusted blindly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import vote_step
-from maker.tasks.base import StepInput
-
-
-@dataclass(frozen=True)
-class SegmentJob:
-    start: StepInput
-    max_steps: int
-    max_seconds: float
-    voting: VotingConfig
-    policy: RedFlagPolicy
-    models: tuple[str, ...]
-    run_seed: int
-    last_step: int  # index of the task's final step
-    #: steps voted ahead of the last decided one, on the premise its leader implies (0: none)
-    speculate: int = 0
-    #: (model, most requests in flight) pairs; honoured across the speculative window
-    in_flight: tuple[tuple[str, int], ...] = ()
-    #: fill the window ahead of any reply with the task's reference answers (see maker.runtime.speculation)
-    draft: bool = False
-
-
-@dataclass
-class SegmentResult:
-    samples: dict[str, list[Any]]
-    decisions: dict[str, list[Any]]
-    end: StepInput
-    failed_step: int | None = None
-    elapsed_s: float = 0.0
+from maker.runtime.segment import SegmentJob, SegmentResult
+from maker.runtime.speculation import run_window
 
 
 async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
@@ -57,8 +28,6 @@ async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
     `maker.runtime.speculation`); the decisions are the same, only the schedule differs.
     """
     if job.speculate > 0:
-        from maker.runtime.speculation import run_window
-
         return await run_window(worker, job)
     return await _run_in_order(worker, job)
 

@@ -39,17 +39,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from maker.cluster import ModelSpec, WorkerPool
+from maker.cluster import WorkerPool
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import recount, vote_step
 from maker.errors import MakerError, UsageError
-from maker.runtime.driver import RunResult, RunState, run
+from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput
 from maker.tasks.plan_task import PlanTask
 
@@ -147,13 +146,6 @@ def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, 
     if missing:
         return f"step {min(missing)}: sent but neither decided nor failed"
     return None
-
-
-def run_plan(task: PlanTask, models: Sequence[ModelSpec | str], voting: VotingConfig | None = None, **options: Any) -> RunResult:
-    """`maker.run` for a plan task (kept for callers that name the scheduler); UsageError otherwise."""
-    if not isinstance(task, PlanTask):
-        raise UsageError(f"{task.spec.name} is not a plan task; run it with maker.run")
-    return run(task, models, voting, **options)
 
 
 def plan_metadata(task: PlanTask, dag: DagConfig) -> dict[str, Any]:

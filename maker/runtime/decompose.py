@@ -17,7 +17,7 @@ still not atomic at `max_depth`, or a plan that grows past `max_steps` atomic st
 refused with one line naming the step and nothing runs.
 
 The result is a plan of `solve("question")` steps in the `#E` format (`tasks.plan`), which
-`maker.runtime.dag.run_plan` then executes like any other plan.
+`maker.run` then executes like any other plan.
 
 Example (scripted model):
     >>> result = plan_problem("Compute (1 + 2) * (3 + 4)", ["script:arith"], VotingConfig(k=2))  # doctest: +SKIP
@@ -252,13 +252,13 @@ def solve(
     The run's log metadata holds the problem, the voted plan (in the task spec, so
     `maker replay --verify` rebuilds it) and a summary of every plan vote (`plan_votes`).
     """
-    from maker.runtime.dag import run_plan
+    from maker.runtime.driver import run
     from maker.tasks.plan_task import solve_task
 
     voting = voting or VotingConfig()
     decomposition = plan_problem(problem, models, voting, config=config, policy=policy, seed=seed)
     task = solve_task(problem, decomposition.plan.text())
-    result = run_plan(task, models, voting, log=log, seed=seed, cluster=cluster, policy=policy, progress=progress,
+    result = run(task, models, voting, log=log, seed=seed, cluster=cluster, policy=policy, progress=progress,
                       extra_meta={"plan_votes": decomposition.summary()})
     result.extra["plan_samples"] = decomposition.samples
     result.extra["plan_red_flags"] = decomposition.red_flags

@@ -33,7 +33,7 @@ Example (a worker is anything with `task` and `clients`; the simulator needs no 
     >>> from maker.cluster import SimulatedModel, parse_sim_model
     >>> from maker.config import VotingConfig
     >>> from maker.engine.red_flags import RedFlagPolicy
-    >>> from maker.runtime.chain import SegmentJob
+    >>> from maker.runtime.segment import SegmentJob
     >>> from maker.tasks import get_task
     >>> task = get_task("hanoi", disks=4)
     >>> worker = types.SimpleNamespace(task=task, clients={"sim:0.9": SimulatedModel(task, parse_sim_model("sim:0.9"))})
@@ -57,7 +57,7 @@ from maker.cluster.simulator import parse_sim_model
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
 from maker.engine.step import StepVote
 from maker.errors import UsageError
-from maker.runtime.chain import SegmentJob, SegmentResult
+from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Verdict
 from maker.voting import Ballot
 

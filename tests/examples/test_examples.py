@@ -10,8 +10,8 @@ import pytest
 from maker.tasks import TaskSpec, build_task
 
 import maker
-from maker.runtime.dag import run_plan
 from maker.runtime.driver import ClusterConfig
+from maker.runtime.driver import run as run_plan
 
 pytestmark = pytest.mark.ray
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -192,7 +192,8 @@ def test_speculation_judges_in_sample_order_with_variants_and_temperature_zero()
     import asyncio
     import types
 
-    from maker.runtime.chain import SegmentJob, run_segment
+    from maker.runtime.chain import run_segment
+    from maker.runtime.segment import SegmentJob
 
     task = get_task("hanoi", disks=6)
     models = ("sim:0.95,redflag=0.1,confused=0.5,latency=0.001,jitter=0.004", "sim:0.9,seed=2,latency=0.001,jitter=0.004")

@@ -24,8 +24,9 @@ from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
 from maker.cli.main import main
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import open_log, read_table
-from maker.runtime.dag import DagConfig, NodeJob, check_batch, run_plan, vote_nodes
+from maker.runtime.dag import DagConfig, NodeJob, check_batch, vote_nodes
 from maker.runtime.decompose import DecomposeConfig, decompose, solve
+from maker.runtime.driver import run as run_plan
 
 
 def decisions(log: Path) -> list[tuple[int, str, str]]:

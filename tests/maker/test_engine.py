@@ -19,10 +19,11 @@ from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS
 from maker.engine.step import StepVote, request_cap, vote_one
 from maker.errors import UsageError
-from maker.runtime.chain import SegmentJob, run_segment
+from maker.runtime.chain import run_segment
 from maker.runtime.dag import NodeJob, vote_nodes
 from maker.runtime.guard import GuardConfig
 from maker.runtime.preflight import check_run
+from maker.runtime.segment import SegmentJob
 
 
 def _clients(task, *models):

@@ -28,7 +28,8 @@ from maker.engine.red_flags import (
     step_failure,
 )
 from maker.errors import DetectorError, DiscardStreakError, UsageError
-from maker.runtime.chain import SegmentJob, run_segment
+from maker.runtime.chain import run_segment
+from maker.runtime.segment import SegmentJob
 
 TASK = get_task("hanoi", disks=4)
 STEP = TASK.first_step()

@@ -23,7 +23,8 @@ from maker.tasks.solve import SOLVE, parse_proposal
 
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
-from maker.runtime.chain import SegmentJob, run_segment
+from maker.runtime.chain import run_segment
+from maker.runtime.segment import SegmentJob
 
 # Hanoi, 4 disks, state [[4,3,2],[1],[]] after move [1,0,1]: the right answer is [2, 0, 2].
 RIGHT = "move = [2, 0, 2]\nnext_state = [[4, 3], [1], [2]]"

@@ -1,0 +1,45 @@
+"""A segment: the unit of work the driver hands a Ray worker on a chained task.
+
+A starting premise and a step budget go out (`SegmentJob`); every sample and decision
+comes back in columns (`SegmentResult`).  The worker votes it in order
+(`maker.runtime.chain`) or through a speculative window (`maker.runtime.speculation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy
+from maker.tasks.base import StepInput
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    start: StepInput
+    max_steps: int
+    max_seconds: float
+    voting: VotingConfig
+    policy: RedFlagPolicy
+    models: tuple[str, ...]
+    run_seed: int
+    last_step: int  # index of the task's final step
+    #: steps voted ahead of the last decided one, on the premise its leader implies (0: none)
+    speculate: int = 0
+    #: (model, most requests in flight) pairs; honoured across the speculative window
+    in_flight: tuple[tuple[str, int], ...] = ()
+    #: fill the window ahead of any reply with the task's reference answers (see maker.runtime.speculation)
+    draft: bool = False
+
+
+@dataclass
+class SegmentResult:
+    samples: dict[str, list[Any]]
+    decisions: dict[str, list[Any]]
+    end: StepInput
+    failed_step: int | None = None
+    elapsed_s: float = 0.0
+
+
+__all__ = ["SegmentJob", "SegmentResult"]

@@ -1,0 +1,73 @@
+"""What a scheduler shares with the driver while a run goes on (`RunState`): the settings,
+the log writer, the live guard and the running totals, counted in one place for chain and
+plan runs alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy
+from maker.log.steplog import LogInfo, StepLogWriter, count_faults, iter_tables
+from maker.runtime.guard import Guard
+from maker.runtime.progress import Progress, Totals
+from maker.tasks.base import Task
+
+
+@dataclass
+class RunState:
+    """What a scheduler shares with the driver while a run goes on: the settings, the log
+    writer, the live guard and the running totals (the one place they are counted)."""
+
+    task: Task
+    voting: VotingConfig
+    policy: RedFlagPolicy
+    model_names: tuple[str, ...]
+    seed: int
+    writer: StepLogWriter | None
+    progress: Progress
+    live: Guard
+    totals: Totals = field(default_factory=Totals)
+    reasons: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    first_error: int | None = None
+    wasted: int = 0
+
+    def count(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True) -> None:
+        """Add a checked batch's samples and decisions to the totals (wasted samples were
+        paid for, never counted as samples), then let the guard see its votes (`live`)."""
+        totals = self.totals
+        flags = samples["red_flag"]
+        lost = [bool(w) for w in samples["wasted"]]
+        count_faults(samples["faults"], self.faults)
+        for flag, was_wasted in zip(flags, lost):
+            if flag is not None and not was_wasted:
+                self.reasons[flag] = self.reasons.get(flag, 0) + 1
+                totals.red_flags += 1
+        n_wasted = sum(lost)
+        self.wasted += n_wasted
+        totals.samples += len(flags) - n_wasted
+        totals.cost_usd += sum(c or 0.0 for c in samples["cost_usd"])
+        totals.steps += len(decisions.get("step", ()))
+        for index, ok in zip(decisions.get("step", ()), decisions.get("correct", ())):
+            if ok is False:
+                totals.errors += 1
+                self.first_error = index if self.first_error is None else min(self.first_error, index)
+        if not live:
+            return
+        if decisions.get("step"):
+            self.live.observe(samples, decisions)
+        totals.guard = self.live.summary()
+        self.progress.update(totals)
+
+    def count_log(self, info: LogInfo) -> None:
+        """Add what a log being resumed already holds (the guard's statistics start afresh)."""
+        for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
+            cols = {name: table[name].to_pylist() for name in table.column_names}
+            rows = {kind: [i for i, k in enumerate(cols["kind"]) if k == kind] for kind in ("sample", "decision")}
+            samples = {c: [cols[c][i] for i in rows["sample"]] for c in ("red_flag", "cost_usd", "wasted", "faults")}
+            self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
+
+
+__all__ = ["RunState"]
