@@ -1,8 +1,8 @@
 """Turn a model string into a `ModelClient`.
 
 ``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`), anything
-else goes to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``, ``openai/NAME`` with an
-``api_base`` for OpenAI-compatible servers).
+``openai/NAME`` with an ``api_base`` (OpenAI-compatible servers, the embedded model) to the
+`openai` SDK client, anything else to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from maker.tasks.base import Task
 
 from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
+from .openai_client import OpenAIClient, uses_openai_client
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
 
@@ -96,14 +97,15 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         return make_scripted(spec.model)
     if spec.in_process_simulator:
         return SimulatedModel(task, parse_sim_model(spec.model), name=spec.model)
-    return LiteLLMClient(
-        LiteLLMConfig(
-            model=spec.model,
-            api_base=spec.api_base,
-            concurrency=spec.concurrency,
-            timeout_s=spec.timeout_s,
-            rpm=spec.rpm,
-            tpm=spec.tpm,
-            stop=tuple(getattr(task, "stop", ()) or ()),
-        )
+    config = LiteLLMConfig(
+        model=spec.model,
+        api_base=spec.api_base,
+        concurrency=spec.concurrency,
+        timeout_s=spec.timeout_s,
+        rpm=spec.rpm,
+        tpm=spec.tpm,
+        stop=tuple(getattr(task, "stop", ()) or ()),
     )
+    if uses_openai_client(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
+        return OpenAIClient(config)
+    return LiteLLMClient(config)
