@@ -1,8 +1,8 @@
 """Turn a model string into a `ModelClient`.
 
 ``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`), anything
-``openai/NAME`` with an ``api_base`` (OpenAI-compatible servers, the embedded model) to the
-`openai` SDK client, anything else to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``).
+``openai/NAME`` with an ``api_base`` (OpenAI-compatible servers, the embedded model) to
+`OpenAICompatibleClient` (plain HTTP, ~10x less CPU), anything else to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from maker.tasks.base import Task
 
 from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
-from .openai_client import OpenAIClient, uses_openai_client
+from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
 
@@ -106,6 +106,6 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         tpm=spec.tpm,
         stop=tuple(getattr(task, "stop", ()) or ()),
     )
-    if uses_openai_client(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
-        return OpenAIClient(config)
+    if uses_openai_compatible(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
+        return OpenAICompatibleClient(config)
     return LiteLLMClient(config)

@@ -1,7 +1,7 @@
 """What every HTTP model client shares: batching, `n`, retries, Retry-After, faults by kind.
 
-Why one module: the litellm client (any provider string) and the `openai` client
-(OpenAI-compatible endpoints, ~4x cheaper in CPU per call) must retry, back off, pace
+Why one module: the litellm client (any provider string) and the OpenAI-compatible
+client (`openai_compatible`, ~10x cheaper in CPU per call) must retry, back off, pace
 themselves and account for samples identically, or a run's log would depend on which
 client drew it.  A client supplies three things -- the retryable exception tuple, one
 call (`call(request, n)`), and how to read a response (`read(response) -> Reply`); the
@@ -272,8 +272,8 @@ def retry_after_s(headers: Mapping[str, str] | None, now: float | None = None, c
 
 
 def _headers(exc: BaseException) -> Mapping[str, str] | None:
-    response = getattr(exc, "response", None)
-    return getattr(response, "headers", None)
+    headers = getattr(exc, "headers", None)  # ours (openai_compatible); litellm's hang off .response
+    return headers if headers is not None else getattr(getattr(exc, "response", None), "headers", None)
 
 
 def prompt_chars(prompt: str | list[dict[str, str]]) -> int:

@@ -1,4 +1,4 @@
-"""The `openai`-SDK client and the shared transport (`n`, Retry-After) over real HTTP.
+"""The OpenAI-compatible client and the shared transport (`n`, Retry-After) over real HTTP.
 
 The far side is `maker sim-server` (the simulator behind an OpenAI-compatible endpoint, the
 project's fake at the model boundary); the clients, retries, `n` grouping and accounting
@@ -14,12 +14,12 @@ import time
 import pytest
 from maker.cluster import ModelSpec, SampleRequest, make_client
 from maker.cluster.litellm_client import LiteLLMClient
-from maker.cluster.openai_client import OpenAIClient
+from maker.cluster.openai_compatible import OpenAICompatibleClient
 from maker.cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
 from maker.cluster.transport import EndpointConfig, retry_after_s, split_tokens
 from maker.tasks import get_task
 
-CLIENTS = {"openai": OpenAIClient, "litellm": LiteLLMClient}
+CLIENTS = {"compat": OpenAICompatibleClient, "litellm": LiteLLMClient}
 LOGGED_AS = {"500": "server_error", "429": "rate_limited", "reset": "connection", "truncated": "bad_json", "hang": "timeout"}
 
 
@@ -33,9 +33,9 @@ def hanoi_step(disks: int = 5):
     return task, task.first_step()
 
 
-def test_make_client_sends_openai_compatible_endpoints_to_the_sdk_client_only() -> None:
+def test_make_client_sends_openai_compatible_endpoints_to_the_compat_client_only() -> None:
     task, _ = hanoi_step()
-    assert isinstance(make_client(ModelSpec("openai/sim", api_base="http://127.0.0.1:9/v1"), task), OpenAIClient)
+    assert isinstance(make_client(ModelSpec("openai/sim", api_base="http://127.0.0.1:9/v1"), task), OpenAICompatibleClient)
     assert isinstance(make_client(ModelSpec("openai/gpt-4.1-mini"), task), LiteLLMClient)  # no api_base: litellm
     assert isinstance(make_client(ModelSpec("hosted_vllm/x", api_base="http://127.0.0.1:9/v1"), task), LiteLLMClient)
 
@@ -48,7 +48,7 @@ def test_both_clients_give_the_same_samples(style) -> None:
         got = {kind: asyncio.run(client(kind, server).complete(requests)) for kind in CLIENTS}
     fields = [[(s.text, s.tokens_in, s.tokens_out, s.finish_reason, s.cost_usd, s.error) for s in got[k]] for k in CLIENTS]
     assert fields[0] == fields[1]
-    assert all(s.text and s.tokens_in > 100 and s.response_id for s in got["openai"])
+    assert all(s.text and s.tokens_in > 100 and s.response_id for s in got["compat"])
 
 
 def test_a_priced_model_is_costed_as_litellm_costs_it() -> None:
@@ -56,7 +56,7 @@ def test_a_priced_model_is_costed_as_litellm_costs_it() -> None:
 
     task, step = hanoi_step()
     with SimServer(SimServerConfig(p=1.0, latency=0.0)) as server:
-        (sample,) = asyncio.run(client("openai", server, model="openai/gpt-4.1-mini").complete(
+        (sample,) = asyncio.run(client("compat", server, model="openai/gpt-4.1-mini").complete(
             [SampleRequest(task.prompt(step), 0.0, 751, 1, step)]))
     expected = sum(litellm.cost_per_token(model="gpt-4.1-mini", prompt_tokens=sample.tokens_in, completion_tokens=sample.tokens_out))
     assert expected > 0 and sample.cost_usd == pytest.approx(expected)
@@ -67,7 +67,7 @@ def test_each_retried_fault_is_data_and_counted_by_kind(kind) -> None:
     task, step = hanoi_step()
     config = SimServerConfig(latency=0.0, fault_rate=1.0, faults=(kind,), retry_after_s=0.0, hang_s=30.0)
     with SimServer(config) as server:
-        (sample,) = asyncio.run(client("openai", server, timeout_s=0.5).complete([SampleRequest(task.prompt(step), 0.0, 751, 1, step)]))
+        (sample,) = asyncio.run(client("compat", server, timeout_s=0.5).complete([SampleRequest(task.prompt(step), 0.0, 751, 1, step)]))
         time.sleep(0.1)
         stats = server.stats()
     assert sample.error and sample.text == "" and sample.finish_reason == "error"
@@ -103,7 +103,7 @@ def test_a_server_that_ignores_n_is_detected_logged_once_and_drawn_one_by_one(ca
     prompt = task.prompt(step)
     batch = [SampleRequest(prompt, 0.7, 751, 10 + i, step) for i in range(3)]
     with SimServer(SimServerConfig(p=0.5, latency=0.0, ignore_n=True)) as server:
-        c = client("openai", server)
+        c = client("compat", server)
         with caplog.at_level(logging.WARNING, logger="maker.cluster"):
             first = asyncio.run(c.complete(batch))
             second = asyncio.run(c.complete(batch))
@@ -119,7 +119,7 @@ def test_faults_of_a_shared_request_are_counted_once() -> None:
     prompt = task.prompt(step)
     config = SimServerConfig(latency=0.0, fault_rate=1.0, faults=("500",))
     with SimServer(config) as server:
-        samples = asyncio.run(client("openai", server).complete([SampleRequest(prompt, 0.7, 751, i, step) for i in range(3)]))
+        samples = asyncio.run(client("compat", server).complete([SampleRequest(prompt, 0.7, 751, i, step) for i in range(3)]))
         stats = server.stats()
     assert all(s.error for s in samples)
     assert sum(len(s.faults) for s in samples) == stats["requests"] == 2
