@@ -124,17 +124,18 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--variants", type=int, default=4)
     ap.add_argument("--temperature", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads for the one-at-a-time layouts")
+    ap.add_argument("--threads", type=int, help="llama.cpp threads for the one-at-a-time layouts (default: maker's, one per two cores)")
     ap.add_argument("--layouts", default=",".join(LAYOUTS))
     ap.add_argument("--no-maker", action="store_true", help="measure the bound only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from maker.cluster.local_server import embedded_gguf_path
+    from maker.cluster.local_server import default_threads, embedded_gguf_path
     from maker.tasks import get_task
 
     from maker.config import VotingConfig
 
+    args.threads = args.threads or default_threads()
     task = get_task("chase", hops=max(args.steps, 2))
     path = embedded_gguf_path()
     work = workload(task, args.steps, args.k, args.variants, args.temperature)
