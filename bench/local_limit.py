@@ -14,12 +14,13 @@ Layouts measured (the best is the bound):
   parallel    one Llama per variant, two threads drawing at once with one llama thread each
 
 maker: the same steps through `maker.run` with ``--model local`` (Ray worker, server,
-voting, log); the rate is the difference of a short and a full run, which cancels the
-start-up.  Printed: both rates and their ratio.  A shared machine makes every figure noisy:
+voting, log), once per `--replicas` value (local servers per model, prompt variant v on
+server v % replicas); the rate is the difference of a short and a full run, which cancels
+the start-up.  Printed: both rates and their ratio.  A shared machine makes every figure noisy:
 compare the lines of one run.
 
     python bench/local_limit.py                       # 40 steps, k=3, 4 variants, T=0.5
-    python bench/local_limit.py --steps 80 --layouts per-variant,parallel --json
+    python bench/local_limit.py --steps 80 --layouts per-variant,parallel --replicas 1,2,4 --json
 """
 
 from __future__ import annotations
@@ -94,20 +95,24 @@ def bound(path: Path, work, layout: str, variants: int, threads: int) -> float: 
     return n / (time.perf_counter() - started)
 
 
-def maker_rate(task, voting, steps: int) -> dict:  # type: ignore[no-untyped-def]
-    """Samples/s of `maker.run` with --model local: a short and a full run, differenced."""
+def maker_rate(task, voting, steps: int, replicas: int) -> dict:  # type: ignore[no-untyped-def]
+    """Samples/s of `maker.run` with --model local (`replicas` servers): a short and a full
+    run on the same servers, differenced (that cancels Ray's and the servers' start-up)."""
     from maker.cluster import ModelSpec
+    from maker.cluster.local_server import serving
 
     from maker import ClusterConfig, run
 
-    def one(n: int):  # type: ignore[no-untyped-def]
-        with tempfile.TemporaryDirectory() as tmp:
-            started = time.perf_counter()
-            result = run(task, [ModelSpec("local")], voting, log=Path(tmp) / "limit", max_steps=n, cluster=ClusterConfig())
-            return result, time.perf_counter() - started
+    with serving([ModelSpec("local")], replicas=replicas) as specs:
 
-    short, short_wall = one(max(2, steps // 5))
-    full, wall = one(steps)
+        def one(n: int):  # type: ignore[no-untyped-def]
+            with tempfile.TemporaryDirectory() as tmp:
+                started = time.perf_counter()
+                result = run(task, specs, voting, log=Path(tmp) / "limit", max_steps=n, cluster=ClusterConfig())
+                return result, time.perf_counter() - started
+
+        short, short_wall = one(max(2, steps // 5))
+        full, wall = one(steps)
 
     def drawn(r) -> int:  # type: ignore[no-untyped-def]
         return r.samples + int(r.extra.get("wasted_samples", 0) or 0)
@@ -126,6 +131,7 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--threads", type=int, help="llama.cpp threads for the one-at-a-time layouts (default: maker's, one per two cores)")
     ap.add_argument("--layouts", default=",".join(LAYOUTS))
+    ap.add_argument("--replicas", default="1", help="maker runs to measure: local servers per model, e.g. 1,2,4")
     ap.add_argument("--no-maker", action="store_true", help="measure the bound only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -150,8 +156,10 @@ def main() -> int:
     if not args.no_maker:
         voting = VotingConfig(k=args.k, first_temperature=0.0, temperature=args.temperature,
                               prompt_variants=args.variants, prompt_style="completion")
-        report["maker"] = maker_rate(task, voting, args.steps)
-        report["ratio"] = round(report["maker"]["samples_per_s"] / best, 3)
+        report["maker"] = {}
+        for r in [int(x) for x in args.replicas.split(",") if x]:
+            m = report["maker"][r] = maker_rate(task, voting, args.steps, r)
+            m["ratio"] = round(m["samples_per_s"] / best, 3)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -159,9 +167,8 @@ def main() -> int:
           f"({report['device']}; a shared machine: compare lines of one run)")
     for layout, rate in report["bound"].items():
         print(f"  bound, in-process {layout:12} {rate:7.2f} samples/s")
-    if "maker" in report:
-        m = report["maker"]
-        print(f"  maker run --model local      {m['samples_per_s']:7.2f} samples/s  ratio {report['ratio']:.2f} of the bound "
+    for r, m in report.get("maker", {}).items():
+        print(f"  maker run, {r} server(s)      {m['samples_per_s']:7.2f} samples/s  ratio {m['ratio']:.2f} of the bound "
               f"({m['steps']} steps, {m['errors']} errors, {m['samples_per_step']} samples/step, {m['wasted']} wasted)")
     return 0
 

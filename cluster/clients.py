@@ -24,6 +24,7 @@ class ModelSpec:
 
     model: str
     api_base: str | None = None
+    api_bases: tuple[str, ...] = ()  # more servers of the same model; prompt variant v goes to server v % (1 + len)
     concurrency: int = 16
     timeout_s: float = 60.0
     rpm: float | None = None  # requests per minute (litellm models only)
@@ -100,6 +101,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
     config = LiteLLMConfig(
         model=spec.model,
         api_base=spec.api_base,
+        api_bases=spec.api_bases,
         concurrency=spec.concurrency,
         timeout_s=spec.timeout_s,
         rpm=spec.rpm,

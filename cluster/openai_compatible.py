@@ -93,8 +93,8 @@ class OpenAICompatibleClient(PooledClient):
 
     def __init__(self, config: EndpointConfig) -> None:
         super().__init__(config)
-        base = (config.api_base or "").rstrip("/")
-        self._urls = {True: base + "/chat/completions", False: base + "/completions"}
+        bases = [b.rstrip("/") for b in (config.api_base or "", *config.api_bases)]
+        self._urls = [{True: b + "/chat/completions", False: b + "/completions"} for b in bases]
         self._model = config.model.split("/", 1)[1]
         key = config.api_key or os.environ.get("OPENAI_API_KEY") or "sk-local-no-key"
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
@@ -133,7 +133,8 @@ class OpenAICompatibleClient(PooledClient):
             body["seed"] = request.seed & 0x7FFFFFFF  # 31 bits: some servers keep seeds in an int32
         session = await self._session()
         try:
-            async with session.post(self._urls[chat], data=json.dumps(body), headers=self._headers) as response:
+            urls = self._urls[request.variant % len(self._urls)]  # replicas: one prompt variant per server
+            async with session.post(urls[chat], data=json.dumps(body), headers=self._headers) as response:
                 data = await response.read()
                 if response.status != 200:
                     raise _status_error(response.status, data.decode("utf-8", "replace"), response.headers)

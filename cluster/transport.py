@@ -52,6 +52,7 @@ class EndpointConfig:
 
     model: str
     api_base: str | None = None
+    api_bases: tuple[str, ...] = ()  # replicas of api_base (OpenAI-compatible client): variant v goes to v % (1 + len)
     api_key: str | None = None
     concurrency: int = 16  # HTTP requests in flight at once (a request with n choices is one)
     max_retries: int = 4

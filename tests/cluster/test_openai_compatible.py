@@ -154,3 +154,16 @@ def test_retry_after_forms_and_cap() -> None:
 @pytest.mark.parametrize("total,weights,expected", [(10, [1, 1, 2], [2, 2, 6]), (0, [3, 4], [0, 0]), (5, [0, 0], [2, 3]), (7, [5], [7])])
 def test_split_tokens_sums_to_the_total(total, weights, expected) -> None:
     assert split_tokens(total, weights) == expected and sum(expected) == total
+
+
+def test_replicas_get_one_prompt_variant_each() -> None:
+    """`api_bases`: variant v goes to server v % replicas (each keeps its variant's prefix cached)."""
+    task, step = hanoi_step()
+    prompt = task.prompt(step)
+    requests = [SampleRequest(prompt, 0.7, 751, 20 + i, step, variant=i % 3) for i in range(6)]
+    with SimServer(SimServerConfig(latency=0.0)) as a, SimServer(SimServerConfig(latency=0.0)) as b:
+        c = OpenAICompatibleClient(EndpointConfig("openai/sim", api_base=a.url, api_bases=(b.url,), use_n=False))
+        samples = asyncio.run(c.complete(requests))
+        counts = (a.stats()["requests"], b.stats()["requests"])
+    assert all(s.error is None for s in samples)
+    assert counts == (4, 2)  # variants 0 and 2 on the first server, variant 1 on the second
