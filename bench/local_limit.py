@@ -111,6 +111,7 @@ def maker_rate(task, voting, steps: int, replicas: int) -> dict:  # type: ignore
                 result = run(task, specs, voting, log=Path(tmp) / "limit", max_steps=n, cluster=ClusterConfig())
                 return result, time.perf_counter() - started
 
+        one(1)  # warm: Ray, the worker, the first connections (not counted)
         short, short_wall = one(max(2, steps // 5))
         full, wall = one(steps)
 
