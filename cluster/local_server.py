@@ -372,6 +372,11 @@ def _hint(tail: str) -> str:
 _WAKE = getattr(signal, "SIGUSR1", signal.SIGINT)
 
 
+#: Local servers per model: one per prompt variant of the measured chase setting (4 variants).
+#: Measured (bench/local_limit.py, 2 cores): a 30-step run took 50 s with 4, 71 s with 2, 88 s with 1.
+DEFAULT_REPLICAS = 4
+
+
 @contextlib.contextmanager
 def serving(
     specs: Sequence[ModelSpec],
@@ -381,7 +386,7 @@ def serving(
     log_path: str | Path | None = None,
     max_restarts: int = 2,
     on_start: Callable[[LocalServer], None] | None = None,
-    replicas: int = 1,
+    replicas: int = DEFAULT_REPLICAS,
 ) -> Iterator[list[ModelSpec]]:
     """Serve every ``local`` / ``local:PATH`` spec for the duration of the block; yield the
     specs with those rewritten to ``openai/<alias>`` at the server's ``api_base``.
