@@ -18,7 +18,8 @@ then the client's CPU, not the round trip, bounds the rate.
     python bench/speculation.py --latencies 0.5 --steps 300 --jitter-frac 0.5
     python bench/speculation.py --latencies 0.1 --steps 300 --depths 0,4 --rounds 3   # on a busy machine
 
-On a shared machine the client's CPU (litellm: ~10 ms per request here) can bound the rate
+On a shared machine the client's CPU (~1 ms per request with the OpenAI-compatible client, ~10 ms
+through litellm: bench/client_cpu.py) can bound the rate
 before the round trip does; --rounds alternates the depths so load drift hits all alike.
 """
 
@@ -109,7 +110,7 @@ def main() -> None:
 
     ensure_ray()
     tmp = Path(tempfile.mkdtemp(prefix="maker-spec-bench-"))
-    report = {"simulated": True, "workers": args.workers, "segment_steps": args.segment_steps, "model": "maker sim-server via litellm (openai/sim)", "p": args.p, "k": args.k,
+    report = {"simulated": True, "workers": args.workers, "segment_steps": args.segment_steps, "model": "maker sim-server via the OpenAI-compatible client (openai/sim)", "p": args.p, "k": args.k,
               "steps": args.steps, "concurrency": args.concurrency, "cpus": os.cpu_count(), "runs": []}
     try:
         for latency in [float(x) for x in args.latencies.split(",")]:

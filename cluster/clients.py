@@ -3,8 +3,9 @@
 ``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`),
 ``py:pkg.module:factory`` (or ``py:path/to/file.py:factory``) a client built by the user's
 own code on each worker, a `ModelClient` object (e.g. ``FunctionClient(fn)``) is used as
-is (shipped to the workers by value), and anything else goes to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``, ``openai/NAME`` with an
-``api_base`` for OpenAI-compatible servers).
+is (shipped to the workers by value), ``openai/NAME`` with an ``api_base`` (OpenAI-compatible
+servers, the embedded model) goes to `OpenAICompatibleClient` (plain HTTP, ~10x less client
+CPU than litellm), and anything else to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from maker.tasks.base import Task
 
 from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
+from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
 
@@ -29,6 +31,7 @@ class ModelSpec:
 
     model: str
     api_base: str | None = None
+    api_bases: tuple[str, ...] = ()  # more servers of the same model; prompt variant v goes to server v % (1 + len)
     concurrency: int = 16
     timeout_s: float = 60.0
     rpm: float | None = None  # requests per minute (litellm models only)
@@ -216,14 +219,16 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         return make_scripted(spec.model)
     if spec.in_process_simulator:
         return SimulatedModel(task, parse_sim_model(spec.model), name=spec.model)
-    return LiteLLMClient(
-        LiteLLMConfig(
-            model=spec.model,
-            api_base=spec.api_base,
-            concurrency=spec.concurrency,
-            timeout_s=spec.timeout_s,
-            rpm=spec.rpm,
-            tpm=spec.tpm,
-            stop=tuple(getattr(task, "stop", ()) or ()),
-        )
+    config = LiteLLMConfig(
+        model=spec.model,
+        api_base=spec.api_base,
+        api_bases=spec.api_bases,
+        concurrency=spec.concurrency,
+        timeout_s=spec.timeout_s,
+        rpm=spec.rpm,
+        tpm=spec.tpm,
+        stop=tuple(getattr(task, "stop", ()) or ()),
     )
+    if uses_openai_compatible(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
+        return OpenAICompatibleClient(config)
+    return LiteLLMClient(config)

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import ModelConfigError
-from .protocol import Sample, SampleRequest
-from .ratelimit import RateLimits
-from .secrets import redact
+from .protocol import SampleRequest
+from .transport import EndpointConfig, PooledClient, Reply, cached_price, fault_kind, one_line
+
+__all__ = ["LiteLLMClient", "LiteLLMConfig", "check_model_settings", "fault_kind", "import_litellm", "retryable_errors"]
 
 
 def import_litellm() -> Any:
@@ -44,22 +41,8 @@ def retryable_errors(litellm: Any) -> tuple[type[BaseException], ...]:
     )
 
 
-@dataclass(frozen=True)
-class LiteLLMConfig:
-    """How to reach a model: litellm model string plus transport limits."""
-
-    model: str
-    api_base: str | None = None
-    api_key: str | None = None
-    concurrency: int = 16
-    max_retries: int = 4
-    timeout_s: float = 60.0
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    rpm: float | None = None  # most requests per minute (retries included); None: no limit
-    tpm: float | None = None  # most prompt + reply tokens per minute; None: no limit
-    send_seed: bool = True  # pass each draw's seed (servers that honour it repeat a draw exactly)
-    stop: tuple[str, ...] = ()  # where a reply ends (the task's `stop`, e.g. a newline for one-line answers)
+#: The litellm client's settings are the shared endpoint settings (one owner for each).
+LiteLLMConfig = EndpointConfig
 
 
 def check_model_settings(model: str, api_base: str | None = None) -> None:
@@ -73,25 +56,23 @@ def check_model_settings(model: str, api_base: str | None = None) -> None:
     try:
         env = litellm.validate_environment(model=model)
     except Exception as exc:  # litellm raises many types for unknown providers
-        raise ModelConfigError(f"{model}: litellm cannot use this model ({_one_line(exc)})", model=model) from None
+        raise ModelConfigError(f"{model}: litellm cannot use this model ({one_line(exc)})", model=model) from None
     missing = env.get("missing_keys") or []
     if missing:
         names = ", ".join(missing)
         raise ModelConfigError(f"{model}: set {names} in the environment (missing)", model=model)
 
 
-class LiteLLMClient:
-    """A `ModelClient` over `litellm.acompletion` / `atext_completion`."""
+class LiteLLMClient(PooledClient):
+    """A `ModelClient` over `litellm.acompletion` / `atext_completion` (retries, `n`, pacing:
+    `cluster.transport.PooledClient`)."""
 
-    def __init__(self, config: LiteLLMConfig) -> None:
-        self.config = config
-        self.name = config.model
+    def __init__(self, config: EndpointConfig) -> None:
+        super().__init__(config)
         self._litellm = import_litellm()
-        self._retryable = retryable_errors(self._litellm)
-        self._semaphore: asyncio.Semaphore | None = None
-        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
-        self.limits = RateLimits(config.rpm, config.tpm)
+        self.retryable = retryable_errors(self._litellm)
         self._text_clients: dict[int, Any] = {}
+        self._price: Any = None
 
     def _text_client(self, api_key: str) -> Any:
         """One AsyncOpenAI client per event loop for text completions at an `api_base`.
@@ -110,45 +91,7 @@ class LiteLLMClient:
             self._text_clients = {loop: client}  # a new loop: the old client's connections are dead
         return client
 
-    async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._semaphore_loop is not loop:  # a semaphore serves one event loop
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
-            self._semaphore_loop = loop
-        return list(await asyncio.gather(*(self._one(r) for r in requests)))
-
-    async def _one(self, request: SampleRequest) -> Sample:
-        assert self._semaphore is not None
-        cfg = self.config
-        started = time.perf_counter()
-        error = "unknown"
-        faults: list[str] = []
-        estimate = _prompt_chars(request.prompt) // 4 + 1
-        for attempt in range(cfg.max_retries + 1):
-            await self.limits.before(estimate)
-            async with self._semaphore:
-                try:
-                    response = await self._call(request)
-                    sample = self._to_sample(response, time.perf_counter() - started)
-                    sample.faults = tuple(faults)
-                    self.limits.after(estimate, (sample.tokens_in or estimate) + sample.tokens_out)
-                    return sample
-                except self._retryable as exc:
-                    error = f"{type(exc).__name__}: {_one_line(exc)}"
-                    faults.append(fault_kind(exc))
-                    wait = _retry_after(exc)
-                except Exception as exc:  # not retryable: bad request, auth, parsing...
-                    error = f"{type(exc).__name__}: {_one_line(exc)}"
-                    faults.append(fault_kind(exc))
-                    break
-            if attempt < cfg.max_retries:
-                backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt) * (0.5 + random.random())
-                await asyncio.sleep(max(wait or 0.0, backoff))
-        return Sample(
-            "", self.name, finish_reason="error", latency_s=time.perf_counter() - started, error=error, faults=tuple(faults)
-        )
-
-    async def _call(self, request: SampleRequest) -> Any:
+    async def call(self, request: SampleRequest, n: int) -> Any:
         cfg = self.config
         common: dict[str, Any] = {
             "model": cfg.model,
@@ -157,6 +100,8 @@ class LiteLLMClient:
             "timeout": cfg.timeout_s,
             "num_retries": 0,
         }
+        if n > 1:
+            common["n"] = n
         if cfg.stop:
             common["stop"] = list(cfg.stop)
         if cfg.send_seed:
@@ -174,15 +119,15 @@ class LiteLLMClient:
             return await self._litellm.atext_completion(prompt=request.prompt, **common)
         return await self._litellm.acompletion(messages=request.prompt, **common)
 
-    def _to_sample(self, response: Any, latency: float) -> Sample:
-        choice = response.choices[0]
-        text = getattr(choice, "text", None)
-        if text is None:
-            message = getattr(choice, "message", None)
-            text = getattr(message, "content", None) or ""
+    def read(self, response: Any) -> Reply:
+        choices = []
+        for choice in response.choices:
+            text = getattr(choice, "text", None)
+            if text is None:
+                message = getattr(choice, "message", None)
+                text = getattr(message, "content", None) or ""
+            choices.append((str(text), str(getattr(choice, "finish_reason", None) or "stop")))
         usage = getattr(response, "usage", None)
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
         hidden = getattr(response, "_hidden_params", None) or {}
         if not isinstance(hidden, dict):
             hidden = {}
@@ -193,68 +138,16 @@ class LiteLLMClient:
                 cost = float(self._litellm.completion_cost(completion_response=response) or 0.0)
             except Exception:  # unpriced model (local server, sim-server): cost unknown, count 0
                 cost = 0.0
-        cached = bool(hidden.get("cache_hit"))
-        return Sample(
-            text=str(text),
-            model=self.name,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            finish_reason=str(getattr(choice, "finish_reason", None) or "stop"),
-            latency_s=latency,
-            cost_usd=cost,
-            response_id=getattr(response, "id", None),
-            cached=cached,
+        return Reply(
+            choices,
+            int(getattr(usage, "prompt_tokens", 0) or 0),
+            int(getattr(usage, "completion_tokens", 0) or 0),
+            cost,
+            getattr(response, "id", None),
+            bool(hidden.get("cache_hit")),
         )
 
-
-#: Words in an exception's message that mean the reply body was not valid JSON (litellm
-#: reports a cut-off body as a 500, which would otherwise hide what happened).
-_BAD_JSON = ("Unterminated", "Expecting", "JSONDecodeError", "Extra data", "Invalid control character")
-
-
-def fault_kind(exc: BaseException) -> str:
-    """A short, stable name for what went wrong with one attempt, for counting by kind.
-
-    litellm folds connection resets and unparsable bodies into InternalServerError, so the
-    exception's class alone would count three different endpoint faults as one."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    message = str(exc)
-    if "RateLimitError" in names:
-        return "rate_limited"
-    if names & {"Timeout", "APITimeoutError", "TimeoutError"}:
-        return "timeout"
-    if "APIConnectionError" in names or "Connection error" in message:
-        return "connection"
-    if any(word in message for word in _BAD_JSON):
-        return "bad_json"
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and status >= 500 or names & {"InternalServerError", "ServiceUnavailableError"}:
-        return "server_error"
-    if names & {"AuthenticationError", "PermissionDeniedError"}:
-        return "auth"
-    if isinstance(status, int) and 400 <= status < 500 or "BadRequestError" in names:
-        return "bad_request"
-    return "other"
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return min(60.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _prompt_chars(prompt: str | list[dict[str, str]]) -> int:
-    if isinstance(prompt, str):
-        return len(prompt)
-    return sum(len(m.get("content") or "") for m in prompt)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = redact(" ".join(str(exc).split()))
-    return text[:300]
+    def price(self, tokens_in: int, tokens_out: int) -> float:
+        if self._price is None:
+            self._price = cached_price(self.config.model)
+        return self._price(tokens_in, tokens_out)

@@ -415,6 +415,11 @@ def _hint(tail: str) -> str:
 _WAKE = getattr(signal, "SIGUSR1", signal.SIGINT)
 
 
+#: Local servers per model: one per prompt variant of the measured chase setting (4 variants).
+#: Measured (bench/local_limit.py, 2 cores): a 30-step run took 50 s with 4, 71 s with 2, 88 s with 1.
+DEFAULT_REPLICAS = 4
+
+
 @contextlib.contextmanager
 def serving(
     specs: Sequence[ModelSpec],
@@ -424,11 +429,15 @@ def serving(
     log_path: str | Path | None = None,
     max_restarts: int = 2,
     on_start: Callable[[LocalServer], None] | None = None,
+    replicas: int = DEFAULT_REPLICAS,
 ) -> Iterator[list[ModelSpec]]:
     """Serve every ``local`` / ``local:PATH`` spec for the duration of the block; yield the
     specs with those rewritten to ``openai/<alias>`` at the server's ``api_base``.
 
-    One server per distinct GGUF file, shared by all Ray workers.  If a server dies
+    `replicas` servers per distinct GGUF file (one thread each by default), shared by all Ray
+    workers; with more than one, the spec's ``api_bases`` lists them all and the client sends
+    prompt variant v to server ``v % replicas``, so each server keeps one variant's prefix
+    in its KV cache and the servers compute side by side.  If a server dies
     beyond its restarts while the main thread runs the job, the job is interrupted and
     LocalServerError (naming the log file) is raised from here.  Other specs pass through.
 
@@ -446,6 +455,8 @@ def serving(
     distinct = sorted(set(paths.values()))
     if port is not None and len(distinct) > 1:
         raise ModelConfigError("--local-port fixes the port of one local model; leave it out to serve several")
+    if port is not None:
+        replicas = 1  # a fixed port names one server
     main_thread = threading.current_thread() is threading.main_thread()
 
     def interrupt(message: str) -> None:
@@ -464,17 +475,23 @@ def serving(
         raise KeyboardInterrupt("a local model server died")
 
     previous = signal.signal(_WAKE, server_down) if main_thread and hasattr(signal, "pthread_kill") else None
-    servers: dict[Path, LocalServer] = {}
+    servers: dict[Path, list[LocalServer]] = {}
     with contextlib.ExitStack() as stack:
         for path in distinct:
-            log = Path(log_path) if log_path and len(distinct) == 1 else None
-            config = LocalServerConfig(path, port=port, n_threads=threads, log_path=log, max_restarts=max_restarts)
-            server = LocalServer(config, on_failure=interrupt)
-            servers[path] = stack.enter_context(server)
-            if on_start is not None:
-                on_start(server)
+            for r in range(max(1, replicas)):
+                log = Path(log_path) if log_path and len(distinct) == 1 else None
+                if log is not None and r:
+                    log = log.with_name(f"{log.stem}.{r}{log.suffix}")
+                config = LocalServerConfig(path, port=port, n_threads=threads, log_path=log, max_restarts=max_restarts)
+                server = LocalServer(config, on_failure=interrupt)
+                if r and log is None:  # the default name is per process: one file per replica
+                    server.log_path = server.log_path.with_name(f"{server.log_path.stem}.{r}{server.log_path.suffix}")
+                servers.setdefault(path, []).append(stack.enter_context(server))
+                if on_start is not None:
+                    on_start(server)
         served = [
-            replace(s, model=servers[paths[s.model]].model, api_base=servers[paths[s.model]].api_base)
+            replace(s, model=servers[paths[s.model]][0].model, api_base=servers[paths[s.model]][0].api_base,
+                    api_bases=tuple(x.api_base for x in servers[paths[s.model]][1:]))
             if s.model in paths
             else s
             for s in specs
@@ -482,7 +499,7 @@ def serving(
         try:
             yield served
         except KeyboardInterrupt:
-            failed = next((s for s in servers.values() if s.failure), None)
+            failed = next((s for group in servers.values() for s in group if s.failure), None)
             if failed is None:
                 raise
             raise LocalServerError(

@@ -43,6 +43,8 @@ from .simulator import SimConfig, SimulatedModel, mix64, uniform
 
 #: Faults the server can inject, as `--faults` names them.
 FAULT_KINDS = ("500", "429", "hang", "reset", "truncated", "empty", "huge")
+#: How a 429 can give its wait: Retry-After seconds, Retry-After HTTP date, retry-after-ms.
+RETRY_AFTER_FORMS = ("seconds", "date", "ms")
 HOST = "127.0.0.1"
 _HUGE_CHARS = 1 << 20
 
@@ -62,6 +64,8 @@ class SimServerConfig:
     fault_rate: float = 0.0
     faults: tuple[str, ...] = FAULT_KINDS
     retry_after_s: float = 1.0
+    retry_after_form: str = "seconds"  # how a 429 says it: "seconds", "date" (RFC 9110 HTTP date) or "ms" (retry-after-ms)
+    ignore_n: bool = False  # answer one choice whatever n asks, as llama.cpp's server does
     hang_s: float = 600.0
     port: int = 0  # 0: any free port
     model: str = "sim"
@@ -86,6 +90,8 @@ class SimServerConfig:
             out.append(f"--port must be in 0..65535, got {self.port}")
         if self.task not in _READERS:
             out.append(f"the sim-server knows the tasks {', '.join(sorted(_READERS))}, not {self.task!r}")
+        if self.retry_after_form not in RETRY_AFTER_FORMS:
+            out.append(f"--retry-after-form must be one of {', '.join(RETRY_AFTER_FORMS)}, got {self.retry_after_form!r}")
         if self.retry_after_s < 0 or self.hang_s < 0:
             out.append("--retry-after and --hang must be >= 0")
         return out
@@ -215,6 +221,8 @@ class SimApp:
         if not isinstance(n, int) or not 1 <= n <= 16:
             stats.bad_requests += 1
             return _error(400, "n must be an integer in 1..16")
+        if self.config.ignore_n:
+            n = 1
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 20
         fault = None
         cfg = self.config
@@ -235,7 +243,7 @@ class SimApp:
                 if fault == "500":
                     return _error(500, "simulated server error")
                 if fault == "429":
-                    return _error(429, "simulated rate limit", {"Retry-After": _seconds(cfg.retry_after_s)})
+                    return _error(429, "simulated rate limit", _retry_after_header(cfg.retry_after_s, cfg.retry_after_form))
                 if fault == "reset":
                     if request.transport is not None:
                         request.transport.abort()  # the client sees the connection drop
@@ -315,6 +323,17 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
     kind = {400: "invalid_request_error", 429: "rate_limit_error"}.get(status, "server_error")
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status, headers=headers)
+
+
+def _retry_after_header(seconds: float, form: str) -> dict[str, str]:
+    if form == "ms":
+        return {"retry-after-ms": str(int(round(seconds * 1000)))}
+    if form == "date":  # whole seconds only: round up so the wait is never shorter than asked
+        import email.utils
+        import math
+
+        return {"Retry-After": email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)}
+    return {"Retry-After": _seconds(seconds)}
 
 
 def _seconds(value: float) -> str:

@@ -97,7 +97,8 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
         )
         served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}
         args._served_models = served
-    return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base) if s.model in served else s for s in specs]
+    return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base, api_bases=served[s.model].api_bases)
+            if s.model in served else s for s in specs]
 
 
 def _announce(server: Any) -> None:

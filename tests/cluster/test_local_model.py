@@ -223,3 +223,24 @@ def test_no_orphan_server_when_maker_is_interrupted_or_killed(tmp_path: Path, ra
     proc.communicate(timeout=120)
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL)
     assert gone(pid), "orphaned local model server"
+
+
+def test_replicas_serve_one_prompt_variant_each(tmp_path: Path) -> None:
+    """serving(replicas=2): two servers, each answering the variants routed to it, both gone after."""
+    import asyncio
+
+    from maker.cluster import SampleRequest, make_client
+    from maker.tasks import get_task
+    from maker.tasks.base import task_prompt
+
+    task = get_task("chase", hops=3)
+    step = task.first_step()
+    with serving([ModelSpec("local")], replicas=2, log_path=tmp_path / "server.log") as specs:
+        (spec,) = specs
+        assert len(spec.api_bases) == 1 and spec.api_bases[0] != spec.api_base
+        requests = [SampleRequest(task_prompt(task, step, "completion", v), 0.0, 8, v, step, v) for v in range(2)]
+        samples = asyncio.run(make_client(spec, task).complete(requests))
+        logs = [tmp_path / "server.log", tmp_path / "server.1.log"]
+        served = [log.read_text().count("POST /v1/completions") for log in logs]
+    assert all(s.error is None and task.judge(step, s.text, v).key is not None for v, s in enumerate(samples))
+    assert all(n >= 1 for n in served), served  # each server answered its own variant

@@ -1,0 +1,304 @@
+"""What every HTTP model client shares: batching, `n`, retries, Retry-After, faults by kind.
+
+Why one module: the litellm client (any provider string) and the OpenAI-compatible
+client (`openai_compatible`, ~10x cheaper in CPU per call) must retry, back off, pace
+themselves and account for samples identically, or a run's log would depend on which
+client drew it.  A client supplies three things -- the retryable exception tuple, one
+call (`call(request, n)`), and how to read a response (`read(response) -> Reply`); the
+loop here does the rest.
+
+Drawing with `n`: samples of one batch that share the *same* prompt object, temperature
+and token cap (a step's votes after the temperature-0 first one) go out as one request
+with ``n`` choices, so the prompt is sent, read and billed once.  Sample i of such a
+request gets ``response_id = "<id>#i"`` (distinct draws, visibly from one request), the
+prompt's tokens go to sample 0 only (tokens and cost sum to what the provider billed), the
+reply tokens are split in proportion to each reply's length, and a failed attempt's fault
+is recorded on sample 0 only (fault counts stay one per request the endpoint failed).  A
+provider that returns fewer choices than asked ignores ``n``: that is logged once, the
+missing samples are drawn one request each, and the client never sends ``n`` again.
+
+Example:
+    >>> retry_after_s({"retry-after-ms": "1500"})
+    1.5
+    >>> retry_after_s({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0)
+    10.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import Sample, SampleRequest
+from .ratelimit import RateLimits
+from .secrets import redact
+
+log = logging.getLogger("maker.cluster")
+
+#: The longest a server's Retry-After (any form) may make one retry wait, in seconds.
+RETRY_AFTER_CAP_S = 60.0
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """How to reach a model: its model string plus transport limits (both clients)."""
+
+    model: str
+    api_base: str | None = None
+    api_bases: tuple[str, ...] = ()  # replicas of api_base (OpenAI-compatible client): variant v goes to v % (1 + len)
+    api_key: str | None = None
+    concurrency: int = 16  # HTTP requests in flight at once (a request with n choices is one)
+    max_retries: int = 4
+    timeout_s: float = 60.0
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    rpm: float | None = None  # most requests per minute (retries included); None: no limit
+    tpm: float | None = None  # most prompt + reply tokens per minute; None: no limit
+    send_seed: bool = True  # pass each draw's seed (servers that honour it repeat a draw exactly)
+    stop: tuple[str, ...] = ()  # where a reply ends (the task's `stop`, e.g. a newline for one-line answers)
+    use_n: bool = True  # draw same-prompt samples of a batch as one request with n choices
+
+
+@dataclass
+class Reply:
+    """One response, read: each choice's (text, finish reason), usage for the whole
+    request, its cost in USD (None: let the client price the tokens) and identity."""
+
+    choices: list[tuple[str, str]]
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None
+    response_id: str | None
+    cached: bool = False
+
+
+class PooledClient:
+    """The shared half of an HTTP `ModelClient`; subclasses set `retryable` and define
+    `call(request, n) -> response`, `read(response) -> Reply`, `price(tokens_in, tokens_out)`."""
+
+    retryable: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self.name = config.model
+        self.limits = RateLimits(config.rpm, config.tpm)
+        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+        self.n_ignored = not config.use_n  # set once a provider is seen to ignore n
+
+    async def call(self, request: SampleRequest, n: int) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read(self, response: Any) -> Reply:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def price(self, tokens_in: int, tokens_out: int) -> float:
+        """USD for these tokens (0 when the model is unpriced); used to split a shared request's cost."""
+        return 0.0
+
+    async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        """One sample per request, in order; same-prompt requests share one call (see module doc)."""
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:  # a semaphore serves one event loop
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._semaphore_loop = loop
+        groups = self._groups(requests)
+        results = await asyncio.gather(*(self._group(requests, g) for g in groups))
+        out: list[Sample | None] = [None] * len(requests)
+        for group, samples in zip(groups, results):
+            for i, sample in zip(group, samples):
+                out[i] = sample
+        return out  # type: ignore[return-value]
+
+    def _groups(self, requests: Sequence[SampleRequest]) -> list[list[int]]:
+        if self.n_ignored or len(requests) < 2:
+            return [[i] for i in range(len(requests))]
+        by_key: dict[tuple[int, float, int], list[int]] = {}
+        for i, r in enumerate(requests):
+            by_key.setdefault((id(r.prompt), r.temperature, r.max_tokens), []).append(i)
+        return list(by_key.values())
+
+    async def _group(self, requests: Sequence[SampleRequest], group: list[int]) -> list[Sample]:
+        samples = await self._attempts(requests[group[0]], len(group))
+        if len(samples) < len(group):  # the provider ignored n: draw the rest one by one
+            if not self.n_ignored:
+                self.n_ignored = True
+                log.warning("%s returned %d of %d choices: it ignores n; drawing one request per sample from now on",
+                            self.name, len(samples), len(group))
+            rest = await asyncio.gather(*(self._attempts(requests[i], 1) for i in group[len(samples):]))
+            samples += [s[0] for s in rest]
+        return samples[: len(group)]
+
+    async def _attempts(self, request: SampleRequest, n: int) -> list[Sample]:
+        """Up to 1 + max_retries attempts of one request; failures come back as error samples."""
+        assert self._semaphore is not None
+        cfg = self.config
+        started = time.perf_counter()
+        error = "unknown"
+        faults: list[str] = []
+        estimate = prompt_chars(request.prompt) // 4 + 1
+        for attempt in range(cfg.max_retries + 1):
+            await self.limits.before(estimate)
+            wait: float | None = None
+            async with self._semaphore:
+                try:
+                    response = await self.call(request, n)
+                    reply = self.read(response)
+                    if not reply.choices:
+                        raise ValueError("the response has no choices")
+                except self.retryable as exc:
+                    error = f"{type(exc).__name__}: {one_line(exc)}"
+                    faults.append(fault_kind(exc))
+                    wait = retry_after_s(_headers(exc))
+                except Exception as exc:  # not retryable: bad request, auth, parsing...
+                    error = f"{type(exc).__name__}: {one_line(exc)}"
+                    faults.append(fault_kind(exc))
+                    break
+                else:
+                    samples = self._samples(reply, time.perf_counter() - started, n)
+                    samples[0].faults = tuple(faults)
+                    self.limits.after(estimate, (reply.tokens_in or estimate) + reply.tokens_out)
+                    return samples
+            if attempt < cfg.max_retries:
+                backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt) * (0.5 + random.random())
+                await asyncio.sleep(max(wait or 0.0, backoff))
+        latency = time.perf_counter() - started
+        return [
+            Sample("", self.name, finish_reason="error", latency_s=latency, error=error, faults=tuple(faults) if i == 0 else ())
+            for i in range(n)
+        ]
+
+    def _samples(self, reply: Reply, latency: float, n: int) -> list[Sample]:
+        choices = reply.choices[:n]
+        if n == 1 or len(choices) == 1:  # one sample: usage and cost are its own
+            text, finish = choices[0]
+            cost = reply.cost_usd if reply.cost_usd is not None else self.price(reply.tokens_in, reply.tokens_out)
+            return [Sample(text, self.name, reply.tokens_in, reply.tokens_out, finish, latency, cost,
+                           response_id=reply.response_id, cached=reply.cached)]
+        outs = split_tokens(reply.tokens_out, [len(t) for t, _ in choices])
+        ins = [reply.tokens_in] + [0] * (len(choices) - 1)
+        costs = [self.price(i, o) for i, o in zip(ins, outs)]
+        if reply.cost_usd is not None:  # the provider's total, shared in proportion to the list prices
+            total = sum(costs)
+            costs = [reply.cost_usd * c / total for c in costs] if total > 0 else [reply.cost_usd] + [0.0] * (len(costs) - 1)
+        rid = reply.response_id
+        return [
+            Sample(text, self.name, ins[i], outs[i], finish, latency, costs[i],
+                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached)
+            for i, (text, finish) in enumerate(choices)
+        ]
+
+
+def split_tokens(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` tokens shared out in proportion to `weights` (integers summing to `total`).
+
+    >>> split_tokens(10, [1, 1, 2])
+    [2, 2, 6]
+    """
+    weight = sum(weights)
+    if weight <= 0:
+        weights, weight = [1] * len(weights), len(weights)
+    shares = [total * w // weight for w in weights]
+    for i in range(total - sum(shares)):  # the remainder, one token each from the last
+        shares[-1 - i % len(shares)] += 1
+    return shares
+
+
+#: Words in an exception's message that mean the reply body was not valid JSON (litellm
+#: reports a cut-off body as a 500, which would otherwise hide what happened).
+_BAD_JSON = ("Unterminated", "Expecting", "JSONDecodeError", "Extra data", "Invalid control character")
+
+
+def fault_kind(exc: BaseException) -> str:
+    """A short, stable name for what went wrong with one attempt, for counting by kind.
+
+    litellm folds connection resets and unparsable bodies into InternalServerError, so the
+    exception's class alone would count three different endpoint faults as one."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(exc)
+    if "RateLimitError" in names:
+        return "rate_limited"
+    if names & {"Timeout", "APITimeoutError", "TimeoutError"}:
+        return "timeout"
+    if "APIConnectionError" in names or "Connection error" in message:
+        return "connection"
+    if "JSONDecodeError" in names or any(word in message for word in _BAD_JSON):
+        return "bad_json"
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 500 or names & {"InternalServerError", "ServiceUnavailableError"}:
+        return "server_error"
+    if names & {"AuthenticationError", "PermissionDeniedError"}:
+        return "auth"
+    if isinstance(status, int) and 400 <= status < 500 or "BadRequestError" in names:
+        return "bad_request"
+    return "other"
+
+
+def retry_after_s(headers: Mapping[str, str] | None, now: float | None = None, cap: float = RETRY_AFTER_CAP_S) -> float | None:
+    """How long a server asked us to wait, in seconds, capped at `cap`; None if it did not say.
+
+    Reads ``retry-after-ms`` (milliseconds, sent by OpenAI and Azure), then ``Retry-After``
+    in both RFC 9110 forms: delay-seconds, or an HTTP date (wait until then; a past date
+    means 0).  `now` is the Unix time to measure a date from (default: the clock)."""
+    if not headers:
+        return None
+    get = headers.get
+    ms = get("retry-after-ms") or get("Retry-After-Ms")
+    if ms is not None:
+        try:
+            return max(0.0, min(cap, float(ms) / 1000.0))
+        except ValueError:
+            pass
+    value = get("retry-after") or get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(cap, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 9110 dates are GMT anyway
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, min(cap, when.timestamp() - (time.time() if now is None else now)))
+
+
+def _headers(exc: BaseException) -> Mapping[str, str] | None:
+    headers = getattr(exc, "headers", None)  # ours (openai_compatible); litellm's hang off .response
+    return headers if headers is not None else getattr(getattr(exc, "response", None), "headers", None)
+
+
+def prompt_chars(prompt: str | list[dict[str, str]]) -> int:
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(m.get("content") or "") for m in prompt)
+
+
+def one_line(exc: BaseException) -> str:
+    text = redact(" ".join(str(exc).split()))
+    return text[:300]
+
+
+def cached_price(model: str) -> Callable[[int, int], float]:
+    """USD for (tokens_in, tokens_out) of `model` from litellm's offline table, looked up once
+    (0 for a model the table does not know: a local server, the sim-server)."""
+    price = _PRICES.get(model)
+    if price is None:
+        from maker.budget.pricing import price_of
+
+        p = price_of(model)
+        price = _PRICES[model] = (p.input_per_m / 1e6, p.output_per_m / 1e6)
+    pin, pout = price
+    return lambda tokens_in, tokens_out: tokens_in * pin + tokens_out * pout
+
+
+_PRICES: dict[str, tuple[float, float]] = {}
