@@ -130,3 +130,42 @@ def test_a_node_removed_mid_run_costs_no_step(tmp_path) -> None:
     steps = read_table(open_log(log), ["step"], kind="decision")["step"].to_pylist()
     assert sorted(steps) == list(range(511))  # none missing, none twice
     assert verify_log(log).solved
+
+
+USER_TASK = r"""
+import contextlib, io, json, sys
+import ray
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+try:
+    cluster.add_node(num_cpus=1, resources={"second_node": 1})
+    cluster.wait_for_nodes(timeout=40)
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    ray.shutdown()
+    from maker.cli.main import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["run", "--task", sys.argv[2], "--n", "40", "--model", "sim:0.95", "--k", "2",
+                     "--address", cluster.address, "--workers", "2", "--segment-steps", "5", "--json", "--quiet",
+                     "--log", sys.argv[1]])
+    ray.shutdown()
+    print("RESULT " + json.dumps({"nodes": nodes, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:]}))
+finally:
+    cluster.shutdown()
+"""
+
+
+def test_a_users_own_task_runs_on_both_nodes(tmp_path) -> None:
+    """A task in a file no node can import (a folder outside every sys.path) reaches the
+    workers on both nodes by value (cloudpickle), and the run is solved."""
+    folder = tmp_path / "user_project"
+    folder.mkdir()
+    shutil.copy(ROOT / "examples" / "ledger.py", folder / "my_ledger_q15.py")
+    script = USER_TASK.replace("sys.argv[2]", repr(f"{folder / 'my_ledger_q15.py'}:ledger"))
+    report = in_own_cluster(script, tmp_path / "ledger", 120)
+    assert report["code"] == 0, report["stderr"]
+    result = json.loads(report["stdout"])
+    assert result["solved"] and result["errors"] == 0 and result["steps"] == 40
+    assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])
