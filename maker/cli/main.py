@@ -135,6 +135,11 @@ def _command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("maker: interrupted; the step log holds every completed step (use --resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `maker tasks | head`: the reader left; say nothing more (Python's docs' recipe)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _fail(exc: BaseException, code: int) -> int:

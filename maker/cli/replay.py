@@ -76,10 +76,10 @@ def main(args: argparse.Namespace) -> int:
         label = " [simulated model]" if report.simulated else ""
         if report.valid:
             if report.solved is None:
-                print(f"{report.log}: {report.steps:,} steps verified (rules and votes), finished; "
+                print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified (rules and votes), finished; "
                       f"errors: unknown (no ground truth){label}")
             else:
-                print(f"{report.log}: {report.steps:,} steps verified, solved={report.solved}{label}")
+                print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified, solved={report.solved}{label}")
         else:
             print(f"{report.log}: first bad step {report.first_bad_step}: {report.reason}{label}")
     _salvage_note(report.damaged_parts, report.parts, report.steps)
