@@ -12,21 +12,11 @@ import os
 from typing import Any
 
 from .errors import ModelConfigError
+from .pricing import import_litellm
 from .protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply, cached_price, fault_kind, one_line
 
 __all__ = ["LiteLLMClient", "LiteLLMConfig", "check_model_settings", "fault_kind", "import_litellm", "retryable_errors"]
-
-
-def import_litellm() -> Any:
-    """Import litellm configured for offline use: local price table, no telemetry."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.telemetry = False
-    litellm.suppress_debug_info = True
-    litellm.drop_params = True
-    return litellm
 
 
 def retryable_errors(litellm: Any) -> tuple[type[BaseException], ...]:

@@ -293,7 +293,7 @@ def cached_price(model: str) -> Callable[[int, int], float]:
     (0 for a model the table does not know: a local server, the sim-server)."""
     price = _PRICES.get(model)
     if price is None:
-        from maker.budget.pricing import price_of
+        from .pricing import price_of
 
         p = price_of(model)
         price = _PRICES[model] = (p.input_per_m / 1e6, p.output_per_m / 1e6)

@@ -31,9 +31,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from maker.budget.margins import check_steps, check_target
-from maker.budget.pricing import price_of
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
+from maker.cluster.pricing import price_of
 from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
@@ -295,7 +295,7 @@ def estimate(
 
 
 def _mixed_price(arm: tuple[str, ...], price_in: float | None, price_out: float | None) -> Any:
-    from maker.budget.pricing import Price
+    from maker.cluster.pricing import Price
 
     prices = [price_of(m, price_in, price_out) for m in arm]
     n = len(prices)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import maker.voting as voting
-from maker.budget.pricing import Price
+from maker.cluster.pricing import Price
 from maker.config import VotingConfig
 
 __all__ = ["COLLISION_P_VALUE", "COLLISION_RATIO_LIMIT", "ModelEstimate", "Tally", "assess"]

@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from maker.budget.margins import check_steps, check_target
-from maker.budget.pricing import Price
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelSpec
+from maker.cluster.pricing import Price
 from maker.log.steplog import iter_tables, open_log
 
 __all__ = ["TuneReport", "tally_log", "tune_log"]

@@ -7,10 +7,10 @@ import json
 
 import maker.voting as voting
 import pytest
+from maker.cluster.pricing import Price
 from scipy import stats
 
 from maker.budget.estimate import recommend
-from maker.budget.pricing import Price
 from maker.budget.tally import Tally, assess
 
 FREE = Price(0.0, 0.0, "free")

@@ -14,9 +14,22 @@ costs seconds).  The simulator is free.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Price", "price_of"]
+
+
+def import_litellm() -> Any:
+    """Import litellm configured for offline use: local price table, no telemetry."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    return litellm
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,6 @@ def price_of(model: str, price_in: float | None = None, price_out: float | None 
         return Price(float(price_in or 0.0), float(price_out or 0.0), "--price-in/--price-out")
     if model == "sim" or model.startswith("sim:"):
         return Price(0.0, 0.0, "simulated (free)")
-    from maker.cluster.litellm_client import import_litellm
-
     litellm = import_litellm()
     try:
         cost_in, cost_out = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=1_000_000)
