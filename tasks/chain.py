@@ -147,7 +147,7 @@ class ChainTask:
             return Verdict(None, "malformed", "the parser found no answer")
         answer_key = self.normalise(raw if isinstance(raw, str) else str(raw))
         if answer_key is None:
-            return Verdict(None, "malformed", f"not a {self.key_name or 'valid'} answer: {str(raw)[:80]!r}")
+            return Verdict(None, "malformed", f"not a valid {self.key_name or 'key'} answer: {str(raw)[:80]!r}")
         try:
             answer = self.decode(answer_key)
             if self.valid is not None and not self.valid(step.premise, answer):

@@ -70,8 +70,11 @@ def strip_markup(text: str, quotes: bool = True) -> str:
 
 
 def integer(text: str) -> str | None:
-    """An integer in ASCII digits, with an optional sign: '-042' -> '-42', '+7' -> '7'."""
+    """An integer in ASCII digits, with an optional sign and one closing full stop:
+    '-042' -> '-42', '+7' -> '7', ' 42.' -> '42'."""
     s = strip_markup(text)
+    if s.endswith(".") and not s.endswith(".."):
+        s = s[:-1].rstrip()
     if not _INT.match(s):
         return None
     return str(int(s))

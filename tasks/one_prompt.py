@@ -89,7 +89,7 @@ class OnePrompt:
     def judge(self, step: StepInput, reply: str) -> Verdict:
         key = self.normalise(reply)
         if key is None:
-            return Verdict(None, "malformed", f"not a {self.key_name} answer")
+            return Verdict(None, "malformed", f"not a valid {self.key_name} answer")
         return Verdict(key)
 
     def advance(self, step: StepInput, key: str) -> StepInput:

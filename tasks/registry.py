@@ -196,7 +196,7 @@ def import_module(name: str) -> ModuleType:
         missing = exc.name or name
         raise TaskNameError(
             f"cannot import {name!r}: no module named {missing!r} (install the package that provides it, "
-            "or run from the folder that holds it)"
+            f"or name its file: {name.replace('.', '/')}.py:ATTR)"
         ) from None
     except Exception as exc:
         raise TaskNameError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from None

@@ -68,6 +68,12 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
         schedule = k_schedule(info)  # the k each step was decided with (--adaptive-k may raise it)
     except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the task from the log ({exc})", path=str(path)) from None
+    logged_steps = run.get("total_steps")
+    if logged_steps is not None and logged_steps != task.total_steps:
+        raise StepLogError(
+            f"{path}: the task rebuilt from the log has {task.total_steps:,} steps, the run had {logged_steps:,}: "
+            "the log does not record the options the task was built with (build it with "
+            "maker.tasks.get_task(REF, **options) so that they are recorded)", path=str(path))
     audit: _Audit = _PlanAudit(task, schedule) if isinstance(task, PlanTask) else _Audit(task, schedule)
     decided = 0
     for chunk in iter_chunks(info):
@@ -78,6 +84,8 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
             if audit.bad is None:  # keep counting decided steps after the first bad one
                 audit.take(index, answer, keys)
     solved = audit.finish(decided)
+    if solved and audit.oracle is None:
+        solved = None  # finished and valid; right or wrong is unknown without ground truth
     parts, damaged = parts_read(info)
     return VerifyReport(
         log=str(info.path), task=task.describe() if isinstance(task, PlanTask) else task.spec.describe(),

@@ -26,6 +26,8 @@ def test_examples_run(module) -> None:
         (integer, "４２", None),  # full-width digits
         (integer, "4 2", None),
         (integer, "42.0", None),
+        (integer, " 42.", "42"),  # a sentence's full stop
+        (integer, "42..", None),
         (integer, "", None),
         (decimal, "3.50", "3.5"),
         (decimal, "-0.0", "0"),
