@@ -162,6 +162,16 @@ def task_from_args(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
     declared = {opt.name: opt for opt in source.options}
     given = _opt_values(getattr(args, "opt", []) or [], declared)
+    flags = {key[len("task_"):]: value for key, value in vars(args).items()
+             if key.startswith("task_") and key != "task_ref" and value is not None}
+    twice = sorted(set(flags) & set(given))
+    if twice:
+        raise UsageError(f"give {', '.join(twice)} once: as --{twice[0].replace('_', '-')} or as --opt, not both")
+    foreign = sorted(name for name in flags if name not in declared)
+    if foreign and source.origin == "built-in":  # another task's flag: refused, never ignored
+        takes = ", ".join("--" + n.replace("_", "-") for n in declared) or "no options"
+        raise UsageError(f"{source.name} does not take {', '.join('--' + n.replace('_', '-') for n in foreign)} "
+                         f"(it takes: {takes})")
     options: dict[str, Any] = {}
     for opt in declared.values():
         value = given.pop(opt.name, None)

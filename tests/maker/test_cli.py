@@ -85,3 +85,19 @@ def test_run_json_and_replay_verify(capsys, ray_address, tmp_path) -> None:
     code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
     report = json.loads(out)
     assert code == 0 and report["valid"] and report["steps"] == 63 and report["first_bad_step"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "hanoi", "--disks", "3", "--n", "3"], "hanoi does not take --n"),
+        (["run", "chase", "--hops", "5", "--disks", "3"], "chase does not take --disks"),
+        (["run", "hanoi", "--disks", "3", "--opt", "disks=4"], "give disks once"),
+    ],
+)
+def test_another_tasks_flag_is_refused_not_ignored(args, needle, tmp_path, capsys) -> None:
+    log = tmp_path / "never.parquet"
+    code = main([*args, "--model", "sim:0.95", "--k", "2", "--log", str(log)])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and err.count("\n") == 1
+    assert not log.exists()
