@@ -13,7 +13,7 @@ accepts and logs them, so a segment is never trusted blindly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from maker.config import VotingConfig
@@ -48,6 +48,8 @@ class SegmentResult:
     end: StepInput
     failed_step: int | None = None
     elapsed_s: float = 0.0
+    #: event rows of the segment's steps (escalations, plurality decisions): step-log columns
+    events: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "detail": []})
 
 
 async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
@@ -72,11 +74,13 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
     started = time.perf_counter()
     step = job.start
     failed: int | None = None
+    events: dict[str, list[Any]] = {"step": [], "detail": []}
     for _ in range(job.max_steps):
         if step.index > job.last_step:
             break
         vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
         append_rows(sample_cols, step.index, vote.rows)
+        vote.event_columns(events)
         if vote.winner is None:
             failed = step.index
             break
@@ -84,4 +88,4 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
         step = task.step_after(step.index, vote.winner)  # winner was judged on this premise
         if time.perf_counter() - started > job.max_seconds:
             break
-    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started)
+    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events)
