@@ -28,6 +28,7 @@ from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.step import recount, vote_step
 from maker.errors import UsageError
 from maker.log.steplog import open_log
+from maker.report.summary import collect, render_markdown
 from maker.runtime.driver import ClusterConfig, run
 from maker.runtime.guard import log_events
 
@@ -61,6 +62,8 @@ def test_cascade_run_escalates_hard_steps_and_verifies(tmp_path, speculate):
         assert {r["model"] for r in drawn if r["sample"] < 4} == {CHEAP}
     report = verify_log(log)
     assert report.valid and report.solved and report.steps == 31
+    shown = render_markdown(collect(open_log(log)), set())  # `maker report`
+    assert f"**Escalations**: {len(escalations)} step re-vote(s)" in shown and f"to tier 1 ({STRONG})" in shown
 
 
 @pytest.mark.ray
@@ -152,3 +155,17 @@ def test_cli_refuses_escalate_to_without_escalate(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "--on-undecided escalate" in proc.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_cascade_cost_adds_the_escalated_steps_at_the_stronger_price():
+    from maker import voting
+    from maker.budget.margins import SampleCost, cascade_cost, plan
+
+    base = plan(0.99, 10_000, 0.95, cost=SampleCost(per_sample=0.001))
+    strong = SampleCost(tokens_in=1000, price_in=2.0)  # $0.002 a sample
+    extra = 0.05 * 10_000 * voting.expected_samples(0.999, base.k, 1.0) * 0.002
+    assert cascade_cost(base, 0.05, strong, 0.999) == pytest.approx(base.expected_cost + extra)
+    assert cascade_cost(base, 0.0, strong) == pytest.approx(base.expected_cost)
+    assert cascade_cost(plan(0.4, 100, 0.95), 0.1, strong) is None  # no k for p <= 1/2
+    with pytest.raises(UsageError, match="--escalate-fraction"):
+        cascade_cost(base, 1.5, strong)
