@@ -169,3 +169,15 @@ def test_cascade_cost_adds_the_escalated_steps_at_the_stronger_price():
     assert cascade_cost(plan(0.4, 100, 0.95), 0.1, strong) is None  # no k for p <= 1/2
     with pytest.raises(UsageError, match="--escalate-fraction"):
         cascade_cost(base, 1.5, strong)
+
+
+@pytest.mark.ray
+def test_a_plan_run_escalates_on_the_dag_runner_and_verifies(tmp_path):
+    log = tmp_path / "plan.parquet"
+    voting = VotingConfig(k=3, max_samples_per_step=3, on_undecided="escalate", escalate_to=((STRONG,),))
+    task = get_task("multiply", digits=3)
+    result = run(task, ["sim:0.99,hard=0.3,hard_p=0.5"], voting, log=log, seed=1)
+    assert result.solved and result.errors == 0
+    assert result.extra["escalations"] == len(_events(log, "escalation")) >= 1
+    assert result.extra["answer_correct"] is True
+    assert verify_log(log).valid
