@@ -181,3 +181,13 @@ def test_a_plan_run_escalates_on_the_dag_runner_and_verifies(tmp_path):
     assert result.extra["escalations"] == len(_events(log, "escalation")) >= 1
     assert result.extra["answer_correct"] is True
     assert verify_log(log).valid
+
+
+def test_a_voted_call_escalates_too(tmp_path):
+    import maker
+
+    result = maker.vote("What is 6 * 7?", ["sim:0.5"], key="integer", expected="42", seed=0, voting=CASCADE,
+                        log=tmp_path / "vote.parquet")
+    assert result.key == "42" and result.correct and result.samples == 8  # 4 cheap samples, then 4 strong in a row
+    assert [d["models"] for _, d in _events(tmp_path / "vote.parquet", "escalation")] == [[STRONG]]
+    assert verify_log(tmp_path / "vote.parquet").valid
