@@ -307,6 +307,8 @@ def run(
     state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
     if info is not None:
         state.count_log(info)
+        state.escalations = sum(d.get("event") == "escalation" for d in resumed_events)  # what the log already holds
+        state.plurality_decisions = sum(d.get("event") == "plurality" for d in resumed_events)
     totals, reasons, faults = state.totals, state.reasons, state.faults
     progress.start_at(totals.steps)
     started = time.perf_counter()
