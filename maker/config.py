@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from maker.errors import UsageError
 
+#: What a step that gives up does (`VotingConfig.on_undecided`).
+UNDECIDED_POLICIES = ("fail", "escalate", "plurality")
+
 
 @dataclass(frozen=True)
 class VotingConfig:
@@ -20,6 +23,14 @@ class VotingConfig:
     endpoint that is down or hangs would otherwise cost 50 samples' worth of timeouts.
     `prompt_variants` spreads a step's samples over the task's prompt variants
     (see `maker.engine.variants`).
+
+    `on_undecided` says what a step that gives up does (`gives_up`): ``"fail"`` stops the
+    run (the default); ``"escalate"`` re-opens it on the next tier of `escalate_to` (a
+    tuple of tiers, each a tuple of model strings: a cost-aware cascade, cheap models
+    first) with a fresh ballot, and fails only when the last tier gives up too;
+    ``"plurality"`` takes the ballot's leader (a logged warning; no margin guarantee).
+    Raises UsageError for an unknown policy, tiers without ``"escalate"``, or
+    ``"escalate"`` without tiers.
     """
 
     k: int = 3
@@ -31,6 +42,8 @@ class VotingConfig:
     prompt_variants: int = 1
     max_discards_in_a_row: int = 50
     max_failed_calls: int = 6
+    on_undecided: str = "fail"
+    escalate_to: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -49,6 +62,14 @@ class VotingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        tiers = tuple(tuple(str(m) for m in ([t] if isinstance(t, str) else t)) for t in self.escalate_to or ())
+        object.__setattr__(self, "escalate_to", tiers)  # lists (from a log's JSON metadata) become tuples
+        if self.on_undecided not in UNDECIDED_POLICIES:
+            raise UsageError(f"--on-undecided must be one of {', '.join(UNDECIDED_POLICIES)}, got {self.on_undecided!r}")
+        if tiers and self.on_undecided != "escalate":
+            raise UsageError("--escalate-to needs --on-undecided escalate")
+        if self.on_undecided == "escalate" and (not tiers or not all(tiers)):
+            raise UsageError("--on-undecided escalate needs --escalate-to MODEL [MODEL ...] (one flag per tier)")
         if self.prompt_style not in ("chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
 
@@ -58,6 +79,11 @@ class VotingConfig:
         if drawn >= self.max_samples_per_step:
             return True
         return votes == 0 and (drawn >= self.max_discards_in_a_row or failed_calls >= self.max_failed_calls)
+
+    @property
+    def escalation_models(self) -> tuple[str, ...]:
+        """Every model of every escalation tier, once each, in order."""
+        return tuple(dict.fromkeys(m for tier in self.escalate_to for m in tier))
 
     def temperature_of(self, sample_index: int) -> float:
         return self.first_temperature if sample_index == 0 else self.temperature

@@ -139,10 +139,11 @@ async def avote(
     if cluster is not None:
         result = await asyncio.to_thread(_vote_on_ray, task, models, voting, policy, seed, cluster)
     else:
-        clients = _clients(models, task, concurrency)
+        tiers = [m for m in voting.escalation_models if m not in names]  # `voting.on_undecided == "escalate"`
+        clients = _clients([*models, *tiers], task, concurrency)
         result = await _vote_one(task, clients, voting, policy, tuple(names), seed)
     if writer is not None:
-        writer.append(result.samples, result.decisions)
+        writer.append(result.samples, result.decisions, result.events)
     if result.failed:
         raise step_failure(result.samples, 0, voting)
     return _result(result, voting, names, _simulated(models), time.perf_counter() - started, log)
@@ -204,7 +205,9 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     from maker.errors import MakerError
 
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    pool = WorkerPool(task.spec, specs, workers=1, address=cluster.address)
+    named = {s.model for s in specs}
+    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every tier's client in the worker
+    pool = WorkerPool(task.spec, [*specs, *tiers], workers=1, address=cluster.address)
     try:
         step = task.first_step()
         result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed)))

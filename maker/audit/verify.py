@@ -19,7 +19,7 @@ from typing import Any
 from maker.errors import StepLogError
 from maker.log.by_step import iter_chunks, parts_read
 from maker.log.steplog import open_log
-from maker.runtime.guard import KSchedule, k_schedule
+from maker.runtime.guard import KSchedule, k_schedule, log_events
 from maker.tasks.base import Oracle
 from maker.tasks.registry import rebuild
 from maker.voting import decide
@@ -65,7 +65,8 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
     run = info.run
     try:
         task = rebuild(run)  # by the name the run recorded; says where it came from when it cannot
-        schedule = k_schedule(info)  # the k each step was decided with (--adaptive-k may raise it)
+        events = log_events(info)
+        schedule = k_schedule(info, events)  # the k each step was decided with (--adaptive-k may raise it)
     except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the task from the log ({exc})", path=str(path)) from None
     logged_steps = run.get("total_steps")
@@ -75,6 +76,7 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
             "the log does not record the options the task was built with (build it with "
             "maker.tasks.get_task(REF, **options) so that they are recorded)", path=str(path))
     audit: _Audit = _PlanAudit(task, schedule) if isinstance(task, PlanTask) else _Audit(task, schedule)
+    audit.tiers = _Tiers(events)
     decided = 0
     for chunk in iter_chunks(info):
         for index, answer, keys in chunk.steps():
@@ -96,6 +98,34 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
     )
 
 
+class _Tiers:
+    """Which of a step's votes decided it: a step escalated (`VotingConfig.on_undecided`)
+    was decided by its last tier's fresh ballot alone, a plurality step by that ballot's
+    leader without the margin (both known from the log's event rows)."""
+
+    def __init__(self, events: list[tuple[int, dict[str, Any]]] | None = None) -> None:
+        self.start: dict[int, int] = {}
+        self.plural: dict[int, Any] = {}
+        for step, d in events or ():
+            if d.get("event") == "escalation":
+                self.start[step] = max(self.start.get(step, 0), int(d["from_sample"]))
+            elif d.get("event") == "plurality":
+                self.plural[step] = d.get("answer")
+
+    def decides(self, index: int, answer: str, keys: list[str | None], k: int) -> bool:
+        """Whether the deciding tier's votes among `keys` (sample order) decide `answer` at k."""
+        keys = keys[self.start.get(index, 0):]
+        winner = decide(keys, k)[0]
+        if index not in self.plural:
+            return winner == answer
+        counts: dict[str, int] = {}
+        for key in keys:
+            if key is not None:
+                counts[key] = counts.get(key, 0) + 1
+        top = max(counts.values(), default=0)
+        return winner is None and self.plural[index] == answer and counts.get(answer, 0) == top > 0
+
+
 class _Audit:
     """The chain walk: one decided step at a time, in order (a part written out of order is held)."""
 
@@ -111,6 +141,7 @@ class _Audit:
         self.bad: int | None = None
         self.reason: str | None = None
         self.wrong = 0
+        self.tiers = _Tiers()
 
     def fail(self, index: int, reason: str) -> None:
         self.bad, self.reason = index, reason
@@ -139,7 +170,7 @@ class _Audit:
             verdict = task.judge(self.premise(index), answer)
             if verdict.key != answer:
                 return self.fail(index, f"decision breaks the task's rules on its premise ({verdict.detail})")
-        if decide(keys, self.schedule.at(index))[0] != answer:
+        if not self.tiers.decides(index, answer, keys, self.schedule.at(index)):
             return self.fail(index, "the logged votes do not decide this answer")
         if self.oracle is not None and not on_truth:
             self.wrong += 1
@@ -183,7 +214,7 @@ class _PlanAudit(_Audit):
         verdict = task.judge(step, answer)
         if verdict.key != answer:
             return self.fail(index, f"decision breaks the rules on its inputs ({verdict.detail})")
-        if not task.is_tool(index) and all(decide(keys, k)[0] != answer for k in self.ks):  # a tool step is re-run, not voted
+        if not task.is_tool(index) and not any(self.tiers.decides(index, answer, keys, k) for k in self.ks):  # a tool step is re-run, not voted
             return self.fail(index, "the logged votes do not decide this answer")
         if self.oracle is not None and task.reference_reply(step) != answer:
             self.wrong += 1

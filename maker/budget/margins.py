@@ -28,6 +28,7 @@ __all__ = [
     "check_p",
     "check_steps",
     "check_target",
+    "cascade_cost",
     "check_valid_rate",
     "cost_by_k",
     "cost_by_steps",
@@ -213,3 +214,28 @@ def cost_by_steps(
         samples = s * voting.expected_samples(p, k, valid_rate)
         out.append((s, k, samples, samples * c))
     return out
+
+
+def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_p: float | None = None) -> float | None:
+    """Expected USD of a cascade run (`--on-undecided escalate`): the plan's own expected
+    cost plus the escalated steps' re-votes on the stronger model.
+
+    Escalated steps: ``fraction * steps``; each re-votes with a fresh ballot at the same k,
+    at ``voting.expected_samples(strong_p, k, valid_rate)`` samples (the plan's own samples
+    per step when `strong_p` is None), at ``strong.usd`` dollars each.  The cheap tier's
+    samples on those steps are counted in the plan's cost already (an approximation: a
+    step that gives up may draw up to the sample cap).  None when the plan has no k.
+    Raises UsageError for a fraction outside [0, 1] or a bad `strong_p`.
+
+        >>> base = plan(0.99, 1000, 0.95, cost=SampleCost(per_sample=0.001))
+        >>> round(cascade_cost(base, 0.1, SampleCost(per_sample=0.01)) - base.expected_cost, 4)  # 100 steps x 3.06 x $0.01
+        3.0612
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise UsageError(f"--escalate-fraction must be in [0, 1], got {fraction!r}")
+    if run_plan.k is None or run_plan.expected_cost is None or run_plan.expected_samples is None:
+        return None
+    per_step = run_plan.expected_samples
+    if strong_p is not None:
+        per_step = voting.expected_samples(check_p(strong_p, "--escalate-p"), run_plan.k, run_plan.valid_rate)
+    return run_plan.expected_cost + fraction * run_plan.steps * per_step * strong.usd

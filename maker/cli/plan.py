@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from maker.budget.margins import SampleCost, check_p, plan
+from maker.budget.margins import SampleCost, cascade_cost, check_p, plan
 from maker.errors import UsageError
 
 DESCRIPTION = """Plan a run from a known per-sample accuracy p (or error rate): the smallest vote
@@ -48,6 +48,11 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--price-in", type=float, default=0.0, help="USD per million input tokens")
     c.add_argument("--tokens-out", type=float, default=0.0, help="output tokens per sample")
     c.add_argument("--price-out", type=float, default=0.0, help="USD per million output tokens")
+    e = p.add_argument_group("cascade (maker run --on-undecided escalate)")
+    e.add_argument("--escalate-fraction", type=float, help="fraction of steps escalated to the stronger model, in [0, 1]")
+    e.add_argument("--escalate-p", type=float, help="the stronger model's per-sample accuracy (default: as --p)")
+    e.add_argument("--escalate-price-in", type=float, default=0.0, help="stronger model: USD per million input tokens")
+    e.add_argument("--escalate-price-out", type=float, default=0.0, help="stronger model: USD per million output tokens")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--plot", metavar="FILE.png", help="plot expected cost against k and against run length")
@@ -66,12 +71,23 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
     cost = SampleCost(args.tokens_in, args.tokens_out, args.price_in, args.price_out)
     plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost) for p in ps]
+    cascade = None
+    if args.escalate_fraction is not None:
+        strong = SampleCost(args.tokens_in, args.tokens_out, args.escalate_price_in, args.escalate_price_out)
+        cascade = [cascade_cost(pl, args.escalate_fraction, strong, args.escalate_p) for pl in plans]
+    elif args.escalate_p is not None or args.escalate_price_in or args.escalate_price_out:
+        raise UsageError("--escalate-p and --escalate-price-* price a cascade: give --escalate-fraction too")
     if args.plot:
         from maker.report.cost_plots import plot_plans
 
         plot_plans(plans, args.plot)
     if args.json:
-        print(json.dumps({"steps": args.steps, "target": args.target, "plans": [p.to_dict() for p in plans]}))
+        out: dict[str, Any] = {"steps": args.steps, "target": args.target, "plans": [p.to_dict() for p in plans]}
+        if cascade is not None:
+            for d, c in zip(out["plans"], cascade):
+                d["cascade_cost"] = c
+            out["escalate_fraction"] = args.escalate_fraction
+        print(json.dumps(out))
     else:
         print(f"{args.steps:,} steps, target {args.target}, valid rate {args.valid_rate}, ${cost.usd:.6f} per sample")
         print(
@@ -86,6 +102,10 @@ def main(args: argparse.Namespace) -> int:
                 f"{pl.p:>10.6g} {pl.error:>8.4g} {pl.k:>4} {pl.p_step:>14.10f} {pl.run_success:>12.6f} "
                 f"{pl.expected_votes:>11.4f} {pl.expected_samples:>13.4f} {'$' + format(pl.expected_cost, ',.2f'):>14}"
             )
+        if cascade is not None:
+            for pl, c in zip(plans, cascade):
+                if c is not None:
+                    print(f"cascade, p {pl.p:.6g}: {args.escalate_fraction:.2%} of steps escalated -> expected cost ${c:,.2f}")
         if args.plot:
             print(f"plot: {args.plot}")
     return 0 if all(pl.k is not None for pl in plans) else 1

@@ -67,6 +67,12 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each step's first sample (default 0)")
     v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
     v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages or a plain completion prompt (default: the task's choice; chase: completion, hanoi: chat)")
+    v.add_argument("--on-undecided", choices=("fail", "escalate", "plurality"), default="fail",
+                   help="a step that gives up (the sample cap, every sample discarded): fail the run (default), "
+                        "escalate it to the next --escalate-to tier with a fresh ballot, or take its plurality leader (logged warning)")
+    v.add_argument("--escalate-to", nargs="+", action="append", metavar="MODEL", default=None,
+                   help="one escalation tier (repeat the flag for further tiers): the models that re-vote a step the "
+                        "run's models could not decide; needs --on-undecided escalate")
     v.add_argument("--seed", type=int, default=0, help="run seed: names every draw, so seeded simulators repeat exactly")
     o = p.add_argument_group("output")
     o.add_argument("--log", help="step log folder to create (default: runs/TASK-TIMESTAMP.parquet)")
@@ -275,6 +281,8 @@ def main(args: argparse.Namespace) -> int:
         max_discards_in_a_row=args.max_discards_in_a_row,
         max_failed_calls=args.max_failed_calls,
         prompt_style=prompt_style_of(args, task),
+        on_undecided=args.on_undecided,
+        escalate_to=tuple(tuple(tier) for tier in args.escalate_to or ()),
     )
     k = choose_k(args, task.total_steps, task, voting_config, policy)
     voting_config = replace(voting_config, k=k)
@@ -367,6 +375,9 @@ def print_summary(result: RunResult) -> None:
     if not result.cost_usd and any(m.startswith("py:") for m in result.models):
         cost = "unknown (py: models report no price)"
     print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
+    if result.extra.get("escalations") or result.extra.get("plurality_decisions"):
+        print(f"  undecided steps: {result.extra.get('escalations', 0):,} escalated to a stronger tier, "
+              f"{result.extra.get('plurality_decisions', 0):,} taken by plurality (no margin guarantee)")
     if result.faults_by_kind:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
         print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")

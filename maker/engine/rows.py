@@ -64,3 +64,13 @@ def append_row(columns: dict[str, list[Any]], names: tuple[str, ...], row: tuple
     """Append one row (values in `names` order) to `columns`."""
     for name, value in zip(names, row):
         columns[name].append(value)
+
+
+def merge_events(*batches: dict[str, list[Any]] | None) -> dict[str, list[Any]]:
+    """Event columns (step, detail) of several sources as one, in the order given."""
+    out: dict[str, list[Any]] = {"step": [], "detail": []}
+    for batch in batches:
+        if batch:
+            out["step"].extend(batch.get("step", ()))
+            out["detail"].extend(batch.get("detail", ()))
+    return out

@@ -10,7 +10,11 @@ protocol fixes for that step, so that no scheduler can draw or count differently
 * the rounds: round one asks for k samples, later rounds for what the leader still
   needs (`Ballot.needed`), capped at `max_samples_per_step`;
 * giving up (`VotingConfig.gives_up`: the sample cap, a discard streak, a dead endpoint)
-  -- the one place a step stops undecided;
+  -- the one place a step stops undecided -- and what then (`VotingConfig.on_undecided`):
+  fail; escalate (re-open the step on the next tier of `VotingConfig.escalate_to` with a
+  fresh ballot: the tier's samples continue the step's sample indices, so no draw seed
+  repeats, and each tier gets the whole sample cap); or plurality (take the leader);
+  each escalation and plurality decision is an event (`events`: step-log event details);
 * judging with the run's `RedFlagPolicy`, with each sample's temperature and variant;
 * counting valid votes on a `Ballot` strictly in sample order;
 * the sample rows and the decision row of the step log (`maker.engine.rows`).
@@ -48,6 +52,8 @@ Example (the simulator needs no network):
 from __future__ import annotations
 
 import asyncio
+import json
+from bisect import bisect_right
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -60,7 +66,7 @@ from maker.engine.variants import step_prompts, variant_of
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 from maker.voting import Ballot
 
-__all__ = ["StepVote", "draw", "recount", "request_cap", "vote_one", "vote_step"]
+__all__ = ["StepVote", "draw", "recount", "request_cap", "tier_of", "tier_starts", "vote_one", "vote_step"]
 
 
 def request_cap(voting: VotingConfig) -> int:
@@ -79,8 +85,8 @@ class StepVote:
     """
 
     __slots__ = (
-        "ballot", "done", "drawn", "failed_calls", "gave_up", "judge", "max_tokens", "models", "n_models",
-        "prompts", "rounds", "rows", "seed", "step", "task", "variants", "voting", "winner",
+        "ballot", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens", "models", "n_models",
+        "prompts", "rounds", "rows", "seed", "step", "task", "tier", "tier_start", "variants", "voting", "winner",
     )
 
     def __init__(
@@ -110,10 +116,14 @@ class StepVote:
         self.rows: list[Row] = []
         self.winner: Hashable | None = None
         self.gave_up = False
+        self.tier = 0  # 0: the run's models; t: `voting.escalate_to[t - 1]`
+        self.tier_start = 0  # first sample index of the current tier's ballot
+        self.events: list[dict[str, Any]] = []  # escalation / plurality event details
 
     # -- what sample i is -----------------------------------------------------------
     def model_of(self, i: int) -> str:
-        return self.models[i % self.n_models]
+        """The model of sample i (of the current tier: call before the next escalation)."""
+        return self.models[(i - self.tier_start) % self.n_models]
 
     def variant_of(self, i: int) -> int:
         return variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
@@ -133,13 +143,46 @@ class StepVote:
         stops undecided.  Round one asks for k, later rounds for what the leader needs."""
         voting = self.voting
         drawn = self.drawn
-        if voting.gives_up(drawn, self.ballot.total, self.failed_calls):
-            self.gave_up = True
+        if voting.gives_up(drawn - self.tier_start, self.ballot.total, self.failed_calls) and not self._undecided():
             return range(0)
-        want = min(voting.k if drawn == 0 else self.ballot.needed, voting.max_samples_per_step - drawn)
+        start = self.tier_start
+        want = min(voting.k if drawn == start else self.ballot.needed, start + voting.max_samples_per_step - drawn)
         self.drawn = drawn + want
         self.rounds += 1
         return range(drawn, drawn + want)
+
+    def _undecided(self) -> bool:
+        """The current ballot gave up: apply `voting.on_undecided`.  True when a fresh
+        ballot on the next tier goes on; False when the step stops (`winner` set by
+        plurality, else `gave_up`)."""
+        voting, ballot, drawn = self.voting, self.ballot, self.drawn
+        event: dict[str, Any] = {"step": self.step.index, "tier": self.tier, "samples": drawn - self.tier_start,
+                                 "votes": ballot.total, "leader": _text(ballot.leader), "lead": ballot.lead}
+        if voting.on_undecided == "escalate" and self.tier < len(voting.escalate_to):
+            self.tier += 1
+            self.models = voting.escalate_to[self.tier - 1]
+            self.n_models = len(self.models)
+            self.ballot = Ballot(voting.k)
+            self.tier_start = drawn
+            self.failed_calls = 0
+            self.events.append({"event": "escalation", **event, "to_tier": self.tier, "from_sample": drawn,
+                                "models": list(self.models)})
+            return True
+        if voting.on_undecided == "plurality" and ballot.total:
+            self.winner = ballot.leader
+            self.events.append({"event": "plurality", **event, "answer": _text(ballot.leader), "from_sample": self.tier_start,
+                                "message": f"step {self.step.index} decided by plurality (lead {ballot.lead} < k {voting.k})"})
+            return False
+        self.gave_up = True
+        return False
+
+    def event_columns(self, into: dict[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+        """This step's events as step-log event columns (step, detail JSON), appended to `into`."""
+        cols = into if into is not None else {"step": [], "detail": []}
+        for detail in self.events:
+            cols["step"].append(self.step.index)
+            cols["detail"].append(json.dumps(detail, sort_keys=True))
+        return cols
 
     @property
     def round_done(self) -> bool:
@@ -161,7 +204,7 @@ class StepVote:
         counted = verdict.key is not None and self.winner is None
         if counted:
             self.winner = self.ballot.add(verdict.key)
-        self.rows.append((i, self.models[i % self.n_models], t, sample, verdict, counted))
+        self.rows.append((i, self.models[(i - self.tier_start) % self.n_models], t, sample, verdict, counted))
         self.done = i + 1
         return verdict
 
@@ -178,6 +221,10 @@ class StepVote:
         if _is_oracle(task):
             correct = self.judge.text(task.reference_reply(self.step)).key == self.winner
         return (self.step.index, self.winner, self.ballot.total, self.drawn, self.rounds, correct)
+
+
+def _text(key: Hashable | None) -> str | None:
+    return None if key is None else key if isinstance(key, str) else str(key)
 
 
 def _is_oracle(task: Task, _known: dict[type, bool] = {}) -> bool:  # noqa: B006 (a cache)
@@ -221,11 +268,11 @@ async def vote_step(
 ) -> StepVote:
     """Vote `step` round by round until decided or given up; the finished `StepVote`."""
     vote = StepVote(task, step, voting, policy, models, seed)
-    only = clients[models[0]] if len(models) == 1 else None
     while vote.winner is None:
         indices = vote.next_round()
         if not indices:
             break
+        only = clients[vote.models[0]] if vote.n_models == 1 else None  # escalation may change the models
         if only is not None:
             samples = await only.complete([vote.request(i) for i in indices])
         else:
@@ -250,25 +297,60 @@ async def vote_one(
     return vote.winner, vote.ballot.counts, vote.sample_rows(), decision
 
 
-def recount(samples: dict[str, list[Any]], decisions: dict[str, list[Any]], k: int) -> str | None:
+def tier_starts(events: dict[str, list[Any]] | None) -> tuple[dict[int, list[int]], dict[int, str | None]]:
+    """From event columns (step, detail JSON): each step's escalation boundaries (first
+    sample index of each later tier, ascending) and its plurality decisions {step: answer}."""
+    starts: dict[int, list[int]] = {}
+    plural: dict[int, str | None] = {}
+    for index, detail in zip((events or {}).get("step", ()), (events or {}).get("detail", ())):
+        d = json.loads(detail) if isinstance(detail, str) else detail
+        if d.get("event") == "escalation":
+            starts.setdefault(int(index), []).append(int(d["from_sample"]))
+        elif d.get("event") == "plurality":
+            plural[int(index)] = d.get("answer")
+    for bounds in starts.values():
+        bounds.sort()
+    return starts, plural
+
+
+def tier_of(starts: list[int] | None, sample: int) -> int:
+    """The tier (0: the run's models) that sample index `sample` was drawn on."""
+    return bisect_right(starts, sample) if starts else 0
+
+
+def recount(
+    samples: dict[str, list[Any]], decisions: dict[str, list[Any]], k: int, events: dict[str, list[Any]] | None = None
+) -> str | None:
     """Re-decide returned steps from their counted votes, in sample order: the driver's
-    check of a worker's columns.  None when every decision is what its votes decide at
-    margin k and no vote was counted after a decision or on a wasted sample; otherwise
-    what is wrong, in one line."""
-    ballots: dict[int, Ballot] = {}
-    for index, answer, counted, wasted in zip(samples["step"], samples["answer"], samples["counted"], samples["wasted"]):
+    check of a worker's columns.  None when every decision is what its deciding tier's
+    votes decide at margin k (or, for a plurality decision, their undecided leader), no
+    vote was counted after a decision or on a wasted sample, and no tier that escalated
+    had decided; otherwise what is wrong, in one line.  `events`: the batch's event
+    columns (escalation boundaries, plurality decisions; see `tier_starts`)."""
+    starts, plural = tier_starts(events)
+    ballots: dict[tuple[int, int], Ballot] = {}
+    for index, i, answer, counted, wasted in zip(
+        samples["step"], samples["sample"], samples["answer"], samples["counted"], samples["wasted"]
+    ):
         if not counted:
             continue
         if wasted:  # drawn on a speculative premise that lost: never a vote
             return f"step {index}: a wasted sample was counted"
-        ballot = ballots.get(index)
+        at = (index, tier_of(starts.get(index), i))
+        ballot = ballots.get(at)
         if ballot is None:
-            ballot = ballots[index] = Ballot(k)
+            ballot = ballots[at] = Ballot(k)
         if ballot.decided:
             return f"step {index}: a vote was counted after the decision"
         ballot.add(answer)
+    for (index, tier), ballot in ballots.items():
+        if ballot.decided and tier < len(starts.get(index, ())):
+            return f"step {index}: escalated although tier {tier} had decided"
     for index, winner in zip(decisions["step"], decisions["answer"]):
-        ballot = ballots.get(index)
-        if ballot is None or ballot.winner != winner:
+        ballot = ballots.get((index, len(starts.get(index, ()))))
+        if index in plural:
+            if ballot is None or ballot.decided or ballot.leader != winner or plural[index] != _text(winner):
+                return f"step {index}: the plurality decision {winner!r} is not its ballot's leader"
+        elif ballot is None or ballot.winner != winner:
             return f"step {index}: the votes do not decide {winner!r}"
     return None

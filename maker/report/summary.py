@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from maker.errors import UsageError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import LogInfo, count_faults
-from maker.runtime.guard import k_schedule
+from maker.runtime.guard import k_schedule, log_events
 
 #: Steps per point of the cost-over-the-run curve is total_steps / COST_POINTS.
 COST_POINTS = 2000
@@ -74,6 +74,8 @@ class RunStats:
     length_valid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # by tokens_out
     length_errors: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     k_changes: tuple[tuple[int, int], ...] = ()  # (from step, k): raised mid-run by the live guard
+    escalations: list[tuple[int, int]] = field(default_factory=list)  # (step, to tier): `VotingConfig.on_undecided`
+    plurality: list[int] = field(default_factory=list)  # steps taken by their ballot's leader (no margin)
 
     @property
     def simulated(self) -> bool:
@@ -142,7 +144,13 @@ def collect(info: LogInfo) -> RunStats:
                 s.first_two_wrong += first[0] != decision and first[1] != decision
     s.bin_cost, s.bin_samples, s.bin_wasted = bins.cost, bins.samples, bins.wasted
     s.parts, s.damaged_parts = parts_read(info)
-    s.k_changes = k_schedule(info).changes
+    events = log_events(info)
+    s.k_changes = k_schedule(info, events).changes
+    for step, detail in events:
+        if detail.get("event") == "escalation":
+            s.escalations.append((step, int(detail.get("to_tier", 0))))
+        elif detail.get("event") == "plurality":
+            s.plurality.append(step)
     return s
 
 
@@ -199,6 +207,18 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     if s.k_changes:
         raised = ", ".join(f"to {k} from step {step:,}" for step, k in s.k_changes)
         lines += ["", f"The live guard raised k {raised}."]
+    if s.escalations:
+        tiers = (s.run.get("voting") or {}).get("escalate_to") or []
+        by_tier = Counter(t for _, t in s.escalations)
+        said = "; ".join(f"{n:,} to tier {t} ({', '.join(tiers[t - 1]) if t <= len(tiers) else '?'})"
+                         for t, n in sorted(by_tier.items()))
+        first = ", ".join(f"{step:,}" for step, _ in s.escalations[:10])
+        lines += ["", f"**Escalations**: {len(s.escalations):,} step re-vote(s) on a stronger tier with a fresh "
+                  f"ballot: {said}; steps {first}{' ...' if len(s.escalations) > 10 else ''}."]
+    if s.plurality:
+        first = ", ".join(f"{step:,}" for step in s.plurality[:10])
+        lines += ["", f"**Plurality decisions** (warning: no margin guarantee): {len(s.plurality):,} step(s) "
+                  f"taken by their ballot's leader: {first}{' ...' if len(s.plurality) > 10 else ''}."]
     if s.simulated:
         lines += ["", "**Simulated run**: every reply came from a simulated model (`sim:`, `script:` or "
                   "`maker sim-server`), not from an LLM."]

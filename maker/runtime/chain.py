@@ -41,11 +41,13 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
     started = time.perf_counter()
     step = job.start
     failed: int | None = None
+    events: dict[str, list[Any]] = {"step": [], "detail": []}
     for _ in range(job.max_steps):
         if step.index > job.last_step:
             break
         vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
         append_rows(sample_cols, step.index, vote.rows)
+        vote.event_columns(events)
         if vote.winner is None:
             failed = step.index
             break
@@ -53,4 +55,4 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
         step = task.step_after(step.index, vote.winner)  # winner was judged on this premise
         if time.perf_counter() - started > job.max_seconds:
             break
-    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started)
+    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events)

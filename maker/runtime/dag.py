@@ -45,7 +45,7 @@ from typing import Any
 from maker.cluster import WorkerPool
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
-from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
+from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, merge_events, new_columns
 from maker.engine.step import recount, vote_step
 from maker.errors import MakerError, UsageError
 from maker.runtime.state import RunState
@@ -95,6 +95,8 @@ class NodeResult:
     decisions: dict[str, list[Any]]
     failed: list[int] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: event rows of the batch's steps (escalations, plurality decisions): step-log columns
+    events: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "detail": []})
 
 
 def _ready(worker: Any, payload: Any) -> bool:
@@ -113,14 +115,16 @@ async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     decisions = new_columns(PLAN_DECISION_COLUMNS)
     sample_cols = [samples[c] for c in SAMPLE_COLUMNS]
     failed = []
+    events: dict[str, list[Any]] = {"step": [], "detail": []}
     for vote in votes:
         index = vote.step.index
         append_rows(sample_cols, index, vote.rows)
+        vote.event_columns(events)
         if vote.winner is None:
             failed.append(index)
         else:
             append_row(decisions, PLAN_DECISION_COLUMNS, (*vote.decision_row(), task.label(index)))
-    return NodeResult(samples, decisions, failed, time.perf_counter() - started)
+    return NodeResult(samples, decisions, failed, time.perf_counter() - started, events)
 
 
 def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, k: int) -> str | None:
@@ -132,7 +136,7 @@ def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, 
     stray = next((i for i in result.samples["step"] if i not in sent), None)
     if stray is not None:
         return f"a sample of step {stray}, which this batch was not sent"
-    problem = recount(result.samples, result.decisions, k)
+    problem = recount(result.samples, result.decisions, k, result.events)
     if problem is not None:
         return problem
     seen: set[int] = set()
@@ -257,8 +261,8 @@ class _Nodes:
         if problem is not None:
             raise MakerError(f"worker batch rejected: {problem}")
         state = self.state
-        state.count(result.samples, result.decisions)
-        self._buffer(result, state.live.drain())
+        state.count(result.samples, result.decisions, events=result.events)
+        self._buffer(result, merge_events(state.live.drain(), result.events))
         for index, answer in zip(result.decisions["step"], result.decisions["answer"]):
             self.values[index] = answer
             for user in self.dependents[index]:

@@ -22,6 +22,7 @@ Example (simulated model, no network):
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from maker import __version__
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.rows import merge_events
 from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import resume_refusal
@@ -112,12 +114,12 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
         "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
-        "voting": asdict(voting),
+        "voting": json.loads(json.dumps(asdict(voting))),  # as the log stores it (tiers: lists), so a resume compares alike
         "seed": seed,
         "maker_version": __version__,
         "python": platform.python_version(),
         "pyarrow": pyarrow.__version__,
-        "simulated": simulated(specs),
+        "simulated": simulated([*specs, *(ModelSpec(m) for m in voting.escalation_models)]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -141,7 +143,7 @@ def _check_segment(result: SegmentResult, start: StepInput, k: int) -> str | Non
     for expected, index in enumerate(result.decisions["step"], start.index):
         if index != expected:
             return f"segment decided step {index}, expected {expected}"
-    return recount(result.samples, result.decisions, k)
+    return recount(result.samples, result.decisions, k, result.events)
 
 
 def run(
@@ -181,7 +183,9 @@ def run(
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     if not specs:
         raise UsageError("at least one --model is needed")
-    for spec in specs:
+    named = {s.model for s in specs}
+    tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every worker holds every tier's client
+    for spec in (*specs, *tier_specs):
         check_spec(spec)
     if cluster.segment_steps < 1 or cluster.workers < 1:
         raise UsageError("--segment-steps and --workers must be >= 1")
@@ -239,6 +243,8 @@ def run(
     state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
     if info is not None:
         state.count_log(info)
+        state.escalations = sum(d.get("event") == "escalation" for d in resumed_events)  # what the log already holds
+        state.plurality_decisions = sum(d.get("event") == "plurality" for d in resumed_events)
     totals, reasons, faults = state.totals, state.reasons, state.faults
     progress.start_at(totals.steps)
     started = time.perf_counter()
@@ -246,7 +252,7 @@ def run(
     pool = None
     extra: dict[str, Any] = {}
     try:
-        pool = WorkerPool(task, specs, workers=cluster.workers, address=cluster.address)
+        pool = WorkerPool(task, [*specs, *tier_specs], workers=cluster.workers, address=cluster.address)
         if is_plan:
             from maker.runtime.dag import run_dag
 
@@ -265,11 +271,13 @@ def run(
             pool.close()
         progress.finish(totals)
     extra["guard"] = live.to_dict()
+    extra["escalations"] = state.escalations
+    extra["plurality_decisions"] = state.plurality_decisions
     return RunResult(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,
         red_flags=totals.red_flags, red_flags_by_reason=reasons, k=voting.k, models=list(model_names),
-        simulated=simulated(specs), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
+        simulated=simulated([*specs, *tier_specs]), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
         log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
         faults_by_kind=faults, extra=extra,
@@ -282,7 +290,7 @@ def _run_chain(
 ) -> tuple[bool, dict[str, Any]]:
     """The segment loop: hand workers segments of consecutive steps, check and log each."""
     task, live, writer = state.task, state.live, state.writer
-    in_flight = tuple((s.model, s.concurrency) for s in specs)
+    in_flight = tuple((s.model, s.concurrency) for s in (*specs, *(ModelSpec(m) for m in state.voting.escalation_models)))
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
@@ -306,9 +314,9 @@ def _run_chain(
             problem = _check_segment(result, current, voted.k)
             if problem is not None:
                 raise MakerError(f"worker segment rejected: {problem}")
-            state.count(result.samples, result.decisions)
+            state.count(result.samples, result.decisions, events=result.events)
             if writer is not None:
-                writer.append(result.samples, result.decisions, live.drain())
+                writer.append(result.samples, result.decisions, merge_events(live.drain(), result.events))
             current = result.end
             if result.failed_step is not None:  # every sample discarded, or the vote cap
                 raise step_failure(result.samples, result.failed_step, voted)

@@ -7,7 +7,7 @@ comes back in columns (`SegmentResult`).  The worker votes it in order
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from maker.config import VotingConfig
@@ -40,6 +40,8 @@ class SegmentResult:
     end: StepInput
     failed_step: int | None = None
     elapsed_s: float = 0.0
+    #: event rows of the segment's steps (escalations, plurality decisions): step-log columns
+    events: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "detail": []})
 
 
 __all__ = ["SegmentJob", "SegmentResult"]

@@ -102,9 +102,11 @@ class _Window:
         self.clients = worker.clients
         self.job = job
         self.models = job.models
+        every = tuple(dict.fromkeys((*job.models, *job.voting.escalation_models)))  # escalation tiers draw too
         limits = dict(job.in_flight)
-        self.limit = {m: max(1, limits.get(m, _UNLIMITED)) for m in job.models}
-        self.in_flight = dict.fromkeys(job.models, 0)
+        self.limit = {m: max(1, limits.get(m, _UNLIMITED)) for m in every}
+        self.in_flight = dict.fromkeys(every, 0)
+        self.events: dict[str, list[Any]] = {"step": [], "detail": []}
         self.last = min(job.last_step, job.start.index + job.max_steps - 1)
         self.draft = job.draft and isinstance(self.task, Oracle)
         self.slots: list[_Slot] = []
@@ -135,6 +137,7 @@ class _Window:
                     failed = head.step.index
                     self.slots.pop(0)
                     append_rows(self.samples, failed, head.vote.rows)
+                    head.vote.event_columns(self.events)
                     break
                 self._extend()
                 self._send()
@@ -143,7 +146,7 @@ class _Window:
                 await self._receive()
         finally:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
-        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started)
+        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
@@ -175,6 +178,7 @@ class _Window:
         vote = head.vote
         append_rows(self.samples, head.step.index, vote.rows)
         append_row(self.decisions, DECISION_COLUMNS, vote.decision_row())
+        vote.event_columns(self.events)
         after = self.task.step_after(head.step.index, vote.winner)
         if self.slots and self.slots[0].step != after:
             self._discard(0)
@@ -204,16 +208,15 @@ class _Window:
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:
         """Send queued draws, earliest step first, within each model's in-flight limit."""
-        models = self.models
-        n = len(models)
         for slot in self.slots:
             queue = slot.queue
             if not queue:
                 continue
             held: deque[int] = deque()
+            model_of = slot.vote.model_of
             while queue:
                 index = queue.popleft()
-                model = models[index % n]
+                model = model_of(index)
                 if self.in_flight[model] >= self.limit[model]:
                     held.append(index)
                     continue

@@ -4,6 +4,7 @@ plan runs alike."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,20 @@ class RunState:
     faults: dict[str, int] = field(default_factory=dict)
     first_error: int | None = None
     wasted: int = 0
+    escalations: int = 0  # steps re-opened on a stronger tier (`VotingConfig.on_undecided`)
+    plurality_decisions: int = 0  # steps taken by their ballot's leader
 
-    def count(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True) -> None:
+    def count(
+        self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True,
+        events: dict[str, list[Any]] | None = None,
+    ) -> None:
         """Add a checked batch's samples and decisions to the totals (wasted samples were
-        paid for, never counted as samples), then let the guard see its votes (`live`)."""
+        paid for, never counted as samples), its engine `events` (escalations, plurality
+        decisions) to theirs, then let the guard see its votes (`live`)."""
+        for detail in (events or {}).get("detail", ()):
+            kind = json.loads(detail).get("event")
+            self.escalations += kind == "escalation"
+            self.plurality_decisions += kind == "plurality"
         totals = self.totals
         flags = samples["red_flag"]
         lost = [bool(w) for w in samples["wasted"]]

@@ -1,0 +1,193 @@
+"""When a step will not decide (`VotingConfig.on_undecided`): escalate to a stronger tier,
+take the plurality leader, or fail -- end to end through `maker.run`, the step log and
+`maker replay --verify`.
+
+The cheap simulated model is right only half the time on its hard steps, and its sample
+cap equals k, so a hard step decides only on k identical samples in a row: it mostly gives
+up (and then escalates), and with this fixed seed it never decides a hard step wrongly
+(the simulator is deterministic: same seed, same draws).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from maker.cluster import SimulatedModel, parse_sim_model
+from maker.tasks import get_task
+
+from maker.audit.verify import verify_log
+from maker.config import VotingConfig
+from maker.engine.red_flags import RedFlagPolicy
+from maker.engine.step import recount, vote_step
+from maker.errors import UsageError
+from maker.log.steplog import open_log
+from maker.report.summary import collect, render_markdown
+from maker.runtime.driver import ClusterConfig, run
+from maker.runtime.guard import log_events
+
+CHEAP = "sim:0.99,hard=0.15,hard_p=0.5"
+STRONG = "sim:0.999"
+CASCADE = VotingConfig(k=4, max_samples_per_step=4, on_undecided="escalate", escalate_to=((STRONG,),))
+
+
+def _events(log, kind):
+    return [(s, d) for s, d in log_events(open_log(log)) if d.get("event") == kind]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("speculate", [0, 2])
+def test_cascade_run_escalates_hard_steps_and_verifies(tmp_path, speculate):
+    log = tmp_path / "cascade.parquet"
+    result = run(get_task("hanoi", disks=5), [CHEAP], CASCADE, log=log, seed=0,
+                 cluster=ClusterConfig(speculate=speculate))
+    assert result.solved and result.errors == 0 and result.simulated
+    escalations = _events(log, "escalation")
+    assert result.extra["escalations"] == len(escalations) >= 2
+    assert result.extra["plurality_decisions"] == 0
+    table = pq.read_table(log)
+    samples = table.filter(pc.equal(table["kind"], "sample")).to_pylist()
+    for step, detail in escalations:
+        assert detail["models"] == [STRONG] and detail["from_sample"] == 4
+        drawn = [r for r in samples if r["step"] == step and not r["wasted"]]
+        # fresh ballot on the stronger tier; indices continue, so no draw seed repeats
+        assert [r["sample"] for r in drawn] == list(range(len(drawn)))
+        assert {r["model"] for r in drawn if r["sample"] >= 4} == {STRONG}
+        assert {r["model"] for r in drawn if r["sample"] < 4} == {CHEAP}
+    report = verify_log(log)
+    assert report.valid and report.solved and report.steps == 31
+    shown = render_markdown(collect(open_log(log)), set())  # `maker report`
+    assert f"**Escalations**: {len(escalations)} step re-vote(s)" in shown and f"to tier 1 ({STRONG})" in shown
+
+
+@pytest.mark.ray
+def test_verify_fails_when_an_escalated_decision_is_tampered(tmp_path):
+    log = tmp_path / "cascade.parquet"
+    run(get_task("hanoi", disks=5), [CHEAP], CASCADE, log=log, seed=0)
+    step, detail = _events(log, "escalation")[0]
+    cheap_leader = detail["leader"]  # a legal move the cheap tier led with, never decided
+    for part in sorted(log.glob("part-*.parquet")):
+        table = pq.read_table(part)
+        rows = table.to_pylist()
+        hit = [r for r in rows if r["kind"] == "decision" and r["step"] == step]
+        if not hit:
+            continue
+        truth = hit[0]["answer"]
+        assert cheap_leader != truth
+        hit[0]["answer"] = cheap_leader
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), part)
+    report = verify_log(log)
+    assert not report.valid and report.first_bad_step == step
+    assert "votes do not decide" in report.reason
+
+
+def test_escalation_tier_draws_from_the_stronger_client_in_process():
+    task = get_task("hanoi", disks=5)
+    clients = {m: SimulatedModel(task, parse_sim_model(m), name=m) for m in (CHEAP, STRONG)}
+    step, escalated = task.first_step(), 0
+    for _ in range(task.total_steps):
+        vote = asyncio.run(vote_step(task, clients, step, CASCADE, RedFlagPolicy(), (CHEAP,), 0))
+        assert vote.winner is not None
+        escalated += bool(vote.events)
+        assert vote.decision_row()[5] is True
+        cols = {c: [] for c in ("step", "sample", "answer", "counted", "wasted")}
+        for i, _, _, _, verdict, counted in vote.rows:
+            for c, v in zip(cols, (step.index, i, verdict.key, counted, False)):
+                cols[c].append(v)
+        decisions = {"step": [step.index], "answer": [vote.winner]}
+        assert recount(cols, decisions, CASCADE.k, vote.event_columns()) is None
+        if vote.events:  # without the tier boundary the step's votes do not decide the winner
+            assert recount(cols, decisions, CASCADE.k) is not None
+        step = task.step_after(step.index, vote.winner)
+    assert escalated >= 2 and task.is_solved(step)
+
+
+def test_last_tier_giving_up_fails_the_step():
+    task = get_task("hanoi", disks=5)
+    clients = {CHEAP: SimulatedModel(task, parse_sim_model(CHEAP), name=CHEAP)}
+    voting = VotingConfig(k=4, max_samples_per_step=4, on_undecided="escalate", escalate_to=((CHEAP,),))
+    step, failed = task.first_step(), []
+    for _ in range(task.total_steps):
+        vote = asyncio.run(vote_step(task, clients, step, voting, RedFlagPolicy(), (CHEAP,), 0))
+        if vote.gave_up:
+            failed.append(vote)
+        step = task.step_after(step.index, task.reference_reply(step) and vote.judge.text(task.reference_reply(step)).key)
+    assert failed
+    for vote in failed:  # one escalation, then the last tier's cap: undecided, 2 x 4 samples
+        assert vote.winner is None and vote.drawn == 8 and [e["event"] for e in vote.events] == ["escalation"]
+
+
+@pytest.mark.ray
+def test_plurality_decides_with_a_warning_event(tmp_path):
+    log = tmp_path / "plurality.parquet"
+    voting = VotingConfig(k=4, max_samples_per_step=5, on_undecided="plurality")
+    result = run(get_task("hanoi", disks=5), ["sim:0.99,hard=0.15,hard_p=0.75"], voting, log=log, seed=4)
+    events = _events(log, "plurality")
+    assert result.extra["plurality_decisions"] == len(events) >= 1
+    assert result.solved and result.errors == 0
+    for _, detail in events:
+        assert detail["lead"] < voting.k and "plurality" in detail["message"]
+    assert verify_log(log).valid  # accepted as the logged leader, not as a margin decision
+
+
+def test_voting_config_refuses_inconsistent_policies():
+    with pytest.raises(UsageError, match="--escalate-to needs --on-undecided escalate"):
+        VotingConfig(escalate_to=((STRONG,),))
+    with pytest.raises(UsageError, match="needs --escalate-to"):
+        VotingConfig(on_undecided="escalate")
+    with pytest.raises(UsageError, match="--on-undecided"):
+        VotingConfig(on_undecided="guess")
+    assert VotingConfig(on_undecided="escalate", escalate_to=[["a", "b"], ["c"]]).escalate_to == (("a", "b"), ("c",))
+
+
+def test_cli_refuses_escalate_to_without_escalate(tmp_path):
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("maker")), "run", "hanoi", "--disks", "3", "--model", "sim:1.0",
+         "--escalate-to", STRONG, "--log", str(tmp_path / "x.parquet")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "--on-undecided escalate" in proc.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_cascade_cost_adds_the_escalated_steps_at_the_stronger_price():
+    from maker import voting
+    from maker.budget.margins import SampleCost, cascade_cost, plan
+
+    base = plan(0.99, 10_000, 0.95, cost=SampleCost(per_sample=0.001))
+    strong = SampleCost(tokens_in=1000, price_in=2.0)  # $0.002 a sample
+    extra = 0.05 * 10_000 * voting.expected_samples(0.999, base.k, 1.0) * 0.002
+    assert cascade_cost(base, 0.05, strong, 0.999) == pytest.approx(base.expected_cost + extra)
+    assert cascade_cost(base, 0.0, strong) == pytest.approx(base.expected_cost)
+    assert cascade_cost(plan(0.4, 100, 0.95), 0.1, strong) is None  # no k for p <= 1/2
+    with pytest.raises(UsageError, match="--escalate-fraction"):
+        cascade_cost(base, 1.5, strong)
+
+
+@pytest.mark.ray
+def test_a_plan_run_escalates_on_the_dag_runner_and_verifies(tmp_path):
+    log = tmp_path / "plan.parquet"
+    voting = VotingConfig(k=3, max_samples_per_step=3, on_undecided="escalate", escalate_to=((STRONG,),))
+    task = get_task("multiply", digits=3)
+    result = run(task, ["sim:0.99,hard=0.3,hard_p=0.5"], voting, log=log, seed=1)
+    assert result.solved and result.errors == 0
+    assert result.extra["escalations"] == len(_events(log, "escalation")) >= 1
+    assert result.extra["answer_correct"] is True
+    assert verify_log(log).valid
+
+
+def test_a_voted_call_escalates_too(tmp_path):
+    import maker
+
+    result = maker.vote("What is 6 * 7?", ["sim:0.5"], key="integer", expected="42", seed=0, voting=CASCADE,
+                        log=tmp_path / "vote.parquet")
+    assert result.key == "42" and result.correct and result.samples == 8  # 4 cheap samples, then 4 strong in a row
+    assert [d["models"] for _, d in _events(tmp_path / "vote.parquet", "escalation")] == [[STRONG]]
+    assert verify_log(tmp_path / "vote.parquet").valid
