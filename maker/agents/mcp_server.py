@@ -59,6 +59,27 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:500]
 
 
+class _OneLineErrors(MCPServer):
+    """The SDK's server, with every tool error one line: the SDK words an argument that fails
+    validation as pydantic's multi-line report; here it reads "bad arguments for plan: steps:
+    Field required; p: Input should be a valid number"."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            errors = getattr(cause, "errors", None)
+            if callable(errors):
+                try:
+                    parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in errors()]
+                except Exception:  # not pydantic's shape after all: fall back to the text
+                    parts = []
+                if parts:
+                    raise ToolError(_one_line(f"bad arguments for {name}: " + "; ".join(parts))) from None
+            raise ToolError(_one_line(exc)) from None
+
+
 def build_server(root: str | Path = ".") -> MCPServer:
     """The MCP server with maker's six tools, confined to `root` (resolved now)."""
     root = Path(root).resolve()
@@ -66,7 +87,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
         from maker.errors import UsageError
 
         raise UsageError(f"--root {root} is not a directory")
-    server: MCPServer = MCPServer("maker", instructions=INSTRUCTIONS, version=__version__)
+    server: MCPServer = _OneLineErrors("maker", instructions=INSTRUCTIONS, version=__version__)
     runs = Runs(root)
 
     @server.tool()

@@ -88,6 +88,8 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     assert "outside the server's root" in out["outside"] and "outside the server's root" in out["absolute"]
     assert not os.path.exists("/tmp/maker-mcp-escape")
     assert "p" in out["mistyped"] and "models" in out["missing"]
+    assert "\n" not in out["mistyped"] and "\n" not in out["missing"]  # one line, not pydantic's report
+    assert out["mistyped"].startswith("bad arguments for plan: p:"), out["mistyped"]
     assert "unknown key normaliser" in out["bad_key"] and "expected=" in out["no_truth"]
     names = {t["name"] for t in out["tasks"]["tasks"]}
     assert {"hanoi", "chase"} <= names and "vote" not in names
