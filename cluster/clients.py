@@ -154,19 +154,14 @@ def check_spec(spec: ModelSpec) -> None:
 def user_factory(model: str) -> Any:
     """The object ``py:pkg.module:attr`` (or ``py:path/file.py:attr``) names; ModelConfigError
     with one line when it does not import or is not callable."""
-    from maker.tasks.registry import TaskNameError, import_module, load_file
+    from maker.tasks.registry import TaskNameError, import_where
 
     ref = model[len("py:"):]
     where, _, attr = ref.rpartition(":")
     if not where or not attr:
         raise ModelConfigError(f"{model!r}: expected py:pkg.module:factory or py:path/to/file.py:factory", model=model)
     try:
-        if where.endswith(".py") or "/" in where:
-            from pathlib import Path
-
-            module = load_file(Path(where).expanduser().resolve())
-        else:
-            module = import_module(where)
+        module = import_where(where)
     except TaskNameError as exc:
         raise ModelConfigError(f"{model}: {exc}", model=model) from None
     target = getattr(module, attr, None)

@@ -154,15 +154,12 @@ def resolve(name: str) -> TaskSource:
     where, _, attr = name.rpartition(":")
     if not where or not attr:
         raise TaskNameError(f"task {name!r}: expected pkg.module:attr or path/to/file.py:attr")
-    if where.endswith(".py") or "/" in where or "\\" in where:
+    module = import_where(where)
+    if is_file_ref(where):
         path = Path(where).expanduser().resolve()
-        module = load_file(path)
-        full = f"{path}:{attr}"
-        origin = f"file {path}"
+        full, origin = f"{path}:{attr}", f"file {path}"
     else:
-        module = import_module(where)
-        full = name
-        origin = f"module {where}"
+        full, origin = name, f"module {where}"
     target = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -186,6 +183,17 @@ def rebuild(run: dict[str, Any]) -> Any:
     except TaskNameError as exc:
         origin = run.get("task_origin")
         raise TaskNameError(f"{exc}; the run's task came from {origin}" if origin else str(exc)) from None
+
+
+def is_file_ref(where: str) -> bool:
+    """Whether the part before ':' in a `where:attr` reference names a file, not a module."""
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def import_where(where: str) -> ModuleType:
+    """The module a `where:attr` reference names: a file path (``path/to/file.py``) or a
+    module name (``pkg.module``); TaskNameError (one line) when it cannot be loaded."""
+    return load_file(Path(where).expanduser().resolve()) if is_file_ref(where) else import_module(where)
 
 
 def import_module(name: str) -> ModuleType:

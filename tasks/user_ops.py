@@ -207,18 +207,13 @@ def tool(name: str, fn: Callable[..., Any], summary: str = "") -> ToolOp:
 def inline_tool(ref: str) -> ToolOp:
     """The tool ``tool:pkg.module:fn`` or ``tool:path/to/file.py:fn`` names (PlanError if it
     does not import or is not callable)."""
-    from .registry import TaskNameError, import_module, load_file
+    from .registry import TaskNameError, import_where
 
     where, _, attr = ref[len("tool:"):].rpartition(":")
     if not where or not attr:
         raise PlanError(f"{ref}: expected tool:pkg.module:fn or tool:path/to/file.py:fn")
     try:
-        if where.endswith(".py") or "/" in where:
-            from pathlib import Path
-
-            module = load_file(Path(where).expanduser().resolve())
-        else:
-            module = import_module(where)
+        module = import_where(where)
     except TaskNameError as exc:
         raise PlanError(f"{ref}: {exc}") from None
     fn = getattr(module, attr, None)
