@@ -46,6 +46,7 @@ class Progress:
         self.start_steps = 0
         self._last = 0.0
         self._every = 0.25 if self.tty else 10.0
+        self._shown: tuple[int, int] | None = None  # (steps, samples) of the last line written
 
     def start_at(self, steps: int) -> None:
         self.start_steps = steps
@@ -57,6 +58,7 @@ class Progress:
         if not force and now - self._last < self._every:
             return
         self._last = now
+        self._shown = (totals.steps, totals.samples)
         line = self.format(totals, now)
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
@@ -86,7 +88,8 @@ class Progress:
     def finish(self, totals: Totals) -> None:
         if not self.enabled:
             return
-        self.update(totals, force=True)
+        if self._shown != (totals.steps, totals.samples):  # the last line already says it: never twice
+            self.update(totals, force=True)
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
