@@ -24,6 +24,7 @@ pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: `maker run RUN_ARGS` joined to a fresh two-node cluster (see `cli_on_two_nodes`)
 SCRIPT = r"""
 import contextlib, io, json, sys
 import ray
@@ -39,8 +40,7 @@ try:
     from maker.cli.main import main  # the CLI as a user runs it, joining the cluster by address
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2", "--address", cluster.address,
-                     "--workers", "2", "--segment-steps", "8", "--json", "--quiet", "--log", sys.argv[1]])
+        code = main([*RUN_ARGS, "--address", cluster.address, "--workers", "2", "--json", "--quiet", "--log", sys.argv[1]])
     ray.shutdown()
     print("RESULT " + json.dumps({"nodes": nodes, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:]}))
 finally:
@@ -88,6 +88,11 @@ finally:
 """
 
 
+def cli_on_two_nodes(run_args: list[str]) -> str:
+    """The script that runs `maker run *run_args` (plus address, two workers, --json) on two nodes."""
+    return SCRIPT.replace("RUN_ARGS", repr(run_args))
+
+
 def in_own_cluster(script: str, log: Path, timeout: float) -> dict:
     """Run `script` in a subprocess with its own RAY_TMPDIR; its RESULT line, as JSON (Ray may
     print its own lines to stdout after it)."""
@@ -106,7 +111,8 @@ def in_own_cluster(script: str, log: Path, timeout: float) -> dict:
 
 
 def test_workers_spread_over_both_nodes(tmp_path) -> None:
-    report = in_own_cluster(SCRIPT, tmp_path / "h6", 90)
+    report = in_own_cluster(cli_on_two_nodes(["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2",
+                                              "--segment-steps", "8"]), tmp_path / "h6", 90)
     assert report["code"] == 0, report["stderr"]
     result = json.loads(report["stdout"])
     assert len(report["nodes"]) == 2
@@ -132,39 +138,15 @@ def test_a_node_removed_mid_run_costs_no_step(tmp_path) -> None:
     assert verify_log(log).solved
 
 
-USER_TASK = r"""
-import contextlib, io, json, sys
-import ray
-from ray.cluster_utils import Cluster
-
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-try:
-    cluster.add_node(num_cpus=1, resources={"second_node": 1})
-    cluster.wait_for_nodes(timeout=40)
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-    ray.shutdown()
-    from maker.cli.main import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["run", "--task", sys.argv[2], "--n", "40", "--model", "sim:0.95", "--k", "2",
-                     "--address", cluster.address, "--workers", "2", "--segment-steps", "5", "--json", "--quiet",
-                     "--log", sys.argv[1]])
-    ray.shutdown()
-    print("RESULT " + json.dumps({"nodes": nodes, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:]}))
-finally:
-    cluster.shutdown()
-"""
-
-
 def test_a_users_own_task_runs_on_both_nodes(tmp_path) -> None:
     """A task in a file no node can import (a folder outside every sys.path) reaches the
     workers on both nodes by value (cloudpickle), and the run is solved."""
     folder = tmp_path / "user_project"
     folder.mkdir()
     shutil.copy(ROOT / "examples" / "ledger.py", folder / "my_ledger_q15.py")
-    script = USER_TASK.replace("sys.argv[2]", repr(f"{folder / 'my_ledger_q15.py'}:ledger"))
-    report = in_own_cluster(script, tmp_path / "ledger", 120)
+    task = f"{folder / 'my_ledger_q15.py'}:ledger"
+    report = in_own_cluster(cli_on_two_nodes(["run", "--task", task, "--n", "40", "--model", "sim:0.95", "--k", "2",
+                                              "--segment-steps", "5"]), tmp_path / "ledger", 120)
     assert report["code"] == 0, report["stderr"]
     result = json.loads(report["stdout"])
     assert result["solved"] and result["errors"] == 0 and result["steps"] == 40
