@@ -42,17 +42,20 @@ def last_field(reply: str, name: str) -> str | None:
     without surrounding markup or a trailing note; None when the field is absent.
 
     The value is not parsed here: a strict parser decides whether it is an answer."""
-    matches = list(_pattern(name).finditer(reply))
-    if not matches:
+    last = None
+    for last in _pattern(name).finditer(reply):  # noqa: B007 (keeps the last match)
+        pass
+    if last is None:
         return None
-    last = matches[-1]
-    line = reply[last.end() :].split("\n", 1)[0]
-    value = line.strip()
-    for closer in _CLOSERS:  # the value ends where the markup opened before the name closes
-        prefix = reply[: last.start()].rsplit("\n", 1)[-1]
-        if closer in prefix and closer in value:
-            value = value[: value.rindex(closer)].strip() if value.count(closer) % 2 else value
-    value = _NOTE.sub("", value)
+    end = reply.find("\n", last.end())
+    value = (reply[last.end() :] if end < 0 else reply[last.end() : end]).strip()
+    if "**" in value or "__" in value or "`" in value:  # the value ends where markup opened before the name closes
+        prefix = reply[reply.rfind("\n", 0, last.start()) + 1 : last.start()]
+        for closer in _CLOSERS:
+            if closer in prefix and closer in value:
+                value = value[: value.rindex(closer)].strip() if value.count(closer) % 2 else value
+    if "(" in value or "<" in value or "#" in value:  # only then can a note trail it
+        value = _NOTE.sub("", value)
     return strip_markup(value)
 
 

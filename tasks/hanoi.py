@@ -185,6 +185,14 @@ class Hanoi:
             if canonical is None:
                 return Verdict(None, "malformed", problem)
             reply = canonical
+        exact = _MOVE.match(reply)  # a reply that is already the canonical text needs no full parse
+        if exact is not None:
+            move = (int(exact[1]), int(exact[2]), int(exact[3]))
+            expected = apply_move(step.premise[0], move)
+            if expected is not None:
+                key = format_key(move, expected)
+                if reply == key:
+                    return self._keep(key, move, expected)
         read = read_reply(reply)
         if isinstance(read, str):
             return Verdict(None, "malformed", read)
@@ -199,11 +207,14 @@ class Hanoi:
             return Verdict(None, "rule_breaking", f"illegal move {list(move)}")
         if expected != pegs:
             return Verdict(None, "rule_breaking", "next_state is not the move applied")
-        key = format_key(move, expected)
+        return self._keep(format_key(move, expected), move, expected)
+
+    def _keep(self, key: str, move: Move, pegs: Pegs) -> Verdict:
+        """Remember what `key` parsed to (for `step_after`); the verdict admitting it."""
         parsed = self._parsed
         if len(parsed) > 256:
             parsed.clear()
-        parsed[key] = (move, expected)
+        parsed[key] = (move, pegs)
         return Verdict(key)
 
     def advance(self, step: StepInput, key: str) -> StepInput:

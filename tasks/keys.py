@@ -44,6 +44,8 @@ Normaliser = Callable[[str], "str | None"]
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\n(.*?)\n?```\Z", re.S)
+#: The characters markup (or a pair of quotes) can start or end with.
+_MARKS = frozenset("*_`\"'")
 
 
 def strip_markup(text: str, quotes: bool = True) -> str:
@@ -55,6 +57,8 @@ def strip_markup(text: str, quotes: bool = True) -> str:
     '42'
     """
     out = text.strip()
+    if not out or out[0] not in _MARKS or out[-1] not in _MARKS:
+        return out  # nothing wraps it (the common case: a bare value)
     fence = _FENCE.match(out)
     if fence:
         out = fence.group(1).strip()
