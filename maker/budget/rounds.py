@@ -1,0 +1,103 @@
+"""How many requests a step makes, and so how many times its prompt is billed.
+
+Why: an OpenAI-compatible endpoint (``openai/NAME`` at an ``--api-base``) draws the
+samples of one round that share a prompt and temperature as ONE request with ``n``
+(`maker.cluster.transport`), and the provider bills the prompt once per request, not once
+per sample.  Pre-run estimates must count the same way as the run's tally, or `maker plan`
+over-prices the prompt by up to a factor k.
+
+The rounds follow `maker.engine.step.StepVote`: round one asks for k samples, each later
+round for what the leader still needs (``k - |lead|``, `Ballot.needed`).  In the binary
+worst case of the design notes a sample is a vote for the right answer with probability
+``valid_rate * p``, for the wrong one with ``valid_rate * (1 - p)``, and red-flagged
+otherwise; the signed lead is a Markov chain on ``-(k-1) .. k-1`` that is absorbed at
+``±k`` (only at the end of a round: a round never asks for more than the leader needs).
+`expected_rounds` solves that chain exactly (the sample cap is ignored).  Round one's first
+sample is drawn at ``first_temperature`` (0), so it is a request of its own; the rest of
+round one shares one request, and so does each later round:
+
+    requests per step = expected_rounds + 1     (k >= 2, first sample apart)
+
+Without `n` grouping (litellm provider strings, whose provider may ignore `n`; or
+``--n-grouping off``) every sample is its own request: requests = samples.
+
+    >>> expected_rounds(0.999999, 3)          # nearly always decided in round one
+    1.0000...
+    >>> round(expected_requests(0.99, 3, grouped=True), 4)
+    2.0306
+    >>> shares_prompt("openai/qwen", "http://127.0.0.1:8000/v1"), shares_prompt("openai/gpt-4.1-mini", None)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import maker.voting as voting
+from maker.errors import UsageError
+
+__all__ = ["N_GROUPING", "expected_requests", "expected_rounds", "shares_prompt"]
+
+#: Values of `maker plan --n-grouping`: infer from the model string, or force.
+N_GROUPING = ("auto", "on", "off")
+
+
+def shares_prompt(model: str | None, api_base: str | None = None, n_grouping: str = "auto") -> bool:
+    """Whether a run on `model` bills a round's shared prompt once per request (True) or once
+    per sample (False).
+
+    ``auto``: True exactly for the models the OpenAI-compatible client serves (an ``openai/``
+    name at an explicit `api_base`: `maker.cluster.openai_compatible.uses_openai_compatible`),
+    which send ``n``; litellm provider strings, the simulator and no model at all count per
+    sample (whether a hosted provider honours ``n`` is not known before the run).  ``on`` /
+    ``off`` force it.  Raises UsageError for any other `n_grouping`.
+    """
+    if n_grouping not in N_GROUPING:
+        raise UsageError(f"--n-grouping must be one of {', '.join(N_GROUPING)}, got {n_grouping!r}")
+    if n_grouping != "auto":
+        return n_grouping == "on"
+    if not model:
+        return False
+    from maker.cluster.openai_compatible import uses_openai_compatible
+
+    return uses_openai_compatible(model, api_base)
+
+
+@lru_cache(maxsize=256)
+def expected_rounds(p: float, k: int, valid_rate: float = 1.0) -> float:
+    """Expected rounds (requests of one draw each, round one included) until a step decides.
+
+    `p` in (0, 1) is the per-vote accuracy, `k` >= 1 the margin, `valid_rate` in (0, 1] the
+    share of samples that are not red-flagged.  Exact for the binary worst case (module
+    docstring); O(k**3) time.  Raises UsageError for p outside (0, 1), k < 1 or a valid
+    rate outside (0, 1] (p <= 1/2 is allowed: the walk still ends).
+    """
+    import numpy as np
+    from scipy.stats import binom
+
+    if not 0.0 < p < 1.0 or k < 1 or not 0.0 < valid_rate <= 1.0:
+        raise UsageError(f"expected_rounds needs p in (0, 1), k >= 1 and valid rate in (0, 1], got {p}, {k}, {valid_rate}")
+    states = list(range(-(k - 1), k))  # the signed lead before a round
+    q = np.eye(len(states))  # I - Q, filled below; the lead s is row s + k - 1
+    for s in states:
+        row = q[s + k - 1]
+        m = k - abs(s)
+        valid = binom.pmf(np.arange(m + 1), m, valid_rate)  # j valid votes among m samples
+        for j in range(m + 1):
+            if valid[j] == 0.0:
+                continue
+            right = binom.pmf(np.arange(j + 1), j, p)  # a of the j votes right: lead moves by 2a - j
+            after = s + 2 * np.arange(j + 1) - j
+            inside = np.abs(after) < k
+            np.subtract.at(row, after[inside] + (k - 1), valid[j] * right[inside])
+    rounds = np.linalg.solve(q, np.ones(len(states)))
+    return float(rounds[k - 1])
+
+
+def expected_requests(p: float, k: int, valid_rate: float = 1.0, *, grouped: bool, first_apart: bool = True) -> float:
+    """Expected requests per step: `expected_rounds` (+1 for round one's first sample drawn
+    apart at its own temperature, when k >= 2 and `first_apart`) if `grouped`, else the
+    expected samples per step (`maker.voting.expected_samples`)."""
+    if not grouped:
+        return voting.expected_samples(p, k, valid_rate)
+    return expected_rounds(p, k, valid_rate) + (1.0 if first_apart and k >= 2 else 0.0)
