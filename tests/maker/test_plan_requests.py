@@ -9,8 +9,10 @@ import json
 
 import numpy as np
 import pytest
+from maker.cluster.pricing import Price
 
 from maker.budget.rounds import expected_requests, expected_rounds, shares_prompt
+from maker.budget.tally import Tally, assess
 from maker.cli.main import main
 from maker.errors import UsageError
 
@@ -111,3 +113,19 @@ def test_inference_from_the_model_string() -> None:
     assert shares_prompt("sim:0.9", None, "on") and not shares_prompt("openai/l", "http://x", "off")
     with pytest.raises(UsageError, match="--n-grouping"):
         shares_prompt("openai/x", None, "sometimes")
+
+
+def test_estimate_prices_the_prompt_per_billed_request() -> None:
+    """`maker estimate`'s plan: the measured prompt tokens per billed request, times the
+    requests the run will make (grouped) or its samples (not)."""
+    # 2,000 answered samples drawn in 800 requests of 300 prompt tokens each; 10 reply tokens a sample
+    t = Tally(steps=500, samples=2000, answered=2000, valid=2000, correct=1995, tokens_in=800 * 300,
+              tokens_out=2000 * 10, requests=800)
+    price = Price(1.0, 2.0, "flags")
+    grouped = assess("openai/x", t, steps=10_000, target=0.95, price=price, shares_prompt=True, simulated=False)
+    single = assess("openai/x", t, steps=10_000, target=0.95, price=price, shares_prompt=False, simulated=False)
+    assert grouped.k == single.k == 3
+    samples, requests = k3_requests(grouped.p_low)
+    assert grouped.expected_cost == pytest.approx(10_000 * (requests * 300 * 1e-6 + samples * 10 * 2e-6), rel=1e-9)
+    assert single.expected_cost == pytest.approx(10_000 * samples * (300 * 1e-6 + 10 * 2e-6), rel=1e-9)
+    assert grouped.shares_prompt and not single.shares_prompt
