@@ -62,9 +62,15 @@ def _one_line(exc: BaseException) -> str:
 class _OneLineErrors(MCPServer):
     """The SDK's server, with every tool error one line: the SDK words an argument that fails
     validation as pydantic's multi-line report; here it reads "bad arguments for plan: steps:
-    Field required; p: Input should be a valid number"."""
+    Field required; p: Input should be a valid number".  An argument the tool does not have
+    is refused ("unknown argument for plan: stpes"), where the SDK would drop it silently
+    and run the tool without what the caller meant to say."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        known = await self._argument_names(name)
+        unknown = sorted(set(arguments or {}) - known) if known is not None else []
+        if unknown:
+            raise ToolError(_one_line(f"unknown argument for {name}: {', '.join(unknown)}"))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -78,6 +84,14 @@ class _OneLineErrors(MCPServer):
                 if parts:
                     raise ToolError(_one_line(f"bad arguments for {name}: " + "; ".join(parts))) from None
             raise ToolError(_one_line(exc)) from None
+
+    async def _argument_names(self, name: str) -> set[str] | None:
+        """The argument names in tool `name`'s input schema (None: no such tool; the SDK says so)."""
+        cache: dict[str, set[str]] = self.__dict__.setdefault("_maker_arguments", {})
+        if name not in cache:
+            for tool in await self.list_tools():
+                cache[tool.name] = set((tool.input_schema or {}).get("properties", {}))
+        return cache.get(name)
 
 
 def build_server(root: str | Path = ".") -> MCPServer:

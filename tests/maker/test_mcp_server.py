@@ -64,6 +64,8 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
         out["bad_key"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"], "key": "os:system",
                                                                 "expected": "1"}))
         out["no_truth"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"]}))
+        out["extra_arg"] = _error(await session.call_tool("plan", {"p": 0.99, "steps": 100, "stpes": 5}))
+        out["extra_args"] = _error(await session.call_tool("tasks", {"verbose": True, "all": 1}))
         out["tasks"] = _payload(await session.call_tool("tasks", {}))
         out["still"] = _payload(await session.call_tool("plan", {"p": 0.99, "steps": 100, "target": 0.9}))
         return out
@@ -90,6 +92,8 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     assert "p" in out["mistyped"] and "models" in out["missing"]
     assert "\n" not in out["mistyped"] and "\n" not in out["missing"]  # one line, not pydantic's report
     assert out["mistyped"].startswith("bad arguments for plan: p:"), out["mistyped"]
+    assert out["extra_arg"] == "unknown argument for plan: stpes"  # refused, not silently dropped
+    assert out["extra_args"] == "unknown argument for tasks: all, verbose"
     assert "unknown key normaliser" in out["bad_key"] and "expected=" in out["no_truth"]
     names = {t["name"] for t in out["tasks"]["tasks"]}
     assert {"hanoi", "chase"} <= names and "vote" not in names
