@@ -147,6 +147,8 @@ def build_server(root: str | Path = ".") -> MCPServer:
         price_in: float = 0.0,
         price_out: float = 0.0,
         valid_rate: float = 1.0,
+        model: str | None = None,
+        api_base: str | None = None,
     ) -> dict[str, Any]:
         """Choose the vote margin k for a run before paying for it.
 
@@ -156,15 +158,20 @@ def build_server(root: str | Path = ".") -> MCPServer:
         price_in / price_out in US dollars per million tokens; valid_rate: the fraction
         of samples that survive the red flags. Returns k (null when p <= 1/2: no margin
         helps), expected_samples per step, p_step, run_success (P(success)),
-        cost_per_sample and expected_cost (US dollars, 0 without prices).
+        cost_per_sample and expected_cost (US dollars, 0 without prices).  model / api_base:
+        the run's model; an openai/NAME at an api_base draws a round's samples as one
+        request, so the prompt is billed once per request (shares_prompt, requests_per_step,
+        prompt_tokens in the result); otherwise once per sample.
         Example: p=0.9978, steps=1048575, target=0.95 gives k=3 (the MAKER paper's run).
         """
         from maker.budget.margins import SampleCost
         from maker.budget.margins import plan as make_plan
+        from maker.budget.rounds import shares_prompt
 
         try:
             cost = SampleCost(tokens_in=tokens_in, tokens_out=tokens_out, price_in=price_in, price_out=price_out)
-            return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost).to_dict()
+            return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost,
+                             shares_prompt=shares_prompt(model, api_base)).to_dict()
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
 

@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     if args.plot:
         from maker.report.cost_plots import plot_plans
 
-        plot_plans(plans, args.plot)
+        plot_plans(plans, args.plot, cost)
     if args.json:
         out: dict[str, Any] = {"steps": args.steps, "target": args.target, "prompt_billed": billed(grouped),
                                "plans": [p.to_dict() for p in plans]}
@@ -132,4 +132,4 @@ def billed(grouped: bool) -> str:
     """How the plan counted the prompt (one line, also `prompt_billed` in --json)."""
     if grouped:
         return "once per request: a round's samples share one request with n (first sample of a step apart)"
-    return "once per sample: one request per sample"
+    return "once per sample: one request per sample (also any run with --speculate: it sends one per sample)"
