@@ -131,5 +131,5 @@ def main(args: argparse.Namespace) -> int:
 def billed(grouped: bool) -> str:
     """How the plan counted the prompt (one line, also `prompt_billed` in --json)."""
     if grouped:
-        return "once per request: a round's samples share one request with n (first sample of a step apart)"
-    return "once per sample: one request per sample (also any run with --speculate: it sends one per sample)"
+        return "once per request: a round's samples share one request with n, a step's first sample apart (not under --speculate)"
+    return "once per sample: one request per sample"
