@@ -149,6 +149,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
         valid_rate: float = 1.0,
         model: str | None = None,
         api_base: str | None = None,
+        speculate: int | None = None,
     ) -> dict[str, Any]:
         """Choose the vote margin k for a run before paying for it.
 
@@ -161,7 +162,9 @@ def build_server(root: str | Path = ".") -> MCPServer:
         cost_per_sample and expected_cost (US dollars, 0 without prices).  model / api_base:
         the run's model; an openai/NAME at an api_base draws a round's samples as one
         request, so the prompt is billed once per request (shares_prompt, requests_per_step,
-        prompt_tokens in the result); otherwise once per sample.
+        prompt_tokens in the result) -- but only when the run does not speculate
+        (speculate: the run's depth, default 8 as in maker run; 0 for plan tasks);
+        otherwise once per sample.
         Example: p=0.9978, steps=1048575, target=0.95 gives k=3 (the MAKER paper's run).
         """
         from maker.budget.margins import SampleCost
@@ -171,7 +174,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
         try:
             cost = SampleCost(tokens_in=tokens_in, tokens_out=tokens_out, price_in=price_in, price_out=price_out)
             return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost,
-                             shares_prompt=shares_prompt(model, api_base)).to_dict()
+                             shares_prompt=shares_prompt(model, api_base, "auto", speculate)).to_dict()
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
 

@@ -279,7 +279,7 @@ def estimate(
                 price=price,
                 level=level,
                 simulated=all(spec_of[m].is_simulated for m in arm),  # sim-server and script: too
-                shares_prompt=len(arm) == 1 and shares_prompt(arm[0], spec_of[arm[0]].api_base),
+                shares_prompt=len(arm) == 1 and shares_prompt(arm[0], spec_of[arm[0]].api_base, "auto", cluster.speculate),
             )
         )
     recommended, summary = recommend(estimates)

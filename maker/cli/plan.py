@@ -21,8 +21,8 @@ EPILOG = """examples:
   maker plan --p 0.998 --steps 1048575 --target 0.95 --tokens-in 300 --price-in 0.4 \\
              --tokens-out 40 --price-out 1.6 --valid-rate 0.99 --json
   maker plan --p 0.99 --p 0.95 --steps 1048575 --target 0.95 --plot plan.png
-  maker plan --p 0.99 --steps 10000 --tokens-in 300 --price-in 0.1 --model openai/qwen \
-             --api-base http://127.0.0.1:8000/v1        # n-grouping endpoint: prompt billed once per request
+  maker plan --p 0.99 --steps 10000 --tokens-in 300 --price-in 0.1 --model openai/qwen \\
+             --api-base http://127.0.0.1:8000/v1 --speculate 0   # n-grouping endpoint: prompt billed once per request
 
 exit codes: 0 every p has a margin, 1 some p <= 1/2 (no margin helps), 2 bad input."""
 
@@ -57,6 +57,10 @@ def add_parser(sub: Any) -> None:
     )
     c.add_argument("--api-base", metavar="URL", help="the --model's OpenAI-compatible endpoint, as for maker run")
     c.add_argument(
+        "--speculate", type=int, metavar="D", help="the run's --speculate depth: a speculative run sends one request per "
+        "sample (default: maker run's, 8 for a chained task; plan tasks and maker solve never speculate: pass 0)",
+    )
+    c.add_argument(
         "--n-grouping", choices=N_GROUPING, default="auto",
         help="bill the prompt once per request (on) or once per sample (off); auto (default): infer from --model",
     )
@@ -82,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
     cost = SampleCost(args.tokens_in, args.tokens_out, args.price_in, args.price_out)
-    grouped = shares_prompt(args.model, args.api_base, args.n_grouping)
+    grouped = shares_prompt(args.model, args.api_base, args.n_grouping, args.speculate)
     plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost, shares_prompt=grouped) for p in ps]
     cascade = None
     if args.escalate_fraction is not None:
@@ -105,7 +109,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"{args.steps:,} steps, target {args.target}, valid rate {args.valid_rate}, ${cost.usd:.6f} per sample")
         print(f"prompt billed {billed(grouped)}" + (
-            "" if args.n_grouping != "auto" else f" (inferred from --model {args.model})" if args.model else " (no --model)"))
+            "" if args.n_grouping != "auto" else f" (inferred from --model {args.model}, --speculate "
+            f"{'8 (the default)' if args.speculate is None else args.speculate})" if args.model else " (no --model)"))
         print(
             f"{'p':>10} {'error':>8} {'k':>4} {'p_step':>14} {'run success':>12} {'votes/step':>11} "
             f"{'samples/step':>13} {'expected cost':>14} {'requests/step':>14}"
@@ -131,5 +136,5 @@ def main(args: argparse.Namespace) -> int:
 def billed(grouped: bool) -> str:
     """How the plan counted the prompt (one line, also `prompt_billed` in --json)."""
     if grouped:
-        return "once per request: a round's samples share one request with n, a step's first sample apart (not under --speculate)"
-    return "once per sample: one request per sample"
+        return "once per request: a round's samples share one request with n, a step's first sample apart"
+    return "once per sample: one request per sample (litellm providers; any speculative run)"

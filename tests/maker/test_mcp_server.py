@@ -65,7 +65,8 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
                                                                 "expected": "1"}))
         out["no_truth"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"]}))
         out["plan_shared"] = _payload(await session.call_tool("plan", {
-            "p": 0.998, "steps": 1000, "tokens_in": 1000, "price_in": 1.0, "model": "openai/x", "api_base": "http://h/v1"}))
+            "p": 0.998, "steps": 1000, "tokens_in": 1000, "price_in": 1.0, "model": "openai/x", "api_base": "http://h/v1",
+            "speculate": 0}))
         out["extra_arg"] = _error(await session.call_tool("plan", {"p": 0.99, "steps": 100, "stpes": 5}))
         out["extra_args"] = _error(await session.call_tool("tasks", {"verbose": True, "all": 1}))
         out["tasks"] = _payload(await session.call_tool("tasks", {}))

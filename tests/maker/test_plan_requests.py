@@ -43,8 +43,8 @@ def k3_requests(p: float) -> tuple[float, float]:
 
 
 def test_openai_compatible_plan_bills_the_prompt_once_per_request(capsys) -> None:
-    grouped = plan_json(capsys, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1")
-    litellm = plan_json(capsys, "--model", "openai/gpt-4.1-mini")
+    grouped = plan_json(capsys, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--speculate", "0")
+    litellm = plan_json(capsys, "--model", "openai/gpt-4.1-mini", "--speculate", "0")
     g, s = grouped["plans"][0], litellm["plans"][0]
     assert g["k"] == s["k"] == 3
     samples, requests = k3_requests(0.99)
@@ -60,20 +60,27 @@ def test_openai_compatible_plan_bills_the_prompt_once_per_request(capsys) -> Non
     assert "per request" in grouped["prompt_billed"] and "per sample" in litellm["prompt_billed"]
 
 
-def test_the_override_wins_and_no_model_bills_per_sample(capsys) -> None:
-    off = plan_json(capsys, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--n-grouping", "off")
+def test_the_override_wins_and_no_model_or_a_speculative_run_bills_per_sample(capsys) -> None:
+    off = plan_json(capsys, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--speculate", "0",
+                    "--n-grouping", "off")
+    speculative = plan_json(capsys, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1")  # maker run's default
     none = plan_json(capsys)
     on = plan_json(capsys, "--n-grouping", "on")
     samples, requests = k3_requests(0.99)
     assert off["plans"][0]["prompt_tokens"] == pytest.approx(STEPS * samples * TOKENS_IN)
+    assert speculative["plans"][0]["prompt_tokens"] == pytest.approx(STEPS * samples * TOKENS_IN)
     assert none["plans"][0]["prompt_tokens"] == pytest.approx(STEPS * samples * TOKENS_IN)
     assert on["plans"][0]["prompt_tokens"] == pytest.approx(STEPS * requests * TOKENS_IN)
 
 
 def test_the_text_output_says_what_it_assumed(capsys) -> None:
+    assert main(["plan", "--p", "0.99", "--steps", "100", "--model", "openai/x", "--api-base", "http://h/v1",
+                 "--speculate", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "prompt billed once per request" in out and "inferred from --model openai/x, --speculate 0" in out
     assert main(["plan", "--p", "0.99", "--steps", "100", "--model", "openai/x", "--api-base", "http://h/v1"]) == 0
     out = capsys.readouterr().out
-    assert "prompt billed once per request" in out and "inferred from --model openai/x" in out
+    assert "prompt billed once per sample" in out and "--speculate 8 (the default)" in out
 
 
 def simulate_rounds(p: float, k: int, valid_rate: float, trials: int, rng: np.random.Generator) -> float:
@@ -106,9 +113,11 @@ def test_k3_rounds_match_the_hand_formula_and_k1_is_one_request() -> None:
 
 
 def test_inference_from_the_model_string() -> None:
-    assert shares_prompt("openai/local", "http://127.0.0.1:8000/v1")
-    assert not shares_prompt("openai/gpt-4.1-mini", None)
-    assert not shares_prompt("anthropic/claude", "http://x/v1")
+    assert shares_prompt("openai/local", "http://127.0.0.1:8000/v1", speculate=0)
+    assert not shares_prompt("openai/local", "http://127.0.0.1:8000/v1")  # maker run speculates by default
+    assert not shares_prompt("openai/local", "http://127.0.0.1:8000/v1", speculate=4)
+    assert not shares_prompt("openai/gpt-4.1-mini", None, speculate=0)
+    assert not shares_prompt("anthropic/claude", "http://x/v1", speculate=0)
     assert not shares_prompt(None)
     assert shares_prompt("sim:0.9", None, "on") and not shares_prompt("openai/l", "http://x", "off")
     with pytest.raises(UsageError, match="--n-grouping"):
