@@ -82,27 +82,24 @@ def expected_rounds(p: float, k: int, valid_rate: float = 1.0) -> float:
 
     `p` in (0, 1) is the per-vote accuracy, `k` >= 1 the margin, `valid_rate` in (0, 1] the
     share of samples that are not red-flagged.  Exact for the binary worst case (module
-    docstring); O(k**3) time.  Raises UsageError for p outside (0, 1), k < 1 or a valid
+    docstring); O(k**3) time (a dense solve).  Raises UsageError for p outside (0, 1), k < 1 or a valid
     rate outside (0, 1] (p <= 1/2 is allowed: the walk still ends).
     """
     import numpy as np
-    from scipy.stats import binom
 
     if not 0.0 < p < 1.0 or k < 1 or not 0.0 < valid_rate <= 1.0:
         raise UsageError(f"expected_rounds needs p in (0, 1), k >= 1 and valid rate in (0, 1], got {p}, {k}, {valid_rate}")
-    states = list(range(-(k - 1), k))  # the signed lead before a round
-    q = np.eye(len(states))  # I - Q, filled below; the lead s is row s + k - 1
+    one = np.array([valid_rate * (1.0 - p), 1.0 - valid_rate, valid_rate * p])  # one sample moves the lead -1, 0, +1
+    moves = [np.ones(1)]  # moves[m][d + m]: probability that m samples move the lead by d
+    for _ in range(k):
+        moves.append(np.convolve(moves[-1], one))
+    states = range(-(k - 1), k)  # the signed lead before a round
+    q = np.eye(len(states))  # I - Q; the lead s is row s + k - 1
     for s in states:
-        row = q[s + k - 1]
-        m = k - abs(s)
-        valid = binom.pmf(np.arange(m + 1), m, valid_rate)  # j valid votes among m samples
-        for j in range(m + 1):
-            if valid[j] == 0.0:
-                continue
-            right = binom.pmf(np.arange(j + 1), j, p)  # a of the j votes right: lead moves by 2a - j
-            after = s + 2 * np.arange(j + 1) - j
-            inside = np.abs(after) < k
-            np.subtract.at(row, after[inside] + (k - 1), valid[j] * right[inside])
+        m = k - abs(s)  # what the leader needs: the round's size
+        after = s + np.arange(-m, m + 1)
+        inside = np.abs(after) < k
+        q[s + k - 1, after[inside] + (k - 1)] -= moves[m][inside]
     rounds = np.linalg.solve(q, np.ones(len(states)))
     return float(rounds[k - 1])
 
