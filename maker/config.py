@@ -15,7 +15,8 @@ class VotingConfig:
     """How each step is voted.
 
     The first sample of a step is drawn at `first_temperature` (0: the model's best
-    guess), later ones at `temperature` so that they are not copies of each other.
+    guess), later ones at `temperature` so that they are not copies of each other; an
+    escalated tier's fresh ballot starts at `first_temperature` too.
     `max_samples_per_step` is the loud cap: hitting it stops the run with an error
     instead of silently accepting an undecided step or paying forever; so is
     `max_discards_in_a_row` for a step whose every sample is red-flagged, and
@@ -86,4 +87,6 @@ class VotingConfig:
         return tuple(dict.fromkeys(m for tier in self.escalate_to for m in tier))
 
     def temperature_of(self, sample_index: int) -> float:
+        """The temperature of sample `sample_index` of one ballot (a step's, or an escalated
+        tier's fresh one: `maker.engine.step.StepVote.temperature_of` counts from its start)."""
         return self.first_temperature if sample_index == 0 else self.temperature

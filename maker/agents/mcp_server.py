@@ -62,9 +62,15 @@ def _one_line(exc: BaseException) -> str:
 class _OneLineErrors(MCPServer):
     """The SDK's server, with every tool error one line: the SDK words an argument that fails
     validation as pydantic's multi-line report; here it reads "bad arguments for plan: steps:
-    Field required; p: Input should be a valid number"."""
+    Field required; p: Input should be a valid number".  An argument the tool does not have
+    is refused ("unknown argument for plan: stpes"), where the SDK would drop it silently
+    and run the tool without what the caller meant to say."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        known = await self._argument_names(name)
+        unknown = sorted(set(arguments or {}) - known) if known is not None else []
+        if unknown:
+            raise ToolError(_one_line(f"unknown argument for {name}: {', '.join(unknown)}"))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -78,6 +84,14 @@ class _OneLineErrors(MCPServer):
                 if parts:
                     raise ToolError(_one_line(f"bad arguments for {name}: " + "; ".join(parts))) from None
             raise ToolError(_one_line(exc)) from None
+
+    async def _argument_names(self, name: str) -> set[str] | None:
+        """The argument names in tool `name`'s input schema (None: no such tool; the SDK says so)."""
+        cache: dict[str, set[str]] = self.__dict__.setdefault("_maker_arguments", {})
+        if name not in cache:
+            for tool in await self.list_tools():
+                cache[tool.name] = set((tool.input_schema or {}).get("properties", {}))
+        return cache.get(name)
 
 
 def build_server(root: str | Path = ".") -> MCPServer:
@@ -133,6 +147,9 @@ def build_server(root: str | Path = ".") -> MCPServer:
         price_in: float = 0.0,
         price_out: float = 0.0,
         valid_rate: float = 1.0,
+        model: str | None = None,
+        api_base: str | None = None,
+        speculate: int | None = None,
     ) -> dict[str, Any]:
         """Choose the vote margin k for a run before paying for it.
 
@@ -142,15 +159,22 @@ def build_server(root: str | Path = ".") -> MCPServer:
         price_in / price_out in US dollars per million tokens; valid_rate: the fraction
         of samples that survive the red flags. Returns k (null when p <= 1/2: no margin
         helps), expected_samples per step, p_step, run_success (P(success)),
-        cost_per_sample and expected_cost (US dollars, 0 without prices).
+        cost_per_sample and expected_cost (US dollars, 0 without prices).  model / api_base:
+        the run's model; an openai/NAME at an api_base draws a round's samples as one
+        request, so the prompt is billed once per request (shares_prompt, requests_per_step,
+        prompt_tokens in the result) -- but only when the run does not speculate
+        (speculate: the run's depth, default 8 as in maker run; 0 for plan tasks);
+        otherwise once per sample.
         Example: p=0.9978, steps=1048575, target=0.95 gives k=3 (the MAKER paper's run).
         """
         from maker.budget.margins import SampleCost
         from maker.budget.margins import plan as make_plan
+        from maker.budget.rounds import shares_prompt
 
         try:
             cost = SampleCost(tokens_in=tokens_in, tokens_out=tokens_out, price_in=price_in, price_out=price_out)
-            return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost).to_dict()
+            return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost,
+                             shares_prompt=shares_prompt(model, api_base, "auto", speculate)).to_dict()
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
 

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from maker.budget.margins import check_steps, check_target
+from maker.budget.rounds import shares_prompt
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
 from maker.cluster.pricing import price_of
@@ -150,6 +151,7 @@ def _grade(tally: Tally, s: _Step, verdict: Verdict, sample: Sample) -> int:
     tally.answered += 1
     tally.tokens_in += sample.tokens_in
     tally.tokens_out += sample.tokens_out
+    tally.requests += sample.tokens_in > 0  # a request with n bills its prompt on its first sample only
     tally.cost_usd += sample.cost_usd
     if verdict.key is None:
         tally.flag(verdict.red_flag or "unknown")
@@ -277,6 +279,7 @@ def estimate(
                 price=price,
                 level=level,
                 simulated=all(spec_of[m].is_simulated for m in arm),  # sim-server and script: too
+                shares_prompt=len(arm) == 1 and shares_prompt(arm[0], spec_of[arm[0]].api_base, "auto", cluster.speculate),
             )
         )
     recommended, summary = recommend(estimates)

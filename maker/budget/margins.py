@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import maker.voting as voting
+from maker.budget.rounds import expected_requests
 from maker.errors import UsageError
 
 __all__ = [
@@ -64,10 +65,24 @@ class SampleCost:
             return float(self.per_sample)
         return self.tokens_in * self.price_in / 1e6 + self.tokens_out * self.price_out / 1e6
 
+    def step_usd(self, samples: float, requests: float) -> float:
+        """USD for `samples` samples drawn in `requests` requests: the prompt is billed once
+        per request, the reply per sample (`per_sample`, a flat figure, cannot be split:
+        it is charged per sample)."""
+        if self.per_sample is not None:
+            return samples * float(self.per_sample)
+        return requests * self.tokens_in * self.price_in / 1e6 + samples * self.tokens_out * self.price_out / 1e6
+
 
 @dataclass(frozen=True)
 class RunPlan:
-    """The plan for one accuracy: `k` is None when no margin reaches the target (p <= 1/2)."""
+    """The plan for one accuracy: `k` is None when no margin reaches the target (p <= 1/2).
+
+    `shares_prompt`: whether the plan assumed a round's samples share one request (`n`), so
+    the prompt is billed once per request (`maker.budget.rounds`); `requests_per_step` is the
+    expected requests per step and `prompt_tokens` the expected prompt tokens billed over
+    the whole run (None without a k).  `cost_per_sample` is one sample billed on its own.
+    """
 
     p: float
     steps: int
@@ -81,6 +96,9 @@ class RunPlan:
     cost_per_sample: float
     expected_cost: float | None
     reason: str | None = None
+    shares_prompt: bool = False
+    requests_per_step: float | None = None
+    prompt_tokens: float | None = None
 
     @property
     def error(self) -> float:
@@ -124,12 +142,14 @@ def plan(
     *,
     valid_rate: float = 1.0,
     cost: SampleCost | None = None,
+    shares_prompt: bool = False,
 ) -> RunPlan:
     """The smallest margin k that makes a run of `steps` steps succeed with `target`.
 
     Why: this is the whole decision a user must make before a run.  With p <= 1/2 the
     plan has `k = None` and says why, instead of raising: a table of several models
-    should still show the others.
+    should still show the others.  `shares_prompt` (`maker.budget.rounds.shares_prompt`):
+    bill the prompt once per request of a round drawn with `n`, not once per sample.
 
     >>> round(plan(0.998, 1000, 0.95, cost=SampleCost(per_sample=0.001)).expected_cost, 2)
     2.01
@@ -155,13 +175,24 @@ def plan(
             None,
             reason=f"p = {p:g} <= 1/2: a wrong answer wins a vote at least as often as the right one, "
             "so no margin k can reach the target",
+            shares_prompt=shares_prompt,
         )
     k = voting.k_min(p, steps, target)
-    return _plan_at(p, k, steps, target, valid_rate, c)
+    return _plan_at(p, k, steps, target, valid_rate, cost, shares_prompt)
 
 
-def _plan_at(p: float, k: int, steps: int, target: float, valid_rate: float, c: float) -> RunPlan:
+def _per_step(p: float, k: int, valid_rate: float, cost: SampleCost, shares_prompt: bool) -> tuple[float, float, float]:
+    """(samples, requests, USD) expected for one step at margin k."""
+    samples = voting.expected_samples(p, k, valid_rate)
+    requests = expected_requests(p, k, valid_rate, grouped=shares_prompt)
+    return samples, requests, cost.step_usd(samples, requests)
+
+
+def _plan_at(
+    p: float, k: int, steps: int, target: float, valid_rate: float, cost: SampleCost, shares_prompt: bool
+) -> RunPlan:
     n = voting.expected_votes(p, k)
+    _, requests, usd = _per_step(p, k, valid_rate, cost, shares_prompt)
     return RunPlan(
         p=p,
         steps=steps,
@@ -172,13 +203,22 @@ def _plan_at(p: float, k: int, steps: int, target: float, valid_rate: float, c: 
         run_success=voting.run_success(p, k, steps),
         expected_votes=n,
         expected_samples=n / valid_rate,
-        cost_per_sample=c,
-        expected_cost=steps * n / valid_rate * c,
+        cost_per_sample=cost.usd,
+        expected_cost=steps * usd,
+        shares_prompt=shares_prompt,
+        requests_per_step=requests,
+        prompt_tokens=steps * requests * cost.tokens_in,
     )
 
 
 def cost_by_k(
-    p: float, steps: int, ks: range | list[int], *, valid_rate: float = 1.0, cost: SampleCost | None = None
+    p: float,
+    steps: int,
+    ks: range | list[int],
+    *,
+    valid_rate: float = 1.0,
+    cost: SampleCost | None = None,
+    shares_prompt: bool = False,
 ) -> list[tuple[int, float, float, float]]:
     """(k, run success, expected samples for the run, expected cost) for each k.
 
@@ -187,16 +227,22 @@ def cost_by_k(
     """
     p = check_p(p)
     steps = check_steps(steps)
-    c = (cost or SampleCost()).usd
+    cost = cost or SampleCost()
     out = []
     for k in ks:
-        samples = steps * voting.expected_samples(p, k, valid_rate)
-        out.append((k, voting.run_success(p, k, steps), samples, samples * c))
+        samples, _, usd = _per_step(p, k, valid_rate, cost, shares_prompt)
+        out.append((k, voting.run_success(p, k, steps), steps * samples, steps * usd))
     return out
 
 
 def cost_by_steps(
-    p: float, target: float, step_counts: list[int], *, valid_rate: float = 1.0, cost: SampleCost | None = None
+    p: float,
+    target: float,
+    step_counts: list[int],
+    *,
+    valid_rate: float = 1.0,
+    cost: SampleCost | None = None,
+    shares_prompt: bool = False,
 ) -> list[tuple[int, int, float, float]]:
     """(steps, k_min, expected samples for the run, expected cost) for each run length.
 
@@ -207,12 +253,12 @@ def cost_by_steps(
     target = check_target(target)
     if p <= 0.5:
         return []
-    c = (cost or SampleCost()).usd
+    cost = cost or SampleCost()
     out = []
     for s in step_counts:
         k = voting.k_min(p, s, target)
-        samples = s * voting.expected_samples(p, k, valid_rate)
-        out.append((s, k, samples, samples * c))
+        samples, _, usd = _per_step(p, k, valid_rate, cost, shares_prompt)
+        out.append((s, k, s * samples, s * usd))
     return out
 
 
@@ -222,7 +268,8 @@ def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_
 
     Escalated steps: ``fraction * steps``; each re-votes with a fresh ballot at the same k,
     at ``voting.expected_samples(strong_p, k, valid_rate)`` samples (the plan's own samples
-    per step when `strong_p` is None), at ``strong.usd`` dollars each.  The cheap tier's
+    per step when `strong_p` is None), at ``strong.usd`` dollars each (the prompt once per
+    request when the plan `shares_prompt`, as the plan itself counts it).  The cheap tier's
     samples on those steps are counted in the plan's cost already (an approximation: a
     step that gives up may draw up to the sample cap).  None when the plan has no k.
     Raises UsageError for a fraction outside [0, 1] or a bad `strong_p`.
@@ -235,7 +282,6 @@ def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_
         raise UsageError(f"--escalate-fraction must be in [0, 1], got {fraction!r}")
     if run_plan.k is None or run_plan.expected_cost is None or run_plan.expected_samples is None:
         return None
-    per_step = run_plan.expected_samples
-    if strong_p is not None:
-        per_step = voting.expected_samples(check_p(strong_p, "--escalate-p"), run_plan.k, run_plan.valid_rate)
-    return run_plan.expected_cost + fraction * run_plan.steps * per_step * strong.usd
+    p = run_plan.p if strong_p is None else check_p(strong_p, "--escalate-p")
+    _, _, usd = _per_step(p, run_plan.k, run_plan.valid_rate, strong, run_plan.shares_prompt)
+    return run_plan.expected_cost + fraction * run_plan.steps * usd

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import maker.voting as voting
+from maker.budget.rounds import expected_requests
 from maker.cluster.pricing import Price
 from maker.config import VotingConfig
 
@@ -56,6 +57,7 @@ class Tally:
     red_flags: dict[str, int] = field(default_factory=dict)
     tokens_in: int = 0
     tokens_out: int = 0
+    requests: int = 0  # answered samples that carried prompt tokens: requests the prompt was billed for
     cost_usd: float = 0.0
     steps_with_two: int = 0
     first_two_wrong: int = 0
@@ -75,6 +77,7 @@ class Tally:
             "correct",
             "tokens_in",
             "tokens_out",
+            "requests",
             "steps_with_two",
             "first_two_wrong",
             "short_steps",
@@ -125,6 +128,7 @@ class ModelEstimate:
     expected_samples_per_step: float | None
     expected_cost: float | None
     warnings: tuple[str, ...] = ()
+    shares_prompt: bool = False  # expected_cost bills the prompt once per request (`maker.budget.rounds`)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN and infinity become null."""
@@ -149,11 +153,17 @@ def assess(
     price: Price,
     level: float = 0.95,
     simulated: bool | None = None,
+    shares_prompt: bool = False,
 ) -> ModelEstimate:
     """Judge one model's tally for a run of `steps` steps at success `target`.
 
     Why: turns counts into the decision a user needs -- can this model do the run, with
     which k, at what cost -- and says plainly why not when it cannot.
+
+    The expected cost bills the prompt as the run will: once per request when
+    `shares_prompt` (a round's samples drawn with `n`), else once per sample, at the
+    measured prompt tokens per billed request (`tally.requests`; without it, at the
+    measured tokens per drawn sample).
     """
     if simulated is None:
         from maker.cluster import ModelSpec
@@ -263,12 +273,18 @@ def assess(
     p_plan = interval.low
     valid_rate = tally.valid / tally.samples
     per_step = voting.expected_samples(p_plan, k, valid_rate)
+    step_cost = per_step * cost
+    if tally.requests and source == price.source:  # per-token prices: bill the prompt per request, as the run will
+        prompt = price.per_sample(tally.tokens_in / tally.requests, 0.0)
+        reply = price.per_sample(0.0, tally.tokens_out) / tally.samples
+        step_cost = expected_requests(p_plan, k, valid_rate, grouped=shares_prompt) * prompt + per_step * reply
     plan = dict(
         k=k,
         p_step=voting.p_step(p_plan, k),
         run_success=voting.run_success(p_plan, k, steps),
         expected_samples_per_step=per_step,
-        expected_cost=steps * per_step * cost,
+        expected_cost=steps * step_cost,
+        shares_prompt=shares_prompt,
     )
     cap = VotingConfig().max_samples_per_step
     if per_step > cap / 4:

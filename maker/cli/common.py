@@ -111,3 +111,19 @@ def _announce(server: Any) -> None:
 def prompt_style_of(args: argparse.Namespace, task: Any) -> str:
     """--prompt-style if given, else the task's preferred style, else chat."""
     return getattr(args, "prompt_style", None) or getattr(task, "prompt_style", None) or "chat"
+
+
+def add_undecided_arguments(g: Any) -> None:
+    """`--on-undecided` and `--escalate-to` (`maker run`, `maker solve`): what a step that
+    gives up does; `undecided_settings` turns them into `VotingConfig` fields."""
+    g.add_argument("--on-undecided", choices=("fail", "escalate", "plurality"), default="fail",
+                   help="a step that gives up (the sample cap, every sample discarded): fail the run (default), "
+                        "escalate it to the next --escalate-to tier with a fresh ballot, or take its plurality leader (logged warning)")
+    g.add_argument("--escalate-to", nargs="+", action="append", metavar="MODEL", default=None,
+                   help="one escalation tier (repeat the flag for further tiers): the models that re-vote a step the "
+                        "run's models could not decide; needs --on-undecided escalate")
+
+
+def undecided_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """{on_undecided, escalate_to} for `VotingConfig` (which refuses inconsistent pairs with a UsageError)."""
+    return {"on_undecided": args.on_undecided, "escalate_to": tuple(tuple(tier) for tier in args.escalate_to or ())}

@@ -169,6 +169,7 @@ def print_model(m: ModelEstimate) -> None:
         print(
             f"  plan         k = {m.k} (p = {m.p_low:.4f}, the interval's low end): whole-run success "
             f"{m.run_success:.4f}, {m.expected_samples_per_step:.3f} samples/step, expected {cost}"
+            f" (prompt billed once per {'request' if m.shares_prompt else 'sample'})"
         )
     for w in m.warnings:
         print(f"  warning      {w}")

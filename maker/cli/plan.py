@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from maker.budget.margins import SampleCost, cascade_cost, check_p, plan
+from maker.budget.rounds import N_GROUPING, shares_prompt
 from maker.errors import UsageError
 
 DESCRIPTION = """Plan a run from a known per-sample accuracy p (or error rate): the smallest vote
@@ -20,6 +21,8 @@ EPILOG = """examples:
   maker plan --p 0.998 --steps 1048575 --target 0.95 --tokens-in 300 --price-in 0.4 \\
              --tokens-out 40 --price-out 1.6 --valid-rate 0.99 --json
   maker plan --p 0.99 --p 0.95 --steps 1048575 --target 0.95 --plot plan.png
+  maker plan --p 0.99 --steps 10000 --tokens-in 300 --price-in 0.1 --model openai/qwen \\
+             --api-base http://127.0.0.1:8000/v1 --speculate 0   # n-grouping endpoint: prompt billed once per request
 
 exit codes: 0 every p has a margin, 1 some p <= 1/2 (no margin helps), 2 bad input."""
 
@@ -48,6 +51,19 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--price-in", type=float, default=0.0, help="USD per million input tokens")
     c.add_argument("--tokens-out", type=float, default=0.0, help="output tokens per sample")
     c.add_argument("--price-out", type=float, default=0.0, help="USD per million output tokens")
+    c.add_argument(
+        "--model", help="the model the run will use: an openai/NAME with --api-base draws a round's samples as one "
+        "request with n, so its prompt is billed once per request; any other model string, once per sample"
+    )
+    c.add_argument("--api-base", metavar="URL", help="the --model's OpenAI-compatible endpoint, as for maker run")
+    c.add_argument(
+        "--speculate", type=int, metavar="D", help="the run's --speculate depth: a speculative run sends one request per "
+        "sample (default: maker run's, 8 for a chained task; plan tasks and maker solve never speculate: pass 0)",
+    )
+    c.add_argument(
+        "--n-grouping", choices=N_GROUPING, default="auto",
+        help="bill the prompt once per request (on) or once per sample (off); auto (default): infer from --model",
+    )
     e = p.add_argument_group("cascade (maker run --on-undecided escalate)")
     e.add_argument("--escalate-fraction", type=float, help="fraction of steps escalated to the stronger model, in [0, 1]")
     e.add_argument("--escalate-p", type=float, help="the stronger model's per-sample accuracy (default: as --p)")
@@ -70,7 +86,8 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
     cost = SampleCost(args.tokens_in, args.tokens_out, args.price_in, args.price_out)
-    plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost) for p in ps]
+    grouped = shares_prompt(args.model, args.api_base, args.n_grouping, args.speculate)
+    plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost, shares_prompt=grouped) for p in ps]
     cascade = None
     if args.escalate_fraction is not None:
         strong = SampleCost(args.tokens_in, args.tokens_out, args.escalate_price_in, args.escalate_price_out)
@@ -80,9 +97,10 @@ def main(args: argparse.Namespace) -> int:
     if args.plot:
         from maker.report.cost_plots import plot_plans
 
-        plot_plans(plans, args.plot)
+        plot_plans(plans, args.plot, cost)
     if args.json:
-        out: dict[str, Any] = {"steps": args.steps, "target": args.target, "plans": [p.to_dict() for p in plans]}
+        out: dict[str, Any] = {"steps": args.steps, "target": args.target, "prompt_billed": billed(grouped),
+                               "plans": [p.to_dict() for p in plans]}
         if cascade is not None:
             for d, c in zip(out["plans"], cascade):
                 d["cascade_cost"] = c
@@ -90,9 +108,12 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         print(f"{args.steps:,} steps, target {args.target}, valid rate {args.valid_rate}, ${cost.usd:.6f} per sample")
+        print(f"prompt billed {billed(grouped)}" + (
+            "" if args.n_grouping != "auto" else f" (inferred from --model {args.model}, --speculate "
+            f"{'8 (the default)' if args.speculate is None else args.speculate})" if args.model else " (no --model)"))
         print(
             f"{'p':>10} {'error':>8} {'k':>4} {'p_step':>14} {'run success':>12} {'votes/step':>11} "
-            f"{'samples/step':>13} {'expected cost':>14}"
+            f"{'samples/step':>13} {'expected cost':>14} {'requests/step':>14}"
         )
         for pl in plans:
             if pl.k is None:
@@ -100,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
                 continue
             print(
                 f"{pl.p:>10.6g} {pl.error:>8.4g} {pl.k:>4} {pl.p_step:>14.10f} {pl.run_success:>12.6f} "
-                f"{pl.expected_votes:>11.4f} {pl.expected_samples:>13.4f} {'$' + format(pl.expected_cost, ',.2f'):>14}"
+                f"{pl.expected_votes:>11.4f} {pl.expected_samples:>13.4f} {'$' + format(pl.expected_cost, ',.2f'):>14} "
+                f"{pl.requests_per_step:>14.4f}"
             )
         if cascade is not None:
             for pl, c in zip(plans, cascade):
@@ -109,3 +131,10 @@ def main(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot: {args.plot}")
     return 0 if all(pl.k is not None for pl in plans) else 1
+
+
+def billed(grouped: bool) -> str:
+    """How the plan counted the prompt (one line, also `prompt_billed` in --json)."""
+    if grouped:
+        return "once per request: a round's samples share one request with n, a step's first sample apart"
+    return "once per sample: one request per sample (litellm providers; any speculative run)"

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
-from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
+from maker.cli.common import (
+    add_model_arguments,
+    add_undecided_arguments,
+    model_specs,
+    prompt_style_of,
+    undecided_settings,
+)
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
 from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
@@ -67,12 +73,7 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each step's first sample (default 0)")
     v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
     v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages or a plain completion prompt (default: the task's choice; chase: completion, hanoi: chat)")
-    v.add_argument("--on-undecided", choices=("fail", "escalate", "plurality"), default="fail",
-                   help="a step that gives up (the sample cap, every sample discarded): fail the run (default), "
-                        "escalate it to the next --escalate-to tier with a fresh ballot, or take its plurality leader (logged warning)")
-    v.add_argument("--escalate-to", nargs="+", action="append", metavar="MODEL", default=None,
-                   help="one escalation tier (repeat the flag for further tiers): the models that re-vote a step the "
-                        "run's models could not decide; needs --on-undecided escalate")
+    add_undecided_arguments(v)
     v.add_argument("--seed", type=int, default=0, help="run seed: names every draw, so seeded simulators repeat exactly")
     o = p.add_argument_group("output")
     o.add_argument("--log", help="step log folder to create (default: runs/TASK-TIMESTAMP.parquet)")
@@ -281,8 +282,7 @@ def main(args: argparse.Namespace) -> int:
         max_discards_in_a_row=args.max_discards_in_a_row,
         max_failed_calls=args.max_failed_calls,
         prompt_style=prompt_style_of(args, task),
-        on_undecided=args.on_undecided,
-        escalate_to=tuple(tuple(tier) for tier in args.escalate_to or ()),
+        **undecided_settings(args),
     )
     k = choose_k(args, task.total_steps, task, voting_config, policy)
     voting_config = replace(voting_config, k=k)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maker.cli.common import add_model_arguments, model_specs
+from maker.cli.common import add_model_arguments, add_undecided_arguments, model_specs, undecided_settings
 from maker.errors import UsageError
 
 DESCRIPTION = """Solve a free-form problem in two phases. Plan: the model is asked whether the problem
@@ -23,6 +23,8 @@ EPILOG = """examples:
   maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith --k 2
   maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith,p=0.8 --k 3 --dry-run
   maker solve "How many letters are in the capital of France, times 3?" --model openai/gpt-4.1-mini --k 3
+  maker solve "Compute (12 + 7) * (3 + 4) - 5" --model script:arith,p=0.8 --k 3 --max-samples-per-step 4 \\
+              --on-undecided escalate --escalate-to script:arith     plans and steps that will not decide re-vote
 
 models: any litellm model string, or script:arith (a built-in scripted fake that plays
 decomposer and solver for arithmetic; results are labelled simulated). The simulator sim:P
@@ -49,6 +51,7 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each first sample (default 0)")
     v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
     v.add_argument("--seed", type=int, default=0, help="run seed (names every draw)")
+    add_undecided_arguments(v)
     d = p.add_argument_group("planning")
     d.add_argument("--max-depth", type=int, default=4, help="a sub-problem still not atomic this deep stops the plan (default 4)")
     d.add_argument("--max-steps", type=int, default=64, help="most atomic steps in the whole plan (default 64)")
@@ -84,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         max_samples_per_step=args.max_samples_per_step,
         max_output_tokens=args.max_output_tokens,
+        **undecided_settings(args),
     )
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
     specs = model_specs(args)

@@ -4,7 +4,9 @@ A `StepVote` is one step being voted on one premise.  It owns everything the pap
 protocol fixes for that step, so that no scheduler can draw or count differently:
 
 * which request sample i is: model ``models[i % M]``, prompt variant `variant_of`,
-  temperature `VotingConfig.temperature_of(i)`, seed ``mix64(*seed, step, i)`` (a run's
+  temperature `StepVote.temperature_of(i)` (the first sample of each ballot -- the step's
+  and each escalated tier's -- at `first_temperature`, the model's best guess as in the
+  paper; the rest at `temperature`), seed ``mix64(*seed, step, i)`` (a run's
   seed prefix is ``(run_seed,)``: `draw_seed`), token cap `request_cap` (derived from the
   one `VotingConfig.max_output_tokens`);
 * the rounds: round one asks for k samples, later rounds for what the leader still
@@ -13,7 +15,8 @@ protocol fixes for that step, so that no scheduler can draw or count differently
   -- the one place a step stops undecided -- and what then (`VotingConfig.on_undecided`):
   fail; escalate (re-open the step on the next tier of `VotingConfig.escalate_to` with a
   fresh ballot: the tier's samples continue the step's sample indices, so no draw seed
-  repeats, and each tier gets the whole sample cap); or plurality (take the leader);
+  repeats, each tier gets the whole sample cap, and its first sample is drawn at
+  `first_temperature` like a fresh step's); or plurality (take the leader);
   each escalation and plurality decision is an event (`events`: step-log event details);
 * judging with the run's `RedFlagPolicy`, with each sample's temperature and variant;
 * counting valid votes on a `Ballot` strictly in sample order;
@@ -86,7 +89,8 @@ class StepVote:
 
     __slots__ = (
         "ballot", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens", "models", "n_models",
-        "prompts", "rounds", "rows", "seed", "step", "task", "tier", "tier_start", "variants", "voting", "winner",
+        "prompts", "rounds", "rows", "seed", "starts", "step", "task", "tier", "tier_start", "variants", "voting",
+        "winner",
     )
 
     def __init__(
@@ -118,6 +122,7 @@ class StepVote:
         self.gave_up = False
         self.tier = 0  # 0: the run's models; t: `voting.escalate_to[t - 1]`
         self.tier_start = 0  # first sample index of the current tier's ballot
+        self.starts = {0}  # first sample index of every ballot so far (drawn at first_temperature)
         self.events: list[dict[str, Any]] = []  # escalation / plurality event details
 
     # -- what sample i is -----------------------------------------------------------
@@ -125,15 +130,19 @@ class StepVote:
         """The model of sample i (of the current tier: call before the next escalation)."""
         return self.models[(i - self.tier_start) % self.n_models]
 
+    def temperature_of(self, i: int) -> float:
+        """Sample i's temperature: `first_temperature` for the first sample of each ballot
+        (the step's, and each escalated tier's fresh one), `temperature` for the rest."""
+        return self.voting.temperature_of(i - max(s for s in self.starts if s <= i))  # index within its ballot
+
     def variant_of(self, i: int) -> int:
         return variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
 
     def request(self, i: int) -> SampleRequest:
         """Sample i's request: its variant's prompt, temperature, the request cap and its seed."""
         v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
-        voting = self.voting
         return SampleRequest(
-            self.prompts[v], voting.temperature if i else voting.first_temperature, self.max_tokens,
+            self.prompts[v], self.temperature_of(i), self.max_tokens,
             mix64(*self.seed, self.step.index, i), self.step, v,
         )
 
@@ -164,6 +173,7 @@ class StepVote:
             self.n_models = len(self.models)
             self.ballot = Ballot(voting.k)
             self.tier_start = drawn
+            self.starts.add(drawn)
             self.failed_calls = 0
             self.events.append({"event": "escalation", **event, "to_tier": self.tier, "from_sample": drawn,
                                 "models": list(self.models)})
@@ -192,11 +202,11 @@ class StepVote:
     # -- judging and counting -------------------------------------------------------
     def verdict(self, i: int, sample: Sample) -> Verdict:
         """The checks that need no earlier sample (any order; the speculative window ranks with it)."""
-        return self.judge.verdict(sample, self.voting.temperature_of(i), self.variant_of(i))
+        return self.judge.verdict(sample, self.temperature_of(i), self.variant_of(i))
 
     def count(self, i: int, sample: Sample, verdict: Verdict | None = None) -> Verdict:
         """Judge sample i (finishing `verdict` if given) and count it; call in sample order."""
-        t = self.voting.temperature if i else self.voting.first_temperature  # `VotingConfig.temperature_of`
+        t = self.temperature_of(i)
         v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
         judge = self.judge
         verdict = judge(sample, t, v) if verdict is None else judge.admit(sample, verdict, t, v)

@@ -35,6 +35,8 @@ class CostSeries:
     valid_rate: float = 1.0
     cost_per_sample: float = 0.0
     dashed: bool = False  # drawn dashed: a model not fit for the run (e.g. correlated errors)
+    cost: SampleCost | None = None  # tokens and prices: used instead of `cost_per_sample` when given
+    shares_prompt: bool = False  # bill the prompt once per request (`maker.budget.rounds`)
 
 
 def plot_costs(series: list[CostSeries], steps: int, target: float, path: str | Path) -> Path:
@@ -56,11 +58,11 @@ def plot_costs(series: list[CostSeries], steps: int, target: float, path: str | 
     for i, s in enumerate(usable):
         color = f"C{i % 10}"
         style = "--" if s.dashed else "-"
-        cost = SampleCost(per_sample=s.cost_per_sample)
+        cost = s.cost or SampleCost(per_sample=s.cost_per_sample)
         k_best = voting.k_min(s.p, steps, target)
         ks = list(range(1, max(2 * k_best, k_best + 4) + 1))
         widest = max(widest, ks[-1])
-        rows = cost_by_k(s.p, steps, ks, valid_rate=s.valid_rate, cost=cost)
+        rows = cost_by_k(s.p, steps, ks, valid_rate=s.valid_rate, cost=cost, shares_prompt=s.shares_prompt)
         y = [r[3] if priced else r[2] for r in rows]
         left.plot(ks, y, style, color=color, label=f"{s.label} (p={s.p:.4g}, k_min={k_best})")
         ok = [(k, v) for (k, succ, _, _), v in zip(rows, y) if succ >= target]
@@ -69,7 +71,7 @@ def plot_costs(series: list[CostSeries], steps: int, target: float, path: str | 
             left.plot(*zip(*short), "o", mfc="white", color=color)
         if ok:
             left.plot(*zip(*ok), "o", color=color)
-        curve = cost_by_steps(s.p, target, lengths, valid_rate=s.valid_rate, cost=cost)
+        curve = cost_by_steps(s.p, target, lengths, valid_rate=s.valid_rate, cost=cost, shares_prompt=s.shares_prompt)
         right.plot([r[0] for r in curve], [r[3] if priced else r[2] for r in curve], style, color=color, label=s.label)
         here = [r for r in curve if r[0] == steps]
         if here:
@@ -97,9 +99,11 @@ def plot_costs(series: list[CostSeries], steps: int, target: float, path: str | 
     return path
 
 
-def plot_plans(plans: list[Any], path: str | Path) -> Path:
-    """The plot for `maker plan`: one series per planned accuracy (`maker.budget.margins.RunPlan`)."""
-    series = [CostSeries(f"error {p.error:.4g}", p.p, p.valid_rate, p.cost_per_sample) for p in plans]
+def plot_plans(plans: list[Any], path: str | Path, cost: SampleCost | None = None) -> Path:
+    """The plot for `maker plan`: one series per planned accuracy (`maker.budget.margins.RunPlan`),
+    priced with `cost` (tokens and prices) as the plans were, prompt sharing included."""
+    series = [CostSeries(f"error {p.error:.4g}", p.p, p.valid_rate, p.cost_per_sample, cost=cost,
+                         shares_prompt=p.shares_prompt) for p in plans]
     return plot_costs(series, plans[0].steps, plans[0].target, path)
 
 

@@ -227,7 +227,8 @@ def plan_problem(
                 "(use a real model, or script:arith to try it)",
                 model=spec.model,
             )
-    clients = {s.model: make_client(s, None) for s in specs}  # type: ignore[arg-type]
+    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
+    clients = {s.model: make_client(s, None) for s in (*specs, *tiers)}  # type: ignore[arg-type]  # tiers draw too
     return asyncio.run(decompose(problem, clients, [s.model for s in specs], voting, config=config, policy=policy, seed=seed))
 
 

@@ -199,7 +199,7 @@ class _Window:
                     task.cancel()
                     slot.arrived[index] = (Sample("", model, finish_reason="cancelled", error=CANCELLED), Verdict(None))
             slot.tasks.clear()
-            temperature = vote.voting.temperature_of
+            temperature = vote.temperature_of
             rows: list[Row] = [(i, m, t, s, v, False) for i, m, t, s, v, _ in vote.rows]
             rows += [(i, vote.model_of(i), temperature(i), *slot.arrived[i], False) for i in sorted(slot.arrived)]
             append_rows(self.samples, slot.step.index, rows, wasted=True)

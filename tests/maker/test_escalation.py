@@ -11,6 +11,7 @@ up (and then escalates), and with this fixed seed it never decides a hard step w
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,64 @@ def test_a_voted_call_escalates_too(tmp_path):
     assert result.key == "42" and result.correct and result.samples == 8  # 4 cheap samples, then 4 strong in a row
     assert [d["models"] for _, d in _events(tmp_path / "vote.parquet", "escalation")] == [[STRONG]]
     assert verify_log(tmp_path / "vote.parquet").valid
+
+
+class _Recording:
+    """The simulator behind a recorder of the temperature each request was sent at (the model boundary)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.sent = inner, inner.name, []
+
+    async def complete(self, requests):
+        self.sent += [(r.seed, r.temperature) for r in requests]
+        return await self.inner.complete(requests)
+
+
+def test_an_escalated_tier_draws_its_first_sample_at_the_first_temperature():
+    """A tier is a fresh ballot on a new model: like a fresh step, its first vote is that
+    model's best guess (design notes: the paper's first vote at temperature 0)."""
+    task = get_task("hanoi", disks=5)
+    voting = VotingConfig(k=4, max_samples_per_step=4, on_undecided="escalate", escalate_to=((STRONG,),),
+                          first_temperature=0.0, temperature=0.7)
+    clients = {m: _Recording(SimulatedModel(task, parse_sim_model(m), name=m)) for m in (CHEAP, STRONG)}
+    step, escalated = task.first_step(), 0
+    for _ in range(task.total_steps):
+        before = {m: len(c.sent) for m, c in clients.items()}
+        vote = asyncio.run(vote_step(task, clients, step, voting, RedFlagPolicy(), (CHEAP,), 0))
+        logged = {i: t for i, _, t, _, _, _ in vote.rows}
+        assert logged[0] == 0.0 and all(t == 0.7 for i, t in logged.items() if 0 < i < 4)
+        if vote.events:
+            escalated += 1
+            start = vote.events[0]["from_sample"]
+            assert logged[start] == 0.0 and all(t == 0.7 for i, t in logged.items() if i > start)
+            sent = clients[STRONG].sent[before[STRONG]:]
+            assert sorted(t for _, t in sent) == [0.0] + [0.7] * (len(sent) - 1)  # what the model was asked
+        else:
+            assert len(clients[STRONG].sent) == before[STRONG]
+        step = task.step_after(step.index, vote.winner)
+    assert escalated >= 2 and task.is_solved(step)
+
+
+def _solve(capsys, *extra):
+    from maker.cli.main import main
+
+    code = main(["solve", "Compute (12 + 7) * (3 + 4) - 5", "--model", "script:arith,p=0.6", "--k", "3",
+                 "--max-samples-per-step", "6", "--dry-run", "--json", *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_solve_escalates_a_plan_request_that_will_not_decide(capsys):
+    """`maker solve` takes `--on-undecided`/`--escalate-to` as `maker run` does: the noisy
+    planner cannot decide the first decomposition within 6 samples; the tier can."""
+    code, _, err = _solve(capsys)
+    assert code != 0 and "no proposal led by k=3 within 6 samples" in err
+    code, out, err = _solve(capsys, "--on-undecided", "escalate", "--escalate-to", "script:arith")
+    assert code == 0, err
+    first = json.loads(out)["plan_votes"][0]
+    assert first["samples"] > 6  # the cheap tier's cap, then the tier's own fresh ballot
+
+
+def test_solve_refuses_escalate_to_without_escalate(capsys):
+    code, _, err = _solve(capsys, "--escalate-to", "script:arith")
+    assert code == 2 and err.strip().count("\n") == 0 and "--on-undecided escalate" in err

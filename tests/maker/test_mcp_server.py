@@ -64,6 +64,11 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
         out["bad_key"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"], "key": "os:system",
                                                                 "expected": "1"}))
         out["no_truth"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"]}))
+        out["plan_shared"] = _payload(await session.call_tool("plan", {
+            "p": 0.998, "steps": 1000, "tokens_in": 1000, "price_in": 1.0, "model": "openai/x", "api_base": "http://h/v1",
+            "speculate": 0}))
+        out["extra_arg"] = _error(await session.call_tool("plan", {"p": 0.99, "steps": 100, "stpes": 5}))
+        out["extra_args"] = _error(await session.call_tool("tasks", {"verbose": True, "all": 1}))
         out["tasks"] = _payload(await session.call_tool("tasks", {}))
         out["still"] = _payload(await session.call_tool("plan", {"p": 0.99, "steps": 100, "target": 0.9}))
         return out
@@ -80,6 +85,10 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     assert out["plan"]["k"] == 3 and out["plan"]["run_success"] >= 0.95
     assert out["plan_cost"]["expected_cost"] == pytest.approx(maker.plan(
         0.998, 1000, 0.95, cost=maker.SampleCost(tokens_in=1000, price_in=1.0)).expected_cost)
+    shared = out["plan_shared"]  # the prompt once per request: cheaper by the requests saved
+    assert shared["shares_prompt"] and not out["plan_cost"]["shares_prompt"]
+    assert shared["expected_cost"] == pytest.approx(1000 * shared["requests_per_step"] * 1000 * 1.0 / 1e6)
+    assert shared["requests_per_step"] < out["plan_cost"]["requests_per_step"] == out["plan_cost"]["expected_samples"]
     vote = out["vote"]
     assert vote["key"] == "42" and vote["simulated"] is True and vote["correct"] is True
     assert sum(vote["votes"].values()) <= vote["samples"] and vote["votes"]["42"] >= 3
@@ -90,6 +99,8 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     assert "p" in out["mistyped"] and "models" in out["missing"]
     assert "\n" not in out["mistyped"] and "\n" not in out["missing"]  # one line, not pydantic's report
     assert out["mistyped"].startswith("bad arguments for plan: p:"), out["mistyped"]
+    assert out["extra_arg"] == "unknown argument for plan: stpes"  # refused, not silently dropped
+    assert out["extra_args"] == "unknown argument for tasks: all, verbose"
     assert "unknown key normaliser" in out["bad_key"] and "expected=" in out["no_truth"]
     names = {t["name"] for t in out["tasks"]["tasks"]}
     assert {"hanoi", "chase"} <= names and "vote" not in names
