@@ -14,7 +14,7 @@ from typing import Any
 from .errors import ModelConfigError
 from .pricing import import_litellm
 from .protocol import SampleRequest
-from .transport import EndpointConfig, PooledClient, Reply, cached_price, fault_kind, one_line
+from .transport import EndpointConfig, PooledClient, Reply, fault_kind, one_line
 
 __all__ = ["LiteLLMClient", "LiteLLMConfig", "check_model_settings", "fault_kind", "import_litellm", "retryable_errors"]
 
@@ -62,7 +62,6 @@ class LiteLLMClient(PooledClient):
         self._litellm = import_litellm()
         self.retryable = retryable_errors(self._litellm)
         self._text_clients: dict[int, Any] = {}
-        self._price: Any = None
 
     def _text_client(self, api_key: str) -> Any:
         """One AsyncOpenAI client per event loop for text completions at an `api_base`.
@@ -136,8 +135,3 @@ class LiteLLMClient(PooledClient):
             getattr(response, "id", None),
             bool(hidden.get("cache_hit")),
         )
-
-    def price(self, tokens_in: int, tokens_out: int) -> float:
-        if self._price is None:
-            self._price = cached_price(self.config.model)
-        return self._price(tokens_in, tokens_out)

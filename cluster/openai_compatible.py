@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .protocol import SampleRequest
-from .transport import EndpointConfig, PooledClient, Reply, cached_price
+from .transport import EndpointConfig, PooledClient, Reply
 
 __all__ = ["OpenAICompatibleClient", "uses_openai_compatible"]
 
@@ -99,7 +99,6 @@ class OpenAICompatibleClient(PooledClient):
         key = config.api_key or os.environ.get("OPENAI_API_KEY") or "sk-local-no-key"
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
         self._sessions: dict[int, tuple[Any, AsyncIterator[Any]]] = {}
-        self._price: Any = None
 
     async def _session(self) -> Any:
         """One aiohttp session per event loop (its connections belong to that loop), closed
@@ -158,11 +157,6 @@ class OpenAICompatibleClient(PooledClient):
                          None, data.get("id"))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadBody(f"{type(exc).__name__}: {exc}") from None
-
-    def price(self, tokens_in: int, tokens_out: int) -> float:
-        if self._price is None:
-            self._price = cached_price(self.config.model)
-        return self._price(tokens_in, tokens_out)
 
 
 async def _keep(session: Any) -> AsyncIterator[Any]:

@@ -81,7 +81,7 @@ class Reply:
 
 class PooledClient:
     """The shared half of an HTTP `ModelClient`; subclasses set `retryable` and define
-    `call(request, n) -> response`, `read(response) -> Reply`, `price(tokens_in, tokens_out)`."""
+    `call(request, n) -> response` and `read(response) -> Reply`."""
 
     retryable: tuple[type[BaseException], ...] = ()
 
@@ -92,6 +92,7 @@ class PooledClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self.n_ignored = not config.use_n  # set once a provider is seen to ignore n
+        self._price: Callable[[int, int], float] | None = None
 
     async def call(self, request: SampleRequest, n: int) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -100,8 +101,10 @@ class PooledClient:
         raise NotImplementedError
 
     def price(self, tokens_in: int, tokens_out: int) -> float:
-        """USD for these tokens (0 when the model is unpriced); used to split a shared request's cost."""
-        return 0.0
+        """USD for these tokens from litellm's offline table (0 when the model is unpriced)."""
+        if self._price is None:
+            self._price = cached_price(self.config.model)
+        return self._price(tokens_in, tokens_out)
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         """One sample per request, in order; same-prompt requests share one call (see module doc)."""
@@ -109,6 +112,10 @@ class PooledClient:
         if self._semaphore is None or self._semaphore_loop is not loop:  # a semaphore serves one event loop
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
             self._semaphore_loop = loop
+        if self._price is None:
+            # Before any request is timed: the first lookup imports litellm (seconds, blocking
+            # the event loop), which once timed out requests already in flight.
+            self._price = cached_price(self.config.model)
         groups = self._groups(requests)
         results = await asyncio.gather(*(self._group(requests, g) for g in groups))
         out: list[Sample | None] = [None] * len(requests)

@@ -20,3 +20,20 @@ def ray_address() -> str:
     address = ray.get_runtime_context().gcs_address
     yield address
     ray.shutdown()
+
+
+@pytest.fixture
+def maker_cli(capsys):
+    """`maker ARGS...` in this process (as `maker.cli.main`): a namespace with its
+    returncode, stdout and stderr, as `subprocess.run` gives them."""
+    from types import SimpleNamespace
+
+    from maker.cli.main import main
+
+    def call(*args: str) -> SimpleNamespace:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return call

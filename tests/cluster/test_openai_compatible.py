@@ -167,3 +167,36 @@ def test_replicas_get_one_prompt_variant_each() -> None:
         counts = (a.stats()["requests"], b.stats()["requests"])
     assert all(s.error is None for s in samples)
     assert counts == (4, 2)  # variants 0 and 2 on the first server, variant 1 on the second
+
+
+FRESH_PROCESS = r"""
+import asyncio, json, sys
+from maker.cluster import SampleRequest
+from maker.cluster.openai_compatible import OpenAICompatibleClient
+from maker.cluster.transport import EndpointConfig
+from maker.tasks import get_task
+
+assert "litellm" not in sys.modules  # the price lookup below is the first import of litellm
+task = get_task("hanoi", disks=5)
+steps = [task.first_step()]
+for _ in range(3):
+    steps.append(task.step_after(steps[-1].index, task.truth(steps[-1].index)))
+client = OpenAICompatibleClient(EndpointConfig("openai/sim", api_base=sys.argv[1], timeout_s=1.0, max_retries=0))
+samples = asyncio.run(client.complete([SampleRequest(task.prompt(s), 0.0, 751, 1, s) for s in steps]))
+print(json.dumps([[s.error, list(s.faults)] for s in samples]))
+"""
+
+
+def test_the_first_price_lookup_does_not_time_out_requests_in_flight() -> None:
+    """A fresh process (a Ray worker) imports litellm for its first price lookup: seconds
+    that block the event loop.  Done while replies were in flight, it timed out every other
+    request of the first batch (a 1 s timeout against a server that answers at once)."""
+    import json
+    import subprocess
+    import sys
+
+    with SimServer(SimServerConfig(latency=0.02)) as server:
+        done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, server.url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == 4 and all(error is None and faults == [] for error, faults in results), results

@@ -271,7 +271,8 @@ def test_every_retried_fault_is_logged_by_kind(ray_address, tmp_path) -> None:
     task = get_task("hanoi", disks=4)
     with SimServer(config) as server:
         # Only injected hangs may time out: 3 s is far above an answered request on a loaded
-        # CI machine (0.5 s was not: one slow answer was logged as a fourth timeout).
+        # CI machine.  (This test caught a real bug: the worker's first price lookup imported
+        # litellm while requests were in flight and timed one out; see test_openai_compatible.)
         spec = ModelSpec("openai/sim", api_base=server.url, timeout_s=3.0)
         result = run(task, [spec], VotingConfig(k=2), log=tmp_path / "f", seed=2, cluster=ClusterConfig(speculate=0))
         stats = server.stats()

@@ -21,7 +21,6 @@ from maker.tasks.plan import PlanError
 from maker.tasks.solve import DECOMPOSE_MARK
 
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
-from maker.cli.main import main
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import open_log, read_table
 from maker.runtime.dag import DagConfig, NodeJob, check_batch, vote_nodes
@@ -32,19 +31,6 @@ from maker.runtime.driver import run as run_plan
 def decisions(log: Path) -> list[tuple[int, str, str]]:
     table = read_table(open_log(log), ["step", "answer", "detail"], kind="decision")
     return sorted(zip(table["step"].to_pylist(), table["answer"].to_pylist(), table["detail"].to_pylist()))
-
-
-@pytest.fixture
-def maker_cli(capsys):
-    """`maker ARGS...` in this process (as `maker.cli.main`), with its exit code and output."""
-
-    def call(*args: str) -> SimpleNamespace:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return call
 
 
 # -- pure parts: a batch voted in-process, and the driver's check of it ---------------------

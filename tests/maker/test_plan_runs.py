@@ -13,28 +13,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from maker.tasks import get_task
 
 from maker import ClusterConfig, VotingConfig, run, verify_log
 from maker.budget.estimate import estimate
-from maker.cli.main import main
 from maker.log.steplog import decisions, open_log, read_table
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture
-def maker_cli(capsys):
-    def call(*args: str) -> SimpleNamespace:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return call
 
 
 def _samples(log: Path) -> dict[str, list]:
