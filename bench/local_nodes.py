@@ -1,5 +1,5 @@
 """Samples/s of `maker run --model local` on one machine, and on a Ray cluster of one and of
-two nodes (each node serving the embedded model to its own worker: `cluster/node_servers.py`).
+two nodes (each node serving the embedded model to its own worker: `cluster/nodes/servers.py`).
 
 Each cluster is a `ray.cluster_utils.Cluster` started in a subprocess with its own
 RAY_TMPDIR (as the multinode tests do); `maker run` joins it by address with one worker per

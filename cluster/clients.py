@@ -38,7 +38,7 @@ class ModelSpec:
     tpm: float | None = None  # tokens per minute (litellm models only)
     client: Any = None  # a ready ModelClient (the user's own), used instead of the model string
     #: on a cluster, one (node id, api_base, api_bases) per node that serves the model itself
-    #: (`cluster.node_servers`): a client built on a node talks to that node's servers
+    #: (`cluster.nodes`): a client built on a node talks to that node's servers
     node_bases: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:

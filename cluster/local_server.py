@@ -436,7 +436,7 @@ def start_servers(
     `stack` (so closing it stops them all); return them by file, in start order.
 
     One implementation for the driver's servers (`serving`) and each node's servers on a
-    cluster (`cluster.node_servers`).  `log_path` names the first replica's log when one
+    cluster (`cluster.nodes`).  `log_path` names the first replica's log when one
     file is served; replica r writes ``STEM.r.SUFFIX``.  Raises LocalServerError or
     ModelConfigError (a server that does not start; those already started stay on `stack`)."""
     if port is not None and len(paths) > 1:

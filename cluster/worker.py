@@ -250,7 +250,7 @@ def alive_nodes() -> list[str]:
 def worker_nodes(workers: int) -> list[str]:
     """The node each of a new pool's `workers` workers runs on: worker i on live node
     ``i mod nodes`` (what `WorkerPool` does), so a model served per node
-    (`cluster.node_servers`) can be served on exactly these nodes before the pool starts."""
+    (`cluster.nodes`) can be served on exactly these nodes before the pool starts."""
     nodes = alive_nodes()
     return [nodes[i % len(nodes)] for i in range(max(1, workers))]
 

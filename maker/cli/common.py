@@ -78,7 +78,7 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
     puts an ExitStack on ``args._exit_stack``; without one, at interpreter exit.
 
     Without ``--address`` the servers run on this machine; with it, on every node of the
-    cluster that runs a worker (`cluster.node_servers`), each worker using its own node's."""
+    cluster that runs a worker (`cluster.nodes`), each worker using its own node's."""
     from maker.cluster.local_server import DEFAULT_REPLICAS, serving
     from maker.errors import UsageError
 
@@ -119,7 +119,7 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
 def _serving_on_cluster(args: argparse.Namespace, specs: list[ModelSpec], address: str, threads: int | None,
                         restarts: int, replicas: int) -> Any:
     """Join the cluster and serve the local models on the nodes the workers will run on."""
-    from maker.cluster.node_servers import serving_on_nodes
+    from maker.cluster.nodes import serving_on_nodes
     from maker.cluster.worker import ensure_ray, worker_nodes
     from maker.errors import UsageError
 

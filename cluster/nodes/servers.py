@@ -31,9 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .clients import ModelSpec
-from .errors import ModelConfigError
-from .local_server import (
+from ..clients import ModelSpec
+from ..errors import ModelConfigError
+from ..local_server import (
     DEFAULT_REPLICAS,
     LocalServerError,
     check_gguf,
