@@ -71,6 +71,7 @@ class NodeAnswer:
     aliases: dict[str, str]
     servers: tuple[tuple[int | None, str, str], ...] = ()  # (pid, api_base, log path)
     error: str | None = None
+    bad_input: bool = False  # the error is the user's input (no such GGUF file...), not a server that failed
 
 
 class NodeServers:
@@ -101,7 +102,8 @@ class NodeServers:
                                     replicas=cfg.replicas)
         except (LocalServerError, ModelConfigError) as exc:
             self.stop()
-            return NodeAnswer(node, platform.node(), {}, {}, error=str(exc))
+            return NodeAnswer(node, platform.node(), {}, {}, error=str(exc),
+                              bad_input=isinstance(exc, ModelConfigError))
         group = {m: servers[p] for m, p in paths.items()}
         return NodeAnswer(
             node,
@@ -140,7 +142,8 @@ def serving_on_nodes(
     rewritten to ``openai/<alias>`` with one ``node_bases`` entry per node.  Other specs
     pass through.
 
-    Raises LocalServerError naming the node (one line) when a node cannot serve; then no
+    Raises LocalServerError (a server did not start) or ModelConfigError (no such GGUF file
+    there, a port...) naming the node, in one line, when a node cannot serve; then no
     server is left running on any node.  A server that dies beyond its restarts mid-run
     interrupts the job (main thread) and LocalServerError is raised from here."""
     import ray
@@ -180,7 +183,8 @@ def serving_on_nodes(
                 raise LocalServerError(f"Ray node {node}: the local model servers could not start "
                                        f"({' '.join(str(exc).split())[:300]})", model=models[0]) from None
             if answer.error:
-                raise LocalServerError(f"Ray node {node} ({answer.host}): {answer.error}", model=models[0])
+                kind = ModelConfigError if answer.bad_input else LocalServerError  # as on one machine
+                raise kind(f"Ray node {node} ({answer.host}): {answer.error}", model=models[0])
             answers.append(answer)
             if on_start is not None:
                 on_start(answer)
