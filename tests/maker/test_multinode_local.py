@@ -57,6 +57,19 @@ try:
     second = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "second_node" in n["Resources"])
     ray.shutdown()
     from maker.cli.main import main  # the CLI as a user runs it, joining the cluster by address
+    if KILL_AFTER:  # kill -9 the second node's server once it has answered KILL_AFTER requests
+        import glob, re, signal, threading, time
+
+        def kill():
+            while True:
+                time.sleep(0.2)
+                for log in glob.glob(sys.argv[1] + ".server." + second[:12] + ".log"):
+                    text = open(log).read()
+                    if text.count('"POST /v1/') >= KILL_AFTER:
+                        os.kill(int(re.search(r"Started server process \[(\d+)\]", text).group(1)), signal.SIGKILL)
+                        return
+
+        threading.Thread(target=kill, daemon=True).start()
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([*RUN_ARGS, "--address", cluster.address, "--workers", "2", "--json", "--log", sys.argv[1]])
@@ -73,11 +86,13 @@ SMALL = ["--k", "2", "--local-threads", "1", "--local-replicas", "1"]
 
 
 def on_two_nodes(run_args: list[str], log: Path, second_home: Path, timeout: float = 150,
-                 home: Path | None = None) -> dict:
+                 home: Path | None = None, kill_after: int = 0) -> dict:
     """Run `maker run *run_args` on a fresh two-node cluster in a subprocess (the driver and
     head node with HOME=`home` if given, the second node with HOME=`second_home`); its
-    RESULT line."""
+    RESULT line.  `kill_after` > 0: the second node's server is killed (-9) after that many
+    requests, its log being ``LOG.server.NODE.log`` (pass ``--local-log LOG.server.log``)."""
     script = SCRIPT.replace("RUN_ARGS", repr(run_args)).replace("SECOND_HOME", repr(str(second_home)))
+    script = script.replace("KILL_AFTER", str(int(kill_after)))
     ray_tmp = tempfile.mkdtemp(prefix="mkr-", dir="/tmp")  # short: Ray's socket paths must fit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("RAY_ADDRESS", None)
@@ -133,3 +148,24 @@ def test_a_node_without_the_model_file_is_one_line_naming_it(tmp_path: Path) -> 
     assert "no such GGUF file" in errors[0] and str(other / "m.gguf") in errors[0], errors
     assert f"Ray node {report['second']}" in errors[0], errors
     assert report["left_running"] == []
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_on_one_node_stops_the_run_in_one_line_and_resume_finishes(tmp_path: Path) -> None:
+    """The second node's server is killed mid-run with no restarts left: one line names the
+    node, nothing is left running, the log keeps every decided step, and `--resume` (here on
+    one machine) finishes the run."""
+    from maker.audit.verify import verify_log
+
+    log = tmp_path / "run"
+    report = on_two_nodes(["run", "chase", "--hops", "30", "--model", "local", *SMALL, "--local-restarts", "0",
+                           "--local-log", str(tmp_path / "run.server.log")], log, tmp_path, kill_after=3)
+    assert report["code"] == 1, report["stderr"]
+    errors = [line for line in report["stderr"].splitlines() if line.startswith("maker: error:")]
+    assert len(errors) == 1 and f"Ray node {report['second']}" in errors[0] and "died" in errors[0], report["stderr"]
+    assert report["left_running"] == []
+    resumed = subprocess.run([sys.executable, "-m", "maker.cli.main", "run", "chase", "--hops", "30", "--model", "local",
+                              *SMALL, "--log", str(log), "--resume", "--quiet"], capture_output=True, text=True,
+                             timeout=300, cwd=ROOT, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert verify_log(log).solved
