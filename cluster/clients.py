@@ -10,7 +10,7 @@ CPU than litellm), and anything else to litellm (``openai/gpt-4.1-mini``, ``anth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from maker.tasks.base import Task
@@ -37,11 +37,30 @@ class ModelSpec:
     rpm: float | None = None  # requests per minute (litellm models only)
     tpm: float | None = None  # tokens per minute (litellm models only)
     client: Any = None  # a ready ModelClient (the user's own), used instead of the model string
+    #: on a cluster, one (node id, api_base, api_bases) per node that serves the model itself
+    #: (`cluster.nodes`): a client built on a node talks to that node's servers
+    node_bases: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) and hasattr(self.model, "complete"):
             object.__setattr__(self, "client", self.model)
             object.__setattr__(self, "model", str(getattr(self.model, "name", type(self.model).__name__)))
+
+    def on_node(self, node_id: str) -> ModelSpec:
+        """This spec as a client on Ray node `node_id` uses it: that node's own servers when
+        the model is served per node (`node_bases`), else unchanged.
+
+        Raises ModelConfigError when the model is served per node but not on this one."""
+        if not self.node_bases:
+            return self
+        for node, api_base, api_bases in self.node_bases:
+            if node == node_id:
+                return replace(self, api_base=api_base, api_bases=api_bases, node_bases=())
+        raise ModelConfigError(
+            f"{self.model}: no local model server on Ray node {node_id} "
+            f"(served on {', '.join(n[:12] for n, _, _ in self.node_bases)})",
+            model=self.model,
+        )
 
     @property
     def in_process_simulator(self) -> bool:
@@ -204,6 +223,13 @@ def _required_positional(fn: Any) -> int:
 
 
 def make_client(spec: ModelSpec, task: Task) -> ModelClient:
+    """The client for `spec` in this process (a Ray worker, or the driver).  A model served
+    on every node of a cluster (`ModelSpec.node_bases`) is reached at this node's servers;
+    ModelConfigError when this node has none."""
+    if spec.node_bases:
+        import ray
+
+        spec = spec.on_node(ray.get_runtime_context().get_node_id())
     if spec.client is not None:
         return spec.client
     if spec.model.startswith("py:"):

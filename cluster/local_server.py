@@ -420,6 +420,81 @@ _WAKE = getattr(signal, "SIGUSR1", signal.SIGINT)
 DEFAULT_REPLICAS = 4
 
 
+def start_servers(
+    stack: contextlib.ExitStack,
+    paths: Sequence[Path],
+    *,
+    port: int | None = None,
+    threads: int | None = None,
+    log_path: str | Path | None = None,
+    max_restarts: int = 2,
+    on_failure: Callable[[str], None] | None = None,
+    on_start: Callable[[LocalServer], None] | None = None,
+    replicas: int = DEFAULT_REPLICAS,
+) -> dict[Path, list[LocalServer]]:
+    """Start `replicas` servers per GGUF file in `paths` on this machine, each entered on
+    `stack` (so closing it stops them all); return them by file, in start order.
+
+    One implementation for the driver's servers (`serving`) and each node's servers on a
+    cluster (`cluster.nodes`).  `log_path` names the first replica's log when one
+    file is served; replica r writes ``STEM.r.SUFFIX``.  Raises LocalServerError or
+    ModelConfigError (a server that does not start; those already started stay on `stack`)."""
+    if port is not None and len(paths) > 1:
+        raise ModelConfigError("--local-port fixes the port of one local model; leave it out to serve several")
+    if port is not None:
+        replicas = 1  # a fixed port names one server
+    servers: dict[Path, list[LocalServer]] = {}
+    for path in paths:
+        for r in range(max(1, replicas)):
+            log = Path(log_path) if log_path and len(paths) == 1 else None
+            if log is not None and r:
+                log = log.with_name(f"{log.stem}.{r}{log.suffix}")
+            config = LocalServerConfig(path, port=port, n_threads=threads, log_path=log, max_restarts=max_restarts)
+            server = LocalServer(config, on_failure=on_failure)
+            if r and log is None:  # the default name is per process: one file per replica
+                server.log_path = server.log_path.with_name(f"{server.log_path.stem}.{r}{server.log_path.suffix}")
+            servers.setdefault(path, []).append(stack.enter_context(server))
+            if on_start is not None:
+                on_start(server)
+    return servers
+
+
+@contextlib.contextmanager
+def interrupting(failure: Callable[[], LocalServerError | None]) -> Iterator[Callable[[str], None]]:
+    """Yield `interrupt(message)`: called from any thread when a server is gone for good,
+    it stops the job in the main thread as Ctrl-C would, and this block then raises the
+    LocalServerError that `failure()` returns (a KeyboardInterrupt with no failure is
+    the user's own Ctrl-C and passes through).
+
+    Why a signal of our own: a real signal wakes blocking calls (`interrupt_main` alone
+    waits for the next bytecode), and SIGINT itself may be ignored (`nohup maker run ... &`
+    starts with SIGINT ignored, and Python then never turns it into KeyboardInterrupt)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+
+    def interrupt(message: str) -> None:
+        if main_thread and hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(threading.main_thread().ident, _WAKE)  # type: ignore[arg-type]
+        elif main_thread:  # pragma: no cover - not Unix
+            import _thread
+
+            _thread.interrupt_main()
+
+    def server_down(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("a local model server died")
+
+    previous = signal.signal(_WAKE, server_down) if main_thread and hasattr(signal, "pthread_kill") else None
+    try:
+        yield interrupt
+    except KeyboardInterrupt:
+        error = failure()
+        if error is None:
+            raise
+        raise error from None
+    finally:
+        if previous is not None:
+            signal.signal(_WAKE, previous)
+
+
 @contextlib.contextmanager
 def serving(
     specs: Sequence[ModelSpec],
@@ -452,64 +527,29 @@ def serving(
     if not paths:
         yield list(specs)
         return
-    distinct = sorted(set(paths.values()))
-    if port is not None and len(distinct) > 1:
-        raise ModelConfigError("--local-port fixes the port of one local model; leave it out to serve several")
-    if port is not None:
-        replicas = 1  # a fixed port names one server
-    main_thread = threading.current_thread() is threading.main_thread()
-
-    def interrupt(message: str) -> None:
-        """Stop the job in the main thread as Ctrl-C would, through a signal of our own: a
-        real signal wakes blocking calls (`interrupt_main` alone waits for the next
-        bytecode), and SIGINT itself may be ignored (`nohup maker run ... &` starts with
-        SIGINT ignored, and Python then never turns it into KeyboardInterrupt)."""
-        if main_thread and hasattr(signal, "pthread_kill"):
-            signal.pthread_kill(threading.main_thread().ident, _WAKE)  # type: ignore[arg-type]
-        elif main_thread:  # pragma: no cover - not Unix
-            import _thread
-
-            _thread.interrupt_main()
-
-    def server_down(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("a local model server died")
-
-    previous = signal.signal(_WAKE, server_down) if main_thread and hasattr(signal, "pthread_kill") else None
     servers: dict[Path, list[LocalServer]] = {}
-    with contextlib.ExitStack() as stack:
-        for path in distinct:
-            for r in range(max(1, replicas)):
-                log = Path(log_path) if log_path and len(distinct) == 1 else None
-                if log is not None and r:
-                    log = log.with_name(f"{log.stem}.{r}{log.suffix}")
-                config = LocalServerConfig(path, port=port, n_threads=threads, log_path=log, max_restarts=max_restarts)
-                server = LocalServer(config, on_failure=interrupt)
-                if r and log is None:  # the default name is per process: one file per replica
-                    server.log_path = server.log_path.with_name(f"{server.log_path.stem}.{r}{server.log_path.suffix}")
-                servers.setdefault(path, []).append(stack.enter_context(server))
-                if on_start is not None:
-                    on_start(server)
-        served = [
+
+    def failure() -> LocalServerError | None:
+        failed = next((s for group in servers.values() for s in group if s.failure), None)
+        if failed is None:
+            return None
+        return LocalServerError(
+            f"{failed.failure}; the step log holds every decided step (rerun with --resume)",
+            model=failed.model,
+            log_path=str(failed.log_path),
+        )
+
+    with contextlib.ExitStack() as stack, interrupting(failure) as interrupt:
+        servers.update(start_servers(stack, sorted(set(paths.values())), port=port, threads=threads,
+                                     log_path=log_path, max_restarts=max_restarts, on_failure=interrupt,
+                                     on_start=on_start, replicas=replicas))
+        yield [
             replace(s, model=servers[paths[s.model]][0].model, api_base=servers[paths[s.model]][0].api_base,
                     api_bases=tuple(x.api_base for x in servers[paths[s.model]][1:]))
             if s.model in paths
             else s
             for s in specs
         ]
-        try:
-            yield served
-        except KeyboardInterrupt:
-            failed = next((s for group in servers.values() for s in group if s.failure), None)
-            if failed is None:
-                raise
-            raise LocalServerError(
-                f"{failed.failure}; the step log holds every decided step (rerun with --resume)",
-                model=failed.model,
-                log_path=str(failed.log_path),
-            ) from None
-        finally:
-            if previous is not None:
-                signal.signal(_WAKE, previous)
 
 
 __all__ = [
@@ -525,5 +565,7 @@ __all__ = [
     "is_local_model",
     "llama_server_missing",
     "model_path_of",
+    "interrupting",
     "serving",
+    "start_servers",
 ]

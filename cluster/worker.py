@@ -240,6 +240,21 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
             raise UsageError(f"the {what} cannot be sent to the Ray workers: {why}") from None
 
 
+def alive_nodes() -> list[str]:
+    """Ids of the cluster's live nodes, sorted (Ray initialised)."""
+    import ray
+
+    return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+
+
+def worker_nodes(workers: int) -> list[str]:
+    """The node each of a new pool's `workers` workers runs on: worker i on live node
+    ``i mod nodes`` (what `WorkerPool` does), so a model served per node
+    (`cluster.nodes`) can be served on exactly these nodes before the pool starts."""
+    nodes = alive_nodes()
+    return [nodes[i % len(nodes)] for i in range(max(1, workers))]
+
+
 class WorkerPool:
     """N `ModelWorker` actors spread over the cluster's nodes.
 
@@ -272,7 +287,7 @@ class WorkerPool:
         )
         self._remote_cls = ray.remote(ModelWorker).options(**self._options)
         self._args = (task, list(models))
-        nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+        nodes = alive_nodes()
         self.actors = [self._spawn(i, nodes) for i in range(max(1, workers))]
         self.max_attempts = max_attempts
         self.replaced = 0
@@ -303,11 +318,24 @@ class WorkerPool:
         A replacement after a death (`get`) goes wherever SPREAD puts it."""
         if len(nodes) < 2:
             return self._remote_cls.remote(*self._args)
+        return self._pinned(nodes[index % len(nodes)])
+
+    def _pinned(self, node: str) -> Any:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        strategy = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)
+        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
         return ray.remote(ModelWorker).options(**{**self._options, "scheduling_strategy": strategy}).remote(*self._args)
+
+    def _replacement(self, index: int) -> Any:
+        """A fresh actor for dead worker `index`: wherever SPREAD puts it, or, when a model is
+        served per node (`ModelSpec.node_bases`), on a live node that serves it."""
+        served = [n for n, _, _ in next((m.node_bases for m in self._args[1] if m.node_bases), ())]
+        if not served:
+            return self._remote_cls.remote(*self._args)
+        alive = set(alive_nodes())
+        nodes = [n for n in served if n in alive] or served  # none alive: Ray reports it on the call
+        return self._pinned(nodes[index % len(nodes)])
 
     def submit(self, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Pending:
         """Send one batch to the next actor in turn."""
@@ -328,7 +356,7 @@ class WorkerPool:
                     raise WorkerLostError(
                         f"a worker died {pending.attempts} times on the same batch; giving up"
                     ) from None
-                self.actors[pending.actor] = self._remote_cls.remote(*self._args)
+                self.actors[pending.actor] = self._replacement(pending.actor)
                 self.replaced += 1
                 pending.ref = self.actors[pending.actor].call.remote(pending.fn, pending.payload)
                 pending.attempts += 1

@@ -38,6 +38,9 @@ def add_local_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--local-threads", type=int, help="llama.cpp threads (default: one per two cores)")
     g.add_argument("--local-log", help="the server's log file (default: in the temp folder; its path is printed)")
     g.add_argument("--local-restarts", type=int, default=2, help="restarts of a server that dies mid-run (default 2)")
+    g.add_argument("--local-replicas", type=int, default=None,
+                   help="servers per local model, one prompt variant each (default 4); with --address, on every "
+                   "node that runs a worker")
 
 
 def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
@@ -72,33 +75,69 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
 def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[ModelSpec]:
     """`specs` with local models pointed at their servers, started on first use (after the
     command validated its other input) and stopped when the command ends: `maker.cli`
-    puts an ExitStack on ``args._exit_stack``; without one, at interpreter exit."""
-    from maker.cluster.local_server import serving
+    puts an ExitStack on ``args._exit_stack``; without one, at interpreter exit.
+
+    Without ``--address`` the servers run on this machine; with it, on every node of the
+    cluster that runs a worker (`cluster.nodes`), each worker using its own node's."""
+    from maker.cluster.local_server import DEFAULT_REPLICAS, serving
     from maker.errors import UsageError
 
     served: dict[str, ModelSpec] | None = getattr(args, "_served_models", None)
     if served is None:
         threads, restarts = getattr(args, "local_threads", None), getattr(args, "local_restarts", 2)
+        replicas = getattr(args, "local_replicas", None)
         if threads is not None and threads < 1:
             raise UsageError("--local-threads must be >= 1")
         if restarts is None or restarts < 0:
             raise UsageError("--local-restarts must be >= 0")
+        if replicas is not None and replicas < 1:
+            raise UsageError("--local-replicas must be >= 1")
         stack = getattr(args, "_exit_stack", None)
         if stack is None:
             stack = contextlib.ExitStack()
             atexit.register(stack.close)
-        context = serving(
-            specs,
-            port=getattr(args, "local_port", None),
-            threads=threads,
-            log_path=getattr(args, "local_log", None),
-            max_restarts=restarts,
-            on_start=_announce,
-        )
+        address = getattr(args, "address", None)
+        if address:
+            context = _serving_on_cluster(args, specs, address, threads, restarts, replicas or DEFAULT_REPLICAS)
+        else:
+            context = serving(
+                specs,
+                port=getattr(args, "local_port", None),
+                threads=threads,
+                log_path=getattr(args, "local_log", None),
+                max_restarts=restarts,
+                on_start=_announce,
+                replicas=replicas or DEFAULT_REPLICAS,
+            )
         served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}
         args._served_models = served
-    return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base, api_bases=served[s.model].api_bases)
+    return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base,
+                    api_bases=served[s.model].api_bases, node_bases=served[s.model].node_bases)
             if s.model in served else s for s in specs]
+
+
+def _serving_on_cluster(args: argparse.Namespace, specs: list[ModelSpec], address: str, threads: int | None,
+                        restarts: int, replicas: int) -> Any:
+    """Join the cluster and serve the local models on the nodes the workers will run on."""
+    from maker.cluster.nodes import serving_on_nodes
+    from maker.cluster.worker import ensure_ray, worker_nodes
+    from maker.errors import UsageError
+
+    if getattr(args, "local_port", None) is not None:
+        raise UsageError("--local-port fixes one port on one machine; leave it out with --address")
+    ensure_ray(address)
+    nodes = worker_nodes(max(1, getattr(args, "workers", 1) or 1))
+    return serving_on_nodes(specs, nodes, threads=threads, replicas=replicas, max_restarts=restarts,
+                            log_path=getattr(args, "local_log", None), on_start=_announce_node)
+
+
+def _announce_node(answer: Any) -> None:
+    first = answer.servers[0] if answer.servers else (None, "?", "?")
+    print(
+        f"maker: local model on Ray node {answer.node_id[:12]} ({answer.host}): {len(answer.servers)} server(s) "
+        f"from {first[1]} (pid {first[0]}, log {first[2]})",
+        file=sys.stderr,
+    )
 
 
 def _announce(server: Any) -> None:
