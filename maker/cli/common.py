@@ -97,9 +97,10 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
             stack = contextlib.ExitStack()
             atexit.register(stack.close)
         address = getattr(args, "address", None)
-        if address:
+        context = None
+        if address:  # None when every worker runs on this machine: served as without --address
             context = _serving_on_cluster(args, specs, address, threads, restarts, replicas or DEFAULT_REPLICAS)
-        else:
+        if context is None:
             context = serving(
                 specs,
                 port=getattr(args, "local_port", None),
@@ -118,15 +119,20 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
 
 def _serving_on_cluster(args: argparse.Namespace, specs: list[ModelSpec], address: str, threads: int | None,
                         restarts: int, replicas: int) -> Any:
-    """Join the cluster and serve the local models on the nodes the workers will run on."""
+    """Join the cluster and serve the local models on the nodes the workers will run on;
+    None when those are all this machine (then they are served as without --address)."""
+    import ray
+
     from maker.cluster.nodes import serving_on_nodes
     from maker.cluster.worker import ensure_ray, worker_nodes
     from maker.errors import UsageError
 
-    if getattr(args, "local_port", None) is not None:
-        raise UsageError("--local-port fixes one port on one machine; leave it out with --address")
     ensure_ray(address)
     nodes = worker_nodes(max(1, getattr(args, "workers", 1) or 1))
+    if set(nodes) == {ray.get_runtime_context().get_node_id()}:
+        return None
+    if getattr(args, "local_port", None) is not None:
+        raise UsageError("--local-port fixes one port on one machine; leave it out with --address")
     return serving_on_nodes(specs, nodes, threads=threads, replicas=replicas, max_restarts=restarts,
                             log_path=getattr(args, "local_log", None), on_start=_announce_node)
 
