@@ -87,6 +87,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     every interface, and without the token anyone who reaches them can run code.  Child
     processes inherit the setting, so they can still join by address.  A user's own
     RAY_AUTH_MODE, and an existing cluster's choice, are left as they are.
+
+    Raises MakerError (one line) when Ray does not start or cannot be joined: on a loaded
+    machine its node can time out at start-up, which Ray reports as a bare Exception.
     """
     import ray
 
@@ -103,7 +106,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _token_auth_on()
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # Ray raises bare Exceptions (a node that timed out at start-up)
+        where = f"join Ray at {address}" if address else "start a local Ray"
+        raise MakerError(f"cannot {where}: {' '.join(f'{type(exc).__name__}: {exc}'.split())}") from exc
 
 
 #: Ray's notes that maker handles itself: a task whose actor maker killed (closing or
