@@ -66,9 +66,18 @@ class ModelWorker:
         return self.setup_error
 
     async def call(self, fn: Callable[[ModelWorker, Any], Any | Awaitable[Any]], payload: Any) -> Any:
-        result = fn(self, payload)
-        if inspect.isawaitable(result):
-            result = await result
+        """`fn(self, payload)`, awaited.  An exception that is not a MakerError (the task's own
+        `prompt` or `truth` raising at some step) becomes a one-line MakerError: through Ray it
+        would reach the user as a RayTaskError and its traceback of both processes."""
+        try:
+            result = fn(self, payload)
+            if inspect.isawaitable(result):
+                result = await result
+        except MakerError:
+            raise
+        except Exception as exc:
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise MakerError(f"the run stopped in a worker: {message} (raised by the task's code?)") from None
         return result
 
     def node_id(self) -> str:
@@ -353,11 +362,16 @@ class WorkerPool:
     def get(self, pending: Pending) -> Any:
         """The batch's result; a batch whose actor died is sent again to a fresh actor."""
         import ray
-        from ray.exceptions import ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
         while True:
             try:
                 return ray.get(pending.ref)
+            except RayTaskError as exc:  # its str is both processes' traceback; a MakerError is one line
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, MakerError):
+                    raise cause from None
+                raise
             except (RayActorError, ActorUnavailableError):
                 if pending.attempts >= self.max_attempts:
                     raise WorkerLostError(
