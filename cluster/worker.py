@@ -66,9 +66,18 @@ class ModelWorker:
         return self.setup_error
 
     async def call(self, fn: Callable[[ModelWorker, Any], Any | Awaitable[Any]], payload: Any) -> Any:
-        result = fn(self, payload)
-        if inspect.isawaitable(result):
-            result = await result
+        """`fn(self, payload)`, awaited.  An exception that is not a MakerError (the task's own
+        `prompt` or `truth` raising at some step) becomes a one-line MakerError: through Ray it
+        would reach the user as a RayTaskError and its traceback of both processes."""
+        try:
+            result = fn(self, payload)
+            if inspect.isawaitable(result):
+                result = await result
+        except MakerError:
+            raise
+        except Exception as exc:
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise MakerError(f"the run stopped in a worker: {message} (raised by the task's code?)") from None
         return result
 
     def node_id(self) -> str:
@@ -87,6 +96,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     every interface, and without the token anyone who reaches them can run code.  Child
     processes inherit the setting, so they can still join by address.  A user's own
     RAY_AUTH_MODE, and an existing cluster's choice, are left as they are.
+
+    Raises MakerError (one line) when Ray does not start or cannot be joined: on a loaded
+    machine its node can time out at start-up, which Ray reports as a bare Exception.
     """
     import ray
 
@@ -103,7 +115,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _token_auth_on()
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # Ray raises bare Exceptions (a node that timed out at start-up)
+        where = f"join Ray at {address}" if address else "start a local Ray"
+        raise MakerError(f"cannot {where}: {' '.join(f'{type(exc).__name__}: {exc}'.split())}") from exc
 
 
 #: Ray's notes that maker handles itself: a task whose actor maker killed (closing or
@@ -346,11 +362,16 @@ class WorkerPool:
     def get(self, pending: Pending) -> Any:
         """The batch's result; a batch whose actor died is sent again to a fresh actor."""
         import ray
-        from ray.exceptions import ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
         while True:
             try:
                 return ray.get(pending.ref)
+            except RayTaskError as exc:  # its str is both processes' traceback; a MakerError is one line
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, MakerError):
+                    raise cause from None
+                raise
             except (RayActorError, ActorUnavailableError):
                 if pending.attempts >= self.max_attempts:
                     raise WorkerLostError(

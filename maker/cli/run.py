@@ -270,6 +270,10 @@ def choose_k(
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.log is not None and not args.log.strip():
+        raise UsageError("--log is empty: name the step log folder, or leave --log out for runs/TASK-TIMESTAMP.parquet")
+    if args.resume and args.log is None:
+        raise UsageError("--resume needs --log: the step log folder of the run to continue")
     task = task_from_args(args)
     policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
     voting_config = VotingConfig(

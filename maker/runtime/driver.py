@@ -187,8 +187,9 @@ def run(
     tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every worker holds every tier's client
     for spec in (*specs, *tier_specs):
         check_spec(spec)
-    if cluster.segment_steps < 1 or cluster.workers < 1:
-        raise UsageError("--segment-steps and --workers must be >= 1")
+    for flag, value in (("--workers", cluster.workers), ("--segment-steps", cluster.segment_steps)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
     is_plan = isinstance(task, PlanTask)
     if is_plan:
         segments = cluster.segment_steps != ClusterConfig.segment_steps or cluster.segment_seconds != ClusterConfig.segment_seconds

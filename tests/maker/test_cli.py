@@ -33,6 +33,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         (["run", "hanoi", "--disks", "5", "--model", "sim:2"], "accuracy"),
         (["run", "hanoi", "--disks", "8", "--model", "openai/gpt-4.1-mini"], "OPENAI_API_KEY"),
         (["replay", "/nonexistent/log.parquet", "--verify"], "no such"),
+        (["run", "hanoi", "--disks", "3", "--model", "sim:0.9", "--workers", "0"], "--workers must be >= 1, got 0"),
+        (["run", "hanoi", "--disks", "3", "--model", "sim:0.9", "--resume"], "--resume needs --log"),
+        (["run", "hanoi", "--disks", "3", "--model", "sim:0.9", "--log", ""], "--log is empty"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, monkeypatch, tmp_path, args, needle) -> None:

@@ -301,3 +301,24 @@ def test_an_installed_plugin_runs_by_short_name_and_is_listed(project, monkeypat
     assert json.loads(out)["solved"]
     code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
     assert code == 0 and json.loads(out)["valid"]
+
+
+def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, tmp_path, capsys) -> None:
+    # the prompt passes the preflight on step 0 and raises at step 3, on a worker
+    (project / "late.py").write_text(
+        "import maker\n"
+        "def _prompt(state, i):\n"
+        "    if i == 3:\n"
+        "        raise RuntimeError('prompt blew up at 3')\n"
+        "    return f's {state}'\n"
+        "def late(n: int = 6):\n"
+        "    return maker.chain_task(name='late.py:late', start=0, steps=n, prompt=_prompt,\n"
+        "                            parse=lambda r: r.strip(), key='integer', truth=lambda s, i: s + 1)\n"
+    )
+    capsys.readouterr()
+    code = main(["run", "--task", str(project / "late.py") + ":late", "--model", "sim:0.95", "--k", "1",
+                 "--address", ray_address, "--log", str(tmp_path / "late.parquet"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("maker: error: the run stopped in a worker: RuntimeError: prompt blew up at 3")

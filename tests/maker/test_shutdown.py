@@ -92,3 +92,20 @@ def test_ctrl_c_twice_exits_non_zero_and_leaves_no_ray_process(tmp_path: Path) -
     while _ray_processes_of(os.getpid()) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _ray_processes_of(os.getpid()) == []
+
+
+def test_ray_that_does_not_start_is_one_line_exit_1(tmp_path, monkeypatch, maker_cli) -> None:
+    # on a loaded machine Ray's node can time out at start-up: Ray raises a bare Exception
+    import ray
+
+    def timed_out(**kwargs):
+        raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    r = maker_cli("run", "hanoi", "--disks", "2", "--model", "sim:0.9", "--k", "1", "--quiet",
+                  "--log", str(tmp_path / "r"))
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("maker: error: cannot start a local Ray: Exception: The current node timed out")
