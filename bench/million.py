@@ -5,6 +5,7 @@ and log size.  Results come from the simulator and are labelled so.
     python bench/million.py                 # 20 disks
     python bench/million.py --disks 16      # a quicker look
     python bench/million.py --workers 2 --draft   # segments voted in parallel on drafted premises
+    python bench/million.py --time-segment 30000  # the worker's segment loop alone, in this process
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def vectorised_baseline(steps: int, k: int, p: float) -> dict:
             "vectorised_step_success": rate}
 
 
-def profile_segments(task, model: str, k: int, steps: int) -> None:
+def profile_segments(task, model: str, k: int, steps: int, profile: bool = True) -> None:
     """cProfile of the worker's segment loop (the bottleneck: it runs the model, the red
-    flags, the parser and the ballot for every sample), in this process."""
+    flags, the parser and the ballot for every sample), in this process; with
+    `profile=False` only its wall and CPU time (no profiler overhead)."""
     import asyncio
     import cProfile
     import pstats
@@ -85,6 +87,14 @@ def profile_segments(task, model: str, k: int, steps: int) -> None:
     worker = ModelWorker(task.spec, [ModelSpec(model)])
     voting = VotingConfig(k=k)
     job = SegmentJob(task.first_step(), steps, 1e9, voting, RedFlagPolicy(), (model,), 0, task.total_steps - 1)
+    if not profile:
+        started, cpu = time.perf_counter(), time.process_time()
+        result = asyncio.run(run_segment(worker, job))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        steps = len(result.decisions["step"])
+        print(json.dumps({"simulated": True, "segment_loop_steps": steps, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                          "us_per_step": round(1e6 * wall / steps)}))
+        return
     profiler = cProfile.Profile()
     started = time.perf_counter()
     result = profiler.runcall(lambda: asyncio.run(run_segment(worker, job)))
@@ -107,6 +117,9 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=0, metavar="N",
                         help="also profile N steps of the worker's segment loop in this process (cProfile) "
                              "and print where its time goes")
+    parser.add_argument("--time-segment", type=int, default=0, metavar="N",
+                        help="only time N steps of the worker's segment loop in this process (no Ray, no log, "
+                             "no profiler) and exit: the quick, quiet figure for comparing engine changes")
     parser.add_argument("--keep-log", help="write the log here and keep it (default: a temp folder, removed)")
     args = parser.parse_args()
 
@@ -116,6 +129,9 @@ def main() -> None:
     from maker import ClusterConfig, VotingConfig, run
     from maker.runtime.progress import Progress
 
+    if args.time_segment:
+        profile_segments(get_task("hanoi", disks=args.disks), args.model, args.k, args.time_segment, profile=False)
+        return
     t0 = time.perf_counter()
     ensure_ray()
     ray_start = time.perf_counter() - t0
