@@ -96,6 +96,10 @@ def on_two_nodes(run_args: list[str], log: Path, second_home: Path, timeout: flo
     ray_tmp = tempfile.mkdtemp(prefix="mkr-", dir="/tmp")  # short: Ray's socket paths must fit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("RAY_ADDRESS", None)
+    # The session's Ray set RAY_AUTH_MODE=token in this process; the token file is found under
+    # HOME, which the second node does not share here, so it could not join (node start-up
+    # timed out).  This test cluster is private to the subprocess: it runs without the token.
+    env.pop("RAY_AUTH_MODE", None)
     if home is not None:
         env["HOME"] = str(home)
     try:
