@@ -67,8 +67,9 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
     if any(is_local_model(spec.model) for spec in specs):
         return served_specs(args, specs)
-    if getattr(args, "local_port", None) is not None:
-        raise UsageError("--local-port needs --model local or --model local:PATH.gguf")
+    for flag in ("local_port", "local_threads", "local_replicas", "local_log"):
+        if getattr(args, flag, None) is not None:  # nothing to apply them to: refused, not ignored
+            raise UsageError(f"--{flag.replace('_', '-')} needs --model local or --model local:PATH.gguf")
     return specs
 
 

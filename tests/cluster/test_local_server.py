@@ -145,10 +145,15 @@ def test_cli_taken_port_is_one_line_exit_2(capsys, tmp_path, monkeypatch) -> Non
     assert not (tmp_path / "runs").exists()
 
 
-def test_cli_local_port_without_a_local_model(capsys, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("flag,value", [("--local-port", "8000"), ("--local-threads", "1"), ("--local-replicas", "2"),
+                                        ("--local-log", "server.log")])
+@pytest.mark.parametrize("task", [["chase", "--hops", "5"], ["multiply", "--digits", "3"]])  # a chain and a plan
+def test_cli_local_options_without_a_local_model(capsys, tmp_path, monkeypatch, flag, value, task) -> None:
+    """Nothing to apply them to: refused in one line, never silently ignored."""
     monkeypatch.chdir(tmp_path)
-    code, _, err = _cli(capsys, "run", "chase", "--hops", "5", "--model", "sim:0.9", "--local-port", "8000")
-    assert code == 2 and "--local-port needs --model local" in err
+    code, _, err = _cli(capsys, "run", *task, "--model", "sim:0.9", flag, value)
+    assert code == 2 and err.count("\n") == 1 and f"{flag} needs --model local" in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
