@@ -229,8 +229,10 @@ class Guard:
         # Independence is judged on the first two votes of each step, not on all votes: hard
         # steps draw many more votes, so an all-votes p would dilute the very signal sought.
         e1 = wrong_in_pairs / (2 * two) if two else 0.0
-        collision = stats.collision_stats(coll, two, 1.0 - e1) if two else None
-        ratio = None if collision is None or math.isnan(collision.ratio) else collision.ratio
+        # Every first vote wrong (e1 = 1, e.g. a one-step run whose first two votes lose):
+        # independence predicts a collision on every pair, which is what was seen: ratio 1, no alarm.
+        collision = stats.collision_stats(coll, two, 1.0 - e1) if two and e1 < 1.0 else None
+        ratio = 1.0 if two and e1 >= 1.0 else None if collision is None or math.isnan(collision.ratio) else collision.ratio
         whole = _ratio(self.collisions, self.with_two, self.pair_wrong)  # over the run, for people
         self.snapshot = {
             "votes": n,

@@ -163,3 +163,15 @@ def test_events_go_to_the_log_and_rebuild_the_k_schedule(tmp_path) -> None:
 
 def test_k_schedule_without_events_is_the_run_k() -> None:
     assert KSchedule(4).at(0) == KSchedule(4).at(10**9) == 4
+
+
+def test_a_window_whose_every_first_pair_is_wrong_is_no_crash() -> None:
+    # A one-step run (what `maker.vote` is, or `maker run vote`) whose first two votes both lose:
+    # the first votes' error rate is 1, so independence predicts (1 - 0)**2 = 1 collision per pair
+    # and the one seen is no evidence of correlation.  This used to raise "p must be in (0, 1]".
+    guard = Guard(GuardConfig(), k=3, first_step=0, last_step=0, stream=None)
+    feed(guard, [[False, False, True, True, True, True, True]])
+    s = guard.to_dict()
+    assert (s["votes"], s["errors"], s["collisions"], s["steps_with_two"]) == (7, 2, 1, 1)
+    assert s["collision_ratio"] == 1.0 and s["collision_ratio_since_k_change"] == 1.0
+    assert not guard.events

@@ -190,9 +190,9 @@ def test_ray_votes_the_same_step(ray_address) -> None:
 def test_a_voted_call_is_a_one_step_run(ray_address, tmp_path) -> None:
     from maker.tasks import get_task
 
-    # Seeds whose first two votes are not both wrong: the live guard of `maker.run` (runtime/guard.py)
-    # raises inside collision_stats when a run's only pair of first votes collides (p estimate 0).
-    for seed in (4, 5, 8, 11):  # 20, 9, 8 and 12 samples; red flags, split votes, a wrong decision (5)
+    # Seed 0's first two votes both lose (the live guard of `maker.run` once raised on that);
+    # 34, 20, 9, 8 and 12 samples; red flags, split votes, a wrong decision (5).
+    for seed in (0, 4, 5, 8, 11):
         call = maker.vote("6*7?", ["sim:0.6,redflag=0.2"], k=3, key="integer", expected="42", seed=seed,
                           log=tmp_path / f"call{seed}")
         run = maker.run(get_task("vote", prompt="6*7?", key="integer", expected="42"), ["sim:0.6,redflag=0.2"],
