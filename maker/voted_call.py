@@ -46,6 +46,7 @@ from maker.errors import UsageError
 from maker.log.steplog import StepLogWriter
 from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
 from maker.runtime.driver import ClusterConfig, run_metadata
+from maker.runtime.preflight import check_settings
 from maker.tasks.base import Oracle
 from maker.tasks.one_prompt import OnePrompt, one_prompt
 
@@ -111,12 +112,16 @@ async def avote(
     `ModelClient` objects; samples are spread over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
     key: a normaliser name (`maker.tasks.keys.NORMALISERS`, ``choice:a,b``) or a function
     ``str -> str | None``; a reply it maps to None is red-flagged ``malformed``.  red_flags:
-    a `RedFlagPolicy`, or extra ``(name, fn)`` detectors for the default one.  log: a new
+    a `RedFlagPolicy`, or extra ``(name, fn)`` detectors for the default one, each
+    ``fn(sample, ctx) -> reason | None`` (`sample.text` is the reply; see
+    `maker.engine.red_flags`).  log: a new
     step-log folder.  seed: names the draws (random when None; logged).  concurrency:
     requests in flight per model, shared by all calls on this event loop.
 
     Raises UsageError (one line) for a bad prompt, k < 1, an unknown key normaliser, `sim:`
-    without `expected`, or an existing log; ModelConfigError for an unusable model;
+    without `expected`, an existing log, or settings a run refuses before drawing
+    (`maker.runtime.preflight.check_settings`: temperature 0 with fewer models than k, a
+    policy with its own token cap, a detector that raises on `expected`); ModelConfigError for an unusable model;
     VoteCapError (or its subclasses) when the step does not decide within
     `voting.max_samples_per_step` samples -- the log, if any, holds every sample drawn.
     """
@@ -261,6 +266,7 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
         policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
     else:
         policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens, extra=tuple(red_flags))
+    check_settings(task, policy, voting, len(models))  # what `maker.run` refuses up front, refused here too
     if seed is None:
         seed = secrets.randbits(62)
     elif isinstance(seed, bool) or not isinstance(seed, int):

@@ -170,6 +170,27 @@ def test_bad_input_is_one_line(kwargs: dict, message: str, tmp_path) -> None:
     assert not log.exists()  # nothing was written
 
 
+def _takes_one(sample: Sample) -> str | None:  # a detector missing its ctx argument
+    return None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"voting": maker.VotingConfig(k=3, temperature=0.0)}, "every later sample would copy the first"),
+        ({"red_flags": [("mine", _takes_one)]}, "red-flag detector 'mine' raised TypeError.*nothing was spent"),
+        ({"red_flags": maker.RedFlagPolicy(max_output_tokens=100)}, "set the cap once"),
+    ],
+)
+def test_a_run_s_preflight_refuses_before_anything_is_drawn(kwargs: dict, message: str) -> None:
+    # A voted call is a one-step run: settings `maker.run` refuses up front (runtime/preflight.py) are
+    # refused here too, not found out after paying for samples (100 copies, a DetectorError mid-vote).
+    double = Double(lambda i, r: "42")
+    with pytest.raises(maker.UsageError, match=message):
+        maker.vote("6*7?", [double], key="integer", expected="42", seed=7, **kwargs)
+    assert double.requests == 0
+
+
 def test_vote_inside_a_loop_points_to_avote() -> None:
     async def inside() -> None:
         maker.vote("q", [Double(lambda i, r: "x")])
