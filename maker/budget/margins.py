@@ -272,7 +272,7 @@ def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_
     request when the plan `shares_prompt`, as the plan itself counts it).  The cheap tier's
     samples on those steps are counted in the plan's cost already (an approximation: a
     step that gives up may draw up to the sample cap).  None when the plan has no k.
-    Raises UsageError for a fraction outside [0, 1] or a bad `strong_p`.
+    Raises UsageError for a fraction outside [0, 1] or a bad `strong_p` (<= 1/2 included).
 
         >>> base = plan(0.99, 1000, 0.95, cost=SampleCost(per_sample=0.001))
         >>> round(cascade_cost(base, 0.1, SampleCost(per_sample=0.01)) - base.expected_cost, 4)  # 100 steps x 3.06 x $0.01
@@ -283,5 +283,7 @@ def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_
     if run_plan.k is None or run_plan.expected_cost is None or run_plan.expected_samples is None:
         return None
     p = run_plan.p if strong_p is None else check_p(strong_p, "--escalate-p")
+    if p <= 0.5:
+        raise UsageError(f"--escalate-p must be above 1/2, got {p}: no margin makes the stronger tier decide right")
     _, _, usd = _per_step(p, run_plan.k, run_plan.valid_rate, strong, run_plan.shares_prompt)
     return run_plan.expected_cost + fraction * run_plan.steps * usd

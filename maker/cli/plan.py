@@ -67,8 +67,10 @@ def add_parser(sub: Any) -> None:
     e = p.add_argument_group("cascade (maker run --on-undecided escalate)")
     e.add_argument("--escalate-fraction", type=float, help="fraction of steps escalated to the stronger model, in [0, 1]")
     e.add_argument("--escalate-p", type=float, help="the stronger model's per-sample accuracy (default: as --p)")
-    e.add_argument("--escalate-price-in", type=float, default=0.0, help="stronger model: USD per million input tokens")
-    e.add_argument("--escalate-price-out", type=float, default=0.0, help="stronger model: USD per million output tokens")
+    e.add_argument("--escalate-price-in", type=float, help="stronger model: USD per million input tokens (0 when only "
+                   "--escalate-price-out is given)")
+    e.add_argument("--escalate-price-out", type=float, help="stronger model: USD per million output tokens (0 when only "
+                   "--escalate-price-in is given)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--plot", metavar="FILE.png", help="plot expected cost against k and against run length")
@@ -89,10 +91,14 @@ def main(args: argparse.Namespace) -> int:
     grouped = shares_prompt(args.model, args.api_base, args.n_grouping, args.speculate)
     plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost, shares_prompt=grouped) for p in ps]
     cascade = None
+    priced = args.escalate_price_in is not None or args.escalate_price_out is not None
     if args.escalate_fraction is not None:
-        strong = SampleCost(args.tokens_in, args.tokens_out, args.escalate_price_in, args.escalate_price_out)
+        if not priced:  # unpriced, the escalated steps would cost $0 and the cascade look free
+            raise UsageError("--escalate-fraction: give the stronger model's price, --escalate-price-in and/or "
+                             "--escalate-price-out (USD per million tokens; 0 for a free model)")
+        strong = SampleCost(args.tokens_in, args.tokens_out, args.escalate_price_in or 0.0, args.escalate_price_out or 0.0)
         cascade = [cascade_cost(pl, args.escalate_fraction, strong, args.escalate_p) for pl in plans]
-    elif args.escalate_p is not None or args.escalate_price_in or args.escalate_price_out:
+    elif args.escalate_p is not None or priced:
         raise UsageError("--escalate-p and --escalate-price-* price a cascade: give --escalate-fraction too")
     if args.plot:
         from maker.report.cost_plots import plot_plans

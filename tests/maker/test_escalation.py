@@ -253,3 +253,32 @@ def test_solve_escalates_a_plan_request_that_will_not_decide(capsys):
 def test_solve_refuses_escalate_to_without_escalate(capsys):
     code, _, err = _solve(capsys, "--escalate-to", "script:arith")
     assert code == 2 and err.strip().count("\n") == 0 and "--on-undecided escalate" in err
+
+
+PLAN = ["plan", "--p", "0.99", "--steps", "1000", "--tokens-in", "1000", "--tokens-out", "100", "--price-in", "0.1",
+        "--price-out", "0.4", "--escalate-fraction", "0.1"]
+
+
+def test_maker_plan_prices_a_cascade(maker_cli):
+    from maker.budget.margins import SampleCost, cascade_cost, plan
+
+    done = maker_cli(*PLAN, "--escalate-price-in", "2", "--escalate-price-out", "8", "--escalate-p", "0.999")
+    assert done.returncode == 0, done.stderr
+    base = plan(0.99, 1000, 0.95, cost=SampleCost(1000, 100, 0.1, 0.4))
+    want = cascade_cost(base, 0.1, SampleCost(1000, 100, 2.0, 8.0), 0.999)
+    assert want > base.expected_cost + 0.1 * 1000 * 3 * 0.0028  # at least k samples per escalated step
+    assert f"cascade, p 0.99: 10.00% of steps escalated -> expected cost ${want:,.2f}" in done.stdout
+    assert "$1.27" in done.stdout  # the README's figure
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give the stronger model's price"),  # it would be priced at $0 and the cascade look free
+        (["--escalate-price-in", "2", "--escalate-p", "0.4"], "--escalate-p must be above 1/2"),
+        (["--escalate-price-in", "2", "--escalate-fraction", "1.5"], "--escalate-fraction must be in"),
+    ],
+)
+def test_maker_plan_refuses_a_cascade_it_cannot_price(maker_cli, extra, message):
+    done = maker_cli(*PLAN, *extra)
+    assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
