@@ -12,9 +12,10 @@ Tools: `vote` (one voted call, `maker.vote`), `plan` (k and cost for a target, `
 
 Safety: every path is resolved under `root` (symlinks included) and refused outside it;
 no tool executes text from a model or a client -- key normalisers are chosen by name
-(`maker.tasks.keys.NORMALISERS`), background runs get their arguments as single
-``--name=value`` items, and `verify` refuses a log whose metadata names code to import
-(user red-flag detectors or key functions).  Bad arguments come back as a tool error
+(`maker.tasks.keys.NORMALISERS`), ``py:`` models (code to import) are refused, background
+runs get their arguments as single ``--name=value`` items, and `verify` refuses a log whose
+metadata names code to import (a task by module or file, user red-flag detectors, key
+functions).  Bad arguments come back as a tool error
 (one line) and the server keeps serving.
 
     maker mcp                      # stdio, root = the working directory
@@ -32,7 +33,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from maker import __version__
-from maker.agents.runs import NOT_RUNNABLE, Runs
+from maker.agents.runs import NOT_RUNNABLE, Runs, refuse_code_models
 from maker.errors import MakerError
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
@@ -131,6 +132,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
         from maker.voted_call import avote
 
         try:
+            refuse_code_models(models)
             target = inside(root, log) if log is not None else None
             result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed)
         except (MakerError, ValueError) as exc:
@@ -279,7 +281,13 @@ async def _watch(runs: Runs, run_id: str, wait_s: float, ctx: Context | None) ->
 
 
 def _refuse_imports(run: dict[str, Any]) -> None:
-    """A log that names code to import (user red-flag detectors, a key function) is not audited here."""
+    """A log that names code to import (a task by module or file, user red-flag detectors, a key
+    function) is not audited here."""
+    from maker.tasks.registry import is_reference
+
+    task = run.get("task")
+    if isinstance(task, str) and is_reference(task):
+        raise ToolError(f"this log's task {task!r} is code to import: verify it with `maker replay --verify`")
     extra = (run.get("red_flags") or {}).get("extra") or []
     if extra:
         raise ToolError("this log's red-flag policy names user detectors (code to import): verify it with `maker replay --verify`")

@@ -39,6 +39,15 @@ _CHILD = "import sys; from maker.cli.main import main; sys.exit(main())"
 RUNS_DIR = "maker-runs"
 
 
+def refuse_code_models(models: Any) -> None:
+    """UsageError for a ``py:`` model: it names code to import and call (`cluster.clients`),
+    which `maker run` honours for a user but never for an agent's arguments."""
+    for model in models if isinstance(models, (list, tuple)) else ():
+        if isinstance(model, str) and model.strip().startswith("py:"):
+            raise UsageError(f"model {model!r} names code to import (py:): refused for an agent; "
+                             "run such a model with `maker run` yourself")
+
+
 @dataclass
 class BackgroundRun:
     run_id: str
@@ -92,6 +101,7 @@ class Runs:
             raise UsageError(f"{task} needs the option(s) {', '.join(missing)}")
         if not models or not all(isinstance(m, str) and m.strip() and not m.startswith("-") for m in models):
             raise UsageError("models must be a non-empty list of model strings")
+        refuse_code_models(models)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UsageError(f"k must be an integer >= 1, got {k!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):

@@ -138,3 +138,36 @@ def test_run_then_status_until_done_with_progress(tmp_path) -> None:
     assert progress and progress[-1] == (15, 15)
     assert out["verify"]["valid"] and out["verify"]["solved"]
     assert "no run 'nope'" in out["unknown"]
+
+
+def test_no_tool_imports_code_a_client_names(tmp_path) -> None:
+    # A file under the root that records being imported: `py:` models and `file.py:attr` task names
+    # are code references, which `maker run` honours for a user -- never for an agent's arguments.
+    (tmp_path / "evil.py").write_text("import pathlib\npathlib.Path('imported').write_text('x')\n"
+                                      "def factory():\n    return lambda prompt, temperature, seed: '42'\n")
+    log = tmp_path / "vote"
+    maker.vote("6*7?", ["sim:0.9"], key="integer", expected="42", seed=1, log=log)
+    import pyarrow.parquet as pq
+
+    for part in sorted(log.glob("part-*.parquet")):  # the same log, naming a task in evil.py
+        table = pq.read_table(part)
+        meta = dict(table.schema.metadata)
+        run = json.loads(meta[b"maker.run"])
+        run["task"] = "evil.py:Task"
+        meta[b"maker.run"] = json.dumps(run, sort_keys=True).encode()
+        pq.write_table(table.replace_schema_metadata(meta), part)
+
+    async def script(session: ClientSession) -> dict[str, Any]:
+        return {
+            "vote": _error(await session.call_tool("vote", {"prompt": "6*7?", "models": ["py:evil.py:factory"],
+                                                            "key": "integer"})),
+            "run": _error(await session.call_tool("run", {"task": "hanoi", "options": {"disks": 3},
+                                                          "models": ["py:evil:factory"]})),
+            "verify": _error(await session.call_tool("verify", {"log": "vote"})),
+        }
+
+    out = drive(tmp_path, script)
+    assert "names code to import" in out["vote"] and "names code to import" in out["run"], out
+    assert "code to import" in out["verify"], out
+    assert not (tmp_path / "imported").exists()
+    assert not (tmp_path / "maker-runs").exists()  # no run was started
