@@ -171,3 +171,60 @@ def test_no_tool_imports_code_a_client_names(tmp_path) -> None:
     assert "code to import" in out["verify"], out
     assert not (tmp_path / "imported").exists()
     assert not (tmp_path / "maker-runs").exists()  # no run was started
+
+
+def test_http_serves_the_same_tools_on_loopback_only(tmp_path) -> None:
+    import socket
+    import subprocess
+    import time
+
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", SERVER, "mcp", "--root", str(tmp_path), "--http", str(port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "maker mcp --http did not start"
+                time.sleep(0.5)
+
+        async def main() -> dict[str, Any]:
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as streams:
+                async with ClientSession(streams[0], streams[1]) as session:
+                    await session.initialize()
+                    listed = await session.list_tools()
+                    return {"tools": {t.name for t in listed.tools},
+                            "plan": _payload(await session.call_tool("plan", {"p": 0.9978, "steps": 1048575})),
+                            "outside": _error(await session.call_tool("verify", {"log": "/etc"}))}
+
+        out = anyio.run(main)
+        assert out["tools"] == {"vote", "plan", "run", "status", "verify", "tasks"}
+        assert out["plan"]["k"] == 3 and "outside the server's root" in out["outside"]
+        for address in _own_addresses() - {"127.0.0.1"}:  # this machine's other addresses: nothing listens there
+            with pytest.raises(OSError):
+                socket.create_connection((address, port), timeout=1).close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "127.0.0.1:" + str(port) in server.stderr.read()
+
+
+def _own_addresses() -> set[str]:
+    """This machine's IPv4 addresses other than loopback, as far as they can be found offline."""
+    import socket
+
+    found = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # UDP: sends nothing, picks the outgoing interface
+            found.add(s.getsockname()[0])
+        except OSError:
+            pass
+    return found
