@@ -30,8 +30,11 @@ class VotingConfig:
     tuple of tiers, each a tuple of model strings: a cost-aware cascade, cheap models
     first) with a fresh ballot, and fails only when the last tier gives up too;
     ``"plurality"`` takes the ballot's leader (a logged warning; no margin guarantee).
+    `escalate_on_split` (with ``"escalate"``) escalates a step at once when the first k
+    votes of its tier are not unanimous, instead of drawing on to the sample cap: the
+    cheap tier's early split is the sign of a step it finds hard.
     Raises UsageError for an unknown policy, tiers without ``"escalate"``, or
-    ``"escalate"`` without tiers.
+    ``"escalate"`` without tiers (or `escalate_on_split` without it).
     """
 
     k: int = 3
@@ -45,6 +48,7 @@ class VotingConfig:
     max_failed_calls: int = 6
     on_undecided: str = "fail"
     escalate_to: tuple[tuple[str, ...], ...] = ()
+    escalate_on_split: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -69,6 +73,8 @@ class VotingConfig:
             raise UsageError(f"--on-undecided must be one of {', '.join(UNDECIDED_POLICIES)}, got {self.on_undecided!r}")
         if tiers and self.on_undecided != "escalate":
             raise UsageError("--escalate-to needs --on-undecided escalate")
+        if self.escalate_on_split and self.on_undecided != "escalate":
+            raise UsageError("--escalate-on-split needs --on-undecided escalate")
         if self.on_undecided == "escalate" and (not tiers or not all(tiers)):
             raise UsageError("--on-undecided escalate needs --escalate-to MODEL [MODEL ...] (one flag per tier)")
         if self.prompt_style not in ("chat", "completion"):

@@ -168,8 +168,13 @@ def add_undecided_arguments(g: Any) -> None:
     g.add_argument("--escalate-to", nargs="+", action="append", metavar="MODEL", default=None,
                    help="one escalation tier (repeat the flag for further tiers): the models that re-vote a step the "
                         "run's models could not decide; needs --on-undecided escalate")
+    g.add_argument("--escalate-on-split", action="store_true",
+                   help="escalate a step at once when its tier's first k votes are not unanimous, instead of drawing "
+                        "to --max-samples-per-step first (cheap models give up sooner on the steps they find hard); "
+                        "needs --on-undecided escalate")
 
 
 def undecided_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """{on_undecided, escalate_to} for `VotingConfig` (which refuses inconsistent pairs with a UsageError)."""
-    return {"on_undecided": args.on_undecided, "escalate_to": tuple(tuple(tier) for tier in args.escalate_to or ())}
+    """{on_undecided, escalate_to, escalate_on_split} for `VotingConfig` (which refuses inconsistent pairs with a UsageError)."""
+    return {"on_undecided": args.on_undecided, "escalate_to": tuple(tuple(tier) for tier in args.escalate_to or ()),
+            "escalate_on_split": bool(getattr(args, "escalate_on_split", False))}

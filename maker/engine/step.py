@@ -16,7 +16,8 @@ protocol fixes for that step, so that no scheduler can draw or count differently
   fail; escalate (re-open the step on the next tier of `VotingConfig.escalate_to` with a
   fresh ballot: the tier's samples continue the step's sample indices, so no draw seed
   repeats, each tier gets the whole sample cap, and its first sample is drawn at
-  `first_temperature` like a fresh step's); or plurality (take the leader);
+  `first_temperature` like a fresh step's; with `escalate_on_split` a tier whose first k
+  votes are not unanimous escalates at once); or plurality (take the leader);
   each escalation and plurality decision is an event (`events`: step-log event details);
 * judging with the run's `RedFlagPolicy`, with each sample's temperature and variant;
 * counting valid votes on a `Ballot` strictly in sample order;
@@ -152,7 +153,9 @@ class StepVote:
         stops undecided.  Round one asks for k, later rounds for what the leader needs."""
         voting = self.voting
         drawn = self.drawn
-        if voting.gives_up(drawn - self.tier_start, self.ballot.total, self.failed_calls) and not self._undecided():
+        if self._split():
+            self._undecided("split")
+        elif voting.gives_up(drawn - self.tier_start, self.ballot.total, self.failed_calls) and not self._undecided():
             return range(0)
         start = self.tier_start
         want = min(voting.k if drawn == start else self.ballot.needed, start + voting.max_samples_per_step - drawn)
@@ -160,13 +163,21 @@ class StepVote:
         self.rounds += 1
         return range(drawn, drawn + want)
 
-    def _undecided(self) -> bool:
-        """The current ballot gave up: apply `voting.on_undecided`.  True when a fresh
-        ballot on the next tier goes on; False when the step stops (`winner` set by
-        plurality, else `gave_up`)."""
+    def _split(self) -> bool:
+        """`voting.escalate_on_split`: the tier's first round (k samples) is in, its votes are
+        not unanimous, and a stronger tier is left."""
+        voting = self.voting
+        return (voting.escalate_on_split and self.tier < len(voting.escalate_to)
+                and self.drawn - self.tier_start == voting.k and len(self.ballot.counts) >= 2)
+
+    def _undecided(self, reason: str = "undecided") -> bool:
+        """The current ballot gave up (`reason` "undecided"), or split early ("split"):
+        apply `voting.on_undecided`.  True when a fresh ballot on the next tier goes on;
+        False when the step stops (`winner` set by plurality, else `gave_up`)."""
         voting, ballot, drawn = self.voting, self.ballot, self.drawn
         event: dict[str, Any] = {"step": self.step.index, "tier": self.tier, "samples": drawn - self.tier_start,
-                                 "votes": ballot.total, "leader": _text(ballot.leader), "lead": ballot.lead}
+                                 "votes": ballot.total, "leader": _text(ballot.leader), "lead": ballot.lead,
+                                 "reason": reason}
         if voting.on_undecided == "escalate" and self.tier < len(voting.escalate_to):
             self.tier += 1
             self.models = voting.escalate_to[self.tier - 1]

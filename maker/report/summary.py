@@ -76,6 +76,7 @@ class RunStats:
     k_changes: tuple[tuple[int, int], ...] = ()  # (from step, k): raised mid-run by the live guard
     escalations: list[tuple[int, int]] = field(default_factory=list)  # (step, to tier): `VotingConfig.on_undecided`
     plurality: list[int] = field(default_factory=list)  # steps taken by their ballot's leader (no margin)
+    split_escalations: int = 0  # escalations because the tier's first k votes split (`escalate_on_split`)
 
     @property
     def simulated(self) -> bool:
@@ -149,6 +150,7 @@ def collect(info: LogInfo) -> RunStats:
     for step, detail in events:
         if detail.get("event") == "escalation":
             s.escalations.append((step, int(detail.get("to_tier", 0))))
+            s.split_escalations += detail.get("reason") == "split"
         elif detail.get("event") == "plurality":
             s.plurality.append(step)
     return s
@@ -214,7 +216,9 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
                          for t, n in sorted(by_tier.items()))
         first = ", ".join(f"{step:,}" for step, _ in s.escalations[:10])
         lines += ["", f"**Escalations**: {len(s.escalations):,} step re-vote(s) on a stronger tier with a fresh "
-                  f"ballot: {said}; steps {first}{' ...' if len(s.escalations) > 10 else ''}."]
+                  f"ballot: {said}; steps {first}{' ...' if len(s.escalations) > 10 else ''}"
+                  + (f" ({s.split_escalations:,} at once because the tier's first k votes split)." if s.split_escalations
+                     else ".")]
     if s.plurality:
         first = ", ".join(f"{step:,}" for step in s.plurality[:10])
         lines += ["", f"**Plurality decisions** (warning: no margin guarantee): {len(s.plurality):,} step(s) "

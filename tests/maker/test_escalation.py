@@ -14,6 +14,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -282,3 +283,56 @@ def test_maker_plan_prices_a_cascade(maker_cli):
 def test_maker_plan_refuses_a_cascade_it_cannot_price(maker_cli, extra, message):
     done = maker_cli(*PLAN, *extra)
     assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def _cheap_samples(voting: VotingConfig) -> tuple[int, int, list[dict], int]:
+    """Vote every step of hanoi 5 in process, each on its true premise: (samples on the cheap
+    tier, on the strong one, escalation events, wrong decisions)."""
+    task = get_task("hanoi", disks=5)
+    clients = {m: SimulatedModel(task, parse_sim_model(m), name=m) for m in (CHEAP, STRONG)}
+    step, cheap, strong, events, wrong = task.first_step(), 0, 0, [], 0
+    for _ in range(task.total_steps):
+        vote = asyncio.run(vote_step(task, clients, step, voting, RedFlagPolicy(), (CHEAP,), 0))
+        assert vote.winner is not None
+        wrong += vote.winner != task.truth(step.index)
+        bound = min((e["from_sample"] for e in vote.events), default=vote.drawn)
+        cheap, strong, events = cheap + bound, strong + vote.drawn - bound, events + vote.events
+        cols = {c: [] for c in ("step", "sample", "answer", "counted", "wasted")}
+        for i, _, _, _, verdict, counted in vote.rows:
+            for c, v in zip(cols, (step.index, i, verdict.key, counted, False)):
+                cols[c].append(v)
+        tier0 = [verdict.key for i, _, _, _, verdict, counted in vote.rows if counted and i < bound]
+        if vote.events and vote.events[0]["reason"] == "split":  # the first k votes were not unanimous
+            assert bound == voting.k and len(set(tier0)) >= 2, (tier0, vote.events)
+        assert recount(cols, {"step": [step.index], "answer": [vote.winner]}, voting.k, vote.event_columns()) is None
+        step = task.step_after(step.index, task.truth(step.index))
+    return cheap, strong, events, wrong
+
+
+def test_a_step_whose_first_votes_split_escalates_at_once():
+    # The cheap model is a coin flip on its hard steps: without the rule such a step walks on until one
+    # side leads by k -- the wrong side about half the time -- or gives up at the sample cap; with it,
+    # the step goes to the stronger tier as soon as its first k votes disagree.
+    patient = VotingConfig(k=4, max_samples_per_step=40, on_undecided="escalate", escalate_to=((STRONG,),))
+    eager = replace(patient, escalate_on_split=True)
+    cheap_p, strong_p, events_p, wrong_p = _cheap_samples(patient)
+    cheap_e, strong_e, events_e, wrong_e = _cheap_samples(eager)
+    assert wrong_e == 0 < wrong_p  # this seed: a coin flip decided wrongly without the rule
+    assert {e["reason"] for e in events_e} == {"split"} and len(events_e) >= 2 and strong_e > 0
+    assert all(e["reason"] == "undecided" for e in events_p)
+    assert cheap_e < cheap_p  # the hard steps no longer spend cheap samples on a coin flip
+    with pytest.raises(UsageError, match="--escalate-on-split needs --on-undecided escalate"):
+        VotingConfig(escalate_on_split=True)
+
+
+def test_a_voted_call_escalates_on_split_and_the_log_says_why(tmp_path):
+    import maker
+
+    voting = VotingConfig(k=3, on_undecided="escalate", escalate_to=(("sim:1.0",),), escalate_on_split=True)
+    r = maker.vote("6*7?", ["sim:0.5"], key="integer", expected="42", voting=voting, seed=5, log=tmp_path / "v")
+    assert r.key == "42" and r.samples == 6  # 3 cheap votes that split, then 3 unanimous strong ones
+    (step, detail), = _events(tmp_path / "v", "escalation")
+    assert (detail["reason"], detail["from_sample"], detail["votes"]) == ("split", 3, 3) and detail["lead"] < 3
+    assert verify_log(tmp_path / "v").valid
+    shown = render_markdown(collect(open_log(tmp_path / "v")), set())
+    assert "(1 at once because the tier's first k votes split)" in shown
