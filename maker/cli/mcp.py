@@ -31,9 +31,24 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.http is not None and not 1 <= args.http <= 65535:
         raise UsageError(f"--http must be a port in 1..65535, got {args.http}")
+    if args.http is not None:
+        _check_port_free(args.http)
     try:
         from maker.agents.mcp_server import serve
     except ImportError as exc:  # the SDK is a dependency; a broken install says what to do
         raise UsageError(f"maker mcp needs the MCP SDK: pip install 'mcp>=2.3,<3' ({exc})") from None
     serve(args.root, args.http)
     return 0
+
+
+def _check_port_free(port: int) -> None:
+    """UsageError (one line) when 127.0.0.1:`port` cannot be bound, before the server starts
+    (the HTTP server would log it and exit with a code of its own)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"--http {port}: 127.0.0.1:{port} is in use or not allowed ({exc.strerror})") from None

@@ -228,3 +228,15 @@ def _own_addresses() -> set[str]:
         except OSError:
             pass
     return found
+
+
+def test_http_port_in_use_is_one_line(maker_cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = maker_cli("mcp", "--http", str(port))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"127.0.0.1:{port} is in use" in done.stderr
