@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import secrets
 import time
 import weakref
@@ -61,13 +62,16 @@ class VoteResult:
     """What one voted call decided and spent.
 
     `key` is the winning vote key and `reply` the raw text of the first sample that voted
-    for it; `votes` counts valid votes per key; `samples` is every sample drawn (votes,
-    red-flagged ones and any drawn in the deciding round after the decision);
+    for it; `votes` counts valid votes per key on the ballot that decided (after an
+    escalation, the last tier's fresh ballot); `samples` is every sample drawn, on every
+    tier (votes, red-flagged ones and any drawn in the deciding round after the decision);
     `red_flags` counts discarded samples by reason.  `cost_usd` is what the clients
     reported (0 for unpriced models), tokens are summed over every sample.  `simulated`
     is True when every model is a fake (`sim:`, `script:`, or a client saying so), None
     when a user-supplied client does not say.  `correct` compares `key` with `expected`
-    (None without it).
+    (None without it).  `escalations` counts the stronger tiers the call was re-opened on
+    (`VotingConfig.on_undecided="escalate"`) and `decided_by` names the models whose ballot
+    decided; `plurality` is True when the leader was taken without a margin of k.
     """
 
     key: str
@@ -85,6 +89,9 @@ class VoteResult:
     correct: bool | None
     wall_s: float
     log: str | None = None
+    escalations: int = 0
+    decided_by: list[str] | None = None
+    plurality: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -378,8 +385,11 @@ def _result(result: NodeResult, voting: VotingConfig, names: list[str], simulate
     red: dict[str, int] = {}
     reply = ""
     winner = result.decisions["answer"][0]
-    for text, answer, flag, counted in zip(s["reply"], s["answer"], s["red_flag"], s["counted"]):
-        if counted:
+    events = [json.loads(d) if isinstance(d, str) else d for d in result.events["detail"]]
+    tiers = [e for e in events if e.get("event") == "escalation"]
+    deciding = max((int(e["from_sample"]) for e in tiers), default=0)  # first sample of the deciding ballot
+    for i, text, answer, flag, counted in zip(s["sample"], s["reply"], s["answer"], s["red_flag"], s["counted"]):
+        if counted and i >= deciding:
             votes[answer] = votes.get(answer, 0) + 1
             if answer == winner and not reply:
                 reply = text
@@ -401,4 +411,7 @@ def _result(result: NodeResult, voting: VotingConfig, names: list[str], simulate
         correct=result.decisions["correct"][0],
         wall_s=round(wall, 4),
         log=str(log) if log is not None else None,
+        escalations=len(tiers),
+        decided_by=list(tiers[-1]["models"]) if tiers else list(names),
+        plurality=any(e.get("event") == "plurality" for e in events),
     )

@@ -191,6 +191,9 @@ def test_a_voted_call_escalates_too(tmp_path):
     result = maker.vote("What is 6 * 7?", ["sim:0.5"], key="integer", expected="42", seed=0, voting=CASCADE,
                         log=tmp_path / "vote.parquet")
     assert result.key == "42" and result.correct and result.samples == 8  # 4 cheap samples, then 4 strong in a row
+    assert (result.escalations, result.plurality) == (1, False)  # the result says so, as --json's extra does
+    assert result.votes == {"42": 4} and result.models == ["sim:0.5"]  # the deciding tier's ballot
+    assert result.decided_by == [STRONG]
     assert [d["models"] for _, d in _events(tmp_path / "vote.parquet", "escalation")] == [[STRONG]]
     assert verify_log(tmp_path / "vote.parquet").valid
 
@@ -333,6 +336,17 @@ def test_a_voted_call_escalates_on_split_and_the_log_says_why(tmp_path):
     assert r.key == "42" and r.samples == 6  # 3 cheap votes that split, then 3 unanimous strong ones
     (step, detail), = _events(tmp_path / "v", "escalation")
     assert (detail["reason"], detail["from_sample"], detail["votes"]) == ("split", 3, 3) and detail["lead"] < 3
-    assert verify_log(tmp_path / "v").valid
+    assert verify_log(tmp_path / "v").valid and r.escalations == 1 and r.decided_by == ["sim:1.0"]
+    plain = maker.vote("6*7?", ["sim:0.5"], key="integer", expected="42", k=3, seed=5)
+    assert (plain.escalations, plain.plurality, plain.decided_by) == (0, False, ["sim:0.5"])
     shown = render_markdown(collect(open_log(tmp_path / "v")), set())
     assert "(1 at once because the tier's first k votes split)" in shown
+
+
+def test_a_voted_call_taken_by_plurality_says_so():
+    import maker
+
+    voting = VotingConfig(k=4, max_samples_per_step=5, on_undecided="plurality")
+    r = maker.vote("6*7?", ["sim:0.6"], key="integer", expected="42", voting=voting, seed=5)
+    assert r.plurality and r.samples == 5 and r.escalations == 0
+    assert r.votes == {"42": 2, "43": 3} and r.key == "43" and r.correct is False  # no margin: here, wrong
