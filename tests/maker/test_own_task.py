@@ -303,7 +303,8 @@ def test_an_installed_plugin_runs_by_short_name_and_is_listed(project, monkeypat
     assert code == 0 and json.loads(out)["valid"]
 
 
-def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("speculate", ["0", "4"])
+def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, tmp_path, capsys, speculate) -> None:
     # the prompt passes the preflight on step 0 and raises at step 3, on a worker
     (project / "late.py").write_text(
         "import maker\n"
@@ -316,9 +317,14 @@ def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, 
         "                            parse=lambda r: r.strip(), key='integer', truth=lambda s, i: s + 1)\n"
     )
     capsys.readouterr()
+    log = tmp_path / "late.parquet"
     code = main(["run", "--task", str(project / "late.py") + ":late", "--model", "sim:0.95", "--k", "1",
-                 "--address", ray_address, "--log", str(tmp_path / "late.parquet"), "--quiet"])
+                 "--address", ray_address, "--log", str(log), "--quiet", "--speculate", speculate])
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("maker: error: the run stopped in a worker: RuntimeError: prompt blew up at 3")
+    # the steps decided before it are logged (a speculative window waits until step 3's premise is decided)
+    from maker.log.steplog import decisions
+
+    assert [step for step, _ in decisions(log)] == [0, 1, 2]
