@@ -156,6 +156,10 @@ def test_python_run_of_a_task_defined_outside_the_package(project, monkeypatch, 
     result = maker.run(module.ledger(25), ["sim:0.9"], maker.VotingConfig(k=2),
                        cluster=ClusterConfig(address=ray_address), seed=3)
     assert result.solved and result.errors == 0 and result.steps == 25 and result.simulated
+    # estimate on the same object: p measured against its ground truth, on the workers
+    report = maker.estimate(module.ledger(25), ["sim:0.9"], samples=60, seed=5, cluster=ClusterConfig(address=ray_address))
+    (est,) = report.models
+    assert report.simulated and est.measured_steps == 60 and est.valid == 120 and 0.75 < est.p < 1.0 and est.k >= 1
     # a deterministic solver as the model: a FunctionClient, not labelled simulated
     models = importlib.import_module("my_models_q15")
     result = maker.run(module.ledger(10), [maker.FunctionClient(models.adder)], maker.VotingConfig(k=1),
