@@ -273,8 +273,9 @@ def test_plan_with_a_user_operation_and_a_tool_step(project, ray_address, tmp_pa
     import pyarrow.dataset as ds
 
     rows = ds.dataset(str(log)).to_table().to_pylist()
-    tool_rows = [r for r in rows if r["kind"] == "decision" and "[tool]" in (r["detail"] or "")]
+    tool_rows = [r for r in rows if r["kind"] == "tool"]  # its own row kind, never a voted decision
     assert len(tool_rows) == 1 and tool_rows[0]["answer"] == "value = 75" and tool_rows[0]["votes"] == 0
+    assert "[tool]" in tool_rows[0]["detail"] and tool_rows[0]["step"] not in [r["step"] for r in rows if r["kind"] == "decision"]
     assert not [r for r in rows if r["kind"] == "sample" and r["step"] == tool_rows[0]["step"]]  # never voted
     code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
     assert code == 0 and json.loads(out)["valid"]
