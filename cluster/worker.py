@@ -44,6 +44,12 @@ class WorkerLostError(MakerError):
     """Workers kept dying on the same batch: the cluster cannot run it."""
 
 
+def stopped_in_worker(message: str) -> MakerError:
+    """The one-line error for code that raised on a worker ("Type: message"), most often the
+    task's own `prompt`, `truth` or `next_state` at some step."""
+    return MakerError(f"the run stopped in a worker: {message} (raised by the task's code?)")
+
+
 class ModelWorker:
     """Holds the task and one client per model; runs whatever function it is sent.
 
@@ -76,8 +82,7 @@ class ModelWorker:
         except MakerError:
             raise
         except Exception as exc:
-            message = " ".join(f"{type(exc).__name__}: {exc}".split())
-            raise MakerError(f"the run stopped in a worker: {message} (raised by the task's code?)") from None
+            raise stopped_in_worker(" ".join(f"{type(exc).__name__}: {exc}".split())) from None
         return result
 
     def node_id(self) -> str:

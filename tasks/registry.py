@@ -11,7 +11,9 @@ Four kinds of name, tried in this order:
   and is never shadowed by, a package of the same name).
 
 ``attr`` is a task class (options become keyword arguments), a factory function (the
-same), or a ready task object (which takes no options).  The name is what a run's log
+same), or a ready task object (which takes no options).  The options a class or factory
+takes are those its `options` attribute declares (`TaskOption`s), else the int, float
+and str parameters of its signature; they become flags of `maker run` (``--n 200``).  The name is what a run's log
 records (`TaskSpec.name`), so `replay --verify`, `--resume`, `tune` and `report` rebuild
 the task the same way; a file path is recorded absolute.
 
@@ -36,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .base import TaskSpec
+from .base import TaskOption, TaskSpec
 
 #: The entry-point group installed plugins declare their tasks in.
 ENTRY_POINT_GROUP = "maker.tasks"
@@ -59,8 +61,14 @@ class TaskSource:
 
     @property
     def options(self) -> tuple:
-        """The task's declared `TaskOption`s (empty for a ready task object)."""
-        return tuple(getattr(self.target, "options", ()) or ()) if _is_factory(self.target) else ()
+        """The task's `TaskOption`s: those its factory or class declares in an `options`
+        attribute, else those its signature declares (`signature_options`); empty for a
+        ready task object."""
+        if not _is_factory(self.target):
+            return ()
+        if hasattr(self.target, "options"):
+            return tuple(self.target.options or ())
+        return signature_options(self.target)
 
     @property
     def summary(self) -> str:
@@ -76,7 +84,7 @@ class TaskSource:
                 raise TaskNameError(f"{self.name} is a ready task object: it takes no options (got {sorted(options)})")
             task = target
         else:
-            declared = {o.name for o in getattr(target, "options", ()) or ()}
+            declared = {o.name for o in self.options}
             unknown = sorted(set(options) - declared) if declared or options else []
             if unknown and not _accepts(target, unknown):
                 takes = ", ".join(sorted(declared) or _parameters(target)) or "none"
@@ -110,6 +118,41 @@ def _is_factory(obj: Any) -> bool:
 
 def _looks_like_task(obj: Any) -> bool:
     return all(callable(getattr(obj, m, None)) for m in ("first_step", "prompt", "judge")) and not inspect.isclass(obj)
+
+
+#: Parameter types that become command-line flags (`--n 200`); any other parameter is
+#: still given as ``--opt NAME=VALUE`` (read as a Python literal).
+_FLAG_TYPES = {"int": int, "float": float, "str": str}
+
+
+def signature_options(target: Callable[..., Any]) -> tuple[TaskOption, ...]:
+    """The options a factory or class without an `options` attribute declares by its
+    signature: each keyword parameter whose default (or, without a default, whose
+    annotation) is an int, float or str; a parameter without a default is required.
+
+        >>> def ledger(n: int = 200, start: int = 100, moves: list | None = None): ...
+        >>> [(o.name, o.type.__name__, o.default) for o in signature_options(ledger)]
+        [('n', 'int', 200), ('start', 'int', 100)]
+    """
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    out = []
+    for p in params:
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            continue
+        annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        if p.default is not p.empty:
+            kind = type(p.default) if type(p.default) in _FLAG_TYPES.values() else None
+        else:
+            kind = _FLAG_TYPES.get(annotation)
+        if kind is None:
+            continue
+        required = p.default is p.empty
+        out.append(TaskOption(p.name, kind, "from the signature",
+                              default=None if required else p.default, required=required))
+    return tuple(out)
 
 
 def _parameters(fn: Callable[..., Any]) -> list[str]:
@@ -265,4 +308,7 @@ def available() -> list[TaskSource]:
     return out
 
 
-__all__ = ["ENTRY_POINT_GROUP", "TaskNameError", "TaskSource", "available", "build", "is_reference", "rebuild", "resolve"]
+__all__ = [
+    "ENTRY_POINT_GROUP", "TaskNameError", "TaskSource", "available", "build", "is_reference", "rebuild", "resolve",
+    "signature_options",
+]

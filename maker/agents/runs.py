@@ -177,7 +177,7 @@ class LogProgress:
             return self._update()
 
     def _update(self) -> dict[str, Any]:
-        from maker.log.steplog import SCHEMA_VERSION, LogInfo, iter_tables, open_log
+        from maker.log.steplog import DECIDED_KINDS, SCHEMA_VERSION, LogInfo, iter_tables, open_log
 
         new = sorted(p for p in self.log.glob("part-*.parquet") if p not in self.read) if self.log.is_dir() else []
         if new and self.run is None:
@@ -191,7 +191,7 @@ class LogProgress:
             for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd"]):
                 for kind, correct, flag, cost in zip(table["kind"].to_pylist(), table["correct"].to_pylist(),
                                                      table["red_flag"].to_pylist(), table["cost_usd"].to_pylist()):
-                    if kind == "decision":
+                    if kind in DECIDED_KINDS:
                         self.counts["steps"] += 1
                         self.counts["errors"] += correct is False
                     elif kind == "sample":

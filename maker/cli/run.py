@@ -184,6 +184,11 @@ def task_from_args(args: argparse.Namespace) -> Any:
         value = given.pop(opt.name, None)
         if value is None:
             value = getattr(args, f"task_{opt.name}", None)
+            if value is not None and not isinstance(value, opt.type):  # parsed by a built-in's flag of that name
+                try:
+                    value = opt.type(value)
+                except (TypeError, ValueError):
+                    raise UsageError(f"--{opt.name.replace('_', '-')}: {value!r} is not a valid {opt.type.__name__}") from None
         if value is None:
             if opt.required:
                 raise UsageError(f"{source.name} needs --{opt.name.replace('_', '-')}")

@@ -9,7 +9,10 @@ last decided step on disk.  pandas (`pd.read_parquet(LOG)`), DuckDB
 the folder as one table.
 
 One row per sample (`kind = 'sample'`) and one per decided step (`kind = 'decision'`);
-the live guard adds rare `kind = 'event'` rows (step, detail = JSON: alarms, k changes).
+a plan's tool step, run once and never voted, is decided by a `kind = 'tool'` row (no
+samples, `votes` 0); the live guard adds rare `kind = 'event'` rows (step, detail = JSON:
+alarms, k changes).  Readers that want every decided step take both kinds
+(`DECIDED_KINDS`; `iter_tables(kind="decision")` does).
 Every part carries the run's metadata (task, models, k, seeds, versions) in its
 key-value metadata under `maker.run`, plus `maker.schema_version` and `maker.version`.
 """
@@ -29,12 +32,14 @@ import pyarrow.parquet as pq
 
 from maker.errors import StepLogError, UsageError
 
-SCHEMA_VERSION = 2  # 2: `faults` added; version-1 parts read with it null
+SCHEMA_VERSION = 3  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows
+#: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
+DECIDED_KINDS = ("decision", "tool")
 
 #: Columns, types and meaning.  Units: seconds, US dollars, tokens.
 SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # 'sample' | 'decision' | 'event'
+        ("kind", pa.string()),  # 'sample' | 'decision' | 'tool' | 'event'
         ("step", pa.int64()),  # 0-based step index
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
@@ -130,11 +135,14 @@ class StepLogWriter:
         self.bytes_written = sum(p.stat().st_size for p in existing)
 
     def append(
-        self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], events: dict[str, list[Any]] | None = None
+        self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], events: dict[str, list[Any]] | None = None,
+        tools: dict[str, list[Any]] | None = None,
     ) -> None:
+        """Write one part: sample, decision, event and tool-step rows (decision columns)."""
         tables = [
             t
-            for t in (_columns_table(samples, "sample"), _columns_table(decisions, "decision"), _columns_table(events or {}, "event"))
+            for t in (_columns_table(samples, "sample"), _columns_table(decisions, "decision"),
+                      _columns_table(tools or {}, "tool"), _columns_table(events or {}, "event"))
             if t
         ]
         if not tables:
@@ -229,7 +237,9 @@ def iter_tables(info: LogInfo, columns: list[str] | None = None, kind: str | Non
             raise StepLogError(
                 f"{part}: damaged ({_one_line(exc)}); --salvage reads the parts before it", path=str(part)
             ) from None
-        if kind is not None:
+        if kind == "decision":  # every decided step: voted decisions and tool steps
+            table = table.filter(pc.is_in(table["kind"], value_set=pa.array(DECIDED_KINDS)))
+        elif kind is not None:
             table = table.filter(pc.equal(table["kind"], kind))
         yield table
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import vote_step
-from maker.runtime.segment import SegmentJob, SegmentResult
+from maker.errors import MakerError
+from maker.runtime.segment import SegmentJob, SegmentResult, one_line
 from maker.runtime.speculation import run_window
 
 
@@ -42,17 +43,28 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
     step = job.start
     failed: int | None = None
     events: dict[str, list[Any]] = {"step": [], "detail": []}
+    error: str | None = None
     for _ in range(job.max_steps):
         if step.index > job.last_step:
             break
-        vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
+        try:
+            vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
+        except MakerError:
+            raise
+        except Exception as exc:  # the task's own prompt raised: keep what is decided, say why
+            error = one_line(exc)
+            break
         append_rows(sample_cols, step.index, vote.rows)
         vote.event_columns(events)
         if vote.winner is None:
             failed = step.index
             break
         append_row(decisions, DECISION_COLUMNS, vote.decision_row())
-        step = task.step_after(step.index, vote.winner)  # winner was judged on this premise
+        try:
+            step = task.step_after(step.index, vote.winner)  # winner was judged on this premise
+        except Exception as exc:  # the task's own next-state code
+            error = one_line(exc)
+            break
         if time.perf_counter() - started > job.max_seconds:
             break
-    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events)
+    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events, error)

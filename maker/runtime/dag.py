@@ -210,6 +210,7 @@ class _Nodes:
         self._samples: dict[str, list[Any]] = {}
         self._decisions: dict[str, list[Any]] = {}
         self._events: dict[str, list[Any]] = {}
+        self._tools: dict[str, list[Any]] = {}  # tool steps' decision rows (row kind 'tool')
         self._flushed = time.monotonic()
 
     def job(self, sent: dict[int, StepInput]) -> NodeJob:
@@ -217,11 +218,12 @@ class _Nodes:
         voting = state.live.voting_for(state.voting, min(sent))  # the guard may have raised k
         return NodeJob(tuple(sent.values()), voting, state.policy, state.model_names, state.seed)
 
-    def _buffer(self, result: NodeResult, events: dict[str, list[Any]]) -> None:
+    def _buffer(self, result: NodeResult, events: dict[str, list[Any]], tool: bool = False) -> None:
         """Keep a returned batch for the log; write a part once enough has gathered (see `flush`)."""
         if self.state.writer is None:
             return
-        for into, columns in ((self._samples, result.samples), (self._decisions, result.decisions), (self._events, events)):
+        decided = self._tools if tool else self._decisions
+        for into, columns in ((self._samples, result.samples), (decided, result.decisions), (self._events, events)):
             for name, column in columns.items():
                 into.setdefault(name, []).extend(column)
         if len(self._samples.get("step", ())) >= FLUSH_ROWS or time.monotonic() - self._flushed > FLUSH_SECONDS:
@@ -230,15 +232,15 @@ class _Nodes:
     def flush(self) -> None:
         """Write what is buffered as one log part (each part is fsynced: small batches would crawl)."""
         writer = self.state.writer
-        if writer is not None and (self._samples.get("step") or self._decisions.get("step") or self._events.get("step")):
-            writer.append(self._samples, self._decisions, self._events or None)
-        self._samples, self._decisions, self._events = {}, {}, {}
+        if writer is not None and any(rows.get("step") for rows in (self._samples, self._decisions, self._events, self._tools)):
+            writer.append(self._samples, self._decisions, self._events or None, tools=self._tools or None)
+        self._samples, self._decisions, self._events, self._tools = {}, {}, {}, {}
         self._flushed = time.monotonic()
 
     def run_tools(self) -> None:
         """Run every ready tool step on the driver, once, on its decided inputs: never voted,
-        logged as a decision row with no votes and `[tool]` in `detail` (the log schema has
-        no row kind for it).  A tool that raises stops the run with one line naming it."""
+        logged as a row of kind 'tool' (decision columns, no votes; `[tool]` in `detail`).
+        A tool that raises stops the run with one line naming it."""
         task = self.task
         while tools := [i for i in self.ready if task.is_tool(i)]:
             for index in tools:
@@ -250,19 +252,21 @@ class _Nodes:
                 ok = answer == task.truth(index) if isinstance(task, Oracle) else None
                 row = (index, answer, 0, 0, 0, ok, f"{task.label(index)} [tool]")
                 decisions = {c: [v] for c, v in zip(PLAN_DECISION_COLUMNS, row)}
-                self.accept(NodeResult({c: [] for c in SAMPLE_COLUMNS}, decisions), {index: None}, self.state.voting, checked=True)
+                self.accept(NodeResult({c: [] for c in SAMPLE_COLUMNS}, decisions), {index: None}, self.state.voting,
+                            checked=True, tool=True)
 
     def take(self, count: int) -> dict[int, StepInput]:
         chosen = [self.ready.popleft() for _ in range(min(count, len(self.ready)))]
         return {i: self.task.step_input(i, self.values) for i in chosen}
 
-    def accept(self, result: NodeResult, sent: dict[int, StepInput], voting: VotingConfig, checked: bool = False) -> None:
+    def accept(self, result: NodeResult, sent: dict[int, StepInput], voting: VotingConfig, checked: bool = False,
+               tool: bool = False) -> None:
         problem = None if checked else check_batch(result, sent, self.task, voting.k)
         if problem is not None:
             raise MakerError(f"worker batch rejected: {problem}")
         state = self.state
         state.count(result.samples, result.decisions, events=result.events)
-        self._buffer(result, merge_events(state.live.drain(), result.events))
+        self._buffer(result, merge_events(state.live.drain(), result.events), tool)
         for index, answer in zip(result.decisions["step"], result.decisions["answer"]):
             self.values[index] = answer
             for user in self.dependents[index]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from maker import __version__
 from maker.cluster import ModelSpec, WorkerPool, check_spec
+from maker.cluster.worker import stopped_in_worker
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
@@ -321,6 +322,8 @@ def _run_chain(
             current = result.end
             if result.failed_step is not None:  # every sample discarded, or the vote cap
                 raise step_failure(result.samples, result.failed_step, voted)
+            if result.error is not None:  # the task's code raised: the steps decided before it are logged
+                raise stopped_in_worker(result.error)
     solved = task.is_solved(current) and current.index == task.total_steps
     return solved, {
         "speculate": speculate,

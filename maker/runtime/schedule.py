@@ -59,7 +59,8 @@ class SegmentSchedule:
         result: SegmentResult = self.pool.get(head)
         end = result.end
         lost: list[SegmentResult] = []
-        done = result.failed_step is not None or not result.decisions["step"] or end.index > self.last_index
+        done = (result.failed_step is not None or result.error is not None or not result.decisions["step"]
+                or end.index > self.last_index)
         if self.draft:
             self.on_truth = end.index > self.last_index or end == self._drafted_at(end.index)
         if done:

@@ -42,6 +42,14 @@ class SegmentResult:
     elapsed_s: float = 0.0
     #: event rows of the segment's steps (escalations, plurality decisions): step-log columns
     events: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "detail": []})
+    #: the task's own code (`prompt`, `step_after`, ...) raised here: "Type: message", one
+    #: line; the steps decided before it are in `decisions`, so the driver logs them first
+    error: str | None = None
 
 
-__all__ = ["SegmentJob", "SegmentResult"]
+def one_line(exc: BaseException) -> str:
+    """An exception as one line, "Type: message" (what `SegmentResult.error` holds)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+__all__ = ["SegmentJob", "SegmentResult", "one_line"]

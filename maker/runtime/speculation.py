@@ -56,8 +56,8 @@ from maker.cluster.protocol import Sample
 from maker.cluster.simulator import parse_sim_model
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
 from maker.engine.step import StepVote
-from maker.errors import UsageError
-from maker.runtime.segment import SegmentJob, SegmentResult
+from maker.errors import MakerError, UsageError
+from maker.runtime.segment import SegmentJob, SegmentResult, one_line
 from maker.tasks.base import Oracle, StepInput, Verdict
 from maker.voting import Ballot
 
@@ -114,15 +114,17 @@ class _Window:
         self.samples = new_columns(SAMPLE_COLUMNS)
         self.decisions = new_columns(DECISION_COLUMNS)
         self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
+        self.blocked = False  # opening the slot after the tail raised (see `_extend`)
 
     async def run(self) -> SegmentResult:
         started = time.perf_counter()
         self.ready = asyncio.Queue()
         end = self.job.start
         failed: int | None = None
-        if end.index <= self.last:
-            self.slots.append(self._slot(end))
+        error: str | None = None
         try:
+            if end.index <= self.last:
+                self.slots.append(self._slot(end))
             while self.slots:
                 head = self.slots[0]
                 if head.vote.winner is not None:
@@ -144,9 +146,13 @@ class _Window:
                 if not self.owner:
                     raise RuntimeError(f"step {head.step.index}: speculative window stalled with nothing in flight")
                 await self._receive()
+        except MakerError:
+            raise
+        except Exception as exc:  # the task's own code raised: the decided steps go back with why
+            error = one_line(exc)
         finally:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
-        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events)
+        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
@@ -159,6 +165,8 @@ class _Window:
         """Open speculative slots behind the last one while it has a leader."""
         depth = self.job.speculate
         slots = self.slots
+        if self.blocked:
+            return
         while len(slots) <= depth:
             tail = slots[-1]
             if tail.step.index >= self.last:
@@ -168,8 +176,15 @@ class _Window:
                 leader = tail.vote.judge.text(self.task.reference_reply(tail.step)).key
             if leader is None:
                 return
+            try:
+                slot = self._slot(self.task.step_after(tail.step.index, leader))
+            except MakerError:
+                raise
+            except Exception:  # the task's code raised on a premise not yet decided: open nothing more
+                self.blocked = True  # here; on the decided premise, `run` opens the slot and stops the run
+                return
             tail.built_on = leader
-            slots.append(self._slot(self.task.step_after(tail.step.index, leader)))
+            slots.append(slot)
 
     def _confirm(self, head: _Slot) -> StepInput:
         """The head is decided on its true premise: log it; keep the next slot only if its
@@ -204,6 +219,7 @@ class _Window:
             rows += [(i, vote.model_of(i), temperature(i), *slot.arrived[i], False) for i in sorted(slot.arrived)]
             append_rows(self.samples, slot.step.index, rows, wasted=True)
         del self.slots[first:]
+        self.blocked = False  # a new tail: its next premise may differ
 
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
-from maker.log.steplog import LogInfo, StepLogWriter, count_faults, iter_tables
+from maker.log.steplog import DECIDED_KINDS, LogInfo, StepLogWriter, count_faults, iter_tables
 from maker.runtime.guard import Guard
 from maker.runtime.progress import Progress, Totals
 from maker.tasks.base import Task
@@ -76,7 +76,8 @@ class RunState:
         """Add what a log being resumed already holds (the guard's statistics start afresh)."""
         for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
             cols = {name: table[name].to_pylist() for name in table.column_names}
-            rows = {kind: [i for i, k in enumerate(cols["kind"]) if k == kind] for kind in ("sample", "decision")}
+            rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],
+                    "decision": [i for i, k in enumerate(cols["kind"]) if k in DECIDED_KINDS]}
             samples = {c: [cols[c][i] for i in rows["sample"]] for c in ("red_flag", "cost_usd", "wasted", "faults")}
             self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
 

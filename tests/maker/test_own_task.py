@@ -156,6 +156,10 @@ def test_python_run_of_a_task_defined_outside_the_package(project, monkeypatch, 
     result = maker.run(module.ledger(25), ["sim:0.9"], maker.VotingConfig(k=2),
                        cluster=ClusterConfig(address=ray_address), seed=3)
     assert result.solved and result.errors == 0 and result.steps == 25 and result.simulated
+    # estimate on the same object: p measured against its ground truth, on the workers
+    report = maker.estimate(module.ledger(25), ["sim:0.9"], samples=60, seed=5, cluster=ClusterConfig(address=ray_address))
+    (est,) = report.models
+    assert report.simulated and est.measured_steps == 60 and est.valid == 120 and 0.75 < est.p < 1.0 and est.k >= 1
     # a deterministic solver as the model: a FunctionClient, not labelled simulated
     models = importlib.import_module("my_models_q15")
     result = maker.run(module.ledger(10), [maker.FunctionClient(models.adder)], maker.VotingConfig(k=1),
@@ -269,8 +273,9 @@ def test_plan_with_a_user_operation_and_a_tool_step(project, ray_address, tmp_pa
     import pyarrow.dataset as ds
 
     rows = ds.dataset(str(log)).to_table().to_pylist()
-    tool_rows = [r for r in rows if r["kind"] == "decision" and "[tool]" in (r["detail"] or "")]
+    tool_rows = [r for r in rows if r["kind"] == "tool"]  # its own row kind, never a voted decision
     assert len(tool_rows) == 1 and tool_rows[0]["answer"] == "value = 75" and tool_rows[0]["votes"] == 0
+    assert "[tool]" in tool_rows[0]["detail"] and tool_rows[0]["step"] not in [r["step"] for r in rows if r["kind"] == "decision"]
     assert not [r for r in rows if r["kind"] == "sample" and r["step"] == tool_rows[0]["step"]]  # never voted
     code, out, _ = run_cli(capsys, "replay", str(log), "--verify", "--json")
     assert code == 0 and json.loads(out)["valid"]
@@ -303,7 +308,8 @@ def test_an_installed_plugin_runs_by_short_name_and_is_listed(project, monkeypat
     assert code == 0 and json.loads(out)["valid"]
 
 
-def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("speculate", ["0", "4"])
+def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, tmp_path, capsys, speculate) -> None:
     # the prompt passes the preflight on step 0 and raises at step 3, on a worker
     (project / "late.py").write_text(
         "import maker\n"
@@ -316,9 +322,14 @@ def test_task_code_that_raises_mid_run_is_one_line_exit_1(project, ray_address, 
         "                            parse=lambda r: r.strip(), key='integer', truth=lambda s, i: s + 1)\n"
     )
     capsys.readouterr()
+    log = tmp_path / "late.parquet"
     code = main(["run", "--task", str(project / "late.py") + ":late", "--model", "sim:0.95", "--k", "1",
-                 "--address", ray_address, "--log", str(tmp_path / "late.parquet"), "--quiet"])
+                 "--address", ray_address, "--log", str(log), "--quiet", "--speculate", speculate])
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("maker: error: the run stopped in a worker: RuntimeError: prompt blew up at 3")
+    # the steps decided before it are logged (a speculative window waits until step 3's premise is decided)
+    from maker.log.steplog import decisions
+
+    assert [step for step, _ in decisions(log)] == [0, 1, 2]

@@ -249,3 +249,35 @@ def test_drafted_segments_on_two_workers_decide_what_one_worker_does(ray_address
         assert lost > 0 and two.extra["wasted_samples"] > 0
     a, b = verify_log(tmp_path / "one"), verify_log(tmp_path / "two")  # wasted rows change no verdict
     assert (a.valid, a.reason, a.wrong_decisions, a.steps) == (b.valid, b.reason, b.wrong_decisions, b.steps)
+
+
+def test_a_prompt_that_raises_only_on_a_losing_premise_does_not_stop_the_run() -> None:
+    """The task's own prompt raises on any state off the true path (a speculative premise
+    that will lose): the window opens nothing past it, the votes decide, the run goes on --
+    the same decisions as the in-order run, which never sees such a premise."""
+    import maker
+
+    raised = []
+
+    def prompt(state, i):
+        if state != i:
+            raised.append(i)
+            raise ValueError(f"no such balance {state} at step {i}")
+        return f"{state} + 1 ="
+
+    task = maker.chain_task(name="strict", start=0, steps=40, prompt=prompt, key="integer", truth=lambda s, i: s + 1)
+    models = ("sim:0.7,latency=0.0005,jitter=0.002",)
+    plain = segment(task, models, 3, 0)
+    assert plain.error is None and plain.decisions["step"] == list(range(40))
+    assert not raised
+    spec = segment(task, models, 3, 6)
+    assert raised, "some speculative premise must have been wrong"
+    assert spec.error is None and spec.decisions == plain.decisions and spec.failed_step is None
+    assert kept(spec) == kept(plain)
+    # on the decided premise it is fatal: the steps before it come back, with the error
+    late = maker.chain_task(name="late", start=0, steps=10, prompt=lambda s, i: prompt(s if i != 6 else -1, i),
+                            key="integer", truth=lambda s, i: s + 1)
+    for depth in (0, 6):
+        result = segment(late, ("sim:0.9",), 2, depth)
+        assert result.decisions["step"] == [0, 1, 2, 3, 4, 5]
+        assert result.error == "ValueError: no such balance -1 at step 6"

@@ -113,3 +113,30 @@ def test_a_log_whose_task_is_gone_says_where_it_came_from() -> None:
 def test_built_tasks_know_their_origin(task_file) -> None:
     assert build_task(TaskSpec("hanoi", {"disks": 3})).maker_origin == "built-in"
     assert build_task(TaskSpec(f"{task_file}:ledger", {})).maker_origin == f"file {task_file.resolve()}"
+
+
+UNDECLARED = '''
+import maker
+
+
+def ledger(n: int = 200, start: int = 100, rate: float = 0.0, label: str = "cash", strict: bool = False, moves=None):
+    return maker.chain_task(name="ledger", start=start, steps=n, key="integer",
+                            prompt=lambda b, i: f"{b} + {i} =", truth=lambda b, i: b + i)
+
+
+class Walk:
+    def __init__(self, hops: int, note=None):
+        self.task = ledger(hops)
+'''
+
+
+def test_a_factory_without_options_declares_them_by_its_signature(tmp_path) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(UNDECLARED)
+    found = [(o.name, o.type, o.default, o.required) for o in resolve(f"{path}:ledger").options]
+    assert found == [("n", int, 200, False), ("start", int, 100, False), ("rate", float, 0.0, False),
+                     ("label", str, "cash", False)]  # a bool or untyped parameter is --opt only
+    assert [(o.name, o.required) for o in resolve(f"{path}:Walk").options] == [("hops", True)]
+    with pytest.raises(TaskNameError) as info:
+        build_task(TaskSpec(f"{path}:ledger", {"n": 3, "disks": 4}))
+    assert "does not take option(s) disks (it takes: label, n, rate, start)" in str(info.value)
