@@ -79,6 +79,9 @@ def main(args: argparse.Namespace) -> int:
             if report.solved is None:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified (rules and votes), finished; "
                       f"errors: unknown (no ground truth){label}")
+            elif report.wrong_decisions is None:  # not finished, and no ground truth to count errors against
+                print(f"{report.log}: {report.steps:,} of {report.total_steps:,} steps verified (rules and votes), not finished; "
+                      f"errors: unknown (no ground truth){label}")
             else:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified, solved={report.solved}{label}")
         else:

@@ -61,6 +61,9 @@ def test_unknown_is_never_accepted_as_an_answer(ray_address, tmp_path, capsys) -
     assert code == 1
     assert "solved" not in out and "0 errors" not in out
     assert "malformed" in err
+    code, out, _ = _cli(capsys, "replay", str(tmp_path / "u.parquet"), "--verify")  # a partial log, no ground truth
+    assert code == 0 and "1 of 2 steps verified (rules and votes), not finished; errors: unknown (no ground truth)" in out
+    assert "solved=" not in out
 
 
 @pytest.mark.ray
