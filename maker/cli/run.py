@@ -21,7 +21,7 @@ from maker.cli.common import (
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
 from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
-from maker.runtime.progress import Progress
+from maker.runtime.progress import Progress, cost_text
 from maker.tasks import TASKS
 from maker.tasks.base import Oracle
 from maker.tasks.registry import TaskNameError, resolve
@@ -374,8 +374,7 @@ def print_summary(result: RunResult) -> None:
         f"  k={result.k}  samples counted {result.samples:,} ({result.samples_per_step:.3f}/step){drawn}  "
         f"red flags {result.red_flags:,} ({by_reason})"
     )
-    # A real model's samples cost 0 only when no price is known for it (or it is free): never "$0.0000" as if measured.
-    cost = f"${result.cost_usd:.4f}" if result.cost_usd or result.simulated or not result.steps else "$0 (free, or no price known)"
+    cost = cost_text(result.cost_usd, simulated=result.simulated, steps=result.steps)
     if not result.cost_usd and any(m.startswith("py:") for m in result.models):
         cost = "unknown (py: models report no price)"
     print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from maker.cli.main import main
+from maker.runtime import progress as progress_module
 from maker.runtime.progress import Progress, Totals, rate_text
 
 
@@ -109,3 +110,15 @@ def test_p_rest_right_is_unknown_until_enough_votes() -> None:
     guard.observe(many, {"step": steps, "answer": ["a"] * 95})
     assert "P(rest right) 0." in guard.summary() or "P(rest right) 1." in guard.summary()
     assert "?" not in guard_line(guard.to_dict())
+
+
+def test_a_real_models_zero_cost_is_not_shown_as_measured() -> None:
+    """A real model whose samples cost 0 has no known price (or is free): the progress line
+    says so; a simulated run's $0 is what it cost."""
+    real = Progress(100, stream=io.StringIO())
+    assert "$0 (free, or no price known)" in real.format(Totals(steps=3, samples=9), now=real.started + 1.0)
+    assert "$0.0120" in real.format(Totals(steps=3, samples=9, cost_usd=0.012), now=real.started + 1.0)
+    sim = Progress(100, stream=io.StringIO(), label="[simulated] ")
+    assert "$0.0000" in sim.format(Totals(steps=3, samples=9), now=sim.started + 1.0)
+    result = __import__("doctest").testmod(progress_module)
+    assert result.attempted > 0 and result.failed == 0
