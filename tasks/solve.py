@@ -88,7 +88,7 @@ class SolveOp:
             return Verdict(None, "malformed", "reply too long to parse")
         found = last_field(reply, "answer")
         if found is None:
-            return Verdict(None, "malformed", "no 'answer = ...' line")
+            return Verdict(None, "malformed", "no 'answer = ...' line (or answer is named again after it)")
         if _other_digits(found):
             return Verdict(None, "malformed", f"answer {found[:40]!r} has digits that are not ASCII")
         if is_non_answer(found):

@@ -44,6 +44,19 @@ HANOI = [
     ("move = [2, 0, 2]\nnext_state = [[４, 3], [1], [2]]", "malformed"),  # a full-width digit
     (RIGHT + "\nmove = [٢, 0, 2]", "malformed"),
     ("move = [2, 0, 2]", "malformed"),
+    # the last candidate in other markup: read as the field, never the rejected one before it
+    (REJECTED + "*move*: [2, 0, 2]\n*next_state*: [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "_move_ = [2, 0, 2]\n_next_state_ = [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "__move__: [2, 0, 2]\n__next_state__: [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "**move:** [2, 0, 2]\n**next_state:** [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "*move = [2, 0, 2]*\n*next_state = [[4, 3], [1], [2]]*", RIGHT),
+    (REJECTED + "| move | [2, 0, 2] |\n| next_state | [[4, 3], [1], [2]] |", RIGHT),
+    (REJECTED + "move\uff1a [2, 0, 2]\nnext_state \uff1d [[4, 3], [1], [2]]", RIGHT),  # full-width : and =
+    # ... or named again in a form that gives no value: a red flag, never the rejected candidate
+    (REJECTED + "move -> [2, 0, 2]\nnext_state -> [[4, 3], [1], [2]]", "malformed"),
+    (REJECTED + "the move is [2, 0, 2]\nnext_state is [[4, 3], [1], [2]]", "malformed"),
+    (REJECTED + '"move": [2, 0, 2],\n"next_state": [[4, 3], [1], [2]]', "malformed"),
+    (REJECTED + "<move>[2, 0, 2]</move>\n<next_state>[[4, 3], [1], [2]]</next_state>", "malformed"),
 ]
 
 
@@ -95,6 +108,8 @@ OPS = [
     (MUL, ("7", "8"), "product = 56\nproduct = fifty-six", None),
     (MUL, ("7", "8"), "product = ٥٦", None),
     (MUL, ("7", "8"), "product = unknown", None),
+    (MUL, ("7", "8"), "product = 54\nNo:\n*product*: 56", "product = 56"),
+    (MUL, ("7", "8"), "product = 54\nNo, the product is 56", None),  # named last without a value: never 54
     (COLUMN, ("1", "42", "35"), "digit = 7\ncarry = 7\nwait, 1+42+35 = 78:\ndigit = 8\ncarry = 7", "digit = 8\ncarry = 7"),
     (COLUMN, ("1", "42", "35"), "digit = 8\ncarry = 7\ndigit = 8.", None),
     (COLUMN, ("1", "42", "35"), "digit = ٨\ncarry = 7", None),
@@ -103,6 +118,7 @@ OPS = [
     (SOLVE, ("What is 2 + 2?",), "answer = 5\nNo:\nanswer = **4** (final)", "answer = 4"),
     (SOLVE, ("What is 2 + 2?",), "answer = 4\nanswer = unknown", None),
     (SOLVE, ("What is 2 + 2?",), "answer = unknown", None),
+    (SOLVE, ("What is 2 + 2?",), "answer = 5\nNo, the answer is 4.", None),
     (SOLVE, ("What is 2 + 2?",), "answer: N/A", None),
     (SOLVE, ("What is 2 + 2?",), "answer = I don't know.", None),
     (SOLVE, ("What is 2 + 2?",), "answer = ٤", None),
