@@ -48,6 +48,8 @@ def test_examples_run(module) -> None:
         (literal, "[٤]", None),
         (line_set, "b\na\n\nb", "a\nb"),
         (line_set, "\n \n", None),
+        (line_set, "unknown\nN/A", None),  # a non-answer on every line is not a vote
+        (line_set, "unknown\nblue", "blue\nunknown"),
     ],
 )
 def test_normalisers(fn, raw, key) -> None:
