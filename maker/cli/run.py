@@ -385,8 +385,9 @@ def print_summary(result: RunResult) -> None:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
         print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")
     extra = result.extra
+    left = max(0, result.total_steps - result.steps) if not result.solved else 0
     if guard_line(extra.get("guard") or {}):
-        print(guard_line(extra["guard"]))
+        print(guard_line(extra["guard"], steps_left=left))
     if extra.get("speculate"):
         drafted = " (drafted from the reference)" if extra.get("draft") else ""
         print(f"  speculation depth {extra['speculate']}{drafted}  wasted speculative samples {extra.get('wasted_samples', 0):,}")

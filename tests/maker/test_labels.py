@@ -122,3 +122,17 @@ def test_a_real_models_zero_cost_is_not_shown_as_measured() -> None:
     assert "$0.0000" in sim.format(Totals(steps=3, samples=9), now=sim.started + 1.0)
     result = __import__("doctest").testmod(progress_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_p_rest_right_after_max_steps_is_not_one() -> None:
+    """A run stopped by --max-steps has no step left of its own, but the task has: the
+    summary must not say the rest is right with probability 1."""
+    from maker.cli._correlation import guard_line
+    from maker.runtime.guard import Guard, GuardConfig
+
+    guard = Guard(GuardConfig(min_votes=2), k=2, first_step=0, last_step=4, stream=None)  # --max-steps 5
+    steps = list(range(5))
+    guard.observe({"step": [s for s in steps for _ in range(2)], "answer": ["a"] * 10, "counted": [True] * 10,
+                   "wasted": [False] * 10}, {"step": steps, "answer": ["a"] * 5})
+    assert "P(rest right) ? (26 steps of the task left after --max-steps)" in guard_line(guard.to_dict(), steps_left=26)
+    assert "P(rest right) 1 (no step left)" in guard_line(guard.to_dict())  # the task's end: nothing left
