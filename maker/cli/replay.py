@@ -108,7 +108,8 @@ def _redecide(args: argparse.Namespace) -> int:
                   "correct logged decision (the new rule would have erred there)")
         if r.undecidable:
             print(f"  first undecidable step {r.first_undecidable_step}: the new rule needs samples the run never drew")
-        print(f"  samples: {r.samples:,} logged, {r.samples_needed:,} up to the new decision points, "
+        # the samples counted on decided steps, not every sample logged (undecided steps and wasted ones are not in it)
+        print(f"  samples counted on decided steps {r.samples:,}: {r.samples_needed:,} up to the new decision points, "
               f"{r.samples_saved:,} saved (${r.cost_saved_usd:,.4f} of ${r.cost_usd:,.4f})")
         if r.logged_undecided:
             print(f"  {r.logged_undecided:,} steps have samples but no logged decision; the new rule decides "
