@@ -238,19 +238,33 @@ def _check_refs(where: str, refs: list[Ref], by_id: dict[str, int], steps: Seque
                 )
 
 
-def _check_notation(where: str, template: str, bare: bool, defined: set[int]) -> None:
-    """PlanError when `template` writes a placeholder in another notation than `#E<n>`."""
+def foreign_placeholder(template: str, defined: set[int], bare: bool = False) -> str | None:
+    """The first placeholder `template` writes in another notation than ``#E<n>`` (``${1}``,
+    ``{E1}``, ``$E1``; ``$1`` or ``#e1`` when step 1 is in `defined`, or anywhere when `bare`);
+    None when there is none.
+
+        >>> foreign_placeholder("Double ${1}", set()), foreign_placeholder("Pay $1 for #E1", {1})
+        ('${1}', '$1')
+        >>> foreign_placeholder("Pay $5 for #E1", {1}) is None
+        True
+    """
     found = _FOREIGN.search(template)
     if found is None:
         for m in _FOREIGN_NUMBER.finditer(template):
             if bare or int(m.group(1)) in defined:
                 found = m
                 break
+    return None if found is None else found.group()
+
+
+def _check_notation(where: str, template: str, bare: bool, defined: set[int]) -> None:
+    """PlanError when `template` writes a placeholder in another notation than `#E<n>`."""
+    found = foreign_placeholder(template, defined, bare)
     if found is not None:
-        digits = re.search(r"[0-9]+", found.group())
+        digits = re.search(r"[0-9]+", found)
         form = f"#E{digits.group()}" if digits else "#E<n>"
         raise PlanError(
-            f"{where}: {found.group()!r} is not the placeholder form: write {form} "
+            f"{where}: {found!r} is not the placeholder form: write {form} "
             "(a step's result is #E<n>, one of its fields #E<n>.field)"
         )
 

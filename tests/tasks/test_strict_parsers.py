@@ -150,6 +150,23 @@ def test_proposals_read_ascii_digits_only(reply: str, key: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        ("#E1 = What is 2 + 3?\n#E2 = What is ${1} * 4?", "'${1}' is not the placeholder form"),
+        ("#E1 = What is 2 + 3?\n#E2 = What is {E1} * 4?", "'{E1}' is not the placeholder form"),
+        ("#E1 = What is 2 + 3?\n#E2 = What is $1 * 4?", "'$1' is not the placeholder form"),
+        ("#E1 = What is 2 + 3?\n#E2 = What is #E1.result * 4?", "'#E1.result' names a field"),
+    ],
+)
+def test_proposal_references_resolve_exactly_or_are_refused(reply: str, detail: str) -> None:
+    """A placeholder in another notation is named as such (not 'a result is never used'),
+    and a field a solve step does not have is never left in the question's text."""
+    verdict = parse_proposal(reply, 0, 8)
+    assert verdict.key is None and verdict.red_flag == "rule_breaking" and detail in verdict.detail
+    assert parse_proposal("#E1 = Pay $5 for 2 + 3\n#E2 = What is #E1.answer * 4?", 0, 8).key  # a price; #E1.answer is #E1
+
+
+@pytest.mark.parametrize(
     ("fn", "raw", "key"),
     [
         (json_value, '"abc"', '"abc"'),  # a JSON string keeps its quotes: they are the value's
