@@ -180,7 +180,8 @@ def test_normalisers_keep_quotes_that_are_part_of_the_value(fn, raw: str, key: s
     assert fn(raw) == key
 
 
-def test_a_chain_answered_right_after_a_rejected_candidate_is_decided_right() -> None:
+@pytest.mark.parametrize("style", ["**{0}** (final)\n**{1}** (final)", "*{m}*: {mv}\n*{s}*: {sv}"])
+def test_a_chain_answered_right_after_a_rejected_candidate_is_decided_right(style: str) -> None:
     """The issue's end-to-end case: every reply names a wrong legal move first, rejects it,
     then gives the right answer in bold with a note.  Every step must be decided right,
     with no red flag."""
@@ -191,7 +192,8 @@ def test_a_chain_answered_right_after_a_rejected_candidate_is_decided_right() ->
         step = type(task.first_step())(0, (pegs, prev))
         wrong = task.wrong_replies(step)[0]
         right = task.reference_reply(step).split("\n")
-        return f"Maybe:\n{wrong}\nNo, that breaks the strategy, so:\n**{right[0]}** (final)\n**{right[1]}** (final)"
+        (m, mv), (s, sv) = (line.split(" = ") for line in right)
+        return f"Maybe:\n{wrong}\nNo, that breaks the strategy, so:\n" + style.format(*right, m=m, mv=mv, s=s, sv=sv)
 
     model = ScriptedModel(thinks_aloud, name="script:thinks-aloud")
     worker = types.SimpleNamespace(task=task, clients={model.name: model})
