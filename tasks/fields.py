@@ -1,4 +1,6 @@
-"""Find a named field's last value in a reply, whatever markup surrounds it.
+"""Find a named field's last value in a reply, whatever markup surrounds it; and spot a
+placeholder written in another notation than ``#E<n>`` (`foreign_placeholder`: plan files
+and a model's plan proposals refuse it by name).
 
 Why the *last*: models think aloud.  A reply may name a candidate, reject it, and give
 the answer after it; the answer is what it says last (MAKER, arXiv 2511.09030: "the
@@ -86,4 +88,30 @@ def last_field(reply: str, name: str) -> str | None:
     return strip_markup(value)
 
 
-__all__ = ["last_field"]
+#: Placeholders written in other notations (`${1}`, `{E1}`, `$E1`, `{{E1}}`): always refused.
+_FOREIGN = re.compile(r"\$\{[^{}]{0,20}\}|\{\{?\s*#?[Ee][0-9]+(?:\.\w+)?\s*\}\}?|\$#?[Ee][0-9]+\b")
+#: `$1` or `#e1`: refused in a bare input and in the answer; inside a quoted question only
+#: when a step with that number exists (elsewhere `$1` may be a price).
+_FOREIGN_NUMBER = re.compile(r"(?:\$|#e)([0-9]+)\b")
+
+
+def foreign_placeholder(template: str, defined: set[int], bare: bool = False) -> str | None:
+    """The first placeholder `template` writes in another notation than ``#E<n>`` (``${1}``,
+    ``{E1}``, ``$E1``; ``$1`` or ``#e1`` when step 1 is in `defined`, or anywhere when `bare`);
+    None when there is none.
+
+        >>> foreign_placeholder("Double ${1}", set()), foreign_placeholder("Pay $1 for #E1", {1})
+        ('${1}', '$1')
+        >>> foreign_placeholder("Pay $5 for #E1", {1}) is None
+        True
+    """
+    found = _FOREIGN.search(template)
+    if found is None:
+        for m in _FOREIGN_NUMBER.finditer(template):
+            if bare or int(m.group(1)) in defined:
+                found = m
+                break
+    return None if found is None else found.group()
+
+
+__all__ = ["foreign_placeholder", "last_field"]

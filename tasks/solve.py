@@ -30,7 +30,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from .base import Prompt, PromptStyle, Verdict
-from .fields import last_field
+from .fields import foreign_placeholder, last_field
 from .keys import is_non_answer
 
 #: Every solve-step prompt holds this; every decomposition prompt holds `DECOMPOSE_MARK`
@@ -161,8 +161,6 @@ def parse_proposal(reply: str, inputs: int, max_steps: int) -> Verdict:
         return Verdict(None, "rule_breaking", "a one-step plan restates the problem: reply 'atomic' instead")
     if len(steps) > max_steps:
         return Verdict(None, "rule_breaking", f"{len(steps)} steps, more than {max_steps}")
-    from .plan import foreign_placeholder
-
     names = {number for number, _ in steps} | set(range(1, inputs + 1))
     for number, text in steps:  # a reference must resolve exactly: never left in the text as if it were not one
         foreign = foreign_placeholder(text, names)
