@@ -31,6 +31,7 @@ import datetime
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -248,6 +249,10 @@ def fault_kind(exc: BaseException) -> str:
     return "other"
 
 
+#: A delay in a Retry-After header: ASCII digits (RFC 9110 delay-seconds; a fraction is tolerated).
+_DELAY = re.compile(r"[0-9]{1,9}(?:\.[0-9]+)?", re.ASCII)
+
+
 def retry_after_s(headers: Mapping[str, str] | None, now: float | None = None, cap: float = RETRY_AFTER_CAP_S) -> float | None:
     """How long a server asked us to wait, in seconds, capped at `cap`; None if it did not say.
 
@@ -258,18 +263,13 @@ def retry_after_s(headers: Mapping[str, str] | None, now: float | None = None, c
         return None
     get = headers.get
     ms = get("retry-after-ms") or get("Retry-After-Ms")
-    if ms is not None:
-        try:
-            return max(0.0, min(cap, float(ms) / 1000.0))
-        except ValueError:
-            pass
+    if ms is not None and _DELAY.fullmatch(ms.strip()):
+        return max(0.0, min(cap, float(ms) / 1000.0))
     value = get("retry-after") or get("Retry-After")
     if value is None:
         return None
-    try:
+    if _DELAY.fullmatch(value.strip()):  # delay-seconds: ASCII digits only ("nan", "inf", "-5" are no delay)
         return max(0.0, min(cap, float(value)))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):

@@ -292,7 +292,8 @@ def _name(model: Any) -> str:
 
 
 def _simulated(models: Sequence[Any]) -> bool | None:
-    """True when every model is a fake; None when some client does not say what it is."""
+    """True when any model is a fake (a mix holds simulated votes: never labelled real);
+    None when no model is a fake but some client does not say what it is; else False."""
     verdicts = []
     for m in models:
         if isinstance(m, (str, ModelSpec)):
@@ -300,9 +301,9 @@ def _simulated(models: Sequence[Any]) -> bool | None:
             verdicts.append(spec.is_simulated or spec.model.startswith("script:"))
         else:
             verdicts.append(getattr(m, "simulated", None))
-    if any(v is False for v in verdicts):
-        return False
-    return None if any(v is None for v in verdicts) else True
+    if any(v is True for v in verdicts):
+        return True
+    return None if any(v is None for v in verdicts) else False
 
 
 # -- clients: made once per model string, every model's requests under one shared limit ----------------------

@@ -66,13 +66,13 @@ def read_reply(reply: str, move_value: re.Pattern[str] = _MOVE_VALUE) -> tuple[t
         return "reply too long to parse"
     move_text = last_field(reply, "move")
     if move_text is None:
-        return "no 'move = [disk, from, to]' line"
+        return "no 'move = [disk, from, to]' line (or move is named again after it)"
     move = move_value.fullmatch(move_text)
     if move is None:
         return f"the last move {move_text[:40]!r} is not [disk, from, to] in ASCII digits"
     state_text = last_field(reply, "next_state")
     if state_text is None:
-        return "no 'next_state = [[...], [...], [...]]' line"
+        return "no 'next_state = [[...], [...], [...]]' line (or next_state is named again after it)"
     state = _STATE_VALUE.fullmatch(state_text)
     if state is None:
         return f"the last next_state {state_text[:60]!r} is not three lists of ASCII integers"

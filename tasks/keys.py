@@ -191,9 +191,12 @@ def literal(text: str) -> str | None:
 
 def line_set(text: str) -> str | None:
     """An unordered set of lines: blank lines dropped, each line stripped, duplicates merged,
-    sorted; None when no line is left."""
+    sorted; None when no line is left, or when every line is a non-answer ('unknown',
+    'N/A': see `NON_ANSWERS`)."""
     lines = sorted({line.strip() for line in text.strip().splitlines() if line.strip()})
-    return "\n".join(lines) if lines else None
+    if all(is_non_answer(line) for line in lines):
+        return None
+    return "\n".join(lines)
 
 
 #: The ready normalisers by name (for `--key NAME` and `maker.vote(key="NAME")`).

@@ -93,7 +93,7 @@ def read_fields(reply: str, patterns: dict[str, str]) -> dict[str, str] | str:
     for name, pattern in patterns.items():
         raw = last_field(reply, name)
         if raw is None:
-            return f"no '{name} = <number>' line"
+            return f"no '{name} = <number>' line (or {name} is named again after it)"
         if re.fullmatch(pattern, raw, re.ASCII) is None:
             return f"the last {name!r} value {raw[:40]!r} is not a number in ASCII digits"
         out[name] = raw

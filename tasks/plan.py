@@ -50,15 +50,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .fields import foreign_placeholder
+
 #: A placeholder: `#E12` or `#E12.carry`.  Group 1 is the number, group 2 the field.  A
 #: field is read in any case (`#E2.Carry`) so that a misspelt one is refused by name,
 #: never left in the text as if it were not a field.  Digits are ASCII only.
 REF = re.compile(r"#E([0-9]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
-#: Placeholders written in other notations (`${1}`, `{E1}`, `$E1`, `{{E1}}`): always refused.
-_FOREIGN = re.compile(r"\$\{[^{}]{0,20}\}|\{\{?\s*#?[Ee][0-9]+(?:\.\w+)?\s*\}\}?|\$#?[Ee][0-9]+\b")
-#: `$1` or `#e1`: refused in a bare input and in the answer; inside a quoted question only
-#: when a step with that number exists (elsewhere `$1` may be a price).
-_FOREIGN_NUMBER = re.compile(r"(?:\$|#e)([0-9]+)\b")
 _STEP_LINE = re.compile(r"^#E([0-9]+)\s*=\s*([a-z_][a-z0-9_]*|tool:[^\s(]+)\s*\((.*)\)\s*$")  # tool: see tasks/user_ops.py
 _ANSWER_LINE = re.compile(r"^answer\s*=\s*(.*?)\s*$")
 _BARE = re.compile(r"[^,\s\"()]+")
@@ -240,17 +237,12 @@ def _check_refs(where: str, refs: list[Ref], by_id: dict[str, int], steps: Seque
 
 def _check_notation(where: str, template: str, bare: bool, defined: set[int]) -> None:
     """PlanError when `template` writes a placeholder in another notation than `#E<n>`."""
-    found = _FOREIGN.search(template)
-    if found is None:
-        for m in _FOREIGN_NUMBER.finditer(template):
-            if bare or int(m.group(1)) in defined:
-                found = m
-                break
+    found = foreign_placeholder(template, defined, bare)
     if found is not None:
-        digits = re.search(r"[0-9]+", found.group())
+        digits = re.search(r"[0-9]+", found)
         form = f"#E{digits.group()}" if digits else "#E<n>"
         raise PlanError(
-            f"{where}: {found.group()!r} is not the placeholder form: write {form} "
+            f"{where}: {found!r} is not the placeholder form: write {form} "
             "(a step's result is #E<n>, one of its fields #E<n>.field)"
         )
 

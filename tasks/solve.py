@@ -30,7 +30,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from .base import Prompt, PromptStyle, Verdict
-from .fields import last_field
+from .fields import foreign_placeholder, last_field
 from .keys import is_non_answer
 
 #: Every solve-step prompt holds this; every decomposition prompt holds `DECOMPOSE_MARK`
@@ -41,6 +41,8 @@ MAX_QUESTION_CHARS = 2_000
 MAX_ANSWER_CHARS = 200
 MAX_REPLY_CHARS = 20_000
 _PLACEHOLDER = re.compile(r"#E([0-9]+)(?:\.answer\b)?")
+#: `#E2.result`: a field a solve step does not have (its one result is `#E2`, or `#E2.answer`)
+_FIELD = re.compile(r"#E[0-9]+\.(?!answer\b)[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
 _PLAN_LINE = re.compile(r"^#E([0-9]+)[ \t]*[=:][ \t]*(\S.*?)[ \t\r]*$")
 def _other_digits(text: str) -> bool:
@@ -88,7 +90,7 @@ class SolveOp:
             return Verdict(None, "malformed", "reply too long to parse")
         found = last_field(reply, "answer")
         if found is None:
-            return Verdict(None, "malformed", "no 'answer = ...' line")
+            return Verdict(None, "malformed", "no 'answer = ...' line (or answer is named again after it)")
         if _other_digits(found):
             return Verdict(None, "malformed", f"answer {found[:40]!r} has digits that are not ASCII")
         if is_non_answer(found):
@@ -159,6 +161,14 @@ def parse_proposal(reply: str, inputs: int, max_steps: int) -> Verdict:
         return Verdict(None, "rule_breaking", "a one-step plan restates the problem: reply 'atomic' instead")
     if len(steps) > max_steps:
         return Verdict(None, "rule_breaking", f"{len(steps)} steps, more than {max_steps}")
+    names = {number for number, _ in steps} | set(range(1, inputs + 1))
+    for number, text in steps:  # a reference must resolve exactly: never left in the text as if it were not one
+        foreign = foreign_placeholder(text, names)
+        if foreign is not None:
+            return Verdict(None, "rule_breaking", f"step #E{number}: {foreign!r} is not the placeholder form #E<n>")
+        field = _FIELD.search(text)
+        if field is not None:
+            return Verdict(None, "rule_breaking", f"step #E{number}: {field.group()!r} names a field; a step's result is #E<n>")
     new_number: dict[int, int] = {}
     lines: list[str] = []
     used: set[int] = set()

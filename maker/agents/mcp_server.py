@@ -211,9 +211,11 @@ def build_server(root: str | Path = ".") -> MCPServer:
     @server.tool()
     async def status(run_id: str, wait_s: float = 0.0, ctx: Context | None = None) -> dict[str, Any]:
         """Progress of a run started with `run`: state (running, done, failed), steps done of
-        total_steps, errors (decisions that differ from the ground truth, where the task has
-        one), samples_per_step, red_flags, cost_usd, elapsed_s and eta_s (seconds). A finished
-        run adds its full result; a failed one its error. With wait_s > 0 it waits up to that
+        total_steps, errors (decisions that differ from the ground truth; null when the task has
+        none), samples (counted: votes and red flags, as `maker run` reports) and
+        samples_per_step, samples_drawn (plus wasted speculative ones), red_flags, cost_usd,
+        elapsed_s and eta_s (seconds). A finished run adds its full result; a failed one its
+        error. With wait_s > 0 it waits up to that
         many seconds for the run to end, sending MCP progress notifications (steps / total).
         """
         try:
@@ -273,7 +275,8 @@ async def _watch(runs: Runs, run_id: str, wait_s: float, ctx: Context | None) ->
         st = await anyio.to_thread.run_sync(runs.status, run_id)
         if ctx is not None and wait_s > 0:
             total = st.get("total_steps")
-            message = f"{st['steps']}/{total} steps, {st['errors']} errors, {st['state']}"
+            errors = "errors unknown (no ground truth)" if st["errors"] is None else f"{st['errors']} errors"
+            message = f"{st['steps']}/{total} steps, {errors}, {st['state']}"
             await ctx.report_progress(st["steps"], total, message)
         if st["state"] != "running" or time.monotonic() >= deadline:
             return st

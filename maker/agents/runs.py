@@ -159,7 +159,9 @@ class Runs:
 
 
 class LogProgress:
-    """Figures of a growing step log: steps decided, errors, samples per step, red flags, cost.
+    """Figures of a growing step log: steps decided, errors (None when the task has no ground
+    truth), samples counted and per step (as `maker run` counts them), samples drawn (with
+    the wasted speculative ones), red flags, cost.
 
     Each part is read once: a part is immutable once renamed into place (see
     `maker.log.steplog`), so a poll reads only the parts that landed since the last one."""
@@ -168,7 +170,10 @@ class LogProgress:
         self.log = log
         self.run: dict[str, Any] | None = None
         self.read: set[Path] = set()
-        self.counts = {"steps": 0, "errors": 0, "samples": 0, "red_flags": 0}
+        #: samples: counted (votes and red flags of decided steps, as `maker run` reports them);
+        #: samples_drawn: those plus the wasted speculative ones (all paid for, as `maker report`)
+        self.counts = {"steps": 0, "errors": 0, "samples": 0, "samples_drawn": 0, "red_flags": 0}
+        self.unknown = 0  # decisions without ground truth to judge them: errors are then unknown
         self.cost = 0.0
         self._lock = threading.Lock()  # two status calls may poll at once (each in a worker thread)
 
@@ -188,18 +193,24 @@ class LogProgress:
         if new:
             assert self.run is not None
             info = LogInfo(self.log, self.run, SCHEMA_VERSION, tuple(new))
-            for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd"]):
-                for kind, correct, flag, cost in zip(table["kind"].to_pylist(), table["correct"].to_pylist(),
-                                                     table["red_flag"].to_pylist(), table["cost_usd"].to_pylist()):
+            for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd", "wasted"]):
+                for kind, correct, flag, cost, wasted in zip(
+                    table["kind"].to_pylist(), table["correct"].to_pylist(), table["red_flag"].to_pylist(),
+                    table["cost_usd"].to_pylist(), table["wasted"].to_pylist()):
                     if kind in DECIDED_KINDS:
                         self.counts["steps"] += 1
                         self.counts["errors"] += correct is False
+                        self.unknown += correct is None
                     elif kind == "sample":
-                        self.counts["samples"] += 1
-                        self.counts["red_flags"] += flag is not None
+                        self.counts["samples_drawn"] += 1
                         self.cost += cost or 0.0
+                        if not wasted:
+                            self.counts["samples"] += 1
+                            self.counts["red_flags"] += flag is not None
             self.read.update(new)
         out: dict[str, Any] = dict(self.counts)
+        if self.unknown:
+            out["errors"] = None  # no ground truth: never "0 errors"
         out["cost_usd"] = round(self.cost, 6)
         out["samples_per_step"] = round(out["samples"] / out["steps"], 4) if out["steps"] else None
         if self.run is not None:

@@ -278,7 +278,7 @@ def estimate(
                 target=target,
                 price=price,
                 level=level,
-                simulated=all(spec_of[m].is_simulated for m in arm),  # sim-server and script: too
+                simulated=any(spec_of[m].is_simulated for m in arm),  # sim-server and script: too; a mix is simulated
                 shares_prompt=len(arm) == 1 and shares_prompt(arm[0], spec_of[arm[0]].api_base, "auto", cluster.speculate),
             )
         )
@@ -289,7 +289,7 @@ def estimate(
         target=target,
         measured_steps=len(indices),
         votes_per_step=votes_per_step,
-        simulated=all(s.is_simulated for s in specs),
+        simulated=any(s.is_simulated for s in specs),
         models=tuple(estimates),
         recommended=recommended,
         summary=summary,

@@ -106,15 +106,20 @@ def guard_config(args: argparse.Namespace, k: int) -> GuardConfig:
     return config
 
 
-def guard_line(guard: dict[str, Any]) -> str:
-    """One summary line for the guard's figures (empty before any vote was counted)."""
+def guard_line(guard: dict[str, Any], steps_left: int = 0) -> str:
+    """One summary line for the guard's figures (empty before any vote was counted).
+
+    `steps_left`: the task's steps still undecided when the run stopped (--max-steps); the
+    guard then has no step left of *this* run, which says nothing about the task's rest."""
     if "p_hat" not in guard:
         return ""
     ratio = guard.get("collision_ratio")
     ratio_text = "n/a" if ratio is None else f"{ratio:.2f}x independence"
     k_text = f"k {guard['k_start']} -> {guard['k']}" if guard["k"] != guard["k_start"] else f"k {guard['k']}"
     alarms = sum(1 for e in guard.get("events", ()) if e.get("event") == "alarm")
-    if guard.get("remaining_steps") == 0:
+    if guard.get("remaining_steps") == 0 and steps_left > 0:
+        success = f"? ({steps_left:,} steps of the task left after --max-steps)"
+    elif guard.get("remaining_steps") == 0:
         success = "1 (no step left)"
     elif guard.get("votes", 0) < guard.get("min_votes", 0):  # too few votes to say: unknown, not a small number
         success = f"? ({guard.get('votes', 0)} votes)"

@@ -113,7 +113,9 @@ def main(args: argparse.Namespace) -> int:
             out["escalate_fraction"] = args.escalate_fraction
         print(json.dumps(out))
     else:
-        print(f"{args.steps:,} steps, target {args.target}, valid rate {args.valid_rate}, ${cost.usd:.6f} per sample")
+        # no tokens or prices given: the cost is unknown, never "$0.00" as if it were computed
+        per_sample = f"${cost.usd:.6f} per sample" if cost.usd else "cost unknown (give --tokens-in/--price-in, --tokens-out/--price-out)"
+        print(f"{args.steps:,} steps, target {args.target}, valid rate {args.valid_rate}, {per_sample}")
         print(f"prompt billed {billed(grouped)}" + (
             "" if args.n_grouping != "auto" else f" (inferred from --model {args.model}, --speculate "
             f"{'8 (the default)' if args.speculate is None else args.speculate})" if args.model else " (no --model)"))
@@ -127,7 +129,8 @@ def main(args: argparse.Namespace) -> int:
                 continue
             print(
                 f"{pl.p:>10.6g} {pl.error:>8.4g} {pl.k:>4} {pl.p_step:>14.10f} {pl.run_success:>12.6f} "
-                f"{pl.expected_votes:>11.4f} {pl.expected_samples:>13.4f} {'$' + format(pl.expected_cost, ',.2f'):>14} "
+                f"{pl.expected_votes:>11.4f} {pl.expected_samples:>13.4f} "
+                f"{'$' + format(pl.expected_cost, ',.2f') if cost.usd else 'unknown':>14} "
                 f"{pl.requests_per_step:>14.4f}"
             )
         if cascade is not None:

@@ -79,6 +79,9 @@ def main(args: argparse.Namespace) -> int:
             if report.solved is None:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified (rules and votes), finished; "
                       f"errors: unknown (no ground truth){label}")
+            elif report.wrong_decisions is None:  # not finished, and no ground truth to count errors against
+                print(f"{report.log}: {report.steps:,} of {report.total_steps:,} steps verified (rules and votes), not finished; "
+                      f"errors: unknown (no ground truth){label}")
             else:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified, solved={report.solved}{label}")
         else:
@@ -105,7 +108,8 @@ def _redecide(args: argparse.Namespace) -> int:
                   "correct logged decision (the new rule would have erred there)")
         if r.undecidable:
             print(f"  first undecidable step {r.first_undecidable_step}: the new rule needs samples the run never drew")
-        print(f"  samples: {r.samples:,} logged, {r.samples_needed:,} up to the new decision points, "
+        # the samples counted on decided steps, not every sample logged (undecided steps and wasted ones are not in it)
+        print(f"  samples counted on decided steps {r.samples:,}: {r.samples_needed:,} up to the new decision points, "
               f"{r.samples_saved:,} saved (${r.cost_saved_usd:,.4f} of ${r.cost_usd:,.4f})")
         if r.logged_undecided:
             print(f"  {r.logged_undecided:,} steps have samples but no logged decision; the new rule decides "

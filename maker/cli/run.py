@@ -21,7 +21,7 @@ from maker.cli.common import (
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
 from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
-from maker.runtime.progress import Progress
+from maker.runtime.progress import Progress, cost_text
 from maker.tasks import TASKS
 from maker.tasks.base import Oracle
 from maker.tasks.registry import TaskNameError, resolve
@@ -379,8 +379,7 @@ def print_summary(result: RunResult) -> None:
         f"  k={result.k}  samples counted {result.samples:,} ({result.samples_per_step:.3f}/step){drawn}  "
         f"red flags {result.red_flags:,} ({by_reason})"
     )
-    # A real model's samples cost 0 only when no price is known for it (or it is free): never "$0.0000" as if measured.
-    cost = f"${result.cost_usd:.4f}" if result.cost_usd or result.simulated or not result.steps else "$0 (free, or no price known)"
+    cost = cost_text(result.cost_usd, simulated=result.simulated, steps=result.steps)
     if not result.cost_usd and any(m.startswith("py:") for m in result.models):
         cost = "unknown (py: models report no price)"
     print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
@@ -391,8 +390,9 @@ def print_summary(result: RunResult) -> None:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults_by_kind.items()))
         print(f"  model-call faults {sum(result.faults_by_kind.values()):,} ({faults}; failed calls, retried or not, each logged with its sample)")
     extra = result.extra
+    left = max(0, result.total_steps - result.steps) if not result.solved else 0
     if guard_line(extra.get("guard") or {}):
-        print(guard_line(extra["guard"]))
+        print(guard_line(extra["guard"], steps_left=left))
     if extra.get("speculate"):
         drafted = " (drafted from the reference)" if extra.get("draft") else ""
         print(f"  speculation depth {extra['speculate']}{drafted}  wasted speculative samples {extra.get('wasted_samples', 0):,}")

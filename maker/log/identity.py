@@ -28,8 +28,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: Top-level settings that name the run: (metadata key, how a user sets it).
-RUN_KEYS = (("task", "task"), ("task_options", "task options"), ("models", "--model"), ("seed", "--seed"))
+#: Top-level settings that name the run: (metadata key, how a user sets it).  `simulated`
+#: follows from --model and --api-base together (the same `openai/NAME` may be a
+#: `maker sim-server` or a real server): a log labelled simulated never gains real steps,
+#: nor a real one simulated steps.
+RUN_KEYS = (("task", "task"), ("task_options", "task options"), ("models", "--model"), ("seed", "--seed"),
+            ("simulated", "simulated model (--model, --api-base)"))
 #: Sections compared key by key; each key named by its option.
 SECTIONS = ("voting", "red_flags")
 #: Voting settings a resume may change: when a run gives up, not what it decides.

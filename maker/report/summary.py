@@ -32,6 +32,7 @@ from maker.errors import UsageError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import LogInfo, count_faults
 from maker.runtime.guard import k_schedule, log_events
+from maker.runtime.progress import cost_text
 
 #: Steps per point of the cost-over-the-run curve is total_steps / COST_POINTS.
 COST_POINTS = 2000
@@ -261,7 +262,7 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
         )
     if s.slowest:
         lines.append(f"| slowest step | step {s.slowest[1]:,}: {s.slowest[0]} votes |")
-    lines.append(f"| cost | ${s.cost_usd:,.4f} |")
+    lines.append(f"| cost | {cost_text(s.cost_usd, simulated=s.simulated, steps=s.steps)} |")
     lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,} |")
     lines.append(f"| model time (sum of latencies) | {s.latency_s:,.1f} s |")
     lines.append(f"| wasted speculative samples | {s.wasted:,} |")

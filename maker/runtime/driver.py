@@ -101,8 +101,11 @@ class RunResult:
 
 
 def simulated(specs: Sequence[ModelSpec]) -> bool:
-    """Whether every model is a fake (the simulator `sim:P` or a script `script:NAME`): label the results so."""
-    return all(s.is_simulated for s in specs)
+    """Whether any model is a fake (the simulator `sim:P`, `maker sim-server`, a script
+    `script:NAME`): then the results are labelled simulated.  *Any*, not every: a run that
+    mixes a fake with a real model (an escalation tier, a second --model) holds simulated
+    decisions, and a label "real" would overclaim."""
+    return any(s.is_simulated for s in specs)
 
 
 def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, seed: int) -> dict[str, Any]:

@@ -79,10 +79,11 @@ class Progress:
         flagged = 100.0 * totals.red_flags / totals.samples if totals.samples else 0.0
         pct = 100.0 * totals.steps / self.total if self.total else 100.0
         errors = f"errors {totals.errors}" if self.ground_truth else "errors unknown (no ground truth)"
+        cost = cost_text(totals.cost_usd, simulated=bool(self.label), steps=totals.steps)
         return (
             f"{self.label}{totals.steps:,}/{self.total:,} steps ({pct:.1f}%)  {rate_text(rate)} steps/s  "
             f"{per_step:.2f} samples/step  red flags {flagged:.2f}%  {errors}  "
-            f"${totals.cost_usd:.4f}  ETA {eta}{totals.guard}"
+            f"{cost}  ETA {eta}{totals.guard}"
         )
 
     def finish(self, totals: Totals) -> None:
@@ -93,6 +94,18 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def cost_text(cost_usd: float, *, simulated: bool, steps: int = 1) -> str:
+    """A run's cost as a label that never shows a default as measured: a real model's samples
+    cost exactly 0 only when no price is known for it (or it is free), so that is said.
+
+        >>> cost_text(0.01234, simulated=False), cost_text(0.0, simulated=True), cost_text(0.0, simulated=False)
+        ('$0.0123', '$0.0000', '$0 (free, or no price known)')
+    """
+    if cost_usd or simulated or not steps:
+        return f"${cost_usd:,.4f}"
+    return "$0 (free, or no price known)"
 
 
 def rate_text(rate: float) -> str:

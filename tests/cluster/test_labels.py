@@ -63,3 +63,17 @@ def test_every_form_of_a_sim_server_address_is_labelled_simulated() -> None:
 def test_fakes_are_labelled_simulated(model: str, simulated: bool) -> None:
     assert ModelSpec(model).is_simulated is simulated
     assert ModelSpec(model).answers_from_ground_truth is model.startswith("sim:")  # a script answers free-form steps
+
+
+def test_a_run_that_mixes_a_fake_with_a_real_model_is_labelled_simulated() -> None:
+    """An escalation tier or a second model that is real does not make a simulator's
+    decisions real: any fake among the models labels the results simulated."""
+    from maker.runtime.driver import simulated
+    from maker.voted_call import _simulated
+
+    real = ModelSpec("openai/gpt-4.1-mini")
+    assert simulated([ModelSpec("sim:0.9"), real]) and simulated([real, ModelSpec("script:arith")])
+    assert not simulated([real]) and simulated([ModelSpec("sim:0.9")])
+    assert _simulated(["sim:0.9", "openai/gpt-4.1-mini"]) is True
+    assert _simulated(["openai/gpt-4.1-mini"]) is False
+    assert _simulated(["openai/gpt-4.1-mini", object()]) is None  # a client that does not say: unknown

@@ -149,6 +149,11 @@ def test_retry_after_forms_and_cap() -> None:
     assert retry_after_s({"Retry-After": "3600"}) == 60.0
     assert retry_after_s({"retry-after-ms": "250", "Retry-After": "9"}) == 0.25
     assert retry_after_s({"Retry-After": "soon"}) is None and retry_after_s({}) is None and retry_after_s(None) is None
+    # not a delay: no wait from the server (the client's own back-off applies), never the cap
+    for bad in ("nan", "inf", "-5", "1e9", "\u0661\u0665", "1_000"):
+        assert retry_after_s({"Retry-After": bad}) is None, bad
+        assert retry_after_s({"retry-after-ms": bad}) is None, bad
+    assert retry_after_s({"retry-after-ms": "nan", "Retry-After": "2"}) == 2.0
 
 
 @pytest.mark.parametrize("total,weights,expected", [(10, [1, 1, 2], [2, 2, 6]), (0, [3, 4], [0, 0]), (5, [0, 0], [2, 3]), (7, [5], [7])])

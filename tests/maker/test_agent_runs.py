@@ -48,3 +48,24 @@ def test_progress_reads_each_new_part_once(tmp_path) -> None:
     second = progress.update()
     assert (second["steps"], second["samples"]) == (2, 2 * r.samples)
     assert progress.update() == second
+
+
+def test_progress_never_claims_errors_without_ground_truth_and_names_drawn_samples(tmp_path) -> None:
+    """No ground truth: errors are None, never 0.  Wasted speculative samples are drawn but
+    not counted, so `samples` is the figure `maker run` reports and `samples_drawn` the one
+    `maker report` calls drawn."""
+    log = tmp_path / "log"
+    r = maker.vote("6*7?", ["sim:0.9"], k=2, key="integer", expected="42", seed=1, log=log)
+    info = open_log(log)
+    samples = read_table(info, list(SAMPLE_COLUMNS), kind="sample").to_pydict()
+    samples["wasted"] = [True] * len(samples["wasted"])  # a speculative branch that lost: drawn, paid, not counted
+    samples["counted"] = [False] * len(samples["counted"])
+    StepLogWriter(log, info.run, resume=True).append({c: samples[c] for c in SAMPLE_COLUMNS}, {})
+    st = LogProgress(log).update()
+    assert (st["samples"], st["samples_drawn"]) == (r.samples, 2 * r.samples)
+    assert st["samples_per_step"] == r.samples and st["errors"] == (0 if r.correct else 1)
+
+    unknown = tmp_path / "unknown"
+    maker.vote("Name a colour", ["script:arith"], k=1, key="text", log=unknown)  # no expected: no ground truth
+    st = LogProgress(unknown).update()
+    assert st["steps"] == 1 and st["errors"] is None

@@ -19,7 +19,7 @@ from maker.log.identity import resume_conflicts, resume_refusal
 def meta(voting: VotingConfig | None = None, policy: RedFlagPolicy | None = None, **top) -> dict:
     voting = voting or VotingConfig(k=2)
     policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
-    out = {"task": "hanoi", "task_options": {"disks": 5}, "models": ["sim:0.99"], "seed": 0,
+    out = {"task": "hanoi", "task_options": {"disks": 5}, "models": ["sim:0.99"], "seed": 0, "simulated": True,
            "voting": asdict(voting), "red_flags": policy.to_metadata(), "started_at": "then", "maker_version": "0"}
     out.update(top)
     return out
@@ -51,6 +51,8 @@ def _DETECTORS(enabled: bool) -> str:  # noqa: N802 -- what the logged policy li
         (meta(policy=RedFlagPolicy(identical_min_chars=50)), ["--identical-min-chars: log 200, now 50"]),
         (meta(models=["sim:0.9"]), ["--model: log ['sim:0.99'], now ['sim:0.9']"]),
         (meta(task_options={"disks": 6}), ["task options: log {'disks': 5}, now {'disks': 6}"]),
+        # the same openai/NAME at another --api-base: a sim-server's log may not gain real steps
+        (meta(simulated=False), ["simulated model (--model, --api-base): log True, now False"]),
         (meta(replace(BASE, temperature=0.7, prompt_variants=3), seed=4),
          ["--seed: log 0, now 4", "--temperature: log 0.1, now 0.7", "--prompt-variants: log 1, now 3"]),
     ],
@@ -97,3 +99,31 @@ def test_the_issue_case_is_refused_and_the_log_untouched(tmp_path: Path, capsys)
     assert len(lines) == 1 and "--prompt-variants" in lines[0] and "--temperature" in lines[0] and "--max-output-tokens" in lines[0]
     assert _digest(log) == before
     assert main([*base, "--max-samples-per-step", "200", "--resume", "--max-steps", "5"]) in (0, 1)  # a cap may change
+
+
+@pytest.mark.ray
+def test_a_simulated_log_is_not_resumed_on_a_real_endpoint(ray_address, tmp_path: Path, capsys) -> None:
+    """The log of a run against `maker sim-server` says simulated; a resume of the same
+    `openai/sim` at an address that is not a sim-server would add real steps under that label."""
+    import socket
+
+    from maker.cluster import clients
+    from maker.cluster.sim_server import SimServer, SimServerConfig
+
+    log = tmp_path / "api.parquet"
+    with socket.socket() as free:  # a port nothing listens on: not a sim-server
+        free.bind(("127.0.0.1", 0))
+        elsewhere = f"http://127.0.0.1:{free.getsockname()[1]}/v1"
+    with SimServer(SimServerConfig(p=1.0, latency=0.0)) as server:
+        base = ["run", "hanoi", "--disks", "3", "--model", "openai/sim", "--k", "1", "--log", str(log), "--quiet",
+                "--address", ray_address]
+        assert main([*base, "--api-base", server.url, "--max-steps", "2"]) in (0, 1)
+        before = _digest(log)
+        clients._SIM_SERVER.clear()
+        capsys.readouterr()
+        code = main([*base, "--api-base", elsewhere, "--resume"])
+        _, err = capsys.readouterr()
+    clients._SIM_SERVER.clear()
+    assert code == 2, err
+    assert err.count("\n") == 1 and "simulated model (--model, --api-base): log True, now False" in err
+    assert _digest(log) == before

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from maker.cli.main import main
+from maker.runtime import progress as progress_module
 from maker.runtime.progress import Progress, Totals, rate_text
 
 
@@ -61,6 +62,9 @@ def test_unknown_is_never_accepted_as_an_answer(ray_address, tmp_path, capsys) -
     assert code == 1
     assert "solved" not in out and "0 errors" not in out
     assert "malformed" in err
+    code, out, _ = _cli(capsys, "replay", str(tmp_path / "u.parquet"), "--verify")  # a partial log, no ground truth
+    assert code == 0 and "1 of 2 steps verified (rules and votes), not finished; errors: unknown (no ground truth)" in out
+    assert "solved=" not in out
 
 
 @pytest.mark.ray
@@ -106,3 +110,29 @@ def test_p_rest_right_is_unknown_until_enough_votes() -> None:
     guard.observe(many, {"step": steps, "answer": ["a"] * 95})
     assert "P(rest right) 0." in guard.summary() or "P(rest right) 1." in guard.summary()
     assert "?" not in guard_line(guard.to_dict())
+
+
+def test_a_real_models_zero_cost_is_not_shown_as_measured() -> None:
+    """A real model whose samples cost 0 has no known price (or is free): the progress line
+    says so; a simulated run's $0 is what it cost."""
+    real = Progress(100, stream=io.StringIO())
+    assert "$0 (free, or no price known)" in real.format(Totals(steps=3, samples=9), now=real.started + 1.0)
+    assert "$0.0120" in real.format(Totals(steps=3, samples=9, cost_usd=0.012), now=real.started + 1.0)
+    sim = Progress(100, stream=io.StringIO(), label="[simulated] ")
+    assert "$0.0000" in sim.format(Totals(steps=3, samples=9), now=sim.started + 1.0)
+    result = __import__("doctest").testmod(progress_module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_p_rest_right_after_max_steps_is_not_one() -> None:
+    """A run stopped by --max-steps has no step left of its own, but the task has: the
+    summary must not say the rest is right with probability 1."""
+    from maker.cli._correlation import guard_line
+    from maker.runtime.guard import Guard, GuardConfig
+
+    guard = Guard(GuardConfig(min_votes=2), k=2, first_step=0, last_step=4, stream=None)  # --max-steps 5
+    steps = list(range(5))
+    guard.observe({"step": [s for s in steps for _ in range(2)], "answer": ["a"] * 10, "counted": [True] * 10,
+                   "wasted": [False] * 10}, {"step": steps, "answer": ["a"] * 5})
+    assert "P(rest right) ? (26 steps of the task left after --max-steps)" in guard_line(guard.to_dict(), steps_left=26)
+    assert "P(rest right) 1 (no step left)" in guard_line(guard.to_dict())  # the task's end: nothing left

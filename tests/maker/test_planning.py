@@ -159,3 +159,12 @@ def test_help_teaches(capsys) -> None:
     out = capsys.readouterr().out
     for needle in ("--error", "--steps", "--target", "--plot", "examples:", "1048575"):
         assert needle in out
+
+
+def test_a_plan_without_prices_says_its_cost_is_unknown(capsys) -> None:
+    """No tokens or prices given: the plan's cost is unknown, not "$0.00" as if computed."""
+    code, out, _ = run_cli(capsys, "plan", "--p", "0.99", "--steps", "1023")
+    assert code == 0 and "cost unknown (give --tokens-in/--price-in" in out
+    assert "$0.00" not in out and "unknown" in out.splitlines()[-1]
+    code, out, _ = run_cli(capsys, "plan", "--p", "0.99", "--steps", "1023", "--tokens-in", "300", "--price-in", "0.4")
+    assert code == 0 and "unknown" not in out and "$0.000120 per sample" in out

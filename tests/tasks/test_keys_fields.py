@@ -48,6 +48,8 @@ def test_examples_run(module) -> None:
         (literal, "[٤]", None),
         (line_set, "b\na\n\nb", "a\nb"),
         (line_set, "\n \n", None),
+        (line_set, "unknown\nN/A", None),  # a non-answer on every line is not a vote
+        (line_set, "unknown\nblue", "blue\nunknown"),
     ],
 )
 def test_normalisers(fn, raw, key) -> None:
@@ -80,6 +82,10 @@ def test_choice_and_lookup() -> None:
         ("move = f(x)", "f(x)"),  # a note is set off by a space
         ("move = #E2", "#E2"),
         ("move = C# # the language", "C#"),
+        ("move = [2, 0, 2] (the only legal move)", "[2, 0, 2]"),  # named again on its own line: still its value
+        ("move = [1, 1, 2]\nprevious_move = [1, 0, 1]\nmy_move: 3", "[1, 1, 2]"),  # other fields' names
+        ("move = [1, 1, 2]\nthat move is wrong", None),  # named again later without a value: no last value
+        ("move = [1, 1, 2]\n*move*: [2, 0, 2]", "[2, 0, 2]"),
     ],
 )
 def test_last_field(reply, value) -> None:

@@ -44,6 +44,19 @@ HANOI = [
     ("move = [2, 0, 2]\nnext_state = [[４, 3], [1], [2]]", "malformed"),  # a full-width digit
     (RIGHT + "\nmove = [٢, 0, 2]", "malformed"),
     ("move = [2, 0, 2]", "malformed"),
+    # the last candidate in other markup: read as the field, never the rejected one before it
+    (REJECTED + "*move*: [2, 0, 2]\n*next_state*: [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "_move_ = [2, 0, 2]\n_next_state_ = [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "__move__: [2, 0, 2]\n__next_state__: [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "**move:** [2, 0, 2]\n**next_state:** [[4, 3], [1], [2]]", RIGHT),
+    (REJECTED + "*move = [2, 0, 2]*\n*next_state = [[4, 3], [1], [2]]*", RIGHT),
+    (REJECTED + "| move | [2, 0, 2] |\n| next_state | [[4, 3], [1], [2]] |", RIGHT),
+    (REJECTED + "move\uff1a [2, 0, 2]\nnext_state \uff1d [[4, 3], [1], [2]]", RIGHT),  # full-width : and =
+    # ... or named again in a form that gives no value: a red flag, never the rejected candidate
+    (REJECTED + "move -> [2, 0, 2]\nnext_state -> [[4, 3], [1], [2]]", "malformed"),
+    (REJECTED + "the move is [2, 0, 2]\nnext_state is [[4, 3], [1], [2]]", "malformed"),
+    (REJECTED + '"move": [2, 0, 2],\n"next_state": [[4, 3], [1], [2]]', "malformed"),
+    (REJECTED + "<move>[2, 0, 2]</move>\n<next_state>[[4, 3], [1], [2]]</next_state>", "malformed"),
 ]
 
 
@@ -95,6 +108,8 @@ OPS = [
     (MUL, ("7", "8"), "product = 56\nproduct = fifty-six", None),
     (MUL, ("7", "8"), "product = ٥٦", None),
     (MUL, ("7", "8"), "product = unknown", None),
+    (MUL, ("7", "8"), "product = 54\nNo:\n*product*: 56", "product = 56"),
+    (MUL, ("7", "8"), "product = 54\nNo, the product is 56", None),  # named last without a value: never 54
     (COLUMN, ("1", "42", "35"), "digit = 7\ncarry = 7\nwait, 1+42+35 = 78:\ndigit = 8\ncarry = 7", "digit = 8\ncarry = 7"),
     (COLUMN, ("1", "42", "35"), "digit = 8\ncarry = 7\ndigit = 8.", None),
     (COLUMN, ("1", "42", "35"), "digit = ٨\ncarry = 7", None),
@@ -103,6 +118,7 @@ OPS = [
     (SOLVE, ("What is 2 + 2?",), "answer = 5\nNo:\nanswer = **4** (final)", "answer = 4"),
     (SOLVE, ("What is 2 + 2?",), "answer = 4\nanswer = unknown", None),
     (SOLVE, ("What is 2 + 2?",), "answer = unknown", None),
+    (SOLVE, ("What is 2 + 2?",), "answer = 5\nNo, the answer is 4.", None),
     (SOLVE, ("What is 2 + 2?",), "answer: N/A", None),
     (SOLVE, ("What is 2 + 2?",), "answer = I don't know.", None),
     (SOLVE, ("What is 2 + 2?",), "answer = ٤", None),
@@ -134,6 +150,23 @@ def test_proposals_read_ascii_digits_only(reply: str, key: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        ("#E1 = What is 2 + 3?\n#E2 = What is ${1} * 4?", "'${1}' is not the placeholder form"),
+        ("#E1 = What is 2 + 3?\n#E2 = What is {E1} * 4?", "'{E1}' is not the placeholder form"),
+        ("#E1 = What is 2 + 3?\n#E2 = What is $1 * 4?", "'$1' is not the placeholder form"),
+        ("#E1 = What is 2 + 3?\n#E2 = What is #E1.result * 4?", "'#E1.result' names a field"),
+    ],
+)
+def test_proposal_references_resolve_exactly_or_are_refused(reply: str, detail: str) -> None:
+    """A placeholder in another notation is named as such (not 'a result is never used'),
+    and a field a solve step does not have is never left in the question's text."""
+    verdict = parse_proposal(reply, 0, 8)
+    assert verdict.key is None and verdict.red_flag == "rule_breaking" and detail in verdict.detail
+    assert parse_proposal("#E1 = Pay $5 for 2 + 3\n#E2 = What is #E1.answer * 4?", 0, 8).key  # a price; #E1.answer is #E1
+
+
+@pytest.mark.parametrize(
     ("fn", "raw", "key"),
     [
         (json_value, '"abc"', '"abc"'),  # a JSON string keeps its quotes: they are the value's
@@ -147,7 +180,8 @@ def test_normalisers_keep_quotes_that_are_part_of_the_value(fn, raw: str, key: s
     assert fn(raw) == key
 
 
-def test_a_chain_answered_right_after_a_rejected_candidate_is_decided_right() -> None:
+@pytest.mark.parametrize("style", ["**{0}** (final)\n**{1}** (final)", "*{m}*: {mv}\n*{s}*: {sv}"])
+def test_a_chain_answered_right_after_a_rejected_candidate_is_decided_right(style: str) -> None:
     """The issue's end-to-end case: every reply names a wrong legal move first, rejects it,
     then gives the right answer in bold with a note.  Every step must be decided right,
     with no red flag."""
@@ -158,7 +192,8 @@ def test_a_chain_answered_right_after_a_rejected_candidate_is_decided_right() ->
         step = type(task.first_step())(0, (pegs, prev))
         wrong = task.wrong_replies(step)[0]
         right = task.reference_reply(step).split("\n")
-        return f"Maybe:\n{wrong}\nNo, that breaks the strategy, so:\n**{right[0]}** (final)\n**{right[1]}** (final)"
+        (m, mv), (s, sv) = (line.split(" = ") for line in right)
+        return f"Maybe:\n{wrong}\nNo, that breaks the strategy, so:\n" + style.format(*right, m=m, mv=mv, s=s, sv=sv)
 
     model = ScriptedModel(thinks_aloud, name="script:thinks-aloud")
     worker = types.SimpleNamespace(task=task, clients={model.name: model})
