@@ -161,26 +161,32 @@ def _canonical_numbers(value: object) -> object:
 
 
 def json_value(text: str) -> str | None:
-    """Canonical JSON: keys sorted, no spaces, 1.0 written as 1; None when it does not parse
-    or holds a number in other digits than ASCII."""
+    """Canonical JSON: keys sorted, no spaces, 1.0 written as 1; None when it does not parse,
+    holds a number in other digits than ASCII, or is a non-answer as a whole (`null`, or a
+    string such as "unknown": see `NON_ANSWERS`)."""
     s = strip_markup(text, quotes=False)
     try:
         value = json.loads(s, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
         value = _canonical_numbers(value)
     except (ValueError, RecursionError):
         return None
+    if value is None or (isinstance(value, str) and is_non_answer(value)):
+        return None
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def literal(text: str) -> str | None:
     """A Python literal (numbers, strings, tuples, lists, dicts, sets, booleans, None) read by
-    `ast.literal_eval` -- never `eval` -- and written back by `repr`; None when it is not one."""
+    `ast.literal_eval` -- never `eval` -- and written back by `repr`; None when it is not one,
+    or is a non-answer as a whole (`None`, or a string such as 'unknown': see `NON_ANSWERS`)."""
     s = strip_markup(text, quotes=False)
     if not s.isascii():
         return None  # other scripts' digits are not our digits; identifiers are not literals
     try:
         value = ast.literal_eval(s)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if value is None or (isinstance(value, str) and is_non_answer(value)):
         return None
     if isinstance(value, (set, frozenset)):
         return repr(sorted(value, key=repr))

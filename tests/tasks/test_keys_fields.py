@@ -42,10 +42,17 @@ def test_examples_run(module) -> None:
         (json_value, '{"b": 1.0, "a": [1, 2]}', '{"a":[1,2],"b":1}'),
         (json_value, "NaN", None),
         (json_value, "{'a': 1}", None),
+        (json_value, "null", None),  # a non-answer as a whole is never a vote
+        (json_value, '"Unknown"', None),
+        (json_value, '{"a": null}', '{"a":null}'),  # null inside an answer is part of it
+        (json_value, '"blue"', '"blue"'),
         (literal, "[1, 2, (3, 4)]", "[1, 2, (3, 4)]"),
         (literal, "{3, 1, 2}", "[1, 2, 3]"),
         (literal, "__import__('os')", None),
         (literal, "[٤]", None),
+        (literal, "None", None),  # a non-answer as a whole is never a vote
+        (literal, "'n/a'", None),
+        (literal, "(None, 1)", "(None, 1)"),
         (line_set, "b\na\n\nb", "a\nb"),
         (line_set, "\n \n", None),
         (line_set, "unknown\nN/A", None),  # a non-answer on every line is not a vote
