@@ -97,7 +97,11 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields above, plus `cost`: `cost_usd` as a label that says when a real model's
+        $0 means "free, or no price known" (see `maker.runtime.progress.cost_text`)."""
+        from maker.runtime.progress import cost_text
+
+        return {**asdict(self), "cost": cost_text(self.cost_usd, simulated=self.simulated, steps=self.steps)}
 
 
 def simulated(specs: Sequence[ModelSpec]) -> bool:

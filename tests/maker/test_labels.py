@@ -136,3 +136,19 @@ def test_p_rest_right_after_max_steps_is_not_one() -> None:
                    "wasted": [False] * 10}, {"step": steps, "answer": ["a"] * 5})
     assert "P(rest right) ? (26 steps of the task left after --max-steps)" in guard_line(guard.to_dict(), steps_left=26)
     assert "P(rest right) 1 (no step left)" in guard_line(guard.to_dict())  # the task's end: nothing left
+
+
+def test_run_json_labels_a_real_models_zero_cost() -> None:
+    """`maker run --json` (RunResult.to_dict) carries `cost` beside `cost_usd`: a real model's
+    0 is 'free, or no price known', never a bare $0 as if priced."""
+    from maker.runtime.driver import RunResult
+
+    def result(cost: float, simulated: bool) -> dict:
+        return RunResult(task="t", steps=3, total_steps=3, solved=True, errors=0, first_error_step=None,
+                         samples=9, red_flags=0, red_flags_by_reason={}, k=3, models=["m"], simulated=simulated,
+                         wall_s=1.0, cost_usd=cost, samples_per_step=3.0, log=None).to_dict()
+
+    assert result(0.0, False)["cost"] == "$0 (free, or no price known)"
+    assert result(0.0, False)["cost_usd"] == 0.0
+    assert result(0.0123, False)["cost"] == "$0.0123"
+    assert result(0.0, True)["cost"] == "$0.0000"
