@@ -209,7 +209,9 @@ class SimulatedModel:
         if request.variant:
             text = self._render(text, request.variant)
         if mix64(self.config.seed, request.seed, 7) & 1:
-            text = text + "\n" + "Wait, let me reconsider the previous move. " * 90
+            # rambling that names no answer field (a later "move" would make the parser
+            # refuse the reply outright): what must catch it is the overlong red flag
+            text = text + "\n" + "Wait, let me reconsider the previous line. " * 90
             tokens = len(text) // 4 + 1
             if tokens > request.max_tokens:
                 return text[: 4 * request.max_tokens], request.max_tokens, "length"
