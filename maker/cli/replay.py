@@ -82,6 +82,9 @@ def main(args: argparse.Namespace) -> int:
             elif report.wrong_decisions is None:  # not finished, and no ground truth to count errors against
                 print(f"{report.log}: {report.steps:,} of {report.total_steps:,} steps verified (rules and votes), not finished; "
                       f"errors: unknown (no ground truth){label}")
+            elif report.steps < report.total_steps:  # not finished: say how far, and the errors so far
+                print(f"{report.log}: {report.steps:,} of {report.total_steps:,} steps verified, not finished (solved=False); "
+                      f"wrong decisions so far: {report.wrong_decisions:,}{label}")
             else:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified, solved={report.solved}{label}")
         else:

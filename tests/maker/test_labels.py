@@ -152,3 +152,15 @@ def test_run_json_labels_a_real_models_zero_cost() -> None:
     assert result(0.0, False)["cost_usd"] == 0.0
     assert result(0.0123, False)["cost"] == "$0.0123"
     assert result(0.0, True)["cost"] == "$0.0000"
+
+
+@pytest.mark.ray
+def test_verify_on_an_unfinished_log_with_ground_truth_says_how_far(ray_address, tmp_path, capsys) -> None:
+    """A run stopped by --max-steps: `replay --verify` says "N of M steps", and the wrong
+    decisions so far, not a bare solved=False."""
+    log = str(tmp_path / "h.parquet")
+    code, _, _ = _cli(capsys, "run", "hanoi", "--disks", "4", "--model", "sim:0.99", "--k", "2", "--quiet",
+                      "--max-steps", "6", "--address", ray_address, "--log", log)
+    assert code == 0
+    code, out, _ = _cli(capsys, "replay", log, "--verify")
+    assert code == 0 and "6 of 15 steps verified, not finished (solved=False); wrong decisions so far: " in out
