@@ -44,6 +44,11 @@ class WorkerLostError(MakerError):
     """Workers kept dying on the same batch: the cluster cannot run it."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line, "Type: message" (what `stopped_in_worker` is given)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 def stopped_in_worker(message: str) -> MakerError:
     """The one-line error for code that raised on a worker ("Type: message"), most often the
     task's own `prompt`, `truth` or `next_state` at some step."""
@@ -65,7 +70,7 @@ class ModelWorker:
             for m in models:
                 self.clients[m.model] = make_client(m, self.task)
         except Exception as exc:  # the user's code or settings: reported by ready(), once
-            self.setup_error = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.setup_error = one_line(exc)
 
     def ready(self) -> str | None:
         """None when the worker holds its task and clients, else why not (one line)."""
@@ -82,7 +87,7 @@ class ModelWorker:
         except MakerError:
             raise
         except Exception as exc:
-            raise stopped_in_worker(" ".join(f"{type(exc).__name__}: {exc}".split())) from None
+            raise stopped_in_worker(one_line(exc)) from None
         return result
 
     def node_id(self) -> str:
@@ -124,7 +129,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(**kwargs)
     except Exception as exc:  # Ray raises bare Exceptions (a node that timed out at start-up)
         where = f"join Ray at {address}" if address else "start a local Ray"
-        raise MakerError(f"cannot {where}: {' '.join(f'{type(exc).__name__}: {exc}'.split())}") from exc
+        raise MakerError(f"cannot {where}: {one_line(exc)}") from exc
 
 
 #: Ray's notes that maker handles itself: a task whose actor maker killed (closing or
@@ -257,7 +262,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
         try:
             cloudpickle.dumps(obj)
         except Exception as exc:
-            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            why = one_line(exc)
             raise UsageError(f"the {what} cannot be sent to the Ray workers: {why}") from None
 
 

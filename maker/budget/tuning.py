@@ -30,7 +30,7 @@ from maker.budget.margins import check_steps, check_target
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelSpec
 from maker.cluster.pricing import Price
-from maker.log.steplog import DECIDED_KINDS, iter_tables, open_log
+from maker.log.steplog import decided_rows, iter_tables, open_log
 
 __all__ = ["TuneReport", "tally_log", "tune_log"]
 
@@ -96,7 +96,7 @@ def tally_log(path: str | Path) -> tuple[Tally, dict[str, Tally], dict[str, Any]
     wrong_decisions = 0
     for table in iter_tables(info, _COLUMNS):
         kind = table["kind"]
-        decisions = table.filter(pc.is_in(kind, value_set=pa.array(DECIDED_KINDS)))
+        decisions = table.filter(decided_rows(kind))
         wrong_decisions += int(pc.sum(pc.equal(decisions["correct"], False)).as_py() or 0)
         overall.steps += decisions.num_rows
         samples = table.filter(pc.equal(kind, "sample"))

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from maker.log.steplog import DECIDED_KINDS, LogInfo, iter_tables
+from maker.log.steplog import LogInfo, decided_rows, iter_tables
 
 #: Sample columns every chunk carries (more may be asked for).
 SAMPLE_BASE = ("step", "sample", "answer", "red_flag", "wasted", "cost_usd")
@@ -105,7 +105,7 @@ def iter_chunks(
     carry: pa.Table | None = None
     for table in iter_tables(info, sorted({*scols, *dcols})):
         kind = table["kind"]
-        decisions = table.filter(pc.is_in(kind, value_set=pa.array(DECIDED_KINDS))).select(dcols)
+        decisions = table.filter(decided_rows(kind)).select(dcols)
         samples = table.filter(pc.equal(kind, "sample")).select(scols)
         if carry is not None and carry.num_rows:
             samples = pa.concat_tables([carry, samples])

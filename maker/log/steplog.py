@@ -36,6 +36,13 @@ SCHEMA_VERSION = 3  # 2: `faults` added; version-1 parts read with it null. 3: `
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
+
+def decided_rows(kinds: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Boolean mask of a `kind` column: True on the rows that decide a step (`DECIDED_KINDS`)."""
+    import pyarrow.compute as pc
+
+    return pc.is_in(kinds, value_set=pa.array(DECIDED_KINDS))
+
 #: Columns, types and meaning.  Units: seconds, US dollars, tokens.
 SCHEMA = pa.schema(
     [
@@ -238,7 +245,7 @@ def iter_tables(info: LogInfo, columns: list[str] | None = None, kind: str | Non
                 f"{part}: damaged ({_one_line(exc)}); --salvage reads the parts before it", path=str(part)
             ) from None
         if kind == "decision":  # every decided step: voted decisions and tool steps
-            table = table.filter(pc.is_in(table["kind"], value_set=pa.array(DECIDED_KINDS)))
+            table = table.filter(decided_rows(table["kind"]))
         elif kind is not None:
             table = table.filter(pc.equal(table["kind"], kind))
         yield table

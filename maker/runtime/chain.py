@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from maker.cluster.worker import one_line
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import vote_step
 from maker.errors import MakerError
-from maker.runtime.segment import SegmentJob, SegmentResult, one_line
+from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.runtime.speculation import run_window
 
 

@@ -42,7 +42,7 @@ from maker.log.identity import resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, decisions, last_decision, open_log
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
-from maker.runtime.progress import Progress
+from maker.runtime.progress import Progress, cost_text
 from maker.runtime.schedule import SegmentSchedule, as_wasted
 from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.runtime.speculation import speculation_depth
@@ -99,8 +99,6 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         """The fields above, plus `cost`: `cost_usd` as a label that says when a real model's
         $0 means "free, or no price known" (see `maker.runtime.progress.cost_text`)."""
-        from maker.runtime.progress import cost_text
-
         return {**asdict(self), "cost": cost_text(self.cost_usd, simulated=self.simulated, steps=self.steps)}
 
 

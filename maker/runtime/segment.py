@@ -47,9 +47,4 @@ class SegmentResult:
     error: str | None = None
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line, "Type: message" (what `SegmentResult.error` holds)."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
-__all__ = ["SegmentJob", "SegmentResult", "one_line"]
+__all__ = ["SegmentJob", "SegmentResult"]

@@ -54,10 +54,11 @@ from typing import Any
 from maker.cluster.clients import ModelSpec
 from maker.cluster.protocol import Sample
 from maker.cluster.simulator import parse_sim_model
+from maker.cluster.worker import one_line
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
 from maker.engine.step import StepVote
 from maker.errors import MakerError, UsageError
-from maker.runtime.segment import SegmentJob, SegmentResult, one_line
+from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Verdict
 from maker.voting import Ballot
 
