@@ -217,10 +217,10 @@ def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -
 
     child = Path(__file__).resolve().parents[2] / "cluster" / "_local_child.py"
     code = (
-        "import runpy, sys; sys.argv = ['x']; ns = runpy.run_path(%r, run_name='child');"
+        f"import runpy, sys; sys.argv = ['x']; ns = runpy.run_path({str(child)!r}, run_name='child');"
         "import llama_cpp.llama_cpp as lib; print(lib.llama_model_default_params().use_extra_bufts);"
         "ns['without_extra_buffers'](); print(lib.llama_model_default_params().use_extra_bufts)"
-    ) % str(child)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["True", "False"]
 
