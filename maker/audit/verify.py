@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from maker.engine.tiers import Tiers
 from maker.errors import StepLogError
 from maker.log.by_step import iter_chunks, parts_read
 from maker.log.steplog import open_log
 from maker.runtime.guard import KSchedule, k_schedule, log_events
 from maker.tasks.base import Oracle
 from maker.tasks.registry import rebuild
-from maker.voting import decide
 
 
 @dataclass
@@ -76,7 +76,7 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
             "the log does not record the options the task was built with (build it with "
             "maker.tasks.get_task(REF, **options) so that they are recorded)", path=str(path))
     audit: _Audit = _PlanAudit(task, schedule) if isinstance(task, PlanTask) else _Audit(task, schedule)
-    audit.tiers = _Tiers(events)
+    audit.tiers = Tiers.from_events(events)  # escalation tiers and plurality: the one re-decision
     decided = 0
     for chunk in iter_chunks(info):
         for index, answer, keys in chunk.steps():
@@ -98,34 +98,6 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
     )
 
 
-class _Tiers:
-    """Which of a step's votes decided it: a step escalated (`VotingConfig.on_undecided`)
-    was decided by its last tier's fresh ballot alone, a plurality step by that ballot's
-    leader without the margin (both known from the log's event rows)."""
-
-    def __init__(self, events: list[tuple[int, dict[str, Any]]] | None = None) -> None:
-        self.start: dict[int, int] = {}
-        self.plural: dict[int, Any] = {}
-        for step, d in events or ():
-            if d.get("event") == "escalation":
-                self.start[step] = max(self.start.get(step, 0), int(d["from_sample"]))
-            elif d.get("event") == "plurality":
-                self.plural[step] = d.get("answer")
-
-    def decides(self, index: int, answer: str, keys: list[str | None], k: int) -> bool:
-        """Whether the deciding tier's votes among `keys` (sample order) decide `answer` at k."""
-        keys = keys[self.start.get(index, 0):]
-        winner = decide(keys, k)[0]
-        if index not in self.plural:
-            return winner == answer
-        counts: dict[str, int] = {}
-        for key in keys:
-            if key is not None:
-                counts[key] = counts.get(key, 0) + 1
-        top = max(counts.values(), default=0)
-        return winner is None and self.plural[index] == answer and counts.get(answer, 0) == top > 0
-
-
 class _Audit:
     """The chain walk: one decided step at a time, in order (a part written out of order is held)."""
 
@@ -141,7 +113,7 @@ class _Audit:
         self.bad: int | None = None
         self.reason: str | None = None
         self.wrong = 0
-        self.tiers = _Tiers()
+        self.tiers = Tiers()
 
     def fail(self, index: int, reason: str) -> None:
         self.bad, self.reason = index, reason
