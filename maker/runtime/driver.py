@@ -246,7 +246,7 @@ def run(
         last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, first + max_steps) - 1
     live = Guard(guard, k=voting.k, first_step=first, last_step=last_index,
                  stream=progress.stream if progress.enabled else None)  # quiet: events and --json only
-    live.restore(resumed_events)  # a resumed run goes on at the k its log last changed to
+    live.restore(resumed_events, info)  # a resumed run goes on at its logged k, with its logged vote counts
     state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
     if info is not None:
         state.count_log(info)

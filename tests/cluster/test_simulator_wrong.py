@@ -12,16 +12,17 @@ import asyncio
 import json
 from decimal import Decimal
 
-import maker
 import pytest
 from maker.cluster import ModelConfigError, SampleRequest, SimulatedModel, mix64, parse_sim_model
-from maker.errors import UsageError
 from maker.tasks.chain import chain_task
 from maker.tasks.one_prompt import one_prompt
 from maker.tasks.plan_task import plan_task
 from maker.tasks.user_ops import operation
 from maker.tasks.wrong import NoWrongAnswer
 from maker.voting import clopper_pearson
+
+import maker
+from maker.errors import UsageError
 
 P = 0.8
 STEPS = 60

@@ -12,6 +12,9 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from maker.tasks import get_task
+from maker.voting import decide
+
 from maker.audit.redecide import redecide_log
 from maker.audit.verify import verify_log
 from maker.audit.whatif import whatif_log
@@ -22,8 +25,6 @@ from maker.engine.tiers import Tiers
 from maker.log.steplog import open_log
 from maker.runtime.driver import run
 from maker.runtime.guard import log_events
-from maker.tasks import get_task
-from maker.voting import decide
 
 CHEAP = "sim:0.99,hard=0.15,hard_p=0.5"
 STRONG = "sim:0.999"
