@@ -11,13 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from maker.tasks import get_task
+
 from maker.budget.advice import next_k
 from maker.budget.tuning import tally_log, tune_log
 from maker.cli._correlation import guard_line
 from maker.log.steplog import StepLogWriter, open_log
 from maker.report.summary import collect, render_markdown
 from maker.runtime.guard import Guard, GuardConfig
-from maker.tasks import get_task
 
 RUN = {"task": "hanoi", "task_options": {"disks": 3}, "total_steps": 7, "models": ["m"], "voting": {"k": 2},
        "seed": 0, "maker_version": "test", "simulated": True}
