@@ -42,6 +42,9 @@ class VerifyReport:
     simulated: bool
     parts: int = 0  # complete parts read
     damaged_parts: int = 0  # parts skipped by --salvage (the first damaged one and all after it)
+    #: how the task's code differs from the run's (`maker.log.identity.code_change`), and
+    #: from which step a resume went on with changed code; None when it does not
+    code_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +98,20 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
         first_bad_step=audit.bad, reason=audit.reason,
         wrong_decisions=audit.wrong if audit.oracle is not None else None,  # unknown without ground truth
         simulated=bool(run.get("simulated")), parts=parts, damaged_parts=damaged,
+        code_note=_code_note(run, task, events),
     )
+
+
+def _code_note(run: dict[str, Any], task: Any, events: list[tuple[int, dict[str, Any]]]) -> str | None:
+    """The task's code now against the log's fingerprint, and any resume on changed code."""
+    from maker.log.identity import code_change, code_fingerprint
+
+    notes = [f"resumed at step {d.get('from_step')} on changed code (--resume-changed-code): {d.get('message')}"
+             for _, d in events if d.get("event") == "code_change"]
+    now = code_change(run, {"task_code": code_fingerprint(task)})
+    if now:
+        notes.append(f"{now}: this audit rebuilt the task from today's code")
+    return "; ".join(notes) or None
 
 
 class _Audit:
