@@ -90,16 +90,15 @@ def true_step(task: Task, index: int) -> StepInput:
 
 
 def pick_steps(total_steps: int, n: int, seed: int, voted: Sequence[int] | None = None) -> list[int]:
-    """`n` random step indices, without repeats while the task has enough steps; only from
-    `voted` when given (a plan's tool steps are run, never voted: nothing to grade)."""
+    """`n` random step indices without repeats (every step when the task has fewer: a step
+    drawn twice would repeat the same seeded draws, two copies of one measurement); only
+    from `voted` when given (a plan's tool steps are run, never voted: nothing to grade)."""
     rng = np.random.default_rng(mix64(seed, _ESTIMATE_SALT))
-    pool = np.arange(total_steps) if voted is None else np.asarray(voted, dtype=np.int64)
-    if not len(pool):
-        return []
-    if n <= len(pool):
-        chosen = pool[rng.choice(len(pool), size=n, replace=False)] if voted is not None else rng.choice(total_steps, size=n, replace=False)
+    if voted is None:
+        chosen = rng.choice(total_steps, size=n, replace=False) if n <= total_steps else np.arange(total_steps)
     else:
-        chosen = pool[rng.integers(0, len(pool), size=n)]
+        pool = np.asarray(voted, dtype=np.int64)
+        chosen = pool[rng.choice(len(pool), size=n, replace=False)] if n <= len(pool) else pool
     return sorted(int(i) for i in chosen)
 
 
@@ -181,18 +180,18 @@ class EstimateReport:
     recommended: str | None
     summary: str
     wall_s: float
-    asked_steps: int = 0  # steps picked (with repeats when --samples exceeds the task's voted steps)
-    distinct_steps: int = 0  # of which distinct
+    asked_steps: int = 0  # steps asked for (--samples)
+    picked_steps: int = 0  # steps picked: fewer when the task has fewer voted steps (each is measured once)
     lost: str | None = None  # why fewer steps were graded than picked (a batch that failed)
 
     @property
     def graded_text(self) -> str:
         """What was graded, as the reports say it: never more than the figures show."""
         text = f"{self.measured_steps:,} steps graded"
-        if self.distinct_steps and self.distinct_steps < self.asked_steps:
-            text += f" ({self.distinct_steps:,} distinct: the task has fewer voted steps than --samples {self.asked_steps:,})"
-        if self.asked_steps and self.measured_steps < self.asked_steps:
-            text += f" of {self.asked_steps:,} picked" + (f" ({self.lost})" if self.lost else "")
+        if self.picked_steps and self.measured_steps < self.picked_steps:
+            text += f" of {self.picked_steps:,} picked" + (f" ({self.lost})" if self.lost else "")
+        if self.picked_steps and self.picked_steps < self.asked_steps:
+            text += f" (the task has {self.picked_steps:,} voted steps: --samples {self.asked_steps:,} measures each once)"
         return text
 
     @property
@@ -207,7 +206,7 @@ class EstimateReport:
             "measured_steps": self.measured_steps,
             "votes_per_step": self.votes_per_step,
             "asked_steps": self.asked_steps,
-            "distinct_steps": self.distinct_steps,
+            "picked_steps": self.picked_steps,
             "lost": self.lost,
             "simulated": self.simulated,
             "models": [m.to_dict() for m in self.models],
@@ -307,15 +306,15 @@ def estimate(
             )
         )
     recommended, summary = recommend(estimates)
-    graded = max((t.steps for t, _ in tallies), default=0)
+    graded = min((t.steps for t, _ in tallies), default=0)  # per model: one that lost a batch graded fewer
     lost = next((e for _, e in tallies if e), None)
     return EstimateReport(
         task=task.spec.describe(),
         steps=steps,
         target=target,
         measured_steps=graded,
-        asked_steps=len(indices),
-        distinct_steps=len(set(indices)),
+        asked_steps=samples,
+        picked_steps=len(indices),
         lost=lost if graded < len(indices) else None,
         votes_per_step=votes_per_step,
         simulated=any(s.is_simulated for s in specs),
