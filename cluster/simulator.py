@@ -260,18 +260,20 @@ def check_can_be_wrong(task: Task, model: str) -> None:
     Raises ModelConfigError (one line, naming the step and what to give: ``wrong=``)."""
     if not isinstance(task, Oracle) or not can_be_wrong(parse_sim_model(model)):
         return
-    steps = [task.first_step()]
-    if hasattr(task, "truth_values") and hasattr(task, "plan"):
-        values = dict(enumerate(task.truth_values()))  # type: ignore[attr-defined]
-        firsts: dict[str, int] = {}
-        for i, node in enumerate(task.plan.steps):  # type: ignore[attr-defined]
-            firsts.setdefault(node.op, i)
-        steps = [task.step_input(i, values) for i in sorted(firsts.values())]  # type: ignore[attr-defined]
-    for step in steps:
-        try:
+    try:
+        steps = [task.first_step()]
+        if hasattr(task, "truth_values") and hasattr(task, "plan"):
+            values = dict(enumerate(task.truth_values()))  # type: ignore[attr-defined]
+            firsts: dict[str, int] = {}
+            for i, node in enumerate(task.plan.steps):  # type: ignore[attr-defined]
+                firsts.setdefault(node.op, i)
+            steps = [task.step_input(i, values) for i in sorted(firsts.values())]  # type: ignore[attr-defined]
+        for step in steps:
             task.wrong_replies(step)
-        except NoWrongAnswer as exc:
-            raise ModelConfigError(f"{model}: {exc}", model=model) from None
+    except NoWrongAnswer as exc:
+        raise ModelConfigError(f"{model}: {exc}", model=model) from None
+    except Exception:  # noqa: BLE001 -- the task's own code fails here: the run reports that where it happens
+        return
 
 
 def _prompt_chars(prompt: str | list[dict[str, str]]) -> int:

@@ -270,7 +270,7 @@ def choose_k(
         raise UsageError(str(exc)) from None
     success = voting.run_success(args.p, k, steps)
     print(
-        f"maker: k = {k} (smallest margin for p={args.p}, {steps:,} steps, target {args.target}: "
+        f"maker: k = {k} (smallest margin for the assumed p={args.p}, not measured; {steps:,} steps, target {args.target}: "
         f"whole-run success {success:.4f})",
         file=sys.stderr,
     )
