@@ -50,8 +50,9 @@ def write_input(path: Path, rows: int, csv: bool) -> None:
     writer.close()
 
 
-def tree_rss(proc: "psutil.Process") -> tuple[int, int]:  # noqa: F821
-    """(RSS of `proc`, RSS of `proc` and every descendant), bytes."""
+def tree_rss(proc: "psutil.Process", cpu: dict[int, float]) -> tuple[int, int]:  # noqa: F821
+    """(RSS of `proc`, RSS of `proc` and every descendant), bytes; each process's CPU seconds
+    so far go into `cpu` (pid -> user + system)."""
     import psutil
 
     try:
@@ -60,9 +61,12 @@ def tree_rss(proc: "psutil.Process") -> tuple[int, int]:  # noqa: F821
     except psutil.Error:
         return 0, 0
     total = own
-    for kid in kids:
+    for p in (proc, *kids):
         try:
-            total += kid.memory_info().rss
+            if p is not proc:
+                total += p.memory_info().rss
+            times = p.cpu_times()
+            cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass
     return own, total
@@ -104,14 +108,19 @@ def main() -> int:
     child = subprocess.Popen(cmd, env=env)
     proc = psutil.Process(child.pid)
     peak_own = peak_tree = 0
+    cpu: dict[int, float] = {}
+    load = os.getloadavg()[0]
     while child.poll() is None:
-        own, total = tree_rss(proc)
+        own, total = tree_rss(proc, cpu)
         peak_own, peak_tree = max(peak_own, own), max(peak_tree, total)
         time.sleep(0.5)
     wall = time.perf_counter() - started
-    print(f"\nexit {child.returncode}  rows {args.rows:,}  wall {wall:.1f}s  {args.rows / wall:,.0f} rows/s  "
+    rate = f"{args.rows / wall:,.0f} rows/s" if child.returncode == 0 else "FAILED (see above)"
+    print(f"\nexit {child.returncode}  rows {args.rows:,}  wall {wall:.1f}s  {rate}  "
           f"cores {os.cpu_count()}  [simulated: {args.model}, k={args.k}]")
     print(f"peak RSS: maker process {peak_own / 2**30:.2f} GiB, with Ray's processes {peak_tree / 2**30:.2f} GiB")
+    print(f"CPU: maker process {cpu.get(child.pid, 0):.0f}s, all processes {sum(cpu.values()):.0f}s "
+          f"(sampled; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: other jobs share the cores)")
     if out.exists():
         import pyarrow.parquet as pq
 
