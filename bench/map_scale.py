@@ -50,7 +50,7 @@ def write_input(path: Path, rows: int, csv: bool) -> None:
     writer.close()
 
 
-def tree_rss(proc: "psutil.Process", cpu: dict[int, float]) -> tuple[int, int]:  # noqa: F821
+def tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> tuple[int, int]:  # noqa: F821
     """(RSS of `proc`, RSS of `proc` and every descendant), bytes; each process's CPU seconds
     so far go into `cpu` (pid -> user + system)."""
     import psutil

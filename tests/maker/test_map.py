@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from maker.cluster import FunctionClient
-from maker.log.steplog import open_log, read_table
-from maker.mapping.scheduler import MapConfig
 
 import maker
+from maker.log.steplog import open_log, read_table
+from maker.mapping.scheduler import MapConfig
 
 pytestmark = pytest.mark.ray
 PROMPT = r"Copy the weight in grams.\nProduct: {description}\nweight:"
@@ -189,3 +189,13 @@ def test_an_operation_per_row(ray_address, tmp_path: Path, maker_cli) -> None:
     assert r.returncode == 0, r.stderr
     ages = pq.read_table(tmp_path / "ages.parquet")
     assert ages["answer"].to_pylist() == [rec["record"].split("age: ")[1].split(";")[0] for rec in records]
+
+
+def test_an_agent_cannot_start_a_map_job_nor_verify_one_that_names_code() -> None:
+    from maker.agents.mcp_server import ToolError, _refuse_imports
+    from maker.agents.runs import NOT_RUNNABLE
+
+    assert "map" in NOT_RUNNABLE  # `maker map` writes a table; its --op names code to import
+    with pytest.raises(ToolError, match="user operation"):
+        _refuse_imports({"task": "map", "task_options": {"input": "/x.csv", "op": "evil.py:OP"}})
+    _refuse_imports({"task": "map", "task_options": {"input": "/x.csv", "prompt": "{q}"}})  # a template: fine

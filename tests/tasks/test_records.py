@@ -35,7 +35,7 @@ def test_jsonl_parquet_and_folders_read_in_order(tmp_path: Path) -> None:
     assert TableSource(tmp_path / "j.jsonl").rows(3, 5, ["b"])["b"].to_pylist() == ["x3", "x4"]
     parts = tmp_path / "parts"
     parts.mkdir()
-    for i, name in enumerate(["part-2.parquet", "part-0.parquet", "part-1.parquet"]):
+    for name in ["part-2.parquet", "part-0.parquet", "part-1.parquet"]:
         pq.write_table(pa.table({"v": [int(name[5]) * 10 + j for j in range(3)]}), parts / name)
     (parts / "_SUCCESS").write_text("")
     src = TableSource(parts)
