@@ -80,12 +80,17 @@ def map_task(data: Any, *, log: str | Path | None = None, resume: bool = False, 
             return map_job(input=str(data), **options)
         if log is None:
             return make_map_task(TableSource.from_table(table), TaskSpec("map", {}), **options)
+        import pyarrow.parquet as pq
+
         copy = input_copy_path(Path(log))
+        if not resume and Path(log).exists():
+            raise UsageError(f"{log} already exists: pass resume=True to continue it, or choose another log")
         if copy.exists() and not resume:
             raise UsageError(f"{copy} already exists (an earlier job's copy of its input): choose another log")
+        if copy.exists() and not pq.read_table(copy).equals(table):
+            raise UsageError(f"resume: these rows differ from the ones the job started with ({copy}); "
+                             "resume with the same rows, or start a new log")
         if not copy.exists():
-            import pyarrow.parquet as pq
-
             copy.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, copy)
         return map_job(input=str(copy), **options)

@@ -199,3 +199,16 @@ def test_an_agent_cannot_start_a_map_job_nor_verify_one_that_names_code() -> Non
     with pytest.raises(ToolError, match="user operation"):
         _refuse_imports({"task": "map", "task_options": {"input": "/x.csv", "op": "evil.py:OP"}})
     _refuse_imports({"task": "map", "task_options": {"input": "/x.csv", "prompt": "{q}"}})  # a template: fine
+
+
+def test_rows_in_memory_are_kept_for_the_log_and_checked_on_resume(tmp_path: Path) -> None:
+    from maker.mapping.api import map_task
+
+    log = tmp_path / "log.parquet"
+    map_task(_rows(3), log=log, prompt=PROMPT)
+    assert pq.read_table(tmp_path / "log.input.parquet").num_rows == 3
+    with pytest.raises(maker.UsageError, match="differ from the ones the job started with"):
+        map_task(_rows(4), log=log, resume=True, prompt=PROMPT)
+    with pytest.raises(maker.UsageError, match="already exists"):
+        map_task(_rows(3), log=log, prompt=PROMPT)
+    assert map_task(_rows(3), log=log, resume=True, prompt=PROMPT).total_steps == 3
