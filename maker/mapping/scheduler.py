@@ -55,20 +55,41 @@ from maker.tasks.base import Oracle, StepInput
 @dataclass(frozen=True)
 class MapConfig:
     """How rows are streamed: `chunk_rows` read and written at once, `batch_rows` per Ray
-    call, `calls_per_worker` calls in flight per worker, `open_chunks` chunks in memory at
-    most; a log part every `flush_rows` samples or `flush_seconds`."""
+    call, `calls_per_worker` calls in flight per worker (both None: chosen by `dispatch`),
+    `open_chunks` chunks in memory at most; a log part every `flush_rows` samples or
+    `flush_seconds` (as batches return: a batch's rows are logged when it is back)."""
 
     chunk_rows: int = 8192
-    batch_rows: int = 256
-    calls_per_worker: int = 2
+    #: None: `SIM_BATCH` rows per call on zero-latency simulators (throughput), else `MODEL_BATCH`,
+    #: so that a batch -- and with it the log -- is back within a few model round trips
+    batch_rows: int | None = None
+    calls_per_worker: int | None = None
     open_chunks: int = 4
     flush_rows: int = 50_000
     flush_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("chunk_rows", "batch_rows", "calls_per_worker", "open_chunks", "flush_rows"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be >= 1")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+
+    def dispatch(self, specs: Sequence[ModelSpec]) -> tuple[int, int]:
+        """(rows per Ray call, calls in flight per worker) for these models."""
+        instant = all(s.in_process_simulator and _instant(s.model) for s in specs)
+        batch = self.batch_rows or (SIM_BATCH if instant else MODEL_BATCH)
+        return batch, self.calls_per_worker or (2 if instant else 8)
+
+
+#: Rows per Ray call: on a zero-latency simulator (Ray's per-call cost dominates), and on a model.
+SIM_BATCH, MODEL_BATCH = 256, 8
+
+
+def _instant(model: str) -> bool:
+    from maker.cluster import parse_sim_model
+
+    config = parse_sim_model(model)
+    return config.latency == 0 and config.jitter == 0
 
 
 class _Chunk:
@@ -188,7 +209,7 @@ def run_map(
     progress.start_at(state.totals.steps)
     started = time.perf_counter()
     pool = None
-    stream = _Stream(task, state, config, logged, sink, _Log(writer, config))
+    stream = _Stream(task, state, config, logged, sink, _Log(writer, config), config.dispatch([*specs, *tier_specs]))
     try:
         pool = WorkerPool(task, [*specs, *tier_specs], workers=cluster.workers, address=cluster.address)
         stream.run(pool, cluster.workers)
@@ -227,8 +248,10 @@ def run_map(
 class _Stream:
     """Reads chunks, dispatches their rows in batches, collects votes, writes chunks in order."""
 
-    def __init__(self, task: Any, state: RunState, config: MapConfig, logged: LoggedRows, sink: Any, log: _Log) -> None:
+    def __init__(self, task: Any, state: RunState, config: MapConfig, logged: LoggedRows, sink: Any, log: _Log,
+                 dispatch: tuple[int, int]) -> None:
         self.task, self.state, self.config, self.logged, self.sink, self.log = task, state, config, logged, sink, log
+        self.batch_rows, self.calls_per_worker = dispatch
         self.open: deque[_Chunk] = deque()
         self.ready: deque[tuple[_Chunk, StepInput]] = deque()
         self.calls = 0
@@ -242,13 +265,13 @@ class _Stream:
 
         self._chunks = self.task.source.chunks(rows=self.config.chunk_rows)
         in_flight: dict[Any, tuple[Any, _Chunk, dict[int, StepInput], VotingConfig]] = {}
-        limit = workers * self.config.calls_per_worker
+        limit = workers * self.calls_per_worker
         wrote = False
         while True:
             while len(in_flight) < limit and self._fill():
                 chunk, _ = self.ready[0]
                 sent: dict[int, StepInput] = {}
-                while self.ready and len(sent) < self.config.batch_rows and self.ready[0][0] is chunk:
+                while self.ready and len(sent) < self.batch_rows and self.ready[0][0] is chunk:
                     step = self.ready.popleft()[1]
                     sent[step.index] = step
                 state = self.state

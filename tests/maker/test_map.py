@@ -64,7 +64,9 @@ def test_a_function_model_and_a_dataframe(ray_address) -> None:
                     prompt=PROMPT, key="integer")
     assert "correct" not in out.column_names  # no ground truth: nothing to grade against
     assert out["answer"].to_pylist() == list(frame["weight"])
-    assert maker.mapping.api.result_of(out)["errors"] is None
+    summary = maker.mapping.api.result_of(out)
+    assert summary["errors"] is None
+    assert summary["extra"]["ray_calls"] == 2  # a model's rows go 8 to a call, so decided rows reach the log soon
 
 
 def test_cli_writes_csv_and_jsonl_and_the_log_verifies(ray_address, tmp_path: Path, maker_cli) -> None:
