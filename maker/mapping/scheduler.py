@@ -282,9 +282,9 @@ class _Stream:
                 self.calls += 1
             wrote |= self._write_done()
             if not in_flight:
-                if not self.ready and not self._more():
-                    break
-                continue
+                if not self.ready and self._chunks is None and not self.open:
+                    break  # every chunk read, voted and written
+                continue  # rows of logged chunks only, or chunks just written: read on
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
                 pending, chunk, sent, voting = in_flight.pop(ref)
@@ -295,10 +295,6 @@ class _Stream:
             schema = self.task.source.schema
             self.sink.write(voted_table(pa.table({n: pa.array([], schema.field(n).type) for n in schema.names}),
                                         [], [], [], [], [], [] if isinstance(self.task, Oracle) else None))
-
-    def _more(self) -> bool:
-        """Whether chunks are left to read (read one if so and room is left)."""
-        return self._fill() or bool(self.ready)
 
     def _fill(self) -> bool:
         """Rows ready to send, reading the next chunk when none are and fewer than

@@ -163,6 +163,10 @@ def test_resume_takes_decided_rows_from_the_log(ray_address, tmp_path: Path) -> 
     assert summary["extra"]["rows_from_log"] == len(kept) and summary["resumed_from_step"] == len(kept)
     verified = maker.verify_log(cut)
     assert verified.valid and verified.solved and verified.steps == 60
+    small = MapConfig(chunk_rows=4, batch_rows=5, flush_rows=10)  # 15 chunks, every one decided in the log
+    done = maker.map(src, ["sim:0.95"], maker.VotingConfig(k=3), log=log, resume=True, config=small, **kwargs)
+    assert done.select(whole.column_names).replace_schema_metadata(None).equals(whole.replace_schema_metadata(None))
+    assert maker.mapping.api.result_of(done)["extra"]["rows_from_log"] == 60
 
 
 def test_k_auto_and_estimate_on_a_map_job(ray_address, tmp_path: Path, maker_cli) -> None:
