@@ -78,7 +78,9 @@ class MapConfig:
         """(rows per Ray call, calls in flight per worker) for these models."""
         instant = all(s.in_process_simulator and _instant(s.model) for s in specs)
         batch = self.batch_rows or (SIM_BATCH if instant else MODEL_BATCH)
-        return batch, self.calls_per_worker or (2 if instant else 8)
+        # two calls in flight per worker: on a model, 16 rows (about 48 requests) keep a client's 16
+        # concurrent requests busy, and a call is back after a few round trips, not after every row's
+        return batch, self.calls_per_worker or 2
 
 
 #: Rows per Ray call: on a zero-latency simulator (Ray's per-call cost dominates), and on a model.
