@@ -322,6 +322,8 @@ def _refuse_imports(run: dict[str, Any]) -> None:
     extra = (run.get("red_flags") or {}).get("extra") or []
     if extra:
         raise ToolError("this log's red-flag policy names user detectors (code to import): verify it with `maker replay --verify`")
+    if run.get("task") == "map" and (run.get("task_options") or {}).get("op"):
+        raise ToolError("this log's rows were voted by a user operation (code to import): verify it with `maker replay --verify`")
     key = (run.get("task_options") or {}).get("key")
     if run.get("task") == "vote" and isinstance(key, str) and ":" in key and not key.startswith("choice:"):
         raise ToolError("this log's key is a user function (code to import): verify it with `maker replay --verify`")

@@ -48,8 +48,9 @@ from typing import Any
 from maker.errors import MakerError, UsageError
 from maker.tasks import TASKS
 
-#: Tasks an agent may start with `run`: `solve` needs `maker solve`, `vote` is the `vote` tool.
-NOT_RUNNABLE = frozenset({"solve", "vote"})
+#: Tasks an agent may start with `run`: `solve` needs `maker solve`, `vote` is the `vote` tool, `map`
+#: needs `maker map` (its output table; and its `op` names code to import).
+NOT_RUNNABLE = frozenset({"solve", "vote", "map"})
 #: The child: `maker` itself under `child_main`, run by this interpreter (argv[1:] are its arguments).
 _CHILD = "import sys; from maker.agents.runs import child_main; sys.exit(child_main())"
 #: Where background runs live under the root.
