@@ -10,13 +10,14 @@ CPU than litellm), and anything else to litellm (``openai/gpt-4.1-mini``, ``anth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from maker.tasks.base import Task
 
 from .errors import ModelConfigError
-from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
+from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, temperature_sent
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
@@ -170,6 +171,57 @@ def check_spec(spec: ModelSpec) -> None:
     check_model_settings(spec.model, spec.api_base)
 
 
+def unsent_temperatures(spec: ModelSpec, temperatures: Sequence[float]) -> tuple[float, ...]:
+    """Those of `temperatures` that `spec`'s client will not send (litellm drops a temperature
+    a model refuses: OpenAI's o-series and gpt-5 take only 1).  Asked offline, before any
+    call: of a ready client through its `sends_temperature`, of a model string through
+    litellm's parameter mapping; the simulator, scripted fakes and the OpenAI-compatible
+    client send what they are given."""
+    wanted = tuple(dict.fromkeys(float(t) for t in temperatures))
+    if spec.client is not None:
+        sends = getattr(spec.client, "sends_temperature", None)
+        return tuple(t for t in wanted if sends is not None and not sends(t))
+    if (spec.model.startswith(("py:", "script:")) or spec.in_process_simulator
+            or uses_openai_compatible(spec.model, spec.api_base)):
+        return ()
+    return tuple(t for t in wanted if not temperature_sent(spec.model, t))
+
+
+def temperature_notice(spec: ModelSpec, first_temperature: float, temperature: float) -> str | None:
+    """One line for the user, before the first call, when `spec`'s requests will not carry
+    the run's temperatures (None when they will): what the log then records, and what it
+    means for the scheme that draws each step's first sample at `first_temperature`."""
+    unsent = unsent_temperatures(spec, (first_temperature, temperature))
+    if not unsent:
+        return None
+    shown = " or ".join(f"{t:g}" for t in unsent)
+    scheme = (f"a step's first sample is not a temperature-{first_temperature:g} best guess but one more draw, and "
+              if first_temperature in unsent and first_temperature != temperature else "")
+    return (f"{spec.model}: temperature {shown} is not sent to this model (litellm drops it: the model accepts only "
+            f"its default), so those samples are drawn at the provider's default temperature: {scheme}the step log "
+            "records their temperature as null")
+
+
+def warn_unsent_temperatures(specs: Sequence[ModelSpec], first_temperature: float, temperature: float) -> list[str]:
+    """Log `temperature_notice` for each spec that has one (once per model and temperatures
+    in a process: a loop of voted calls says it once), before anything is drawn; return the notices."""
+    import logging
+
+    notes = []
+    for spec in specs:
+        note = temperature_notice(spec, first_temperature, temperature)
+        if note is None:
+            continue
+        notes.append(note)
+        if note not in _NOTICED:
+            _NOTICED.add(note)
+            logging.getLogger("maker").warning("maker: %s", note)
+    return notes
+
+
+_NOTICED: set[str] = set()
+
+
 def user_factory(model: str) -> Any:
     """The object ``py:pkg.module:attr`` (or ``py:path/file.py:attr``) names; ModelConfigError
     with one line when it does not import or is not callable."""
@@ -249,6 +301,9 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         rpm=spec.rpm,
         tpm=spec.tpm,
         stop=tuple(getattr(task, "stop", ()) or ()),
+        # maker's own sim-server derives a seed per choice of an n-request; any other server
+        # gets n-requests without a seed (one seed for n choices is what makes servers copy)
+        seed_per_choice=spec.api_base is not None and served_by_sim_server(spec.api_base),
     )
     if uses_openai_compatible(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
         return OpenAICompatibleClient(config)

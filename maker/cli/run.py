@@ -290,6 +290,7 @@ def main(args: argparse.Namespace) -> int:
         prompt_variants=args.prompt_variants,
         max_discards_in_a_row=args.max_discards_in_a_row,
         max_failed_calls=args.max_failed_calls,
+        max_cut_off=args.max_cut_off,
         prompt_style=prompt_style_of(args, task),
         **undecided_settings(args),
     )
