@@ -93,6 +93,7 @@ class VoteResult:
     escalations: int = 0
     decided_by: list[str] | None = None
     plurality: bool = False
+    reasoning_tokens: int = 0  # hidden reasoning tokens among tokens_out (reasoning models; billed as output)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -418,4 +419,5 @@ def _result(result: NodeResult, voting: VotingConfig, names: list[str], simulate
         escalations=len(tiers),
         decided_by=list(tiers[-1]["models"]) if tiers else list(names),
         plurality=any(e.get("event") == "plurality" for e in events),
+        reasoning_tokens=sum(t or 0 for t in s["reasoning_tokens"]),
     )

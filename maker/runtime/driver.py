@@ -282,6 +282,7 @@ def run(
     extra["guard"] = live.to_dict()
     extra["escalations"] = state.escalations
     extra["plurality_decisions"] = state.plurality_decisions
+    extra["reasoning_tokens"] = state.reasoning_tokens  # hidden reasoning among the output tokens (billed as output)
     return RunResult(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,
