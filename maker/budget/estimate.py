@@ -117,6 +117,7 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     ]
     tally.steps = len(todo)
     pending = todo
+    cut = 0  # replies cut at the output cap (finish_reason length), as `VotingConfig.max_cut_off` counts them
     while pending:
         wanted: list[tuple[_Step, int]] = []
         for s in pending:
@@ -128,8 +129,11 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
         answered = 0
         for (s, i), sample in zip(wanted, replies):  # each step's samples in sample order
             answered += _grade(tally, s, s.vote.count(i, sample), sample)
+            cut += sample.finish_reason == "length"
         if answered == 0:
             break  # every call of the round failed: the model is down, stop asking it
+        if tally.valid == 0 and cut >= job.voting.max_cut_off:
+            break  # every reply so far was cut at the output cap: more samples would be paid for nothing
         pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.vote.drawn < job.max_samples_per_step]
     for s in todo:
         if len(s.votes) >= 2:

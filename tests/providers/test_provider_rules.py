@@ -215,3 +215,23 @@ def test_the_report_shows_reasoning_tokens(tmp_path) -> None:
     stats = collect(open_log(log))
     assert stats.reasoning_tokens == 30 * len(samples_of(log)["sample"])
     assert "hidden reasoning" in render_markdown(stats, set())
+
+
+def test_estimating_p_stops_when_every_reply_is_cut_at_the_cap() -> None:
+    """`maker estimate` draws up to max_samples_per_step on each of its steps: against a model
+    whose replies are all cut by the cap it stopped only at that bound (here 20 steps x 10)."""
+    import asyncio
+
+    from maker.tasks.one_prompt import OnePromptWithTruth
+
+    from maker.budget.estimate import EstimateJob, estimate_batch
+    from maker.config import VotingConfig
+
+    task = OnePromptWithTruth("What is 6*7?", key="integer", expected="42")
+    with FakeProvider(reasoning_cut) as server:
+        client = LiteLLMClient(EndpointConfig("openai/o3-mini", api_base=server.url))
+        worker = SimpleNamespace(task=task, clients={"openai/o3-mini": client})
+        job = EstimateJob(tuple([0] * 20), ("openai/o3-mini",), VotingConfig(), RedFlagPolicy(), seed=1)
+        tally = asyncio.run(estimate_batch(worker, job))
+    assert tally.valid == 0 and VotingConfig().max_cut_off <= tally.samples <= 2 * 20
+    assert tally.red_flags == {"overlong": tally.samples}
