@@ -249,8 +249,14 @@ def copied(samples: Sequence[Sample], temperature: float) -> bool:
     twice (byte-identical, any length): one draw copied, not independent draws."""
     if temperature <= 0:
         return False
-    texts = [s.text for s in samples if s.error is None and s.text.strip()]  # empty replies are flagged anyway
-    return len(set(texts)) < len(texts)
+    seen: set[tuple[str, str]] = set()
+    for s in samples:  # only choices of one request (a server that ignored n had the rest drawn alone)
+        if s.shared_request is None or s.error is not None or not s.text.strip():  # empty ones are flagged anyway
+            continue
+        if (s.shared_request, s.text) in seen:
+            return True
+        seen.add((s.shared_request, s.text))
+    return False
 
 
 def split_tokens(total: int, weights: Sequence[int]) -> list[int]:
