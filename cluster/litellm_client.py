@@ -54,7 +54,7 @@ def received_response(message: str) -> dict[str, Any] | None:
 
 __all__ = [
     "LiteLLMClient", "LiteLLMConfig", "UnreadableReply", "check_model_settings", "fault_kind", "import_litellm",
-    "retryable_errors", "temperature_sent",
+    "retryable_errors", "stop_sent", "temperature_sent",
 ]
 
 
@@ -68,24 +68,34 @@ def temperature_sent(model: str, temperature: float) -> bool:
     model that refuses a temperature -- OpenAI's o-series and gpt-5 take only 1 -- gets
     the request without it, silently).  Asked of litellm's own parameter mapping
     (`get_optional_params`), offline; True when litellm cannot say (an unknown provider)."""
-    litellm = import_litellm()
-    key = (model, float(temperature))
+    return _sent(model, "temperature", float(temperature))
+
+
+def stop_sent(model: str) -> bool:
+    """Whether litellm sends stop sequences to `model` (gpt-5 models get requests without
+    them, silently: replies then run past the task's `stop`); True when litellm cannot say."""
+    return _sent(model, "stop", ("\n",))
+
+
+def _sent(model: str, name: str, value: Any) -> bool:
+    key = (model, name, value)
     known = _SENT.get(key)
     if known is None:
+        litellm = import_litellm()
         try:
             from litellm.utils import get_optional_params
 
-            name, provider, _, _ = litellm.get_llm_provider(model)
-            params = get_optional_params(model=name, custom_llm_provider=provider, temperature=float(temperature),
-                                         drop_params=True)
-            known = "temperature" in params
+            provider_model, provider, _, _ = litellm.get_llm_provider(model)
+            params = get_optional_params(model=provider_model, custom_llm_provider=provider, drop_params=True,
+                                         **{name: list(value) if isinstance(value, tuple) else value})
+            known = any(name in sent for sent in params)  # 'stop' may go out as 'stop_sequences'
         except Exception:  # litellm cannot map this model's parameters: assume what was asked is sent
             known = True
         _SENT[key] = known
     return known
 
 
-_SENT: dict[tuple[str, float], bool] = {}
+_SENT: dict[tuple[str, str, Any], bool] = {}
 
 
 def retryable_errors(litellm: Any) -> tuple[type[BaseException], ...]:

@@ -40,7 +40,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from maker.cluster import ModelSpec, check_spec, make_client
-from maker.cluster.clients import warn_unsent_temperatures
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.protocol import ModelClient, Sample, SampleRequest
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -276,8 +276,8 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
     else:
         policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens, extra=tuple(red_flags))
     check_settings(task, policy, voting, len(models))  # what `maker.run` refuses up front, refused here too
-    warn_unsent_temperatures([m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models],
-                             voting.first_temperature, voting.temperature)  # before the first call
+    warn_unsent_settings([m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models],
+                         voting.first_temperature, voting.temperature, tuple(getattr(task, "stop", ()) or ()))
     if seed is None:
         seed = secrets.randbits(62)
     elif isinstance(seed, bool) or not isinstance(seed, int):

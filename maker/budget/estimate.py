@@ -34,7 +34,7 @@ from maker.budget.margins import check_steps, check_target
 from maker.budget.rounds import shares_prompt
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
-from maker.cluster.clients import warn_unsent_temperatures
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.pricing import price_of
 from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
@@ -261,7 +261,8 @@ def estimate(
     for spec in specs:
         check_spec(spec)
     voting = voting or VotingConfig()
-    warn_unsent_temperatures(specs, voting.first_temperature, voting.temperature)  # before the first call
+    warn_unsent_settings(specs, voting.first_temperature, voting.temperature,
+                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]

@@ -32,7 +32,7 @@ from typing import Any
 
 from maker import __version__
 from maker.cluster import ModelSpec, WorkerPool, check_spec
-from maker.cluster.clients import warn_unsent_temperatures
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.worker import stopped_in_worker
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -212,7 +212,8 @@ def run(
     if cluster.draft and not isinstance(task, Oracle):
         raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
-    warn_unsent_temperatures((*specs, *tier_specs), voting.first_temperature, voting.temperature)  # before the first call
+    warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
+                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
     if is_plan:

@@ -235,3 +235,15 @@ def test_estimating_p_stops_when_every_reply_is_cut_at_the_cap() -> None:
         tally = asyncio.run(estimate_batch(worker, job))
     assert tally.valid == 0 and VotingConfig().max_cut_off <= tally.samples <= 2 * 20
     assert tally.red_flags == {"overlong": tally.samples}
+
+
+def test_the_notice_names_every_setting_litellm_will_drop_and_only_those() -> None:
+    from maker.cluster.clients import settings_notice
+
+    o3 = settings_notice(ModelSpec("openai/o3-mini"), 0.0, 0.1)
+    assert o3 is not None and "temperature 0 or 0.1 is not sent" in o3 and "stop sequences" not in o3
+    gpt5 = settings_notice(ModelSpec("openai/gpt-5-mini"), 1.0, 1.0, stop=("\n",))
+    assert gpt5 is not None and "temperature" not in gpt5 and "stop sequences ['\\n'] are not sent" in gpt5
+    assert settings_notice(ModelSpec("openai/gpt-4.1-mini"), 0.0, 0.1, stop=("\n",)) is None
+    assert settings_notice(ModelSpec("openai/o3-mini", api_base="http://127.0.0.1:9/v1"), 0.0, 0.1) is None  # sent as is
+    assert settings_notice(ModelSpec(FunctionClient(lambda p, t, s: "42")), 0.0, 0.1) is None
