@@ -17,6 +17,11 @@ from .pricing import import_litellm
 from .protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply, fault_kind, one_line
 
+__all__ = [
+    "LiteLLMClient", "LiteLLMConfig", "UnreadableReply", "check_model_settings", "fault_kind", "import_litellm",
+    "retryable_errors", "stop_sent", "temperature_sent",
+]
+
 
 def received_response(message: str) -> dict[str, Any] | None:
     """The provider's response dict from litellm's "Invalid response object" error message
@@ -51,11 +56,6 @@ def received_response(message: str) -> dict[str, Any] | None:
                     return None
                 return data if isinstance(data, dict) and "choices" in data else None
     return None
-
-__all__ = [
-    "LiteLLMClient", "LiteLLMConfig", "UnreadableReply", "check_model_settings", "fault_kind", "import_litellm",
-    "retryable_errors", "stop_sent", "temperature_sent",
-]
 
 
 class UnreadableReply(Exception):

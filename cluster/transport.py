@@ -166,11 +166,13 @@ class PooledClient:
             rest = await asyncio.gather(*(self._attempts(requests[i], 1) for i in group[len(samples):]))
             samples += [s[0] for s in rest]
         samples = samples[: len(group)]
-        if len(samples) > 1 and not self.copies_seen and copied(samples, requests[group[0]].temperature):
+        asked = requests[group[0]].temperature
+        sent = asked if self.sends_temperature(asked) else None  # None: the provider's default, not 0
+        if len(samples) > 1 and not self.copies_seen and copied(samples, sent):
             self.copies_seen = self.n_ignored = True
-            log.warning("%s copied one draw into several choices of an n=%d request at temperature %g: the copies "
+            log.warning("%s copied one draw into several choices of an n=%d request at temperature %s: the copies "
                         "count as one vote; drawing one request per sample from now on", self.name, len(samples),
-                        requests[group[0]].temperature)
+                        "not sent" if sent is None else f"{sent:g}")
         return samples
 
     async def _attempts(self, request: SampleRequest, n: int) -> list[Sample]:
@@ -244,10 +246,11 @@ class PooledClient:
         ]
 
 
-def copied(samples: Sequence[Sample], temperature: float) -> bool:
-    """Whether the choices of one request above temperature 0 hold the same non-empty reply
-    twice (byte-identical, any length): one draw copied, not independent draws."""
-    if temperature <= 0:
+def copied(samples: Sequence[Sample], temperature: float | None) -> bool:
+    """Whether the choices of one request above temperature 0 (or at a temperature not sent:
+    None) hold the same non-empty reply twice (byte-identical, any length): one draw copied,
+    not independent draws."""
+    if temperature is not None and temperature <= 0:
         return False
     seen: set[tuple[str, str]] = set()
     for s in samples:  # only choices of one request (a server that ignored n had the rest drawn alone)
