@@ -247,3 +247,41 @@ def test_the_notice_names_every_setting_litellm_will_drop_and_only_those() -> No
     assert settings_notice(ModelSpec("openai/gpt-4.1-mini"), 0.0, 0.1, stop=("\n",)) is None
     assert settings_notice(ModelSpec("openai/o3-mini", api_base="http://127.0.0.1:9/v1"), 0.0, 0.1) is None  # sent as is
     assert settings_notice(ModelSpec(FunctionClient(lambda p, t, s: "42")), 0.0, 0.1) is None
+
+
+def test_the_mcp_vote_tool_reads_the_provider_as_maker_vote_does(tmp_path, monkeypatch) -> None:
+    """MCP takes model strings only: litellm reaches the fake through OPENAI_API_BASE, as a
+    user's gateway would.  Copies in one request count once, content parts vote on their text."""
+    import json
+    import os
+    import sys
+
+    anyio = pytest.importorskip("anyio")
+    pytest.importorskip("mcp")
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    def both(call: Call) -> Answer:  # copies_n's 41-copies, worded as content parts
+        answer = copies_n(call)
+        for choice in answer.json["choices"]:
+            choice["message"]["content"] = [{"type": "thinking", "thinking": "hmm"},
+                                            {"type": "text", "text": choice["message"]["content"]}]
+        return answer
+
+    with FakeProvider(both) as server:
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENAI_API_BASE": server.url,
+               "OPENAI_API_KEY": "sk-fake"}
+        params = StdioServerParameters(
+            command=sys.executable, args=["-c", "import sys; from maker.cli.main import main; sys.exit(main(sys.argv[1:]))",
+                                          "mcp", "--root", str(tmp_path)], env=env, cwd=str(tmp_path))
+
+        async def main() -> dict:
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                result = await session.call_tool("vote", {"prompt": "What is 6*7?", "models": ["openai/gpt-4.1-mini"],
+                                                          "k": 3, "key": "integer"})
+                assert not result.is_error, result.content
+                return result.structured_content or json.loads(result.content[0].text)
+
+        out = anyio.run(main)
+    assert out["key"] == "42" and out["votes"] == {"42": 4, "41": 1} and out["red_flags"] == {"non_independent": 1}
