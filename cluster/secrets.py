@@ -24,8 +24,11 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any, TextIO
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 _KEY_SHAPED = re.compile(r"\b(sk|pk|rk|ak|xai|gsk|hf)[-_][A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}")
@@ -38,6 +41,8 @@ _NAMED = re.compile(
     r"((?:\b(?:x-)?api[-_]?key|\baccess[-_]token|\bclient[-_]secret|\bpassword|[?&]key)[\"']?\s*[:=]\s*[\"']?)" + _VALUE,
     re.IGNORECASE,
 )
+#: A password in a URL: ``https://user:PASSWORD@host/v1`` (an api_base may carry one).
+_USERINFO = re.compile(r"(://[^/\s:@\[\]]+:)[^/\s@]+(?=@)")
 REDACTED = "[REDACTED]"
 #: Values shorter than this are not hidden: they would hide ordinary words and numbers.
 MIN_SECRET_CHARS = 8
@@ -96,4 +101,47 @@ def redact(text: str, extra: Iterable[str | None] = ()) -> str:
         text = _pattern(value).sub(REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _NAMED.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _USERINFO.sub(lambda m: m.group(1) + REDACTED, text)
     return _KEY_SHAPED.sub(REDACTED, text)
+
+
+class RedactingStream:
+    """A text stream that passes everything written to it through `redact`, a line at a time
+    (a secret split across two writes of one line is still found); what is left of a line is
+    written on `flush`.  Everything else (``fileno``, ``isatty``, ``encoding``) is the
+    wrapped stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._line = ""
+
+    def write(self, text: str) -> int:
+        self._line += text
+        if "\n" in self._line:
+            done, _, self._line = self._line.rpartition("\n")
+            self.stream.write(redact(done + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._line:
+            self.stream.write(redact(self._line))
+            self._line = ""
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def redacted_stderr() -> Iterator[None]:
+    """`sys.stderr` through `RedactingStream` while the block runs: what a library prints or
+    logs there (litellm's messages, a traceback quoting a provider's error) loses its keys too."""
+    original = sys.stderr
+    wrapper = RedactingStream(original)
+    sys.stderr = wrapper
+    try:
+        yield
+    finally:
+        wrapper.flush()
+        if sys.stderr is wrapper:
+            sys.stderr = original

@@ -315,7 +315,9 @@ def prompt_chars(prompt: str | list[dict[str, str]]) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    text = redact(" ".join(str(exc).split()))
+    """The exception's message on one line, keys redacted, at most 300 characters (redacted
+    before it is cut, so a cut never leaves part of a key; a 1 MB error body is read to 64 KB)."""
+    text = redact(" ".join(str(exc)[:65536].split()))
     return text[:300]
 
 
