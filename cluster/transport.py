@@ -174,7 +174,7 @@ class PooledClient:
                     raise ValueError("the response has no choices")
             except asyncio.TimeoutError:  # the deadline (or the library's own timeout, which is shorter)
                 missed = True
-                error = f"DeadlineExceeded: no complete answer within {cfg.timeout_s:g} s"
+                error = f"Timeout: no complete answer within {cfg.timeout_s:g} s"
                 faults.append("timeout")
             except self.retryable as exc:
                 error = f"{type(exc).__name__}: {one_line(exc)}"
