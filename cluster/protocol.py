@@ -34,7 +34,17 @@ class SampleRequest:
 class Sample:
     """One reply and what it cost.  `error` is set when the call failed after retries;
     `faults` names, in order, every failed attempt behind this sample (retried or not),
-    so a run can say what its endpoint did to it, kind by kind (see `fault_kind`)."""
+    so a run can say what its endpoint did to it, kind by kind (see `fault_kind`).
+
+    `finish_reason` is the provider's, except ``refusal`` (the message carried a
+    `refusal`) and ``tool_calls`` / ``function_call`` (a reply that calls a tool although
+    the provider said ``stop``): anything but a normal stop is red-flagged.
+    `reasoning_tokens` counts the hidden reasoning tokens among `tokens_out` (billed as
+    output).  `shared_request` names the HTTP request when it drew several samples (``n``
+    choices): samples with the same value shared one request; None when the sample had its
+    own.  `temperature_sent` is False when the client did not send the requested
+    temperature (litellm drops it for models that refuse it, e.g. OpenAI's o-series): the
+    provider's default applied, and the log records the temperature as null."""
 
     text: str
     model: str
@@ -47,6 +57,9 @@ class Sample:
     response_id: str | None = None
     cached: bool = False
     faults: tuple[str, ...] = ()
+    reasoning_tokens: int = 0
+    shared_request: str | None = None
+    temperature_sent: bool = True
 
     def __post_init__(self) -> None:
         # A reply is decoded JSON, where "\\ud800" is a lone surrogate: no log, JSON

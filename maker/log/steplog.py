@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from maker.errors import StepLogError, UsageError
 
-SCHEMA_VERSION = 3  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows
+SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows.
+#: 4: `reasoning_tokens`, `shared_request` (older parts read with them null); `temperature` null = not sent
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
@@ -50,7 +51,7 @@ SCHEMA = pa.schema(
         ("step", pa.int64()),  # 0-based step index
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
-        ("temperature", pa.float32()),
+        ("temperature", pa.float32()),  # as sent; null when the client did not send one (the provider's default)
         ("reply", pa.string()),  # the model's raw reply text
         ("answer", pa.string()),  # canonical vote key (sample: if valid; decision: the winner)
         ("red_flag", pa.string()),  # discard reason, null for a valid sample
@@ -66,6 +67,8 @@ SCHEMA = pa.schema(
         ("response_id", pa.string()),
         ("wasted", pa.bool_()),  # drawn on a speculative premise that lost the vote
         ("faults", pa.string()),  # failed attempts behind the sample, by kind, comma-separated ('rate_limited,timeout')
+        ("reasoning_tokens", pa.int32()),  # hidden reasoning tokens among tokens_out (billed as output)
+        ("shared_request", pa.string()),  # one id per HTTP request that drew several samples (n choices); null: own request
         ("votes", pa.int32()),  # decision: valid votes counted
         ("samples", pa.int32()),  # decision: samples drawn for the step
         ("rounds", pa.int32()),  # decision: sampling rounds the step needed

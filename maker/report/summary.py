@@ -67,6 +67,7 @@ class RunStats:
     cost_usd: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    reasoning_tokens: int = 0  # hidden reasoning tokens among tokens_out (null in logs before schema 4)
     latency_s: float = 0.0
     bin_width: int = 1
     bin_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -105,7 +106,7 @@ def collect(info: LogInfo) -> RunStats:
     width = max(1, math.ceil(total / COST_POINTS)) if total else 1024
     s = RunStats(str(info.path), describe_run(run), run, len(info.parts), len(info.damaged), total, bin_width=width)
     bins = _Bins(width)
-    scols = ("tokens_in", "tokens_out", "latency_s", "faults")
+    scols = ("tokens_in", "tokens_out", "latency_s", "faults", "reasoning_tokens")
     dcols = ("votes", "samples", "rounds", "correct")
     for chunk in iter_chunks(info, scols, dcols):
         d = chunk.decisions
@@ -133,6 +134,7 @@ def collect(info: LogInfo) -> RunStats:
         s.cost_usd += float(cost.sum())
         s.tokens_in += int(_ints(smp["tokens_in"]).sum())
         s.tokens_out += int(_ints(smp["tokens_out"]).sum())
+        s.reasoning_tokens += int(_ints(smp["reasoning_tokens"]).sum())
         s.latency_s += float(smp["latency_s"].fill_null(0.0).to_numpy(zero_copy_only=False).sum())
         bins.add(_ints(smp["step"]), cost, wasted)
         _errors_by_length(s, chunk, d, wasted)
@@ -263,7 +265,8 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     if s.slowest:
         lines.append(f"| slowest step | step {s.slowest[1]:,}: {s.slowest[0]} votes |")
     lines.append(f"| cost | {cost_text(s.cost_usd, simulated=s.simulated, steps=s.steps)} |")
-    lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,} |")
+    hidden = f" (of which {s.reasoning_tokens:,} hidden reasoning)" if s.reasoning_tokens else ""
+    lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,}{hidden} |")
     lines.append(f"| model time (sum of latencies) | {s.latency_s:,.1f} s |")
     lines.append(f"| wasted speculative samples | {s.wasted:,} |")
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from maker import __version__
 from maker.cluster import ModelSpec, WorkerPool, check_spec
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.worker import stopped_in_worker
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -211,6 +212,8 @@ def run(
     if cluster.draft and not isinstance(task, Oracle):
         raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
+    warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
+                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
     if is_plan:
@@ -280,6 +283,7 @@ def run(
     extra["guard"] = live.to_dict()
     extra["escalations"] = state.escalations
     extra["plurality_decisions"] = state.plurality_decisions
+    extra["reasoning_tokens"] = state.reasoning_tokens  # hidden reasoning among the output tokens (billed as output)
     return RunResult(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,

@@ -36,6 +36,7 @@ class RunState:
     wasted: int = 0
     escalations: int = 0  # steps re-opened on a stronger tier (`VotingConfig.on_undecided`)
     plurality_decisions: int = 0  # steps taken by their ballot's leader
+    reasoning_tokens: int = 0  # hidden reasoning tokens of every sample paid for (wasted ones too)
 
     def count(
         self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True,
@@ -60,6 +61,7 @@ class RunState:
         self.wasted += n_wasted
         totals.samples += len(flags) - n_wasted
         totals.cost_usd += sum(c or 0.0 for c in samples["cost_usd"])
+        self.reasoning_tokens += sum(t or 0 for t in samples.get("reasoning_tokens", ()))
         totals.steps += len(decisions.get("step", ()))
         for index, ok in zip(decisions.get("step", ()), decisions.get("correct", ())):
             if ok is False:
@@ -74,11 +76,12 @@ class RunState:
 
     def count_log(self, info: LogInfo) -> None:
         """Add what a log being resumed already holds (the guard's statistics start afresh)."""
-        for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
+        columns = ("red_flag", "cost_usd", "wasted", "faults", "reasoning_tokens")
+        for table in iter_tables(info, ["step", "correct", *columns]):
             cols = {name: table[name].to_pylist() for name in table.column_names}
             rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],
                     "decision": [i for i, k in enumerate(cols["kind"]) if k in DECIDED_KINDS]}
-            samples = {c: [cols[c][i] for i in rows["sample"]] for c in ("red_flag", "cost_usd", "wasted", "faults")}
+            samples = {c: [cols[c][i] for i in rows["sample"]] for c in columns}
             self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
 
 

@@ -155,7 +155,7 @@ class FakeProvider:
     received (a `Call`, body parsed).  At most `max_requests` are answered; the server
     stops itself `lifetime_s` seconds after it started."""
 
-    def __init__(self, personality: Personality, *, max_requests: int = 500, lifetime_s: float = 120.0) -> None:
+    def __init__(self, personality: Personality, *, max_requests: int = 500, lifetime_s: float = 600.0) -> None:
         self.personality = personality
         self.max_requests = max_requests
         self.lifetime_s = lifetime_s
