@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Union
 
 from .protocol import Prompt, Sample, SampleRequest
+from .secrets import redact
 
 #: (prompt, temperature, seed) -> reply text (or a Sample), sync or async
 ModelFunction = Callable[[Prompt, float, int], Union[str, Sample, Awaitable[Union[str, Sample]]]]
@@ -66,7 +67,7 @@ class FunctionClient:
                     out = await out
             except Exception as exc:  # the user's function: its failure is one failed sample
                 return Sample("", self.name, finish_reason="error", latency_s=time.perf_counter() - started,
-                              error=f"{type(exc).__name__}: {exc}", faults=("function_error",))
+                              error=redact(f"{type(exc).__name__}: {exc}"), faults=("function_error",))
             latency = time.perf_counter() - started
             if isinstance(out, Sample):
                 return out

@@ -160,7 +160,11 @@ class OpenAICompatibleClient(PooledClient):
         try:
             urls = self._urls[request.variant % len(self._urls)]  # replicas: one prompt variant per server
             async with session.post(urls[chat], data=json.dumps(body), headers=self._headers) as response:
-                data = await response.read()
+                try:
+                    data = await response.read()
+                except asyncio.CancelledError:  # past the deadline: drop the connection, never reuse it
+                    response.close()
+                    raise
                 if response.status != 200:
                     raise _status_error(response.status, data.decode("utf-8", "replace"), response.headers)
                 return data

@@ -61,6 +61,27 @@ class Sample:
     shared_request: str | None = None
     temperature_sent: bool = True
 
+    def __post_init__(self) -> None:
+        # A reply is decoded JSON, where "\\ud800" is a lone surrogate: no log, JSON
+        # output or MCP reply can hold one, so it is written as its escape instead.
+        if isinstance(self.text, str) and not self.text.isascii():
+            self.text = storable(self.text)
+        if isinstance(self.error, str) and not self.error.isascii():
+            self.error = storable(self.error)
+
+
+def storable(text: str) -> str:
+    """`text` as it can be written as UTF-8: each lone surrogate as its ``\\udXXX`` escape.
+
+        >>> storable("42\\ud800")
+        '42\\\\ud800'
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
 
 @runtime_checkable
 class ModelClient(Protocol):

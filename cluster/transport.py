@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .protocol import Sample, SampleRequest
-from .ratelimit import RateLimits
+from .ratelimit import InFlightLimit, RateLimits
 from .secrets import redact
 
 log = logging.getLogger("maker.cluster")
@@ -66,9 +66,10 @@ class EndpointConfig:
     api_base: str | None = None
     api_bases: tuple[str, ...] = ()  # replicas of api_base (OpenAI-compatible client): variant v goes to v % (1 + len)
     api_key: str | None = None
-    concurrency: int = 16  # HTTP requests in flight at once (a request with n choices is one)
+    concurrency: int = 16  # most HTTP requests in flight at once (a request with n choices is one); fewer while
+    # calls miss their deadline (cluster.ratelimit.InFlightLimit)
     max_retries: int = 4
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # each attempt's deadline, headers to last byte (seconds)
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     rpm: float | None = None  # most requests per minute (retries included); None: no limit
@@ -112,8 +113,9 @@ class PooledClient:
         self.config = config
         self.name = config.model
         self.limits = RateLimits(config.rpm, config.tpm)
-        self._semaphore: asyncio.Semaphore | None = None
-        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: InFlightLimit | None = None
+        self._inflight_loop: asyncio.AbstractEventLoop | None = None
+        self.limit_lowered = False  # said once, when a missed deadline first lowers the in-flight limit
         self.n_ignored = not config.use_n  # set once a provider is seen to ignore n (or to copy draws)
         self.copies_seen = False  # set once a provider copied one draw into several choices
         self._price: Callable[[int, int], float] | None = None
@@ -133,9 +135,9 @@ class PooledClient:
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         """One sample per request, in order; same-prompt requests share one call (see module doc)."""
         loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._semaphore_loop is not loop:  # a semaphore serves one event loop
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
-            self._semaphore_loop = loop
+        if self._inflight is None or self._inflight_loop is not loop:  # a limit serves one event loop
+            self._inflight = InFlightLimit(self.config.concurrency, self.config.timeout_s)
+            self._inflight_loop = loop
         if self._price is None:
             # Before any request is timed: the first lookup imports litellm (seconds, blocking
             # the event loop), which once timed out requests already in flight.
@@ -176,8 +178,14 @@ class PooledClient:
         return samples
 
     async def _attempts(self, request: SampleRequest, n: int) -> list[Sample]:
-        """Up to 1 + max_retries attempts of one request; failures come back as error samples."""
-        assert self._semaphore is not None
+        """Up to 1 + max_retries attempts of one request; failures come back as error samples.
+
+        Each attempt ends by its deadline (`EndpointConfig.timeout_s`), however the server
+        sends its answer: a client library's own timeout is per read, so a server that
+        trickles one byte every few seconds would hold it forever.  A call past its
+        deadline is cancelled, which closes its connection (a server that cancels work
+        stops then), and counts against the in-flight limit (`cluster.ratelimit.InFlightLimit`)."""
+        assert self._inflight is not None
         cfg = self.config
         started = time.perf_counter()
         error = "unknown"
@@ -186,28 +194,44 @@ class PooledClient:
         for attempt in range(cfg.max_retries + 1):
             await self.limits.before(estimate)
             wait: float | None = None
-            async with self._semaphore:
-                try:
-                    response = await self.call(request, n)
-                    reply = self.read(response)
-                    if not reply.choices:
-                        raise ValueError("the response has no choices")
-                except self.retryable as exc:
-                    error = f"{type(exc).__name__}: {one_line(exc)}"
-                    faults.append(fault_kind(exc))
-                    wait = retry_after_s(_headers(exc))
-                except Exception as exc:  # not retryable: bad request, auth, parsing...
-                    error = f"{type(exc).__name__}: {one_line(exc)}"
-                    faults.append(fault_kind(exc))
-                    break
-                else:
-                    samples = self._samples(reply, time.perf_counter() - started, n)
-                    samples[0].faults = tuple(faults)
-                    if not self.sends_temperature(request.temperature):
-                        for sample in samples:
-                            sample.temperature_sent = False
-                    self.limits.after(estimate, (reply.tokens_in or estimate) + reply.tokens_out)
-                    return samples
+            slot = await self._inflight.acquire()
+            sent_at = time.perf_counter()
+            latency: float | None = None
+            missed = False
+            try:
+                response = await asyncio.wait_for(self.call(request, n), cfg.timeout_s)
+                reply = self.read(response)
+                if not reply.choices:
+                    raise ValueError("the response has no choices")
+            except asyncio.TimeoutError:  # the deadline (or the library's own timeout, which is shorter)
+                missed = True
+                error = f"Timeout: no complete answer within {cfg.timeout_s:g} s"
+                faults.append("timeout")
+            except self.retryable as exc:
+                error = f"{type(exc).__name__}: {one_line(exc)}"
+                faults.append(fault_kind(exc))
+                missed = faults[-1] == "timeout"
+                wait = retry_after_s(_headers(exc))
+            except Exception as exc:  # not retryable: bad request, auth, parsing...
+                error = f"{type(exc).__name__}: {one_line(exc)}"
+                faults.append(fault_kind(exc))
+                break
+            else:
+                latency = time.perf_counter() - sent_at
+                samples = self._samples(reply, time.perf_counter() - started, n)
+                samples[0].faults = tuple(faults)
+                if not self.sends_temperature(request.temperature):
+                    for sample in samples:
+                        sample.temperature_sent = False
+                self.limits.after(estimate, (reply.tokens_in or estimate) + reply.tokens_out)
+                return samples
+            finally:
+                busy = self._inflight.in_flight
+                if await self._inflight.release(slot, latency, missed) and not self.limit_lowered:
+                    self.limit_lowered = True
+                    log.warning("%s: a call missed its %g s deadline with %d in flight; keeping at most %d in flight "
+                                "while answers come late (adapts back up to %d)", self.name, cfg.timeout_s, busy,
+                                int(self._inflight.limit), self._inflight.ceiling)
             if attempt < cfg.max_retries:
                 backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt) * (0.5 + random.random())
                 await asyncio.sleep(max(wait or 0.0, backoff))
@@ -349,7 +373,9 @@ def prompt_chars(prompt: str | list[dict[str, str]]) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    text = redact(" ".join(str(exc).split()))
+    """The exception's message on one line, keys redacted, at most 300 characters (redacted
+    before it is cut, so a cut never leaves part of a key; a 1 MB error body is read to 64 KB)."""
+    text = redact(" ".join(str(exc)[:65536].split()))
     return text[:300]
 
 

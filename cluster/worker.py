@@ -38,6 +38,7 @@ from maker.tasks.base import TaskSpec
 from .clients import ModelSpec, make_client
 from .errors import MakerError, ModelConfigError
 from .protocol import ModelClient
+from .secrets import redact
 
 
 class WorkerLostError(MakerError):
@@ -45,8 +46,9 @@ class WorkerLostError(MakerError):
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one line, "Type: message" (what `stopped_in_worker` is given)."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+    """An exception as one line, "Type: message" (what `stopped_in_worker` is given), keys
+    redacted (`cluster.secrets`): a worker's error reaches stderr, MCP and result files."""
+    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
 
 
 def stopped_in_worker(message: str) -> MakerError:

@@ -162,5 +162,44 @@ def task_prompt(task: Any, step: StepInput, style: PromptStyle = "chat", variant
 
 
 def task_judge(task: Any, step: StepInput, reply: str, variant: int = 0) -> Verdict:
-    """`task.judge` for one variant's reply; the key is canonical whatever the variant."""
-    return task.judge(step, reply) if variant == 0 else task.judge(step, reply, variant=variant)
+    """`task.judge` for one variant's reply; the key is canonical whatever the variant.
+
+    Never raises: no reply may crash the judge (nor, since sample 0 is drawn at
+    temperature 0, every resumed run after it).  A judge that raises on a reply -- a
+    user's parser or key function, a number too big for ``int()`` -- makes it a
+    ``malformed`` red flag naming the exception; so does a key the step log could not
+    store (not a string, or a string with a lone surrogate)."""
+    try:
+        verdict = task.judge(step, reply) if variant == 0 else task.judge(step, reply, variant=variant)
+    except Exception as exc:  # a reply is data: whatever it does to a parser is a red flag
+        return Verdict(None, "malformed", f"the judge raised {describe_error(exc)}"[:200])
+    key = verdict.key
+    if key is not None and not (isinstance(key, str) and (key.isascii() or _storable(key))):
+        return Verdict(None, "malformed", f"the judge's key is not storable text: {type(key).__name__}"[:200])
+    return verdict
+
+
+def describe_error(exc: BaseException) -> str:
+    """'Type: message' on one line, even for an exception whose message cannot be shown."""
+    try:
+        message = " ".join(str(exc).split())
+    except Exception:  # a user's exception with a broken __str__
+        message = "(no message)"
+    return f"{type(exc).__name__}: {message}"[:300]
+
+
+def preview(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters, for a verdict's detail; never raises (the
+    repr of an int of over 4,300 digits does, and a user's object's may)."""
+    try:
+        return repr(value if not isinstance(value, str) else value[: limit + 1])[:limit]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

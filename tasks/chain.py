@@ -50,8 +50,8 @@ from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from .base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict
-from .keys import NORMALISERS, Normaliser, normaliser
+from .base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict, preview
+from .keys import NORMALISERS, Normaliser, apply_key, normaliser
 from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 _STATE = "\nstate = "
@@ -147,9 +147,9 @@ class ChainTask:
             return Verdict(None, "malformed", f"parser raised {type(exc).__name__}: {exc}"[:200])
         if raw is None:
             return Verdict(None, "malformed", "the parser found no answer")
-        answer_key = self.normalise(raw if isinstance(raw, str) else str(raw))
+        answer_key, why = apply_key(self.normalise, raw)
         if answer_key is None:
-            return Verdict(None, "malformed", f"not a valid {self.key_name or 'key'} answer: {str(raw)[:80]!r}")
+            return Verdict(None, "malformed", why or f"not a valid {self.key_name or 'key'} answer: {preview(raw)}")
         try:
             answer = self.decode(answer_key)
             if self.valid is not None and not self.valid(step.premise, answer):

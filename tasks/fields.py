@@ -108,7 +108,7 @@ def foreign_placeholder(template: str, defined: set[int], bare: bool = False) ->
     found = _FOREIGN.search(template)
     if found is None:
         for m in _FOREIGN_NUMBER.finditer(template):
-            if bare or int(m.group(1)) in defined:
+            if bare or len(m.group(1)) <= 18 and int(m.group(1)) in defined:  # a longer number names no step
                 found = m
                 break
     return None if found is None else found.group()

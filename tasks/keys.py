@@ -36,13 +36,14 @@ import ast
 import json
 import re
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+
+from .base import describe_error
 
 #: A key normaliser: answer text -> canonical key, or None when the text is malformed.
 Normaliser = Callable[[str], "str | None"]
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
-_DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_DEC = re.compile(r"(?P<sign>[+-]?)(?:(?P<whole>[0-9]+)(?:\.(?P<frac>[0-9]*))?|\.(?P<frac2>[0-9]+))(?:[eE](?P<exp>[+-]?[0-9]+))?\Z")
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\n(.*?)\n?```\Z", re.S)
 #: The characters markup (or a pair of quotes) can start or end with.
 _MARKS = frozenset("*_`\"'")
@@ -53,6 +54,9 @@ def strip_markup(text: str, quotes: bool = True) -> str:
     italic stars, underscores, backticks, a code fence, and (unless `quotes` is False:
     in JSON and Python literals quotes are part of the value) one pair of quotes.
 
+    Linear in the text's length whatever it holds (``'*' * 10**6`` is one pass, not a
+    million copies): the layers are peeled by moving two ends, and the text is cut once.
+
     >>> strip_markup(' **`42`** ')
     '42'
     """
@@ -62,42 +66,89 @@ def strip_markup(text: str, quotes: bool = True) -> str:
     fence = _FENCE.match(out)
     if fence:
         out = fence.group(1).strip()
+    lo, hi = 0, len(out)  # out[lo:hi] is what is left
+
+    def trim() -> None:
+        nonlocal lo, hi
+        while lo < hi and out[lo].isspace():
+            lo += 1
+        while hi > lo and out[hi - 1].isspace():
+            hi -= 1
+
+    trim()
     while True:
-        before = out
+        before = (lo, hi)
         for mark in ("**", "__", "*", "_", "`"):
-            if len(out) > 2 * len(mark) and out.startswith(mark) and out.endswith(mark):
-                out = out[len(mark) : -len(mark)].strip()
-        if quotes and len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'":
-            out = out[1:-1].strip()
-        if out == before:
-            return out
+            m = len(mark)
+            if hi - lo > 2 * m and out.startswith(mark, lo, hi) and out.endswith(mark, lo, hi):
+                lo, hi = lo + m, hi - m
+                trim()
+        if quotes and hi - lo >= 2 and out[lo] == out[hi - 1] and out[lo] in "\"'":
+            lo, hi = lo + 1, hi - 1
+            trim()
+        if (lo, hi) == before:
+            return out[lo:hi]
 
 
 def integer(text: str) -> str | None:
     """An integer in ASCII digits, with an optional sign and one closing full stop:
-    '-042' -> '-42', '+7' -> '7', ' 42.' -> '42'."""
+    '-042' -> '-42', '+7' -> '7', ' 42.' -> '42'.  Any number of digits: the key is made
+    from the digits themselves, never through `int()` (which refuses more than 4,300)."""
     s = strip_markup(text)
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()
     if not _INT.match(s):
         return None
-    return str(int(s))
+    sign = "-" if s[0] == "-" else ""
+    digits = s.lstrip("+-").lstrip("0")
+    return sign + digits if digits else "0"
+
+
+#: The longest run of zeros a decimal key writes out ('1e3' -> '1000'); a number further
+#: from 1 is written in scientific form ('1e5000' -> '1e5000'), so a key stays about as
+#: long as the reply that gave it.
+ZEROS_WRITTEN_OUT = 1000
+#: The most digits an exponent may have: '1e1234567890' is not an answer (a red flag).
+_EXPONENT_DIGITS = 9
 
 
 def decimal(text: str) -> str | None:
     """A decimal number in ASCII digits: '3.50' -> '3.5', '1e3' -> '1000', '-0' -> '0'.
-    Thousands separators, currency signs and words are refused (None)."""
+    Thousands separators, currency signs and words are refused (None).
+
+    The key is exact (every digit kept; no rounding to a precision) and is computed from
+    the digits, so '1e1000000' or 5,000 nines is a key or None, never an exception: a value
+    more than `ZEROS_WRITTEN_OUT` zeros from 1 is written '<d.ddd>e<exp>', as is an exponent
+    of over nine digits refused.
+
+    >>> decimal("1e1000000"), decimal("-0.00012300"), decimal("12345678901234567890123456789.5")
+    ('1e1000000', '-0.000123', '12345678901234567890123456789.5')
+    """
     s = strip_markup(text)
-    if not _DEC.match(s):
+    m = _DEC.match(s)
+    if m is None:
         return None
-    try:
-        value = Decimal(s)
-    except InvalidOperation:
+    sign, whole, frac, exp = m.group("sign"), m.group("whole") or "", m.group("frac") or m.group("frac2") or "", m.group("exp") or "0"
+    exp_digits = exp.lstrip("+-").lstrip("0")
+    if len(exp_digits) > _EXPONENT_DIGITS:
         return None
-    if value == 0:
+    digits = (whole + frac).lstrip("0")
+    if not digits:
         return "0"
-    out = format(value.normalize(), "f")
-    return out
+    stripped = digits.rstrip("0")
+    # value = digits * 10**power, with no leading or trailing zeros in digits
+    power = int(exp) - len(frac) + (len(digits) - len(stripped))
+    digits = stripped
+    point = len(digits) + power  # where the decimal point goes, counted from the left of digits
+    if power >= 0 and power <= ZEROS_WRITTEN_OUT:
+        out = digits + "0" * power
+    elif 0 < point < len(digits):
+        out = digits[:point] + "." + digits[point:]
+    elif point <= 0 and -point <= ZEROS_WRITTEN_OUT:
+        out = "0." + "0" * -point + digits
+    else:
+        out = digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + f"e{point - 1}"
+    return ("-" if sign == "-" else "") + out
 
 
 #: Replies that say there is no answer.  They are never votes: a non-answer that won a
@@ -123,7 +174,7 @@ def text(text: str) -> str | None:
     """Free text, case- and whitespace-folded: '  Hello   World ' -> 'hello world'; None when
     empty or a non-answer ('unknown', 'N/A': see `NON_ANSWERS`)."""
     s = " ".join(strip_markup(text).split()).casefold()
-    return s if s and not is_non_answer(s) else None
+    return _utf8(s) if s and not is_non_answer(s) else None
 
 
 def choice(*options: str) -> Normaliser:
@@ -172,7 +223,10 @@ def json_value(text: str) -> str | None:
         return None
     if value is None or (isinstance(value, str) and is_non_answer(value)):
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return _utf8(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    except (ValueError, RecursionError):
+        return None
 
 
 def literal(text: str) -> str | None:
@@ -188,11 +242,26 @@ def literal(text: str) -> str | None:
         return None
     if value is None or (isinstance(value, str) and is_non_answer(value)):
         return None
-    if isinstance(value, (set, frozenset)):
-        return repr(sorted(value, key=repr))
-    if isinstance(value, dict):
-        return repr(dict(sorted(value.items(), key=lambda kv: repr(kv[0]))))
-    return repr(value)
+    try:  # repr refuses an int of over 4,300 digits (``0xfff...`` reads as one)
+        if isinstance(value, (set, frozenset)):
+            return repr(sorted(value, key=repr))
+        if isinstance(value, dict):
+            return repr(dict(sorted(value.items(), key=lambda kv: repr(kv[0]))))
+        return repr(value)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _utf8(key: str) -> str | None:
+    """`key` if it can be written as UTF-8 (the step log's strings), else None: a lone
+    surrogate (JSON's ``"\\ud800"`` decodes to one, and so may a reply) can be stored nowhere."""
+    if key.isascii():
+        return key
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return key
 
 
 def line_set(text: str) -> str | None:
@@ -202,7 +271,7 @@ def line_set(text: str) -> str | None:
     lines = sorted({line.strip() for line in text.strip().splitlines() if line.strip()})
     if all(is_non_answer(line) for line in lines):
         return None
-    return "\n".join(lines)
+    return _utf8("\n".join(lines))
 
 
 #: The ready normalisers by name (for `--key NAME` and `maker.vote(key="NAME")`).
@@ -214,6 +283,26 @@ NORMALISERS: dict[str, Normaliser] = {
     "literal": literal,
     "lines": line_set,
 }
+
+
+def apply_key(normalise: Normaliser, value: object) -> tuple[str | None, str | None]:
+    """(key, None) for a value `normalise` reads, (None, why) when it refuses it, raises (a
+    user's key function on a reply it did not expect) or returns something other than a
+    string: a reply is data, so none of these may crash the judge.  A value that is not a
+    string (what a user's parser returned) is read as its `str`.
+
+        >>> apply_key(integer, " 42 "), apply_key(integer, "forty-two")
+        (('42', None), (None, None))
+        >>> apply_key(lambda text: 1 / 0, "42")
+        (None, 'the key function raised ZeroDivisionError: division by zero')
+    """
+    try:
+        key = normalise(value if isinstance(value, str) else str(value))
+    except Exception as exc:
+        return None, f"the key function raised {describe_error(exc)}"[:200]
+    if key is None or isinstance(key, str):
+        return key, None
+    return None, f"the key function returned a {type(key).__name__}, not a string"
 
 
 def normaliser(spec: str | Normaliser) -> Normaliser:
@@ -235,6 +324,7 @@ __all__ = [
     "NON_ANSWERS",
     "NORMALISERS",
     "Normaliser",
+    "apply_key",
     "choice",
     "decimal",
     "integer",

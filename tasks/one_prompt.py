@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
-from .keys import Normaliser, normaliser
+from .keys import Normaliser, apply_key, normaliser
 from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 #: Decision rows of a plan-style voter carry a label; a voted call's one step is this.
@@ -88,9 +88,9 @@ class OnePrompt:
         return self.prompt_value
 
     def judge(self, step: StepInput, reply: str) -> Verdict:
-        key = self.normalise(reply)
+        key, why = apply_key(self.normalise, reply)
         if key is None:
-            return Verdict(None, "malformed", f"not a valid {self.key_name} answer")
+            return Verdict(None, "malformed", why or f"not a valid {self.key_name} answer")
         return Verdict(key)
 
     def advance(self, step: StepInput, key: str) -> StepInput:

@@ -27,11 +27,10 @@ Example:
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
 from .base import Prompt, PromptStyle, Verdict
 from .fields import foreign_placeholder, last_field
-from .keys import is_non_answer
+from .keys import decimal, is_non_answer
 
 #: Every solve-step prompt holds this; every decomposition prompt holds `DECOMPOSE_MARK`
 #: (a scripted model tells them apart by these).
@@ -44,23 +43,18 @@ _PLACEHOLDER = re.compile(r"#E([0-9]+)(?:\.answer\b)?")
 #: `#E2.result`: a field a solve step does not have (its one result is `#E2`, or `#E2.answer`)
 _FIELD = re.compile(r"#E[0-9]+\.(?!answer\b)[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
-_PLAN_LINE = re.compile(r"^#E([0-9]+)[ \t]*[=:][ \t]*(\S.*?)[ \t\r]*$")
+_PLAN_LINE = re.compile(r"^#E([0-9]{1,9})[ \t]*[=:][ \t]*(\S.*?)[ \t\r]*$")
 def _other_digits(text: str) -> bool:
     """Digits of another script (Arabic-Indic, full-width...): not an answer we can read."""
     return any(ch.isdigit() and not ch.isascii() for ch in text)
 
 
 def normalize_answer(value: str) -> str:
-    """One spelling per answer: whitespace collapsed, a trailing period dropped, numbers plain (`1,024.0` -> `1024`)."""
+    """One spelling per answer: whitespace collapsed, a trailing period dropped, numbers plain
+    (`1,024.0` -> `1024`, exactly, however many digits: `maker.tasks.keys.decimal`)."""
     text = " ".join(value.split()).rstrip(".").strip()
     if _NUMBER.fullmatch(text):
-        try:
-            number = Decimal(text.replace(",", ""))
-        except InvalidOperation:
-            return text
-        if number == number.to_integral_value():
-            return str(int(number))
-        return format(number.normalize(), "f")
+        return decimal(text.replace(",", "")) or text
     return text
 
 
@@ -178,6 +172,8 @@ def parse_proposal(reply: str, inputs: int, max_steps: int) -> Verdict:
         here = inputs + position + 1
 
         def rename(m: re.Match[str]) -> str:
+            if len(m.group(1)) > 9:  # no step has such a number (and int() refuses 4,301 digits)
+                raise LookupError(m.group(1)[:12] + "...")
             n = int(m.group(1))
             if 1 <= n <= inputs:
                 return f"#E{n}"

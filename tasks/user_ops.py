@@ -35,8 +35,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .base import Prompt, PromptStyle, Verdict
-from .keys import Normaliser, normaliser
+from .base import Prompt, PromptStyle, Verdict, preview
+from .keys import Normaliser, apply_key, normaliser
 from .plan import PlanError
 from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
@@ -85,16 +85,16 @@ class UserOp:
         """`field = <key>` for a well-formed, rule-abiding reply; else a red flag, never an exception."""
         head = f"{self.fields[0]} = "
         rest = reply[len(head):] if reply.startswith(head) else None
-        if rest is not None and self.normalise(rest) == rest:
+        if rest is not None and apply_key(self.normalise, rest)[0] == rest:
             raw: Any = rest  # a canonical answer (the vote key) reads back as itself
         else:
             try:
                 raw = self.parse(reply) if self.parse is not None else reply
             except Exception as exc:  # the user's parser: a reply it cannot read is malformed
                 return Verdict(None, "malformed", f"parser raised {type(exc).__name__}: {exc}"[:200])
-        key = None if raw is None else self.normalise(raw if isinstance(raw, str) else str(raw))
+        key, why = (None, None) if raw is None else apply_key(self.normalise, raw)
         if key is None or "\n" in key:
-            return Verdict(None, "malformed", f"not a one-line answer of {self.name}: {str(raw)[:80]!r}")
+            return Verdict(None, "malformed", why or f"not a one-line answer of {self.name}: {preview(raw)}")
         if self.valid is not None:
             try:
                 ok = self.valid(args, key)

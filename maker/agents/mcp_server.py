@@ -60,8 +60,10 @@ def inside(root: Path, path: str) -> Path:
     return resolved
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:500]
+def _one_line(exc: BaseException | str) -> str:
+    from maker.cluster.secrets import redact
+
+    return redact(" ".join(str(exc).split()))[:500]
 
 
 class _OneLineErrors(MCPServer):

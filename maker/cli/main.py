@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from maker.cluster.secrets import redact
+from maker.cluster.secrets import redact, redacted_stderr
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them.
@@ -81,10 +81,11 @@ def build_parser(task_ref: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit code.  As the `maker` program (`argv` None) it also stops the
     Ray it started before returning, with Ctrl-C held off meanwhile (see `_stop_ray`)."""
-    code = _command(list(sys.argv[1:] if argv is None else argv))
-    if argv is None and _stop_ray():
-        print("maker: interrupted while Ray was stopping; it was stopped anyway", file=sys.stderr)
-        code = code or 130
+    with redacted_stderr():  # keys leave in no message, whoever prints it (#22)
+        code = _command(list(sys.argv[1:] if argv is None else argv))
+        if argv is None and _stop_ray():
+            print("maker: interrupted while Ray was stopping; it was stopped anyway", file=sys.stderr)
+            code = code or 130
     return code
 
 

@@ -74,7 +74,11 @@ class Answer:
     `json` is dumped as the body unless `raw` (bytes, sent as is) is given.  `delay_s`
     waits before the status line; `chunks` (with `chunk_pause_s` between them) replaces
     the body: the headers go out at once, then each chunk (a trickling server sends one
-    byte every few seconds).  `close` drops the connection instead of answering."""
+    byte every few seconds).  `close` drops the connection instead of answering.
+    `serial`: the request waits its turn -- the server computes serial requests one at a
+    time, in arrival order, `delay_s` each, and finishes every one it started even when
+    its client has gone (llama.cpp's server, which does not cancel); an answer whose
+    client had gone counts in `FakeProvider.served_to_nobody`."""
 
     status: int = 200
     json: Any = None
@@ -84,6 +88,7 @@ class Answer:
     chunks: Sequence[bytes] = ()
     chunk_pause_s: float = 0.0
     close: bool = False
+    serial: bool = False
 
     def body(self) -> bytes:
         if self.raw is not None:
@@ -155,6 +160,11 @@ class FakeProvider:
         self.max_requests = max_requests
         self.lifetime_s = lifetime_s
         self.calls: list[Call] = []
+        self.served = 0  # requests answered (or computed, for a client that had gone)
+        self.served_to_nobody = 0  # computed, but the client had closed its connection by then
+        self.dropped = 0  # bodies the client stopped reading: it closed the connection mid-body
+        self.most_waiting = 0  # most serial requests in the server at once (computing or queued)
+        self._waiting = 0
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -209,6 +219,7 @@ class FakeProvider:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._turn = asyncio.Lock()  # serial requests: one computes at a time, in arrival order
         app = web.Application(client_max_size=1 << 20)
         for prefix in ("/v1", ""):
             app.router.add_post(prefix + "/chat/completions", self._handle)
@@ -250,8 +261,22 @@ class FakeProvider:
             self._stop.set()
             return web.json_response({"error": {"message": "fake provider: request limit reached"}}, status=503)
         answer = self.personality(call)
-        if answer.delay_s:
+        if answer.serial:
+            with self._lock:
+                self._waiting += 1
+                self.most_waiting = max(self.most_waiting, self._waiting)
+            try:
+                async with self._turn:  # aiohttp does not cancel a handler whose client left: neither does this
+                    await asyncio.sleep(answer.delay_s)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+        elif answer.delay_s:
             await asyncio.sleep(answer.delay_s)
+        with self._lock:
+            self.served += 1
+            if request.transport is None or request.transport.is_closing():
+                self.served_to_nobody += 1
         if answer.close:
             if request.transport is not None:
                 request.transport.close()
@@ -261,11 +286,15 @@ class FakeProvider:
             return web.Response(status=answer.status, body=answer.body(), headers=headers)
         response = web.StreamResponse(status=answer.status, headers=headers)
         await response.prepare(request)
-        for i, chunk in enumerate(answer.chunks):
-            if i and answer.chunk_pause_s:
-                await asyncio.sleep(answer.chunk_pause_s)
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            for i, chunk in enumerate(answer.chunks):
+                if i and answer.chunk_pause_s:
+                    await asyncio.sleep(answer.chunk_pause_s)
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:  # the client closed the connection mid-body (aiohttp's reset is one)
+            with self._lock:
+                self.dropped += 1
         return response
 
 

@@ -10,6 +10,7 @@ Add a quirk here and one expected outcome in `test_conformance.py`.
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Callable
 
@@ -134,6 +135,46 @@ def reasoning(call: Call) -> Answer:
     return completion(call, wordings(call.n, call.index), usage=usage)
 
 
+# -- section 5: time limits ------------------------------------------------------------
+def trickle(pause_s: float = 5.0) -> Personality:
+    """Headers at once, then the body one byte every `pause_s` seconds: each read is quick, so
+    a per-read timeout never fires; only a deadline on the whole call ends it."""
+
+    def personality(call: Call) -> Answer:
+        body = completion(call, wordings(call.n, call.index)).body()
+        return Answer(200, chunks=[body[i:i + 1] for i in range(len(body))], chunk_pause_s=pause_s)
+
+    personality.__name__ = f"trickle_{pause_s:g}s"
+    return personality
+
+
+def one_at_a_time(service_s: float = 0.5) -> Personality:
+    """llama.cpp's server: one request at a time, `service_s` each, in arrival order; ignores
+    ``n`` (one choice); never cancels a request whose client has gone."""
+
+    def personality(call: Call) -> Answer:
+        answer = completion(call, wordings(1, call.index))
+        return Answer(answer.status, answer.json, delay_s=service_s, serial=True)
+
+    personality.__name__ = f"one_at_a_time_{service_s:g}s"
+    return personality
+
+
+# -- section 7: secrets ---------------------------------------------------------------
+def echo_key_401(call: Call) -> Answer:
+    """A 401 whose body quotes the key it was sent, JSON-escaped (``/`` as ``\\/``), as a
+    gateway's error may -- and again URL-encoded and in base64, as other layers do."""
+    import base64
+    import urllib.parse
+
+    key = call.headers.get("Authorization", "").removeprefix("Bearer ")
+    message = (f"Incorrect API key provided: {key}. url=https://gw.example/v1?key={urllib.parse.quote(key, safe='')} "
+               f"basic={base64.b64encode(('user:' + key).encode()).decode()}")
+    body = ('{"error": {"message": ' + json.dumps(message).replace("/", "\\/") + ', "type": "invalid_request_error", '
+            '"code": "invalid_api_key"}}').encode()
+    return Answer(401, raw=body)
+
+
 #: Every personality by name (what the conformance table refers to).
 PERSONALITIES: dict[str, Callable[[Call], Answer]] = {
     "honest": honest,
@@ -155,4 +196,7 @@ PERSONALITIES: dict[str, Callable[[Call], Answer]] = {
     "finish_null": finish(None),
     "reasoning_cut": reasoning_cut,
     "reasoning": reasoning,
+    "trickle": trickle(),
+    "one_at_a_time": one_at_a_time(),
+    "echo_key_401": echo_key_401,
 }

@@ -44,6 +44,7 @@ class Expect:
     root: bool = False
     max_samples: int | None = None
     reasoning: int | None = None
+    timeout_s: float = 10.0  # the call's deadline (--timeout)
 
 
 UNFINISHED = ("content_filter", "tool_calls", "function_call", "error", "something_new")
@@ -68,6 +69,13 @@ CASES: dict[str, Expect] = {
     "finish_null": Expect(),  # no finish_reason at all (older servers): a normal stop
     "reasoning_cut": Expect(key=None, error="cut off at the output cap", max_samples=6),
     "reasoning": Expect(reasoning=30),
+    # section 5: every call ends by its deadline (trickle: one byte every 5 s); a one-at-a-time server is served
+    "trickle": Expect(key=None, error="Timeout: no complete answer within 1 s", faults=frozenset({"timeout"}),
+                      timeout_s=1.0),
+    "one_at_a_time": Expect(),
+    # section 7: a 401 echoing the key (JSON-escaped, URL-encoded, base64) fails the call; test_secrets checks
+    # that the key is nowhere
+    "echo_key_401": Expect(key=None, error="AuthenticationError", faults=frozenset({"auth"})),
 }
 
 
@@ -75,10 +83,10 @@ def test_every_personality_has_an_expected_outcome() -> None:
     assert set(CASES) == set(PERSONALITIES)
 
 
-def vote_model(path: str, base: str) -> object:
+def vote_model(path: str, base: str, timeout_s: float = 10.0) -> object:
     if path == "compat":
-        return ModelSpec("openai/fake", api_base=base, timeout_s=10)
-    return LiteLLMClient(EndpointConfig("openai/fake", api_base=base, timeout_s=10, backoff_s=0.05))
+        return ModelSpec("openai/fake", api_base=base, timeout_s=timeout_s)
+    return LiteLLMClient(EndpointConfig("openai/fake", api_base=base, timeout_s=timeout_s, backoff_s=0.05))
 
 
 def sample_rows(log: Path) -> dict[str, list]:
@@ -109,7 +117,7 @@ def test_vote(name: str, path: str, tmp_path: Path) -> None:
     expect = CASES[name]
     log = tmp_path / "vote.parquet"
     with FakeProvider(PERSONALITIES[name]) as server:
-        model = vote_model(path, server.root if expect.root else server.url)
+        model = vote_model(path, server.root if expect.root else server.url, expect.timeout_s)
         if expect.key is None:
             with pytest.raises(MakerError, match=expect.error and __import__("re").escape(expect.error)):
                 maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5)
@@ -127,7 +135,7 @@ RUN_MODEL = {"compat": "openai/fake", "litellm": "hosted_vllm/fake"}
 #: `maker run` costs a Ray worker per run (~5 s idle, ~50 s on a loaded 2-core machine): every
 #: personality on the OpenAI-compatible path, and on litellm the ones its own code reads
 #: differently (content parts, finish reasons it maps to "stop", reasoning usage, n copies).
-RUN_CASES = [(name, "compat") for name in CASES] + [
+RUN_CASES = [(name, "compat") for name in CASES if CASES[name].timeout_s == 10.0] + [
     (name, "litellm") for name in ("honest", "copies_n", "content_parts", "finish_something_new", "reasoning_cut", "500")
 ]
 
