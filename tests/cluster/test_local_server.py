@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from maker.cluster import ModelSpec
 from maker.cluster.errors import ModelConfigError
-from maker.cluster.local_server import (
+from maker.cluster.local.server import (
     EMBEDDED_GGUF,
     HOST,
     LocalServer,
@@ -19,8 +19,8 @@ from maker.cluster.local_server import (
     free_port,
     is_local_model,
     model_path_of,
-    serving,
 )
+from maker.cluster.local.serving import serving
 
 from maker.cli.main import main
 
@@ -160,7 +160,7 @@ def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
     import os
     import time
 
-    from maker.cluster.local_server import prune_logs
+    from maker.cluster.local.server import prune_logs
 
     now = time.time()
     dead = 2**22 + 12345  # above the default pid_max: no such process
@@ -181,7 +181,7 @@ def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
 
 # -- CPUs with AMX (#22 §0): llama.cpp's AMX path crashes, so maker turns it off ------------
 
-from maker.cluster.local_server import LocalServerError, cpu_flags, default_extra_buffers  # noqa: E402
+from maker.cluster.local.server import LocalServerError, cpu_flags, default_extra_buffers  # noqa: E402
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_bf16 avx512_fp16 amx_tile amx_int8\n"
 EPYC = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma bmi2 sha_ni\n"
@@ -215,12 +215,12 @@ def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -
     import subprocess
     import sys
 
-    child = Path(__file__).resolve().parents[2] / "cluster" / "_local_child.py"
+    child = Path(__file__).resolve().parents[2] / "cluster" / "local" / "_child.py"
     code = (
-        "import runpy, sys; sys.argv = ['x']; ns = runpy.run_path(%r, run_name='child');"
+        f"import runpy, sys; sys.argv = ['x']; ns = runpy.run_path({str(child)!r}, run_name='child');"
         "import llama_cpp.llama_cpp as lib; print(lib.llama_model_default_params().use_extra_bufts);"
         "ns['without_extra_buffers'](); print(lib.llama_model_default_params().use_extra_bufts)"
-    ) % str(child)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["True", "False"]
 

@@ -138,7 +138,7 @@ def test_a_node_without_the_model_file_is_one_line_naming_it(tmp_path: Path) -> 
     """`local:~/m.gguf` exists on the head node (HOME there holds it) but not on the second
     node (another HOME): the run stops before any step, one line names the second node,
     and no server is left running on either."""
-    from maker.cluster.local_server import embedded_gguf_path
+    from maker.cluster.local.server import embedded_gguf_path
 
     home, other = tmp_path / "home", tmp_path / "other_home"
     home.mkdir()
