@@ -6,6 +6,8 @@ own code on each worker, a `ModelClient` object (e.g. ``FunctionClient(fn)``) is
 is (shipped to the workers by value), ``openai/NAME`` with an ``api_base`` (OpenAI-compatible
 servers, the embedded model) goes to `OpenAICompatibleClient` (plain HTTP, ~10x less client
 CPU than litellm), and anything else to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``).
+``local`` / ``local:PATH.gguf`` (the embedded model) is checked here, but has a client only
+once served: the caller rewrites it to ``openai/<alias>`` at its servers (`maker.runtime.local_models`).
 """
 
 from __future__ import annotations

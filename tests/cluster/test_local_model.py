@@ -162,7 +162,7 @@ def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error
 
 
 def _dies_beyond_restarts(tmp_path: Path, started: list) -> None:
-    with pytest.raises(LocalServerError, match=r"died \(exit code -9\) after 0 restart\(s\); see .*--resume") as info:
+    with pytest.raises(LocalServerError, match=r"killed by SIGKILL after 0 restart\(s\): .*; see .*--resume") as info:
         with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append) as specs:
             assert specs[0].model == started[0].model and specs[0].api_base == started[0].api_base
             os.kill(started[0].pid, signal.SIGKILL)
@@ -214,7 +214,7 @@ def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> 
     os.kill(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 1, err
-    assert "local model server died" in err and server_log in err and "--resume" in err
+    assert "local model server was killed by SIGKILL" in err and server_log in err and "--resume" in err
     assert "Traceback" not in err
     before = verify_log(log)
     assert before.valid and before.steps > 0 and before.wrong_decisions == 0
@@ -260,3 +260,43 @@ def test_replicas_serve_one_prompt_variant_each(tmp_path: Path) -> None:
         served = [log.read_text().count("POST /v1/completions") for log in logs]
     assert all(s.error is None and task.judge(step, s.text, v).key is not None for v, s in enumerate(samples))
     assert all(n >= 1 for n in served), served  # each server answered its own variant
+
+
+def test_the_bounded_prompt_cache_counts_what_it_keeps_and_restores_the_same_reply(tmp_path: Path) -> None:
+    """llama-cpp-python's RAM cache counted a chase prompt's state as ~4 MB and kept ~40 MB
+    (the logits of every prompt token); maker's keeps one logits row, counts every array,
+    and a reply after a restore is the reply without any cache (temperature 0)."""
+    child = Path(__file__).resolve().parents[2] / "cluster" / "local" / "_child.py"
+    code = f"""
+import json, runpy, sys
+sys.argv = ["x"]
+ns = runpy.run_path({str(child)!r}, run_name="child")
+import llama_cpp
+from maker.tasks import get_task
+from maker.tasks.base import task_prompt
+task = get_task("chase", hops=50)
+step = task.first_step()
+a, b = (task_prompt(task, step, "completion", v) for v in (0, 3))
+plain = llama_cpp.Llama({str(embedded_gguf_path())!r}, n_ctx=2048, n_threads=1, logits_all=False, verbose=False)
+want = plain.create_completion(a, max_tokens=8, temperature=0)["choices"][0]["text"]
+old = llama_cpp.LlamaRAMCache(capacity_bytes=1 << 30)
+plain.set_cache(old)
+plain.create_completion(a, max_tokens=8, temperature=0)
+ns["bounded_cache"]()
+cache = llama_cpp.LlamaRAMCache(capacity_bytes=64 << 20)
+llm = llama_cpp.Llama({str(embedded_gguf_path())!r}, n_ctx=2048, n_threads=1, logits_all=False, verbose=False)
+llm.set_cache(cache)
+llm.create_completion(a, max_tokens=8, temperature=0)
+llm.create_completion(b, max_tokens=8, temperature=0)    # the live context is now b's
+again = llm.create_completion(a, max_tokens=8, temperature=0)["choices"][0]["text"]   # a restored from the cache
+states = list(cache.cache_state.values())
+print(json.dumps({{"want": want, "again": again, "rows": [len(s.scores) for s in states],
+                  "counted": cache.cache_size, "held": sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in states),
+                  "old_counted": old.cache_size, "old_held": sum(s.llama_state_size + s.scores.nbytes for s in old.cache_state.values())}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["again"] == got["want"]
+    assert got["rows"] and set(got["rows"]) == {1}
+    assert got["held"] <= got["counted"] <= 64 << 20
+    assert got["old_held"] > 5 * got["old_counted"]  # what the old cache kept beside what it counted
