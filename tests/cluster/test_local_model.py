@@ -40,6 +40,8 @@ pytestmark = pytest.mark.local_model
 ROOT = Path(__file__).resolve().parents[2]
 #: The measured setting (bench/local_accuracy.py): completion prompts, 4 variants, T=0.5.
 VOTING = ["--k", "3", "--prompt-variants", "4", "--temperature", "0.5", "--first-temperature", "0"]
+#: two servers per run, not maker's four: these tests check serving, not speed, on a shared 2-core machine
+REPLICAS = ["--local-replicas", "2"]
 SERVER_LINE = re.compile(r"maker: local model \S+ on http://127\.0\.0\.1:(\d+)/v1 \(pid (\d+), log (.+)\)")
 
 
@@ -163,7 +165,8 @@ def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error
 
 def _dies_beyond_restarts(tmp_path: Path, started: list) -> None:
     with pytest.raises(LocalServerError, match=r"killed by SIGKILL after 0 restart\(s\): .*; see .*--resume") as info:
-        with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append) as specs:
+        with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append,
+                     replicas=1) as specs:
             assert specs[0].model == started[0].model and specs[0].api_base == started[0].api_base
             os.kill(started[0].pid, signal.SIGKILL)
             time.sleep(60)  # the job: interrupted long before this ends
@@ -185,7 +188,7 @@ def test_a_server_that_cannot_load_its_file_fails_clearly(tmp_path: Path) -> Non
 def test_real_run_through_ray_matches_ground_truth(tmp_path: Path, ray_address: str) -> None:
     """24 hops on the real model with two Ray workers sharing one server."""
     log = tmp_path / "chase.parquet"
-    proc = maker("run", "chase", "--hops", "24", "--model", "local", *VOTING, "--workers", "2",
+    proc = maker("run", "chase", "--hops", "24", "--model", "local", *VOTING, *REPLICAS, "--workers", "2",
                  "--address", ray_address, "--log", str(log), "--json", "--quiet")  # fmt: skip
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
@@ -207,7 +210,8 @@ def server_of_text(err: str) -> tuple[int, int, str, list[str]]:
 @pytest.mark.ray
 def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> None:
     log = tmp_path / "chase.parquet"
-    common = ["run", "chase", "--hops", "400", "--model", "local", *VOTING, "--address", ray_address, "--log", str(log)]
+    common = ["run", "chase", "--hops", "400", "--model", "local", *VOTING, *REPLICAS, "--address", ray_address,
+              "--log", str(log)]
     proc = maker(*common, "--local-restarts", "0", "--quiet")
     _, pid, server_log, _ = server_of(proc)
     wait_for_parts(log)
@@ -232,7 +236,7 @@ def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_no_orphan_server_when_maker_is_interrupted_or_killed(tmp_path: Path, ray_address: str, sig: int) -> None:
     log = tmp_path / "chase.parquet"
-    proc = maker("run", "chase", "--hops", "400", "--model", "local", *VOTING, "--address", ray_address,
+    proc = maker("run", "chase", "--hops", "400", "--model", "local", *VOTING, *REPLICAS, "--address", ray_address,
                  "--log", str(log), "--quiet")  # fmt: skip
     _, pid, _, _ = server_of(proc)
     proc.send_signal(sig)
