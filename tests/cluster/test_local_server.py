@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,47 @@ def test_a_server_killed_by_a_signal_at_start_is_one_line_naming_it(tmp_path: Pa
     assert "killed by SIGSEGV while starting" in message
     assert "llama.cpp crashed in its native code" in message
     assert str(tmp_path / "s.log") in message and "rebuild llama.cpp" in message
+
+
+#: a child that arms the parent-death signal as the server does, says so, and on SIGUSR1
+#: reports whether a SIGTERM came first (both C handlers run before Python's, so a SIGTERM
+#: sent before the SIGUSR1 is seen however the two are scheduled)
+_DEATH_CHILD = """
+import ctypes, signal, sys, time
+got = {}
+signal.signal(signal.SIGTERM, lambda *_: got.setdefault("term", True))
+signal.signal(signal.SIGUSR1, lambda *_: got.setdefault("asked", True))
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+print("armed", flush=True)
+while "asked" not in got:
+    time.sleep(0.05)
+print("term" if "term" in got else "alive", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_started_from_a_thread_that_ends_lives_on() -> None:
+    """The kernel's parent-death signal follows the *thread* that started a process: a server
+    started from a short-lived thread (asyncio.to_thread in `maker.avote`, a user's pool)
+    would be killed when that thread ends.  `spawn` starts it from a thread that lives with
+    the process."""
+    import signal
+    import subprocess
+    import threading
+
+    from maker.cluster.local.server import spawn
+
+    started: list[subprocess.Popen[str]] = []
+
+    def call() -> None:  # a thread that starts a process and ends once the process is armed
+        proc = spawn(lambda: subprocess.Popen([sys.executable, "-c", _DEATH_CHILD], stdout=subprocess.PIPE, text=True))
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "armed"
+        started.append(proc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    (proc,) = started
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=60)
+    assert out.strip() == "alive"

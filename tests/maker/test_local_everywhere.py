@@ -175,8 +175,10 @@ def test_vote_avote_and_run_share_one_server_set(one_server, ray_address: str) -
 @pytest.mark.local_model
 @needs_model
 def test_a_call_from_a_thread_that_ends_leaves_the_server_up(one_server) -> None:
-    """A server's death signal follows the thread that started it (PR_SET_PDEATHSIG): started
-    from a short-lived thread it would die with it; the launcher thread lives with the process."""
+    """A call from a thread that then ends, and a later call from the main thread, use one
+    server that was never restarted.  (The kernel's death signal follows the thread that
+    started a server; `tests/cluster/test_local_server.py` checks deterministically that
+    `spawn` outlives such a thread -- here the signal could still be on its way.)"""
     from maker.cluster.local.serving import shared_servers
 
     worker = threading.Thread(target=lambda: maker.vote(PROMPT, ["local"], k=1))
