@@ -147,10 +147,13 @@ async def avote(
         raise UsageError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     if cluster is not None:
         _check_ray(task, models)
-    lease = None
-    if cluster is None and has_local(models):  # on Ray, `_vote_on_ray` serves them
+    lease = held = None
+    if has_local(models) and cluster is None:
         lease = await _serve_local(models, concurrency)
         models = _with_served(models, lease.specs)
+    elif has_local(models):  # in a Ray worker: served by this process (or on each node of a multi-node cluster)
+        held = local_models(_local_specs(models, concurrency), address=cluster.address, resume_hint=False)  # type: ignore[union-attr]
+        models = _with_served(models, await asyncio.to_thread(held.__enter__))
     try:
         return await _vote_served(task, models, voting, policy, seed, cluster, concurrency, log, started)
     except asyncio.CancelledError:
@@ -161,6 +164,8 @@ async def avote(
     finally:
         if lease is not None:
             lease.release()
+        if held is not None:
+            await asyncio.to_thread(held.__exit__, None, None, None)
 
 
 async def _vote_served(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, policy: RedFlagPolicy, seed: int,
@@ -275,15 +280,14 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     from maker.errors import MakerError
 
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    with local_models(specs, address=cluster.address, resume_hint=False) as specs:  # the driver serves `local`
-        named = {s.model for s in specs}
-        tiers = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every tier's client in the worker
-        pool = WorkerPool(task.spec, [*specs, *tiers], workers=1, address=cluster.address)
-        try:
-            step = task.first_step()
-            result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed)))
-        finally:
-            pool.close()
+    named = {s.model for s in specs}
+    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every tier's client in the worker
+    pool = WorkerPool(task.spec, [*specs, *tiers], workers=1, address=cluster.address)
+    try:
+        step = task.first_step()
+        result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed)))
+    finally:
+        pool.close()
     problem = check_batch(result, {0: step}, task, voting.k)  # type: ignore[arg-type]
     if problem is not None:
         raise MakerError(f"worker result rejected: {problem}")

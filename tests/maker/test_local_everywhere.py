@@ -152,7 +152,7 @@ def pids_now() -> list[int]:
 @pytest.mark.local_model
 @pytest.mark.ray
 @needs_model
-def test_vote_avote_and_run_share_one_server_set(one_server, ray_address: str) -> None:
+def test_vote_avote_ray_vote_and_run_share_one_server_set(one_server, ray_address: str) -> None:
     first = maker.vote(PROMPT, ["local"], k=1)
     assert first.models == [ALIAS] and first.simulated is False and first.samples >= 1 and first.reply.strip()
     pids = pids_now()
@@ -165,6 +165,9 @@ def test_vote_avote_and_run_share_one_server_set(one_server, ray_address: str) -
         return await asyncio.gather(maker.avote(PROMPT, ["local"], k=1), maker.avote(PROMPT, ["local"], k=1, seed=2))
 
     assert [r.models for r in asyncio.run(both())] == [[ALIAS], [ALIAS]] and pids_now() == pids
+
+    on_ray = maker.vote(PROMPT, ["local"], k=1, ray=maker.ClusterConfig(address=ray_address))  # voted in a Ray worker
+    assert on_ray.models == [ALIAS] and pids_now() == pids
 
     voting = maker.VotingConfig(k=1, prompt_style="completion", prompt_variants=4, temperature=0.5)
     result = maker.run(get_task("chase", hops=3), ["local"], voting, cluster=maker.ClusterConfig(address=ray_address))
