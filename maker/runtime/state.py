@@ -73,7 +73,7 @@ class RunState:
         self.progress.update(totals)
 
     def count_log(self, info: LogInfo) -> None:
-        """Add what a log being resumed already holds (the guard's statistics start afresh)."""
+        """Add what a log being resumed already holds (the guard restores its own: `Guard.restore`)."""
         for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
             cols = {name: table[name].to_pylist() for name in table.column_names}
             rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],
