@@ -44,7 +44,7 @@ def main() -> int:
 
     import maker.voting as voting
     from maker.cluster import ModelSpec, make_client
-    from maker.cluster.local_server import serving
+    from maker.cluster.local.serving import serving
     from maker.cluster.protocol import SampleRequest
     from maker.tasks import get_task
     from maker.tasks.base import StepInput, task_judge, task_prompt

@@ -1,7 +1,7 @@
 """The embedded model with and without llama.cpp's extra buffer types, side by side.
 
 maker turns extra buffer types off on CPUs with AMX (their AMX path crashes; see
-`cluster.local_server.default_extra_buffers`) and leaves them on elsewhere.  This script
+`cluster.local.server.default_extra_buffers`) and leaves them on elsewhere.  This script
 measures what each setting costs on *this* CPU: one server per setting, started in turn,
 each sent the same chase prompts (prompt variant i % 4, temperature 0.5, per-draw seed,
 stop at newline), one request at a time as llama.cpp serves them; the rounds alternate
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args()
 
-    from maker.cluster.local_server import (
+    from maker.cluster.local.server import (
         LocalServer,
         LocalServerConfig,
         LocalServerError,

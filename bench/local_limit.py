@@ -99,7 +99,7 @@ def maker_rate(task, voting, steps: int, replicas: int) -> dict:  # type: ignore
     """Samples/s of `maker.run` with --model local (`replicas` servers): a short and a full
     run on the same servers, differenced (that cancels Ray's and the servers' start-up)."""
     from maker.cluster import ModelSpec
-    from maker.cluster.local_server import serving
+    from maker.cluster.local.serving import serving
 
     from maker import ClusterConfig, run
 
@@ -137,7 +137,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from maker.cluster.local_server import default_threads, embedded_gguf_path
+    from maker.cluster.local.server import default_threads, embedded_gguf_path
     from maker.tasks import get_task
 
     from maker.config import VotingConfig

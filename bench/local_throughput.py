@@ -159,7 +159,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from maker.cluster import ModelSpec, ensure_ray
-    from maker.cluster.local_server import serving
+    from maker.cluster.local.serving import serving
     from maker.tasks import get_task
 
     from maker.config import VotingConfig

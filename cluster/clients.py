@@ -6,6 +6,8 @@ own code on each worker, a `ModelClient` object (e.g. ``FunctionClient(fn)``) is
 is (shipped to the workers by value), ``openai/NAME`` with an ``api_base`` (OpenAI-compatible
 servers, the embedded model) goes to `OpenAICompatibleClient` (plain HTTP, ~10x less client
 CPU than litellm), and anything else to litellm (``openai/gpt-4.1-mini``, ``anthropic/...``).
+``local`` / ``local:PATH.gguf`` (the embedded model) is checked here, but has a client only
+once served: the caller rewrites it to ``openai/<alias>`` at its servers (`maker.runtime.local_models`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from maker.tasks.base import Task
 
 from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
+from .local.server import INSTALL_HINT, check_gguf, is_local_model, llama_server_missing, model_path_of
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
@@ -161,6 +164,12 @@ def check_spec(spec: ModelSpec) -> None:
         return
     if spec.in_process_simulator:
         parse_sim_model(spec.model)
+        return
+    if is_local_model(spec.model):  # the embedded model: its file and llama-cpp-python, before any server starts
+        check_gguf(model_path_of(spec.model), spec.model)
+        missing = llama_server_missing()
+        if missing is not None:
+            raise ModelConfigError(f"the local model needs {missing}: {INSTALL_HINT}", model=spec.model)
         return
     if "/" not in spec.model and not spec.api_base:
         raise ModelConfigError(
@@ -311,6 +320,9 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         return make_scripted(spec.model)
     if spec.in_process_simulator:
         return SimulatedModel(task, parse_sim_model(spec.model), name=spec.model)
+    if is_local_model(spec.model):
+        raise ModelConfigError(f"{spec.model}: not served: the caller starts its servers first "
+                               "(maker.runtime.local_models) and passes the specs it yields", model=spec.model)
     config = LiteLLMConfig(
         model=spec.model,
         api_base=spec.api_base,

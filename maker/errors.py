@@ -5,7 +5,7 @@ every layer can import).
      ├── UsageError (and ValueError)  bad input: nothing was run, nothing written      exit 2
      ├── ModelError (model)           a model could not be used
      │    ├── ModelConfigError        a setting is missing or wrong (key, base URL, name) exit 2
-     │    └── LocalServerError        the embedded model's server (maker.cluster.local_server)
+     │    └── LocalServerError        the embedded model's server (maker.cluster.local.server)
      ├── StepLogError (path)          a step log cannot be read or written             exit 2
      ├── VoteCapError (step, samples) a step hit the sample cap undecided              exit 1
      │    └── DiscardStreakError (reasons)  every sample red-flagged, many in a row

@@ -27,6 +27,7 @@ Example (simulated: `sim:P` answers from `expected`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -41,6 +42,7 @@ from typing import Any
 
 from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
+from maker.cluster.local.serving import Lease, acquire
 from maker.cluster.protocol import ModelClient, Sample, SampleRequest
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -48,6 +50,7 @@ from maker.errors import UsageError
 from maker.log.steplog import StepLogWriter
 from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
 from maker.runtime.driver import ClusterConfig, run_metadata
+from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_settings
 from maker.tasks.base import Oracle
 from maker.tasks.one_prompt import OnePrompt, one_prompt
@@ -117,8 +120,10 @@ async def avote(
 
     prompt: a string (sent as one user message in the chat style) or a list of
     ``{"role", "content"}`` messages.  models: model strings (``openai/gpt-4.1-mini``,
-    ``sim:P`` with `expected=`, ``script:NAME``), `ModelSpec`s (a model at an ``api_base``) or
-    `ModelClient` objects; samples are spread over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
+    ``sim:P`` with `expected=`, ``script:NAME``, ``local`` / ``local:PATH.gguf``: the embedded
+    model, served by this process's shared servers -- started on the first call, reused by
+    every later one, stopped at exit; see `maker.runtime.local_models`), `ModelSpec`s (a model
+    at an ``api_base``) or `ModelClient` objects; samples are spread over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
     key: a normaliser name (`maker.tasks.keys.NORMALISERS`, ``choice:a,b``) or a function
     ``str -> str | None``; a reply it maps to None is red-flagged ``malformed``.  red_flags:
     a `RedFlagPolicy`, or extra ``(name, fn)`` detectors for the default one, each
@@ -130,7 +135,9 @@ async def avote(
     Raises UsageError (one line) for a bad prompt, k < 1, an unknown key normaliser, `sim:`
     without `expected`, an existing log, or settings a run refuses before drawing
     (`maker.runtime.preflight.check_settings`: temperature 0 with fewer models than k, a
-    policy with its own token cap, a detector that raises on `expected`); ModelConfigError for an unusable model;
+    policy with its own token cap, a detector that raises on `expected`, ``local`` as an
+    escalation tier); ModelConfigError for an unusable model; LocalServerError when a local
+    server does not start or dies beyond its restarts during the call;
     VoteCapError (or its subclasses) when the step does not decide within
     `voting.max_samples_per_step` samples -- the log, if any, holds every sample drawn.
     """
@@ -142,6 +149,30 @@ async def avote(
         raise UsageError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     if cluster is not None:
         _check_ray(task, models)
+    lease = held = None
+    if has_local(models) and cluster is None:
+        lease = await _serve_local(models, concurrency)
+        models = _with_served(models, lease.specs)
+    elif has_local(models):  # in a Ray worker: served by this process (or on each node of a multi-node cluster)
+        held = local_models(_local_specs(models, concurrency), address=cluster.address, resume_hint=False)  # type: ignore[union-attr]
+        models = _with_served(models, await asyncio.to_thread(held.__enter__))
+    try:
+        return await _vote_served(task, models, voting, policy, seed, cluster, concurrency, log, started)
+    except asyncio.CancelledError:
+        error = lease.failure() if lease is not None else None
+        if error is None:
+            raise
+        raise error from None  # a local server died for good: that, not a cancelled vote, is what happened
+    finally:
+        if lease is not None:
+            lease.release()
+        if held is not None:
+            await asyncio.to_thread(held.__exit__, None, None, None)
+
+
+async def _vote_served(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, policy: RedFlagPolicy, seed: int,
+                       cluster: ClusterConfig | None, concurrency: int, log: Any, started: float) -> VoteResult:
+    """`avote` once every local model is served (`models` point at the servers)."""
     names = [_name(m) for m in models]
     writer = None
     if log is not None:
@@ -161,6 +192,38 @@ async def avote(
     if result.failed:
         raise step_failure(result.samples, 0, voting)
     return _result(result, voting, names, _simulated(models), time.perf_counter() - started, log)
+
+
+def _local_specs(models: Sequence[Any], concurrency: int) -> list[ModelSpec]:
+    """The ``local`` / ``local:PATH`` entries of `models`, as specs."""
+    return [m if isinstance(m, ModelSpec) else ModelSpec(m, concurrency=concurrency)
+            for m in models if isinstance(m, (str, ModelSpec)) and has_local([m])]
+
+
+def _with_served(models: Sequence[Any], served: Sequence[ModelSpec]) -> list[Any]:
+    """`models` with each local entry replaced by its served spec, in order."""
+    rest = iter(served)
+    return [next(rest) if isinstance(m, (str, ModelSpec)) and has_local([m]) else m for m in models]
+
+
+async def _serve_local(models: Sequence[Any], concurrency: int) -> Lease:
+    """Hold this process's local servers for one voted call (started in a thread if none
+    run, so the event loop goes on).  Should a server die beyond its restarts while the
+    call runs, the call's task is cancelled and `avote` raises LocalServerError."""
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+
+    def down(message: str) -> None:  # a watchdog thread
+        if me is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing left to stop
+                loop.call_soon_threadsafe(me.cancel)
+
+    holding = asyncio.ensure_future(asyncio.to_thread(acquire, _local_specs(models, concurrency), on_failure=down))
+    try:
+        return await asyncio.shield(holding)
+    except asyncio.CancelledError:  # the caller gave up while the servers started: release them once they have
+        holding.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or f.result().release())
+        raise
 
 
 def vote(prompt: Any, models: Sequence[str | ModelSpec | ModelClient], k: int | None = None, key: Any = "text",
@@ -276,6 +339,7 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
     else:
         policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens, extra=tuple(red_flags))
     check_settings(task, policy, voting, len(models))  # what `maker.run` refuses up front, refused here too
+    refuse_local_tiers(voting.escalation_models)
     warn_unsent_settings([m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models],
                          voting.first_temperature, voting.temperature, tuple(getattr(task, "stop", ()) or ()))
     if seed is None:

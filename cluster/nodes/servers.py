@@ -1,7 +1,7 @@
 """The embedded model on every node of a Ray cluster: each node's workers talk to servers on
 their own node's 127.0.0.1.
 
-Why: a local model server listens on 127.0.0.1 only (`cluster.local_server`), so workers on
+Why: a local model server listens on 127.0.0.1 only (`cluster.local.server`), so workers on
 other nodes cannot reach the driver's; and serving on each node is what makes local
 inference scale with the cluster.  One `NodeServers` actor per node that runs a model
 worker, pinned there (hard node affinity), owns that node's `LocalServer`s -- the same
@@ -33,15 +33,8 @@ from typing import Any
 
 from ..clients import ModelSpec
 from ..errors import ModelConfigError
-from ..local_server import (
-    DEFAULT_REPLICAS,
-    LocalServerError,
-    check_gguf,
-    interrupting,
-    is_local_model,
-    model_path_of,
-    start_servers,
-)
+from ..local.server import LocalServerError, check_gguf, is_local_model, model_path_of
+from ..local.serving import DEFAULT_REPLICAS, interrupting, start_servers
 
 #: seconds to wait for every node's servers to answer (each server has its own start-up limit)
 START_TIMEOUT_S = 600.0
@@ -50,7 +43,7 @@ START_TIMEOUT_S = 600.0
 @dataclass(frozen=True)
 class NodeServing:
     """How each node serves its local models: `models` are the ``local`` / ``local:PATH``
-    strings; the rest as `cluster.local_server.start_servers` takes them."""
+    strings; the rest as `cluster.local.serving.start_servers` takes them."""
 
     models: tuple[str, ...]
     threads: int | None = None

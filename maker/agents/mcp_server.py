@@ -37,7 +37,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from maker import __version__
-from maker.agents.runs import NOT_RUNNABLE, Runs, refuse_code_models
+from maker.agents.runs import NOT_RUNNABLE, Runs, confine_local_models, refuse_code_models
 from maker.errors import MakerError
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
@@ -101,7 +101,7 @@ class _OneLineErrors(MCPServer):
         return cache.get(name)
 
 
-def build_server(root: str | Path = ".") -> MCPServer:
+def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) -> MCPServer:
     """The MCP server with maker's six tools, confined to `root` (resolved now)."""
     root = Path(root).resolve()
     if not root.is_dir():
@@ -109,7 +109,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
 
         raise UsageError(f"--root {root} is not a directory")
     server: MCPServer = _OneLineErrors("maker", instructions=INSTRUCTIONS, version=__version__)
-    runs = Runs(root)
+    runs = Runs(root, local_options)
 
     @server.tool()
     async def vote(
@@ -128,8 +128,10 @@ def build_server(root: str | Path = ".") -> MCPServer:
         literal, lines, or choice:a,b,c); a reply it cannot read is discarded as malformed,
         as are overlong or code-bearing replies. prompt: a string or a list of
         {"role", "content"} messages. models: litellm model strings (openai/gpt-4.1-mini,
-        ...; the server's environment holds the keys) or sim:P, a simulator that is right
-        with probability P and needs `expected` (the right answer). log: a new step-log
+        ...; the server's environment holds the keys), local (the embedded SmolLM2-135M,
+        served on this machine and kept for later calls; local:PATH.gguf for a GGUF file
+        under the root) or sim:P, a simulator that is right with probability P and needs
+        `expected` (the right answer). log: a new step-log
         folder under the server's root (maker replay reads it).
         Returns: key (the winning answer), reply (a raw reply that voted for it), votes per
         key, samples drawn, rounds, red_flags by reason, cost_usd, tokens, simulated, correct
@@ -139,6 +141,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
 
         try:
             refuse_code_models(models)
+            models = confine_local_models(models, lambda path: inside(root, path))
             target = inside(root, log) if log is not None else None
             result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed)
         except (MakerError, ValueError) as exc:
@@ -200,7 +203,8 @@ def build_server(root: str | Path = ".") -> MCPServer:
 
         task: a name from the `tasks` tool (e.g. hanoi), or the user's own task file under
         the server's root as FILE.py:attr (e.g. grid.py:grid); options: that task's options
-        (e.g. {"disks": 10}), models: model strings (sim:0.99 to simulate), k: the vote
+        (e.g. {"disks": 10}), models: model strings (sim:0.99 to simulate, local for the
+        embedded model), k: the vote
         margin (the `plan` tool chooses it). Every sample and decision goes to a step log
         under the server's root (maker-runs/RUN_ID/log). The run is a durable job: it goes on
         when this session or server ends, and any server on the same root finds it (`runs`,
@@ -331,9 +335,12 @@ def _refuse_imports(run: dict[str, Any]) -> None:
         raise ToolError("this log's key is a user function (code to import): verify it with `maker replay --verify`")
 
 
-def serve(root: str | Path = ".", http_port: int | None = None) -> None:
-    """Serve until the client goes away (stdio) or the process is stopped (HTTP on 127.0.0.1 only)."""
-    server = build_server(root)
+def serve(root: str | Path = ".", http_port: int | None = None, local_options: tuple[str, ...] = ()) -> None:
+    """Serve until the client goes away (stdio) or the process is stopped (HTTP on 127.0.0.1 only).
+
+    `local_options`: ``--local-*=VALUE`` arguments for the background runs of the embedded
+    model (the `vote` tool's servers take them from `maker.cluster.local.serving.configure`)."""
+    server = build_server(root, local_options)
     try:
         if http_port is None:
             server.run("stdio")

@@ -140,6 +140,16 @@ def refuse_code_models(models: Any) -> None:
                              "run such a model with `maker run` yourself")
 
 
+def confine_local_models(models: Any, resolve_path: Any) -> Any:
+    """`models` with each ``local:PATH`` resolved by `resolve_path` (the server confines it to
+    its root, as it does a plan file): an agent's model string names no file outside it.
+    ``local`` (the embedded model) and other models pass unchanged; a non-list passes as is."""
+    if not isinstance(models, (list, tuple)):
+        return models
+    return [f"local:{resolve_path(m.split(':', 1)[1].strip())}"
+            if isinstance(m, str) and m.startswith("local:") else m for m in models]
+
+
 @dataclass
 class BackgroundRun:
     """One run's folder and what `run.json` says of it; `process` only in the server that started it."""
@@ -167,9 +177,11 @@ class Runs:
     """The runs under `root` (started by this server or any other on the same root), by id;
     `root` is the only directory they write under."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, local_options: tuple[str, ...] = ()) -> None:
         self.root = root
         self.runs: dict[str, BackgroundRun] = {}
+        #: ``--local-*=VALUE`` arguments for a child whose models include ``local`` (`maker mcp --local-*`)
+        self.local_options = tuple(local_options)
 
     def start(self, task: str, options: dict[str, Any], models: list[str], k: int = 3, seed: int = 0,
               resolve_path: Any = None) -> str:
@@ -203,6 +215,8 @@ class Runs:
         if not models or not all(isinstance(m, str) and m.strip() and not m.startswith("-") for m in models):
             raise UsageError("models must be a non-empty list of model strings")
         refuse_code_models(models)
+        if resolve_path is not None:
+            models = confine_local_models(models, resolve_path)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UsageError(f"k must be an integer >= 1, got {k!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -211,6 +225,8 @@ class Runs:
         folder = self.root / RUNS_DIR / run_id
         folder.mkdir(parents=True)
         args += [f"--model={m}" for m in models]
+        if any(m == "local" or m.startswith("local:") for m in models):
+            args += self.local_options
         args += [f"--k={k}", f"--seed={seed}", f"--log={folder / 'log'}", "--json", "--quiet"]
         command = ["maker", *args[3:]]
         (folder / "command.json").write_text(json.dumps(command))

@@ -32,7 +32,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> Any:
 
 
 def add_local_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `--model local` / `--model local:PATH.gguf` (see cluster.local_server)."""
+    """Options of `--model local` / `--model local:PATH.gguf` (see cluster.local.server)."""
     g = p.add_argument_group("local model (--model local: SmolLM2-135M served on 127.0.0.1; local:PATH.gguf: any GGUF)")
     g.add_argument("--local-port", type=int, help="serve on this port of 127.0.0.1 (default: a free one)")
     g.add_argument("--local-threads", type=int, help="llama.cpp threads (default: one per two cores)")
@@ -63,7 +63,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
         )
         for m in args.model
     ]
-    from maker.cluster.local_server import is_local_model
+    from maker.cluster.local.server import is_local_model
 
     if any(is_local_model(spec.model) for spec in specs):
         return served_specs(args, specs)
@@ -78,10 +78,12 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
     command validated its other input) and stopped when the command ends: `maker.cli`
     puts an ExitStack on ``args._exit_stack``; without one, at interpreter exit.
 
-    Without ``--address`` the servers run on this machine; with it, on every node of the
-    cluster that runs a worker (`cluster.nodes`), each worker using its own node's."""
-    from maker.cluster.local_server import DEFAULT_REPLICAS, serving
+    The library serves them (`maker.runtime.local_models`): on this machine, or with
+    ``--address`` on every node of the cluster that runs a worker, each worker using its
+    own node's.  This adds the ``--local-*`` settings and the announcements."""
+    from maker.cluster.local.serving import DEFAULT_REPLICAS, LocalSettings
     from maker.errors import UsageError
+    from maker.runtime.local_models import local_models
 
     served: dict[str, ModelSpec] | None = getattr(args, "_served_models", None)
     if served is None:
@@ -97,45 +99,17 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
         if stack is None:
             stack = contextlib.ExitStack()
             atexit.register(stack.close)
-        address = getattr(args, "address", None)
-        context = None
-        if address:  # None when every worker runs on this machine: served as without --address
-            context = _serving_on_cluster(args, specs, address, threads, restarts, replicas or DEFAULT_REPLICAS)
-        if context is None:
-            context = serving(
-                specs,
-                port=getattr(args, "local_port", None),
-                threads=threads,
-                log_path=getattr(args, "local_log", None),
-                max_restarts=restarts,
-                on_start=_announce,
-                replicas=replicas or DEFAULT_REPLICAS,
-            )
+        log = getattr(args, "local_log", None)
+        port = getattr(args, "local_port", None)
+        settings = LocalSettings(port=port, threads=threads, log_path=str(log) if log else None, max_restarts=restarts,
+                                 replicas=1 if port is not None else replicas or DEFAULT_REPLICAS)
+        context = local_models(specs, address=getattr(args, "address", None), workers=getattr(args, "workers", 1) or 1,
+                               settings=settings, on_start=_announce, on_node_start=_announce_node, keep=False)
         served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}
         args._served_models = served
     return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base,
                     api_bases=served[s.model].api_bases, node_bases=served[s.model].node_bases)
             if s.model in served else s for s in specs]
-
-
-def _serving_on_cluster(args: argparse.Namespace, specs: list[ModelSpec], address: str, threads: int | None,
-                        restarts: int, replicas: int) -> Any:
-    """Join the cluster and serve the local models on the nodes the workers will run on;
-    None when those are all this machine (then they are served as without --address)."""
-    import ray
-
-    from maker.cluster.nodes import serving_on_nodes
-    from maker.cluster.worker import ensure_ray, worker_nodes
-    from maker.errors import UsageError
-
-    ensure_ray(address)
-    nodes = worker_nodes(max(1, getattr(args, "workers", 1) or 1))
-    if set(nodes) == {ray.get_runtime_context().get_node_id()}:
-        return None
-    if getattr(args, "local_port", None) is not None:
-        raise UsageError("--local-port fixes one port on one machine; leave it out with --address")
-    return serving_on_nodes(specs, nodes, threads=threads, replicas=replicas, max_restarts=restarts,
-                            log_path=getattr(args, "local_log", None), on_start=_announce_node)
 
 
 def _announce_node(answer: Any) -> None:

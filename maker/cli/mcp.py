@@ -17,6 +17,7 @@ EPILOG = """examples:
   maker mcp                                stdio (what agents spawn)
   maker mcp --root ~/experiments           logs and runs only under ~/experiments
   maker mcp --http 8765                    http://127.0.0.1:8765/mcp
+  maker mcp --local-replicas 1             one embedded-model server for `models: ["local"]`
   claude mcp add maker -- maker mcp --root .   register it with a coding agent"""
 
 
@@ -25,6 +26,9 @@ def add_parser(sub: Any) -> None:
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=".", help="the only directory tools may read or write under (default: .)")
     p.add_argument("--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT instead of stdio")
+    p.add_argument("--local-replicas", type=int, metavar="N",
+                   help="servers of the embedded model (models: local) for the vote tool and for each run (default 4)")
+    p.add_argument("--local-threads", type=int, metavar="N", help="llama.cpp threads per such server (default: one per two cores)")
     p.set_defaults(handler=main)
 
 
@@ -33,11 +37,22 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--http must be a port in 1..65535, got {args.http}")
     if args.http is not None:
         _check_port_free(args.http)
+    local_options = []
+    for flag in ("local_replicas", "local_threads"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        if value is not None:
+            local_options.append(f"--{flag.replace('_', '-')}={value}")
+    if local_options:  # the vote tool's servers (this process); each run's child gets the options
+        from maker.cluster.local.serving import DEFAULT_REPLICAS, LocalSettings, configure
+
+        configure(LocalSettings(threads=args.local_threads, replicas=args.local_replicas or DEFAULT_REPLICAS))
     try:
         from maker.agents.mcp_server import serve
     except ImportError as exc:  # the SDK is a dependency; a broken install says what to do
         raise UsageError(f"maker mcp needs the MCP SDK: pip install 'mcp>=2.3,<3' ({exc})") from None
-    serve(args.root, args.http)
+    serve(args.root, args.http, tuple(local_options))
     return 0
 
 

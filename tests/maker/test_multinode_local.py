@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.local_model]
 ROOT = Path(__file__).resolve().parents[2]
 
 #: `maker run RUN_ARGS` on a fresh two-node cluster whose second node sees HOME=SECOND_HOME;
-#: then the local model servers (`_local_child.py`) of this cluster still running, if any.
+#: then the local model servers (`cluster/local/_child.py`) of this cluster still running, if any.
 SCRIPT = r"""
 import contextlib, io, json, os, sys
 import ray
@@ -43,7 +43,7 @@ def our_servers():
         except OSError:
             continue
         args = cmd.split(b"\0")
-        if len(args) > 1 and args[1].endswith(b"_local_child.py") and ("RAY_TMPDIR=" + os.environ["RAY_TMPDIR"]).encode() + b"\0" in env:
+        if len(args) > 1 and args[1].endswith(b"/local/_child.py") and ("RAY_TMPDIR=" + os.environ["RAY_TMPDIR"]).encode() + b"\0" in env:
             if open(f"/proc/{pid}/stat").read().split(") ", 1)[1][0] != "Z":  # a zombie has ended
                 found.append(int(pid))
     return found
@@ -138,7 +138,7 @@ def test_a_node_without_the_model_file_is_one_line_naming_it(tmp_path: Path) -> 
     """`local:~/m.gguf` exists on the head node (HOME there holds it) but not on the second
     node (another HOME): the run stops before any step, one line names the second node,
     and no server is left running on either."""
-    from maker.cluster.local_server import embedded_gguf_path
+    from maker.cluster.local.server import embedded_gguf_path
 
     home, other = tmp_path / "home", tmp_path / "other_home"
     home.mkdir()

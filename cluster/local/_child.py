@@ -1,6 +1,6 @@
-"""Child side of `cluster.local_server`: tie the server's life to maker's, then run it.
+"""Child side of `cluster.local.server`: tie the server's life to maker's, then run it.
 
-``python cluster/_local_child.py PARENT_PID [--no-extra-buffers] ARGS...`` (run as a script:
+``python cluster/local/_child.py PARENT_PID [--no-extra-buffers] [--bounded-cache] ARGS...`` (run as a script:
 no package import) asks the kernel to send SIGTERM when the parent goes away (Linux
 ``PR_SET_PDEATHSIG``), so even a ``kill -9`` of maker leaves no server behind, then runs
 ``python -m llama_cpp.server ARGS...`` in this same process.  Elsewhere the death signal is
@@ -12,6 +12,9 @@ of those, and its matrix multiply dies with a general protection fault at ``ldti
 (llama.cpp issue #20824); without extra buffer types the model runs on the AVX kernels and
 answers.  llama_cpp.server has no option for it, so the child wraps
 ``llama_model_default_params``, which `llama_cpp.Llama` calls for every model it loads.
+
+``--bounded-cache`` makes the RAM prompt cache count what it keeps (`bounded_cache`):
+without it each server grew to 3-4 GB over a long run.
 """
 
 from __future__ import annotations
@@ -63,13 +66,53 @@ def without_extra_buffers() -> None:
     lib.llama_model_default_params = model_params
 
 
+BOUNDED_CACHE = "--bounded-cache"
+
+
+def bounded_cache() -> None:
+    """Make llama_cpp.server's RAM prompt cache (``--cache_type ram``) keep only what a
+    restore reads, and count all it keeps against ``--cache_size``.
+
+    Why: llama-cpp-python's `LlamaRAMCache` counts a cached prompt state as its llama.cpp
+    state (the KV cells, ~4 MB for a 200-token chase prompt on SmolLM2-135M) but also keeps
+    the logits of every prompt token (`LlamaState.scores`: tokens x 49,152 vocabulary x
+    4 bytes, ~35 MB for the same prompt), uncounted; a 256 MB cache held ~60 states and
+    ~2.5 GB.  With ``--logits_all False`` (as maker serves) those rows are never read back:
+    a restored state is always decoded again before sampling (``_requires_eval``), which
+    refreshes the logits.  So each state keeps one row (it broadcasts into the rows
+    `load_state` fills) and its size counts every array it holds."""
+    import llama_cpp
+    from llama_cpp.llama import LlamaState
+
+    class BoundedRAMCache(llama_cpp.LlamaRAMCache):  # type: ignore[misc,name-defined]
+        @property
+        def cache_size(self) -> int:
+            return sum(_state_bytes(key, state) for key, state in self.cache_state.items())
+
+        def __setitem__(self, key, value) -> None:  # type: ignore[no-untyped-def]
+            if len(value.scores) > 1:
+                value = LlamaState(value.input_ids, value.scores[-1:].copy(), value.n_tokens, value.llama_state,
+                                   value.llama_state_size, value.seed)
+            super().__setitem__(key, value)
+
+    llama_cpp.LlamaRAMCache = BoundedRAMCache
+
+
+def _state_bytes(key: tuple[int, ...], state) -> int:  # type: ignore[no-untyped-def]
+    """What one cached prompt state holds: its llama.cpp state, its logits and token arrays, its key."""
+    return int(state.llama_state_size) + state.scores.nbytes + state.input_ids.nbytes + 8 * len(key)
+
+
 def main() -> None:
     parent = int(sys.argv[1])
     tie_to_parent(parent)
     args = sys.argv[2:]
-    if args[:1] == [NO_EXTRA_BUFFERS]:
-        args = args[1:]
-        without_extra_buffers()
+    while args[:1] and args[0] in (NO_EXTRA_BUFFERS, BOUNDED_CACHE):
+        flag, args = args[0], args[1:]
+        if flag == NO_EXTRA_BUFFERS:
+            without_extra_buffers()
+        else:
+            bounded_cache()
     sys.argv = ["llama_cpp.server", *args]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

