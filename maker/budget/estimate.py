@@ -82,11 +82,19 @@ class _Step:
 def true_step(task: Task, index: int) -> StepInput:
     """Step `index` on the correct trajectory: its premise is what a perfect run would give it
     (a plan step: its inputs filled in from the true values of the steps it names)."""
-    if hasattr(task, "truth_values"):
-        return task.step_input(index, dict(enumerate(task.truth_values())))  # type: ignore[attr-defined]
+    if hasattr(task, "true_step"):
+        return task.true_step(index)  # type: ignore[attr-defined]
     if index == 0:
         return task.first_step()
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
+
+
+def gradable_steps(task: Task) -> list[int]:
+    """The steps an estimate may draw on: every step of a chain; of a plan, the steps a model
+    answers (never a tool step: a tool is run, not prompted) on a known true premise
+    (`OraclePlanTask.gradable_steps`)."""
+    gradable = getattr(task, "gradable_steps", None)
+    return gradable() if gradable is not None else list(range(task.total_steps))
 
 
 def pick_steps(total_steps: int, n: int, seed: int) -> list[int]:
@@ -247,9 +255,13 @@ def estimate(
     if batch_steps < 1:
         raise UsageError("--batch-steps must be >= 1")
     target = check_target(target)
-    steps = check_steps(task.total_steps if steps is None else steps)
     if not isinstance(task, Oracle):
         raise UsageError(f"task {task.spec.name!r} has no ground truth: estimate needs it to grade samples")
+    gradable = gradable_steps(task)
+    if not gradable:
+        raise UsageError(f"task {task.spec.name!r} has no step a model answers on a known premise: nothing to grade")
+    voted = getattr(task, "voted_steps", None)
+    steps = check_steps((len(voted()) if voted else task.total_steps) if steps is None else steps)  # k is planned for the voted steps
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     if not specs:
         raise UsageError("at least one --model is needed")
@@ -259,7 +271,7 @@ def estimate(
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
-    indices = pick_steps(task.total_steps, samples, seed)
+    indices = sorted(gradable[j] for j in pick_steps(len(gradable), samples, seed))
     batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
     started = time.perf_counter()
     tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster, progress)
