@@ -286,3 +286,19 @@ def test_an_error_in_maker_itself_never_blames_the_users_code(counted) -> None:
     with pytest.raises(MakerError, match="raised by the task's code"):
         asyncio.run(worker.call(estimate_batch, job))
     assert _calls(calls) == 0
+
+
+def test_verify_on_a_chain_counts_the_errors_the_run_counted(ray_address, tmp_path) -> None:
+    """A chain goes on past a wrong decision on the premise it implies: verify names each step
+    that is wrong on its own premise (what the run counted as errors) and calls the steps right
+    on a premise an earlier error spoilt consequential."""
+    from maker.tasks import get_task
+
+    log = tmp_path / "h.parquet"
+    result = run(get_task("chase", hops=60), ["sim:0.8,seed=3"], VotingConfig(k=1), log=log, seed=5,
+                 cluster=ClusterConfig(address=ray_address, speculate=0))
+    assert result.errors >= 2
+    report = verify_log(log)
+    assert report.wrong_decisions == result.errors == len(report.wrong_steps)
+    assert report.wrong_steps == sorted(report.wrong_steps) and report.first_bad_step == result.first_error_step
+    assert report.consequential + len(report.wrong_steps) <= report.steps and not report.valid and not report.solved
