@@ -204,7 +204,8 @@ def test_a_tool_runs_once_per_run_and_never_in_verify_or_estimate(counted, ray_a
     assert _calls(calls) == 1
     assert main(["estimate", "--task", ref, "--n", "10", "--model", "sim:0.9", "--samples", "10",
                  "--address", ray_address, "--json"]) == 0, capsys.readouterr().err
-    assert json.loads(capsys.readouterr().out)["measured_steps"] == 10 and _calls(calls) == 1
+    estimated = json.loads(capsys.readouterr().out)
+    assert estimated["measured_steps"] == 10 and estimated["steps"] == 10 and _calls(calls) == 1  # k for the voted steps
     assert main(["replay", str(log), "--verify", "--rerun-tools", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tools_rerun"] == 1 and _calls(calls) == 2
     assert main(["replay", str(log), "--rerun-tools"]) == 2  # only with --verify
@@ -302,3 +303,21 @@ def test_verify_on_a_chain_counts_the_errors_the_run_counted(ray_address, tmp_pa
     assert report.wrong_decisions == result.errors == len(report.wrong_steps)
     assert report.wrong_steps == sorted(report.wrong_steps) and report.first_bad_step == result.first_error_step
     assert report.consequential + len(report.wrong_steps) <= report.steps and not report.valid and not report.solved
+
+
+def test_the_preflight_probe_of_a_users_detector_never_runs_a_tool(counted) -> None:
+    """`check_detectors` shows a user's detector a known-good reply: of a voted step, never a
+    tool step's (finding its output would run the tool)."""
+    from maker.tasks.plan_task import plan_task
+    from maker.tasks.registry import import_where
+
+    from maker.engine.red_flags import RedFlagPolicy, check_detectors
+
+    module, calls, _ = counted
+    mod = import_where(str(module))
+    task = plan_task('#E1 = total(1, 2)\n#E2 = age("name: Ada; age: 33; id: 0")\n#E3 = echo(#E1)\n'
+                     'answer = #E1 #E2 #E3', ops=[mod.AGE, mod.ECHO, mod.tool("total", mod.total)])
+    seen = []
+    policy = RedFlagPolicy(extra=(("probe", lambda sample, ctx: seen.append(ctx.step.index)),))
+    check_detectors(task, policy)
+    assert seen == [1] and _calls(calls) == 0  # step 1, the first voted step on a known premise
