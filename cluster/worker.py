@@ -466,11 +466,9 @@ class WorkerPool:
 
         while True:
             try:
-                ref = next(pending.ref)
+                return ray.get(next(pending.ref))
             except StopIteration:
                 return None
-            try:
-                return ray.get(ref)
             except RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, MakerError):

@@ -321,3 +321,49 @@ def test_the_preflight_probe_of_a_users_detector_never_runs_a_tool(counted) -> N
     policy = RedFlagPolicy(extra=(("probe", lambda sample, ctx: seen.append(ctx.step.index)),))
     check_detectors(task, policy)
     assert seen == [1] and _calls(calls) == 0  # step 1, the first voted step on a known premise
+
+
+def test_a_worker_killed_mid_stream_is_replaced_and_only_the_steps_still_out_are_sent_again(ray_address, tmp_path) -> None:
+    import threading
+
+    import psutil
+    from maker.tasks import get_task
+
+    def worker_pids() -> list[int]:
+        out = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if "ModelWorker" in " ".join(proc.cmdline()):
+                    out.append(proc.pid)
+            except psutil.Error:
+                pass
+        return out
+
+    before = set(worker_pids())
+    log = tmp_path / "k.parquet"
+    outcome: dict = {}
+    task = get_task(str(Path(__file__).resolve().parents[2] / "examples" / "records.py") + ":records", n=150)
+
+    def target() -> None:
+        try:
+            outcome["result"] = run(task, ["sim:0.99,latency=0.05,jitter=6"], VotingConfig(k=2), log=log,
+                                    cluster=ClusterConfig(address=ray_address))
+        except BaseException as exc:  # reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (list(log.glob("part-*.parquet")) if log.exists() else []):
+        time.sleep(0.05)
+    victims = [p for p in worker_pids() if p not in before]
+    assert victims and thread.is_alive(), "no worker to kill while the plan runs"
+    on_disk = len(decisions(log))
+    os.kill(victims[0], signal.SIGKILL)
+    thread.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.solved and result.extra["workers_replaced"] >= 1 and 0 < on_disk < 150
+    steps = read_table(open_log(log), ["step"], kind="decision")["step"].to_pylist()
+    assert sorted(steps) == list(range(151))  # none missing, none twice
+    assert verify_log(log).solved
