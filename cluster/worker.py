@@ -27,8 +27,9 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +52,31 @@ def one_line(exc: BaseException) -> str:
     return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
 
 
-def stopped_in_worker(message: str) -> MakerError:
+def stopped_in_worker(message: str, by_maker: bool = False) -> MakerError:
     """The one-line error for code that raised on a worker ("Type: message"), most often the
-    task's own `prompt`, `truth` or `next_state` at some step."""
+    task's own `prompt`, `truth` or `next_state` at some step; `by_maker`: no frame of the
+    traceback is the user's (see `raised_by_maker`), so the user's code is not blamed."""
+    if by_maker:
+        return MakerError(f"the run stopped in a worker: {message} (an error in maker itself, not in your task: "
+                          "please report it)")
     return MakerError(f"the run stopped in a worker: {message} (raised by the task's code?)")
+
+
+#: Top-level packages whose frames are not the user's: maker and the libraries it runs on.
+_NOT_USER = frozenset({"maker", "ray", "numpy", "pyarrow", "litellm", "openai", "httpx", "anyio", "scipy"})
+
+
+def raised_by_maker(exc: BaseException) -> bool:
+    """Whether every frame `exc` passed through is maker's, a library's it runs on, or the
+    standard library's: then it is maker's own error, and the user's code must not be blamed
+    (a user's module loaded by path is `_maker_user_*`; one imported by name is their package)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        top = str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0]
+        if top not in _NOT_USER and top not in sys.stdlib_module_names:
+            return False
+        tb = tb.tb_next
+    return True
 
 
 class ModelWorker:
@@ -89,8 +111,19 @@ class ModelWorker:
         except MakerError:
             raise
         except Exception as exc:
-            raise stopped_in_worker(one_line(exc)) from None
+            raise stopped_in_worker(one_line(exc), raised_by_maker(exc)) from None
         return result
+
+    async def stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any) -> AsyncIterator[Any]:
+        """The items of the async iterator `fn(self, payload)`, each sent to the driver as soon as
+        it is made (a Ray streaming generator: `WorkerPool.submit_stream`).  Errors as in `call`."""
+        try:
+            async for item in fn(self, payload):
+                yield item
+        except MakerError:
+            raise
+        except Exception as exc:
+            raise stopped_in_worker(one_line(exc), raised_by_maker(exc)) from None
 
     def node_id(self) -> str:
         import ray
@@ -127,11 +160,26 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _token_auth_on()
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
+    term = _own_sigterm_handler()
     try:
         ray.init(**kwargs)
     except Exception as exc:  # Ray raises bare Exceptions (a node that timed out at start-up)
         where = f"join Ray at {address}" if address else "start a local Ray"
         raise MakerError(f"cannot {where}: {one_line(exc)}") from exc
+    finally:
+        if term is not None:  # Ray's C++ logger takes SIGTERM over (prints a stack, exits 1): give it back
+            signal.signal(signal.SIGTERM, term)
+
+
+def _own_sigterm_handler() -> Any:
+    """The process's own Python SIGTERM handler (the `maker` program's: stop as on Ctrl-C,
+    writing the step log's last part), or None when there is none or this is not the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    handler = signal.getsignal(signal.SIGTERM)
+    return handler if callable(handler) else None
 
 
 #: Ray's notes that maker handles itself: a task whose actor maker killed (closing or
@@ -196,13 +244,18 @@ def _last_error(exc: BaseException) -> str:
 
 @dataclass
 class Pending:
-    """A batch in flight: what was sent where, so it can be sent again if its actor dies."""
+    """A batch in flight: what was sent where, so it can be sent again if its actor dies.
+
+    For a streamed batch (`WorkerPool.submit_stream`) `ref` is Ray's ObjectRefGenerator and
+    `payload` is what is sent again: the caller narrows it to the part whose results have not
+    come back yet."""
 
     ref: Any
     actor: int
     fn: Callable[[ModelWorker, Any], Any]
     payload: Any
     attempts: int = 1
+    streamed: bool = False
 
 
 #: Module-name prefixes that always travel by reference: maker itself and what it runs on.
@@ -400,6 +453,45 @@ class WorkerPool:
                 self.replaced += 1
                 pending.ref = self.actors[pending.actor].call.remote(pending.fn, pending.payload)
                 pending.attempts += 1
+
+    def submit_stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any) -> Pending:
+        """Send one batch whose results stream back item by item (`fn` is an async generator
+        function); read them with `next_item`.  `Pending.ref` can be passed to `ray.wait`."""
+        index = self._next % len(self.actors)
+        self._next += 1
+        return Pending(self._stream(index, fn, payload), index, fn, payload, streamed=True)
+
+    def _stream(self, index: int, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Any:
+        # Ray's own retry would replay the generator from its start, with other chunk
+        # boundaries: the pool sends the part still out again itself (`next_item`).
+        return self.actors[index].stream.options(num_returns="streaming", max_task_retries=0).remote(fn, payload)
+
+    def next_item(self, pending: Pending) -> Any | None:
+        """The next item of a streamed batch, None once it is done.  Should its actor die, the
+        batch's current `payload` (what has not come back yet) is sent to a fresh actor, up to
+        `max_attempts` times; a MakerError raised in the worker is raised here, one line."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+        while True:
+            try:
+                return ray.get(next(pending.ref))
+            except StopIteration:
+                return None
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, MakerError):
+                    raise cause from None
+                if not isinstance(cause, (RayActorError, ActorUnavailableError)):
+                    raise
+            except (RayActorError, ActorUnavailableError):
+                pass
+            if pending.attempts >= self.max_attempts:
+                raise WorkerLostError(f"a worker died {pending.attempts} times on the same batch; giving up") from None
+            self.actors[pending.actor] = self._replacement(pending.actor)
+            self.replaced += 1
+            pending.ref = self._stream(pending.actor, pending.fn, pending.payload)
+            pending.attempts += 1
 
     def map(self, fn: Callable[[ModelWorker, Any], Any], payloads: Sequence[Any]) -> list[Any]:
         """Run one batch per payload across the actors; results in payload order."""

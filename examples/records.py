@@ -2,7 +2,7 @@
 
 A plan: N independent `age(record)` steps, which the DAG runner votes in parallel, and
 one `total(#E1, ..., #EN)` tool step, a plain Python function run once on the decided
-ages and never voted.
+ages and never voted (declared pure: it has no side effect).
 
     maker run --task examples/records.py:records --n 50 --model sim:0.9 --k 2
     maker run --task examples/records.py:records --n 30 --model local --k 2
@@ -61,7 +61,9 @@ def records(n: int = 50, seed: int = 0) -> maker.tasks.plan_task.PlanTask:
     lines += [f"#E{i + 1} = age({json.dumps(r)})" for i, r in enumerate(make_records(n, seed))]
     lines.append(f"#E{n + 1} = total({', '.join(f'#E{i + 1}' for i in range(n))})")
     lines.append(f"answer = #E{n + 1}")
-    task = maker.plan_task("\n".join(lines), ops=[AGE, maker.tool("total", total)], name="records")
+    # `total` has no side effect: declared pure, maker may run it again for ground truth and in
+    # `replay --verify` (a tool that writes somewhere runs once per run, never again)
+    task = maker.plan_task("\n".join(lines), ops=[AGE, maker.tool("total", total, pure=True)], name="records")
     task.prompt_style = "completion"  # few-shot completion prompts suit small local models
     task.stop = ("\n",)
     return task

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from .base import TaskOption, TaskSpec
 from .ops import shapes
@@ -150,7 +151,7 @@ class Multiply(_Arithmetic):
     def build(self, a: int, b: int) -> Plan:
         return multiply_plan(a, b)
 
-    def expected_answer(self) -> str:
+    def expected_answer(self, tool_outputs: Any = None) -> str:
         return str(self.a * self.b)
 
 
@@ -163,7 +164,7 @@ class Add(_Arithmetic):
     def build(self, a: int, b: int) -> Plan:
         return add_plan(a, b)
 
-    def expected_answer(self) -> str:
+    def expected_answer(self, tool_outputs: Any = None) -> str:
         return str(self.a + self.b)
 
 
@@ -182,5 +183,5 @@ class Sort(OraclePlanTask):
         self.values = [rng.randrange(1000) for _ in range(n)]
         super().__init__(sort_plan(self.values), TaskSpec("sort", {"n": n, "instance_seed": instance_seed}))
 
-    def expected_answer(self) -> str:
+    def expected_answer(self, tool_outputs: Any = None) -> str:
         return "[" + ", ".join(map(str, sorted(self.values))) + "]"

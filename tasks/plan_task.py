@@ -59,8 +59,18 @@ class PlanTask:
         """Whether node `index` is a tool step: run once on its decided inputs, never voted."""
         return bool(getattr(self.ops[self.plan.steps[index].op], "is_tool", False))
 
+    def is_pure_tool(self, index: int) -> bool:
+        """Whether node `index` is a tool declared free of side effects (`tool(..., pure=True)`):
+        only such a tool is ever run again (for ground truth, by `replay --verify`)."""
+        return self.is_tool(index) and bool(getattr(self.ops[self.plan.steps[index].op], "pure", False))
+
+    def voted_steps(self) -> list[int]:
+        """Indices of the steps a model answers (every step but the tool steps), in plan order."""
+        return [i for i in range(self.total_steps) if not self.is_tool(i)]
+
     def run_tool(self, step: StepInput) -> str:
-        """A tool step's answer on its filled-in inputs (ToolError, one line, when it raises)."""
+        """A tool step's answer on its filled-in inputs (ToolError, one line, when it raises).
+        Runs the user's function: the DAG runner calls it once per tool step and run."""
         op, args = step.premise
         return self.ops[op].run(args)
 
@@ -145,24 +155,58 @@ class OraclePlanTask(PlanTask):
         missing = sorted({s.op for s in plan.steps if not self.ops[s.op].has_truth})
         if missing:
             raise ValueError(f"operations without ground truth: {', '.join(missing)}")
-        self._truth: list[str] | None = None
+        self._truth: list[str | None] | None = None
 
-    def truth_values(self) -> list[str]:
-        """Each node's right answer on the true inputs, in node order (computed once)."""
-        if self._truth is None:
-            values: dict[int, str] = {}
-            for i in range(self.total_steps):
+    def truth_values(self, tool_outputs: Mapping[int, str] | None = None) -> list[str | None]:
+        """Each node's right answer on the true inputs, in node order (computed once).
+
+        A tool that is not pure is a side effect and is never run for ground truth: its true
+        value is `tool_outputs[index]` (what a run's tool gave on inputs that were all true)
+        or None -- unknown, and so is every step that depends on it.
+        """
+        tool_outputs = {i: v for i, v in (tool_outputs or {}).items() if not self.is_pure_tool(i)}
+        if self._truth is not None and not tool_outputs:
+            return self._truth
+        values: dict[int, str | None] = {}
+        for i in range(self.total_steps):
+            deps = self.plan.deps(i)
+            if any(values[d] is None for d in deps):
+                values[i] = None
+            elif self.is_tool(i) and not self.is_pure_tool(i):
+                values[i] = tool_outputs.get(i)
+            else:
                 op, args = self.step_input(i, values).premise
                 values[i] = self.ops[op].reference(args)
-            self._truth = [values[i] for i in range(self.total_steps)]
-        return self._truth
+        truth = [values[i] for i in range(self.total_steps)]
+        if not tool_outputs:
+            self._truth = truth
+        return truth
 
-    def expected_answer(self) -> str:
-        """The right final answer.  Decomposer tasks override it with an independent computation."""
-        return self.final_answer(dict(enumerate(self.truth_values())))
+    def expected_answer(self, tool_outputs: Mapping[int, str] | None = None) -> str | None:
+        """The right final answer; None when it depends on a tool that is not pure and whose true
+        output is not in `tool_outputs` (see `truth_values`).  Decomposer tasks override it with
+        an independent computation."""
+        truth = self.truth_values(tool_outputs)
+        where = self.plan.index
+        if any(truth[where[r.step_id]] is None for r in refs_in(self.plan.answer)):
+            return None
+        return self.final_answer(dict(enumerate(truth)))  # type: ignore[arg-type]
+
+    def gradable_steps(self) -> list[int]:
+        """Steps a model answers (no tool step) whose premise on the correct trajectory is
+        known: what an estimate or a preflight probe may prompt (no input from a tool that
+        is not pure, which would have to run to be known)."""
+        truth = self.truth_values()
+        return [i for i in self.voted_steps() if truth[i] is not None]
+
+    def true_step(self, index: int) -> StepInput:
+        """Node `index` with its inputs filled in from their true values (KeyError if unknown)."""
+        truth = self.truth_values()
+        return self.step_input(index, {i: v for i, v in enumerate(truth) if v is not None})
 
     # -- Oracle -----------------------------------------------------------------------
-    def truth(self, index: int) -> str:
+    def truth(self, index: int) -> str | None:
+        """Node `index`'s right answer on the true inputs; None when unknown (see `truth_values`)."""
         return self.truth_values()[index]
 
     def reference_reply(self, step: StepInput) -> str:

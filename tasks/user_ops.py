@@ -14,8 +14,11 @@ Two kinds, both usable in a plan (`tasks.plan`) next to the built-in operations
   decided inputs (strings), never voted, as ReWOO's workers call tools between planned
   reasoning steps.  Its result (str() of what it returns, JSON when that is not one
   line) is the step's `value`.  A tool that raises fails its step with one line
-  naming it, and nothing that depends on it runs.  It is its own ground truth:
-  `replay --verify` runs it again on the logged inputs and compares.
+  naming it, and nothing that depends on it runs.  A tool is a side effect (a database
+  write, an email): it runs exactly once per run, on the driver, and its output and
+  inputs are logged; ground truth, estimates, preflight checks and `replay --verify`
+  never run it again.  `tool(name, fn, pure=True)` declares it free of side effects:
+  then it is its own ground truth and `replay --verify` runs it again and compares.
 
 A name that clashes with a built-in operation is refused (`PlanError`, one line).
 
@@ -149,19 +152,26 @@ class UserOp:
 
 
 class ToolOp:
-    """A tool step: ``fn(*args) -> value``, run once on decided inputs, never voted."""
+    """A tool step: ``fn(*args) -> value``, run once on decided inputs, never voted.
+
+    `pure`: the function has no side effects, so maker may run it again (for ground truth,
+    and in `replay --verify`); a tool that is not pure runs once per run and nowhere else.
+    """
 
     is_tool = True
-    has_truth = True  # deterministic: its own result is the truth
+    #: deterministic: a tool's result on the true inputs is the truth.  For a tool that is not
+    #: pure it is never computed by running it (`tasks.plan_task.OraclePlanTask.truth_values`).
+    has_truth = True
     arity: tuple[int, int | None] = (0, None)
     fields = ("value",)
 
-    def __init__(self, name: str, fn: Callable[..., Any], summary: str = "") -> None:
+    def __init__(self, name: str, fn: Callable[..., Any], summary: str = "", pure: bool = False) -> None:
         if not callable(fn):
             raise PlanError(f"tool {name}: {type(fn).__name__} is not callable")
         self.name = name
         self.fn = fn
-        self.summary = summary or f"tool {name} (a Python function, run once, not voted)"
+        self.pure = bool(pure)
+        self.summary = summary or f"tool {name} (a Python function, run once, not voted{'; pure' if pure else ''})"
 
     def check_arg(self, position: int, value: str) -> str | None:
         return None
@@ -181,7 +191,8 @@ class ToolOp:
         raise TypeError(f"{self.name} is a tool step: it is run, never prompted")
 
     def judge(self, args: tuple[str, ...], reply: str) -> Verdict:
-        """A tool's answer is right when running it again gives the same (used by replay --verify)."""
+        """A tool's answer is right when running it again gives the same.  Runs the tool: only
+        for a pure tool, or when the user asks (`replay --verify --rerun-tools`)."""
         try:
             expected = self.run(args)
         except ToolError as exc:
@@ -189,6 +200,9 @@ class ToolOp:
         return Verdict(expected) if reply == expected else Verdict(None, "rule_breaking", f"{self.name} gives {expected!r}")
 
     def reference(self, args: tuple[str, ...]) -> str:
+        """The true output on true inputs: runs the tool, so only a pure one (ValueError otherwise)."""
+        if not self.pure:
+            raise ValueError(f"tool {self.name} is not pure: it runs once per run, never for ground truth")
         return self.run(args)
 
     def wrong(self, args: tuple[str, ...]) -> list[str]:
@@ -216,10 +230,13 @@ def operation(name: str, **kwargs: Any) -> UserOp:
     return UserOp(name, **kwargs)
 
 
-def tool(name: str, fn: Callable[..., Any], summary: str = "") -> ToolOp:
-    """A tool step named `name` (refused when it clashes with a built-in operation)."""
+def tool(name: str, fn: Callable[..., Any], summary: str = "", pure: bool = False) -> ToolOp:
+    """A tool step named `name` (refused when it clashes with a built-in operation).
+
+    `pure=True` declares `fn` free of side effects (see `ToolOp`): maker may then run it
+    again for ground truth and in `replay --verify`."""
     _check_name(name)
-    return ToolOp(name, fn, summary)
+    return ToolOp(name, fn, summary, pure)
 
 
 def inline_tool(ref: str) -> ToolOp:

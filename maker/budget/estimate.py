@@ -83,17 +83,25 @@ class _Step:
 def true_step(task: Task, index: int) -> StepInput:
     """Step `index` on the correct trajectory: its premise is what a perfect run would give it
     (a plan step: its inputs filled in from the true values of the steps it names)."""
-    if hasattr(task, "truth_values"):
-        return task.step_input(index, dict(enumerate(task.truth_values())))  # type: ignore[attr-defined]
+    if hasattr(task, "true_step"):
+        return task.true_step(index)  # type: ignore[attr-defined]
     if index == 0:
         return task.first_step()
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
 
 
+def gradable_steps(task: Task) -> list[int]:
+    """The steps an estimate may draw on: every step of a chain; of a plan, the steps a model
+    answers (never a tool step: a tool is run, not prompted) on a known true premise
+    (`OraclePlanTask.gradable_steps`)."""
+    gradable = getattr(task, "gradable_steps", None)
+    return gradable() if gradable is not None else list(range(task.total_steps))
+
+
 def pick_steps(total_steps: int, n: int, seed: int, voted: Sequence[int] | None = None) -> list[int]:
     """`n` random step indices without repeats (every step when the task has fewer: a step
     drawn twice would repeat the same seeded draws, two copies of one measurement); only
-    from `voted` when given (a plan's tool steps are run, never voted: nothing to grade)."""
+    from `voted` when given."""
     rng = np.random.default_rng(mix64(seed, _ESTIMATE_SALT))
     if voted is None:
         chosen = rng.choice(total_steps, size=n, replace=False) if n <= total_steps else np.arange(total_steps)
@@ -271,9 +279,13 @@ def estimate(
     if batch_steps < 1:
         raise UsageError("--batch-steps must be >= 1")
     target = check_target(target)
-    steps = check_steps(task.total_steps if steps is None else steps)
     if not isinstance(task, Oracle):
         raise UsageError(f"task {task.spec.name!r} has no ground truth: estimate needs it to grade samples")
+    gradable = gradable_steps(task)
+    if not gradable:
+        raise UsageError(f"task {task.spec.name!r} has no step a model answers on a known premise: nothing to grade")
+    voted = getattr(task, "voted_steps", None)
+    steps = check_steps((len(voted()) if voted else task.total_steps) if steps is None else steps)  # k is planned for the voted steps
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     if not specs:
         raise UsageError("at least one --model is needed")
@@ -285,11 +297,7 @@ def estimate(
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
-    is_tool = getattr(task, "is_tool", None)
-    voted = [i for i in range(task.total_steps) if not is_tool(i)] if callable(is_tool) else None
-    indices = pick_steps(task.total_steps, samples, seed, voted)
-    if not indices:
-        raise UsageError(f"task {task.spec.name!r} has no voted step to measure (every step is a tool step)")
+    indices = sorted(gradable[j] for j in pick_steps(len(gradable), samples, seed))
     batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
     started = time.perf_counter()
     tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster, progress)

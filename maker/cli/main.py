@@ -43,14 +43,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _task_ref(argv: Sequence[str]) -> str | None:
-    """The task `run`/`estimate` name (`--task REF`, or TASK right after the command): its
-    declared options become flags of run and estimate."""
+    """The task `run`/`estimate`/`plan-show` name (`--task REF`, or TASK right after the
+    command): its declared options become flags of those commands."""
     for i, arg in enumerate(argv):
         if arg == "--task" and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--task="):
             return arg.split("=", 1)[1]
-    if len(argv) > 1 and argv[0] in ("run", "estimate") and not argv[1].startswith("-"):
+    if len(argv) > 1 and argv[0] in ("run", "estimate", "plan-show") and not argv[1].startswith("-"):
         return argv[1]
     return None
 
@@ -73,7 +73,7 @@ def build_parser(task_ref: str | None = None) -> argparse.ArgumentParser:
     if task_ref:
         from maker.cli.run import add_user_task_flags
 
-        for name in ("run", "estimate"):
+        for name in ("run", "estimate", "plan-show"):
             add_user_task_flags(sub.choices[name], task_ref)
     return parser
 
@@ -81,12 +81,41 @@ def build_parser(task_ref: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit code.  As the `maker` program (`argv` None) it also stops the
     Ray it started before returning, with Ctrl-C held off meanwhile (see `_stop_ray`)."""
+    if argv is None:
+        _terminate_as_interrupt()
     with redacted_stderr():  # keys leave in no message, whoever prints it (#22)
         code = _command(list(sys.argv[1:] if argv is None else argv))
         if argv is None and _stop_ray():
             print("maker: interrupted while Ray was stopping; it was stopped anyway", file=sys.stderr)
             code = code or 130
     return code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C is."""
+
+
+#: set when SIGTERM arrived (Ray's calls may re-raise the interrupt as a plain KeyboardInterrupt)
+_TERMINATED: list[bool] = []
+
+
+def _terminate_as_interrupt() -> None:
+    """Make SIGTERM stop the `maker` program as Ctrl-C does (exit 143 instead of 130).
+
+    Why: Python's default for SIGTERM ends the process on the spot, so no `finally` runs:
+    the decided steps a run holds in memory are never written to its step log and the Ray
+    it started is left behind.  Raised as an interrupt, every `finally` runs -- the log's last
+    part is written, Ray is stopped (`_stop_ray`)."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        _TERMINATED.append(True)
+        raise _Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave the default
+        pass
 
 
 def _stop_ray() -> bool:
@@ -113,10 +142,12 @@ def _stop_ray() -> bool:
         interrupted = True
 
     previous = signal.signal(signal.SIGINT, note)
+    previous_term = signal.signal(signal.SIGTERM, note)
     try:
         ray.shutdown()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
     return interrupted
 
 
@@ -134,9 +165,11 @@ def _command(argv: list[str]) -> int:
         return _fail(exc, 2)
     except MakerError as exc:
         return _fail(exc, 1)
-    except KeyboardInterrupt:
-        print("maker: interrupted; the step log holds every completed step (use --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, _Terminated) or bool(_TERMINATED)
+        how = "terminated (SIGTERM)" if term else "interrupted"
+        print(f"maker: {how}; the step log holds every decided step (use --resume)", file=sys.stderr)
+        return 143 if term else 130
     except BrokenPipeError:  # `maker tasks | head`: the reader left; say nothing more (Python's docs' recipe)
         import os
 

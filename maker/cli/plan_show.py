@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection
 from typing import Any
 
 from maker.errors import UsageError
@@ -26,6 +27,7 @@ EPILOG = """examples:
   maker plan-show add --digits 8 --text > add8.plan      the plan file itself ...
   maker run plan --file add8.plan --model sim:0.99       ... which runs as it stands
   maker plan-show plan --file my.plan --json
+  maker plan-show --task examples/records.py:records --n 3   a plan of your own (tool steps marked)
 
 plan format (tasks/plan.py), one step per line:
   #E1 = mul(2, 4)                       step E1: an atomic operation on literal inputs
@@ -39,7 +41,7 @@ exit codes: 0 printed, 2 bad input or a plan that cannot run."""
 
 
 def add_parser(sub: Any) -> None:
-    from maker.cli.run import add_task_options
+    from maker.cli.run import add_task_arguments
 
     p = sub.add_parser(
         "plan-show",
@@ -48,8 +50,7 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", choices=PLAN_TASKS, help="; ".join(f"{n}: {TASKS[n].summary}" for n in PLAN_TASKS))  # type: ignore[attr-defined]
-    add_task_options(p)
+    add_task_arguments(p, "; ".join(f"{n}: {TASKS[n].summary}" for n in PLAN_TASKS))  # type: ignore[attr-defined]
     p.add_argument("--limit", type=int, default=60, metavar="N", help="print at most N steps and N levels (default 60; 0: all)")
     p.add_argument("--text", action="store_true", help="print the plan file only (the #E format), every step")
     p.add_argument("--json", action="store_true", help="print one JSON object: summary, steps, answer template")
@@ -63,13 +64,13 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be >= 0")
     task = task_from_args(args)
     if not isinstance(task, PlanTask):
-        raise UsageError(f"{args.task} is not a plan")
+        raise UsageError(f"{args.task_ref or args.task} is not a plan (a DAG of steps): nothing to show")
     if args.text:
         print(task.plan.text(), end="")
     elif args.json:
         print(json.dumps(plan_json(task)))
     else:
-        print(format_plan(task.plan, task.describe(), args.limit))
+        print(format_plan(task.plan, task.describe(), args.limit, tools={i for i in range(len(task.plan)) if task.is_tool(i)}))
     return 0
 
 
@@ -82,14 +83,15 @@ def plan_json(task: PlanTask) -> dict[str, Any]:
         "answer": plan.answer,
         "steps": [
             {"index": i, "id": s.id, "op": s.op, "args": list(s.args), "level": levels[i],
-             "needs": [plan.steps[d].id for d in plan.deps(i)]}
+             "needs": [plan.steps[d].id for d in plan.deps(i)], "tool": task.is_tool(i)}
             for i, s in enumerate(plan.steps)
         ],
     }
 
 
-def format_plan(plan: Plan, title: str, limit: int = 60) -> str:
-    """The human view: summary, width per level, then each step with its level and inputs."""
+def format_plan(plan: Plan, title: str, limit: int = 60, tools: Collection[int] = ()) -> str:
+    """The human view: summary, width per level, then each step with its level and inputs
+    (`tools`: indices of tool steps, marked `[tool]`: run once, never voted)."""
     info = plan_summary(plan)
     ops = ", ".join(f"{n} {op}" for op, n in info["ops"].items())  # type: ignore[union-attr]
     shape = "a chain (each step needs only the one before)" if info["path"] else "a DAG"
@@ -109,7 +111,8 @@ def format_plan(plan: Plan, title: str, limit: int = 60) -> str:
     count = len(plan.steps) if not limit else min(limit, len(plan.steps))
     for i in range(count):
         needs = ", ".join(f"#{plan.steps[d].id}" for d in plan.deps(i)) or "nothing"
-        lines.append(f"{_clip(plan.steps[i].text(), 100):<60}  level {levels[i]}; waits for {needs}")
+        mark = " [tool]" if i in tools else ""
+        lines.append(f"{_clip(plan.steps[i].text(), 100):<60}  level {levels[i]}; waits for {needs}{mark}")
     if count < len(plan.steps):
         lines.append(f"  ... {len(plan.steps) - count:,} more steps (--limit 0 shows all, --text prints the plan file)")
     return "\n".join(lines)

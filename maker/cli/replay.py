@@ -54,12 +54,18 @@ def add_parser(sub: Any) -> None:
                    help="list at most N changed or undecidable steps in --json (default 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--salvage", action="store_true", help="read up to the first damaged part instead of failing")
+    p.add_argument("--rerun-tools", action="store_true",
+                   help="with --verify: run every tool step again on its logged inputs and compare (a tool is a side "
+                   "effect: by default only tools declared pure are run again; the others are checked against the "
+                   "inputs their row records)")
     add_whatif_arguments(p)  # --rejudge, --max-output-tokens, --red-flag ...: red-flag what-ifs
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     redecide = args.k is not None or args.rule is not None
+    if args.rerun_tools and not args.verify:
+        raise UsageError("--rerun-tools goes with --verify")
     if whatif_requested(args):
         if args.verify or redecide:
             raise UsageError("a red-flag what-if (--rejudge, --max-output-tokens, --red-flag ...) goes without --verify/--k/--rule")
@@ -70,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         return _redecide(args)
     from maker.audit.verify import verify_log
 
-    report = verify_log(args.log, salvage=args.salvage)
+    report = verify_log(args.log, salvage=args.salvage, rerun_tools=args.rerun_tools)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -88,11 +94,41 @@ def main(args: argparse.Namespace) -> int:
             else:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified, solved={report.solved}{label}")
         else:
-            print(f"{report.log}: first bad step {report.first_bad_step}: {report.reason}{label}")
+            _print_bad(report, label)
         if report.code_note:
             print(f"  note: {report.code_note}")
+        if report.tools_unchecked:
+            print(f"  {report.tools_unchecked:,} tool step(s) from an older log record no inputs: not checked "
+                  "(--rerun-tools runs them again)")
     _salvage_note(report.damaged_parts, report.parts, report.steps)
     return 0 if report.valid else 1
+
+
+#: wrong steps named in the text report (--json lists every one)
+SHOWN = 20
+
+
+def _print_bad(report: Any, label: str) -> None:
+    """An audit that found wrong steps or a broken one: every wrong step (the first SHOWN),
+    the consequential ones apart, and a broken rule or vote where the audit stopped."""
+    wrong = report.wrong_steps or []
+    if not wrong:
+        print(f"{report.log}: first bad step {report.first_bad_step}: {report.reason}{label}")
+        return
+    ids = ", ".join(str(i) for i in wrong[:SHOWN]) + (f", ... ({len(wrong) - SHOWN:,} more; --json lists all)"
+                                                     if len(wrong) > SHOWN else "")
+    print(f"{report.log}: {len(wrong):,} wrong step{'' if len(wrong) == 1 else 's'} of {report.steps:,} decided "
+          f"(differ from the ground truth), first {wrong[0]}: {ids}{label}")
+    if report.consequential:
+        cons = report.consequential_steps or []
+        more = report.consequential - min(len(cons), SHOWN)
+        listed = ", ".join(str(i) for i in cons[:SHOWN]) + (f", ... ({more:,} more)" if more else "")
+        print(f"  {report.consequential:,} consequential (right on their inputs, an input was wrong; not errors "
+              f"of their own): {listed}")
+    if report.first_bad_step != wrong[0]:  # a broken rule or vote before the first wrong step
+        print(f"  the audit stopped at step {report.first_bad_step}: {report.reason}")
+    elif "; the audit stopped" in (report.reason or ""):
+        print(f"  {report.reason.split('; ', 1)[1]}")
 
 
 def _redecide(args: argparse.Namespace) -> int:

@@ -424,7 +424,9 @@ def print_summary(result: RunResult) -> None:
         print(f"  {extra['levels']} levels (widest {extra['widest_level']}), {extra['ray_calls']} Ray calls, "
               f"{extra['dispatch']} dispatch")
     if "answer" in extra:
-        verdict = {True: "right", False: "WRONG", None: "no ground truth to check it"}[extra["answer_correct"]]
+        unknown = ("unknown: a tool step ran on a wrong input, and a tool is never run again to find its true output"
+                   if result.errors else "no ground truth to check it")
+        verdict = {True: "right", False: "WRONG", None: unknown}[extra["answer_correct"]]
         print(f"  answer: {extra['answer']} ({verdict})")
         if extra["answer_correct"] is False:
             print(f"  expected: {extra['expected_answer']}")

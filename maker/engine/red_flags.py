@@ -415,7 +415,14 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
     users = user_detectors(task, policy)
     if not users or not isinstance(task, Oracle):
         return
-    step = task.first_step()
+    gradable = getattr(task, "gradable_steps", None)  # a plan: a voted step, never a tool (never run here)
+    if gradable is not None:
+        candidates = gradable()
+        if not candidates:
+            return
+        step = task.true_step(candidates[0])  # type: ignore[attr-defined]
+    else:
+        step = task.first_step()
     reference = task.reference_reply(step)
     render = getattr(task, "variant_reply", None)
     for variant in range(variants):
@@ -429,11 +436,11 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
             except Exception as exc:
                 raise UsageError(
                     f"red-flag detector {name!r} raised {type(exc).__name__}: {_one_line(exc)} on a known-good "
-                    "reply (step 0); nothing was spent"
+                    f"reply (step {step.index}); nothing was spent"
                 ) from None
             if detail is not None and detail is not False:
                 raise UsageError(
-                    f"red-flag detector {name!r} discards a known-good reply (the reference answer for step 0, "
+                    f"red-flag detector {name!r} discards a known-good reply (the reference answer for step {step.index}, "
                     f"prompt variant {variant}): {detail}; nothing was spent"
                 )
 

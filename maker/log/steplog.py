@@ -2,9 +2,10 @@
 
 Why a folder of Parquet parts and not one file: a Parquet file is only readable once its
 footer is written, so a single growing file is lost whole if the process is killed.
-Each flush here writes one complete part to a temporary name and renames it into place,
-so a `kill -9` loses at most the part being written, and `--resume` restarts from the
-last decided step on disk.  pandas (`pd.read_parquet(LOG)`), DuckDB
+Each flush here writes one complete part to a temporary name, fsyncs it, renames it into
+place and fsyncs the folder (so the rename itself survives a power cut), so a `kill -9`
+loses at most the part being written, and `--resume` restarts from the last decided step
+on disk.  pandas (`pd.read_parquet(LOG)`), DuckDB
 (`SELECT * FROM 'LOG/*.parquet'`) and Polars (`pl.read_parquet('LOG/*.parquet')`) read
 the folder as one table.
 
@@ -52,7 +53,7 @@ SCHEMA = pa.schema(
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
         ("temperature", pa.float32()),  # as sent; null when the client did not send one (the provider's default)
-        ("reply", pa.string()),  # the model's raw reply text
+        ("reply", pa.string()),  # the model's raw reply text (a tool row: the inputs it ran on, a JSON list)
         ("answer", pa.string()),  # canonical vote key (sample: if valid; decision: the winner)
         ("red_flag", pa.string()),  # discard reason, null for a valid sample
         ("detail", pa.string()),  # what exactly raised the red flag
@@ -166,11 +167,26 @@ class StepLogWriter:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
+            _fsync_dir(self.path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StepLogError(f"cannot write to the step log {self.path}: {exc.strerror or exc}", path=str(self.path)) from None
         self._seq += 1
         self.bytes_written += final.stat().st_size
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable: until the folder's entry is on disk, a power cut can
+    undo it even though the file's data was fsynced (POSIX; a no-op where folders cannot be
+    opened, as on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_metadata(part: Path) -> dict[bytes, bytes]:

@@ -40,7 +40,7 @@ from maker.engine.rows import merge_events
 from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
-from maker.log.steplog import LogInfo, StepLogWriter, decisions, last_decision, open_log
+from maker.log.steplog import LogInfo, StepLogWriter, last_decision, open_log, read_table
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
@@ -144,6 +144,13 @@ def _never_written(log: Path) -> bool:
     """A log folder that a run created and was killed in before its first part was in place:
     empty, or holding only that run's own temporary files."""
     return log.is_dir() and all(p.name == ".write-test" or p.name.startswith(".part-") for p in log.iterdir())
+
+
+def plan_decisions(info: LogInfo) -> tuple[dict[int, str], dict[int, bool | None]]:
+    """A resumed plan's decided steps (voted and tool steps): step -> answer, step -> `correct`."""
+    table = read_table(info, ["step", "answer", "correct"], kind="decision")
+    steps = table["step"].to_pylist()
+    return dict(zip(steps, table["answer"].to_pylist())), dict(zip(steps, table["correct"].to_pylist()))
 
 
 def _check_segment(result: SegmentResult, start: StepInput, k: int) -> str | None:
@@ -258,7 +265,7 @@ def run(
         raise UsageError("--resume needs --log")
     model_names = tuple(s.model for s in specs)
     if is_plan:
-        values = dict(decisions(info)) if info is not None else {}
+        values, correct = plan_decisions(info) if info is not None else ({}, {})
         first, last_index = 0, task.total_steps - 1
     else:
         last = last_decision(info) if info is not None else None
@@ -288,7 +295,7 @@ def run(
         if is_plan:
             from maker.runtime.dag import run_dag
 
-            solved, extra = run_dag(pool, state, dag, cluster.workers, values)
+            solved, extra = run_dag(pool, state, dag, cluster.workers, values, correct)
             resumed_from = len(values)
         else:
             solved, extra = _run_chain(pool, state, cluster, start, last_index, speculate, specs)

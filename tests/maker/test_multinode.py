@@ -151,3 +151,19 @@ def test_a_users_own_task_runs_on_both_nodes(tmp_path) -> None:
     result = json.loads(report["stdout"])
     assert result["solved"] and result["errors"] == 0 and result["steps"] == 40
     assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])
+
+
+def test_a_plan_streams_its_decided_steps_from_both_nodes(tmp_path) -> None:
+    """A plan's batches stream their decided steps back (Ray streaming generators) from
+    workers on both nodes: the run is solved, every step logged once, the tool run once."""
+    from maker.log.steplog import open_log, read_table
+
+    task = f"{ROOT / 'examples' / 'records.py'}:records"
+    report = in_own_cluster(cli_on_two_nodes(["run", "--task", task, "--n", "120", "--model",
+                                              "sim:0.99,latency=0.05,jitter=1.5", "--k", "2"]), tmp_path / "rec", 120)
+    assert report["code"] == 0, report["stderr"]
+    result = json.loads(report["stdout"])
+    assert result["solved"] and result["steps"] == 121 and result["extra"]["tools_run"] == 1
+    assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])
+    table = read_table(open_log(tmp_path / "rec"), ["step"], kind="decision")
+    assert sorted(table["step"].to_pylist()) == list(range(121))  # none missing, none twice
