@@ -11,7 +11,9 @@ the folder as one table.
 One row per sample (`kind = 'sample'`) and one per decided step (`kind = 'decision'`);
 a plan's tool step, run once and never voted, is decided by a `kind = 'tool'` row (no
 samples, `votes` 0); the live guard adds rare `kind = 'event'` rows (step, detail = JSON:
-alarms, k changes).  Readers that want every decided step take both kinds
+alarms, k changes).  A run with a draft (`--draft MODEL`) logs each proposal of its
+proposer as a `kind = 'draft'` row (sample columns, `sample` -1, never counted; `wasted`
+when it was made on a premise that lost): paid for, never a vote.  Readers that want every decided step take both kinds
 (`DECIDED_KINDS`; `iter_tables(kind="decision")` does).
 Every part carries the run's metadata (task, models, k, seeds, versions) in its
 key-value metadata under `maker.run`, plus `maker.schema_version` and `maker.version`.
@@ -32,7 +34,7 @@ import pyarrow.parquet as pq
 
 from maker.errors import StepLogError, UsageError
 
-SCHEMA_VERSION = 3  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows
+SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows. 4: `draft` rows
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
@@ -46,7 +48,7 @@ def decided_rows(kinds: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
 #: Columns, types and meaning.  Units: seconds, US dollars, tokens.
 SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # 'sample' | 'decision' | 'tool' | 'event'
+        ("kind", pa.string()),  # 'sample' | 'decision' | 'tool' | 'event' | 'draft'
         ("step", pa.int64()),  # 0-based step index
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
@@ -143,13 +145,15 @@ class StepLogWriter:
 
     def append(
         self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], events: dict[str, list[Any]] | None = None,
-        tools: dict[str, list[Any]] | None = None,
+        tools: dict[str, list[Any]] | None = None, drafts: dict[str, list[Any]] | None = None,
     ) -> None:
-        """Write one part: sample, decision, event and tool-step rows (decision columns)."""
+        """Write one part: sample, decision, event, tool-step (decision columns) and draft
+        (sample columns) rows."""
         tables = [
             t
             for t in (_columns_table(samples, "sample"), _columns_table(decisions, "decision"),
-                      _columns_table(tools or {}, "tool"), _columns_table(events or {}, "event"))
+                      _columns_table(tools or {}, "tool"), _columns_table(events or {}, "event"),
+                      _columns_table(drafts or {}, "draft"))
             if t
         ]
         if not tables:

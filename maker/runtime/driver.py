@@ -26,7 +26,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, decisions, last_decision, open_log
+from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, in_order_seconds, parse_draft
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
@@ -61,9 +62,11 @@ class ClusterConfig:
     #: steps voted ahead on the premise the current leader implies; None: automatic
     #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.speculation
     speculate: int | None = None
-    #: fill the speculative window from the task's reference answers before any reply is
-    #: in (tasks with ground truth only; decisions unchanged) -- see maker.runtime.speculation
-    draft: bool = False
+    #: what proposes the window's premises before any reply is in (decisions unchanged; see
+    #: maker.runtime.draft): None (no draft), "reference" (or True: the task's ground truth),
+    #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
+    #: "py:pkg.module:fn" naming one
+    draft: Any = None
 
 
 @dataclass
@@ -167,13 +170,17 @@ def run(
     guard: GuardConfig | None = None,
     dag: Any = None,
     extra_meta: dict[str, Any] | None = None,
+    draft: Any = None,
 ) -> RunResult:
     """Run `task` to the end (or `max_steps`), voting every step; return what happened.
 
     Chained tasks run segment by segment (`cluster.speculate`, `cluster.draft` and
     `max_steps` apply); plan tasks run on the DAG dispatcher (`dag`: a
     `maker.runtime.dag.DagConfig`).  A setting the task's shape cannot serve is refused.
-    `extra_meta` adds entries to the log's run metadata.
+    `extra_meta` adds entries to the log's run metadata.  `draft`: what proposes premises
+    ahead of the votes (the same values as `ClusterConfig.draft`, which it replaces; give
+    it in one place): "reference", a model string or `ModelSpec`, a function
+    (task, step) -> reply text, or "py:pkg.module:fn" -- see `maker.runtime.draft`.
 
     Raises UsageError for bad input (nothing written), ModelConfigError when a model
     cannot be used (before anything is spent), VoteCapError (or another give-up error)
@@ -184,6 +191,10 @@ def run(
 
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()
+    if draft is not None and draft is not False:
+        if cluster.draft not in (None, False) and cluster.draft != draft:
+            raise UsageError("give the draft once: as run(draft=...) or as ClusterConfig.draft, not both")
+        cluster = replace(cluster, draft=draft)
     policy = policy or RedFlagPolicy()
     guard = guard or GuardConfig()
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
@@ -197,9 +208,10 @@ def run(
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     is_plan = isinstance(task, PlanTask)
+    proposer = parse_draft(cluster.draft, None)
     if is_plan:
         segments = cluster.segment_steps != ClusterConfig.segment_steps or cluster.segment_seconds != ClusterConfig.segment_seconds
-        for flag, value in (("--speculate", cluster.speculate), ("--draft", cluster.draft), ("--max-steps", max_steps),
+        for flag, value in (("--speculate", cluster.speculate), ("--draft", proposer), ("--max-steps", max_steps),
                             ("--segment-steps", segments)):
             if value:
                 raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
@@ -208,8 +220,9 @@ def run(
     if max_steps is not None and max_steps < 1:
         raise UsageError("--max-steps must be >= 1")
     speculate = 0 if is_plan else speculation_depth(cluster.speculate, specs)
-    if cluster.draft and not isinstance(task, Oracle):
-        raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
+    draft_specs = _check_draft(proposer, task, cluster, specs, tier_specs)
+    if proposer is not None and cluster.speculate is None and (speculate or proposer.kind != "reference"):
+        speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
@@ -259,14 +272,14 @@ def run(
     pool = None
     extra: dict[str, Any] = {}
     try:
-        pool = WorkerPool(task, [*specs, *tier_specs], workers=cluster.workers, address=cluster.address)
+        pool = WorkerPool(task, [*specs, *tier_specs, *draft_specs], workers=cluster.workers, address=cluster.address)
         if is_plan:
             from maker.runtime.dag import run_dag
 
             solved, extra = run_dag(pool, state, dag, cluster.workers, values)
             resumed_from = len(values)
         else:
-            solved, extra = _run_chain(pool, state, cluster, start, last_index, speculate, specs)
+            solved, extra = _run_chain(pool, state, cluster, start, last_index, speculate, specs, proposer, resumed_events)
             resumed_from = first
         extra["node_ids"] = pool.node_ids()
     except KeyboardInterrupt:
@@ -284,46 +297,87 @@ def run(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,
         red_flags=totals.red_flags, red_flags_by_reason=reasons, k=voting.k, models=list(model_names),
-        simulated=simulated([*specs, *tier_specs]), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
+        simulated=simulated([*specs, *tier_specs, *draft_specs]), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
         log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
         faults_by_kind=faults, extra=extra,
     )
 
 
+def _check_draft(
+    draft: Draft | None, task: Task, cluster: ClusterConfig, specs: Sequence[ModelSpec], tier_specs: Sequence[ModelSpec],
+) -> list[ModelSpec]:
+    """Refuse a draft that cannot work here (UsageError, one line, before anything is spent);
+    the model specs the worker pool must add for it (a draft model no --model names)."""
+    if draft is None:
+        return []
+    if draft.kind == "reference" and not isinstance(task, Oracle):
+        raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
+    if draft.kind != "reference" and cluster.speculate == 0:
+        raise UsageError("--draft proposes the premises of the speculative window: it needs --speculate > 0 "
+                         "(default with a draft: 64)")
+    if draft.kind != "model":
+        return []
+    spec = draft.spec
+    check_spec(spec)
+    from maker.cluster.worker import check_shippable
+
+    check_shippable(task, [spec])  # the simulator as a draft needs ground truth, like as a voter
+    named = {s.model for s in (*specs, *tier_specs)}
+    return [] if spec.model in named else [spec]
+
+
 def _run_chain(
     pool: WorkerPool, state: RunState, cluster: ClusterConfig, start: StepInput, last_index: int, speculate: int,
-    specs: Sequence[ModelSpec],
+    specs: Sequence[ModelSpec], draft: Draft | None = None, resumed_events: Sequence[dict[str, Any]] = (),
 ) -> tuple[bool, dict[str, Any]]:
     """The segment loop: hand workers segments of consecutive steps, check and log each."""
     task, live, writer = state.task, state.live, state.writer
+    reference = draft is not None and draft.kind == "reference"
+    if draft is not None:  # the draft's record goes on from what a resumed log holds
+        state.draft = state.draft or DraftTally()
+        state.draft.model = draft.label
+        for detail in resumed_events:
+            if detail.get("event") == "draft":
+                state.draft.elapsed_s += float(detail.get("elapsed_s") or 0.0)
+                state.draft.in_order_s += float(detail.get("in_order_s") or 0.0)
+    depth = [0]  # the adaptive depth the last drafted segment ended at
     in_flight = tuple((s.model, s.concurrency) for s in (*specs, *(ModelSpec(m) for m in state.voting.escalation_models)))
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
             at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(state.voting, at.index), state.policy,
-            state.model_names, state.seed, last_index, speculate, in_flight, cluster.draft,
+            state.model_names, state.seed, last_index, speculate, in_flight, draft if speculate else None,
+            depth[0],
         )
 
     current = start
     schedule = None
     if start.index <= last_index:
-        schedule = SegmentSchedule(pool, task, job, last_index, cluster.workers if cluster.draft else 1, cluster.draft)
+        schedule = SegmentSchedule(pool, task, job, last_index, cluster.workers if reference else 1, reference)
         schedule.start(current)
         while (step := schedule.next()) is not None:
             result, ran, thrown_away = step
             for lost in thrown_away:  # drafted segments whose premise lost: paid for, never counted
-                wasted_samples = as_wasted(lost)
+                wasted_samples = as_wasted(lost.samples)
+                wasted_drafts = as_wasted(lost.drafts) if lost.drafts else None
                 if writer is not None:
-                    writer.append(wasted_samples, {})
-                state.count(wasted_samples, {})
+                    writer.append(wasted_samples, {}, drafts=wasted_drafts)
+                state.count(wasted_samples, {}, drafts=wasted_drafts)
             voted = ran.voting  # the k this segment ran with (the guard may raise it)
             problem = _check_segment(result, current, voted.k)
             if problem is not None:
                 raise MakerError(f"worker segment rejected: {problem}")
-            state.count(result.samples, result.decisions, events=result.events)
+            state.count(result.samples, result.decisions, events=result.events, drafts=result.drafts)
+            events = merge_events(live.drain(), result.events)
+            if result.drafts is not None and state.draft is not None:
+                depth[0] = result.draft_depth
+                in_order = in_order_seconds(result.samples, result.decisions, voted.k)
+                state.draft.elapsed_s += result.elapsed_s
+                state.draft.in_order_s += in_order
+                events = merge_events(events, _draft_event(result, in_order, current.index))
             if writer is not None:
-                writer.append(result.samples, result.decisions, merge_events(live.drain(), result.events))
+                writer.append(result.samples, result.decisions, events, drafts=result.drafts)
             current = result.end
             if result.failed_step is not None:  # every sample discarded, or the vote cap
                 raise step_failure(result.samples, result.failed_step, voted)
@@ -332,11 +386,20 @@ def _run_chain(
     solved = task.is_solved(current) and current.index == task.total_steps
     return solved, {
         "speculate": speculate,
-        "draft": cluster.draft,
+        "draft": None if draft is None else draft.label,
+        # the draft's record: proposals, acceptance, its cost (in cost_usd too), the estimated speed-up
+        "draft_stats": None if state.draft is None else state.draft.to_dict(),
         # segments started on a drafted premise, and how many of those lost
         "drafted_segments": [schedule.drafted, schedule.discarded] if schedule else [0, 0],
         "wasted_samples": state.wasted,
     }
+
+
+def _draft_event(result: SegmentResult, in_order_s: float, first: int) -> dict[str, list[Any]]:
+    """One event row per drafted segment: what `maker report` needs for the draft's speed-up."""
+    detail = {"event": "draft", "steps": len(result.decisions["step"]), "elapsed_s": round(result.elapsed_s, 6),
+              "in_order_s": round(in_order_s, 6), "depth": result.draft_depth}
+    return {"step": [first], "detail": [json.dumps(detail, sort_keys=True)]}
 
 
 __all__ = ["ClusterConfig", "RunResult", "RunState", "StepLogError", "run", "run_metadata", "simulated"]
