@@ -342,6 +342,7 @@ def _run_chain(
                 state.draft.elapsed_s += float(detail.get("elapsed_s") or 0.0)
                 state.draft.in_order_s += float(detail.get("in_order_s") or 0.0)
     depth = [0]  # the adaptive depth the last drafted segment ended at
+    voting_s = 0.0  # seconds the workers spent voting the segments kept (Ray and start-up not included)
     in_flight = tuple((s.model, s.concurrency) for s in (*specs, *(ModelSpec(m) for m in state.voting.escalation_models)))
 
     def job(at: StepInput) -> SegmentJob:
@@ -369,6 +370,7 @@ def _run_chain(
             if problem is not None:
                 raise MakerError(f"worker segment rejected: {problem}")
             state.count(result.samples, result.decisions, events=result.events, drafts=result.drafts)
+            voting_s += result.elapsed_s
             events = merge_events(live.drain(), result.events)
             if result.drafts is not None and state.draft is not None:
                 depth[0] = result.draft_depth
@@ -387,6 +389,9 @@ def _run_chain(
     return solved, {
         "speculate": speculate,
         "draft": None if draft is None else draft.label,
+        # seconds the workers spent voting this leg's segments (wall time without Ray's start-up; with
+        # drafted segments on several workers they overlap, so it can exceed the wall time)
+        "voting_s": round(voting_s, 3),
         # the draft's record: proposals, acceptance, its cost (in cost_usd too), the estimated speed-up
         "draft_stats": None if state.draft is None else state.draft.to_dict(),
         # segments started on a drafted premise, and how many of those lost

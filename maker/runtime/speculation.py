@@ -73,6 +73,8 @@ _NEVER = 1 << 62
 #: The error text of a request cancelled because its premise lost.
 CANCELLED = "cancelled: speculative premise lost"
 _UNLIMITED = 1 << 30
+#: The error text of a draft request cancelled because its step was decided first (not wasted: its premise held).
+DRAFT_LATE = "cancelled: the step was decided before the draft answered"
 #: The "sample index" of a draft request in flight (and of a draft row in the log): never a vote's.
 DRAFT_INDEX = -1
 
@@ -236,7 +238,8 @@ class _Window:
             else:
                 task.cancel()
                 model = self.proposer.draft.label  # type: ignore[union-attr]
-                slot.draft_row = (Sample("", model, finish_reason="cancelled", error=CANCELLED), Verdict(None))
+                why = CANCELLED if wasted else DRAFT_LATE
+                slot.draft_row = (Sample("", model, finish_reason="cancelled", error=why), Verdict(None))
         if slot.draft_row is not None:
             sample, verdict = slot.draft_row
             temperature = self.job.voting.first_temperature
