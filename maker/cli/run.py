@@ -42,6 +42,8 @@ EPILOG = """examples:
       (the embedded SmolLM2-135M, offline: served on 127.0.0.1 for the run; see 'maker models')
   maker run hanoi --disks 8 --model openai/sim --api-base http://127.0.0.1:8400/v1 --speculate 8 --rpm 600
       (against 'maker sim-server --port 8400'; --speculate hides latency, --rpm/--tpm cap the rate)
+  maker run hanoi --disks 10 --model openai/sim --api-base http://127.0.0.1:8400/v1 --concurrency 512 \
+      --draft sim:0.95,latency=0.01     (a cheap proposer walks ahead; the voters confirm D steps at once)
   maker run multiply --digits 10 --model sim:0.99 --k 3 --workers 2 --log runs/m10.parquet
   maker run sort --n 500 --model sim:0.99 --k 3          (plans: steps run as soon as their inputs
   maker run plan --file my.plan --model sim:0.99          are decided; see 'maker plan-show --help')
@@ -107,7 +109,8 @@ def add_parser(sub: Any) -> None:
         "MODEL: any model string (local, sim:0.95,latency=0.01, openai/gpt-4.1-nano, a --model's name), "
         "py:pkg.module:fn for a function (task, step) -> reply text, or 'reference' (the task's ground truth: "
         "benchmarks only; with --workers N it also starts later segments on the other workers). Its samples are "
-        "logged as 'draft' rows, never votes, and their cost is counted. Chained tasks only; default none",
+        "logged as 'draft' rows, never votes, and their cost is counted. Give the voters --concurrency of at least "
+        "depth x k, or the window stays shallow. Chained tasks only; default none",
     )
     c.add_argument("--draft-api-base", metavar="URL",
                    help="base URL of an OpenAI-compatible server for a --draft model that no --model names")

@@ -37,16 +37,17 @@ step per accepted guess and halves on a rejected one, between 1 and the run's
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Hashable
+import json
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from maker.cluster.protocol import Sample, SampleRequest
 from maker.cluster.simulator import mix64
 from maker.errors import UsageError
-from maker.tasks.base import StepInput, Task, Verdict
+from maker.tasks.base import Oracle, StepInput, Task, Verdict
 
-__all__ = ["DRAFT_DEPTH", "DepthControl", "Draft", "DraftTally", "draft_tally", "in_order_seconds", "parse_draft"]
+__all__ = ["DRAFT_DEPTH", "DepthControl", "Draft", "DraftTally", "check_draft", "draft_event", "draft_tally", "in_order_seconds", "parse_draft"]
 
 #: The window depth a drafted run gets when --speculate is not given.
 DRAFT_DEPTH = 64
@@ -316,3 +317,32 @@ def draft_tally(info: Any, events: list[tuple[int, dict[str, Any]]]) -> DraftTal
                 tally.elapsed_s += float(detail.get("elapsed_s") or 0.0)
                 tally.in_order_s += float(detail.get("in_order_s") or 0.0)
     return tally
+
+
+def check_draft(draft: Draft | None, task: Task, speculate: int | None, specs: Sequence[Any], tier_specs: Sequence[Any]) -> list[Any]:
+    """Refuse a draft that cannot work here (UsageError, one line, before anything is spent);
+    the model specs the worker pool must add for it (a draft model no --model names)."""
+    if draft is None:
+        return []
+    if draft.kind == "reference" and not isinstance(task, Oracle):
+        raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
+    if draft.kind != "reference" and speculate == 0:
+        raise UsageError("--draft proposes the premises of the speculative window: it needs --speculate > 0 "
+                         "(default with a draft: 64)")
+    if draft.kind != "model":
+        return []
+    from maker.cluster import check_spec
+    from maker.cluster.worker import check_shippable
+
+    spec = draft.spec
+    check_spec(spec)
+    check_shippable(task, [spec])  # the simulator as a draft needs ground truth, like as a voter
+    named = {s.model for s in (*specs, *tier_specs)}
+    return [] if spec.model in named else [spec]
+
+
+def draft_event(result: Any, in_order_s: float, first: int) -> dict[str, list[Any]]:
+    """One event row per drafted segment: what `maker report` needs for the draft's speed-up."""
+    detail = {"event": "draft", "steps": len(result.decisions["step"]), "elapsed_s": round(result.elapsed_s, 6),
+              "in_order_s": round(in_order_s, 6), "depth": result.draft_depth}
+    return {"step": [first], "detail": [json.dumps(detail, sort_keys=True)]}

@@ -40,7 +40,7 @@ from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, decisions, last_decision, open_log
-from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, in_order_seconds, parse_draft
+from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, check_draft, draft_event, in_order_seconds, parse_draft
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
@@ -220,7 +220,7 @@ def run(
     if max_steps is not None and max_steps < 1:
         raise UsageError("--max-steps must be >= 1")
     speculate = 0 if is_plan else speculation_depth(cluster.speculate, specs)
-    draft_specs = _check_draft(proposer, task, cluster, specs, tier_specs)
+    draft_specs = check_draft(proposer, task, cluster.speculate, specs, tier_specs)
     if proposer is not None and cluster.speculate is None and (speculate or proposer.kind != "reference"):
         speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
@@ -304,29 +304,6 @@ def run(
     )
 
 
-def _check_draft(
-    draft: Draft | None, task: Task, cluster: ClusterConfig, specs: Sequence[ModelSpec], tier_specs: Sequence[ModelSpec],
-) -> list[ModelSpec]:
-    """Refuse a draft that cannot work here (UsageError, one line, before anything is spent);
-    the model specs the worker pool must add for it (a draft model no --model names)."""
-    if draft is None:
-        return []
-    if draft.kind == "reference" and not isinstance(task, Oracle):
-        raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
-    if draft.kind != "reference" and cluster.speculate == 0:
-        raise UsageError("--draft proposes the premises of the speculative window: it needs --speculate > 0 "
-                         "(default with a draft: 64)")
-    if draft.kind != "model":
-        return []
-    spec = draft.spec
-    check_spec(spec)
-    from maker.cluster.worker import check_shippable
-
-    check_shippable(task, [spec])  # the simulator as a draft needs ground truth, like as a voter
-    named = {s.model for s in (*specs, *tier_specs)}
-    return [] if spec.model in named else [spec]
-
-
 def _run_chain(
     pool: WorkerPool, state: RunState, cluster: ClusterConfig, start: StepInput, last_index: int, speculate: int,
     specs: Sequence[ModelSpec], draft: Draft | None = None, resumed_events: Sequence[dict[str, Any]] = (),
@@ -377,7 +354,7 @@ def _run_chain(
                 in_order = in_order_seconds(result.samples, result.decisions, voted.k)
                 state.draft.elapsed_s += result.elapsed_s
                 state.draft.in_order_s += in_order
-                events = merge_events(events, _draft_event(result, in_order, current.index))
+                events = merge_events(events, draft_event(result, in_order, current.index))
             if writer is not None:
                 writer.append(result.samples, result.decisions, events, drafts=result.drafts)
             current = result.end
@@ -398,13 +375,6 @@ def _run_chain(
         "drafted_segments": [schedule.drafted, schedule.discarded] if schedule else [0, 0],
         "wasted_samples": state.wasted,
     }
-
-
-def _draft_event(result: SegmentResult, in_order_s: float, first: int) -> dict[str, list[Any]]:
-    """One event row per drafted segment: what `maker report` needs for the draft's speed-up."""
-    detail = {"event": "draft", "steps": len(result.decisions["step"]), "elapsed_s": round(result.elapsed_s, 6),
-              "in_order_s": round(in_order_s, 6), "depth": result.draft_depth}
-    return {"step": [first], "detail": [json.dumps(detail, sort_keys=True)]}
 
 
 __all__ = ["ClusterConfig", "RunResult", "RunState", "StepLogError", "run", "run_metadata", "simulated"]

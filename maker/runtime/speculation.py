@@ -89,7 +89,8 @@ class _Slot:
         self.vote = vote  # sample order: decides, exactly as an in-order run
         self.arrivals = Ballot(_NEVER)  # arrival order: only names the leader
         self.queue: deque[int] = deque()  # asked for, not yet sent (in-flight limit)
-        self.tasks: dict[int, asyncio.Task[list[Sample]]] = {}
+        #: sample index -> (its request's task, its place in that task's batch, its model)
+        self.tasks: dict[int, tuple[asyncio.Task[list[Sample]], int, str]] = {}
         self.arrived: dict[int, tuple[Sample, Verdict]] = {}  # ahead of the vote's `done`
         self.built_on: Hashable | None = None  # the leader the next slot's premise came from
         self.asked = False  # the draft was asked for a guess of this step
@@ -129,7 +130,7 @@ class _Window:
             self.control.depth = max(1, min(self.control.limit, job.draft_depth))
         self.drafts = new_columns(SAMPLE_COLUMNS)  # the draft's proposals: rows of their own, never votes
         self.slots: list[_Slot] = []
-        self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, int]] = {}
+        self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, tuple[int, ...]]] = {}  # its sample indices
         self.samples = new_columns(SAMPLE_COLUMNS)
         self.decisions = new_columns(DECISION_COLUMNS)
         self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
@@ -224,7 +225,7 @@ class _Window:
         task = asyncio.ensure_future(proposer.client.complete([proposer.request(slot.vote)]))
         task.add_done_callback(self.ready.put_nowait)
         slot.drafting = task
-        self.owner[task] = (slot, DRAFT_INDEX)
+        self.owner[task] = (slot, (DRAFT_INDEX,))
 
     def _draft_rows(self, slot: _Slot, wasted: bool) -> None:
         """Log `slot`'s draft proposal (cancelled if still in flight) as a draft row."""
@@ -270,12 +271,11 @@ class _Window:
             vote = slot.vote
             if self.proposer is not None:
                 self._draft_rows(slot, wasted=True)
-            for index, task in slot.tasks.items():
+            for index, (task, place, model) in slot.tasks.items():
                 self.owner.pop(task, None)
-                model = vote.model_of(index)
                 self.in_flight[model] -= 1
                 if task.done() and not task.cancelled() and task.exception() is None:
-                    sample = task.result()[0]
+                    sample = task.result()[place]
                     slot.arrived[index] = (sample, vote.verdict(index, sample))
                 else:
                     task.cancel()
@@ -290,31 +290,42 @@ class _Window:
 
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:
-        """Send queued draws, earliest step first, within each model's in-flight limit."""
+        """Send queued draws, earliest step first, within each model's in-flight limit.
+
+        A slot's round goes out as the in-order loop sends it (`maker.engine.step.vote_step`):
+        one batch per model, so a client that shares one request among same-prompt samples
+        (`n`) groups -- and a seeded server draws -- exactly as in an in-order run.  A batch
+        waits until it fits the limit whole; only one larger than the limit is split."""
         for slot in self.slots:
             queue = slot.queue
             if not queue:
                 continue
-            held: deque[int] = deque()
             model_of = slot.vote.model_of
-            while queue:
-                index = queue.popleft()
-                model = model_of(index)
-                if self.in_flight[model] >= self.limit[model]:
-                    held.append(index)
+            batches: dict[str, list[int]] = {}
+            for index in queue:
+                batches.setdefault(model_of(index), []).append(index)
+            held: deque[int] = deque()
+            for model, indices in batches.items():
+                room = self.limit[model] - self.in_flight[model]
+                if len(indices) > self.limit[model] and room > 0:  # never fits whole: as much as fits
+                    held.extend(indices[room:])
+                    indices = indices[:room]
+                elif len(indices) > room:
+                    held.extend(indices)
                     continue
-                self._launch(slot, index, model)
+                self._launch(slot, tuple(indices), model)
             slot.queue = held
             if all(self.in_flight[m] >= self.limit[m] for m in self.limit):
                 return
 
-    def _launch(self, slot: _Slot, index: int, model: str) -> None:
+    def _launch(self, slot: _Slot, indices: tuple[int, ...], model: str) -> None:
         assert self.ready is not None
-        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(index)]))
+        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(i) for i in indices]))
         task.add_done_callback(self.ready.put_nowait)
-        slot.tasks[index] = task
-        self.owner[task] = (slot, index)
-        self.in_flight[model] += 1
+        for place, index in enumerate(indices):
+            slot.tasks[index] = (task, place, model)
+        self.owner[task] = (slot, indices)
+        self.in_flight[model] += len(indices)
 
     async def _receive(self) -> None:
         """Wait for at least one reply; take every reply that is in; re-check the leaders."""
@@ -326,20 +337,21 @@ class _Window:
             owner = self.owner.pop(task, None)
             if owner is None:
                 continue  # its slot was discarded: already logged as wasted
-            slot, index = owner
-            if index == DRAFT_INDEX:  # the draft model's guess for this slot
+            slot, indices = owner
+            if indices[0] == DRAFT_INDEX:  # the draft model's guess for this slot
                 slot.drafting = None
                 sample = task.result()[0]
                 verdict = self.proposer.judge(slot.vote, sample)  # type: ignore[union-attr]
                 slot.guess, slot.draft_row = verdict.key, (sample, verdict)
                 continue
-            del slot.tasks[index]
-            self.in_flight[slot.vote.model_of(index)] -= 1
-            sample = task.result()[0]  # a client that raises cannot work at all: stop the run
-            verdict = slot.vote.verdict(index, sample)  # ranks only; the vote finishes it in sample order
-            slot.arrived[index] = (sample, verdict)
-            if verdict.key is not None:
-                slot.arrivals.add(verdict.key)
+            samples = task.result()  # a client that raises cannot work at all: stop the run
+            for index, sample in zip(indices, samples):
+                model = slot.tasks.pop(index)[2]
+                self.in_flight[model] -= 1
+                verdict = slot.vote.verdict(index, sample)  # ranks only; the vote finishes it in sample order
+                slot.arrived[index] = (sample, verdict)
+                if verdict.key is not None:
+                    slot.arrivals.add(verdict.key)
             self._count(slot)
         for position, slot in enumerate(self.slots):
             leader = slot.leader()  # None only for a drafted slot with no valid reply yet

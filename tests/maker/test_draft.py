@@ -237,3 +237,36 @@ def test_cli_refuses_a_draft_on_a_plan_and_bad_draft_values(maker_cli, tmp_path)
                         "--log", str(tmp_path / "h"))
         assert bad.returncode == 2 and said in bad.stderr, bad.stderr
         assert not (tmp_path / "h").exists()
+
+
+class Batches:
+    """Wraps the simulator to record each call's batch (step, sample seeds); it changes no reply."""
+
+    def __init__(self, inner, seen) -> None:
+        self.inner, self.name, self.seen = inner, inner.name, seen
+
+    async def complete(self, requests):
+        self.seen.append((requests[0].step.index, requests[0].step.premise, tuple(r.seed for r in requests)))
+        return await self.inner.complete(requests)
+
+
+def test_the_window_sends_each_round_as_the_in_order_loop_does() -> None:
+    """One batch per round and model, as in-order: a client that shares one request among a
+    batch's same-prompt samples (`n`) then groups -- and a seeded server draws -- alike."""
+    task = get_task("hanoi", disks=6)
+    model = "sim:0.8,latency=0.001,jitter=0.003"
+    runs = {}
+    for depth, draft in ((0, None), (8, None), (64, parse_draft("sim:0.9", None))):
+        seen: list = []
+        clients = {m: Batches(SimulatedModel(task, parse_sim_model(m), name=m), seen) for m in (model, "sim:0.9")}
+        worker = types.SimpleNamespace(task=task, clients=clients)
+        job = SegmentJob(task.first_step(), 10**9, 1e9, VotingConfig(k=3), RedFlagPolicy(), (model,), 11,
+                         task.total_steps - 1, speculate=depth, draft=draft)
+        result = asyncio.run(run_segment(worker, job))
+        runs[depth] = result.decisions, seen
+    decided, in_order = runs[0]
+    assert decided["step"] == list(range(task.total_steps))
+    assert any(len(b[2]) == 3 for b in in_order)
+    for depth in (8, 64):
+        assert runs[depth][0] == decided
+        assert set(in_order) <= set(runs[depth][1])  # every in-order batch, whole, on its true premise
