@@ -266,9 +266,10 @@ class DraftTally:
         """The summary's line: acceptance, the estimated speed-up, samples and cost."""
         acceptance = "unknown (no guess on a decided step)" if self.acceptance is None else f"{self.acceptance:.1%}"
         speedup = "unknown" if self.speedup is None else f"~{self.speedup:.1f}x"
+        cost = f"${self.cost_usd:.4f}" if self.cost_usd else "$0 (simulated, free, or no price known)"
         return (f"  draft {self.model}: acceptance {acceptance} ({self.accepted:,} of {self.proposed:,} guesses), "
                 f"speed-up {speedup} over in-order (estimated from the voters' latencies), "
-                f"{self.samples:,} draft samples ({self.wasted:,} on lost premises), draft cost ${self.cost_usd:.4f}")
+                f"{self.samples:,} draft samples ({self.wasted:,} on lost premises), draft cost {cost}")
 
 
 def in_order_seconds(samples: dict[str, list[Any]], decisions: dict[str, list[Any]], k: int) -> float:
