@@ -270,3 +270,18 @@ def test_the_window_sends_each_round_as_the_in_order_loop_does() -> None:
     for depth in (8, 64):
         assert runs[depth][0] == decided
         assert set(in_order) <= set(runs[depth][1])  # every in-order batch, whole, on its true premise
+
+
+@pytest.mark.ray
+def test_cli_summary_and_report_show_the_draft(ray_address, maker_cli, tmp_path) -> None:
+    log = tmp_path / "h"
+    done = maker_cli("run", "hanoi", "--disks", "4", "--model", "sim:0.99,latency=0.001", "--draft", "sim:0.9",
+                     "--k", "2", "--log", str(log), "--quiet", "--address", ray_address)
+    assert done.returncode == 0, done.stderr
+    assert "drafted by sim:0.9, adaptive" in done.stdout
+    assert "draft sim:0.9: acceptance " in done.stdout and "speed-up ~" in done.stdout
+    report = maker_cli("report", str(log), "--out", str(tmp_path / "r"))
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| draft (sim:0.9): guesses accepted by the votes |" in text
+    assert "draft: speed-up over in-order (estimated from the voters' latencies) | ~" in text
