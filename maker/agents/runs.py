@@ -423,6 +423,8 @@ class LogProgress:
                         if not wasted:
                             self.counts["samples"] += 1
                             self.counts["red_flags"] += flag is not None
+                    elif kind == "draft":  # a draft's proposal (--draft MODEL): paid for, never a vote
+                        self.cost += cost or 0.0
             self.read.update(new)
         out: dict[str, Any] = dict(self.counts)
         if self.unknown:

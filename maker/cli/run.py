@@ -16,10 +16,13 @@ from maker.cli.common import (
     add_undecided_arguments,
     model_specs,
     prompt_style_of,
+    served_specs,
     undecided_settings,
 )
+from maker.cluster import ModelSpec
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
+from maker.runtime.draft import DraftTally
 from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
 from maker.runtime.progress import Progress, cost_text
 from maker.tasks import TASKS
@@ -39,6 +42,8 @@ EPILOG = """examples:
       (the embedded SmolLM2-135M, offline: served on 127.0.0.1 for the run; see 'maker models')
   maker run hanoi --disks 8 --model openai/sim --api-base http://127.0.0.1:8400/v1 --speculate 8 --rpm 600
       (against 'maker sim-server --port 8400'; --speculate hides latency, --rpm/--tpm cap the rate)
+  maker run hanoi --disks 10 --model openai/sim --api-base http://127.0.0.1:8400/v1 --concurrency 512 \
+      --draft sim:0.95,latency=0.01     (a cheap proposer walks ahead; the voters confirm D steps at once)
   maker run multiply --digits 10 --model sim:0.99 --k 3 --workers 2 --log runs/m10.parquet
   maker run sort --n 500 --model sim:0.99 --k 3          (plans: steps run as soon as their inputs
   maker run plan --file my.plan --model sim:0.99          are decided; see 'maker plan-show --help')
@@ -98,13 +103,20 @@ def add_parser(sub: Any) -> None:
     )
     c.add_argument(
         "--draft",
-        choices=("none", "reference"),
         default="none",
-        help="'reference': before a step has any reply, take the task's ground-truth answer as its leader, so the "
-        "window fills D steps deep at once (speculative decoding's draft), and with --workers N later segments "
-        "start on the other workers; votes still decide every step, on their own premise. Only for tasks with "
-        "ground truth (hanoi, chase); default none",
+        metavar="MODEL",
+        help="a cheap proposer that walks the chain ahead of the voters (speculative decoding, one level up): "
+        "each step with no reply yet takes the draft's guess as its leader, so up to --speculate steps (default 64 "
+        "with a draft, adapting to how often the guesses hold) are voted at once, each on the premise the guesses "
+        "imply; votes still decide every step on their own premise, so the decisions equal an in-order run's. "
+        "MODEL: any model string (local, sim:0.95,latency=0.01, openai/gpt-4.1-nano, a --model's name), "
+        "py:pkg.module:fn for a function (task, step) -> reply text, or 'reference' (the task's ground truth: "
+        "benchmarks only; with --workers N it also starts later segments on the other workers). Its samples are "
+        "logged as 'draft' rows, never votes, and their cost is counted. Give the voters --concurrency of at least "
+        "depth x k, or the window stays shallow. Chained tasks only; default none",
     )
+    c.add_argument("--draft-api-base", metavar="URL",
+                   help="base URL of an OpenAI-compatible server for a --draft model that no --model names")
     add_correlation_arguments(p)  # red flags, prompt variants, the live guard
     p.set_defaults(handler=main)
 
@@ -305,11 +317,12 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--max-steps must be >= 1")
     log = args.log or log_name(task)
     specs = model_specs(args)
-    label = "[simulated] " if simulated(specs) else ""
+    draft = draft_from_args(args, specs)
+    label = "[simulated] " if simulated([*specs, *([draft] if isinstance(draft, ModelSpec) else [])]) else ""
     progress = Progress(task.total_steps, enabled=not args.quiet, label=label, max_steps=args.max_steps,
                         ground_truth=isinstance(task, Oracle))
     try:
-        result = _run(task, specs, voting_config, log, args, policy, progress, k)
+        result = _run(task, specs, voting_config, log, args, policy, progress, k, draft)
     except StepLogError as exc:
         raise _resume_hint(exc, Path(log)) if args.resume else exc from None
     if getattr(args, "estimate", None) is not None:
@@ -318,8 +331,33 @@ def main(args: argparse.Namespace) -> int:
     return exit_code(result, partial=bool(args.max_steps))
 
 
+def draft_from_args(args: argparse.Namespace, specs: list[ModelSpec]) -> Any:
+    """--draft as `maker.run` takes it: "none", "reference", "py:..." as given; a --model's
+    name as that model's spec (its --api-base, limits, served local model); `local` served
+    for the run; any other model string with --draft-api-base and the run's limits."""
+    value = args.draft
+    if not value or value != value.strip():
+        raise UsageError(f"--draft takes none, reference, a model string or py:module:function; got {value!r}")
+    if value in ("none", "reference") or value.startswith("py:"):
+        if args.draft_api_base:
+            raise UsageError(f"--draft-api-base applies to a --draft model; --draft {value} is not one")
+        return value
+    for name, spec in zip(args.model, specs):
+        if name == value:
+            return spec if not args.draft_api_base else replace(spec, api_base=args.draft_api_base)
+    spec = ModelSpec(value, api_base=args.draft_api_base, concurrency=args.concurrency,
+                     timeout_s=getattr(args, "timeout", 60.0))
+    from maker.cluster.local_server import is_local_model
+
+    if is_local_model(value):
+        if getattr(args, "_served_models", None) is not None:
+            raise UsageError(f"--draft {value}: serve one local model per run (--model already names another)")
+        return served_specs(args, [spec])[0]
+    return spec
+
+
 def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.Namespace, policy: Any,
-         progress: Progress, k: Any) -> RunResult:
+         progress: Progress, k: Any, draft: Any = "none") -> RunResult:
     return run(
         task,
         specs,
@@ -329,7 +367,7 @@ def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.N
         seed=args.seed,
         cluster=ClusterConfig(
             workers=args.workers, address=args.address, segment_steps=args.segment_steps, speculate=args.speculate,
-            draft=args.draft == "reference",
+            draft=draft,
         ),
         policy=policy,
         progress=progress,
@@ -415,8 +453,10 @@ def print_summary(result: RunResult) -> None:
     if guard_line(extra.get("guard") or {}):
         print(guard_line(extra["guard"], steps_left=left))
     if extra.get("speculate"):
-        drafted = " (drafted from the reference)" if extra.get("draft") else ""
+        drafted = f" (drafted by {extra['draft']}, adaptive)" if extra.get("draft") else ""
         print(f"  speculation depth {extra['speculate']}{drafted}  wasted speculative samples {extra.get('wasted_samples', 0):,}")
+    if extra.get("draft_stats"):
+        print(DraftTally.from_dict(extra["draft_stats"]).line())
     nodes = sorted(set(extra.get("node_ids") or ()))
     if len(nodes) > 1:
         print(f"  workers on {len(nodes)} Ray nodes: " + ", ".join(n[:12] for n in nodes))

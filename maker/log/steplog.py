@@ -12,7 +12,9 @@ the folder as one table.
 One row per sample (`kind = 'sample'`) and one per decided step (`kind = 'decision'`);
 a plan's tool step, run once and never voted, is decided by a `kind = 'tool'` row (no
 samples, `votes` 0); the live guard adds rare `kind = 'event'` rows (step, detail = JSON:
-alarms, k changes).  Readers that want every decided step take both kinds
+alarms, k changes).  A run with a draft (`--draft MODEL`) logs each proposal of its
+proposer as a `kind = 'draft'` row (sample columns, `sample` -1, never counted; `wasted`
+when it was made on a premise that lost): paid for, never a vote.  Readers that want every decided step take both kinds
 (`DECIDED_KINDS`; `iter_tables(kind="decision")` does).
 Every part carries the run's metadata (task, models, k, seeds, versions) in its
 key-value metadata under `maker.run`, plus `maker.schema_version` and `maker.version`.
@@ -34,7 +36,8 @@ import pyarrow.parquet as pq
 from maker.errors import StepLogError, UsageError
 
 SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows.
-#: 4: `reasoning_tokens`, `shared_request` (older parts read with them null); `temperature` null = not sent
+#: 4: `reasoning_tokens`, `shared_request` (older parts read with them null); `temperature` null = not sent;
+#: `draft` rows (a draft model's proposals, never votes)
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
@@ -48,7 +51,7 @@ def decided_rows(kinds: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
 #: Columns, types and meaning.  Units: seconds, US dollars, tokens.
 SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # 'sample' | 'decision' | 'tool' | 'event'
+        ("kind", pa.string()),  # 'sample' | 'decision' | 'tool' | 'event' | 'draft'
         ("step", pa.int64()),  # 0-based step index
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
@@ -147,13 +150,15 @@ class StepLogWriter:
 
     def append(
         self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], events: dict[str, list[Any]] | None = None,
-        tools: dict[str, list[Any]] | None = None,
+        tools: dict[str, list[Any]] | None = None, drafts: dict[str, list[Any]] | None = None,
     ) -> None:
-        """Write one part: sample, decision, event and tool-step rows (decision columns)."""
+        """Write one part: sample, decision, event, tool-step (decision columns) and draft
+        (sample columns) rows."""
         tables = [
             t
             for t in (_columns_table(samples, "sample"), _columns_table(decisions, "decision"),
-                      _columns_table(tools or {}, "tool"), _columns_table(events or {}, "event"))
+                      _columns_table(tools or {}, "tool"), _columns_table(events or {}, "event"),
+                      _columns_table(drafts or {}, "draft"))
             if t
         ]
         if not tables:

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from maker.errors import UsageError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import LogInfo, count_faults
+from maker.runtime.draft import DraftTally, draft_tally
 from maker.runtime.guard import k_schedule, log_events
 from maker.runtime.progress import cost_text
 
@@ -79,6 +80,7 @@ class RunStats:
     escalations: list[tuple[int, int]] = field(default_factory=list)  # (step, to tier): `VotingConfig.on_undecided`
     plurality: list[int] = field(default_factory=list)  # steps taken by their ballot's leader (no margin)
     split_escalations: int = 0  # escalations because the tier's first k votes split (`escalate_on_split`)
+    draft: DraftTally | None = None  # the draft's proposals (`kind = 'draft'` rows), when the run had one
 
     @property
     def simulated(self) -> bool:
@@ -156,6 +158,9 @@ def collect(info: LogInfo) -> RunStats:
             s.split_escalations += detail.get("reason") == "split"
         elif detail.get("event") == "plurality":
             s.plurality.append(step)
+    s.draft = draft_tally(info, events)
+    if s.draft is not None:
+        s.cost_usd += s.draft.cost_usd
     return s
 
 
@@ -281,6 +286,15 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,}{hidden} |")
     lines.append(f"| model time (sum of latencies) | {s.latency_s:,.1f} s |")
     lines.append(f"| wasted speculative samples | {s.wasted:,} |")
+    if s.draft is not None:
+        d = s.draft
+        acceptance = "unknown" if d.acceptance is None else f"{d.acceptance:.1%}"
+        speedup = "unknown" if d.speedup is None else f"~{d.speedup:.1f}x"
+        lines.append(f"| draft ({d.model}): guesses accepted by the votes | {acceptance} ({d.accepted:,} of {d.proposed:,}) |")
+        lines.append(f"| draft: speed-up over in-order (estimated from the voters' latencies) | {speedup} |")
+        lines.append(f"| draft: proposals (on lost premises; without a valid guess) | {d.samples:,} ({d.wasted:,}; "
+                     f"{d.no_guess:,}) |")
+        lines.append(f"| draft: cost (included in the cost above) | {cost_text(d.cost_usd, simulated=s.simulated, steps=s.steps)} |")
 
     lines += ["", "## Undecided steps after each sampling round", ""]
     lines += [

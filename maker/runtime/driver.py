@@ -26,7 +26,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, last_decision, open_log, read_table
+from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, check_draft, draft_event, in_order_seconds, parse_draft
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
@@ -63,9 +64,11 @@ class ClusterConfig:
     #: steps voted ahead on the premise the current leader implies; None: automatic
     #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.speculation
     speculate: int | None = None
-    #: fill the speculative window from the task's reference answers before any reply is
-    #: in (tasks with ground truth only; decisions unchanged) -- see maker.runtime.speculation
-    draft: bool = False
+    #: what proposes the window's premises before any reply is in (decisions unchanged; see
+    #: maker.runtime.draft): None (no draft), "reference" (or True: the task's ground truth),
+    #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
+    #: "py:pkg.module:fn" naming one
+    draft: Any = None
 
 
 @dataclass
@@ -178,6 +181,7 @@ def run(
     dag: Any = None,
     extra_meta: dict[str, Any] | None = None,
     allow_code_change: bool = False,
+    draft: Any = None,
 ) -> RunResult:
     """Run `task` to the end (or `max_steps`), voting every step; return what happened.
 
@@ -186,7 +190,10 @@ def run(
     `maker.runtime.dag.DagConfig`).  A setting the task's shape cannot serve is refused.
     `extra_meta` adds entries to the log's run metadata.  A `resume` whose task code differs
     from the log's is refused unless `allow_code_change` (the change is then logged as a
-    ``code_change`` event row).
+    ``code_change`` event row).  `draft`: what proposes premises ahead of the votes (the same
+    values as `ClusterConfig.draft`, which it replaces; give it in one place): "reference", a
+    model string or `ModelSpec`, a function (task, step) -> reply text, or
+    "py:pkg.module:fn" -- see `maker.runtime.draft`.
 
     A ``local`` / ``local:PATH.gguf`` model is served for the run by this process's shared
     servers (`maker.runtime.local_models`: started on first use, reused by later calls,
@@ -203,6 +210,10 @@ def run(
 
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()
+    if draft is not None and draft is not False:
+        if cluster.draft not in (None, False) and cluster.draft != draft:
+            raise UsageError("give the draft once: as run(draft=...) or as ClusterConfig.draft, not both")
+        cluster = replace(cluster, draft=draft)
     policy = policy or RedFlagPolicy()
     guard = guard or GuardConfig()
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
@@ -216,9 +227,10 @@ def run(
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     is_plan = isinstance(task, PlanTask)
+    proposer = parse_draft(cluster.draft, None)
     if is_plan:
         segments = cluster.segment_steps != ClusterConfig.segment_steps or cluster.segment_seconds != ClusterConfig.segment_seconds
-        for flag, value in (("--speculate", cluster.speculate), ("--draft", cluster.draft), ("--max-steps", max_steps),
+        for flag, value in (("--speculate", cluster.speculate), ("--draft", proposer), ("--max-steps", max_steps),
                             ("--segment-steps", segments)):
             if value:
                 raise UsageError(f"{flag} applies to chained tasks; {task.spec.name} is a plan (a DAG of steps)")
@@ -227,14 +239,16 @@ def run(
     if max_steps is not None and max_steps < 1:
         raise UsageError("--max-steps must be >= 1")
     speculate = 0 if is_plan else speculation_depth(cluster.speculate, specs)
-    if cluster.draft and not isinstance(task, Oracle):
-        raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
+    draft_specs = check_draft(proposer, task, cluster.speculate, specs, tier_specs)
+    if proposer is not None and cluster.speculate is None and (speculate or proposer.kind != "reference"):
+        speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     refuse_local_tiers(voting.escalation_models)
     if has_local(specs):  # the embedded model: served for the run (shared by its workers), then run as any model
         with local_models(specs, address=cluster.address, workers=cluster.workers) as served:
             return run(task, served, voting, log=log, resume=resume, seed=seed, cluster=cluster, policy=policy,
-                       progress=progress, max_steps=max_steps, guard=guard, dag=dag, extra_meta=extra_meta)
+                       progress=progress, max_steps=max_steps, guard=guard, dag=dag, extra_meta=extra_meta,
+                       allow_code_change=allow_code_change, draft=draft)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
                          tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
@@ -291,14 +305,14 @@ def run(
     pool = None
     extra: dict[str, Any] = {}
     try:
-        pool = WorkerPool(task, [*specs, *tier_specs], workers=cluster.workers, address=cluster.address)
+        pool = WorkerPool(task, [*specs, *tier_specs, *draft_specs], workers=cluster.workers, address=cluster.address)
         if is_plan:
             from maker.runtime.dag import run_dag
 
             solved, extra = run_dag(pool, state, dag, cluster.workers, values, correct)
             resumed_from = len(values)
         else:
-            solved, extra = _run_chain(pool, state, cluster, start, last_index, speculate, specs)
+            solved, extra = _run_chain(pool, state, cluster, start, last_index, speculate, specs, proposer, resumed_events)
             resumed_from = first
         extra["node_ids"] = pool.node_ids()
     except KeyboardInterrupt:
@@ -317,7 +331,7 @@ def run(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,
         red_flags=totals.red_flags, red_flags_by_reason=reasons, k=voting.k, models=list(model_names),
-        simulated=simulated([*specs, *tier_specs]), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
+        simulated=simulated([*specs, *tier_specs, *draft_specs]), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
         log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
         faults_by_kind=faults, extra=extra,
@@ -326,37 +340,57 @@ def run(
 
 def _run_chain(
     pool: WorkerPool, state: RunState, cluster: ClusterConfig, start: StepInput, last_index: int, speculate: int,
-    specs: Sequence[ModelSpec],
+    specs: Sequence[ModelSpec], draft: Draft | None = None, resumed_events: Sequence[dict[str, Any]] = (),
 ) -> tuple[bool, dict[str, Any]]:
     """The segment loop: hand workers segments of consecutive steps, check and log each."""
     task, live, writer = state.task, state.live, state.writer
+    reference = draft is not None and draft.kind == "reference"
+    if draft is not None:  # the draft's record goes on from what a resumed log holds
+        state.draft = state.draft or DraftTally()
+        state.draft.model = draft.label
+        for detail in resumed_events:
+            if detail.get("event") == "draft":
+                state.draft.elapsed_s += float(detail.get("elapsed_s") or 0.0)
+                state.draft.in_order_s += float(detail.get("in_order_s") or 0.0)
+    depth = [0]  # the adaptive depth the last drafted segment ended at
+    voting_s = 0.0  # seconds the workers spent voting the segments kept (Ray and start-up not included)
     in_flight = tuple((s.model, s.concurrency) for s in (*specs, *(ModelSpec(m) for m in state.voting.escalation_models)))
 
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
             at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(state.voting, at.index), state.policy,
-            state.model_names, state.seed, last_index, speculate, in_flight, cluster.draft,
+            state.model_names, state.seed, last_index, speculate, in_flight, draft if speculate else None,
+            depth[0],
         )
 
     current = start
     schedule = None
     if start.index <= last_index:
-        schedule = SegmentSchedule(pool, task, job, last_index, cluster.workers if cluster.draft else 1, cluster.draft)
+        schedule = SegmentSchedule(pool, task, job, last_index, cluster.workers if reference else 1, reference)
         schedule.start(current)
         while (step := schedule.next()) is not None:
             result, ran, thrown_away = step
             for lost in thrown_away:  # drafted segments whose premise lost: paid for, never counted
-                wasted_samples = as_wasted(lost)
+                wasted_samples = as_wasted(lost.samples)
+                wasted_drafts = as_wasted(lost.drafts) if lost.drafts else None
                 if writer is not None:
-                    writer.append(wasted_samples, {})
-                state.count(wasted_samples, {})
+                    writer.append(wasted_samples, {}, drafts=wasted_drafts)
+                state.count(wasted_samples, {}, drafts=wasted_drafts)
             voted = ran.voting  # the k this segment ran with (the guard may raise it)
             problem = _check_segment(result, current, voted.k)
             if problem is not None:
                 raise MakerError(f"worker segment rejected: {problem}")
-            state.count(result.samples, result.decisions, events=result.events)
+            state.count(result.samples, result.decisions, events=result.events, drafts=result.drafts)
+            voting_s += result.elapsed_s
+            events = merge_events(live.drain(), result.events)
+            if result.drafts is not None and state.draft is not None:
+                depth[0] = result.draft_depth
+                in_order = in_order_seconds(result.samples, result.decisions, voted.k)
+                state.draft.elapsed_s += result.elapsed_s
+                state.draft.in_order_s += in_order
+                events = merge_events(events, draft_event(result, in_order, current.index))
             if writer is not None:
-                writer.append(result.samples, result.decisions, merge_events(live.drain(), result.events))
+                writer.append(result.samples, result.decisions, events, drafts=result.drafts)
             current = result.end
             if result.failed_step is not None:  # every sample discarded, or the vote cap
                 raise step_failure(result.samples, result.failed_step, voted)
@@ -365,7 +399,12 @@ def _run_chain(
     solved = task.is_solved(current) and current.index == task.total_steps
     return solved, {
         "speculate": speculate,
-        "draft": cluster.draft,
+        "draft": None if draft is None else draft.label,
+        # seconds the workers spent voting this leg's segments (wall time without Ray's start-up; with
+        # drafted segments on several workers they overlap, so it can exceed the wall time)
+        "voting_s": round(voting_s, 3),
+        # the draft's record: proposals, acceptance, its cost (in cost_usd too), the estimated speed-up
+        "draft_stats": None if state.draft is None else state.draft.to_dict(),
         # segments started on a drafted premise, and how many of those lost
         "drafted_segments": [schedule.drafted, schedule.discarded] if schedule else [0, 0],
         "wasted_samples": state.wasted,

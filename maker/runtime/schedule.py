@@ -106,9 +106,10 @@ class SegmentSchedule:
         return lost
 
 
-def as_wasted(result: SegmentResult) -> dict[str, list[Any]]:
-    """A thrown-away segment's samples, marked wasted and not counted; its decisions are dropped."""
-    samples = dict(result.samples)
+def as_wasted(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """A thrown-away segment's sample (or draft) columns, marked wasted and not counted; its
+    decisions are dropped."""
+    samples = dict(columns)
     n = len(samples["step"])
     samples["wasted"] = [True] * n
     samples["counted"] = [False] * n

@@ -29,8 +29,11 @@ class SegmentJob:
     speculate: int = 0
     #: (model, most requests in flight) pairs; honoured across the speculative window
     in_flight: tuple[tuple[str, int], ...] = ()
-    #: fill the window ahead of any reply with the task's reference answers (see maker.runtime.speculation)
-    draft: bool = False
+    #: what proposes premises ahead of any reply (`maker.runtime.draft.Draft`; True: the task's
+    #: reference answers); None/False: no draft (see maker.runtime.speculation)
+    draft: Any = None
+    #: the adaptive window depth a drafted segment starts at (the last segment's; 0: the default start)
+    draft_depth: int = 0
 
 
 @dataclass
@@ -45,6 +48,11 @@ class SegmentResult:
     #: the task's own code (`prompt`, `step_after`, ...) raised here: "Type: message", one
     #: line; the steps decided before it are in `decisions`, so the driver logs them first
     error: str | None = None
+    #: the draft's proposals (step-log sample columns, logged as kind 'draft': never votes);
+    #: None when the segment ran without a draft
+    drafts: dict[str, list[Any]] | None = None
+    #: the adaptive depth the drafted window ended at (the next segment starts there)
+    draft_depth: int = 0
 
 
 __all__ = ["SegmentJob", "SegmentResult"]

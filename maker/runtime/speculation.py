@@ -12,12 +12,15 @@ whatever D is.  What it buys: the *first* reply of a step (not the slowest of k)
 the next premise, and confirming votes and extra rounds overlap with progress on later
 steps.
 
-A *draft* lifts that limit, as in speculative decoding: with ``draft=True`` a step that
-has no reply yet takes the task's reference answer (tasks with an `Oracle`) as its
-leader, so the window fills D steps deep at once and D steps are voted concurrently.
-The draft only proposes premises; the votes still decide, on exactly the premise they
-were drawn for, and the first reply that disagrees with the draft discards what was
-built on it.  The runs' decisions are the same with or without a draft.
+A *draft* lifts that limit, as in speculative decoding (`maker.runtime.draft`): a step
+that has no reply yet takes the draft's guess -- the task's reference answer, a user's
+function, or a cheap model's one sample -- as its leader, so the window fills D steps
+deep while the voters answer and D steps are voted concurrently.  The draft only
+proposes premises; the votes still decide, on exactly the premise they were drawn for,
+and the first reply that disagrees with a guess discards what was built on it.  Its
+proposals are returned as rows of their own (`SegmentResult.drafts`, never votes), and
+the window's depth adapts to how often its guesses hold (`DepthControl`).  The runs'
+decisions are the same with or without a draft.
 
 Why the decisions do not change: every step (a *slot*) runs exactly the in-order
 protocol of `maker.runtime.chain` on its own premise -- round one draws samples 0..k-1, later
@@ -58,6 +61,7 @@ from maker.cluster.worker import one_line
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
 from maker.engine.step import StepVote
 from maker.errors import MakerError, UsageError
+from maker.runtime.draft import DepthControl, Draft, Proposer
 from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Verdict
 from maker.voting import Ballot
@@ -69,22 +73,30 @@ _NEVER = 1 << 62
 #: The error text of a request cancelled because its premise lost.
 CANCELLED = "cancelled: speculative premise lost"
 _UNLIMITED = 1 << 30
-
+#: The error text of a draft request cancelled because its step was decided first (not wasted: its premise held).
+DRAFT_LATE = "cancelled: the step was decided before the draft answered"
+#: The "sample index" of a draft request in flight (and of a draft row in the log): never a vote's.
+DRAFT_INDEX = -1
 
 
 class _Slot:
     """One step being voted on one premise (the true one, or a speculative one): the
     engine's `StepVote` decides; the slot adds the arrival-order leader and its requests."""
 
-    __slots__ = ("arrivals", "arrived", "built_on", "queue", "tasks", "vote")
+    __slots__ = ("arrivals", "arrived", "asked", "built_on", "draft_row", "drafting", "guess", "queue", "tasks", "vote")
 
     def __init__(self, vote: StepVote) -> None:
         self.vote = vote  # sample order: decides, exactly as an in-order run
         self.arrivals = Ballot(_NEVER)  # arrival order: only names the leader
         self.queue: deque[int] = deque()  # asked for, not yet sent (in-flight limit)
-        self.tasks: dict[int, asyncio.Task[list[Sample]]] = {}
+        #: sample index -> (its request's task, its place in that task's batch, its model)
+        self.tasks: dict[int, tuple[asyncio.Task[list[Sample]], int, str]] = {}
         self.arrived: dict[int, tuple[Sample, Verdict]] = {}  # ahead of the vote's `done`
         self.built_on: Hashable | None = None  # the leader the next slot's premise came from
+        self.asked = False  # the draft was asked for a guess of this step
+        self.guess: Hashable | None = None  # the draft's guess (its vote key), once in
+        self.draft_row: tuple[Sample, Verdict] | None = None  # the draft's sample, to log
+        self.drafting: asyncio.Task[list[Sample]] | None = None  # a draft model's request in flight
 
     @property
     def step(self) -> StepInput:
@@ -109,9 +121,16 @@ class _Window:
         self.in_flight = dict.fromkeys(every, 0)
         self.events: dict[str, list[Any]] = {"step": [], "detail": []}
         self.last = min(job.last_step, job.start.index + job.max_steps - 1)
-        self.draft = job.draft and isinstance(self.task, Oracle)
+        draft = Draft("reference") if job.draft is True else job.draft or None
+        if draft is not None and draft.kind == "reference" and not isinstance(self.task, Oracle):
+            draft = None
+        self.proposer = Proposer(draft, self.task, self.clients, job.run_seed) if draft is not None else None
+        self.control = DepthControl(job.speculate) if draft is not None else None
+        if self.control is not None and job.draft_depth:
+            self.control.depth = max(1, min(self.control.limit, job.draft_depth))
+        self.drafts = new_columns(SAMPLE_COLUMNS)  # the draft's proposals: rows of their own, never votes
         self.slots: list[_Slot] = []
-        self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, int]] = {}
+        self.owner: dict[asyncio.Task[list[Sample]], tuple[_Slot, tuple[int, ...]]] = {}  # its sample indices
         self.samples = new_columns(SAMPLE_COLUMNS)
         self.decisions = new_columns(DECISION_COLUMNS)
         self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
@@ -139,6 +158,8 @@ class _Window:
                 if head.vote.gave_up:
                     failed = head.step.index
                     self.slots.pop(0)
+                    if self.proposer is not None:
+                        self._draft_rows(head, wasted=False)
                     append_rows(self.samples, failed, head.vote.rows)
                     head.vote.event_columns(self.events)
                     break
@@ -153,7 +174,9 @@ class _Window:
             error = one_line(exc)
         finally:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
-        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error)
+        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,
+                             self.drafts if self.proposer is not None else None,
+                             self.control.depth if self.control is not None else 0)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
@@ -163,8 +186,9 @@ class _Window:
         return slot
 
     def _extend(self) -> None:
-        """Open speculative slots behind the last one while it has a leader."""
-        depth = self.job.speculate
+        """Open speculative slots behind the last one while it has a leader -- or, with a
+        draft, a guess -- up to the depth (adaptive with a draft)."""
+        depth = self.control.depth if self.control is not None else self.job.speculate
         slots = self.slots
         if self.blocked:
             return
@@ -173,8 +197,10 @@ class _Window:
             if tail.step.index >= self.last:
                 return
             leader = tail.leader()
-            if leader is None and self.draft:  # no reply yet: the reference answer proposes the premise
-                leader = tail.vote.judge.text(self.task.reference_reply(tail.step)).key
+            if leader is None and self.proposer is not None:  # no reply yet: the draft proposes the premise
+                if not tail.asked:
+                    self._propose(tail)
+                leader = tail.guess
             if leader is None:
                 return
             try:
@@ -187,6 +213,41 @@ class _Window:
             tail.built_on = leader
             slots.append(slot)
 
+    def _propose(self, slot: _Slot) -> None:
+        """Ask the draft for `slot`'s answer: at once (reference, function), or one model request."""
+        proposer = self.proposer
+        assert proposer is not None and self.ready is not None
+        slot.asked = True
+        if proposer.sync:
+            slot.guess, sample, verdict = proposer.guess(slot.vote)
+            slot.draft_row = (sample, verdict)
+            return
+        task = asyncio.ensure_future(proposer.client.complete([proposer.request(slot.vote)]))
+        task.add_done_callback(self.ready.put_nowait)
+        slot.drafting = task
+        self.owner[task] = (slot, (DRAFT_INDEX,))
+
+    def _draft_rows(self, slot: _Slot, wasted: bool) -> None:
+        """Log `slot`'s draft proposal (cancelled if still in flight) as a draft row."""
+        task = slot.drafting
+        if task is not None:
+            self.owner.pop(task, None)
+            slot.drafting = None
+            if task.done() and not task.cancelled() and task.exception() is None:
+                sample = task.result()[0]
+                slot.draft_row = (sample, self.proposer.judge(slot.vote, sample))  # type: ignore[union-attr]
+            else:
+                task.cancel()
+                model = self.proposer.draft.label  # type: ignore[union-attr]
+                why = CANCELLED if wasted else DRAFT_LATE
+                slot.draft_row = (Sample("", model, finish_reason="cancelled", error=why), Verdict(None))
+        if slot.draft_row is not None:
+            sample, verdict = slot.draft_row
+            temperature = self.job.voting.first_temperature
+            append_rows(self.drafts, slot.step.index, [(DRAFT_INDEX, sample.model, temperature, sample, verdict, False)],
+                        wasted=wasted)
+            slot.draft_row = None
+
     def _confirm(self, head: _Slot) -> StepInput:
         """The head is decided on its true premise: log it; keep the next slot only if its
         premise is exactly the one the decision implies."""
@@ -195,6 +256,10 @@ class _Window:
         append_rows(self.samples, head.step.index, vote.rows)
         append_row(self.decisions, DECISION_COLUMNS, vote.decision_row())
         vote.event_columns(self.events)
+        if self.proposer is not None:
+            self._draft_rows(head, wasted=False)
+            if head.guess is not None and self.control is not None:  # adaptive depth
+                self.control.accepted() if head.guess == vote.winner else self.control.rejected()
         after = self.task.step_after(head.step.index, vote.winner)
         if self.slots and self.slots[0].step != after:
             self._discard(0)
@@ -204,12 +269,13 @@ class _Window:
         """Drop slots[first:]: cancel their requests, log all their samples as wasted."""
         for slot in self.slots[first:]:
             vote = slot.vote
-            for index, task in slot.tasks.items():
+            if self.proposer is not None:
+                self._draft_rows(slot, wasted=True)
+            for index, (task, place, model) in slot.tasks.items():
                 self.owner.pop(task, None)
-                model = vote.model_of(index)
                 self.in_flight[model] -= 1
                 if task.done() and not task.cancelled() and task.exception() is None:
-                    sample = task.result()[0]
+                    sample = task.result()[place]
                     slot.arrived[index] = (sample, vote.verdict(index, sample))
                 else:
                     task.cancel()
@@ -224,31 +290,42 @@ class _Window:
 
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:
-        """Send queued draws, earliest step first, within each model's in-flight limit."""
+        """Send queued draws, earliest step first, within each model's in-flight limit.
+
+        A slot's round goes out as the in-order loop sends it (`maker.engine.step.vote_step`):
+        one batch per model, so a client that shares one request among same-prompt samples
+        (`n`) groups -- and a seeded server draws -- exactly as in an in-order run.  A batch
+        waits until it fits the limit whole; only one larger than the limit is split."""
         for slot in self.slots:
             queue = slot.queue
             if not queue:
                 continue
-            held: deque[int] = deque()
             model_of = slot.vote.model_of
-            while queue:
-                index = queue.popleft()
-                model = model_of(index)
-                if self.in_flight[model] >= self.limit[model]:
-                    held.append(index)
+            batches: dict[str, list[int]] = {}
+            for index in queue:
+                batches.setdefault(model_of(index), []).append(index)
+            held: deque[int] = deque()
+            for model, indices in batches.items():
+                room = self.limit[model] - self.in_flight[model]
+                if len(indices) > self.limit[model] and room > 0:  # never fits whole: as much as fits
+                    held.extend(indices[room:])
+                    indices = indices[:room]
+                elif len(indices) > room:
+                    held.extend(indices)
                     continue
-                self._launch(slot, index, model)
+                self._launch(slot, tuple(indices), model)
             slot.queue = held
             if all(self.in_flight[m] >= self.limit[m] for m in self.limit):
                 return
 
-    def _launch(self, slot: _Slot, index: int, model: str) -> None:
+    def _launch(self, slot: _Slot, indices: tuple[int, ...], model: str) -> None:
         assert self.ready is not None
-        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(index)]))
+        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(i) for i in indices]))
         task.add_done_callback(self.ready.put_nowait)
-        slot.tasks[index] = task
-        self.owner[task] = (slot, index)
-        self.in_flight[model] += 1
+        for place, index in enumerate(indices):
+            slot.tasks[index] = (task, place, model)
+        self.owner[task] = (slot, indices)
+        self.in_flight[model] += len(indices)
 
     async def _receive(self) -> None:
         """Wait for at least one reply; take every reply that is in; re-check the leaders."""
@@ -260,14 +337,21 @@ class _Window:
             owner = self.owner.pop(task, None)
             if owner is None:
                 continue  # its slot was discarded: already logged as wasted
-            slot, index = owner
-            del slot.tasks[index]
-            self.in_flight[slot.vote.model_of(index)] -= 1
-            sample = task.result()[0]  # a client that raises cannot work at all: stop the run
-            verdict = slot.vote.verdict(index, sample)  # ranks only; the vote finishes it in sample order
-            slot.arrived[index] = (sample, verdict)
-            if verdict.key is not None:
-                slot.arrivals.add(verdict.key)
+            slot, indices = owner
+            if indices[0] == DRAFT_INDEX:  # the draft model's guess for this slot
+                slot.drafting = None
+                sample = task.result()[0]
+                verdict = self.proposer.judge(slot.vote, sample)  # type: ignore[union-attr]
+                slot.guess, slot.draft_row = verdict.key, (sample, verdict)
+                continue
+            samples = task.result()  # a client that raises cannot work at all: stop the run
+            for index, sample in zip(indices, samples):
+                model = slot.tasks.pop(index)[2]
+                self.in_flight[model] -= 1
+                verdict = slot.vote.verdict(index, sample)  # ranks only; the vote finishes it in sample order
+                slot.arrived[index] = (sample, verdict)
+                if verdict.key is not None:
+                    slot.arrivals.add(verdict.key)
             self._count(slot)
         for position, slot in enumerate(self.slots):
             leader = slot.leader()  # None only for a drafted slot with no valid reply yet

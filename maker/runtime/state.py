@@ -11,6 +11,7 @@ from typing import Any
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import DECIDED_KINDS, LogInfo, StepLogWriter, count_faults, iter_tables
+from maker.runtime.draft import DraftTally
 from maker.runtime.guard import Guard
 from maker.runtime.progress import Progress, Totals
 from maker.tasks.base import Task
@@ -37,14 +38,18 @@ class RunState:
     escalations: int = 0  # steps re-opened on a stronger tier (`VotingConfig.on_undecided`)
     plurality_decisions: int = 0  # steps taken by their ballot's leader
     reasoning_tokens: int = 0  # hidden reasoning tokens of every sample paid for (wasted ones too)
+    #: the draft's record (proposals, acceptance, its own cost); None without a draft.  Its
+    #: cost is also in `totals.cost_usd`, so whatever charges the run's cost charges it too
+    draft: DraftTally | None = None
 
     def count(
         self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True,
-        events: dict[str, list[Any]] | None = None,
+        events: dict[str, list[Any]] | None = None, drafts: dict[str, list[Any]] | None = None,
     ) -> None:
         """Add a checked batch's samples and decisions to the totals (wasted samples were
         paid for, never counted as samples), its engine `events` (escalations, plurality
-        decisions) to theirs, then let the guard see its votes (`live`)."""
+        decisions) to theirs, its `drafts` (the draft's proposals: paid for, never votes)
+        to the cost and the draft's tally, then let the guard see its votes (`live`)."""
         for detail in (events or {}).get("detail", ()):
             kind = json.loads(detail).get("event")
             self.escalations += kind == "escalation"
@@ -62,6 +67,12 @@ class RunState:
         totals.samples += len(flags) - n_wasted
         totals.cost_usd += sum(c or 0.0 for c in samples["cost_usd"])
         self.reasoning_tokens += sum(t or 0 for t in samples.get("reasoning_tokens", ()))
+        if drafts and drafts.get("step"):
+            if self.draft is None:
+                self.draft = DraftTally()
+            before = self.draft.cost_usd
+            self.draft.add_rows(drafts, dict(zip(decisions.get("step", ()), decisions.get("answer", ()))))
+            totals.cost_usd += self.draft.cost_usd - before
         totals.steps += len(decisions.get("step", ()))
         for index, ok in zip(decisions.get("step", ()), decisions.get("correct", ())):
             if ok is False:
@@ -77,12 +88,16 @@ class RunState:
     def count_log(self, info: LogInfo) -> None:
         """Add what a log being resumed already holds (the guard restores its own: `Guard.restore`)."""
         columns = ("red_flag", "cost_usd", "wasted", "faults", "reasoning_tokens")
-        for table in iter_tables(info, ["step", "correct", *columns]):
+        for table in iter_tables(info, ["step", "answer", "correct", "tokens_in", "tokens_out", *columns]):
             cols = {name: table[name].to_pylist() for name in table.column_names}
             rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],
-                    "decision": [i for i, k in enumerate(cols["kind"]) if k in DECIDED_KINDS]}
+                    "decision": [i for i, k in enumerate(cols["kind"]) if k in DECIDED_KINDS],
+                    "draft": [i for i, k in enumerate(cols["kind"]) if k == "draft"]}
             samples = {c: [cols[c][i] for i in rows["sample"]] for c in columns}
-            self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
+            drafts = {c: [cols[c][i] for i in rows["draft"]]
+                      for c in ("step", "answer", "cost_usd", "wasted", "tokens_in", "tokens_out")}
+            self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "answer", "correct")},
+                       live=False, drafts=drafts)
 
 
 __all__ = ["RunState"]
