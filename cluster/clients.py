@@ -18,6 +18,7 @@ from maker.tasks.base import Task
 from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
+from .pricing import Price, price_of
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
 
@@ -40,6 +41,8 @@ class ModelSpec:
     #: on a cluster, one (node id, api_base, api_bases) per node that serves the model itself
     #: (`cluster.nodes`): a client built on a node talks to that node's servers
     node_bases: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    #: what its tokens cost (`cluster.pricing.Price`); None: `unit_price` looks it up
+    price: Price | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) and hasattr(self.model, "complete"):
@@ -61,6 +64,23 @@ class ModelSpec:
             f"(served on {', '.join(n[:12] for n, _, _ in self.node_bases)})",
             model=self.model,
         )
+
+    def unit_price(self) -> Price:
+        """What this model's tokens cost and where that comes from: `price` when given, free
+        for a fake (the simulator, `maker sim-server`, a script, a client that says it is
+        simulated), else litellm's offline table -- unknown (`Price.known` False) for a model
+        it does not know, and for a client object of the user's own."""
+        if self.price is not None:
+            return self.price
+        if self.client is not None:
+            if getattr(self.client, "simulated", False):
+                return Price(0.0, 0.0, "simulated (free)")
+            return Price(0.0, 0.0, "unknown: your own client (give ModelSpec(client, price=Price(...)))", known=False)
+        if self.model.startswith("py:"):
+            return Price(0.0, 0.0, "unknown: a py: model (pass --price-in/--price-out)", known=False)
+        if self.is_simulated:
+            return Price(0.0, 0.0, "simulated (free)")
+        return price_of(self.model)
 
     @property
     def in_process_simulator(self) -> bool:
@@ -249,6 +269,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         rpm=spec.rpm,
         tpm=spec.tpm,
         stop=tuple(getattr(task, "stop", ()) or ()),
+        price=spec.price,
     )
     if uses_openai_compatible(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
         return OpenAICompatibleClient(config)

@@ -118,20 +118,13 @@ class LiteLLMClient(PooledClient):
             choices.append((str(text), str(getattr(choice, "finish_reason", None) or "stop")))
         usage = getattr(response, "usage", None)
         hidden = getattr(response, "_hidden_params", None) or {}
-        if not isinstance(hidden, dict):
-            hidden = {}
-        if "response_cost" in hidden:  # litellm priced it already (None: unpriced); ~10% of a call's CPU
-            cost = float(hidden["response_cost"] or 0.0)
-        else:
-            try:
-                cost = float(self._litellm.completion_cost(completion_response=response) or 0.0)
-            except Exception:  # unpriced model (local server, sim-server): cost unknown, count 0
-                cost = 0.0
-        return Reply(
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
+        return Reply(  # priced by `PooledClient.price` from usage, as the OpenAI-compatible client prices it
             choices,
             int(getattr(usage, "prompt_tokens", 0) or 0),
             int(getattr(usage, "completion_tokens", 0) or 0),
-            cost,
             getattr(response, "id", None),
-            bool(hidden.get("cache_hit")),
+            bool(hidden.get("cache_hit")) if isinstance(hidden, dict) else False,
+            int(cached or 0),
         )

@@ -153,8 +153,9 @@ class OpenAICompatibleClient(PooledClient):
                     text = (choice.get("message") or {}).get("content") or ""
                 choices.append((str(text), str(choice.get("finish_reason") or "stop")))
             usage = data.get("usage") or {}
+            details = usage.get("prompt_tokens_details") or {}
             return Reply(choices, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                         None, data.get("id"))
+                         data.get("id"), cached_tokens=int(details.get("cached_tokens") or 0))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadBody(f"{type(exc).__name__}: {exc}") from None
 

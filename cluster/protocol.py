@@ -34,7 +34,11 @@ class SampleRequest:
 class Sample:
     """One reply and what it cost.  `error` is set when the call failed after retries;
     `faults` names, in order, every failed attempt behind this sample (retried or not),
-    so a run can say what its endpoint did to it, kind by kind (see `fault_kind`)."""
+    so a run can say what its endpoint did to it, kind by kind (see `fault_kind`).
+    `cost_usd` is what the provider bills for this reply (cached prompt tokens at the
+    cache-read rate, `cached_tokens` of `tokens_in`); `abandoned_usd` estimates what calls
+    maker gave up on behind this sample were billed (a timed-out attempt, a cancelled
+    request: the provider may still serve them) at their prompt's cost, at least."""
 
     text: str
     model: str
@@ -47,6 +51,8 @@ class Sample:
     response_id: str | None = None
     cached: bool = False
     faults: tuple[str, ...] = ()
+    cached_tokens: int = 0
+    abandoned_usd: float = 0.0
 
 
 @runtime_checkable

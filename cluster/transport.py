@@ -33,10 +33,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .pricing import Price
 from .protocol import Sample, SampleRequest
 from .ratelimit import RateLimits
 from .secrets import redact
@@ -65,19 +66,21 @@ class EndpointConfig:
     send_seed: bool = True  # pass each draw's seed (servers that honour it repeat a draw exactly)
     stop: tuple[str, ...] = ()  # where a reply ends (the task's `stop`, e.g. a newline for one-line answers)
     use_n: bool = True  # draw same-prompt samples of a batch as one request with n choices
+    price: Price | None = None  # what the tokens cost (None: litellm's offline table, looked up once)
 
 
 @dataclass
 class Reply:
     """One response, read: each choice's (text, finish reason), usage for the whole
-    request, its cost in USD (None: let the client price the tokens) and identity."""
+    request (`cached_tokens`: prompt tokens the provider read from its cache, billed at the
+    cache-read rate) and identity.  The client prices it (`PooledClient.price`)."""
 
     choices: list[tuple[str, str]]
     tokens_in: int
     tokens_out: int
-    cost_usd: float | None
     response_id: str | None
     cached: bool = False
+    cached_tokens: int = 0
 
 
 class PooledClient:
@@ -93,7 +96,9 @@ class PooledClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self.n_ignored = not config.use_n  # set once a provider is seen to ignore n
-        self._price: Callable[[int, int], float] | None = None
+        self._price: Price | None = config.price
+        self._chars = 0  # prompt characters and tokens of answered single-prompt requests:
+        self._tokens = 0  # how many tokens a character is, for an abandoned call's estimate
 
     async def call(self, request: SampleRequest, n: int) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -101,11 +106,29 @@ class PooledClient:
     def read(self, response: Any) -> Reply:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def price(self, tokens_in: int, tokens_out: int) -> float:
-        """USD for these tokens from litellm's offline table (0 when the model is unpriced)."""
+    @property
+    def unit_price(self) -> Price:
+        """This model's `Price`: `EndpointConfig.price`, else litellm's offline table (unknown: 0, `known` False)."""
         if self._price is None:
-            self._price = cached_price(self.config.model)
-        return self._price(tokens_in, tokens_out)
+            from .pricing import price_of
+
+            self._price = price_of(self.config.model)
+        return self._price
+
+    def price(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
+        """USD the provider bills for these tokens (`cached` prompt tokens at the cache-read rate)."""
+        return self.unit_price.cost(tokens_in, tokens_out, cached)
+
+    def prompt_tokens(self, request: SampleRequest) -> int:
+        """The prompt's tokens, estimated from its characters at the ratio this client has
+        measured on answered requests (4 characters a token before any answer)."""
+        chars = prompt_chars(request.prompt)
+        ratio = self._tokens / self._chars if self._chars and self._tokens else 0.25
+        return max(1, round(chars * ratio))
+
+    def prompt_cost(self, request: SampleRequest) -> float:
+        """What a call maker abandoned is billed at least: its prompt, uncached (an estimate)."""
+        return self.price(self.prompt_tokens(request), 0)
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         """One sample per request, in order; same-prompt requests share one call (see module doc)."""
@@ -113,10 +136,9 @@ class PooledClient:
         if self._semaphore is None or self._semaphore_loop is not loop:  # a semaphore serves one event loop
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
             self._semaphore_loop = loop
-        if self._price is None:
-            # Before any request is timed: the first lookup imports litellm (seconds, blocking
-            # the event loop), which once timed out requests already in flight.
-            self._price = cached_price(self.config.model)
+        # Before any request is timed: the first lookup imports litellm (seconds, blocking
+        # the event loop), which once timed out requests already in flight.
+        self.unit_price  # noqa: B018
         groups = self._groups(requests)
         results = await asyncio.gather(*(self._group(requests, g) for g in groups))
         out: list[Sample | None] = [None] * len(requests)
@@ -151,6 +173,7 @@ class PooledClient:
         started = time.perf_counter()
         error = "unknown"
         faults: list[str] = []
+        abandoned = 0.0  # attempts given up on after sending (timeouts): billed, estimated
         estimate = prompt_chars(request.prompt) // 4 + 1
         for attempt in range(cfg.max_retries + 1):
             await self.limits.before(estimate)
@@ -164,6 +187,8 @@ class PooledClient:
                 except self.retryable as exc:
                     error = f"{type(exc).__name__}: {one_line(exc)}"
                     faults.append(fault_kind(exc))
+                    if faults[-1] == "timeout":  # sent, then abandoned: the provider may serve (and bill) it
+                        abandoned += self.prompt_cost(request)
                     wait = retry_after_s(_headers(exc))
                 except Exception as exc:  # not retryable: bad request, auth, parsing...
                     error = f"{type(exc).__name__}: {one_line(exc)}"
@@ -172,6 +197,10 @@ class PooledClient:
                 else:
                     samples = self._samples(reply, time.perf_counter() - started, n)
                     samples[0].faults = tuple(faults)
+                    samples[0].abandoned_usd = abandoned
+                    if reply.tokens_in > 0:
+                        self._chars += prompt_chars(request.prompt)
+                        self._tokens += reply.tokens_in
                     self.limits.after(estimate, (reply.tokens_in or estimate) + reply.tokens_out)
                     return samples
             if attempt < cfg.max_retries:
@@ -179,7 +208,8 @@ class PooledClient:
                 await asyncio.sleep(max(wait or 0.0, backoff))
         latency = time.perf_counter() - started
         return [
-            Sample("", self.name, finish_reason="error", latency_s=latency, error=error, faults=tuple(faults) if i == 0 else ())
+            Sample("", self.name, finish_reason="error", latency_s=latency, error=error, faults=tuple(faults) if i == 0 else (),
+                   abandoned_usd=abandoned if i == 0 else 0.0)
             for i in range(n)
         ]
 
@@ -187,19 +217,17 @@ class PooledClient:
         choices = reply.choices[:n]
         if n == 1 or len(choices) == 1:  # one sample: usage and cost are its own
             text, finish = choices[0]
-            cost = reply.cost_usd if reply.cost_usd is not None else self.price(reply.tokens_in, reply.tokens_out)
+            cost = self.price(reply.tokens_in, reply.tokens_out, reply.cached_tokens)
             return [Sample(text, self.name, reply.tokens_in, reply.tokens_out, finish, latency, cost,
-                           response_id=reply.response_id, cached=reply.cached)]
+                           response_id=reply.response_id, cached=reply.cached, cached_tokens=reply.cached_tokens)]
         outs = split_tokens(reply.tokens_out, [len(t) for t, _ in choices])
         ins = [reply.tokens_in] + [0] * (len(choices) - 1)
-        costs = [self.price(i, o) for i, o in zip(ins, outs)]
-        if reply.cost_usd is not None:  # the provider's total, shared in proportion to the list prices
-            total = sum(costs)
-            costs = [reply.cost_usd * c / total for c in costs] if total > 0 else [reply.cost_usd] + [0.0] * (len(costs) - 1)
+        cached = [reply.cached_tokens] + [0] * (len(choices) - 1)
+        costs = [self.price(i, o, c) for i, o, c in zip(ins, outs, cached)]
         rid = reply.response_id
         return [
             Sample(text, self.name, ins[i], outs[i], finish, latency, costs[i],
-                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached)
+                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached, cached_tokens=cached[i])
             for i, (text, finish) in enumerate(choices)
         ]
 
@@ -293,19 +321,3 @@ def prompt_chars(prompt: str | list[dict[str, str]]) -> int:
 def one_line(exc: BaseException) -> str:
     text = redact(" ".join(str(exc).split()))
     return text[:300]
-
-
-def cached_price(model: str) -> Callable[[int, int], float]:
-    """USD for (tokens_in, tokens_out) of `model` from litellm's offline table, looked up once
-    (0 for a model the table does not know: a local server, the sim-server)."""
-    price = _PRICES.get(model)
-    if price is None:
-        from .pricing import price_of
-
-        p = price_of(model)
-        price = _PRICES[model] = (p.input_per_m / 1e6, p.output_per_m / 1e6)
-    pin, pout = price
-    return lambda tokens_in, tokens_out: tokens_in * pin + tokens_out * pout
-
-
-_PRICES: dict[str, tuple[float, float]] = {}

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from maker.errors import StepLogError, UsageError
 
-SCHEMA_VERSION = 3  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows
+SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows.
+#: 4: `cached_tokens`, `abandoned_usd` (older parts read them as null: not known, counted as 0)
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
@@ -66,6 +67,8 @@ SCHEMA = pa.schema(
         ("response_id", pa.string()),
         ("wasted", pa.bool_()),  # drawn on a speculative premise that lost the vote
         ("faults", pa.string()),  # failed attempts behind the sample, by kind, comma-separated ('rate_limited,timeout')
+        ("cached_tokens", pa.int32()),  # of tokens_in, read from the provider's prompt cache (billed at its cache-read rate)
+        ("abandoned_usd", pa.float64()),  # estimated bill of calls given up on behind the sample (timeouts, cancels)
         ("votes", pa.int32()),  # decision: valid votes counted
         ("samples", pa.int32()),  # decision: samples drawn for the step
         ("rounds", pa.int32()),  # decision: sampling rounds the step needed

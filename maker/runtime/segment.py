@@ -31,6 +31,8 @@ class SegmentJob:
     in_flight: tuple[tuple[str, int], ...] = ()
     #: fill the window ahead of any reply with the task's reference answers (see maker.runtime.speculation)
     draft: bool = False
+    #: this segment's share of the spend cap (`maker.budget.spend.Budget.grant`); None: no cap
+    budget: Any = None
 
 
 @dataclass
@@ -45,6 +47,8 @@ class SegmentResult:
     #: the task's own code (`prompt`, `step_after`, ...) raised here: "Type: message", one
     #: line; the steps decided before it are in `decisions`, so the driver logs them first
     error: str | None = None
+    #: the segment stopped because its next round did not fit within the spend cap
+    budget_stop: bool = False
 
 
 __all__ = ["SegmentJob", "SegmentResult"]

@@ -116,6 +116,9 @@ class _Window:
         self.decisions = new_columns(DECISION_COLUMNS)
         self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
         self.blocked = False  # opening the slot after the tail raised (see `_extend`)
+        self.budget = job.budget  # the segment's share of the spend cap (None: no cap)
+        self.held: dict[asyncio.Task[list[Sample]], float] = {}  # each request's worst case, held in the budget
+        self.refused = False  # the last `_send` met a request that did not fit within the cap
 
     async def run(self) -> SegmentResult:
         started = time.perf_counter()
@@ -123,6 +126,7 @@ class _Window:
         end = self.job.start
         failed: int | None = None
         error: str | None = None
+        budget_stop = False
         try:
             if end.index <= self.last:
                 self.slots.append(self._slot(end))
@@ -144,6 +148,10 @@ class _Window:
                     break
                 self._extend()
                 self._send()
+                if not self.owner and self.refused:  # nothing in flight, and the next request does not fit: stop
+                    budget_stop = True
+                    self._stop_undecided(head)
+                    break
                 if not self.owner:
                     raise RuntimeError(f"step {head.step.index}: speculative window stalled with nothing in flight")
                 await self._receive()
@@ -153,7 +161,8 @@ class _Window:
             error = one_line(exc)
         finally:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
-        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error)
+        return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,
+                             budget_stop)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
@@ -200,6 +209,17 @@ class _Window:
             self._discard(0)
         return after
 
+    def _stop_undecided(self, head: _Slot) -> None:
+        """The spend cap stops the run at the head: log what it drew (not wasted: its premise
+        is true; undecided, so a resume draws it again) and discard the slots after it."""
+        self.slots.pop(0)
+        vote = head.vote
+        rows: list[Row] = list(vote.rows)
+        rows += [(i, vote.model_of(i), vote.temperature_of(i), *head.arrived[i], False) for i in sorted(head.arrived)]
+        append_rows(self.samples, head.step.index, rows)
+        vote.event_columns(self.events)
+        self._discard(0)
+
     def _discard(self, first: int) -> None:
         """Drop slots[first:]: cancel their requests, log all their samples as wasted."""
         for slot in self.slots[first:]:
@@ -208,12 +228,18 @@ class _Window:
                 self.owner.pop(task, None)
                 model = vote.model_of(index)
                 self.in_flight[model] -= 1
+                held = self.held.pop(task, 0.0)
                 if task.done() and not task.cancelled() and task.exception() is None:
                     sample = task.result()[0]
                     slot.arrived[index] = (sample, vote.verdict(index, sample))
                 else:
-                    task.cancel()
-                    slot.arrived[index] = (Sample("", model, finish_reason="cancelled", error=CANCELLED), Verdict(None))
+                    task.cancel()  # sent, and given up on: the provider may still serve and bill it
+                    estimate = getattr(self.clients[model], "prompt_cost", None)
+                    abandoned = estimate(vote.request(index)) if estimate is not None else 0.0
+                    sample = Sample("", model, finish_reason="cancelled", error=CANCELLED, abandoned_usd=abandoned)
+                    slot.arrived[index] = (sample, Verdict(None))
+                if self.budget is not None:
+                    self.budget.settle(held, [sample])
             slot.tasks.clear()
             temperature = vote.temperature_of
             rows: list[Row] = [(i, m, t, s, v, False) for i, m, t, s, v, _ in vote.rows]
@@ -224,7 +250,9 @@ class _Window:
 
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:
-        """Send queued draws, earliest step first, within each model's in-flight limit."""
+        """Send queued draws, earliest step first, within each model's in-flight limit and the
+        spend cap (the first request that does not fit stops sending: `refused`)."""
+        self.refused = False
         for slot in self.slots:
             queue = slot.queue
             if not queue:
@@ -237,18 +265,34 @@ class _Window:
                 if self.in_flight[model] >= self.limit[model]:
                     held.append(index)
                     continue
-                self._launch(slot, index, model)
+                if not self._launch(slot, index, model):  # over the cap: send nothing more for now
+                    held.append(index)
+                    held.extend(queue)
+                    queue.clear()
+                    slot.queue = held
+                    return
             slot.queue = held
             if all(self.in_flight[m] >= self.limit[m] for m in self.limit):
                 return
 
-    def _launch(self, slot: _Slot, index: int, model: str) -> None:
+    def _launch(self, slot: _Slot, index: int, model: str) -> bool:
+        """Send one request; False (nothing sent, `refused` set) when its worst case does not fit the cap."""
         assert self.ready is not None
-        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(index)]))
+        request = slot.vote.request(index)
+        held = 0.0
+        if self.budget is not None:
+            reserved = self.budget.reserve([(model, request)])
+            if reserved is None:
+                self.refused = True
+                return False
+            held = reserved
+        task = asyncio.ensure_future(self.clients[model].complete([request]))
+        self.held[task] = held
         task.add_done_callback(self.ready.put_nowait)
         slot.tasks[index] = task
         self.owner[task] = (slot, index)
         self.in_flight[model] += 1
+        return True
 
     async def _receive(self) -> None:
         """Wait for at least one reply; take every reply that is in; re-check the leaders."""
@@ -264,6 +308,8 @@ class _Window:
             del slot.tasks[index]
             self.in_flight[slot.vote.model_of(index)] -= 1
             sample = task.result()[0]  # a client that raises cannot work at all: stop the run
+            if self.budget is not None:
+                self.budget.settle(self.held.pop(task, 0.0), [sample])
             verdict = slot.vote.verdict(index, sample)  # ranks only; the vote finishes it in sample order
             slot.arrived[index] = (sample, verdict)
             if verdict.key is not None:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import DECIDED_KINDS, LogInfo, StepLogWriter, count_faults, iter_tables
@@ -36,6 +37,10 @@ class RunState:
     wasted: int = 0
     escalations: int = 0  # steps re-opened on a stronger tier (`VotingConfig.on_undecided`)
     plurality_decisions: int = 0  # steps taken by their ballot's leader
+    #: the spend cap (`maker.budget.spend.Budget`); None: no cap
+    budget: Any = None
+    budget_stop: bool = False  # the run stopped because its next round did not fit within the cap
+    breakdown: CostBreakdown = field(default_factory=CostBreakdown)  # the bill by model and by kind
 
     def count(
         self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True,
@@ -56,6 +61,7 @@ class RunState:
             if flag is not None and not was_wasted:
                 self.reasons[flag] = self.reasons.get(flag, 0) + 1
                 totals.red_flags += 1
+        self.breakdown.add(samples)
         n_wasted = sum(lost)
         self.wasted += n_wasted
         totals.samples += len(flags) - n_wasted
@@ -74,11 +80,12 @@ class RunState:
 
     def count_log(self, info: LogInfo) -> None:
         """Add what a log being resumed already holds (the guard's statistics start afresh)."""
-        for table in iter_tables(info, ["step", "red_flag", "cost_usd", "correct", "wasted", "faults"]):
+        wanted = ("red_flag", "cost_usd", "wasted", "faults", *BREAKDOWN_COLUMNS)
+        for table in iter_tables(info, ["step", "correct", *wanted]):
             cols = {name: table[name].to_pylist() for name in table.column_names}
             rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],
                     "decision": [i for i, k in enumerate(cols["kind"]) if k in DECIDED_KINDS]}
-            samples = {c: [cols[c][i] for i in rows["sample"]] for c in ("red_flag", "cost_usd", "wasted", "faults")}
+            samples = {c: [cols[c][i] for i in rows["sample"]] for c in wanted}
             self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "correct")}, live=False)
 
 
