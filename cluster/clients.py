@@ -73,6 +73,9 @@ class ModelSpec:
         if self.price is not None:
             return self.price
         if self.client is not None:
+            own = getattr(self.client, "unit_price", None)  # an HTTP client knows its model's price
+            if isinstance(own, Price):
+                return own
             if getattr(self.client, "simulated", False):
                 return Price(0.0, 0.0, "simulated (free)")
             return Price(0.0, 0.0, "unknown: your own client (give ModelSpec(client, price=Price(...)))", known=False)

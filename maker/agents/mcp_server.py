@@ -114,6 +114,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
         expected: str | None = None,
         seed: int | None = None,
         log: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> dict[str, Any]:
         """One voted LLM call: sample `prompt` from `models` until one answer leads every other by `k` votes.
 
@@ -124,7 +125,9 @@ def build_server(root: str | Path = ".") -> MCPServer:
         {"role", "content"} messages. models: litellm model strings (openai/gpt-4.1-mini,
         ...; the server's environment holds the keys) or sim:P, a simulator that is right
         with probability P and needs `expected` (the right answer). log: a new step-log
-        folder under the server's root (maker replay reads it).
+        folder under the server's root (maker replay reads it). max_cost_usd: a spend cap in
+        US dollars, in flight included (refused for a model with no known price); a call that
+        reaches it is a tool error saying what was spent.
         Returns: key (the winning answer), reply (a raw reply that voted for it), votes per
         key, samples drawn, rounds, red_flags by reason, cost_usd, tokens, simulated, correct
         (vs expected; null without it).
@@ -134,7 +137,8 @@ def build_server(root: str | Path = ".") -> MCPServer:
         try:
             refuse_code_models(models)
             target = inside(root, log) if log is not None else None
-            result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed)
+            result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed,
+                                 max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
         return result.to_dict()
@@ -188,6 +192,7 @@ def build_server(root: str | Path = ".") -> MCPServer:
         k: int = 3,
         seed: int = 0,
         wait_s: float = 0.0,
+        max_cost_usd: float | None = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Start a long run of a named task in the background; returns its run_id at once.
@@ -197,11 +202,13 @@ def build_server(root: str | Path = ".") -> MCPServer:
         margin (the `plan` tool chooses it). Every sample and decision goes to a step log
         under the server's root (maker-runs/RUN_ID/log). Follow it with `status`; with
         wait_s > 0 this call also waits up to that many seconds, sending progress
-        notifications, and returns the status instead.
+        notifications, and returns the status instead. max_cost_usd: a spend cap in US
+        dollars (maker run --max-cost): the run stops cleanly before crossing it (state
+        budget_reached, its log resumable); refused for a model with no known price.
         """
         try:
             run_id = runs.start(task, dict(options or {}), models, k=k, seed=seed,
-                                resolve_path=lambda p: inside(root, p))
+                                resolve_path=lambda p: inside(root, p), max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
         if wait_s > 0:

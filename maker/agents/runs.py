@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maker.budget.spend import check_cap, refuse_unpriced, resolve_prices
 from maker.errors import MakerError, UsageError
 from maker.tasks import TASKS
 
@@ -70,13 +71,15 @@ class Runs:
         self.runs: dict[str, BackgroundRun] = {}
 
     def start(self, task: str, options: dict[str, Any], models: list[str], k: int = 3, seed: int = 0,
-              resolve_path: Any = None) -> str:
+              resolve_path: Any = None, max_cost_usd: float | None = None) -> str:
         """Start `maker run` on `task` in the background; the run id names it for `status`.
 
         `options` are the task's own options (`tasks` lists them); a task option named
         `file` is a path, passed through `resolve_path` (the server confines it to the root).
+        `max_cost_usd` is the run's spend cap (`maker run --max-cost`).
         Raises UsageError (one line) for an unknown or unrunnable task, an unknown or
-        mistyped option, no model, or k < 1.
+        mistyped option, no model, k < 1, a cap that is not a positive amount, or a cap on
+        a model with no known price.
         """
         if task not in TASKS or task in NOT_RUNNABLE:
             known = ", ".join(sorted(set(TASKS) - NOT_RUNNABLE))
@@ -106,11 +109,18 @@ class Runs:
             raise UsageError(f"k must be an integer >= 1, got {k!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UsageError(f"seed must be an integer, got {seed!r}")
+        cap = check_cap(max_cost_usd)
+        if cap is not None:  # refused here, in one line, rather than by the child
+            from maker.cluster import ModelSpec
+
+            refuse_unpriced(cap, resolve_prices([ModelSpec(m) for m in models]))
         run_id = f"{task}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         folder = self.root / RUNS_DIR / run_id
         folder.mkdir(parents=True)
         args += [f"--model={m}" for m in models]
         args += [f"--k={k}", f"--seed={seed}", f"--log={folder / 'log'}", "--json", "--quiet"]
+        if cap is not None:
+            args.append(f"--max-cost={cap!r}")
         (folder / "command.json").write_text(json.dumps(["maker", *args[3:]]))
         with open(folder / "result.json", "wb") as out, open(folder / "stderr.txt", "wb") as err:
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.root,
@@ -146,7 +156,11 @@ class Runs:
                 out["result"] = json.loads(text) if text else None
             except ValueError:
                 out["result"] = None
-            if rc != 0:
+            result = out["result"] if isinstance(out["result"], dict) else {}
+            if result.get("status") == "budget_reached":  # stopped cleanly at its cap: resumable
+                out["state"] = "budget_reached"
+                out["error"] = (result.get("budget") or {}).get("line")
+            elif rc != 0:
                 lines = (run.folder / "stderr.txt").read_text(errors="replace").strip().splitlines()
                 out["error"] = lines[-1][:500] if lines else f"exit code {rc}"
         return out

@@ -10,7 +10,8 @@ and every path counts alike.  The rules:
   worst case (`worst_case`) is its prompt at one token per UTF-8 byte (a token is at least
   one byte) plus `TEMPLATE_TOKENS` per chat message, at the uncached input rate, plus its
   whole `max_tokens` at the output rate (reasoning tokens count against `max_tokens` and
-  are billed as output).
+  are billed as output), times `ATTEMPTS`: a call that times out is retried, and the
+  provider may serve (and bill) every attempt.
 * What a round was billed (`settle`): each sample's `cost_usd` (cached prompt tokens at the
   cache-read rate) plus its `abandoned_usd` (calls maker gave up on that the provider may
   still have served, at their prompt cost).
@@ -24,9 +25,9 @@ are missing, so a cap that cannot be enforced never looks enforced.
     >>> from maker.cluster.protocol import SampleRequest
     >>> b = Budget(0.01, {"m": Price(0.4, 1.6, "table")})
     >>> r = SampleRequest("x" * 1000, 0.0, 751, seed=1)
-    >>> round(b.worst_case("m", r), 6)            # 1,016 prompt tokens at $0.40/M + 751 at $1.60/M
-    0.001608
-    >>> held = b.reserve([("m", r)] * 7)          # 7 x $0.001608 > $0.01: refused
+    >>> round(b.worst_case("m", r), 6)            # 5 attempts x (1,016 prompt tokens at $0.40/M + 751 at $1.60/M)
+    0.00804
+    >>> held = b.reserve([("m", r)] * 2)          # 2 x $0.00804 > $0.01: refused
     >>> held is None, b.reached
     (True, True)
 """
@@ -35,16 +36,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from maker.cluster.pricing import Price
 from maker.cluster.protocol import Sample, SampleRequest
+from maker.cluster.transport import EndpointConfig
 from maker.errors import BudgetReached, UsageError
 
-__all__ = ["Budget", "BudgetReached", "billed_columns", "billed_usd", "budget_line", "check_cap", "refuse_unpriced"]
+__all__ = ["Budget", "BudgetReached", "Expectation", "billed_columns", "billed_usd", "budget_line", "check_cap", "expected_spend",
+           "refuse_unpriced", "resolve_prices", "usd"]
 
 #: Tokens a chat template may add per message (role markers, separators), and once per prompt.
 TEMPLATE_TOKENS = 16
+#: Attempts an HTTP client makes of one request at most (`EndpointConfig.max_retries` + 1).
+ATTEMPTS = 1 + EndpointConfig.max_retries
 
 
 def check_cap(cap: Any) -> float | None:
@@ -64,7 +70,7 @@ def refuse_unpriced(cap: float | None, prices: Mapping[str, Price]) -> None:
     unknown = [m for m, p in prices.items() if not p.known]
     if unknown:
         names = ", ".join(unknown)
-        raise UsageError(f"--max-cost ${cap:,.2f} cannot be enforced: no known price for {names} "
+        raise UsageError(f"--max-cost {usd(cap)} cannot be enforced: no known price for {names} "
                          "(pass --price-in/--price-out, USD per million tokens)")
 
 
@@ -99,7 +105,7 @@ class Budget:
             tokens_in = len(prompt.encode()) + TEMPLATE_TOKENS
         else:
             tokens_in = sum(len(str(m.get("content") or "").encode()) + TEMPLATE_TOKENS for m in prompt) + TEMPLATE_TOKENS
-        return price.per_sample(tokens_in, request.max_tokens)
+        return ATTEMPTS * price.per_sample(tokens_in, request.max_tokens)
 
     def reserve(self, requests: Iterable[tuple[str, SampleRequest]]) -> float | None:
         """Hold the worst case of a round of (model, request) pairs; the amount held, or None
@@ -143,11 +149,82 @@ def billed_usd(sample: Sample) -> float:
     return (sample.cost_usd or 0.0) + (sample.abandoned_usd or 0.0)
 
 
+def usd(amount: float) -> str:
+    """Dollars as a person reads them: cents from $1 up, three significant digits below.
+
+        >>> usd(49.871), usd(0.0025702), usd(0.0), usd(1234.5)
+        ('$49.87', '$0.00257', '$0.00', '$1,234.50')
+    """
+    if amount >= 1 or amount <= 0:
+        return f"${amount:,.2f}"
+    decimals = max(2, 2 - math.floor(math.log10(amount)))
+    return f"${amount:.{decimals}f}"
+
+
 def budget_line(spent_usd: float, cap_usd: float, decided: int, total: int, *, resume: str = "--resume") -> str:
     """The one line a run that stopped at its cap ends with.
 
         >>> budget_line(49.87, 50, 61204, 1048575)
         'budget reached: $49.87 of $50.00 spent; 61,204 of 1,048,575 steps decided; the log is intact (resume with --resume and a new --max-cost)'
     """
-    return (f"budget reached: ${spent_usd:,.2f} of ${cap_usd:,.2f} spent; {decided:,} of {total:,} steps decided; "
+    return (f"budget reached: {usd(spent_usd)} of {usd(cap_usd)} spent; {decided:,} of {total:,} steps decided; "
             f"the log is intact (resume with {resume} and a new --max-cost)")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a run is expected to cost before it starts (`maker plan`'s model: samples per
+    step times steps times the cost of a sample), as a range when replies are not measured
+    yet; `basis` says what the figures assume, in words."""
+
+    low_usd: float
+    high_usd: float
+    basis: str
+
+    def text(self) -> str:
+        figure = (usd(self.low_usd) if math.isclose(self.low_usd, self.high_usd, rel_tol=1e-9)
+                  else f"{usd(self.low_usd)}-{usd(self.high_usd)}")
+        return f"expected cost {figure} ({self.basis})"
+
+    def against(self, cap: float, spent: float = 0.0) -> str | None:
+        """What a cap below the expectation (plus `spent`, already spent) means, or None when it covers it."""
+        cap, shown = cap - spent, cap
+        if cap < self.low_usd:
+            return f"the cap {usd(shown)} is below the expected cost: the run will stop before the end (it may still run)"
+        if cap < self.high_usd:
+            return f"the cap {usd(shown)} is within the expected range: the run may stop before the end"
+        return None
+
+
+def expected_spend(
+    prices: Sequence[Price], *, steps: int, k: int, prompt_tokens: float, max_output_tokens: int,
+    p: float | None = None, tokens_out: float | None = None, valid_rate: float = 1.0,
+) -> Expectation:
+    """The expected bill of `steps` steps voted at margin `k` over models with `prices`
+    (samples spread evenly over them): samples per step from `p` (`maker.voting.
+    expected_samples`; without p, k -- the least a step can take), each sample billed
+    `prompt_tokens` (uncached: the cache hit rate is not known before the run) and
+    `tokens_out` reply tokens (without them: from none to `max_output_tokens`)."""
+    from maker import voting
+
+    n = len(prices) or 1
+    rate_in = sum(pr.input_per_m for pr in prices) / n
+    rate_out = sum(pr.output_per_m for pr in prices) / n
+    per_step = voting.expected_samples(p, k, valid_rate) if p is not None else float(k)
+    low_out, high_out = (tokens_out, tokens_out) if tokens_out is not None else (0.0, float(max_output_tokens))
+    low = steps * per_step * (prompt_tokens * rate_in + low_out * rate_out) / 1e6
+    high = steps * per_step * (prompt_tokens * rate_in + high_out * rate_out) / 1e6
+    samples = f"{per_step:.2f} samples/step at p = {p:.4g}" if p is not None else f"at least {k} samples/step (no p given)"
+    replies = (f"{tokens_out:,.0f} reply tokens" if tokens_out is not None
+               else f"replies of 0-{max_output_tokens:,} tokens, none measured yet")
+    sources = "; ".join(sorted({pr.source for pr in prices}))
+    return Expectation(low, high, f"{steps:,} steps x {samples}, ~{prompt_tokens:,.0f} prompt tokens uncached, "
+                                  f"{replies}; prices: {sources}")
+
+
+def resolve_prices(specs: Sequence[Any], given: Mapping[str, Price] | None = None) -> dict[str, Price]:
+    """{model: Price} for `specs` (`maker.cluster.ModelSpec`s): `given` first (the user's
+    --price-in/--price-out), then each spec's own (`ModelSpec.unit_price`: its `price`,
+    free for fakes, litellm's table, else unknown)."""
+    given = dict(given or {})
+    return {s.model: given.get(s.model) or s.unit_price() for s in specs}

@@ -27,8 +27,54 @@ def add_model_arguments(p: argparse.ArgumentParser) -> Any:
     g.add_argument("--rpm", type=float, help="most requests per minute per litellm model (default: no limit)")
     g.add_argument("--tpm", type=float, help="most tokens (prompt + reply) per minute per litellm model (default: no limit)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds before a model call is abandoned and retried (default 60)")
+    add_price_arguments(g)
     add_local_arguments(p)
     return g
+
+
+def add_price_arguments(g: Any) -> None:
+    """--price-in/--price-out/--price-cached [MODEL=]USD: what a model's tokens cost, per million
+    (for MODEL, or for every model without its own), over litellm's offline table."""
+    for flag, what in (("in", "input"), ("out", "output"), ("cached", "cached prompt")):
+        g.add_argument(f"--price-{flag}", action="append", metavar="[MODEL=]USD", default=None,
+                       help=f"USD per million {what} tokens, for MODEL or for every model without its own; repeatable; "
+                            "overrides litellm's offline price table" + (" (default: the input price)" if flag == "cached" else
+                                                                          " (give --price-in and --price-out together)"))
+
+
+def user_prices(args: argparse.Namespace, models: list[str]) -> dict[str, Any]:
+    """{model: Price} from --price-in/--price-out/--price-cached for those of `models` they
+    price; UsageError (one line) for a bad amount, a MODEL= that names no model of the
+    command, or a model given only one of --price-in/--price-out."""
+    from maker.cluster.pricing import price_of
+    from maker.errors import UsageError
+
+    given: dict[str, dict[str | None, float]] = {}
+    for flag in ("in", "out", "cached"):
+        table: dict[str | None, float] = {}
+        for item in getattr(args, f"price_{flag}", None) or ():
+            name, eq, amount = str(item).rpartition("=")
+            key = name.strip() if eq else None
+            try:
+                value = float(amount)
+            except ValueError:
+                value = -1.0
+            if not value >= 0 or value == float("inf"):
+                raise UsageError(f"--price-{flag} takes [MODEL=]USD per million tokens (>= 0), got {item!r}")
+            if key is not None and key not in models:
+                raise UsageError(f"--price-{flag} {item!r}: {key} is not a model of this command ({', '.join(models)})")
+            table[key] = value
+        given[flag] = table
+    out: dict[str, Any] = {}
+    for model in models:
+        rate = {flag: given[flag].get(model, given[flag].get(None)) for flag in given}
+        if rate["in"] is None and rate["out"] is None:
+            continue
+        if rate["in"] is None or rate["out"] is None:
+            missing = "--price-out" if rate["out"] is None else "--price-in"
+            raise UsageError(f"{model}: give {missing} too (a price needs input and output rates)")
+        out[model] = price_of(model, rate["in"], rate["out"], rate["cached"])
+    return out
 
 
 def add_local_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +98,8 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
         value = getattr(args, name, None)
         if value is not None and not value > 0:
             raise UsageError(f"--{name} must be > 0, got {value}")
+    tiers = [m for tier in getattr(args, "escalate_to", None) or () for m in tier]
+    prices = user_prices(args, list(dict.fromkeys([*args.model, *tiers])))
     specs = [
         ModelSpec(
             m,
@@ -60,6 +108,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
             timeout_s=getattr(args, "timeout", 60.0),
             rpm=getattr(args, "rpm", None),
             tpm=getattr(args, "tpm", None),
+            price=prices.get(m),
         )
         for m in args.model
     ]
@@ -81,6 +130,7 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
     Without ``--address`` the servers run on this machine; with it, on every node of the
     cluster that runs a worker (`cluster.nodes`), each worker using its own node's."""
     from maker.cluster.local_server import DEFAULT_REPLICAS, serving
+    from maker.cluster.pricing import FREE_LOCAL
     from maker.errors import UsageError
 
     served: dict[str, ModelSpec] | None = getattr(args, "_served_models", None)
@@ -114,7 +164,8 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
         served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}
         args._served_models = served
     return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base,
-                    api_bases=served[s.model].api_bases, node_bases=served[s.model].node_bases)
+                    api_bases=served[s.model].api_bases, node_bases=served[s.model].node_bases,
+                    price=s.price or FREE_LOCAL)
             if s.model in served else s for s in specs]
 
 

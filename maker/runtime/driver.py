@@ -25,14 +25,14 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from maker import __version__
 from maker.budget.breakdown import CostBreakdown
-from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced
+from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.cluster.pricing import Price
 from maker.cluster.worker import stopped_in_worker
@@ -188,6 +188,7 @@ def run(
     extra_meta: dict[str, Any] | None = None,
     max_cost_usd: float | None = None,
     spent_before_usd: float = 0.0,
+    prices: Mapping[str, Price] | None = None,
 ) -> RunResult:
     """Run `task` to the end (or `max_steps`), voting every step; return what happened.
 
@@ -200,8 +201,9 @@ def run(
     no round is sent whose worst case would cross it; the run then stops cleanly with
     `status` "budget_reached" and `budget["line"]` saying so (the log stays resumable, and
     a resumed run counts what its log already spent).  `spent_before_usd` is spent already
-    (an estimate drawn for this run).  Every model's price must be known for a cap
-    (`ModelSpec.price`, or litellm's table).
+    (an estimate drawn for this run).  Every model's price must be known for a cap:
+    `prices` ({model: Price}, escalation tiers included), `ModelSpec.price`, or litellm's
+    table (`ModelSpec.unit_price`).
 
     Raises UsageError for bad input (nothing written), ModelConfigError when a model
     cannot be used (before anything is spent), VoteCapError (or another give-up error)
@@ -222,7 +224,7 @@ def run(
     for spec in (*specs, *tier_specs):
         check_spec(spec)
     cap = check_cap(max_cost_usd)
-    prices = {s.model: s.unit_price() for s in (*specs, *tier_specs)}
+    prices = resolve_prices([*specs, *tier_specs], prices)
     refuse_unpriced(cap, prices)  # a cap that cannot be enforced must not look enforced
     specs = [replace(s, price=prices[s.model]) if s.client is None else s for s in specs]  # workers bill at these prices
     tier_specs = [replace(s, price=prices[s.model]) for s in tier_specs]
