@@ -248,6 +248,7 @@ def run(
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
+    meta["prices"] = {m: price_dict(p) for m, p in prices.items()}  # where each cost figure came from (tune, report)
     if is_plan:
         from maker.runtime.dag import DagConfig, plan_metadata
 
@@ -327,6 +328,9 @@ def run(
         if state.budget_stop:
             status = "budget_reached"
             budget["line"] = budget_line(budget["spent_usd"], cap, totals.steps, task.total_steps)  # type: ignore[arg-type]
+            if writer is not None:  # an event row: `maker report` shows where the run stopped, and why
+                detail = {"event": "budget_reached", "cap_usd": cap, "spent_usd": budget["spent_usd"], "line": budget["line"]}
+                writer.append({}, {}, {"step": [totals.steps], "detail": [json.dumps(detail)]})
     return RunResult(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,

@@ -181,3 +181,24 @@ def test_a_voted_call_refuses_a_cap_on_a_client_with_no_price() -> None:
     fn = maker.FunctionClient(lambda prompt, temperature, seed: "42")
     with pytest.raises(UsageError, match="cannot be enforced"):
         maker.vote("6*7?", [fn], k=1, key="integer", max_cost_usd=1.0)
+
+
+# -- a price is never invented ----------------------------------------------------------------
+@pytest.mark.ray
+def test_estimate_never_ranks_an_unpriced_model_by_cost_against_a_priced_one(ray_address, maker_cli) -> None:
+    """The issue's run: gpt-9-mini (unknown to litellm) served by the same endpoint was priced
+    $0 from 'litellm price table (offline)' and recommended as cheapest."""
+    with BillingProvider(p=1.0, cached_fraction=0.5) as provider:
+        out = maker_cli("estimate", "hanoi", "--disks", "10", "--model", MODEL, "--model", "openai/gpt-9-mini",
+                        "--api-base", provider.url, "--samples", "20", "--address", ray_address, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    by_model = {m["model"]: m for m in report["models"]}
+    unpriced = by_model["openai/gpt-9-mini"]
+    assert not unpriced["price_known"] and unpriced["expected_cost"] is None
+    assert unpriced["price_source"].startswith("unknown: not in litellm's price table (pass --price-in/--price-out)")
+    priced = by_model[MODEL]
+    assert priced["price_known"] and priced["expected_cost"] > 0 and priced["cache_hit_rate"] == pytest.approx(0.5, abs=0.01)
+    assert report["recommended"] == MODEL
+    assert "cheapest priced model" in report["summary"]
+    assert "openai/gpt-9-mini also meets the target at an unknown price (pass --price-in/--price-out to compare)" in report["summary"]
