@@ -10,13 +10,14 @@ CPU than litellm), and anything else to litellm (``openai/gpt-4.1-mini``, ``anth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from maker.tasks.base import Task
 
 from .errors import ModelConfigError
-from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings
+from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
 from .pricing import Price, price_of
 from .protocol import ModelClient
@@ -193,6 +194,76 @@ def check_spec(spec: ModelSpec) -> None:
     check_model_settings(spec.model, spec.api_base)
 
 
+def _litellm_model(spec: ModelSpec) -> str | None:
+    """The model string litellm is called with for `spec`; None when litellm is not its client."""
+    if spec.client is not None:
+        return spec.client.config.model if isinstance(spec.client, LiteLLMClient) else None
+    if (spec.model.startswith(("py:", "script:")) or spec.in_process_simulator
+            or uses_openai_compatible(spec.model, spec.api_base)):
+        return None
+    return spec.model
+
+
+def unsent_temperatures(spec: ModelSpec, temperatures: Sequence[float]) -> tuple[float, ...]:
+    """Those of `temperatures` that `spec`'s client will not send (litellm drops a temperature
+    a model refuses: OpenAI's o-series and gpt-5 take only 1).  Asked offline, before any
+    call: of a ready client through its `sends_temperature`, of a model string through
+    litellm's parameter mapping; the simulator, scripted fakes and the OpenAI-compatible
+    client send what they are given."""
+    wanted = tuple(dict.fromkeys(float(t) for t in temperatures))
+    sends = getattr(spec.client, "sends_temperature", None) if spec.client is not None else None
+    if sends is not None:
+        return tuple(t for t in wanted if not sends(t))
+    model = _litellm_model(spec)
+    return () if model is None else tuple(t for t in wanted if not temperature_sent(model, t))
+
+
+def settings_notice(spec: ModelSpec, first_temperature: float, temperature: float,
+                    stop: Sequence[str] = ()) -> str | None:
+    """One line for the user, before the first call, when `spec`'s requests will not carry
+    the run's temperatures or the task's `stop` sequences (None when they will): what the
+    log then records, and what it means for the scheme that draws each step's first sample
+    at `first_temperature`."""
+    unsent = unsent_temperatures(spec, (first_temperature, temperature))
+    model = _litellm_model(spec)
+    stop_dropped = bool(stop) and model is not None and not stop_sent(model)
+    if not unsent and not stop_dropped:
+        return None
+    parts = []
+    if unsent:
+        shown = " or ".join(f"{t:g}" for t in unsent)
+        scheme = (f"a step's first sample is not a temperature-{first_temperature:g} best guess but one more draw, "
+                  "and " if first_temperature in unsent and first_temperature != temperature else "")
+        parts.append(f"temperature {shown} is not sent to this model (litellm drops it: the model accepts only its "
+                     f"default), so those samples are drawn at the provider's default temperature: {scheme}the step "
+                     "log records their temperature as null")
+    if stop_dropped:
+        parts.append(f"the task's stop sequences {list(stop)!r} are not sent either (litellm drops them for this "
+                     "model): replies run on past them and are judged whole")
+    return f"{spec.model}: " + "; ".join(parts)
+
+
+def warn_unsent_settings(specs: Sequence[ModelSpec], first_temperature: float, temperature: float,
+                         stop: Sequence[str] = ()) -> list[str]:
+    """Log `settings_notice` for each spec that has one (once per notice in a process: a
+    loop of voted calls says it once), before anything is drawn; return the notices."""
+    import logging
+
+    notes = []
+    for spec in specs:
+        note = settings_notice(spec, first_temperature, temperature, stop)
+        if note is None:
+            continue
+        notes.append(note)
+        if note not in _NOTICED:
+            _NOTICED.add(note)
+            logging.getLogger("maker").warning("maker: %s", note)
+    return notes
+
+
+_NOTICED: set[str] = set()
+
+
 def user_factory(model: str) -> Any:
     """The object ``py:pkg.module:attr`` (or ``py:path/file.py:attr``) names; ModelConfigError
     with one line when it does not import or is not callable."""
@@ -273,6 +344,9 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         tpm=spec.tpm,
         stop=tuple(getattr(task, "stop", ()) or ()),
         price=spec.price,
+        # maker's own sim-server derives a seed per choice of an n-request; any other server
+        # gets n-requests without a seed (one seed for n choices is what makes servers copy)
+        seed_per_choice=spec.api_base is not None and served_by_sim_server(spec.api_base),
     )
     if uses_openai_compatible(spec.model, spec.api_base):  # OpenAI-compatible endpoint: the cheaper client
         return OpenAICompatibleClient(config)

@@ -12,11 +12,90 @@ import os
 from typing import Any
 
 from .errors import ModelConfigError
+from .openai_compatible import cached_tokens, choice_text, json_reply, reasoning_tokens
 from .pricing import import_litellm
 from .protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply, fault_kind, one_line
 
-__all__ = ["LiteLLMClient", "LiteLLMConfig", "check_model_settings", "fault_kind", "import_litellm", "retryable_errors"]
+__all__ = [
+    "LiteLLMClient", "LiteLLMConfig", "UnreadableReply", "check_model_settings", "fault_kind", "import_litellm",
+    "retryable_errors", "stop_sent", "temperature_sent",
+]
+
+
+def received_response(message: str) -> dict[str, Any] | None:
+    """The provider's response dict from litellm's "Invalid response object" error message
+    (``received_args={'response_object': {...}, ...}``), read as a Python literal (never
+    evaluated), or None when it is not there whole."""
+    import ast
+
+    at = message.find("'response_object': {")
+    if at < 0:
+        return None
+    start = message.index("{", at)
+    depth, quote, escaped = 0, "", False
+    for end in range(start, len(message)):
+        ch = message[end]
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                try:
+                    data = ast.literal_eval(message[start:end + 1])
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    return None
+                return data if isinstance(data, dict) and "choices" in data else None
+    return None
+
+
+class UnreadableReply(Exception):
+    """litellm could not read a reply (its response model refused it) and neither could we:
+    not retried (the provider would send the same again), one error sample."""
+
+
+def temperature_sent(model: str, temperature: float) -> bool:
+    """Whether litellm sends `temperature` to `model` (maker sets ``drop_params``, so a
+    model that refuses a temperature -- OpenAI's o-series and gpt-5 take only 1 -- gets
+    the request without it, silently).  Asked of litellm's own parameter mapping
+    (`get_optional_params`), offline; True when litellm cannot say (an unknown provider)."""
+    return _sent(model, "temperature", float(temperature))
+
+
+def stop_sent(model: str) -> bool:
+    """Whether litellm sends stop sequences to `model` (gpt-5 models get requests without
+    them, silently: replies then run past the task's `stop`); True when litellm cannot say."""
+    return _sent(model, "stop", ("\n",))
+
+
+def _sent(model: str, name: str, value: Any) -> bool:
+    key = (model, name, value)
+    known = _SENT.get(key)
+    if known is None:
+        litellm = import_litellm()
+        try:
+            from litellm.utils import get_optional_params
+
+            provider_model, provider, _, _ = litellm.get_llm_provider(model)
+            params = get_optional_params(model=provider_model, custom_llm_provider=provider, drop_params=True,
+                                         **{name: list(value) if isinstance(value, tuple) else value})
+            known = any(name in sent for sent in params)  # 'stop' may go out as 'stop_sequences'
+        except Exception:  # litellm cannot map this model's parameters: assume what was asked is sent
+            known = True
+        _SENT[key] = known
+    return known
+
+
+_SENT: dict[tuple[str, str, Any], bool] = {}
 
 
 def retryable_errors(litellm: Any) -> tuple[type[BaseException], ...]:
@@ -80,7 +159,24 @@ class LiteLLMClient(PooledClient):
             self._text_clients = {loop: client}  # a new loop: the old client's connections are dead
         return client
 
+    def sends_temperature(self, temperature: float) -> bool:
+        return temperature_sent(self.config.model, temperature)
+
     async def call(self, request: SampleRequest, n: int) -> Any:
+        try:
+            return await self._call(request, n)
+        except self.retryable as exc:
+            # litellm's response model takes `content` as a string only: a reply whose content
+            # is a list of parts (Mistral-style thinking + text, through an OpenAI-like
+            # provider) fails its validation and comes back as a 500.  Read it ourselves.
+            if "Invalid response object" not in str(exc):
+                raise
+            data = received_response(str(exc))
+            if data is None:
+                raise UnreadableReply(f"litellm could not read the reply: {one_line(exc)[:200]}") from None
+            return data
+
+    async def _call(self, request: SampleRequest, n: int) -> Any:
         cfg = self.config
         common: dict[str, Any] = {
             "model": cfg.model,
@@ -93,8 +189,9 @@ class LiteLLMClient(PooledClient):
             common["n"] = n
         if cfg.stop:
             common["stop"] = list(cfg.stop)
-        if cfg.send_seed:
-            common["seed"] = request.seed & 0x7FFFFFFF  # 31 bits: some servers keep seeds in an int32
+        seed = cfg.seed_for(request, n)
+        if seed is not None:
+            common["seed"] = seed
         if cfg.api_base:
             common["api_base"] = cfg.api_base
             # A local server needs no key, but a proxy may: use the provider's if it is set.
@@ -109,22 +206,17 @@ class LiteLLMClient(PooledClient):
         return await self._litellm.acompletion(messages=request.prompt, **common)
 
     def read(self, response: Any) -> Reply:
-        choices = []
-        for choice in response.choices:
-            text = getattr(choice, "text", None)
-            if text is None:
-                message = getattr(choice, "message", None)
-                text = getattr(message, "content", None) or ""
-            choices.append((str(text), str(getattr(choice, "finish_reason", None) or "stop")))
+        if isinstance(response, dict):  # recovered from litellm's error (see `call`): priced from the table
+            return json_reply(response)
+        choices = [choice_text(choice) for choice in response.choices]
         usage = getattr(response, "usage", None)
         hidden = getattr(response, "_hidden_params", None) or {}
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
         return Reply(  # priced by `PooledClient.price` from usage, as the OpenAI-compatible client prices it
             choices,
             int(getattr(usage, "prompt_tokens", 0) or 0),
             int(getattr(usage, "completion_tokens", 0) or 0),
             getattr(response, "id", None),
             bool(hidden.get("cache_hit")) if isinstance(hidden, dict) else False,
-            int(cached or 0),
+            cached_tokens=cached_tokens(usage),
+            reasoning_tokens=reasoning_tokens(usage),
         )

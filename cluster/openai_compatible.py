@@ -11,7 +11,29 @@ same; retries, back-off, Retry-After, rate limits, `n`, `Sample` fields and cost
 `cluster.transport`'s, shared with the litellm client.  Every other provider string stays
 on litellm (`cluster.clients.make_client` decides).
 
-Example:
+Reading a reply (`choice_text`, `json_reply`) lives here too, and the litellm client
+reads its responses with the same functions: both paths must turn every reply real
+providers send into the same (text, finish_reason), or a vote would depend on the client
+path.  What is read:
+
+* `content` as a string, or as a list of parts (Mistral, reasoning models):
+  ``[{"type": "thinking", ...}, {"type": "text", "text": "42"}]`` -- only text parts
+  (``text``, ``output_text``) are the answer; thinking and reasoning parts are not, and a
+  list with no text part is an empty reply (red-flagged ``empty``), never its Python repr;
+* ``message.refusal`` (OpenAI's structured refusal): finish reason ``refusal``;
+* tool or function calls in a reply the provider says stopped normally (some servers
+  say ``stop``): finish reason ``tool_calls`` / ``function_call``;
+* ``usage.completion_tokens_details.reasoning_tokens``: hidden reasoning tokens.
+
+Every finish reason other than a normal stop (`NORMAL_STOPS`) is red-flagged by the
+judge (`maker.engine.red_flags.unfinished`; ``length`` by ``overlong``).
+
+Examples:
+    >>> choice_text({"message": {"content": [{"type": "thinking", "thinking": "41?"}, {"type": "text", "text": "42"}]},
+    ...              "finish_reason": "stop"})
+    ('42', 'stop')
+    >>> choice_text({"message": {"content": None, "refusal": "I can't"}, "finish_reason": "stop"})
+    ('', 'refusal')
     >>> client = OpenAICompatibleClient(EndpointConfig("openai/sim", api_base="http://127.0.0.1:8000/v1"))  # doctest: +SKIP
     >>> asyncio.run(client.complete([SampleRequest("Q: 2+2?\\nA:", 0.0, 8, seed=1)]))  # doctest: +SKIP
 """
@@ -27,7 +49,10 @@ from typing import Any
 from .protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply
 
-__all__ = ["OpenAICompatibleClient", "uses_openai_compatible"]
+__all__ = [
+    "NORMAL_STOPS", "TEXT_PARTS", "OpenAICompatibleClient", "choice_text", "content_text", "json_reply", "reasoning_tokens",
+    "uses_openai_compatible",
+]
 
 
 def uses_openai_compatible(model: str, api_base: str | None) -> bool:
@@ -128,8 +153,9 @@ class OpenAICompatibleClient(PooledClient):
             body["n"] = n
         if cfg.stop:
             body["stop"] = list(cfg.stop)
-        if cfg.send_seed:
-            body["seed"] = request.seed & 0x7FFFFFFF  # 31 bits: some servers keep seeds in an int32
+        seed = cfg.seed_for(request, n)
+        if seed is not None:
+            body["seed"] = seed
         session = await self._session()
         try:
             urls = self._urls[request.variant % len(self._urls)]  # replicas: one prompt variant per server
@@ -146,18 +172,102 @@ class OpenAICompatibleClient(PooledClient):
     def read(self, response: Any) -> Reply:
         try:
             data = json.loads(response)
-            choices = []
-            for choice in data["choices"]:
-                text = choice.get("text")
-                if text is None:
-                    text = (choice.get("message") or {}).get("content") or ""
-                choices.append((str(text), str(choice.get("finish_reason") or "stop")))
-            usage = data.get("usage") or {}
-            details = usage.get("prompt_tokens_details") or {}
-            return Reply(choices, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                         data.get("id"), cached_tokens=int(details.get("cached_tokens") or 0))
+            return json_reply(data)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadBody(f"{type(exc).__name__}: {exc}") from None
+
+
+
+#: Finish reasons that mean "the model finished its answer" (compared in lower case):
+#: OpenAI's ``stop``, and the spellings of the same event other servers and providers
+#: send (TGI's ``eos_token``, llama.cpp's older ``eos``, Anthropic's ``end_turn`` /
+#: ``stop_sequence``, Gemini's ``STOP``, Cohere's ``COMPLETE``).
+NORMAL_STOPS = frozenset({"stop", "eos", "eos_token", "end_turn", "stop_sequence", "complete"})
+#: Content-part types that carry the answer's text.
+TEXT_PARTS = frozenset({"text", "output_text"})
+
+
+def _get(obj: Any, name: str) -> Any:
+    """A field of a JSON dict or of a response object (litellm's pydantic models)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def content_text(content: Any) -> str:
+    """The answer text of a message's `content`: a string as is; a list of parts joined
+    from its text parts only; anything else (None, a number) empty."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        out = []
+        for part in content:
+            if isinstance(part, str):
+                out.append(part)
+            elif _get(part, "type") in TEXT_PARTS:
+                text = _get(part, "text")
+                out.append(text if isinstance(text, str) else content_text(text))
+        return "".join(out)
+    if content is not None and _get(content, "type") in TEXT_PARTS:  # one part, not in a list
+        return content_text([content])
+    return ""
+
+
+def choice_text(choice: Any) -> tuple[str, str]:
+    """(answer text, finish reason) of one choice of a chat or text completion."""
+    reason = _get(choice, "finish_reason")
+    finish = str(reason) if reason else "stop"  # null: not said (older servers); a normal stop
+    # litellm maps every finish reason it does not know (and Cohere's ERROR, Gemini's
+    # MALFORMED_FUNCTION_CALL...) to "stop", keeping the provider's own as native_finish_reason
+    native = _get(_get(choice, "provider_specific_fields") or {}, "native_finish_reason")
+    if native and finish == "stop" and str(native).lower() not in NORMAL_STOPS:
+        finish = str(native)
+    text = _get(choice, "text")
+    if text is not None:  # a text completion
+        return content_text(text), finish
+    message = _get(choice, "message")
+    if message is None:
+        return "", finish
+    answer = content_text(_get(message, "content"))
+    if _get(message, "refusal"):
+        return answer, "refusal"
+    if finish.lower() in NORMAL_STOPS:
+        if _get(message, "tool_calls"):
+            finish = "tool_calls"
+        elif _get(message, "function_call"):
+            finish = "function_call"
+    return answer, finish
+
+
+def reasoning_tokens(usage: Any) -> int:
+    """Hidden reasoning tokens in a usage object (0 when the provider does not say)."""
+    details = _get(usage, "completion_tokens_details") if usage is not None else None
+    value = _get(details, "reasoning_tokens") if details is not None else None
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def cached_tokens(usage: Any) -> int:
+    """Prompt tokens the provider read from its cache (``prompt_tokens_details.cached_tokens``;
+    0 when it does not say): billed at its cache-read rate."""
+    details = _get(usage, "prompt_tokens_details") if usage is not None else None
+    value = _get(details, "cached_tokens") if details is not None else None
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def json_reply(data: Any) -> Reply:
+    """A completion's JSON (a dict) read into a `Reply` (priced by the client from its usage).
+
+    Raises KeyError, TypeError, ValueError or AttributeError when it is not a completion."""
+    choices = [choice_text(choice) for choice in data["choices"]]
+    usage = data.get("usage") or {}
+    return Reply(choices, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                 data.get("id"), cached_tokens=cached_tokens(usage), reasoning_tokens=reasoning_tokens(usage))
 
 
 async def _keep(session: Any) -> AsyncIterator[Any]:

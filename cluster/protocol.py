@@ -35,6 +35,16 @@ class Sample:
     """One reply and what it cost.  `error` is set when the call failed after retries;
     `faults` names, in order, every failed attempt behind this sample (retried or not),
     so a run can say what its endpoint did to it, kind by kind (see `fault_kind`).
+
+    `finish_reason` is the provider's, except ``refusal`` (the message carried a
+    `refusal`) and ``tool_calls`` / ``function_call`` (a reply that calls a tool although
+    the provider said ``stop``): anything but a normal stop is red-flagged.
+    `reasoning_tokens` counts the hidden reasoning tokens among `tokens_out` (billed as
+    output).  `shared_request` names the HTTP request when it drew several samples (``n``
+    choices): samples with the same value shared one request; None when the sample had its
+    own.  `temperature_sent` is False when the client did not send the requested
+    temperature (litellm drops it for models that refuse it, e.g. OpenAI's o-series): the
+    provider's default applied, and the log records the temperature as null.
     `cost_usd` is what the provider bills for this reply (cached prompt tokens at the
     cache-read rate, `cached_tokens` of `tokens_in`); `abandoned_usd` estimates what calls
     maker gave up on behind this sample were billed (a timed-out attempt, a cancelled
@@ -53,6 +63,9 @@ class Sample:
     faults: tuple[str, ...] = ()
     cached_tokens: int = 0
     abandoned_usd: float = 0.0
+    reasoning_tokens: int = 0
+    shared_request: str | None = None
+    temperature_sent: bool = True
 
 
 @runtime_checkable

@@ -17,6 +17,16 @@ is recorded on sample 0 only (fault counts stay one per request the endpoint fai
 provider that returns fewer choices than asked ignores ``n``: that is logged once, the
 missing samples are drawn one request each, and the client never sends ``n`` again.
 
+Choices of one request must be independent draws.  Each sample of such a request carries
+``shared_request`` (one id per HTTP request, in the step log), and the request carries no
+``seed`` (OpenAI's API has one seed per request, not per choice, and one seed for n
+choices is what makes vLLM (#10852) and TensorRT-LLM (#212) copy one draw into every
+choice) unless the server derives one per choice (`EndpointConfig.seed_per_choice`:
+`maker sim-server` does).  A request above temperature 0 whose choices come back
+byte-identical is a server caught copying: the judge counts the copies as one vote
+(`non_independent`), and this client logs it once and draws one request per sample from
+then on, each with its own seed.
+
 Example:
     >>> retry_after_s({"retry-after-ms": "1500"})
     1.5
@@ -32,6 +42,7 @@ import email.utils
 import logging
 import random
 import re
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,13 +78,23 @@ class EndpointConfig:
     stop: tuple[str, ...] = ()  # where a reply ends (the task's `stop`, e.g. a newline for one-line answers)
     use_n: bool = True  # draw same-prompt samples of a batch as one request with n choices
     price: Price | None = None  # what the tokens cost (None: litellm's offline table, looked up once)
+    #: the server derives a distinct seed per choice of an n-request from its one `seed`
+    #: (maker sim-server); otherwise n-requests carry no seed (see the module docstring)
+    seed_per_choice: bool = False
+
+    def seed_for(self, request: SampleRequest, n: int) -> int | None:
+        """The `seed` to send with a request for `n` choices of `request`, or None for none."""
+        if not self.send_seed or (n > 1 and not self.seed_per_choice):
+            return None
+        return request.seed & 0x7FFFFFFF  # 31 bits: some servers keep seeds in an int32
 
 
 @dataclass
 class Reply:
-    """One response, read: each choice's (text, finish reason), usage for the whole
-    request (`cached_tokens`: prompt tokens the provider read from its cache, billed at the
-    cache-read rate) and identity.  The client prices it (`PooledClient.price`)."""
+    """One response, read: each choice's (text, finish reason) (`openai_compatible.choice_text`),
+    usage for the whole request (`cached_tokens`: prompt tokens the provider read from its
+    cache, billed at the cache-read rate; `reasoning_tokens`: the hidden ones among
+    `tokens_out`, billed as output) and identity.  The client prices it (`PooledClient.price`)."""
 
     choices: list[tuple[str, str]]
     tokens_in: int
@@ -81,6 +102,7 @@ class Reply:
     response_id: str | None
     cached: bool = False
     cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class PooledClient:
@@ -95,7 +117,8 @@ class PooledClient:
         self.limits = RateLimits(config.rpm, config.tpm)
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
-        self.n_ignored = not config.use_n  # set once a provider is seen to ignore n
+        self.n_ignored = not config.use_n  # set once a provider is seen to ignore n (or to copy draws)
+        self.copies_seen = False  # set once a provider copied one draw into several choices
         self._price: Price | None = config.price
         self._chars = 0  # prompt characters and tokens of answered single-prompt requests:
         self._tokens = 0  # how many tokens a character is, for an abandoned call's estimate
@@ -164,7 +187,15 @@ class PooledClient:
                             self.name, len(samples), len(group))
             rest = await asyncio.gather(*(self._attempts(requests[i], 1) for i in group[len(samples):]))
             samples += [s[0] for s in rest]
-        return samples[: len(group)]
+        samples = samples[: len(group)]
+        asked = requests[group[0]].temperature
+        sent = asked if self.sends_temperature(asked) else None  # None: the provider's default, not 0
+        if len(samples) > 1 and not self.copies_seen and copied(samples, sent):
+            self.copies_seen = self.n_ignored = True
+            log.warning("%s copied one draw into several choices of an n=%d request at temperature %s: the copies "
+                        "count as one vote; drawing one request per sample from now on", self.name, len(samples),
+                        "not sent" if sent is None else f"{sent:g}")
+        return samples
 
     async def _attempts(self, request: SampleRequest, n: int) -> list[Sample]:
         """Up to 1 + max_retries attempts of one request; failures come back as error samples."""
@@ -201,6 +232,9 @@ class PooledClient:
                     if reply.tokens_in > 0:
                         self._chars += prompt_chars(request.prompt)
                         self._tokens += reply.tokens_in
+                    if not self.sends_temperature(request.temperature):
+                        for sample in samples:
+                            sample.temperature_sent = False
                     self.limits.after(estimate, (reply.tokens_in or estimate) + reply.tokens_out)
                     return samples
             if attempt < cfg.max_retries:
@@ -213,23 +247,48 @@ class PooledClient:
             for i in range(n)
         ]
 
+    def sends_temperature(self, temperature: float) -> bool:
+        """Whether a request at `temperature` carries it (False: the client drops it and the
+        provider's default applies; see `LiteLLMClient`)."""
+        return True
+
     def _samples(self, reply: Reply, latency: float, n: int) -> list[Sample]:
         choices = reply.choices[:n]
         if n == 1 or len(choices) == 1:  # one sample: usage and cost are its own
             text, finish = choices[0]
             cost = self.price(reply.tokens_in, reply.tokens_out, reply.cached_tokens)
             return [Sample(text, self.name, reply.tokens_in, reply.tokens_out, finish, latency, cost,
-                           response_id=reply.response_id, cached=reply.cached, cached_tokens=reply.cached_tokens)]
+                           response_id=reply.response_id, cached=reply.cached, cached_tokens=reply.cached_tokens,
+                           reasoning_tokens=reply.reasoning_tokens)]
         outs = split_tokens(reply.tokens_out, [len(t) for t, _ in choices])
+        thinking = split_tokens(reply.reasoning_tokens, [1] * len(choices))  # hidden: no length to weigh by
+        shared = secrets.token_hex(8)  # one id per HTTP request, unique in a run
         ins = [reply.tokens_in] + [0] * (len(choices) - 1)
         cached = [reply.cached_tokens] + [0] * (len(choices) - 1)
         costs = [self.price(i, o, c) for i, o, c in zip(ins, outs, cached)]
         rid = reply.response_id
         return [
             Sample(text, self.name, ins[i], outs[i], finish, latency, costs[i],
-                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached, cached_tokens=cached[i])
+                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached, cached_tokens=cached[i],
+                   reasoning_tokens=thinking[i], shared_request=shared)
             for i, (text, finish) in enumerate(choices)
         ]
+
+
+def copied(samples: Sequence[Sample], temperature: float | None) -> bool:
+    """Whether the choices of one request above temperature 0 (or at a temperature not sent:
+    None) hold the same non-empty reply twice (byte-identical, any length): one draw copied,
+    not independent draws."""
+    if temperature is not None and temperature <= 0:
+        return False
+    seen: set[tuple[str, str]] = set()
+    for s in samples:  # only choices of one request (a server that ignored n had the rest drawn alone)
+        if s.shared_request is None or s.error is not None or not s.text.strip():  # empty ones are flagged anyway
+            continue
+        if (s.shared_request, s.text) in seen:
+            return True
+        seen.add((s.shared_request, s.text))
+    return False
 
 
 def split_tokens(total: int, weights: Sequence[int]) -> list[int]:

@@ -21,7 +21,10 @@ class VotingConfig:
     instead of silently accepting an undecided step or paying forever; so is
     `max_discards_in_a_row` for a step whose every sample is red-flagged, and
     `max_failed_calls` for a step whose every call failed (each after its retries): an
-    endpoint that is down or hangs would otherwise cost 50 samples' worth of timeouts.
+    endpoint that is down or hangs would otherwise cost 50 samples' worth of timeouts;
+    and `max_cut_off` for a step whose samples keep coming back cut at the output cap
+    (``finish_reason = length``) before any vote: a reasoning model whose hidden reasoning
+    fills the cap would otherwise be paid for 50 empty replies.
     `prompt_variants` spreads a step's samples over the task's prompt variants
     (see `maker.engine.variants`).
 
@@ -46,6 +49,7 @@ class VotingConfig:
     prompt_variants: int = 1
     max_discards_in_a_row: int = 50
     max_failed_calls: int = 6
+    max_cut_off: int = 4
     on_undecided: str = "fail"
     escalate_to: tuple[tuple[str, ...], ...] = ()
     escalate_on_split: bool = False
@@ -63,7 +67,7 @@ class VotingConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 2.0:
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 2], got {value}")
-        for name in ("prompt_variants", "max_discards_in_a_row", "max_failed_calls"):
+        for name in ("prompt_variants", "max_discards_in_a_row", "max_failed_calls", "max_cut_off"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
@@ -80,12 +84,14 @@ class VotingConfig:
         if self.prompt_style not in ("chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
 
-    def gives_up(self, drawn: int, votes: int, failed_calls: int) -> bool:
+    def gives_up(self, drawn: int, votes: int, failed_calls: int, cut_off: int = 0) -> bool:
         """Whether a step stops undecided: the sample cap, or no valid vote yet after
-        `max_discards_in_a_row` samples or `max_failed_calls` failed calls."""
+        `max_discards_in_a_row` samples, `max_failed_calls` failed calls or `max_cut_off`
+        replies cut at the output cap."""
         if drawn >= self.max_samples_per_step:
             return True
-        return votes == 0 and (drawn >= self.max_discards_in_a_row or failed_calls >= self.max_failed_calls)
+        return votes == 0 and (drawn >= self.max_discards_in_a_row or failed_calls >= self.max_failed_calls
+                               or cut_off >= self.max_cut_off)
 
     @property
     def escalation_models(self) -> tuple[str, ...]:

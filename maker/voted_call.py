@@ -41,6 +41,7 @@ from typing import Any
 
 from maker.budget.spend import Budget, billed_columns, check_cap, refuse_unpriced, resolve_prices, usd
 from maker.cluster import ModelSpec, check_spec, make_client
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.protocol import ModelClient, Sample, SampleRequest
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -93,6 +94,7 @@ class VoteResult:
     escalations: int = 0
     decided_by: list[str] | None = None
     plurality: bool = False
+    reasoning_tokens: int = 0  # hidden reasoning tokens among tokens_out (reasoning models; billed as output)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -300,6 +302,8 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
     else:
         policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens, extra=tuple(red_flags))
     check_settings(task, policy, voting, len(models))  # what `maker.run` refuses up front, refused here too
+    warn_unsent_settings([m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models],
+                         voting.first_temperature, voting.temperature, tuple(getattr(task, "stop", ()) or ()))
     if seed is None:
         seed = secrets.randbits(62)
     elif isinstance(seed, bool) or not isinstance(seed, int):
@@ -441,4 +445,5 @@ def _result(result: NodeResult, voting: VotingConfig, names: list[str], simulate
         escalations=len(tiers),
         decided_by=list(tiers[-1]["models"]) if tiers else list(names),
         plurality=any(e.get("event") == "plurality" for e in events),
+        reasoning_tokens=sum(t or 0 for t in s["reasoning_tokens"]),
     )

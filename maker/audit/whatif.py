@@ -44,6 +44,7 @@ from maker.voting import decide
 
 _COLUMNS = (
     "reply", "model", "temperature", "tokens_in", "tokens_out", "finish_reason", "error", "cached", "response_id",
+    "shared_request",
 )
 
 
@@ -176,7 +177,7 @@ def whatif_log(
                 sample = Sample(
                     cols["reply"][i] or "", cols["model"][i] or "", cols["tokens_in"][i] or 0,
                     cols["tokens_out"][i] or 0, cols["finish_reason"][i] or "stop", 0.0, 0.0, cols["error"][i],
-                    cols["response_id"][i], bool(cols["cached"][i]),
+                    cols["response_id"][i], bool(cols["cached"][i]), shared_request=cols["shared_request"][i],
                 )
                 temperature = cols["temperature"][i]
                 variant = variant_of(cols["sample"][i] or 0, n_models, variants)

@@ -34,6 +34,7 @@ from maker.budget.margins import check_steps, check_target
 from maker.budget.rounds import shares_prompt
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.pricing import Price, price_of
 from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
@@ -117,6 +118,7 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     ]
     tally.steps = len(todo)
     pending = todo
+    cut = 0  # replies cut at the output cap (finish_reason length), as `VotingConfig.max_cut_off` counts them
     while pending:
         wanted: list[tuple[_Step, int]] = []
         for s in pending:
@@ -128,8 +130,11 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
         answered = 0
         for (s, i), sample in zip(wanted, replies):  # each step's samples in sample order
             answered += _grade(tally, s, s.vote.count(i, sample), sample)
+            cut += sample.finish_reason == "length"
         if answered == 0:
             break  # every call of the round failed: the model is down, stop asking it
+        if tally.valid == 0 and cut >= job.voting.max_cut_off:
+            break  # every reply so far was cut at the output cap: more samples would be paid for nothing
         pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.vote.drawn < job.max_samples_per_step]
     for s in todo:
         if len(s.votes) >= 2:
@@ -273,6 +278,8 @@ def estimate(
     for spec in specs:
         check_spec(spec)
     voting = voting or VotingConfig()
+    warn_unsent_settings(specs, voting.first_temperature, voting.temperature,
+                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]

@@ -61,6 +61,10 @@ def add_red_flag_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-failed-calls", type=int, default=6, metavar="N",
                    help="stop the run when a step's first N calls all fail after their retries (timeouts, refused "
                    "connections, 5xx): the endpoint is down; see --timeout (default 6)")
+    r.add_argument("--max-cut-off", type=int, default=4, metavar="N",
+                   help="stop the run when N of a step's samples, before any vote, were cut at the output cap "
+                   "(finish_reason length): the cap is too small for the model (a reasoning model's hidden "
+                   "reasoning counts against it); see --max-output-tokens (default 4)")
     r.add_argument("--prompt-variants", type=int, default=1, metavar="N",
                    help="spread each step's samples over N prompt variants of the task (sample i uses variant "
                    "i %% N, shifted so that every model meets every variant); all variants vote on the same "

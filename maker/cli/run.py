@@ -293,6 +293,7 @@ def main(args: argparse.Namespace) -> int:
         prompt_variants=args.prompt_variants,
         max_discards_in_a_row=args.max_discards_in_a_row,
         max_failed_calls=args.max_failed_calls,
+        max_cut_off=args.max_cut_off,
         prompt_style=prompt_style_of(args, task),
         **undecided_settings(args),
     )
@@ -395,6 +396,8 @@ def print_summary(result: RunResult) -> None:
     abandoned = f"  billed (estimated) for abandoned calls ${result.abandoned_usd:,.4f}" if result.abandoned_usd else ""
     print(f"  wall {result.wall_s:.1f}s  cost {cost}{abandoned}  log {result.log}")
     print_cost_lines(result)
+    if result.extra.get("reasoning_tokens"):
+        print(f"  hidden reasoning tokens {result.extra['reasoning_tokens']:,} (counted in the output tokens, billed as output)")
     if result.extra.get("escalations") or result.extra.get("plurality_decisions"):
         print(f"  undecided steps: {result.extra.get('escalations', 0):,} escalated to a stronger tier, "
               f"{result.extra.get('plurality_decisions', 0):,} taken by plurality (no margin guarantee)")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from maker.cluster.openai_compatible import NORMAL_STOPS
 from maker.cluster.protocol import Sample
 from maker.engine.detectors import ImportedDetector, detector_spec, load_detector
 from maker.errors import DetectorError, UsageError
@@ -56,7 +57,8 @@ class StepContext:
     """
 
     __slots__ = (
-        "max_output_tokens", "policy", "seen_ids", "seen_texts", "step", "task", "temperature", "variant", "zero_votes",
+        "max_output_tokens", "policy", "seen_ids", "seen_texts", "shared", "step", "task", "temperature", "variant",
+        "zero_votes",
     )
 
     def __init__(self, task: Task, step: StepInput, policy: RedFlagPolicy, max_output_tokens: int | None = None) -> None:
@@ -71,6 +73,7 @@ class StepContext:
         self.seen_ids: set[str] = set()  # response ids of the step's earlier samples
         self.seen_texts: set[str] = set()  # long replies drawn at temperature > 0
         self.zero_votes: set[tuple[str, int]] = set()  # (model, variant) with a temperature-0 vote
+        self.shared: set[tuple[str, str]] = set()  # (shared request, reply) of earlier choices of n-requests
 
 
 Detector = Callable[[Sample, StepContext], "str | None"]
@@ -107,6 +110,16 @@ def overlong(sample: Sample, ctx: StepContext) -> str | None:
     return None
 
 
+def unfinished(sample: Sample, ctx: StepContext) -> str | None:
+    """The provider stopped the reply for a reason other than a normal stop (`length` is
+    `overlong`'s): a content filter, a refusal, a tool or function call, an error, or a
+    reason maker does not know.  Such a reply is not a finished answer, whatever it says."""
+    reason = str(sample.finish_reason or "stop")
+    if reason == "length" or reason.lower() in NORMAL_STOPS:
+        return None
+    return f"finish_reason={reason}"
+
+
 def binary(sample: Sample, ctx: StepContext) -> str | None:
     match = _CONTROL.search(sample.text)
     return f"control or undecodable character {match.group()!r}" if match else None
@@ -121,15 +134,24 @@ def code(sample: Sample, ctx: StepContext) -> str | None:
 
 
 def non_independent(sample: Sample, ctx: StepContext) -> str | None:
-    """Not an independent draw: a cached reply, a repeated response id, a byte-identical
-    long reply where sampling at temperature > 0 makes that improbable, or a second
-    temperature-0 vote of the same model on the same prompt (variant)."""
+    """Not an independent draw: a cached reply, a repeated response id, a choice of an
+    n-request byte-identical to an earlier choice of the same request (any length) above
+    temperature 0 or at a temperature not sent, a byte-identical long reply where sampling
+    at temperature > 0 makes that improbable, or a second temperature-0 vote of the same
+    model on the same prompt (variant).
+
+    Why a copied choice is one vote and not a red flag for all: the server made one draw
+    (vLLM #10852, TensorRT-LLM #212 copy a seeded batch's first draw), so its first choice
+    is as good evidence as any single request; the copies add none."""
     if sample.cached:
         return "served from a cache"
     rid = sample.response_id
     if rid is not None and rid in ctx.seen_ids:
         return f"response id {rid!r} already seen in this step"
     t = ctx.temperature
+    if sample.shared_request is not None and (t is None or t > 0) and (sample.shared_request, sample.text) in ctx.shared:
+        return (f"byte-identical to another choice of the same request ({sample.shared_request}) "
+                f"at temperature {'not sent' if t is None else f'{t:g}'}: a copy of one draw")
     if t is None:
         return None
     if t > 0:
@@ -147,8 +169,9 @@ def non_independent(sample: Sample, ctx: StepContext) -> str | None:
 #: earlier samples (runs last, in sample order, on replies that would otherwise vote).
 BUILTIN: tuple[tuple[str, Detector, str], ...] = (
     ("transport", transport, "meta"),
+    ("overlong", overlong, "meta"),  # before empty: a reply cut at the cap is empty when reasoning used it all
+    ("unfinished", unfinished, "meta"),  # before empty: a refusal or a tool call has no content, and says why
     ("empty", empty, "meta"),
-    ("overlong", overlong, "meta"),
     ("binary", binary, "text"),
     ("code", code, "text"),
     ("non_independent", non_independent, "step"),
@@ -344,6 +367,8 @@ class StepJudge:
         if self._track and sample.error is None:
             if sample.response_id is not None:
                 ctx.seen_ids.add(sample.response_id)
+            if sample.shared_request is not None and verdict.key is not None:
+                ctx.shared.add((sample.shared_request, sample.text))
             if temperature is not None:
                 if temperature > 0:
                     if len(sample.text) >= ctx.policy.identical_min_chars:
@@ -447,6 +472,22 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
             f"{step_name}: {reasons['transport']} calls in a row failed after their retries, so the run stopped "
             f"(--max-failed-calls {voting.max_failed_calls}); is the model endpoint up? last error: {last_error}; "
             "the log is intact",
+            step=step,
+            samples=drawn,
+            reasons=dict(reasons),
+        )
+    cut = [(tokens or 0, thinking or 0) for index, finish, tokens, thinking, wasted in zip(
+        samples["step"], samples["finish_reason"], samples["tokens_out"],
+        samples.get("reasoning_tokens") or [0] * len(samples["step"]), samples["wasted"])
+        if index == step and not wasted and finish == "length"]
+    if drawn and not votes and len(cut) >= voting.max_cut_off:
+        hidden = sum(t for _, t in cut)
+        why = (f"; {hidden:,} of their {sum(o for o, _ in cut):,} output tokens were hidden reasoning" if hidden else "")
+        return DiscardStreakError(
+            f"{step_name}: {len(cut)} of {drawn} samples were cut off at the output cap (finish_reason=length; "
+            f"--max-output-tokens {voting.max_output_tokens}, sent as max_tokens {voting.max_output_tokens + 1}){why}, "
+            f"so the run stopped (--max-cut-off {voting.max_cut_off}); raise --max-output-tokens or use a model whose "
+            "replies fit; the log is intact",
             step=step,
             samples=drawn,
             reasons=dict(reasons),

@@ -35,11 +35,15 @@ SAMPLE_COLUMNS = (
     "faults",
     "cached_tokens",
     "abandoned_usd",
+    "reasoning_tokens",
+    "shared_request",
 )
 DECISION_COLUMNS = ("step", "answer", "votes", "samples", "rounds", "correct")
 
 #: One judged sample of a step: (sample index, model, temperature, sample, verdict, counted).
-Row = tuple[int, str, float, Sample, Verdict, bool]
+#: The temperature logged is the one asked for, or None when the client did not send it
+#: (`Sample.temperature_sent`: the provider's default applied).
+Row = tuple[int, str, "float | None", Sample, Verdict, bool]
 
 
 def new_columns(names: tuple[str, ...]) -> dict[str, list[Any]]:
@@ -53,10 +57,11 @@ def append_rows(columns: dict[str, list[Any]] | list[list[Any]], step: int, rows
     row is built, so every scheduler logs alike."""
     cols = [columns[c] for c in SAMPLE_COLUMNS] if isinstance(columns, dict) else columns
     values = zip(*[
-        (step, i, model, temperature, sample.text, verdict.key, verdict.red_flag, verdict.detail, counted,
-         sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s, sample.cost_usd, sample.error,
-         sample.cached, sample.response_id, wasted, ",".join(sample.faults) if sample.faults else None,
-         sample.cached_tokens, sample.abandoned_usd)
+        (step, i, model, temperature if sample.temperature_sent else None, sample.text, verdict.key, verdict.red_flag,
+         verdict.detail, counted, sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s,
+         sample.cost_usd, sample.error, sample.cached, sample.response_id, wasted,
+         ",".join(sample.faults) if sample.faults else None, sample.cached_tokens, sample.abandoned_usd,
+         sample.reasoning_tokens, sample.shared_request)
         for i, model, temperature, sample, verdict, counted in rows
     ])
     for col, column in zip(cols, values):  # one extend per column: a step's rows transposed at once

@@ -89,9 +89,9 @@ class StepVote:
     """
 
     __slots__ = (
-        "ballot", "budget_stop", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens", "models",
-        "n_models", "prompts", "rounds", "rows", "seed", "starts", "step", "task", "tier", "tier_start", "variants",
-        "voting", "winner",
+        "ballot", "budget_stop", "cut_off", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens",
+        "models", "n_models", "prompts", "rounds", "rows", "seed", "starts", "step", "task", "tier", "tier_start",
+        "variants", "voting", "winner",
     )
 
     def __init__(
@@ -118,6 +118,7 @@ class StepVote:
         self.done = 0  # samples counted, in sample order
         self.rounds = 0
         self.failed_calls = 0
+        self.cut_off = 0  # replies cut at the output cap (finish_reason length)
         self.rows: list[Row] = []
         self.winner: Hashable | None = None
         self.gave_up = False
@@ -156,7 +157,7 @@ class StepVote:
         drawn = self.drawn
         if self._split():
             self._undecided("split")
-        elif voting.gives_up(drawn - self.tier_start, self.ballot.total, self.failed_calls) and not self._undecided():
+        elif voting.gives_up(drawn - self.tier_start, self.ballot.total, self.failed_calls, self.cut_off) and not self._undecided():
             return range(0)
         start = self.tier_start
         want = min(voting.k if drawn == start else self.ballot.needed, start + voting.max_samples_per_step - drawn)
@@ -186,7 +187,7 @@ class StepVote:
             self.ballot = Ballot(voting.k)
             self.tier_start = drawn
             self.starts.add(drawn)
-            self.failed_calls = 0
+            self.failed_calls = self.cut_off = 0
             self.events.append({"event": "escalation", **event, "to_tier": self.tier, "from_sample": drawn,
                                 "models": list(self.models)})
             return True
@@ -214,15 +215,16 @@ class StepVote:
     # -- judging and counting -------------------------------------------------------
     def verdict(self, i: int, sample: Sample) -> Verdict:
         """The checks that need no earlier sample (any order; the speculative window ranks with it)."""
-        return self.judge.verdict(sample, self.temperature_of(i), self.variant_of(i))
+        return self.judge.verdict(sample, self.temperature_of(i) if sample.temperature_sent else None, self.variant_of(i))
 
     def count(self, i: int, sample: Sample, verdict: Verdict | None = None) -> Verdict:
         """Judge sample i (finishing `verdict` if given) and count it; call in sample order."""
-        t = self.temperature_of(i)
+        t = self.temperature_of(i) if sample.temperature_sent else None  # not sent: judged (and logged) as unknown
         v = variant_of(i, self.n_models, self.variants) if self.variants > 1 else 0
         judge = self.judge
         verdict = judge(sample, t, v) if verdict is None else judge.admit(sample, verdict, t, v)
         self.failed_calls += sample.error is not None
+        self.cut_off += sample.finish_reason == "length"
         counted = verdict.key is not None and self.winner is None
         if counted:
             self.winner = self.ballot.add(verdict.key)

@@ -37,7 +37,7 @@ RUN_KEYS = (("task", "task"), ("task_options", "task options"), ("models", "--mo
 #: Sections compared key by key; each key named by its option.
 SECTIONS = ("voting", "red_flags")
 #: Voting settings a resume may change: when a run gives up, not what it decides.
-MAY_CHANGE = frozenset({"max_samples_per_step", "max_discards_in_a_row", "max_failed_calls"})
+MAY_CHANGE = frozenset({"max_samples_per_step", "max_discards_in_a_row", "max_failed_calls", "max_cut_off"})
 #: How a user sets each compared key (default: ``--`` + the key with dashes).
 _OPTION = {
     ("voting", "k"): "--k",

@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 from maker.errors import StepLogError, UsageError
 
 SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows.
-#: 4: `cached_tokens`, `abandoned_usd` (older parts read them as null: not known, counted as 0)
+#: 4: `cached_tokens`, `abandoned_usd`, `reasoning_tokens`, `shared_request` (older parts read them as null);
+#:    `temperature` null = not sent
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
@@ -51,7 +52,7 @@ SCHEMA = pa.schema(
         ("step", pa.int64()),  # 0-based step index
         ("sample", pa.int32()),  # sample index within the step (samples only)
         ("model", pa.string()),  # model string that drew the sample
-        ("temperature", pa.float32()),
+        ("temperature", pa.float32()),  # as sent; null when the client did not send one (the provider's default)
         ("reply", pa.string()),  # the model's raw reply text
         ("answer", pa.string()),  # canonical vote key (sample: if valid; decision: the winner)
         ("red_flag", pa.string()),  # discard reason, null for a valid sample
@@ -69,6 +70,8 @@ SCHEMA = pa.schema(
         ("faults", pa.string()),  # failed attempts behind the sample, by kind, comma-separated ('rate_limited,timeout')
         ("cached_tokens", pa.int32()),  # of tokens_in, read from the provider's prompt cache (billed at its cache-read rate)
         ("abandoned_usd", pa.float64()),  # estimated bill of calls given up on behind the sample (timeouts, cancels)
+        ("reasoning_tokens", pa.int32()),  # hidden reasoning tokens among tokens_out (billed as output)
+        ("shared_request", pa.string()),  # one id per HTTP request that drew several samples (n choices); null: own request
         ("votes", pa.int32()),  # decision: valid votes counted
         ("samples", pa.int32()),  # decision: samples drawn for the step
         ("rounds", pa.int32()),  # decision: sampling rounds the step needed

@@ -69,6 +69,7 @@ class RunStats:
     cost_usd: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    reasoning_tokens: int = 0  # hidden reasoning tokens among tokens_out (null in logs before schema 4)
     latency_s: float = 0.0
     bin_width: int = 1
     bin_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -109,7 +110,7 @@ def collect(info: LogInfo) -> RunStats:
     width = max(1, math.ceil(total / COST_POINTS)) if total else 1024
     s = RunStats(str(info.path), describe_run(run), run, len(info.parts), len(info.damaged), total, bin_width=width)
     bins = _Bins(width)
-    scols = ("tokens_in", "tokens_out", "latency_s", "faults", "model", "counted", "abandoned_usd", "cached_tokens")
+    scols = ("tokens_in", "tokens_out", "latency_s", "faults", "reasoning_tokens", "model", "counted", "abandoned_usd", "cached_tokens")
     tiers = (run.get("voting") or {}).get("escalate_to") or ()
     s.bill = CostBreakdown(frozenset(m for tier in tiers for m in tier))
     dcols = ("votes", "samples", "rounds", "correct")
@@ -139,6 +140,7 @@ def collect(info: LogInfo) -> RunStats:
         s.cost_usd += float(cost.sum())
         s.tokens_in += int(_ints(smp["tokens_in"]).sum())
         s.tokens_out += int(_ints(smp["tokens_out"]).sum())
+        s.reasoning_tokens += int(_ints(smp["reasoning_tokens"]).sum())
         s.latency_s += float(smp["latency_s"].fill_null(0.0).to_numpy(zero_copy_only=False).sum())
         bins.add(_ints(smp["step"]), cost, wasted)
         s.bill.add(smp.select([c for c in BREAKDOWN_COLUMNS if c in smp.column_names]).to_pydict())
@@ -275,7 +277,8 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     if s.bill.abandoned_usd:
         lines.append(f"| billed (estimated) for abandoned calls | ${s.bill.abandoned_usd:,.6f} (timeouts and cancelled "
                      "requests, at their prompt cost: the provider may still have served them) |")
-    lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,} |")
+    hidden = f" (of which {s.reasoning_tokens:,} hidden reasoning)" if s.reasoning_tokens else ""
+    lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,}{hidden} |")
     lines.append(f"| model time (sum of latencies) | {s.latency_s:,.1f} s |")
     lines.append(f"| wasted speculative samples | {s.wasted:,} |")
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from maker.budget.spend import billed_usd, usd
 from maker.cluster import ModelSpec, check_spec, make_client
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
@@ -239,6 +240,7 @@ def plan_problem(
                 model=spec.model,
             )
     tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
+    warn_unsent_settings((*specs, *tiers), voting.first_temperature, voting.temperature)  # before the first call
     clients = {s.model: make_client(s, None) for s in (*specs, *tiers)}  # type: ignore[arg-type]  # tiers draw too
     return asyncio.run(decompose(problem, clients, [s.model for s in specs], voting, config=config, policy=policy, seed=seed,
                                  budget=budget))

@@ -34,6 +34,7 @@ from maker import __version__
 from maker.budget.breakdown import CostBreakdown
 from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
+from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.pricing import Price
 from maker.cluster.worker import stopped_in_worker
 from maker.config import VotingConfig
@@ -246,6 +247,8 @@ def run(
     if cluster.draft and not isinstance(task, Oracle):
         raise UsageError(f"--draft reference needs a task with ground truth; {task.spec.name} has none")
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
+    warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
+                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
     meta["prices"] = {m: price_dict(p) for m, p in prices.items()}  # where each cost figure came from (tune, report)
@@ -319,6 +322,7 @@ def run(
     extra["guard"] = live.to_dict()
     extra["escalations"] = state.escalations
     extra["plurality_decisions"] = state.plurality_decisions
+    extra["reasoning_tokens"] = state.reasoning_tokens  # hidden reasoning among the output tokens (billed as output)
     extra["cost_breakdown"] = state.breakdown.to_dict()
     budget = None
     if state.budget is not None:

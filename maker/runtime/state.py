@@ -41,6 +41,7 @@ class RunState:
     budget: Any = None
     budget_stop: bool = False  # the run stopped because its next round did not fit within the cap
     breakdown: CostBreakdown = field(default_factory=CostBreakdown)  # the bill by model and by kind
+    reasoning_tokens: int = 0  # hidden reasoning tokens of every sample paid for (wasted ones too)
 
     def count(
         self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], live: bool = True,
@@ -66,6 +67,7 @@ class RunState:
         self.wasted += n_wasted
         totals.samples += len(flags) - n_wasted
         totals.cost_usd += sum(c or 0.0 for c in samples["cost_usd"])
+        self.reasoning_tokens += sum(t or 0 for t in samples.get("reasoning_tokens", ()))
         totals.steps += len(decisions.get("step", ()))
         for index, ok in zip(decisions.get("step", ()), decisions.get("correct", ())):
             if ok is False:
@@ -80,7 +82,7 @@ class RunState:
 
     def count_log(self, info: LogInfo) -> None:
         """Add what a log being resumed already holds (the guard's statistics start afresh)."""
-        wanted = ("red_flag", "cost_usd", "wasted", "faults", *BREAKDOWN_COLUMNS)
+        wanted = ("red_flag", "cost_usd", "wasted", "faults", "reasoning_tokens", *BREAKDOWN_COLUMNS)
         for table in iter_tables(info, ["step", "correct", *wanted]):
             cols = {name: table[name].to_pylist() for name in table.column_names}
             rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],

@@ -1,0 +1,11 @@
+"""Make `fake_provider` and `personalities` importable as plain modules from tests in this
+folder (pytest runs with ``--import-mode=importlib``, which puts no test folder on sys.path)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)

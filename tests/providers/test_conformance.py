@@ -1,0 +1,152 @@
+"""Provider conformance: every personality, through both client paths, `maker.vote` and `maker run`.
+
+One table, personality -> expected outcome.  The model boundary is the fake provider
+(`fake_provider`); the clients, retries, reading, judging, voting and the step log are the
+real code.  Client paths: ``compat`` is `OpenAICompatibleClient` (``openai/NAME`` at an
+``api_base``), ``litellm`` is `LiteLLMClient` (for `maker.vote` the client object itself on
+``openai/fake``; for `maker run` the provider string ``hosted_vllm/fake``, which litellm
+serves).  The question is "What is 6*7?" voted with ``key="integer"`` and k = 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from fake_provider import FakeProvider
+from maker.cluster import ModelSpec
+from maker.cluster.litellm_client import LiteLLMClient
+from maker.cluster.transport import EndpointConfig
+from personalities import PERSONALITIES
+
+import maker
+from maker.errors import MakerError
+
+QUESTION = "What is 6*7?"
+PATHS = ("compat", "litellm")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What must happen.  `key`: the decided vote key (None: the call fails, with `error` in
+    its one-line message); `flags`: red-flag reason -> a phrase its detail must hold, for
+    reasons that must appear; `faults`: exactly the fault kinds the log records (retried
+    attempts); `root`: the client is given the base URL without ``/v1``; `max_samples`: the
+    most samples the call may draw; `reasoning`: every sample's logged reasoning tokens."""
+
+    key: str | None = "42"
+    error: str | None = None
+    flags: dict[str, str] = field(default_factory=dict)
+    faults: frozenset[str] = frozenset()
+    root: bool = False
+    max_samples: int | None = None
+    reasoning: int | None = None
+
+
+UNFINISHED = ("content_filter", "tool_calls", "function_call", "error", "something_new")
+
+CASES: dict[str, Expect] = {
+    "honest": Expect(),
+    "429_seconds": Expect(faults=frozenset({"rate_limited"})),
+    "429_date": Expect(faults=frozenset({"rate_limited"})),
+    "429_retry_after_ms": Expect(faults=frozenset({"rate_limited"})),
+    "500": Expect(faults=frozenset({"server_error"})),
+    "503": Expect(faults=frozenset({"server_error"})),
+    "truncated_json": Expect(faults=frozenset({"bad_json"})),
+    "no_v1": Expect(root=True),
+    "huge": Expect(flags={"overlong": "output tokens >"}),
+    "copies_n": Expect(flags={"non_independent": "a copy of one draw"}),
+    "content_parts": Expect(),  # the text part votes; the thinking part (naming 41) does not; nothing retried
+    "thinking_only": Expect(key=None, error="(empty 5"),  # no text part: an empty reply, never the list's repr
+    "refusal": Expect(flags={"unfinished": "finish_reason=refusal"}),
+    "tool_calls_no_content": Expect(flags={"unfinished": "finish_reason=tool_calls"}),
+    **{f"finish_{r}": Expect(flags={"unfinished": f"finish_reason={r}"}) for r in UNFINISHED},
+    "finish_length": Expect(flags={"overlong": "finish_reason=length"}),
+    "finish_null": Expect(),  # no finish_reason at all (older servers): a normal stop
+    "reasoning_cut": Expect(key=None, error="cut off at the output cap", max_samples=6),
+    "reasoning": Expect(reasoning=30),
+}
+
+
+def test_every_personality_has_an_expected_outcome() -> None:
+    assert set(CASES) == set(PERSONALITIES)
+
+
+def vote_model(path: str, base: str) -> object:
+    if path == "compat":
+        return ModelSpec("openai/fake", api_base=base, timeout_s=10)
+    return LiteLLMClient(EndpointConfig("openai/fake", api_base=base, timeout_s=10, backoff_s=0.05))
+
+
+def sample_rows(log: Path) -> dict[str, list]:
+    table = pq.read_table(log)
+    return table.filter(pc.equal(table["kind"], "sample")).to_pydict()
+
+
+def check_log(expect: Expect, rows: dict[str, list]) -> None:
+    faults = {kind for cell in rows["faults"] if cell for kind in cell.split(",")}
+    assert faults == expect.faults
+    for reason, phrase in expect.flags.items():
+        details = [d for f, d in zip(rows["red_flag"], rows["detail"]) if f == reason]
+        assert details and all(phrase in d for d in details), (reason, details)
+    unexpected = {f for f in rows["red_flag"] if f} - set(expect.flags) - ({"empty"} if expect.key is None else set())
+    assert not unexpected or expect.key is None, unexpected
+    if expect.max_samples is not None:
+        assert len(rows["sample"]) <= expect.max_samples
+    if expect.reasoning is not None:
+        assert rows["reasoning_tokens"] == [expect.reasoning] * len(rows["sample"])
+    votes = [a for a, c in zip(rows["answer"], rows["counted"]) if c]
+    if expect.key is not None:
+        assert votes.count(expect.key) >= 3 and set(votes) <= {expect.key, "41"}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_vote(name: str, path: str, tmp_path: Path) -> None:
+    expect = CASES[name]
+    log = tmp_path / "vote.parquet"
+    with FakeProvider(PERSONALITIES[name]) as server:
+        model = vote_model(path, server.root if expect.root else server.url)
+        if expect.key is None:
+            with pytest.raises(MakerError, match=expect.error and __import__("re").escape(expect.error)):
+                maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5)
+        else:
+            result = maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5)
+            assert result.key == expect.key
+            for reason in expect.flags:
+                assert result.red_flags.get(reason, 0) >= 1, result.red_flags
+    check_log(expect, sample_rows(log))
+
+
+RUN_MODEL = {"compat": "openai/fake", "litellm": "hosted_vllm/fake"}
+
+
+#: `maker run` costs a Ray worker per run (~5 s idle, ~50 s on a loaded 2-core machine): every
+#: personality on the OpenAI-compatible path, and on litellm the ones its own code reads
+#: differently (content parts, finish reasons it maps to "stop", reasoning usage, n copies).
+RUN_CASES = [(name, "compat") for name in CASES] + [
+    (name, "litellm") for name in ("honest", "copies_n", "content_parts", "finish_something_new", "reasoning_cut", "500")
+]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(("name", "path"), RUN_CASES)
+def test_run(name: str, path: str, tmp_path: Path, maker_cli, ray_address: str) -> None:
+    """The same through `maker run` (a one-step task, Ray workers, in-order rounds so that
+    same-prompt samples share requests with n)."""
+    expect = CASES[name]
+    log = tmp_path / "run.parquet"
+    with FakeProvider(PERSONALITIES[name]) as server:
+        done = maker_cli(
+            "run", "--task", "maker.tasks.one_prompt:OnePrompt", "--opt", f"prompt={QUESTION}", "--opt", "key=integer",
+            "--model", RUN_MODEL[path], "--api-base", server.root if expect.root else server.url, "--timeout", "10",
+            "--address", ray_address, "--speculate", "0", "--seed", "5", "--log", str(log), "--quiet",
+        )
+    if expect.key is None:
+        assert done.returncode == 1 and expect.error in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+    check_log(expect, sample_rows(log))
