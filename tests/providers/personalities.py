@@ -134,6 +134,14 @@ def reasoning(call: Call) -> Answer:
     return completion(call, wordings(call.n, call.index), usage=usage)
 
 
+def cached_prefix(call: Call) -> Answer:
+    """A hosted provider that read most of the prompt from its prefix cache, reported as
+    OpenAI does (issue 23's example: 2,000 prompt tokens, 1,920 of them cached, 5 out)."""
+    usage = {"prompt_tokens": 2000, "completion_tokens": 5 * call.n, "total_tokens": 2000 + 5 * call.n,
+             "prompt_tokens_details": {"cached_tokens": 1920}}
+    return completion(call, wordings(call.n, call.index), usage=usage)
+
+
 #: Every personality by name (what the conformance table refers to).
 PERSONALITIES: dict[str, Callable[[Call], Answer]] = {
     "honest": honest,
@@ -155,4 +163,5 @@ PERSONALITIES: dict[str, Callable[[Call], Answer]] = {
     "finish_null": finish(None),
     "reasoning_cut": reasoning_cut,
     "reasoning": reasoning,
+    "cached_prefix": cached_prefix,
 }

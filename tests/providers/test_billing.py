@@ -82,3 +82,20 @@ def test_a_timed_out_call_is_counted_as_billed_at_its_prompt_cost(kind) -> None:
     assert provider.ledger.requests == 1 and provider.invoice() > 0
     prompt_cost = price_of(MODEL).cost(provider.ledger.prompt_tokens, 0)
     assert sample.cost_usd == 0.0 and sample.abandoned_usd == pytest.approx(prompt_cost, rel=0.5)
+
+
+@pytest.mark.parametrize("kind", list(CLIENTS))
+@pytest.mark.parametrize(("name", "tokens", "usd"), [
+    ("cached_prefix", (2000, 5, 1920, 0), 0.000232),                   # issue 23: was costed $0.000808
+    ("reasoning", (12, 32, 0, 30), (12 * 0.4 + 32 * 1.6) / 1e6),        # reasoning tokens billed as output
+])
+def test_the_fake_providers_usage_personalities_are_priced_as_billed(kind, name, tokens, usd) -> None:
+    """The suite's fake provider (tests/providers/fake_provider.py) with OpenAI-style usage."""
+    from fake_provider import FakeProvider
+    from personalities import PERSONALITIES
+
+    with FakeProvider(PERSONALITIES[name]) as server:
+        client = CLIENTS[kind](EndpointConfig(MODEL, api_base=server.url, max_retries=0))
+        (sample,) = asyncio.run(client.complete([SampleRequest([{"role": "user", "content": "What is 6*7?"}], 0.0, 751, 1)]))
+    assert (sample.tokens_in, sample.tokens_out, sample.cached_tokens, sample.reasoning_tokens) == tokens
+    assert sample.cost_usd == pytest.approx(usd)

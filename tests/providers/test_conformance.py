@@ -68,6 +68,7 @@ CASES: dict[str, Expect] = {
     "finish_null": Expect(),  # no finish_reason at all (older servers): a normal stop
     "reasoning_cut": Expect(key=None, error="cut off at the output cap", max_samples=6),
     "reasoning": Expect(reasoning=30),
+    "cached_prefix": Expect(),
 }
 
 
