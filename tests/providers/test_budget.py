@@ -202,3 +202,30 @@ def test_estimate_never_ranks_an_unpriced_model_by_cost_against_a_priced_one(ray
     assert report["recommended"] == MODEL
     assert "cheapest priced model" in report["summary"]
     assert "openai/gpt-9-mini also meets the target at an unknown price (pass --price-in/--price-out to compare)" in report["summary"]
+
+
+@pytest.mark.ray
+def test_abandoned_calls_are_counted_at_their_prompt_cost_in_the_run_and_json(ray_address, tmp_path, maker_cli) -> None:
+    """The issue's run: a provider that never cancels (0.2 s plus up to 1 s) behind --timeout 0.8.
+    What maker counts plus its estimate for abandoned calls comes near the provider's bill
+    (the abandoned replies' own output tokens are never seen, so it stays below it)."""
+    with BillingProvider(p=1.0, latency=0.2, jitter=1.0, seed=5) as provider:
+        out = maker_cli("run", "hanoi", "--disks", "3", "--model", MODEL, "--api-base", provider.url, "--k", "2",
+                        "--timeout", "0.8", "--json", "--quiet", "--address", ray_address, "--log", str(tmp_path / "log"))
+    result = json.loads(out.stdout)
+    assert result["faults_by_kind"].get("timeout", 0) > 0 and provider.ledger.abandoned > 0
+    assert result["abandoned_usd"] > 0 and result["extra"]["cost_breakdown"]["by_kind"]["abandoned"] == result["abandoned_usd"]
+    billed = result["cost_usd"] + result["abandoned_usd"]
+    assert result["cost_usd"] < 0.9 * provider.invoice()  # counted alone misses the abandoned calls
+    assert 0.6 * provider.invoice() <= billed <= provider.invoice() * 1.01
+
+
+def test_the_mcp_run_tool_refuses_a_cap_on_an_unpriced_model(tmp_path) -> None:
+    from maker.agents.runs import Runs
+
+    runs = Runs(tmp_path)
+    with pytest.raises(UsageError, match="no known price for openai/gpt-9-mini"):
+        runs.start("hanoi", {"disks": 3}, ["openai/gpt-9-mini"], max_cost_usd=1.0)
+    with pytest.raises(UsageError, match="--max-cost must be a positive amount"):
+        runs.start("hanoi", {"disks": 3}, ["sim:0.9"], max_cost_usd=-1)
+    assert not (tmp_path / "maker-runs").exists() or not any((tmp_path / "maker-runs").iterdir())
