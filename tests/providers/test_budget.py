@@ -229,3 +229,31 @@ def test_the_mcp_run_tool_refuses_a_cap_on_an_unpriced_model(tmp_path) -> None:
     with pytest.raises(UsageError, match="--max-cost must be a positive amount"):
         runs.start("hanoi", {"disks": 3}, ["sim:0.9"], max_cost_usd=-1)
     assert not (tmp_path / "maker-runs").exists() or not any((tmp_path / "maker-runs").iterdir())
+
+
+@pytest.mark.ray
+def test_a_plan_run_stops_at_its_cap_with_its_log_resumable(ray_address, tmp_path) -> None:
+    """Plan steps voted together in one batch: only the rounds whose worst case fits are sent."""
+    import re
+
+    import maker
+
+    def answer(prompt, temperature, seed):
+        age = re.search(r"age: (\d+)", prompt if isinstance(prompt, str) else prompt[-1]["content"]).group(1)
+        return Sample(age, "fn", tokens_in=50, tokens_out=1, cost_usd=0.01)
+
+    dear = Price(1000.0, 1000.0, "test")
+    age = maker.operation("age", prompt=lambda args: f"Record: {args[0]}\nage:", key="integer", parse=lambda r: r.strip())
+    lines = "".join(f'#E{i + 1} = age("name: P{i}; age: {30 + i}")\n' for i in range(10))
+    plan = maker.plan_task(lines + "answer = #E1", ops=[age])
+    model = ModelSpec(maker.FunctionClient(answer, name="fn"), price=dear)
+    worst = Budget(None, {"fn": dear}).worst_case("fn", SampleRequest("Record: name: P0; age: 30\nage:", 0.0, 751, 1))
+    cap = 2 * 2 * worst + 0.05  # the first rounds (k = 2) of two steps fit, a third does not
+    log = tmp_path / "log"
+    result = maker.run(plan, [model], maker.VotingConfig(k=2, prompt_style="completion"), log=log,
+                       cluster=maker.ClusterConfig(address=ray_address), max_cost_usd=cap)
+    assert result.status == "budget_reached" and result.steps == 2 and result.cost_usd == pytest.approx(0.04)
+    assert result.budget["spent_usd"] == pytest.approx(0.04) and "2 of 10 steps decided" in result.budget["line"]
+    again = maker.run(plan, [model], maker.VotingConfig(k=2, prompt_style="completion"), log=log, resume=True,
+                      cluster=maker.ClusterConfig(address=ray_address), max_cost_usd=100.0)
+    assert again.solved and again.steps == 10 and again.budget["spent_usd"] == pytest.approx(0.20)
