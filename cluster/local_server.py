@@ -173,6 +173,32 @@ def check_port_free(port: int) -> None:
             ) from None
 
 
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU feature flags the kernel reports (``flags`` in /proc/cpuinfo); empty where
+    there is no such file (not Linux) or it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def default_extra_buffers(flags: frozenset[str] | None = None) -> bool:
+    """Whether llama.cpp may use its extra buffer types (weight repacking) on this CPU.
+
+    Not where the CPU has AMX (``amx_tile``/``amx_int8``/``amx_bf16``): llama.cpp built
+    there compiles its AMX buffer type, whose matrix multiply dies with a general protection
+    fault at ``ldtilecfg`` (llama.cpp issue #20824; the server exits with SIGSEGV before it
+    answers).  Elsewhere the default stays on, so other CPUs keep their repacked kernels."""
+    flags = cpu_flags() if flags is None else flags
+    return not any(flag.startswith("amx") for flag in flags)
+
+
 def default_threads() -> int:
     """llama.cpp threads: one per two cores.  On a 2-core machine that is 1, which also
     keeps latency steady when the cores are shared (spinning threads that lose their
@@ -193,6 +219,8 @@ class LocalServerConfig:
     max_restarts: int = 2
     cache_bytes: int = 256 << 20
     python: str = sys.executable
+    #: llama.cpp's extra buffer types (weight repacking, AMX); None: `default_extra_buffers()`.
+    extra_buffers: bool | None = None
 
 
 class LocalServer:
@@ -280,10 +308,12 @@ class LocalServer:
     def command(self) -> list[str]:
         cfg = self.config
         threads = cfg.n_threads or default_threads()
+        extra = default_extra_buffers() if cfg.extra_buffers is None else cfg.extra_buffers
         return [
             cfg.python,
             str(Path(__file__).with_name("_local_child.py")),
             str(os.getpid()),
+            *([] if extra else ["--no-extra-buffers"]),
             "--model", str(self.path),
             "--model_alias", self.alias,
             "--host", HOST,
@@ -324,8 +354,7 @@ class LocalServer:
             code = self._proc.poll()
             if code is not None:
                 raise LocalServerError(
-                    f"the local model server exited with code {code} while starting; see {self.log_path}"
-                    + _hint(self._log_tail()),
+                    _exit_text(code, "while starting", self.log_path) + _hint(self._log_tail()),
                     model=self.model,
                     log_path=str(self.log_path),
                 )
@@ -381,10 +410,7 @@ class LocalServer:
                     except LocalServerError as exc:
                         message = str(exc)
                 else:
-                    message = (
-                        f"the local model server died (exit code {code}) after {self.restarts} restart(s); "
-                        f"see {self.log_path}"
-                    )
+                    message = _exit_text(code, f"after {self.restarts} restart(s)", self.log_path, died=True)
                 self.failure = message
             if self._on_failure is not None:
                 self._on_failure(message)
@@ -398,6 +424,34 @@ class LocalServer:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+#: What a server killed by a signal most likely met, and what to do about it.
+_CRASH_ADVICE = {
+    "SIGSEGV": "llama.cpp crashed in its native code",
+    "SIGILL": "llama.cpp was built for another CPU (an instruction this one lacks)",
+    "SIGBUS": "the GGUF file changed or went away while mapped",
+    "SIGKILL": "something killed it (out of memory?)",
+}
+
+
+def _exit_text(code: int, when: str, log_path: Path, *, died: bool = False) -> str:
+    """One line for a server process that ended with `code` (negative: killed by a signal):
+    the signal by name, its likely cause and what to do."""
+    verb = "died" if died else "exited"
+    if code >= 0:
+        return f"the local model server {verb} with code {code} {when}; see {log_path}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    cause = _CRASH_ADVICE.get(name, "it was stopped by a signal")
+    amx = "" if default_extra_buffers() else " (this CPU has AMX; maker already turns llama.cpp's AMX path off)"
+    rebuild = "pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python llama-cpp-python"
+    todo = f"see {log_path}; if it repeats, rebuild llama.cpp for this machine: {rebuild}"
+    if name == "SIGKILL":
+        todo = f"see {log_path}; free memory or use --local-replicas 1"
+    return f"the local model server was killed by {name} {when}: {cause}{amx}; {todo}"
 
 
 def _hint(tail: str) -> str:
@@ -560,6 +614,8 @@ __all__ = [
     "alias_of",
     "check_gguf",
     "check_port_free",
+    "cpu_flags",
+    "default_extra_buffers",
     "embedded_gguf_path",
     "free_port",
     "is_local_model",

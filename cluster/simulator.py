@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from maker.tasks.base import Oracle, Task
+from maker.tasks.wrong import NoWrongAnswer
 
 from .errors import ModelConfigError
 from .protocol import Sample, SampleRequest
@@ -165,8 +166,14 @@ class SimulatedModel:
         return self._reference
 
     def _wrong_replies(self) -> list[str]:
+        """The step's wrong replies; ModelConfigError (one line) when the task's key accepts
+        none of the candidates (`maker.tasks.wrong.NoWrongAnswer`): a simulator that could
+        never be wrong would report p = 1 for any sim:P."""
         if self._wrong is None:
-            self._wrong = self.oracle.wrong_replies(self._step)
+            try:
+                self._wrong = self.oracle.wrong_replies(self._step)
+            except NoWrongAnswer as exc:
+                raise ModelConfigError(f"{self.name}: {exc}", model=self.name) from None
         return self._wrong
 
     def _reply(self, request: SampleRequest) -> tuple[str, int, str]:
@@ -192,7 +199,7 @@ class SimulatedModel:
             text = self._reference_reply()
         else:
             wrong = self._wrong_replies()
-            if not wrong:
+            if not wrong:  # the key admits no other answer here (a one-option choice): right by necessity
                 text = self._reference_reply()
             elif hard:
                 text = wrong[0]
@@ -238,6 +245,35 @@ class SimulatedModel:
                 prompt_tokens[pid] = _prompt_chars(req.prompt) // 4 + 1
             out.append(Sample(text, self.name, prompt_tokens[pid], tokens_out, finish, delay))
         return out
+
+
+def can_be_wrong(config: SimConfig) -> bool:
+    """Whether a simulator with these settings ever gives a wrong answer."""
+    return config.p < 1.0 or (config.hard_fraction > 0.0 and config.hard_p < 1.0)
+
+
+def check_can_be_wrong(task: Task, model: str) -> None:
+    """Fail before a run when `sim:P` (P < 1) could never be wrong on `task`: its key
+    refuses every wrong answer the simulator can build (`maker.tasks.wrong`).  Checks the
+    first step (a plan: the first node of each operation, on its true inputs).
+
+    Raises ModelConfigError (one line, naming the step and what to give: ``wrong=``)."""
+    if not isinstance(task, Oracle) or not can_be_wrong(parse_sim_model(model)):
+        return
+    try:
+        steps = [task.first_step()]
+        if hasattr(task, "truth_values") and hasattr(task, "plan"):
+            values = dict(enumerate(task.truth_values()))  # type: ignore[attr-defined]
+            firsts: dict[str, int] = {}
+            for i, node in enumerate(task.plan.steps):  # type: ignore[attr-defined]
+                firsts.setdefault(node.op, i)
+            steps = [task.step_input(i, values) for i in sorted(firsts.values())]  # type: ignore[attr-defined]
+        for step in steps:
+            task.wrong_replies(step)
+    except NoWrongAnswer as exc:
+        raise ModelConfigError(f"{model}: {exc}", model=model) from None
+    except Exception:  # noqa: BLE001 -- the task's own code fails here: the run reports that where it happens
+        return
 
 
 def _prompt_chars(prompt: str | list[dict[str, str]]) -> int:

@@ -36,7 +36,7 @@ from maker.tasks import build_task
 from maker.tasks.base import TaskSpec
 
 from .clients import ModelSpec, make_client
-from .errors import MakerError
+from .errors import MakerError, ModelConfigError
 from .protocol import ModelClient
 
 
@@ -254,6 +254,13 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
                 f"{m.model}: the simulator needs ground truth, and task {name} has none "
                 "(give it truth=... or a solver, or run it on a real model)"
             )
+        if m.client is None and m.in_process_simulator:
+            from .simulator import check_can_be_wrong
+
+            try:
+                check_can_be_wrong(task, m.model)
+            except ModelConfigError as exc:
+                raise UsageError(str(exc)) from None
     import ray.cloudpickle as cloudpickle
 
     for module in _user_modules(task, models):

@@ -21,6 +21,7 @@ from maker.cluster.function_client import FunctionClient  # noqa: E402
 from maker.config import VotingConfig  # noqa: E402
 from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
 from maker.errors import BudgetReached, MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
+from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answer per record)
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
 from maker.tasks.chain import chain_task  # noqa: E402
@@ -54,6 +55,7 @@ __all__ = [
     "avote",
     "chain_task",
     "estimate",
+    "map",
     "operation",
     "plan",
     "plan_task",

@@ -17,6 +17,7 @@ from .decomposers import Add, Multiply, Sort
 from .hanoi import Hanoi
 from .one_prompt import one_prompt
 from .plan_task import plan_file, solve_task
+from .records.map_task import map_job
 
 #: name -> task class; each class has `summary`, `options` (TaskOption) and takes the
 #: options as keyword arguments.
@@ -25,6 +26,8 @@ TASKS: dict[str, Callable[..., Task]] = {"hanoi": Hanoi, "chase": Chase}
 TASKS["vote"] = one_prompt
 #: Plan tasks (a DAG of atomic steps, run by maker.runtime.dag; see tasks/plan.py).
 TASKS.update({"add": Add, "multiply": Multiply, "sort": Sort, "plan": plan_file, "solve": solve_task})
+#: A table of records, one voted step per row (`maker map`; see tasks/records/map_task.py).
+TASKS["map"] = map_job
 
 
 def build_task(spec: TaskSpec) -> Task:

@@ -38,7 +38,8 @@ from its decision alone.  A state must be a hashable Python literal (int, str, t
 Ground truth: ``truth(state, index) -> answer`` (a solver on any premise; the simulator
 answers from it).  ``render(answer) -> reply text`` is how a correct reply looks (default
 ``str``; it must parse back) and ``wrong(state, index, answer) -> answers`` gives
-plausible wrong answers (default: numbers off by one or ten, another choice).
+plausible wrong answers (default: values near the right one that the key accepts --
+numbers off by one or ten, another choice, a changed value or line set; see `maker.tasks.wrong`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from typing import Any
 
 from .base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict
 from .keys import NORMALISERS, Normaliser, normaliser
+from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 _STATE = "\nstate = "
 
@@ -209,29 +211,33 @@ class OracleChainTask(ChainTask):
         return self.render(self._answer(step.premise, step.index))
 
     def wrong_replies(self, step: StepInput) -> list[str]:
+        """Valid replies whose key differs from the right one (`maker.tasks.wrong`): the
+        user's `wrong=` answers, else (or when none of those passes) values near the right
+        one under the key.  Empty only when the key admits no other answer (a one-option
+        `choice`); NoWrongAnswer (one line) when the key refuses every candidate."""
         right = self._answer(step.premise, step.index)
-        candidates = list(self.wrong(step.premise, step.index, right)) if self.wrong else _near(right, self.normalise)
-        out = []
-        right_key = self.judge(step, self.render(right)).key
-        for answer in candidates:
-            text = self.render(answer)
-            key = self.judge(step, text).key
-            if key is not None and key != right_key and text not in out:
-                out.append(text)
+        right_key = self.judge(step, self.render(right)).key or ""
+
+        def key_of(text: str) -> str | None:
+            return self.judge(step, text).key
+
+        out: list[str] = []
+        if self.wrong is not None:
+            out = wrong_texts(list(self.wrong(step.premise, step.index, right)), self.render, key_of, right_key)
+        if out:
+            return out
+        options = getattr(self.normalise, "options", None)
+        if options is not None and len(options) < 2:
+            return []  # a one-option choice: every valid answer is the right one
+        out = wrong_texts(near_values(right, options), self.render, key_of, right_key)
+        if not out:
+            out = wrong_texts(generic_candidates(right, right_key), self.render, key_of, right_key)
+        if not out:
+            raise only_answer(f"task {self.spec.name}", f"step {step.index}", right_key)
         return out
 
     def broken_reply(self, step: StepInput, kind: str) -> str:
         return "I am not sure what the answer is."
-
-
-def _near(answer: Any, normalise: Normaliser) -> list[Any]:
-    """Plausible wrong answers: a number off by one or ten, another option of a choice."""
-    if isinstance(answer, (int, float, Decimal)) and not isinstance(answer, bool):
-        return [answer + 1, answer - 1, answer + 10, answer - 10]
-    options = getattr(normalise, "options", None)
-    if options:
-        return [o for o in options if o != answer]
-    return [f"{answer} (not)", f"{answer}{answer}"]
 
 
 def _literal(text: str) -> Any:

@@ -30,6 +30,7 @@ from typing import Any
 
 from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 from .keys import Normaliser, normaliser
+from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 #: Decision rows of a plan-style voter carry a label; a voted call's one step is this.
 LABEL = "vote"
@@ -126,13 +127,17 @@ class OnePromptWithTruth(OnePrompt):
         return self.expected
 
     def wrong_replies(self, step: StepInput) -> list[str]:
-        """One well-formed answer that is not the expected one (the simulator's wrong answer);
-        empty when none of the candidates normalises to another key (e.g. a one-option choice)."""
-        for text in _wrong_candidates(self.expected):
-            key = self.normalise(text)
-            if key is not None and key != self.truth_key:
-                return [text]
-        return []
+        """One well-formed answer that is not the expected one (the simulator's wrong answers,
+        `maker.tasks.wrong`); empty when the key admits no other answer (a one-option
+        choice); NoWrongAnswer (one line) when the key refuses every candidate."""
+        options = getattr(self.normalise, "options", None)
+        if options is not None and len(options) < 2:
+            return []
+        for candidates in (near_values(self.expected, options), generic_candidates(self.expected, self.truth_key)):
+            out = wrong_texts(candidates, str, self.normalise, self.truth_key)
+            if out:
+                return out[:1]  # the binary worst case: one fixed wrong answer
+        raise only_answer("this call", "its one step", self.truth_key)
 
     def broken_reply(self, step: StepInput, kind: str) -> str:
         """A reply the normaliser refuses (kind 'malformed'; a one-step task has no other rules)."""
@@ -140,16 +145,6 @@ class OnePromptWithTruth(OnePrompt):
             if self.normalise(text) is None:
                 return text
         return "\u2753"
-
-
-def _wrong_candidates(expected: str) -> list[str]:
-    out = []
-    try:
-        out.append(str(int(expected.strip()) + 1))
-    except ValueError:
-        pass
-    out += ["0", "1", "no", "yes", f"not {expected}", f"{expected}{expected}", "[]", "wrong"]
-    return out
 
 
 def _callable_name(fn: Any) -> str:

@@ -104,9 +104,11 @@ class TaskSource:
             task.maker_origin = self.origin
         except (AttributeError, TypeError):
             pass
-        if getattr(task, "spec", None) is None or getattr(task.spec, "name", None) != self.name:
-            try:  # the log records the name the task was found under, so it can be rebuilt
-                task.spec = TaskSpec(self.name, dict(options))
+        spec = getattr(task, "spec", None)
+        recorded = getattr(spec, "options", None) if getattr(spec, "name", None) == self.name else None
+        if not isinstance(recorded, dict) or any(k not in recorded for k in options):
+            try:  # the log records the name the task was found under and every option, so it can be rebuilt
+                task.spec = TaskSpec(self.name, {**(recorded or {}), **options})
             except (AttributeError, TypeError):
                 pass
         return task

@@ -38,6 +38,7 @@ from typing import Any
 from .base import Prompt, PromptStyle, Verdict
 from .keys import Normaliser, normaliser
 from .plan import PlanError
+from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 #: `#E9 = tool:pkg.mod:fn(` -- a tool named inline in a plan file.
 INLINE_TOOL = re.compile(r"#E\d+\s*=\s*(tool:[^\s(]+)\s*\(")
@@ -115,16 +116,33 @@ class UserOp:
         return verdict.key
 
     def wrong(self, args: tuple[str, ...]) -> list[str]:
+        """Vote keys of valid wrong answers (`maker.tasks.wrong`): the user's `wrong=`
+        answers, else (or when none of those passes) values near the right one under the
+        key.  Empty only when the key admits no other answer (a one-option `choice`);
+        NoWrongAnswer (one line) when the key refuses every candidate."""
         right = self._right(args)
-        if self.wrong_fn is not None:
-            candidates = list(self.wrong_fn(args, right))
-        elif isinstance(right, int) and not isinstance(right, bool):
-            candidates = [right + 1, right - 1, right + 10]
-        else:
-            candidates = [f"{right} (not)"]
         good = self.reference(args)
-        keys = [self.judge(args, self.render(c)).key for c in candidates]
-        return list(dict.fromkeys(k for k in keys if k is not None and k != good))
+
+        def key_of(text: str) -> str | None:
+            return self.judge(args, text).key
+
+        keys: list[str] = []
+        if self.wrong_fn is not None:
+            keys = [key_of(t) or "" for t in wrong_texts(list(self.wrong_fn(args, right)), self.render, key_of, good)]
+        if keys:
+            return keys
+        options = getattr(self.normalise, "options", None)
+        if options is not None and len(options) < 2:
+            return []  # a one-option choice: every valid answer is the right one
+        value = good.partition(" = ")[2]
+        near = near_values(right, options)
+        if isinstance(right, int) and not isinstance(right, bool):
+            near = near[:3]  # off by one either way or by ten up, as before: seeded runs draw as they did
+        for candidates in (near, generic_candidates(right, value)):
+            keys = [key_of(t) or "" for t in wrong_texts(candidates, self.render, key_of, good)]
+            if keys:
+                return keys
+        raise only_answer(f"operation {self.name}", f"arguments {args!r}"[:80], value)
 
     def broken(self, args: tuple[str, ...], kind: str) -> str:
         return "I am not sure."

@@ -7,13 +7,17 @@ its typed arguments) and a docstring written for the agent that reads it.
 
 Tools: `vote` (one voted call, `maker.vote`), `plan` (k and cost for a target, `maker.plan`),
 `run` (start a task in the background -> run id), `status` (progress of a run id; with
-`wait_s`, progress notifications until it ends), `verify` (`replay --verify` on a log),
-`tasks` (what `run` can start).
+`wait_s`, progress notifications until it ends), `runs` (every run under the root),
+`cancel` (stop a run), `verify` (`replay --verify` on a log), `tasks` (what `run` can start).
+Runs are durable jobs on disk under the root (`maker.agents.runs`): they outlive the client
+session and the server, and any server on the same root finds, watches and cancels them.
 
 Safety: every path is resolved under `root` (symlinks included) and refused outside it;
 no tool executes text from a model or a client -- key normalisers are chosen by name
 (`maker.tasks.keys.NORMALISERS`), ``py:`` models (code to import) are refused, background
-runs get their arguments as single ``--name=value`` items, and `verify` refuses a log whose
+runs get their arguments as single ``--name=value`` items (a user's own task is a
+``FILE.py:attr`` that already lies under the root, imported by the run, not the server;
+no tool writes a ``.py`` file), and `verify` refuses a log whose
 metadata names code to import (a task by module or file, user red-flag detectors, key
 functions).  Bad arguments come back as a tool error
 (one line) and the server keeps serving.
@@ -195,15 +199,17 @@ def build_server(root: str | Path = ".") -> MCPServer:
         max_cost_usd: float | None = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
-        """Start a long run of a named task in the background; returns its run_id at once.
+        """Start a long run of a task in the background; returns its run_id at once.
 
-        task: a name from the `tasks` tool (e.g. hanoi), options: that task's options
+        task: a name from the `tasks` tool (e.g. hanoi), or the user's own task file under
+        the server's root as FILE.py:attr (e.g. grid.py:grid); options: that task's options
         (e.g. {"disks": 10}), models: model strings (sim:0.99 to simulate), k: the vote
         margin (the `plan` tool chooses it). Every sample and decision goes to a step log
-        under the server's root (maker-runs/RUN_ID/log). Follow it with `status`; with
-        wait_s > 0 this call also waits up to that many seconds, sending progress
-        notifications, and returns the status instead. max_cost_usd: a spend cap in US
-        dollars (maker run --max-cost): the run stops cleanly before crossing it (state
+        under the server's root (maker-runs/RUN_ID/log). The run is a durable job: it goes on
+        when this session or server ends, and any server on the same root finds it (`runs`,
+        `status`, `cancel`). Follow it with `status`; with wait_s > 0 this call also waits up
+        to that many seconds, sending progress notifications, and returns the status instead. max_cost_usd: a spend cap
+        in US dollars (maker run --max-cost): the run stops cleanly before crossing it (state
         budget_reached, its log resumable); refused for a model with no known price.
         """
         try:
@@ -217,7 +223,8 @@ def build_server(root: str | Path = ".") -> MCPServer:
 
     @server.tool()
     async def status(run_id: str, wait_s: float = 0.0, ctx: Context | None = None) -> dict[str, Any]:
-        """Progress of a run started with `run`: state (running, done, failed), steps done of
+        """Progress of a run started with `run` (by this server or any other on the same root):
+        state (running, done, failed, cancelled, lost: ended without saying how), steps done of
         total_steps, errors (decisions that differ from the ground truth; null when the task has
         none), samples (counted: votes and red flags, as `maker run` reports) and
         samples_per_step, samples_drawn (plus wasted speculative ones), red_flags, cost_usd,
@@ -230,6 +237,27 @@ def build_server(root: str | Path = ".") -> MCPServer:
         except MakerError as exc:
             raise ToolError(_one_line(exc)) from None
         return await _watch(runs, run_id, wait_s, ctx)
+
+    @server.tool()
+    def cancel(run_id: str) -> dict[str, Any]:
+        """Stop a run started with `run` (by this server or any other on the same root). The
+        run stops as on Ctrl-C: its step log keeps every decided step (maker run --resume
+        continues it). Returns its status; state becomes "cancelled" once it has stopped.
+        """
+        try:
+            return runs.cancel(run_id)
+        except MakerError as exc:
+            raise ToolError(_one_line(exc)) from None
+
+    @server.tool(name="runs")
+    def runs_under_root() -> dict[str, Any]:
+        """Every run under the server's root, oldest first, each with run_id, task, state,
+        steps, total_steps and log -- also runs started by an earlier server or session."""
+        out = []
+        for run_id in runs.list():
+            st = runs.status(run_id)
+            out.append({key: st.get(key) for key in ("run_id", "task", "state", "steps", "total_steps", "log")})
+        return {"runs": out}
 
     @server.tool()
     def verify(log: str, salvage: bool = False) -> dict[str, Any]:
@@ -301,6 +329,8 @@ def _refuse_imports(run: dict[str, Any]) -> None:
     extra = (run.get("red_flags") or {}).get("extra") or []
     if extra:
         raise ToolError("this log's red-flag policy names user detectors (code to import): verify it with `maker replay --verify`")
+    if run.get("task") == "map" and (run.get("task_options") or {}).get("op"):
+        raise ToolError("this log's rows were voted by a user operation (code to import): verify it with `maker replay --verify`")
     key = (run.get("task_options") or {}).get("key")
     if run.get("task") == "vote" and isinstance(key, str) and ":" in key and not key.startswith("choice:"):
         raise ToolError("this log's key is a user function (code to import): verify it with `maker replay --verify`")

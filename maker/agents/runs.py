@@ -1,4 +1,4 @@
-"""Background runs for agents: start `maker run` as a child process, read its progress from its log.
+"""Background runs for agents: durable `maker run` jobs on disk, found by any server on the same root.
 
 Why a child process and not a thread: a run owns Ray and may print; the MCP server's
 stdout is its protocol channel, and a run must be stoppable without taking the server
@@ -6,6 +6,19 @@ down.  The child is `maker run TASK --option=VALUE ... --model=M --k K --log LOG
 built from checked values only (every value is passed as one ``--name=value`` argument, so
 a value can never become a flag), with stdout going to ``result.json`` and stderr to
 ``stderr.txt`` beside the log, in ``ROOT/maker-runs/RUN_ID/``.
+
+A run is a durable job, not a child of the session that asked for it: it runs in its own
+process session, so it outlives the MCP client and the server (stdio clients end the
+server with their session; ``kill -9`` of the server ends only the server).  Its state is
+on disk in its folder -- ``run.json`` (task, command, pid and the process's start time, so
+a reused pid is never taken for the run), ``exit.json`` (written by the child itself when
+it ends, whatever ended it short of SIGKILL), ``cancel.json`` (a cancel was asked) -- so
+any server on the same root lists it, reads its status and result, and cancels it.
+Nothing is left without an owner who can stop it: every run is listed by `Runs.list` and
+stopped by `Runs.cancel` (SIGINT, maker's Ctrl-C: the log keeps every decided step and Ray
+is shut down; SIGKILL to its process group if it has not ended within `CANCEL_GRACE_S`).
+SIGINT and not SIGTERM because Ray's driver replaces the SIGTERM handler with an exit(1)
+that skips maker's own shutdown message.
 
 Progress is read from the step log itself (decision and sample rows, as parts land):
 the same numbers `maker replay` would show, without trusting the child's output.
@@ -18,13 +31,17 @@ the same numbers `maker replay` would show, without trusting the child's output.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +49,87 @@ from maker.budget.spend import check_cap, refuse_unpriced, resolve_prices
 from maker.errors import MakerError, UsageError
 from maker.tasks import TASKS
 
-#: Tasks an agent may start with `run`: `solve` needs `maker solve`, `vote` is the `vote` tool.
-NOT_RUNNABLE = frozenset({"solve", "vote"})
-#: The child: `maker` itself, run by this interpreter (argv[1:] are its arguments).
-_CHILD = "import sys; from maker.cli.main import main; sys.exit(main())"
+#: Tasks an agent may start with `run`: `solve` needs `maker solve`, `vote` is the `vote` tool, `map`
+#: needs `maker map` (its output table; and its `op` names code to import).
+NOT_RUNNABLE = frozenset({"solve", "vote", "map"})
+#: The child: `maker` itself under `child_main`, run by this interpreter (argv[1:] are its arguments).
+_CHILD = "import sys; from maker.agents.runs import child_main; sys.exit(child_main())"
 #: Where background runs live under the root.
 RUNS_DIR = "maker-runs"
+#: The environment variable that tells the child its run folder (where it writes exit.json).
+FOLDER_ENV = "MAKER_RUN_FOLDER"
+#: Seconds a cancelled run has to stop after SIGTERM before its process group is killed.
+CANCEL_GRACE_S = 30.0
+#: What a run id looks like (`task-YYYYmmdd-HHMMSS-hex`; a file task's name is reduced to its stem).
+RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
+
+
+def child_main() -> int:
+    """The background run itself: `maker` with ``sys.argv[1:]``, SIGINT live (a process
+    started in the background may inherit it ignored; `Runs.cancel` sends it), and the exit
+    code written to ``exit.json`` in the run folder however the run ends (short of SIGKILL)."""
+    from maker.cli.main import main
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    code = 1
+    try:
+        code = int(main(sys.argv[1:]) or 0)
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        raise
+    finally:
+        folder = os.environ.get(FOLDER_ENV)
+        if folder:
+            _write_json(Path(folder) / "exit.json", {"exit_code": code, "ended": time.time()})
+    return code
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write `value` to `path` atomically (a reader sees the old file or the new one, never half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot (Linux /proc), or None where
+    it cannot be read; with the pid, it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_alive(pid: int, start: int | None) -> bool:
+    """Whether the process `pid` that started at `start` (`process_start`) is still running
+    (a zombie is not; a pid now held by another process is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    return start is None or int(fields[19]) == start
 
 
 def refuse_code_models(models: Any) -> None:
@@ -51,20 +143,30 @@ def refuse_code_models(models: Any) -> None:
 
 @dataclass
 class BackgroundRun:
+    """One run's folder and what `run.json` says of it; `process` only in the server that started it."""
+
     run_id: str
     task: str
     folder: Path
-    process: subprocess.Popen[bytes]
-    started: float = field(default_factory=time.monotonic)
+    pid: int
+    proc_start: int | None
+    started: float  # seconds since the epoch
+    process: subprocess.Popen[bytes] | None = None
     progress: LogProgress | None = None
 
     @property
     def log(self) -> Path:
         return self.folder / "log"
 
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None  # reaps our own child
+        return process_alive(self.pid, self.proc_start)
+
 
 class Runs:
-    """The runs this server started, by id; `root` is the only directory they write under."""
+    """The runs under `root` (started by this server or any other on the same root), by id;
+    `root` is the only directory they write under."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -74,18 +176,68 @@ class Runs:
               resolve_path: Any = None, max_cost_usd: float | None = None) -> str:
         """Start `maker run` on `task` in the background; the run id names it for `status`.
 
-        `options` are the task's own options (`tasks` lists them); a task option named
-        `file` is a path, passed through `resolve_path` (the server confines it to the root).
-        `max_cost_usd` is the run's spend cap (`maker run --max-cost`).
-        Raises UsageError (one line) for an unknown or unrunnable task, an unknown or
+        `task` is a built-in task name, or a user's own task file under the root
+        (``FILE.py:attr``, resolved by `resolve_path`; the run imports it, the server does not).
+        `options` are the task's own options (`tasks` lists them for built-ins); a task option
+        named `file` is a path, passed through `resolve_path` (the server confines it to the
+        root).  Raises UsageError (one line) for an unknown or unrunnable task, an unknown or
         mistyped option, no model, k < 1, a cap that is not a positive amount, or a cap on
-        a model with no known price.
+        a model with no known price; `max_cost_usd` is the run's spend cap (`maker run --max-cost`).
         """
-        if task not in TASKS or task in NOT_RUNNABLE:
+        if task in TASKS and task not in NOT_RUNNABLE:
+            args = [sys.executable, "-c", _CHILD, "run", task, *self._builtin_options(task, options, resolve_path)]
+            label = task
+        elif ":" in task and task.rpartition(":")[0].endswith(".py"):
+            where, _, attr = task.rpartition(":")
+            if resolve_path is None:
+                raise UsageError("a task file needs a root to resolve it against")
+            path = Path(resolve_path(where))
+            if not path.is_file():
+                raise UsageError(f"task file {where!r} does not exist under the root")
+            if not attr.replace(".", "").replace("_", "").isalnum():
+                raise UsageError(f"task {task!r}: {attr!r} is not an attribute name")
+            args = [sys.executable, "-c", _CHILD, "run", "--task", f"{path}:{attr}",
+                    *self._file_options(task, options)]
+            label = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem) or "task"
+        else:
             known = ", ".join(sorted(set(TASKS) - NOT_RUNNABLE))
-            raise UsageError(f"task {task!r} cannot be run here (runnable: {known})")
+            raise UsageError(f"task {task!r} cannot be run here (runnable: {known}, or FILE.py:attr under the root)")
+        if not models or not all(isinstance(m, str) and m.strip() and not m.startswith("-") for m in models):
+            raise UsageError("models must be a non-empty list of model strings")
+        refuse_code_models(models)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise UsageError(f"k must be an integer >= 1, got {k!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise UsageError(f"seed must be an integer, got {seed!r}")
+        cap = check_cap(max_cost_usd)
+        if cap is not None:  # refused here, in one line, rather than by the child
+            from maker.cluster import ModelSpec
+
+            refuse_unpriced(cap, resolve_prices([ModelSpec(m) for m in models]))
+        run_id = f"{label}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+        folder = self.root / RUNS_DIR / run_id
+        folder.mkdir(parents=True)
+        args += [f"--model={m}" for m in models]
+        args += [f"--k={k}", f"--seed={seed}", f"--log={folder / 'log'}", "--json", "--quiet"]
+        if cap is not None:
+            args.append(f"--max-cost={cap!r}")
+        command = ["maker", *args[3:]]
+        (folder / "command.json").write_text(json.dumps(command))
+        started = time.time()
+        with open(folder / "result.json", "wb") as out, open(folder / "stderr.txt", "wb") as err:
+            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.root,
+                                       env={**os.environ, FOLDER_ENV: str(folder)}, start_new_session=True)
+        run = BackgroundRun(run_id, task, folder, process.pid, process_start(process.pid), started, process)
+        _write_json(folder / "run.json", {"run_id": run_id, "task": task, "command": command, "pid": run.pid,
+                                          "proc_start": run.proc_start, "started": started})
+        self.runs[run_id] = run
+        return run_id
+
+    @staticmethod
+    def _builtin_options(task: str, options: dict[str, Any], resolve_path: Any) -> list[str]:
+        """`--name=value` arguments for a built-in task's options, each checked against its declaration."""
         declared = {o.name: o for o in getattr(TASKS[task], "options", ())}
-        args = [sys.executable, "-c", _CHILD, "run", task]
+        args = []
         for name, value in options.items():
             opt = declared.get(name)
             if opt is None:
@@ -102,56 +254,78 @@ class Runs:
         missing = [o.name for o in declared.values() if o.required and o.name not in options]
         if missing:
             raise UsageError(f"{task} needs the option(s) {', '.join(missing)}")
-        if not models or not all(isinstance(m, str) and m.strip() and not m.startswith("-") for m in models):
-            raise UsageError("models must be a non-empty list of model strings")
-        refuse_code_models(models)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise UsageError(f"k must be an integer >= 1, got {k!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise UsageError(f"seed must be an integer, got {seed!r}")
-        cap = check_cap(max_cost_usd)
-        if cap is not None:  # refused here, in one line, rather than by the child
-            from maker.cluster import ModelSpec
+        return args
 
-            refuse_unpriced(cap, resolve_prices([ModelSpec(m) for m in models]))
-        run_id = f"{task}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
-        folder = self.root / RUNS_DIR / run_id
-        folder.mkdir(parents=True)
-        args += [f"--model={m}" for m in models]
-        args += [f"--k={k}", f"--seed={seed}", f"--log={folder / 'log'}", "--json", "--quiet"]
-        if cap is not None:
-            args.append(f"--max-cost={cap!r}")
-        (folder / "command.json").write_text(json.dumps(["maker", *args[3:]]))
-        with open(folder / "result.json", "wb") as out, open(folder / "stderr.txt", "wb") as err:
-            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.root,
-                                       start_new_session=True)
-        self.runs[run_id] = BackgroundRun(run_id, task, folder, process)
-        return run_id
+    @staticmethod
+    def _file_options(task: str, options: dict[str, Any]) -> list[str]:
+        """`--name=value` arguments for a task file's options: the server does not import the
+        file, so the run itself checks them against the task's signature (a mismatch fails the
+        run with `maker run`'s one line, which `status` shows)."""
+        args = []
+        for name, value in options.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise UsageError(f"{task}: option name {name!r} is not an identifier")
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise UsageError(f"{task} option {name!r} must be a number or a string, got {value!r}")
+            args.append(f"--{name.replace('_', '-')}={value}")
+        return args
 
     def get(self, run_id: str) -> BackgroundRun:
+        """The run `run_id`, started by this server or found on disk under the root; UsageError if none."""
         run = self.runs.get(run_id)
-        if run is None:
-            raise UsageError(f"no run {run_id!r} (runs: {', '.join(self.runs) or 'none yet'})")
+        if run is not None:
+            return run
+        meta = _read_json(self.root / RUNS_DIR / run_id / "run.json") if RUN_ID.match(str(run_id)) else None
+        if meta is None or not isinstance(meta.get("pid"), int):
+            known = ", ".join(self.list()) or "none yet"
+            raise UsageError(f"no run {run_id!r} under {self.root} (runs: {known})")
+        start = meta.get("proc_start")
+        run = BackgroundRun(run_id, str(meta.get("task")), self.root / RUNS_DIR / run_id, meta["pid"],
+                            start if isinstance(start, int) else None, float(meta.get("started") or 0.0))
+        self.runs[run_id] = run
         return run
 
+    def list(self) -> list[str]:
+        """Every run id under the root, oldest first (by start time, then id)."""
+        found = []
+        for meta_path in (self.root / RUNS_DIR).glob("*/run.json"):
+            meta = _read_json(meta_path)
+            if meta is not None and RUN_ID.match(meta_path.parent.name):
+                found.append((float(meta.get("started") or 0.0), meta_path.parent.name))
+        return [run_id for _, run_id in sorted(found)]
+
     def status(self, run_id: str) -> dict[str, Any]:
-        """Where run `run_id` stands: state (running, done, failed), steps done of total, errors,
-        samples per step, red flags, cost, elapsed seconds and ETA (seconds; None when unknown);
-        a finished run adds its `maker run --json` result, a failed one its error line."""
+        """Where run `run_id` stands: state (running, done, failed, cancelled, or lost: it
+        ended without saying how, e.g. killed by SIGKILL or a reboot), steps done of total,
+        errors, samples per step, red flags, cost, elapsed seconds and ETA (seconds; None when
+        unknown); an ended run adds its `maker run --json` result, a failed one its error line."""
         run = self.get(run_id)
-        rc = run.process.poll()
-        out: dict[str, Any] = {"run_id": run_id, "task": run.task, "log": str(run.log),
-                               "state": "running" if rc is None else "done" if rc == 0 else "failed"}
+        alive = run.alive()
+        ended = None if alive else _read_json(run.folder / "exit.json")
+        if not alive and ended is None and run.process is not None:
+            ended = {"exit_code": run.process.returncode, "ended": time.time()}  # ours, killed before it could say
+        cancelled = (run.folder / "cancel.json").exists()
+        rc = ended.get("exit_code") if ended is not None else None
+        if alive:
+            state = "running"
+        elif cancelled:
+            state = "cancelled"
+        elif ended is None:
+            state = "lost"
+        else:
+            state = "done" if rc == 0 else "failed"
+        out: dict[str, Any] = {"run_id": run_id, "task": run.task, "log": str(run.log), "state": state}
         if run.progress is None:
             run.progress = LogProgress(run.log)
         out.update(run.progress.update())
-        elapsed = time.monotonic() - run.started
+        end = time.time() if alive or ended is None else float(ended.get("ended") or time.time())
+        elapsed = max(0.0, end - run.started)
         out["elapsed_s"] = round(elapsed, 2)
         total, done = out.get("total_steps"), out.get("steps", 0)
-        out["eta_s"] = round(elapsed / done * (total - done), 1) if rc is None and total and done else (0.0 if rc == 0 else None)
-        if rc is not None:
+        out["eta_s"] = round(elapsed / done * (total - done), 1) if alive and total and done else (0.0 if state == "done" else None)
+        if not alive:
             out["exit_code"] = rc
-            text = (run.folder / "result.json").read_text(errors="replace").strip()
+            text = (run.folder / "result.json").read_text(errors="replace").strip() if (run.folder / "result.json").exists() else ""
             try:
                 out["result"] = json.loads(text) if text else None
             except ValueError:
@@ -160,16 +334,41 @@ class Runs:
             if result.get("status") == "budget_reached":  # stopped cleanly at its cap: resumable
                 out["state"] = "budget_reached"
                 out["error"] = (result.get("budget") or {}).get("line")
-            elif rc != 0:
-                lines = (run.folder / "stderr.txt").read_text(errors="replace").strip().splitlines()
-                out["error"] = lines[-1][:500] if lines else f"exit code {rc}"
+            elif state != "done":
+                lines = (run.folder / "stderr.txt").read_text(errors="replace").strip().splitlines() \
+                    if (run.folder / "stderr.txt").exists() else []
+                out["error"] = (lines[-1][:500] if lines else f"exit code {rc}") if state != "lost" else \
+                    "the run ended without recording how (killed by SIGKILL, or the machine restarted); " \
+                    "its log keeps every decided step (resume it with maker run --resume)"
         return out
 
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        """Stop run `run_id` (any run under the root): SIGINT, maker's Ctrl-C (the log keeps
+        every decided step), then SIGKILL to its process group if it is still running after
+        `CANCEL_GRACE_S`.  Returns its status (state ``cancelled`` once it ended);
+        a run that already ended is left as it is."""
+        run = self.get(run_id)
+        if not run.alive():
+            return self.status(run_id)
+        _write_json(run.folder / "cancel.json", {"requested": time.time()})
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(run.pid, signal.SIGINT)
+
+        def escalate() -> None:
+            deadline = time.monotonic() + CANCEL_GRACE_S
+            while run.alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if run.alive():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(run.pid, signal.SIGKILL)
+
+        threading.Thread(target=escalate, name=f"maker-cancel-{run_id}", daemon=True).start()
+        return self.status(run_id)
+
     def close(self) -> None:
-        """Stop every run still going (the server is shutting down)."""
-        for run in self.runs.values():
-            if run.process.poll() is None:
-                run.process.terminate()
+        """The server is shutting down: runs are durable jobs and go on (any server on this
+        root finds them; `cancel` stops them); only our handles on them are dropped."""
+        self.runs.clear()
 
 
 class LogProgress:

@@ -7,6 +7,9 @@ differently, or cannot be decided with the samples the log holds (a larger k nee
 samples the run never drew).  Samples after the new rule's decision point are the ones
 it would have saved.
 
+A step that escalated to a stronger tier is re-decided tier by tier (each tier's fresh
+ballot on its own samples; `maker.engine.tiers`), never over every tier's votes pooled.
+
 Read the answer per step, not as a new trajectory: every sample was drawn on the
 premise the *logged* decisions implied, so after the first changed step the later
 steps are what the new rule would have said on the old premises.
@@ -19,21 +22,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maker.engine.tiers import RULES, Rule, Tiers
 from maker.errors import StepLogError, UsageError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import LogInfo, open_log
-from maker.runtime.guard import k_schedule
-from maker.voting import decide, first_to_k
+from maker.runtime.guard import k_schedule, log_events
 
-Rule = Callable[[Iterable[Hashable | None], int], tuple[Hashable | None, int]]
-
-
-RULES: dict[str, Rule] = {"ahead-by-k": decide, "first-to-k": first_to_k}
+__all__ = ["RULES", "RedecideReport", "Rule", "StepChange", "redecide_log"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,9 @@ def redecide_log(
     """Re-decide every step of the log at `path` under `rule` with margin `k` (default: the run's k)."""
     info = open_log(path, salvage=salvage)
     logged_k = _run_k(info)
-    schedule = k_schedule(info) if k is None else None  # the run's own k per step (--adaptive-k may raise it)
+    events = log_events(info)
+    tiers = Tiers.from_events(events)  # an escalated step is re-decided tier by tier, as the run voted it
+    schedule = k_schedule(info, events) if k is None else None  # the run's own k per step (--adaptive-k may raise it)
     k = logged_k if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UsageError(f"--k must be an integer >= 1, got {k!r}")
@@ -130,7 +131,7 @@ def redecide_log(
         steps, answers, lo, hi, keys, cum = chunk.spans()
         for step, logged, a, b in zip(steps, answers, lo, hi):
             step_keys = keys[a:b]
-            winner, consumed = decider(step_keys, k if schedule is None else schedule.at(step))
+            winner, consumed, _, _ = tiers.redecide(step, step_keys, k if schedule is None else schedule.at(step), decider)
             if logged is None:
                 r.logged_undecided += 1
                 if winner is not None:

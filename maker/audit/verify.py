@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from maker.engine.tiers import Tiers
 from maker.errors import StepLogError
 from maker.log.by_step import iter_chunks, parts_read
 from maker.log.steplog import open_log
 from maker.runtime.guard import KSchedule, k_schedule, log_events
 from maker.tasks.base import Oracle
 from maker.tasks.registry import rebuild
-from maker.voting import decide
 
 
 @dataclass
@@ -42,6 +42,9 @@ class VerifyReport:
     simulated: bool
     parts: int = 0  # complete parts read
     damaged_parts: int = 0  # parts skipped by --salvage (the first damaged one and all after it)
+    #: how the task's code differs from the run's (`maker.log.identity.code_change`), and
+    #: from which step a resume went on with changed code; None when it does not
+    code_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +79,7 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
             "the log does not record the options the task was built with (build it with "
             "maker.tasks.get_task(REF, **options) so that they are recorded)", path=str(path))
     audit: _Audit = _PlanAudit(task, schedule) if isinstance(task, PlanTask) else _Audit(task, schedule)
-    audit.tiers = _Tiers(events)
+    audit.tiers = Tiers.from_events(events)  # escalation tiers and plurality: the one re-decision
     decided = 0
     for chunk in iter_chunks(info):
         for index, answer, keys in chunk.steps():
@@ -95,35 +98,20 @@ def verify_log(path: str | Path, *, salvage: bool = False) -> VerifyReport:
         first_bad_step=audit.bad, reason=audit.reason,
         wrong_decisions=audit.wrong if audit.oracle is not None else None,  # unknown without ground truth
         simulated=bool(run.get("simulated")), parts=parts, damaged_parts=damaged,
+        code_note=_code_note(run, task, events),
     )
 
 
-class _Tiers:
-    """Which of a step's votes decided it: a step escalated (`VotingConfig.on_undecided`)
-    was decided by its last tier's fresh ballot alone, a plurality step by that ballot's
-    leader without the margin (both known from the log's event rows)."""
+def _code_note(run: dict[str, Any], task: Any, events: list[tuple[int, dict[str, Any]]]) -> str | None:
+    """The task's code now against the log's fingerprint, and any resume on changed code."""
+    from maker.log.identity import code_change, code_fingerprint
 
-    def __init__(self, events: list[tuple[int, dict[str, Any]]] | None = None) -> None:
-        self.start: dict[int, int] = {}
-        self.plural: dict[int, Any] = {}
-        for step, d in events or ():
-            if d.get("event") == "escalation":
-                self.start[step] = max(self.start.get(step, 0), int(d["from_sample"]))
-            elif d.get("event") == "plurality":
-                self.plural[step] = d.get("answer")
-
-    def decides(self, index: int, answer: str, keys: list[str | None], k: int) -> bool:
-        """Whether the deciding tier's votes among `keys` (sample order) decide `answer` at k."""
-        keys = keys[self.start.get(index, 0):]
-        winner = decide(keys, k)[0]
-        if index not in self.plural:
-            return winner == answer
-        counts: dict[str, int] = {}
-        for key in keys:
-            if key is not None:
-                counts[key] = counts.get(key, 0) + 1
-        top = max(counts.values(), default=0)
-        return winner is None and self.plural[index] == answer and counts.get(answer, 0) == top > 0
+    notes = [f"resumed at step {d.get('from_step')} on changed code (--resume-changed-code): {d.get('message')}"
+             for _, d in events if d.get("event") == "code_change"]
+    now = code_change(run, {"task_code": code_fingerprint(task)})
+    if now:
+        notes.append(f"{now}: this audit rebuilt the task from today's code")
+    return "; ".join(notes) or None
 
 
 class _Audit:
@@ -141,7 +129,7 @@ class _Audit:
         self.bad: int | None = None
         self.reason: str | None = None
         self.wrong = 0
-        self.tiers = _Tiers()
+        self.tiers = Tiers()
 
     def fail(self, index: int, reason: str) -> None:
         self.bad, self.reason = index, reason

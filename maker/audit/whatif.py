@@ -5,7 +5,8 @@ Why: the log holds every sample's reply text, output tokens and finish reason, s
 detector have caught?" can be answered without drawing a sample.  Each step's logged
 samples are judged again, in the order drawn, by a `StepJudge` with the new policy (the
 same code the workers run), and the step is re-decided from the new vote keys with the
-k it was decided under (`maker.runtime.guard.k_schedule`).  A step then decides the same, decides
+k it was decided under (`maker.runtime.guard.k_schedule`), tier by tier where it escalated
+(`maker.engine.tiers`).  A step then decides the same, decides
 differently, or becomes undecidable with the samples the log holds (a tighter policy
 may need samples the run never drew); samples after the new decision point are saved.
 
@@ -34,13 +35,13 @@ import pyarrow as pa
 
 from maker.cluster.protocol import Sample
 from maker.engine.red_flags import RedFlagPolicy, StepJudge
+from maker.engine.tiers import Tiers, tier_of
 from maker.engine.variants import variant_of
 from maker.errors import StepLogError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import open_log
-from maker.runtime.guard import k_schedule
+from maker.runtime.guard import k_schedule, log_events
 from maker.tasks.registry import rebuild
-from maker.voting import decide
 
 _COLUMNS = (
     "reply", "model", "temperature", "tokens_in", "tokens_out", "finish_reason", "error", "cached", "response_id",
@@ -135,7 +136,9 @@ def whatif_log(
     policy = policy or before
     if overrides:
         policy = replace(policy, **overrides)
-    schedule = k_schedule(info)
+    events = log_events(info)
+    schedule = k_schedule(info, events)
+    tiers = Tiers.from_events(events)  # escalated steps: tier by tier, as the run voted them
     r = WhatIfReport(
         log=str(info.path), task=describe_run(run), policy=_shown(policy, cap),
         logged_policy=_shown(before, cap), simulated=bool(run.get("simulated")),
@@ -146,7 +149,8 @@ def whatif_log(
     removed: Counter[str] = Counter()
     details: list[PolicyChange] = []
     previous: tuple[int, str] | None = None
-    n_models = max(1, len(models))
+    escalate_to = (run.get("voting") or {}).get("escalate_to") or ()
+    tier_models = [max(1, len(models)), *(max(1, len(t)) for t in escalate_to)]  # models per tier: the variant cycle
     for chunk in iter_chunks(info, ("red_flag", "answer", *_COLUMNS), ("correct",)):
         table = chunk.samples
         mask = chunk.live()
@@ -180,7 +184,8 @@ def whatif_log(
                     cols["response_id"][i], bool(cols["cached"][i]), shared_request=cols["shared_request"][i],
                 )
                 temperature = cols["temperature"][i]
-                variant = variant_of(cols["sample"][i] or 0, n_models, variants)
+                index = cols["sample"][i] or 0
+                variant = variant_of(index, tier_models[tier_of(tiers.starts.get(step), index)], variants)
                 verdict = judge(sample, None if temperature is None else float(temperature), variant)
                 keys.append(verdict.key)
                 if verdict.red_flag is not None:
@@ -196,7 +201,7 @@ def whatif_log(
             r.samples += n
             total = float(costs[a:b].sum())
             r.cost_usd += total
-            winner, consumed = decide(keys, schedule.at(step))
+            winner, consumed, _, _ = tiers.redecide(step, keys, schedule.at(step))
             votes = sum(k is not None for k in keys)
             if winner is None:
                 r.undecidable += 1

@@ -90,13 +90,16 @@ def true_step(task: Task, index: int) -> StepInput:
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
 
 
-def pick_steps(total_steps: int, n: int, seed: int) -> list[int]:
-    """`n` random step indices, without repeats while the task has enough steps."""
+def pick_steps(total_steps: int, n: int, seed: int, voted: Sequence[int] | None = None) -> list[int]:
+    """`n` random step indices without repeats (every step when the task has fewer: a step
+    drawn twice would repeat the same seeded draws, two copies of one measurement); only
+    from `voted` when given (a plan's tool steps are run, never voted: nothing to grade)."""
     rng = np.random.default_rng(mix64(seed, _ESTIMATE_SALT))
-    if n <= total_steps:
-        chosen = rng.choice(total_steps, size=n, replace=False)
+    if voted is None:
+        chosen = rng.choice(total_steps, size=n, replace=False) if n <= total_steps else np.arange(total_steps)
     else:
-        chosen = rng.integers(0, total_steps, size=n)
+        pool = np.asarray(voted, dtype=np.int64)
+        chosen = pool[rng.choice(len(pool), size=n, replace=False)] if n <= len(pool) else pool
     return sorted(int(i) for i in chosen)
 
 
@@ -176,13 +179,26 @@ class EstimateReport:
     task: str
     steps: int
     target: float
-    measured_steps: int
+    measured_steps: int  # steps actually drawn and graded (per model)
     votes_per_step: int
     simulated: bool
     models: tuple[ModelEstimate, ...]
     recommended: str | None
     summary: str
     wall_s: float
+    asked_steps: int = 0  # steps asked for (--samples)
+    picked_steps: int = 0  # steps picked: fewer when the task has fewer voted steps (each is measured once)
+    lost: str | None = None  # why fewer steps were graded than picked (a batch that failed)
+
+    @property
+    def graded_text(self) -> str:
+        """What was graded, as the reports say it: never more than the figures show."""
+        text = f"{self.measured_steps:,} steps graded"
+        if self.picked_steps and self.measured_steps < self.picked_steps:
+            text += f" of {self.picked_steps:,} picked" + (f" ({self.lost})" if self.lost else "")
+        if self.picked_steps and self.picked_steps < self.asked_steps:
+            text += f" (the task has {self.picked_steps:,} voted steps: --samples {self.asked_steps:,} measures each once)"
+        return text
 
     @property
     def all_failed(self) -> bool:
@@ -195,6 +211,9 @@ class EstimateReport:
             "target": self.target,
             "measured_steps": self.measured_steps,
             "votes_per_step": self.votes_per_step,
+            "asked_steps": self.asked_steps,
+            "picked_steps": self.picked_steps,
+            "lost": self.lost,
             "simulated": self.simulated,
             "models": [m.to_dict() for m in self.models],
             "recommended": self.recommended,
@@ -283,7 +302,11 @@ def estimate(
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
-    indices = pick_steps(task.total_steps, samples, seed)
+    is_tool = getattr(task, "is_tool", None)
+    voted = [i for i in range(task.total_steps) if not is_tool(i)] if callable(is_tool) else None
+    indices = pick_steps(task.total_steps, samples, seed, voted)
+    if not indices:
+        raise UsageError(f"task {task.spec.name!r} has no voted step to measure (every step is a tool step)")
     batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
     started = time.perf_counter()
     tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster, progress)
@@ -308,11 +331,16 @@ def estimate(
             )
         )
     recommended, summary = recommend(estimates)
+    graded = min((t.steps for t, _ in tallies), default=0)  # per model: one that lost a batch graded fewer
+    lost = next((e for _, e in tallies if e), None)
     return EstimateReport(
         task=task.spec.describe(),
         steps=steps,
         target=target,
-        measured_steps=len(indices),
+        measured_steps=graded,
+        asked_steps=samples,
+        picked_steps=len(indices),
+        lost=lost if graded < len(indices) else None,
         votes_per_step=votes_per_step,
         simulated=any(s.is_simulated for s in specs),
         models=tuple(estimates),
@@ -437,7 +465,7 @@ def print_auto_k(report: EstimateReport, stream: TextIO = sys.stderr) -> None:
     flags = ", ".join(f"{r} {n}" for r, n in e.red_flags.items()) or "no red flags"
     print(
         f"maker: estimated p = {e.p:.4f} (95% CI [{e.p_low:.4f}, {e.p_high:.4f}]) for {e.model} on "
-        f"{report.measured_steps} random steps, valid rate {e.valid_rate:.3f} ({flags}){label}",
+        f"{report.graded_text} (random, on their true premises), valid rate {e.valid_rate:.3f} ({flags}){label}",
         file=stream,
     )
     print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from maker.budget.advice import next_k
 from maker.engine.red_flags import RedFlagPolicy, check_detectors, load_detector
 from maker.engine.variants import check_variants
 from maker.runtime.guard import GuardConfig
@@ -111,7 +112,9 @@ def guard_config(args: argparse.Namespace, k: int) -> GuardConfig:
 
 
 def guard_line(guard: dict[str, Any], steps_left: int = 0) -> str:
-    """One summary line for the guard's figures (empty before any vote was counted).
+    """One summary line for the guard's figures (empty before any vote was counted): p̂ says
+    which p it is (graded against ground truth, or agreement with the decisions), and a run
+    with known wrong decisions is told that its k did not hold (`maker.budget.advice.next_k`).
 
     `steps_left`: the task's steps still undecided when the run stopped (--max-steps); the
     guard then has no step left of *this* run, which says nothing about the task's rest."""
@@ -129,8 +132,14 @@ def guard_line(guard: dict[str, Any], steps_left: int = 0) -> str:
         success = f"? ({guard.get('votes', 0)} votes)"
     else:
         success = f"{guard['success']:.4f}"
+    wrong = guard.get("wrong_decisions")
+    if wrong:  # the same rule as tune and report (maker.budget.advice): a k that made wrong decisions is not kept
+        at = guard.get("k_at_wrong") or guard["k"]
+        advised, _ = next_k(guard["k"], k_used=at, wrong_decisions=wrong)
+        success += f"  wrong decisions {wrong:,} (ground truth): k {at} did not hold, use k >= {advised}"
+    source = guard.get("p_source", "agreement")
     return (
-        f"  guard: p̂ {guard['p_hat']:.5f} (95% low {guard['p_low']:.5f}, plan {guard['p_plan']:.5f})  "
+        f"  guard: p̂ {guard['p_hat']:.5f} ({source}; 95% low {guard['p_low']:.5f}, plan {guard['p_plan']:.5f})  "
         f"collisions {guard['collisions']} ({ratio_text})  P(rest right) {success}  {k_text}  "
         f"alarms {alarms}"
     )

@@ -125,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
 def print_report(report: EstimateReport) -> None:
     label = " [simulated]" if report.simulated else ""
     print(
-        f"{report.task}: {report.measured_steps} random steps, {report.votes_per_step}+ valid votes each; "
+        f"{report.task}: {report.graded_text} (random, on their true premises), {report.votes_per_step} valid votes asked of each; "
         f"planning for {report.steps:,} steps at target {report.target}{label}"
     )
     for m in report.models:

@@ -17,10 +17,11 @@ from maker.cluster.secrets import redact
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them.
-COMMANDS = ("run", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
+COMMANDS = ("run", "map", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
+  maker map rows.csv --prompt "Q: {question}\nA:" --key integer --model sim:0.99 --truth answer --out out.parquet
   maker replay runs/h10.parquet --verify --json
   maker replay runs/h10.parquet --k 2              would k = 2 have been enough?
   maker report runs/h10.parquet --out runs/h10-report

@@ -89,6 +89,8 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{report.log}: {report.steps:,} step{'' if report.steps == 1 else 's'} verified, solved={report.solved}{label}")
         else:
             print(f"{report.log}: first bad step {report.first_bad_step}: {report.reason}{label}")
+        if report.code_note:
+            print(f"  note: {report.code_note}")
     _salvage_note(report.damaged_parts, report.parts, report.steps)
     return 0 if report.valid else 1
 

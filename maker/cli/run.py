@@ -80,6 +80,9 @@ def add_parser(sub: Any) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--log", help="step log folder to create (default: runs/TASK-TIMESTAMP.parquet)")
     o.add_argument("--resume", action="store_true", help="continue the run recorded in --log from its last decided step")
+    o.add_argument("--resume-changed-code", action="store_true",
+                   help="with --resume: go on although the task's code changed since the log began (refused "
+                        "otherwise); the log records the change")
     o.add_argument("--json", action="store_true", help="print one JSON object with the result at the end")
     o.add_argument("--quiet", action="store_true", help="no progress line and no guard warnings (those stay in the log's event rows and --json)")
     o.add_argument("--max-steps", type=int, help="stop after this many steps (a partial run; resume later)")
@@ -270,7 +273,7 @@ def choose_k(
         raise UsageError(str(exc)) from None
     success = voting.run_success(args.p, k, steps)
     print(
-        f"maker: k = {k} (smallest margin for p={args.p}, {steps:,} steps, target {args.target}: "
+        f"maker: k = {k} (smallest margin for the assumed p={args.p}, not measured; {steps:,} steps, target {args.target}: "
         f"whole-run success {success:.4f})",
         file=sys.stderr,
     )
@@ -280,6 +283,8 @@ def choose_k(
 def main(args: argparse.Namespace) -> int:
     if args.log is not None and not args.log.strip():
         raise UsageError("--log is empty: name the step log folder, or leave --log out for runs/TASK-TIMESTAMP.parquet")
+    if args.resume_changed_code and not args.resume:
+        raise UsageError("--resume-changed-code goes with --resume")
     if args.resume and args.log is None:
         raise UsageError("--resume needs --log: the step log folder of the run to continue")
     task = task_from_args(args)
@@ -338,6 +343,7 @@ def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.N
         max_cost_usd=args.max_cost,
         spent_before_usd=estimate_spend(getattr(args, "estimate", None)),
         prices=user_prices(args, [*args.model, *voting.escalation_models]),
+        allow_code_change=args.resume_changed_code,
     )
 
 
@@ -376,13 +382,25 @@ def report(result: RunResult, as_json: bool) -> int:
     return exit_code(result)
 
 
+def _why_not(result: RunResult) -> str:
+    """What reconciles "NOT solved" with "0 errors", so the line never contradicts itself:
+    the run stopped early, or every decision matched its premise's truth and the end is
+    still not the goal (the task changed under the log, or its goal check disagrees)."""
+    if result.solved or result.errors != 0:
+        return ""
+    if result.steps < result.total_steps:
+        return f" so far: stopped after {result.steps:,} of {result.total_steps:,} steps"
+    return (": no decision differs from the ground truth on its own premise, yet the end is not the goal "
+            f"(check the whole chain: maker replay {result.log or 'LOG'} --verify)")
+
+
 def print_summary(result: RunResult) -> None:
     label = " [simulated model]" if result.simulated else ""
     if result.errors is None:
         verdict = "finished" if result.solved else "NOT finished"
     else:
         verdict = "solved" if result.solved else "NOT solved"
-    print(f"{result.task}: {verdict} in {result.steps:,} steps, {errors_text(result.errors)}{label}")
+    print(f"{result.task}: {verdict} in {result.steps:,} steps, {errors_text(result.errors)}{_why_not(result)}{label}")
     by_reason = ", ".join(f"{k} {v}" for k, v in sorted(result.red_flags_by_reason.items())) or "none"
     wasted = int(result.extra.get("wasted_samples") or 0)
     drawn = f", samples drawn {result.samples + wasted:,} (incl. {wasted:,} wasted speculative)" if wasted else ""

@@ -6,13 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from maker.budget.tuning import TuneReport, tune_log
+from maker.budget.tuning import TuneReport, p_source_line, tune_log
 from maker.cli.estimate import print_model
 
 DESCRIPTION = """Re-estimate p, the valid-sample rate and the collision rate from a finished run's
-step log, grading each valid vote against its step's decided answer (a vote that disagrees is an
-error; a collision is a step whose first two valid votes both disagree), and say which margin k
-the next run of that length (or --steps) should use, on the pessimistic end of the 95% interval."""
+step log, and say which margin k the next run of that length (or --steps) should use, on the
+pessimistic end of the 95% interval.  Where the run knew its ground truth, p is graded: each
+valid vote against the truth of its step's premise; otherwise it is agreement: each valid vote
+against its step's decided answer (which can only overstate accuracy).  The report says which
+("p used: ...").  A run with known wrong decisions is never told to keep its k."""
 
 EPILOG = """examples:
   maker tune runs/h20.parquet --target 0.95
@@ -50,10 +52,13 @@ def print_report(report: TuneReport) -> None:
     label = " [simulated model]" if report.simulated else ""
     print(
         f"{report.log}: {report.task}, {report.decided_steps:,} of {report.total_steps:,} steps decided "
-        f"with k = {report.k_used}, {report.wrong_decisions} known wrong decisions{label}"
+        f"with k = {report.k_used}, "
+        + (f"{report.wrong_decisions} known wrong decisions" if report.graded_decisions else "wrong decisions unknown (no ground truth)")
+        + label
     )
     if report.undecided_samples:
         print(f"  ({report.undecided_samples} samples of undecided steps left out)")
+    print(f"  {p_source_line(report)}")
     print_model(report.overall)
     for m in report.per_model:
         print_model(m)

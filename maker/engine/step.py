@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from bisect import bisect_right
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -66,6 +65,7 @@ from maker.cluster.simulator import mix64
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, StepJudge
 from maker.engine.rows import SAMPLE_COLUMNS, Row, append_rows
+from maker.engine.tiers import Redecision, Tiers, tier_of
 from maker.engine.variants import step_prompts, variant_of
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 from maker.voting import Ballot
@@ -339,36 +339,23 @@ async def vote_one(
 
 def tier_starts(events: dict[str, list[Any]] | None) -> tuple[dict[int, list[int]], dict[int, str | None]]:
     """From event columns (step, detail JSON): each step's escalation boundaries (first
-    sample index of each later tier, ascending) and its plurality decisions {step: answer}."""
-    starts: dict[int, list[int]] = {}
-    plural: dict[int, str | None] = {}
-    for index, detail in zip((events or {}).get("step", ()), (events or {}).get("detail", ())):
-        d = json.loads(detail) if isinstance(detail, str) else detail
-        if d.get("event") == "escalation":
-            starts.setdefault(int(index), []).append(int(d["from_sample"]))
-        elif d.get("event") == "plurality":
-            plural[int(index)] = d.get("answer")
-    for bounds in starts.values():
-        bounds.sort()
-    return starts, plural
-
-
-def tier_of(starts: list[int] | None, sample: int) -> int:
-    """The tier (0: the run's models) that sample index `sample` was drawn on."""
-    return bisect_right(starts, sample) if starts else 0
+    sample index of each later tier, ascending) and its plurality decisions {step: answer}
+    (`maker.engine.tiers.Tiers.from_columns`)."""
+    tiers = Tiers.from_columns(events)
+    return tiers.starts, tiers.plural
 
 
 def recount(
     samples: dict[str, list[Any]], decisions: dict[str, list[Any]], k: int, events: dict[str, list[Any]] | None = None
 ) -> str | None:
-    """Re-decide returned steps from their counted votes, in sample order: the driver's
-    check of a worker's columns.  None when every decision is what its deciding tier's
-    votes decide at margin k (or, for a plurality decision, their undecided leader), no
-    vote was counted after a decision or on a wasted sample, and no tier that escalated
-    had decided; otherwise what is wrong, in one line.  `events`: the batch's event
-    columns (escalation boundaries, plurality decisions; see `tier_starts`)."""
-    starts, plural = tier_starts(events)
-    ballots: dict[tuple[int, int], Ballot] = {}
+    """Re-decide returned steps from their counted votes, tier by tier
+    (`maker.engine.tiers`): the driver's check of a worker's columns.  None when every
+    decision is what its deciding tier's votes decide at margin k (or, for a plurality
+    decision, their undecided leader), no vote was counted after a decision or on a wasted
+    sample, and no tier that escalated had decided; otherwise what is wrong, in one line.
+    `events`: the batch's event columns (escalation boundaries, plurality decisions)."""
+    tiers = Tiers.from_columns(events)
+    votes: dict[int, dict[int, Any]] = {}
     for index, i, answer, counted, wasted in zip(
         samples["step"], samples["sample"], samples["answer"], samples["counted"], samples["wasted"]
     ):
@@ -376,21 +363,22 @@ def recount(
             continue
         if wasted:  # drawn on a speculative premise that lost: never a vote
             return f"step {index}: a wasted sample was counted"
-        at = (index, tier_of(starts.get(index), i))
-        ballot = ballots.get(at)
-        if ballot is None:
-            ballot = ballots[at] = Ballot(k)
-        if ballot.decided:
+        votes.setdefault(index, {})[i] = answer
+    redecided: dict[int, Redecision] = {}
+    for index, by_sample in votes.items():
+        keys: list[Any] = [None] * (max(by_sample) + 1)
+        for i, answer in by_sample.items():
+            keys[i] = answer
+        r = redecided[index] = tiers.redecide(index, keys, k)
+        if r.how == "margin" and r.tier < tiers.last(index):
+            return f"step {index}: escalated although tier {r.tier} had decided"
+        if r.how == "margin" and r.consumed < len(keys):
             return f"step {index}: a vote was counted after the decision"
-        ballot.add(answer)
-    for (index, tier), ballot in ballots.items():
-        if ballot.decided and tier < len(starts.get(index, ())):
-            return f"step {index}: escalated although tier {tier} had decided"
     for index, winner in zip(decisions["step"], decisions["answer"]):
-        ballot = ballots.get((index, len(starts.get(index, ()))))
-        if index in plural:
-            if ballot is None or ballot.decided or ballot.leader != winner or plural[index] != _text(winner):
+        r = redecided.get(index)
+        if index in tiers.plural:
+            if r is None or r.how != "plurality" or r.winner != winner or tiers.plural[index] != _text(winner):
                 return f"step {index}: the plurality decision {winner!r} is not its ballot's leader"
-        elif ballot is None or ballot.winner != winner:
+        elif r is None or r.how != "margin" or r.winner != winner:
             return f"step {index}: the votes do not decide {winner!r}"
     return None

@@ -8,6 +8,13 @@ policy would no longer reproduce its decisions.  So every setting the metadata r
 about *what is drawn and how it is judged* must match; a resume that changes one is
 refused, naming each setting that differs.
 
+The task's code is part of the run: `code_fingerprint` hashes the file that defines the
+task (a ``file.py:attr`` or ``pkg.module:attr`` reference, a plugin's module, a built-in's
+own module) and the run records it as ``task_code``.  A resume whose code differs is
+refused like any other difference (a re-seeded move list would otherwise continue a run
+whose first half no longer fits its task); `allow_code_change` goes on anyway, and the
+driver then records the change in the log (an event row, ``code_change``).
+
 What may change: the give-up caps (`max_samples_per_step`, `max_discards_in_a_row`,
 `max_failed_calls`).  They decide when a run stops undecided, never what a decided step
 is, and raising one is how a run stopped by its cap goes on.  Settings that an older
@@ -25,7 +32,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 #: Top-level settings that name the run: (metadata key, how a user sets it).  `simulated`
@@ -87,9 +98,51 @@ def resume_conflicts(logged: Mapping[str, Any], current: Mapping[str, Any]) -> l
     return out
 
 
-def resume_refusal(logged: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
-    """The one-line message that refuses a resume, or None when it may go on."""
+def code_fingerprint(task: Any) -> dict[str, Any] | None:
+    """What the run records as ``task_code``: ``{"file": PATH, "sha256": HEX, "options":
+    HEX}`` -- the file that defines the task (found from its recorded name) and a hash of
+    its options -- or None when no file can be named (a task object made in Python under
+    a name that does not resolve, or a file that cannot be read)."""
+    from maker.tasks.registry import TaskNameError, resolve
+
+    spec = getattr(task, "spec", None)
+    name = getattr(spec, "name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        target = resolve(name).target
+    except (TaskNameError, Exception):  # noqa: BLE001 -- an unresolvable name is simply not fingerprinted
+        return None
+    module = inspect.getmodule(target) or inspect.getmodule(type(target))
+    path = getattr(module, "__file__", None)
+    if not path:
+        return None
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    options = json.dumps(getattr(spec, "options", {}) or {}, sort_keys=True, default=repr)
+    return {"file": str(Path(path).resolve()), "sha256": digest,
+            "options": hashlib.sha256(options.encode()).hexdigest()}
+
+
+def code_change(logged: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """How the task's code differs between the logged run and now, in words; None when it
+    does not (or an older log recorded no fingerprint)."""
+    before, after = logged.get("task_code"), current.get("task_code")
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping) or before.get("sha256") == after.get("sha256"):
+        return None
+    where = before.get("file") if before.get("file") == after.get("file") else f"{before.get('file')} -> {after.get('file')}"
+    return f"the task's code changed ({where}: sha256 {str(before.get('sha256'))[:12]} in the log, {str(after.get('sha256'))[:12]} now)"
+
+
+def resume_refusal(logged: Mapping[str, Any], current: Mapping[str, Any], allow_code_change: bool = False) -> str | None:
+    """The one-line message that refuses a resume, or None when it may go on (a changed
+    task code only with `allow_code_change`)."""
     conflicts = resume_conflicts(logged, current)
+    changed = code_change(logged, current)
+    if changed and not allow_code_change:
+        conflicts.insert(0, changed + "; --resume-changed-code goes on anyway and records it in the log")
     if not conflicts:
         return None
     return (
@@ -99,4 +152,4 @@ def resume_refusal(logged: Mapping[str, Any], current: Mapping[str, Any]) -> str
     )
 
 
-__all__ = ["MAY_CHANGE", "resume_conflicts", "resume_refusal"]
+__all__ = ["MAY_CHANGE", "code_change", "code_fingerprint", "resume_conflicts", "resume_refusal"]

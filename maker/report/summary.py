@@ -209,6 +209,7 @@ def write_report(stats: RunStats, out: str | Path) -> list[Path]:
 
 
 def render_markdown(s: RunStats, images: set[str]) -> str:
+    from maker.budget.advice import next_k
     from maker.voting import clopper_pearson, k_min_pessimistic
 
     sim = " (simulated model)" if s.simulated else ""
@@ -262,9 +263,20 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
             f"| valid samples agreeing with their step's decision | {ci.point:.5f} "
             f"(95% CI {ci.low:.5f}-{ci.high:.5f}; {s.valid:,} samples) |"
         )
+        if s.graded_decisions and not s.wrong_decisions:
+            lines.append("| which p that is | graded: every decision equals the ground truth, so agreeing is being right |")
+        elif s.graded_decisions:
+            lines.append(f"| which p that is | agreement, not accuracy: {s.wrong_decisions:,} decisions differ from the "
+                         "ground truth, and votes that agree with a wrong decision count as right here "
+                         "(`maker tune` grades them) |")
+        else:
+            lines.append("| which p that is | agreement (no ground truth): errors that agree and win look right |")
         if s.steps:
             kp = k_min_pessimistic(s.valid - s.errors_vs_decision, s.valid, max(s.total_steps, s.steps), 0.95)
-            lines.append(f"| smallest k for 95% run success, on that interval's low end | {kp if kp else 'none'} |")
+            reached = max([s.k, *(k for _, k in s.k_changes)])
+            advised, why = next_k(kp, k_used=reached, wrong_decisions=s.wrong_decisions if s.graded_decisions else None)
+            shown = f"{advised} ({why}; that p alone asks for {kp})" if why else (kp if kp else "none")
+            lines.append(f"| smallest k for 95% run success, on that interval's low end | {shown} |")
     if s.first_two_steps and s.valid:
         p = 1 - s.errors_vs_decision / s.valid
         lines.append(

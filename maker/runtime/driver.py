@@ -42,7 +42,7 @@ from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
 from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
-from maker.log.identity import resume_refusal
+from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, decisions, last_decision, open_log
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
@@ -138,6 +138,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
         "task": task.spec.name,
         "task_options": task.spec.options,
         "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
+        "task_code": code_fingerprint(task),  # the defining file's hash: a resume with other code is refused
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
         "voting": json.loads(json.dumps(asdict(voting))),  # as the log stores it (tiers: lists), so a resume compares alike
@@ -150,9 +151,9 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
     }
 
 
-def _check_resumable(previous: dict[str, Any], current: dict[str, Any]) -> None:
+def _check_resumable(previous: dict[str, Any], current: dict[str, Any], allow_code_change: bool = False) -> None:
     """UsageError naming every setting a resume changes (see `maker.log.identity`)."""
-    refusal = resume_refusal(previous, current)
+    refusal = resume_refusal(previous, current, allow_code_change)
     if refusal is not None:
         raise UsageError(refusal)
 
@@ -190,13 +191,16 @@ def run(
     max_cost_usd: float | None = None,
     spent_before_usd: float = 0.0,
     prices: Mapping[str, Price] | None = None,
+    allow_code_change: bool = False,
 ) -> RunResult:
     """Run `task` to the end (or `max_steps`), voting every step; return what happened.
 
     Chained tasks run segment by segment (`cluster.speculate`, `cluster.draft` and
     `max_steps` apply); plan tasks run on the DAG dispatcher (`dag`: a
     `maker.runtime.dag.DagConfig`).  A setting the task's shape cannot serve is refused.
-    `extra_meta` adds entries to the log's run metadata.
+    `extra_meta` adds entries to the log's run metadata.  A `resume` whose task code differs
+    from the log's is refused unless `allow_code_change` (the change is then logged as a
+    ``code_change`` event row).
 
     `max_cost_usd` caps what the run is billed, in flight included (`maker.budget.spend`):
     no round is sent whose worst case would cross it; the run then stops cleanly with
@@ -260,6 +264,7 @@ def run(
     meta.update(extra_meta or {})
     progress = progress or Progress(task.total_steps, enabled=False)
     resumed_events: list = []
+    changed_code: str | None = None
     info: LogInfo | None = None
     writer = None
     if log is not None:
@@ -269,7 +274,8 @@ def run(
                 raise UsageError(f"{log} does not exist: nothing to resume")
             if not _never_written(log):  # killed before its first part: nothing to resume from, start over
                 info = open_log(log)
-                _check_resumable(info.run, meta)
+                _check_resumable(info.run, meta, allow_code_change)
+                changed_code = code_change(info.run, meta)
                 resumed_events = [detail for _, detail in log_events(info)]
         writer = StepLogWriter(log, meta, resume=resume)
     elif resume:
@@ -283,9 +289,13 @@ def run(
         start = task.first_step() if last is None else task.step_after(last[0], last[1])
         first = start.index
         last_index = task.total_steps - 1 if max_steps is None else min(task.total_steps, first + max_steps) - 1
+    if changed_code and writer is not None:  # resumed on other code, as asked: the log says so, from where
+        detail = {"event": "code_change", "from_step": first, "message": changed_code,
+                  "log": (info.run if info is not None else {}).get("task_code"), "now": meta["task_code"]}
+        writer.append({}, {}, {"step": [first], "detail": [json.dumps(detail, sort_keys=True)]})
     live = Guard(guard, k=voting.k, first_step=first, last_step=last_index,
                  stream=progress.stream if progress.enabled else None)  # quiet: events and --json only
-    live.restore(resumed_events)  # a resumed run goes on at the k its log last changed to
+    live.restore(resumed_events, info)  # a resumed run goes on at its logged k, with its logged vote counts
     state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
     state.breakdown = CostBreakdown(frozenset(s.model for s in tier_specs))
     if info is not None:

@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import maker.voting as stats
+from maker.budget.advice import next_k
 from maker.config import VotingConfig
 from maker.errors import UsageError
 
@@ -124,6 +125,9 @@ class Guard:
         self.with_two = 0  # steps with at least two counted votes
         self.pair_wrong = 0  # wrong votes among those steps' first two
         self.collisions = 0
+        self.graded_decisions = 0  # decisions whose ground truth is known (their `correct`)
+        self.wrong_decisions = 0  # of which wrong
+        self.k_at_wrong = 0  # the largest k a wrong decision was made under
         self.decided_through = first_step - 1
         self._window = (0, 0, 0)  # (with_two, pair_wrong, collisions) at the last k change
         self._k_built = k
@@ -141,11 +145,18 @@ class Guard:
             self._k_built = self.k
         return voting if voting.k == self.k else replace(voting, k=self.k)
 
-    def observe(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]]) -> None:
-        """Count a checked segment's votes, then raise alarms (and k) as the module says."""
+    def observe(self, samples: dict[str, list[Any]], decisions: dict[str, list[Any]], *, evaluate: bool = True) -> None:
+        """Count a checked segment's votes, then raise alarms (and k) as the module says
+        (`evaluate=False`: count only, as a resumed run restores what its log holds)."""
         winners = dict(zip(decisions["step"], decisions["answer"]))
         if not winners:
             return
+        right = dict(zip(decisions["step"], decisions.get("correct") or [None] * len(winners)))
+        wrong_now = sum(ok is False for ok in right.values())
+        self.graded_decisions += sum(ok is not None for ok in right.values())
+        self.wrong_decisions += wrong_now
+        if wrong_now:
+            self.k_at_wrong = max(self.k_at_wrong, self.k)
         current = None
         nth = 0
         first_wrong = False
@@ -157,6 +168,11 @@ class Guard:
             if winner is None:
                 continue
             wrong = answer != winner
+            if right.get(step) is False:  # decided wrong (ground truth): a vote for it is an error,
+                if not wrong:  # a vote for another answer may be right or wrong: not graded here
+                    wrong = True
+                else:
+                    continue
             votes += 1
             errors += wrong
             if step != current:
@@ -173,19 +189,45 @@ class Guard:
         self.pair_wrong += pair_wrong
         self.collisions += collisions
         self.decided_through = max(self.decided_through, max(winners))
-        self._evaluate()
+        if evaluate:
+            self._evaluate()
 
     def drain(self) -> dict[str, list[Any]]:
         """Event rows not yet written, as step-log columns (`kind = 'event'`)."""
         rows, self._pending = self._pending, []
         return {"step": [s for s, _ in rows], "detail": [json.dumps(d, sort_keys=True) for _, d in rows]}
 
-    def restore(self, events: list[dict[str, Any]]) -> None:
-        """Continue a resumed run at the k its log last changed to (statistics start afresh)."""
+    def restore(self, events: list[dict[str, Any]], info: Any = None) -> None:
+        """Continue a resumed run where its log left off: at the k it last changed to, with
+        the vote counts of every step the log decided (`info`: the log, see
+        `maker.log.steplog.open_log`), and with the alarms and notes it already raised
+        (they are not raised, nor logged, again)."""
         changes = [e for e in events if e.get("event") == "k_change"]
         if changes:
             self.k = self._k_built = int(changes[-1]["k"])
             self.k_max = max(self.k_max, self.k)
+        for e in events:
+            if e.get("event") == "alarm":
+                self._alarms.add(e.get("alarm"))
+            elif e.get("event") == "note":
+                self._said.add(e.get("note"))
+        if info is None:
+            return
+        import pyarrow as pa
+
+        from maker.log.by_step import iter_chunks
+
+        raised = max((int(e["step"]) for e in events if e.get("event") == "k_raise"), default=None)
+        first = self.decided_through
+        for chunk in iter_chunks(info, ("counted", "wasted"), ("correct",)):
+            live = chunk.samples.filter(pa.array(chunk.live()))  # not wasted, not superseded by a redraw
+            cols = live.select(["step", "answer", "counted", "wasted"]).to_pydict()
+            self.observe(cols, chunk.decisions.select(["step", "answer", "correct"]).to_pydict(), evaluate=False)
+            if raised is not None and self.decided_through >= raised and self._window == (0, 0, 0):
+                self._window = (self.with_two, self.pair_wrong, self.collisions)  # collisions since the last raise
+        self.decided_through = max(first, self.decided_through)
+        if self.votes:
+            self._evaluate(quiet=True)
 
     def summary(self) -> str:
         """The guard's part of the progress line."""
@@ -215,7 +257,8 @@ class Guard:
         }
 
     # -- the judgement ----------------------------------------------------------------
-    def _evaluate(self) -> None:
+    def _evaluate(self, quiet: bool = False) -> None:
+        """Update the snapshot; raise alarms and act on them (`quiet`: the snapshot only)."""
         cfg = self.config
         n, e = self.votes, self.errors
         if n == 0:
@@ -246,7 +289,13 @@ class Guard:
             "collision_ratio_since_k_change": None if ratio is None or math.isinf(ratio) else round(ratio, 3),
             "success": success,
             "remaining_steps": remaining if self.decided_through < self.last_step else 0,
+            # graded: votes against ground truth where the decisions know theirs; else agreement
+            "p_source": "graded" if self.graded_decisions else "agreement",
+            "wrong_decisions": self.wrong_decisions if self.graded_decisions else None,
+            "k_at_wrong": self.k_at_wrong or None,  # the largest k a known wrong decision was made under
         }
+        if quiet:
+            return
         at = self.decided_through
         needed: dict[str, int | None] = {}
         # Alarm 1: the pessimistic end of p is below the plan, on enough evidence.
@@ -277,6 +326,13 @@ class Guard:
                 self._say(at, "coin_flip", f"where errors concentrate the votes agree with the decision only "
                           f"{1 - hard_error:.0%} of the time: a coin flip, and if the decisions there are the wrong "
                           "side of it no margin helps; try --prompt-variants, red flags or another model")
+        # Alarm 3: decisions known wrong (ground truth): the k they were made under did not hold.
+        if self._onset("wrong_decisions", self.wrong_decisions > 0):
+            self._warn(at, "wrong_decisions", f"{self.wrong_decisions} decision(s) differ from the ground truth at "
+                       f"k={self.k_at_wrong}: that k did not hold")
+        if self.wrong_decisions:
+            needed["wrong_decisions"] = next_k(self.k_at_wrong, k_used=self.k_at_wrong,
+                                               wrong_decisions=self.wrong_decisions)[0]
         if needed:
             self._act(at, needed)
 

@@ -81,7 +81,7 @@ class RunState:
         self.progress.update(totals)
 
     def count_log(self, info: LogInfo) -> None:
-        """Add what a log being resumed already holds (the guard's statistics start afresh)."""
+        """Add what a log being resumed already holds (the guard restores its own: `Guard.restore`)."""
         wanted = ("red_flag", "cost_usd", "wasted", "faults", "reasoning_tokens", *BREAKDOWN_COLUMNS)
         for table in iter_tables(info, ["step", "correct", *wanted]):
             cols = {name: table[name].to_pylist() for name in table.column_names}

@@ -135,6 +135,22 @@ def test_server_lifecycle_loopback_and_restart(tmp_path: Path) -> None:
     assert "restart 1" in text and "Uvicorn running on http://127.0.0.1" in text
 
 
+def test_the_model_loaded_without_extra_buffer_types_answers(tmp_path: Path) -> None:
+    """What maker does on CPUs with AMX (#22 §0), forced on here: the server loads the model
+    with `use_extra_bufts = False` and answers a real completion."""
+    config = LocalServerConfig(embedded_gguf_path(), log_path=tmp_path / "server.log", extra_buffers=False)
+    with LocalServer(config) as server:
+        assert "--no-extra-buffers" in server.command()
+        body = json.dumps({"model": server.alias, "prompt": "1, 2, 3,", "max_tokens": 4, "temperature": 0}).encode()
+        request = urllib.request.Request(
+            f"{server.api_base}/completions", body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            reply = json.load(response)
+    assert reply["choices"][0]["text"].strip()
+    assert "no use_extra_bufts" not in (tmp_path / "server.log").read_text()
+
+
 @pytest.mark.parametrize("sigint", ["live", "ignored"])  # ignored: as under `nohup maker run ... &`
 def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error(tmp_path: Path, sigint: str) -> None:
     started: list[LocalServer] = []

@@ -177,3 +177,66 @@ def test_only_the_last_few_server_logs_are_kept(tmp_path: Path) -> None:
     left = sorted(p.name for p in tmp_path.iterdir())
     assert len(deleted) == 5
     assert left == sorted([f"maker-local-smollm-{dead + i}.log" for i in (5, 6, 7)] + [live.name, "unrelated.log"])
+
+
+# -- CPUs with AMX (#22 §0): llama.cpp's AMX path crashes, so maker turns it off ------------
+
+from maker.cluster.local_server import LocalServerError, cpu_flags, default_extra_buffers  # noqa: E402
+
+SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_bf16 avx512_fp16 amx_tile amx_int8\n"
+EPYC = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma bmi2 sha_ni\n"
+
+
+@pytest.mark.parametrize("cpuinfo,extra", [(SAPPHIRE_RAPIDS, False), (EPYC, True), ("", True)])
+def test_extra_buffer_types_are_off_exactly_where_the_cpu_has_amx(cpuinfo: str, extra: bool) -> None:
+    assert default_extra_buffers(cpu_flags(cpuinfo)) is extra
+
+
+def test_cpu_flags_reads_this_machine() -> None:
+    import platform
+
+    if platform.machine() != "x86_64" or not Path("/proc/cpuinfo").exists():
+        pytest.skip("reads x86-64 Linux flags")
+    assert "sse2" in cpu_flags()  # every x86-64 CPU has it
+
+
+@pytest.mark.parametrize("extra", [True, False])
+def test_the_server_command_asks_the_child_to_load_without_extra_buffers(tmp_path: Path, extra: bool) -> None:
+    server = LocalServer(LocalServerConfig(fake_gguf(tmp_path / "m.gguf"), port=1, extra_buffers=extra))
+    assert ("--no-extra-buffers" in server.command()) is (not extra)
+    auto = LocalServer(LocalServerConfig(fake_gguf(tmp_path / "m.gguf"), port=1))
+    assert ("--no-extra-buffers" in auto.command()) is (not default_extra_buffers())
+
+
+def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -> None:
+    """Against the installed llama-cpp-python: its `Llama` takes model params from
+    `llama_model_default_params`, which the child wraps; a rename upstream fails here."""
+    pytest.importorskip("llama_cpp", reason="the embedded model is an optional extra")
+    import subprocess
+    import sys
+
+    child = Path(__file__).resolve().parents[2] / "cluster" / "_local_child.py"
+    code = (
+        f"import runpy, sys; sys.argv = ['x']; ns = runpy.run_path({str(child)!r}, run_name='child');"
+        "import llama_cpp.llama_cpp as lib; print(lib.llama_model_default_params().use_extra_bufts);"
+        "ns['without_extra_buffers'](); print(lib.llama_model_default_params().use_extra_bufts)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "False"]
+
+
+def test_a_server_killed_by_a_signal_at_start_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A stand-in 'python' that dies of SIGSEGV, as llama.cpp's AMX path does: the error
+    names the signal, the likely cause and what to do, in one line."""
+    pytest.importorskip("llama_cpp", reason="the embedded model is an optional extra")
+    crash = tmp_path / "crash.sh"
+    crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crash.chmod(0o755)
+    config = LocalServerConfig(fake_gguf(tmp_path / "m.gguf"), python=str(crash), log_path=tmp_path / "s.log")
+    with pytest.raises(LocalServerError) as info:
+        LocalServer(config).start()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "killed by SIGSEGV while starting" in message
+    assert "llama.cpp crashed in its native code" in message
+    assert str(tmp_path / "s.log") in message and "rebuild llama.cpp" in message

@@ -36,6 +36,7 @@ PUBLIC = [
     "avote",
     "chain_task",
     "estimate",
+    "map",
     "operation",
     "plan",
     "plan_task",

@@ -57,7 +57,9 @@ def test_steps_are_random_distinct_and_reproducible() -> None:
     a = pick_steps(1023, 200, seed=1)
     assert a == pick_steps(1023, 200, seed=1) != pick_steps(1023, 200, seed=2)
     assert len(set(a)) == 200 and 0 <= min(a) and max(a) < 1023
-    assert len(pick_steps(7, 20, seed=0)) == 20  # more steps than the task has: repeats
+    # more steps asked than the task has: each once (a repeat would redraw the same seeded samples)
+    assert pick_steps(7, 20, seed=0) == list(range(7))
+    assert pick_steps(7, 3, seed=0, voted=[1, 4, 6]) == [1, 4, 6] and pick_steps(7, 9, seed=0, voted=[2]) == [2]
 
 
 def test_a_batch_draws_like_a_run_and_batches_steps_per_call() -> None:

@@ -74,7 +74,7 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
         return out
 
     out = drive(tmp_path, script)
-    assert set(out["tools"]) == {"vote", "plan", "run", "status", "verify", "tasks"}
+    assert set(out["tools"]) == {"vote", "plan", "run", "status", "runs", "cancel", "verify", "tasks"}
     props = {name: set(t.input_schema["properties"]) for name, t in out["tools"].items()}
     assert {"prompt", "models", "k", "key"} <= props["vote"] and {"log"} <= props["verify"]
     assert {"task", "models", "options", "k"} <= props["run"] and {"run_id"} <= props["status"]
@@ -205,7 +205,7 @@ def test_http_serves_the_same_tools_on_loopback_only(tmp_path) -> None:
                             "outside": _error(await session.call_tool("verify", {"log": "/etc"}))}
 
         out = anyio.run(main)
-        assert out["tools"] == {"vote", "plan", "run", "status", "verify", "tasks"}
+        assert out["tools"] == {"vote", "plan", "run", "status", "runs", "cancel", "verify", "tasks"}
         assert out["plan"]["k"] == 3 and "outside the server's root" in out["outside"]
         for address in _own_addresses() - {"127.0.0.1"}:  # this machine's other addresses: nothing listens there
             with pytest.raises(OSError):
