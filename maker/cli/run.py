@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
-from maker.cli.budget import add_budget_argument, budget_preamble, estimate_spend, print_cost_lines
 from maker.cli.common import (
+    add_budget_argument,
     add_model_arguments,
     add_undecided_arguments,
+    budget_preamble,
+    estimate_spend,
     model_specs,
+    print_cost_lines,
     prompt_style_of,
     undecided_settings,
     user_prices,

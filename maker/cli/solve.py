@@ -8,8 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maker.cli.budget import add_budget_argument, budget_preamble
-from maker.cli.common import add_model_arguments, add_undecided_arguments, model_specs, undecided_settings, user_prices
+from maker.cli.common import (
+    add_budget_argument,
+    add_model_arguments,
+    add_undecided_arguments,
+    budget_preamble,
+    model_specs,
+    undecided_settings,
+    user_prices,
+)
 from maker.errors import UsageError
 
 DESCRIPTION = """Solve a free-form problem in two phases. Plan: the model is asked whether the problem
