@@ -245,7 +245,8 @@ def test_a_plan_run_stops_at_its_cap_with_its_log_resumable(ray_address, tmp_pat
     dear = Price(1000.0, 1000.0, "test")
     age = maker.operation("age", prompt=lambda args: f"Record: {args[0]}\nage:", key="integer", parse=lambda r: r.strip())
     lines = "".join(f'#E{i + 1} = age("name: P{i}; age: {30 + i}")\n' for i in range(10))
-    plan = maker.plan_task(lines + "answer = #E1", ops=[age])
+    lines += "#E11 = total(" + ", ".join(f"#E{i + 1}" for i in range(10)) + ")\n"
+    plan = maker.plan_task(lines + "answer = #E11", ops=[age, maker.tool("total", lambda *xs: sum(map(int, xs)))])
     model = ModelSpec(maker.FunctionClient(answer, name="fn"), price=dear)
     worst = Budget(None, {"fn": dear}).worst_case("fn", SampleRequest("Record: name: P0; age: 30\nage:", 0.0, 751, 1))
     cap = 2 * 2 * worst + 0.05  # the first rounds (k = 2) of two steps fit, a third does not
@@ -253,7 +254,8 @@ def test_a_plan_run_stops_at_its_cap_with_its_log_resumable(ray_address, tmp_pat
     result = maker.run(plan, [model], maker.VotingConfig(k=2, prompt_style="completion"), log=log,
                        cluster=maker.ClusterConfig(address=ray_address), max_cost_usd=cap)
     assert result.status == "budget_reached" and result.steps == 2 and result.cost_usd == pytest.approx(0.04)
-    assert result.budget["spent_usd"] == pytest.approx(0.04) and "2 of 10 steps decided" in result.budget["line"]
+    assert result.budget["spent_usd"] == pytest.approx(0.04) and "2 of 11 steps decided" in result.budget["line"]
     again = maker.run(plan, [model], maker.VotingConfig(k=2, prompt_style="completion"), log=log, resume=True,
                       cluster=maker.ClusterConfig(address=ray_address), max_cost_usd=100.0)
-    assert again.solved and again.steps == 10 and again.budget["spent_usd"] == pytest.approx(0.20)
+    assert again.solved and again.steps == 11 and again.budget["spent_usd"] == pytest.approx(0.20)
+    assert again.extra["answer"] == str(sum(range(30, 40)))
