@@ -22,6 +22,7 @@ from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
 from .local.server import INSTALL_HINT, check_gguf, is_local_model, llama_server_missing, model_path_of
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
+from .pricing import Price, price_of
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
 
@@ -44,6 +45,8 @@ class ModelSpec:
     #: on a cluster, one (node id, api_base, api_bases) per node that serves the model itself
     #: (`cluster.nodes`): a client built on a node talks to that node's servers
     node_bases: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    #: what its tokens cost (`cluster.pricing.Price`); None: `unit_price` looks it up
+    price: Price | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) and hasattr(self.model, "complete"):
@@ -65,6 +68,26 @@ class ModelSpec:
             f"(served on {', '.join(n[:12] for n, _, _ in self.node_bases)})",
             model=self.model,
         )
+
+    def unit_price(self) -> Price:
+        """What this model's tokens cost and where that comes from: `price` when given, free
+        for a fake (the simulator, `maker sim-server`, a script, a client that says it is
+        simulated), else litellm's offline table -- unknown (`Price.known` False) for a model
+        it does not know, and for a client object of the user's own."""
+        if self.price is not None:
+            return self.price
+        if self.client is not None:
+            own = getattr(self.client, "unit_price", None)  # an HTTP client knows its model's price
+            if isinstance(own, Price):
+                return own
+            if getattr(self.client, "simulated", False):
+                return Price(0.0, 0.0, "simulated (free)")
+            return Price(0.0, 0.0, "unknown: your own client (give ModelSpec(client, price=Price(...)))", known=False)
+        if self.model.startswith("py:"):
+            return Price(0.0, 0.0, "unknown: a py: model (pass --price-in/--price-out)", known=False)
+        if self.is_simulated:
+            return Price(0.0, 0.0, "simulated (free)")
+        return price_of(self.model)
 
     @property
     def in_process_simulator(self) -> bool:
@@ -332,6 +355,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         rpm=spec.rpm,
         tpm=spec.tpm,
         stop=tuple(getattr(task, "stop", ()) or ()),
+        price=spec.price,
         # maker's own sim-server derives a seed per choice of an n-request; any other server
         # gets n-requests without a seed (one seed for n choices is what makes servers copy)
         seed_per_choice=spec.api_base is not None and served_by_sim_server(spec.api_base),

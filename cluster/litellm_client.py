@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from .errors import ModelConfigError
-from .openai_compatible import choice_text, json_reply, reasoning_tokens
+from .openai_compatible import cached_tokens, choice_text, json_reply, reasoning_tokens
 from .pricing import import_litellm
 from .protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply, fault_kind, one_line
@@ -211,21 +211,12 @@ class LiteLLMClient(PooledClient):
         choices = [choice_text(choice) for choice in response.choices]
         usage = getattr(response, "usage", None)
         hidden = getattr(response, "_hidden_params", None) or {}
-        if not isinstance(hidden, dict):
-            hidden = {}
-        if "response_cost" in hidden:  # litellm priced it already (None: unpriced); ~10% of a call's CPU
-            cost = float(hidden["response_cost"] or 0.0)
-        else:
-            try:
-                cost = float(self._litellm.completion_cost(completion_response=response) or 0.0)
-            except Exception:  # unpriced model (local server, sim-server): cost unknown, count 0
-                cost = 0.0
-        return Reply(
+        return Reply(  # priced by `PooledClient.price` from usage, as the OpenAI-compatible client prices it
             choices,
             int(getattr(usage, "prompt_tokens", 0) or 0),
             int(getattr(usage, "completion_tokens", 0) or 0),
-            cost,
             getattr(response, "id", None),
-            bool(hidden.get("cache_hit")),
-            reasoning_tokens(usage),
+            bool(hidden.get("cache_hit")) if isinstance(hidden, dict) else False,
+            cached_tokens=cached_tokens(usage),
+            reasoning_tokens=reasoning_tokens(usage),
         )

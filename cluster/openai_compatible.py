@@ -253,14 +253,25 @@ def reasoning_tokens(usage: Any) -> int:
         return 0
 
 
+def cached_tokens(usage: Any) -> int:
+    """Prompt tokens the provider read from its cache (``prompt_tokens_details.cached_tokens``;
+    0 when it does not say): billed at its cache-read rate."""
+    details = _get(usage, "prompt_tokens_details") if usage is not None else None
+    value = _get(details, "cached_tokens") if details is not None else None
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def json_reply(data: Any) -> Reply:
-    """A completion's JSON (a dict) read into a `Reply` (cost None: priced by the client).
+    """A completion's JSON (a dict) read into a `Reply` (priced by the client from its usage).
 
     Raises KeyError, TypeError, ValueError or AttributeError when it is not a completion."""
     choices = [choice_text(choice) for choice in data["choices"]]
     usage = data.get("usage") or {}
     return Reply(choices, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                 None, data.get("id"), reasoning_tokens=reasoning_tokens(usage))
+                 data.get("id"), cached_tokens=cached_tokens(usage), reasoning_tokens=reasoning_tokens(usage))
 
 
 async def _keep(session: Any) -> AsyncIterator[Any]:

@@ -44,7 +44,11 @@ class Sample:
     choices): samples with the same value shared one request; None when the sample had its
     own.  `temperature_sent` is False when the client did not send the requested
     temperature (litellm drops it for models that refuse it, e.g. OpenAI's o-series): the
-    provider's default applied, and the log records the temperature as null."""
+    provider's default applied, and the log records the temperature as null.
+    `cost_usd` is what the provider bills for this reply (cached prompt tokens at the
+    cache-read rate, `cached_tokens` of `tokens_in`); `abandoned_usd` estimates what calls
+    maker gave up on behind this sample were billed (a timed-out attempt, a cancelled
+    request: the provider may still serve them) at their prompt's cost, at least."""
 
     text: str
     model: str
@@ -57,6 +61,8 @@ class Sample:
     response_id: str | None = None
     cached: bool = False
     faults: tuple[str, ...] = ()
+    cached_tokens: int = 0
+    abandoned_usd: float = 0.0
     reasoning_tokens: int = 0
     shared_request: str | None = None
     temperature_sent: bool = True

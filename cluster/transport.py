@@ -44,10 +44,11 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .pricing import Price
 from .protocol import Sample, SampleRequest
 from .ratelimit import InFlightLimit, RateLimits
 from .secrets import redact
@@ -77,6 +78,7 @@ class EndpointConfig:
     send_seed: bool = True  # pass each draw's seed (servers that honour it repeat a draw exactly)
     stop: tuple[str, ...] = ()  # where a reply ends (the task's `stop`, e.g. a newline for one-line answers)
     use_n: bool = True  # draw same-prompt samples of a batch as one request with n choices
+    price: Price | None = None  # what the tokens cost (None: litellm's offline table, looked up once)
     #: the server derives a distinct seed per choice of an n-request from its one `seed`
     #: (maker sim-server); otherwise n-requests carry no seed (see the module docstring)
     seed_per_choice: bool = False
@@ -91,15 +93,16 @@ class EndpointConfig:
 @dataclass
 class Reply:
     """One response, read: each choice's (text, finish reason) (`openai_compatible.choice_text`),
-    usage for the whole request (`reasoning_tokens`: the hidden ones among `tokens_out`),
-    its cost in USD (None: let the client price the tokens) and identity."""
+    usage for the whole request (`cached_tokens`: prompt tokens the provider read from its
+    cache, billed at the cache-read rate; `reasoning_tokens`: the hidden ones among
+    `tokens_out`, billed as output) and identity.  The client prices it (`PooledClient.price`)."""
 
     choices: list[tuple[str, str]]
     tokens_in: int
     tokens_out: int
-    cost_usd: float | None
     response_id: str | None
     cached: bool = False
+    cached_tokens: int = 0
     reasoning_tokens: int = 0
 
 
@@ -118,7 +121,9 @@ class PooledClient:
         self.limit_lowered = False  # said once, when a missed deadline first lowers the in-flight limit
         self.n_ignored = not config.use_n  # set once a provider is seen to ignore n (or to copy draws)
         self.copies_seen = False  # set once a provider copied one draw into several choices
-        self._price: Callable[[int, int], float] | None = None
+        self._price: Price | None = config.price
+        self._chars = 0  # prompt characters and tokens of answered single-prompt requests:
+        self._tokens = 0  # how many tokens a character is, for an abandoned call's estimate
 
     async def call(self, request: SampleRequest, n: int) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -126,11 +131,29 @@ class PooledClient:
     def read(self, response: Any) -> Reply:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def price(self, tokens_in: int, tokens_out: int) -> float:
-        """USD for these tokens from litellm's offline table (0 when the model is unpriced)."""
+    @property
+    def unit_price(self) -> Price:
+        """This model's `Price`: `EndpointConfig.price`, else litellm's offline table (unknown: 0, `known` False)."""
         if self._price is None:
-            self._price = cached_price(self.config.model)
-        return self._price(tokens_in, tokens_out)
+            from .pricing import price_of
+
+            self._price = price_of(self.config.model)
+        return self._price
+
+    def price(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
+        """USD the provider bills for these tokens (`cached` prompt tokens at the cache-read rate)."""
+        return self.unit_price.cost(tokens_in, tokens_out, cached)
+
+    def prompt_tokens(self, request: SampleRequest) -> int:
+        """The prompt's tokens, estimated from its characters at the ratio this client has
+        measured on answered requests (4 characters a token before any answer)."""
+        chars = prompt_chars(request.prompt)
+        ratio = self._tokens / self._chars if self._chars and self._tokens else 0.25
+        return max(1, round(chars * ratio))
+
+    def prompt_cost(self, request: SampleRequest) -> float:
+        """What a call maker abandoned is billed at least: its prompt, uncached (an estimate)."""
+        return self.price(self.prompt_tokens(request), 0)
 
     async def complete(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         """One sample per request, in order; same-prompt requests share one call (see module doc)."""
@@ -138,10 +161,9 @@ class PooledClient:
         if self._inflight is None or self._inflight_loop is not loop:  # a limit serves one event loop
             self._inflight = InFlightLimit(self.config.concurrency, self.config.timeout_s)
             self._inflight_loop = loop
-        if self._price is None:
-            # Before any request is timed: the first lookup imports litellm (seconds, blocking
-            # the event loop), which once timed out requests already in flight.
-            self._price = cached_price(self.config.model)
+        # Before any request is timed: the first lookup imports litellm (seconds, blocking
+        # the event loop), which once timed out requests already in flight.
+        self.unit_price  # noqa: B018
         groups = self._groups(requests)
         results = await asyncio.gather(*(self._group(requests, g) for g in groups))
         out: list[Sample | None] = [None] * len(requests)
@@ -190,6 +212,7 @@ class PooledClient:
         started = time.perf_counter()
         error = "unknown"
         faults: list[str] = []
+        abandoned = 0.0  # attempts given up on after sending (timeouts): billed, estimated
         estimate = prompt_chars(request.prompt) // 4 + 1
         for attempt in range(cfg.max_retries + 1):
             await self.limits.before(estimate)
@@ -207,10 +230,13 @@ class PooledClient:
                 missed = True
                 error = f"Timeout: no complete answer within {cfg.timeout_s:g} s"
                 faults.append("timeout")
+                abandoned += self.prompt_cost(request)  # sent, then abandoned: the provider may serve (and bill) it
             except self.retryable as exc:
                 error = f"{type(exc).__name__}: {one_line(exc)}"
                 faults.append(fault_kind(exc))
                 missed = faults[-1] == "timeout"
+                if missed:  # sent, then abandoned: the provider may serve (and bill) it
+                    abandoned += self.prompt_cost(request)
                 wait = retry_after_s(_headers(exc))
             except Exception as exc:  # not retryable: bad request, auth, parsing...
                 error = f"{type(exc).__name__}: {one_line(exc)}"
@@ -220,6 +246,10 @@ class PooledClient:
                 latency = time.perf_counter() - sent_at
                 samples = self._samples(reply, time.perf_counter() - started, n)
                 samples[0].faults = tuple(faults)
+                samples[0].abandoned_usd = abandoned
+                if reply.tokens_in > 0:
+                    self._chars += prompt_chars(request.prompt)
+                    self._tokens += reply.tokens_in
                 if not self.sends_temperature(request.temperature):
                     for sample in samples:
                         sample.temperature_sent = False
@@ -237,7 +267,8 @@ class PooledClient:
                 await asyncio.sleep(max(wait or 0.0, backoff))
         latency = time.perf_counter() - started
         return [
-            Sample("", self.name, finish_reason="error", latency_s=latency, error=error, faults=tuple(faults) if i == 0 else ())
+            Sample("", self.name, finish_reason="error", latency_s=latency, error=error, faults=tuple(faults) if i == 0 else (),
+                   abandoned_usd=abandoned if i == 0 else 0.0)
             for i in range(n)
         ]
 
@@ -250,21 +281,20 @@ class PooledClient:
         choices = reply.choices[:n]
         if n == 1 or len(choices) == 1:  # one sample: usage and cost are its own
             text, finish = choices[0]
-            cost = reply.cost_usd if reply.cost_usd is not None else self.price(reply.tokens_in, reply.tokens_out)
+            cost = self.price(reply.tokens_in, reply.tokens_out, reply.cached_tokens)
             return [Sample(text, self.name, reply.tokens_in, reply.tokens_out, finish, latency, cost,
-                           response_id=reply.response_id, cached=reply.cached, reasoning_tokens=reply.reasoning_tokens)]
+                           response_id=reply.response_id, cached=reply.cached, cached_tokens=reply.cached_tokens,
+                           reasoning_tokens=reply.reasoning_tokens)]
         outs = split_tokens(reply.tokens_out, [len(t) for t, _ in choices])
         thinking = split_tokens(reply.reasoning_tokens, [1] * len(choices))  # hidden: no length to weigh by
         shared = secrets.token_hex(8)  # one id per HTTP request, unique in a run
         ins = [reply.tokens_in] + [0] * (len(choices) - 1)
-        costs = [self.price(i, o) for i, o in zip(ins, outs)]
-        if reply.cost_usd is not None:  # the provider's total, shared in proportion to the list prices
-            total = sum(costs)
-            costs = [reply.cost_usd * c / total for c in costs] if total > 0 else [reply.cost_usd] + [0.0] * (len(costs) - 1)
+        cached = [reply.cached_tokens] + [0] * (len(choices) - 1)
+        costs = [self.price(i, o, c) for i, o, c in zip(ins, outs, cached)]
         rid = reply.response_id
         return [
             Sample(text, self.name, ins[i], outs[i], finish, latency, costs[i],
-                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached,
+                   response_id=f"{rid}#{i}" if rid is not None else None, cached=reply.cached, cached_tokens=cached[i],
                    reasoning_tokens=thinking[i], shared_request=shared)
             for i, (text, finish) in enumerate(choices)
         ]
@@ -377,19 +407,3 @@ def one_line(exc: BaseException) -> str:
     before it is cut, so a cut never leaves part of a key; a 1 MB error body is read to 64 KB)."""
     text = redact(" ".join(str(exc)[:65536].split()))
     return text[:300]
-
-
-def cached_price(model: str) -> Callable[[int, int], float]:
-    """USD for (tokens_in, tokens_out) of `model` from litellm's offline table, looked up once
-    (0 for a model the table does not know: a local server, the sim-server)."""
-    price = _PRICES.get(model)
-    if price is None:
-        from .pricing import price_of
-
-        p = price_of(model)
-        price = _PRICES[model] = (p.input_per_m / 1e6, p.output_per_m / 1e6)
-    pin, pout = price
-    return lambda tokens_in, tokens_out: tokens_in * pin + tokens_out * pout
-
-
-_PRICES: dict[str, tuple[float, float]] = {}

@@ -14,12 +14,13 @@ from maker.audit.verify import VerifyReport, verify_log  # noqa: E402
 from maker.audit.whatif import WhatIfReport, whatif_log  # noqa: E402
 from maker.budget.estimate import EstimateReport, estimate  # noqa: E402
 from maker.budget.margins import RunPlan, SampleCost, plan  # noqa: E402
+from maker.budget.spend import Budget  # noqa: E402
 from maker.budget.tally import ModelEstimate  # noqa: E402
 from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
 from maker.cluster.function_client import FunctionClient  # noqa: E402
 from maker.config import VotingConfig  # noqa: E402
 from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
-from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
+from maker.errors import BudgetReached, MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
 from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answer per record)
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
@@ -29,6 +30,8 @@ from maker.tasks.user_ops import operation, tool  # noqa: E402
 from maker.voted_call import VoteResult, avote, vote, voted  # noqa: E402
 
 __all__ = [
+    "Budget",
+    "BudgetReached",
     "ClusterConfig",
     "EstimateReport",
     "FunctionClient",

@@ -10,6 +10,7 @@ every layer can import).
      ├── VoteCapError (step, samples) a step hit the sample cap undecided              exit 1
      │    └── DiscardStreakError (reasons)  every sample red-flagged, many in a row
      │         └── EndpointDownError        every call failed, many in a row
+     ├── BudgetReached (spent_usd, cap_usd)  a voted call's next round would cross its cap   exit 1
      ├── DetectorError (name)         a user's red-flag detector raised mid-run
      └── WorkerLostError              Ray workers kept dying on one batch (maker.cluster.worker)
 
@@ -56,6 +57,17 @@ class EndpointDownError(DiscardStreakError):
     endpoint is down or hangs, so the run stops instead of timing out sample after sample."""
 
 
+class BudgetReached(MakerError):
+    """A voted call could not send its next round within `max_cost_usd` (a run does not
+    raise: it stops cleanly with `RunResult.status` "budget_reached"); `spent_usd` was
+    spent against `cap_usd`."""
+
+    def __init__(self, message: str, *, spent_usd: float, cap_usd: float) -> None:
+        super().__init__(message)
+        self.spent_usd = spent_usd
+        self.cap_usd = cap_usd
+
+
 class DetectorError(MakerError):
     """A user's red-flag detector raised during a run (at start it is a UsageError)."""
 
@@ -65,6 +77,7 @@ class DetectorError(MakerError):
 
 
 __all__ = [
+    "BudgetReached",
     "EndpointDownError",
     "DetectorError",
     "DiscardStreakError",

@@ -40,17 +40,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from maker.budget.spend import Budget, billed_columns, check_cap, refuse_unpriced, resolve_prices, usd
 from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.local.serving import Lease, acquire
 from maker.cluster.protocol import ModelClient, Sample, SampleRequest
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
-from maker.errors import UsageError
+from maker.errors import BudgetReached, UsageError
 from maker.log.steplog import StepLogWriter
 from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
 from maker.runtime.driver import ClusterConfig, run_metadata
-from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
+from maker.runtime.local_models import free_local, has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_settings
 from maker.tasks.base import Oracle
 from maker.tasks.one_prompt import OnePrompt, one_prompt
@@ -115,6 +116,7 @@ async def avote(
     seed: int | None = None,
     concurrency: int | None = None,
     ray: bool | ClusterConfig = False,
+    max_cost_usd: float | None = None,
 ) -> VoteResult:
     """Vote one call: draw samples of `prompt` from `models` until one answer leads by k.
 
@@ -130,7 +132,10 @@ async def avote(
     ``fn(sample, ctx) -> reason | None`` (`sample.text` is the reply; see
     `maker.engine.red_flags`).  log: a new
     step-log folder.  seed: names the draws (random when None; logged).  concurrency:
-    requests in flight per model, shared by all calls on this event loop.
+    requests in flight per model, shared by all calls on this event loop.  max_cost_usd: a
+    spend cap for this call, in flight included (`maker.budget.spend`): no round is sent
+    whose worst case would cross it; every model needs a known price (`ModelSpec(price=...)`
+    or litellm's table).
 
     Raises UsageError (one line) for a bad prompt, k < 1, an unknown key normaliser, `sim:`
     without `expected`, an existing log, or settings a run refuses before drawing
@@ -139,7 +144,8 @@ async def avote(
     escalation tier); ModelConfigError for an unusable model; LocalServerError when a local
     server does not start or dies beyond its restarts during the call;
     VoteCapError (or its subclasses) when the step does not decide within
-    `voting.max_samples_per_step` samples -- the log, if any, holds every sample drawn.
+    `voting.max_samples_per_step` samples, BudgetReached when its next round would cross
+    `max_cost_usd` -- the log, if any, holds every sample drawn.
     """
     started = time.perf_counter()
     task, voting, policy, seed = _prepare(prompt, models, k, key, red_flags, expected, voting, seed)
@@ -152,12 +158,12 @@ async def avote(
     lease = held = None
     if has_local(models) and cluster is None:
         lease = await _serve_local(models, concurrency)
-        models = _with_served(models, lease.specs)
+        models = _with_served(models, free_local(_local_specs(models, concurrency), lease.specs))
     elif has_local(models):  # in a Ray worker: served by this process (or on each node of a multi-node cluster)
         held = local_models(_local_specs(models, concurrency), address=cluster.address, resume_hint=False)  # type: ignore[union-attr]
         models = _with_served(models, await asyncio.to_thread(held.__enter__))
     try:
-        return await _vote_served(task, models, voting, policy, seed, cluster, concurrency, log, started)
+        return await _vote_served(task, models, voting, policy, seed, cluster, concurrency, log, started, max_cost_usd)
     except asyncio.CancelledError:
         error = lease.failure() if lease is not None else None
         if error is None:
@@ -171,9 +177,11 @@ async def avote(
 
 
 async def _vote_served(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, policy: RedFlagPolicy, seed: int,
-                       cluster: ClusterConfig | None, concurrency: int, log: Any, started: float) -> VoteResult:
+                       cluster: ClusterConfig | None, concurrency: int, log: Any, started: float,
+                       max_cost_usd: float | None = None) -> VoteResult:
     """`avote` once every local model is served (`models` point at the servers)."""
     names = [_name(m) for m in models]
+    budget = _budget(max_cost_usd, models, voting)
     writer = None
     if log is not None:
         meta = run_metadata(task, [m if isinstance(m, ModelSpec) else ModelSpec(_name(m)) for m in models], voting, seed)
@@ -182,13 +190,19 @@ async def _vote_served(task: OnePrompt, models: Sequence[Any], voting: VotingCon
         meta["voted_call"] = True
         writer = StepLogWriter(Path(log), meta)
     if cluster is not None:
-        result = await asyncio.to_thread(_vote_on_ray, task, models, voting, policy, seed, cluster)
+        result = await asyncio.to_thread(_vote_on_ray, task, models, voting, policy, seed, cluster, budget)
     else:
         tiers = [m for m in voting.escalation_models if m not in names]  # `voting.on_undecided == "escalate"`
         clients = _clients([*models, *tiers], task, concurrency)
-        result = await _vote_one(task, clients, voting, policy, tuple(names), seed)
+        result = await _vote_one(task, clients, voting, policy, tuple(names), seed, budget)
     if writer is not None:
         writer.append(result.samples, result.decisions, result.events)
+    if result.budget_stopped:
+        spent = billed_columns(result.samples)
+        raise BudgetReached(
+            f"budget reached: {usd(spent)} of {usd(budget.cap_usd)} spent; the call was not decided "
+            f"({len(result.samples['step'])} samples drawn{', all in the log' if log is not None else ''})",
+            spent_usd=spent, cap_usd=budget.cap_usd)
     if result.failed:
         raise step_failure(result.samples, 0, voting)
     return _result(result, voting, names, _simulated(models), time.perf_counter() - started, log)
@@ -268,15 +282,27 @@ def voted(models: Sequence[str | ModelSpec | ModelClient], k: int | None = None,
 
 
 async def _vote_one(task: OnePrompt, clients: dict[str, Any], voting: VotingConfig, policy: RedFlagPolicy,
-                    models: tuple[str, ...], seed: int) -> NodeResult:
+                    models: tuple[str, ...], seed: int, budget: Any = None) -> NodeResult:
     """The one place a voted call meets the engine: one step, voted exactly as a plan run
     votes its steps in a worker (`maker.runtime.dag.vote_nodes` over `maker.engine.step`)."""
     worker = SimpleNamespace(task=task, clients=clients)
-    return await vote_nodes(worker, NodeJob((task.first_step(),), voting, policy, models, seed))
+    return await vote_nodes(worker, NodeJob((task.first_step(),), voting, policy, models, seed, budget))
+
+
+def _budget(cap: Any, models: Sequence[Any], voting: VotingConfig) -> Budget | None:
+    """The call's spend cap (None: no cap); UsageError for a bad cap or a model without a known price."""
+    cap = check_cap(cap)
+    if cap is None:
+        return None
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    specs += [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
+    prices = resolve_prices(specs)
+    refuse_unpriced(cap, prices)
+    return Budget(cap, prices)
 
 
 def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, policy: RedFlagPolicy, seed: int,
-                 cluster: ClusterConfig) -> NodeResult:
+                 cluster: ClusterConfig, budget: Any = None) -> NodeResult:
     """The same step voted in a Ray worker; the returned votes are re-checked here (the driver's guard)."""
     from maker.cluster import WorkerPool
     from maker.errors import MakerError
@@ -287,7 +313,8 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     pool = WorkerPool(task.spec, [*specs, *tiers], workers=1, address=cluster.address)
     try:
         step = task.first_step()
-        result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed)))
+        result = pool.get(pool.submit(vote_nodes, NodeJob((step,), voting, policy, tuple(s.model for s in specs), seed,
+                                                          budget)))
     finally:
         pool.close()
     problem = check_batch(result, {0: step}, task, voting.k)  # type: ignore[arg-type]

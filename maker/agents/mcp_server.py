@@ -120,6 +120,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         expected: str | None = None,
         seed: int | None = None,
         log: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> dict[str, Any]:
         """One voted LLM call: sample `prompt` from `models` until one answer leads every other by `k` votes.
 
@@ -132,7 +133,9 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         served on this machine and kept for later calls; local:PATH.gguf for a GGUF file
         under the root) or sim:P, a simulator that is right with probability P and needs
         `expected` (the right answer). log: a new step-log
-        folder under the server's root (maker replay reads it).
+        folder under the server's root (maker replay reads it). max_cost_usd: a spend cap in
+        US dollars, in flight included (refused for a model with no known price); a call that
+        reaches it is a tool error saying what was spent.
         Returns: key (the winning answer), reply (a raw reply that voted for it), votes per
         key, samples drawn, rounds, red_flags by reason, cost_usd, tokens, simulated, correct
         (vs expected; null without it).
@@ -143,7 +146,8 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
             refuse_code_models(models)
             models = confine_local_models(models, lambda path: inside(root, path))
             target = inside(root, log) if log is not None else None
-            result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed)
+            result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed,
+                                 max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
         return result.to_dict()
@@ -197,6 +201,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         k: int = 3,
         seed: int = 0,
         wait_s: float = 0.0,
+        max_cost_usd: float | None = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Start a long run of a task in the background; returns its run_id at once.
@@ -209,11 +214,13 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         under the server's root (maker-runs/RUN_ID/log). The run is a durable job: it goes on
         when this session or server ends, and any server on the same root finds it (`runs`,
         `status`, `cancel`). Follow it with `status`; with wait_s > 0 this call also waits up
-        to that many seconds, sending progress notifications, and returns the status instead.
+        to that many seconds, sending progress notifications, and returns the status instead. max_cost_usd: a spend cap
+        in US dollars (maker run --max-cost): the run stops cleanly before crossing it (state
+        budget_reached, its log resumable); refused for a model with no known price.
         """
         try:
             run_id = runs.start(task, dict(options or {}), models, k=k, seed=seed,
-                                resolve_path=lambda p: inside(root, p))
+                                resolve_path=lambda p: inside(root, p), max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
         if wait_s > 0:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maker.budget.spend import check_cap, refuse_unpriced, resolve_prices
 from maker.errors import MakerError, UsageError
 from maker.tasks import TASKS
 
@@ -184,7 +185,7 @@ class Runs:
         self.local_options = tuple(local_options)
 
     def start(self, task: str, options: dict[str, Any], models: list[str], k: int = 3, seed: int = 0,
-              resolve_path: Any = None) -> str:
+              resolve_path: Any = None, max_cost_usd: float | None = None) -> str:
         """Start `maker run` on `task` in the background; the run id names it for `status`.
 
         `task` is a built-in task name, or a user's own task file under the root
@@ -192,7 +193,8 @@ class Runs:
         `options` are the task's own options (`tasks` lists them for built-ins); a task option
         named `file` is a path, passed through `resolve_path` (the server confines it to the
         root).  Raises UsageError (one line) for an unknown or unrunnable task, an unknown or
-        mistyped option, no model, or k < 1.
+        mistyped option, no model, k < 1, a cap that is not a positive amount, or a cap on
+        a model with no known price; `max_cost_usd` is the run's spend cap (`maker run --max-cost`).
         """
         if task in TASKS and task not in NOT_RUNNABLE:
             args = [sys.executable, "-c", _CHILD, "run", task, *self._builtin_options(task, options, resolve_path)]
@@ -221,6 +223,11 @@ class Runs:
             raise UsageError(f"k must be an integer >= 1, got {k!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UsageError(f"seed must be an integer, got {seed!r}")
+        cap = check_cap(max_cost_usd)
+        if cap is not None:  # refused here, in one line, rather than by the child
+            from maker.cluster import ModelSpec
+
+            refuse_unpriced(cap, resolve_prices([ModelSpec(m) for m in models]))
         run_id = f"{label}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         folder = self.root / RUNS_DIR / run_id
         folder.mkdir(parents=True)
@@ -228,6 +235,8 @@ class Runs:
         if any(m == "local" or m.startswith("local:") for m in models):
             args += self.local_options
         args += [f"--k={k}", f"--seed={seed}", f"--log={folder / 'log'}", "--json", "--quiet"]
+        if cap is not None:
+            args.append(f"--max-cost={cap!r}")
         command = ["maker", *args[3:]]
         (folder / "command.json").write_text(json.dumps(command))
         started = time.time()
@@ -337,7 +346,11 @@ class Runs:
                 out["result"] = json.loads(text) if text else None
             except ValueError:
                 out["result"] = None
-            if state != "done":
+            result = out["result"] if isinstance(out["result"], dict) else {}
+            if result.get("status") == "budget_reached":  # stopped cleanly at its cap: resumable
+                out["state"] = "budget_reached"
+                out["error"] = (result.get("budget") or {}).get("line")
+            elif state != "done":
                 lines = (run.folder / "stderr.txt").read_text(errors="replace").strip().splitlines() \
                     if (run.folder / "stderr.txt").exists() else []
                 out["error"] = (lines[-1][:500] if lines else f"exit code {rc}") if state != "lost" else \

@@ -35,7 +35,7 @@ from maker.budget.rounds import shares_prompt
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
 from maker.cluster.clients import warn_unsent_settings
-from maker.cluster.pricing import price_of
+from maker.cluster.pricing import Price, price_of
 from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
@@ -168,6 +168,7 @@ def _grade(tally: Tally, s: _Step, verdict: Verdict, sample: Sample) -> int:
     tally.tokens_in += sample.tokens_in
     tally.tokens_out += sample.tokens_out
     tally.requests += sample.tokens_in > 0  # a request with n bills its prompt on its first sample only
+    tally.cached_tokens += sample.cached_tokens
     tally.cost_usd += sample.cost_usd
     if verdict.key is None:
         tally.flag(verdict.red_flag or "unknown")
@@ -230,15 +231,31 @@ class EstimateReport:
 
 
 def recommend(estimates: Sequence[ModelEstimate]) -> tuple[str | None, str]:
-    """The cheapest model that meets the target (then fewest samples, then highest p),
-    and one sentence that says so -- or says plainly why none can."""
+    """The cheapest *priced* model that meets the target (then fewest samples, then highest
+    p), and one sentence that says so -- or says plainly why none can.  A model whose price
+    is unknown is never ranked by cost against priced ones: it is named apart, with what to
+    pass to price it, and recommended (on samples per step) only when no priced model fits."""
     fit = [e for e in estimates if e.meets_target]
-    if fit:
-        best = min(fit, key=lambda e: (e.expected_cost or 0.0, e.expected_samples_per_step or 0.0, -(e.p or 0.0)))
-        cost = f"${best.expected_cost:,.2f}" if best.expected_cost else "no cost (free or unpriced)"
+    priced = [e for e in fit if e.price_known]
+    unpriced = [e for e in fit if not e.price_known]
+    apart = ""
+    if unpriced:
+        names = ", ".join(e.model for e in unpriced)
+        apart = (f"; {names} also meet{'s' if len(unpriced) == 1 else ''} the target at an unknown price "
+                 "(pass --price-in/--price-out to compare)")
+    if priced:
+        best = min(priced, key=lambda e: (e.expected_cost or 0.0, e.expected_samples_per_step or 0.0, -(e.p or 0.0)))
+        cost = f"${best.expected_cost:,.2f}" if best.expected_cost else f"$0 ({best.price_source})"
         return best.model, (
-            f"use {best.model}: cheapest that meets target {best.target} over {best.steps:,} steps, "
-            f"k = {best.k}, {best.expected_samples_per_step:.2f} samples/step, expected {cost}"
+            f"use {best.model}: cheapest priced model that meets target {best.target} over {best.steps:,} steps, "
+            f"k = {best.k}, {best.expected_samples_per_step:.2f} samples/step, expected {cost}{apart}"
+        )
+    if unpriced:
+        best = min(unpriced, key=lambda e: (e.expected_samples_per_step or 0.0, -(e.p or 0.0)))
+        return best.model, (
+            f"use {best.model}: meets target {best.target} over {best.steps:,} steps, k = {best.k}, "
+            f"{best.expected_samples_per_step:.2f} samples/step, expected cost unknown (no known price: pass "
+            "--price-in/--price-out); no priced model meets the target"
         )
     reasons = "; ".join(f"{e.model}: {e.reason}" for e in estimates)
     return None, f"no model can reach target {estimates[0].target} over {estimates[0].steps:,} steps -- {reasons}"
@@ -307,7 +324,8 @@ def estimate(
         name = " + ".join(arm)
         if error is not None and tally.first_error is None:
             tally.first_error = error
-        price = price_of(arm[0], price_in, price_out) if len(arm) == 1 else _mixed_price(arm, price_in, price_out)
+        price = _price(spec_of[arm[0]], price_in, price_out) if len(arm) == 1 else _mixed_price(
+            [spec_of[m] for m in arm], price_in, price_out)
         estimates.append(
             assess(
                 name,
@@ -340,15 +358,22 @@ def estimate(
     )
 
 
-def _mixed_price(arm: tuple[str, ...], price_in: float | None, price_out: float | None) -> Any:
-    from maker.cluster.pricing import Price
+def _price(spec: ModelSpec, price_in: float | None, price_out: float | None) -> Price:
+    """`price_in`/`price_out` (every model) when given, else the spec's own (`ModelSpec.unit_price`)."""
+    if price_in is not None or price_out is not None:
+        return price_of(spec.model, price_in, price_out)
+    return spec.unit_price()
 
-    prices = [price_of(m, price_in, price_out) for m in arm]
+
+def _mixed_price(specs: list[ModelSpec], price_in: float | None, price_out: float | None) -> Price:
+    prices = [_price(s, price_in, price_out) for s in specs]
     n = len(prices)
     return Price(
         sum(p.input_per_m for p in prices) / n,
         sum(p.output_per_m for p in prices) / n,
         "mean of " + "; ".join(sorted({p.source for p in prices})),
+        sum(p.cached_per_m for p in prices) / n,
+        known=all(p.known for p in prices),
     )
 
 

@@ -58,6 +58,7 @@ class Tally:
     tokens_in: int = 0
     tokens_out: int = 0
     requests: int = 0  # answered samples that carried prompt tokens: requests the prompt was billed for
+    cached_tokens: int = 0  # of tokens_in, read from the provider's prompt cache
     cost_usd: float = 0.0
     steps_with_two: int = 0
     first_two_wrong: int = 0
@@ -78,6 +79,7 @@ class Tally:
             "tokens_in",
             "tokens_out",
             "requests",
+            "cached_tokens",
             "steps_with_two",
             "first_two_wrong",
             "short_steps",
@@ -129,6 +131,12 @@ class ModelEstimate:
     expected_cost: float | None
     warnings: tuple[str, ...] = ()
     shares_prompt: bool = False  # expected_cost bills the prompt once per request (`maker.budget.rounds`)
+    #: False: maker does not know this model's price -- `cost_per_sample` and `expected_cost`
+    #: are unknown (shown so; never ranked by cost against priced models)
+    price_known: bool = True
+    #: share of prompt tokens the provider read from its cache, as measured (None: none reported);
+    #: the costs above bill them at the cache-read rate
+    cache_hit_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN and infinity become null."""
@@ -174,10 +182,11 @@ def assess(
     tokens_in = tally.tokens_in / answered if answered else None
     tokens_out = tally.tokens_out / answered if answered else None
     # Cost per *drawn* sample: red-flagged ones are paid for too, failed calls are not.
-    cost = price.per_sample(tally.tokens_in, tally.tokens_out) / tally.samples if tally.samples else 0.0
+    cost = price.per_sample(tally.tokens_in, tally.tokens_out, tally.cached_tokens) / tally.samples if tally.samples else 0.0
     source = price.source
+    known = price.known
     if cost == 0.0 and tally.cost_usd > 0.0 and price.input_per_m == price.output_per_m == 0.0:
-        cost, source = tally.cost_usd / tally.samples, "measured: the clients' reported cost per call"
+        cost, source, known = tally.cost_usd / tally.samples, "measured: the clients' reported cost per call", True
     base: dict[str, Any] = dict(
         model=model,
         simulated=sim,
@@ -191,6 +200,8 @@ def assess(
         tokens_out_mean=tokens_out,
         cost_per_sample=cost,
         price_source=source,
+        price_known=known,
+        cache_hit_rate=round(tally.cached_tokens / tally.tokens_in, 4) if tally.tokens_in else None,
         first_two_wrong=tally.first_two_wrong,
         steps_with_two=tally.steps_with_two,
         steps=steps,
@@ -275,7 +286,7 @@ def assess(
     per_step = voting.expected_samples(p_plan, k, valid_rate)
     step_cost = per_step * cost
     if tally.requests and source == price.source:  # per-token prices: bill the prompt per request, as the run will
-        prompt = price.per_sample(tally.tokens_in / tally.requests, 0.0)
+        prompt = price.per_sample(tally.tokens_in / tally.requests, 0.0, tally.cached_tokens / tally.requests)
         reply = price.per_sample(0.0, tally.tokens_out) / tally.samples
         step_cost = expected_requests(p_plan, k, valid_rate, grouped=shares_prompt) * prompt + per_step * reply
     plan = dict(
@@ -283,7 +294,7 @@ def assess(
         p_step=voting.p_step(p_plan, k),
         run_success=voting.run_success(p_plan, k, steps),
         expected_samples_per_step=per_step,
-        expected_cost=steps * step_cost,
+        expected_cost=steps * step_cost if known else None,
         shares_prompt=shares_prompt,
     )
     cap = VotingConfig().max_samples_per_step

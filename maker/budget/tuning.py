@@ -261,7 +261,9 @@ def tune_log(path: str | Path, target: float, steps: int | None = None, level: f
     steps = check_steps(total if steps is None else steps)
     names = list(run.get("models") or sorted(models))
     simulated = bool(run.get("simulated"))
-    price = Price(0.0, 0.0, "as logged (cost_usd per sample)")
+    unpriced = [m for m, p in (run.get("prices") or {}).items() if not p.get("known", True)]
+    price = (Price(0.0, 0.0, f"unknown: the log holds no price for {', '.join(unpriced)}", known=False) if unpriced
+             else Price(0.0, 0.0, "as logged (cost_usd per sample)"))
     name = " + ".join(names) if names else "log"
     est = assess(name, overall, steps=steps, target=target, price=price, level=level, simulated=simulated)
     per_model: tuple[ModelEstimate, ...] = ()

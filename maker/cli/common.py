@@ -27,8 +27,54 @@ def add_model_arguments(p: argparse.ArgumentParser) -> Any:
     g.add_argument("--rpm", type=float, help="most requests per minute per litellm model (default: no limit)")
     g.add_argument("--tpm", type=float, help="most tokens (prompt + reply) per minute per litellm model (default: no limit)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds before a model call is abandoned and retried (default 60)")
+    add_price_arguments(g)
     add_local_arguments(p)
     return g
+
+
+def add_price_arguments(g: Any) -> None:
+    """--price-in/--price-out/--price-cached [MODEL=]USD: what a model's tokens cost, per million
+    (for MODEL, or for every model without its own), over litellm's offline table."""
+    for flag, what in (("in", "input"), ("out", "output"), ("cached", "cached prompt")):
+        g.add_argument(f"--price-{flag}", action="append", metavar="[MODEL=]USD", default=None,
+                       help=f"USD per million {what} tokens, for MODEL or for every model without its own; repeatable; "
+                            "overrides litellm's offline price table" + (" (default: the input price)" if flag == "cached" else
+                                                                          " (give --price-in and --price-out together)"))
+
+
+def user_prices(args: argparse.Namespace, models: list[str]) -> dict[str, Any]:
+    """{model: Price} from --price-in/--price-out/--price-cached for those of `models` they
+    price; UsageError (one line) for a bad amount, a MODEL= that names no model of the
+    command, or a model given only one of --price-in/--price-out."""
+    from maker.cluster.pricing import price_of
+    from maker.errors import UsageError
+
+    given: dict[str, dict[str | None, float]] = {}
+    for flag in ("in", "out", "cached"):
+        table: dict[str | None, float] = {}
+        for item in getattr(args, f"price_{flag}", None) or ():
+            name, eq, amount = str(item).rpartition("=")
+            key = name.strip() if eq else None
+            try:
+                value = float(amount)
+            except ValueError:
+                value = -1.0
+            if not value >= 0 or value == float("inf"):
+                raise UsageError(f"--price-{flag} takes [MODEL=]USD per million tokens (>= 0), got {item!r}")
+            if key is not None and key not in models:
+                raise UsageError(f"--price-{flag} {item!r}: {key} is not a model of this command ({', '.join(models)})")
+            table[key] = value
+        given[flag] = table
+    out: dict[str, Any] = {}
+    for model in models:
+        rate = {flag: given[flag].get(model, given[flag].get(None)) for flag in given}
+        if rate["in"] is None and rate["out"] is None:
+            continue
+        if rate["in"] is None or rate["out"] is None:
+            missing = "--price-out" if rate["out"] is None else "--price-in"
+            raise UsageError(f"{model}: give {missing} too (a price needs input and output rates)")
+        out[model] = price_of(model, rate["in"], rate["out"], rate["cached"])
+    return out
 
 
 def add_local_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +98,8 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
         value = getattr(args, name, None)
         if value is not None and not value > 0:
             raise UsageError(f"--{name} must be > 0, got {value}")
+    tiers = [m for tier in getattr(args, "escalate_to", None) or () for m in tier]
+    prices = user_prices(args, list(dict.fromkeys([*args.model, *tiers])))
     specs = [
         ModelSpec(
             m,
@@ -60,6 +108,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
             timeout_s=getattr(args, "timeout", 60.0),
             rpm=getattr(args, "rpm", None),
             tpm=getattr(args, "tpm", None),
+            price=prices.get(m),
         )
         for m in args.model
     ]
@@ -108,7 +157,8 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
         served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}
         args._served_models = served
     return [replace(s, model=served[s.model].model, api_base=served[s.model].api_base,
-                    api_bases=served[s.model].api_bases, node_bases=served[s.model].node_bases)
+                    api_bases=served[s.model].api_bases, node_bases=served[s.model].node_bases,
+                    price=served[s.model].price)
             if s.model in served else s for s in specs]
 
 
@@ -152,3 +202,93 @@ def undecided_settings(args: argparse.Namespace) -> dict[str, Any]:
     """{on_undecided, escalate_to, escalate_on_split} for `VotingConfig` (which refuses inconsistent pairs with a UsageError)."""
     return {"on_undecided": args.on_undecided, "escalate_to": tuple(tuple(tier) for tier in args.escalate_to or ()),
             "escalate_on_split": bool(getattr(args, "escalate_on_split", False))}
+
+
+# -- the spend cap (--max-cost: maker run, maker solve) ---------------------------------------
+def add_budget_argument(g: Any) -> None:
+    g.add_argument("--max-cost", type=float, metavar="USD",
+                   help="spend cap in US dollars, in flight included: no round is sent whose worst case would cross it; "
+                        "the run then stops (exit 1) with its log intact, and --resume with a new --max-cost continues, "
+                        "counting what the log already spent. Every model needs a known price (--price-in/--price-out)")
+
+
+def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Namespace, steps: int) -> None:
+    """Before the first call: the cap next to the expected cost (`maker plan`'s model), and
+    what a cap below it means; UsageError (exit 2) when a model's price is unknown."""
+    from maker.budget.spend import check_cap, expected_spend, refuse_unpriced, resolve_prices, usd
+    from maker.cluster import ModelSpec
+    from maker.cluster.transport import prompt_chars
+    from maker.engine.variants import step_prompts
+
+    cap = check_cap(args.max_cost)
+    if cap is None:
+        return
+    spent = 0.0
+    if args.resume and args.log:  # what the log already holds: steps decided, money spent
+        spent, decided = _logged(args.log)
+        steps = max(0, steps - decided) if args.max_steps is None else steps
+    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
+    prices = resolve_prices([*specs, *tiers], user_prices(args, [*(s.model for s in specs), *(t.model for t in tiers)]))
+    refuse_unpriced(cap, prices)
+    estimate = getattr(args, "estimate", None)
+    measured = estimate.models[0] if estimate is not None and estimate.models and estimate.models[0].p_low else None
+    prompt = step_prompts(task, task.first_step(), voting.prompt_style, 1)[0]
+    expectation = expected_spend(
+        [prices[s.model] for s in specs], steps=steps, k=voting.k,
+        prompt_tokens=measured.tokens_in_mean if measured else prompt_chars(prompt) / 4,
+        max_output_tokens=voting.max_output_tokens,
+        p=measured.p_low if measured else args.p, tokens_out=measured.tokens_out_mean if measured else None,
+        valid_rate=measured.valid_rate or 1.0 if measured else 1.0,
+    )
+    already = f" ({usd(spent)} already spent, from the log)" if spent else ""
+    print(f"maker: --max-cost {usd(cap)}{already}; {expectation.text()}", file=sys.stderr)
+    warning = expectation.against(cap, spent)
+    if warning:
+        print(f"maker: {warning}", file=sys.stderr)
+
+
+def _logged(log: str) -> tuple[float, int]:
+    """(USD billed, steps decided) of a step log being resumed; (0, 0) when it cannot be read
+    (the run itself then says why)."""
+    from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
+    from maker.errors import MakerError
+    from maker.log.steplog import iter_tables, last_decision, open_log
+
+    try:
+        info = open_log(log)
+        bill = CostBreakdown()
+        for table in iter_tables(info, list(BREAKDOWN_COLUMNS), kind="sample"):
+            bill.add(table.to_pydict())
+        last = last_decision(info)
+    except (MakerError, OSError):
+        return 0.0, 0
+    return bill.total_usd, 0 if last is None else last[0] + 1
+
+
+def estimate_spend(report: Any) -> float:
+    """What `--k auto`'s estimate of p spent (it counts against --max-cost)."""
+    if report is None:
+        return 0.0
+    return sum(m.cost_per_sample * m.samples for m in report.models if m.price_known)
+
+
+def print_cost_lines(result: Any) -> None:
+    """Where the money went (a priced run): by model and kind, each price's source, the budget."""
+    breakdown = result.extra.get("cost_breakdown") or {}
+    if result.cost_usd or result.abandoned_usd:
+        models = ", ".join(f"{m} ${v:,.4f}" for m, v in sorted(breakdown.get("by_model", {}).items(), key=lambda kv: -kv[1]))
+        kinds = ", ".join(f"{k.replace('_', ' ')} ${v:,.4f}" for k, v in breakdown.get("by_kind", {}).items() if v)
+        share = breakdown.get("cached_share")
+        cached = f"; cached prompt tokens {share:.1%}" if share is not None else ""
+        print(f"  cost by model: {models}")
+        print(f"  cost by kind: {kinds}{cached}")
+    for model, price in result.prices.items():
+        if not price.get("known", True) or result.cost_usd:
+            rates = (f"${price['input_per_m']:g} in / ${price['output_per_m']:g} out per M" if price.get("known", True)
+                     else "price unknown")
+            print(f"  price {model}: {rates} ({price['source']})")
+    budget = result.budget
+    if budget:
+        from maker.budget.spend import usd
+
+        print("  " + (budget.get("line") or f"budget: {usd(budget['spent_usd'])} of {usd(budget['cap_usd'])} spent"))

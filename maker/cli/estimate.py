@@ -33,8 +33,9 @@ EPILOG = """examples:
   maker estimate hanoi --disks 10 --model openai/smollm2 --api-base http://127.0.0.1:8080/v1 --price-in 0 --price-out 0
   maker estimate hanoi --disks 20 --model sim:0.99 --model sim:0.95 --price-in 0.4 --price-out 1.6 --plot costs.png
 
-prices: litellm's offline price table for hosted models, --price-in/--price-out (USD per
-million tokens, applied to every model) to override; the simulator is free.
+prices: litellm's offline price table for hosted models; --price-in/--price-out [MODEL=]USD (per
+million tokens; for MODEL, or every model) to override or to price a model the table does not
+know; the simulator is free. A model with no known price is listed apart, never ranked by cost.
 exit codes: 0 a model meets the target, 1 none does (the report says why), 2 bad input or
 every model failed."""
 
@@ -57,8 +58,6 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--votes-per-step", type=int, default=2, help="valid votes drawn per step, >= 2 (default 2)")
     e.add_argument("--target", type=float, default=0.95, help="wanted whole-run success probability (default 0.95)")
     e.add_argument("--steps", type=int, help="run length to plan for (default: the task's step count)")
-    e.add_argument("--price-in", type=float, help="USD per million input tokens (overrides litellm's table)")
-    e.add_argument("--price-out", type=float, help="USD per million output tokens (overrides litellm's table)")
     e.add_argument("--seed", type=int, default=0, help="picks the steps and names the draws (default 0)")
     v = p.add_argument_group("sampling, as in a run")
     v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged")
@@ -76,15 +75,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=main)
 
 
-def check_prices(args: argparse.Namespace) -> None:
-    for name in ("price_in", "price_out"):
-        value = getattr(args, name)
-        if value is not None and not value >= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-
-
 def main(args: argparse.Namespace) -> int:
-    check_prices(args)
     if args.workers < 1:
         raise UsageError("--workers must be >= 1")
     if args.plot and not args.plot.lower().endswith(".png"):
@@ -111,8 +102,6 @@ def main(args: argparse.Namespace) -> int:
         cluster=ClusterConfig(workers=args.workers, address=args.address),
         votes_per_step=args.votes_per_step,
         batch_steps=args.batch_steps,
-        price_in=args.price_in,
-        price_out=args.price_out,
         progress=sys.stderr,
     )
     if report.all_failed:
@@ -151,9 +140,11 @@ def print_model(m: ModelEstimate) -> None:
         return
     flags = ", ".join(f"{r} {n}" for r, n in m.red_flags.items()) or "none"
     print(f"  valid rate   {m.valid_rate:.3f} of {m.samples} samples  (red flags: {flags})")
+    cost = f"${m.cost_per_sample:.6f}/sample" if m.price_known else "cost unknown"
+    cache = f", {m.cache_hit_rate:.1%} of prompt tokens cached" if m.cache_hit_rate else ""
     print(
-        f"  tokens       in {m.tokens_in_mean:.1f}, out {m.tokens_out_mean:.1f} per sample; "
-        f"${m.cost_per_sample:.6f}/sample ({m.price_source})"
+        f"  tokens       in {m.tokens_in_mean:.1f}, out {m.tokens_out_mean:.1f} per sample{cache}; "
+        f"{cost} ({m.price_source})"
     )
     if m.p is None:
         print(f"  {m.reason}")
@@ -165,7 +156,8 @@ def print_model(m: ModelEstimate) -> None:
             f"vs {m.collision_expected:.3%} if independent"
         )
     if m.k is not None:
-        cost = f"${m.expected_cost:,.2f}" if m.expected_cost else "$0 (free or unpriced)"
+        cost = ("cost unknown (no known price)" if m.expected_cost is None
+                else f"${m.expected_cost:,.2f}" if m.expected_cost else f"$0 ({m.price_source})")
         print(
             f"  plan         k = {m.k} (p = {m.p_low:.4f}, the interval's low end): whole-run success "
             f"{m.run_success:.4f}, {m.expected_samples_per_step:.3f} samples/step, expected {cost}"

@@ -12,19 +12,24 @@ from typing import Any
 
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import (
+    add_budget_argument,
     add_model_arguments,
     add_undecided_arguments,
+    budget_preamble,
+    estimate_spend,
     model_specs,
+    print_cost_lines,
     prompt_style_of,
     served_specs,
     undecided_settings,
+    user_prices,
 )
 from maker.cluster import ModelSpec
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
 from maker.runtime.draft import DraftTally
 from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
-from maker.runtime.progress import Progress, cost_text
+from maker.runtime.progress import Progress
 from maker.tasks import TASKS
 from maker.tasks.base import Oracle
 from maker.tasks.registry import TaskNameError, resolve
@@ -89,6 +94,7 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--json", action="store_true", help="print one JSON object with the result at the end")
     o.add_argument("--quiet", action="store_true", help="no progress line and no guard warnings (those stay in the log's event rows and --json)")
     o.add_argument("--max-steps", type=int, help="stop after this many steps (a partial run; resume later)")
+    add_budget_argument(o)
     c = p.add_argument_group("cluster")
     c.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.5:6379 or auto); default: a local Ray")
     c.add_argument("--workers", type=int, default=1, help="Ray worker actors holding model clients (default 1)")
@@ -318,6 +324,8 @@ def main(args: argparse.Namespace) -> int:
     log = args.log or log_name(task)
     specs = model_specs(args)
     draft = draft_from_args(args, specs)
+    steps_left = task.total_steps if args.max_steps is None else min(task.total_steps, args.max_steps)
+    budget_preamble(task, specs, voting_config, args, steps_left)
     label = "[simulated] " if simulated([*specs, *([draft] if isinstance(draft, ModelSpec) else [])]) else ""
     progress = Progress(task.total_steps, enabled=not args.quiet, label=label, max_steps=args.max_steps,
                         ground_truth=isinstance(task, Oracle))
@@ -373,6 +381,9 @@ def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.N
         progress=progress,
         max_steps=args.max_steps,
         guard=guard_config(args, k),
+        max_cost_usd=args.max_cost,
+        spent_before_usd=estimate_spend(getattr(args, "estimate", None)),
+        prices=user_prices(args, [*args.model, *voting.escalation_models]),
         allow_code_change=args.resume_changed_code,
     )
 
@@ -392,7 +403,9 @@ def _resume_hint(exc: StepLogError, log: Path) -> StepLogError:
 
 def exit_code(result: RunResult, partial: bool = False) -> int:
     """0: solved (or, with `partial`, stopped) with no known error -- errors unknown (no
-    ground truth) counts as none known; 1 otherwise."""
+    ground truth) counts as none known; 1 otherwise (a run stopped by its spend cap too)."""
+    if result.status == "budget_reached":
+        return 1
     return 0 if result.errors in (0, None) and (result.solved or partial) else 1
 
 
@@ -436,10 +449,12 @@ def print_summary(result: RunResult) -> None:
         f"  k={result.k}  samples counted {result.samples:,} ({result.samples_per_step:.3f}/step){drawn}  "
         f"red flags {result.red_flags:,} ({by_reason})"
     )
-    cost = cost_text(result.cost_usd, simulated=result.simulated, steps=result.steps)
+    cost = result.to_dict()["cost"]
     if not result.cost_usd and any(m.startswith("py:") for m in result.models):
         cost = "unknown (py: models report no price)"
-    print(f"  wall {result.wall_s:.1f}s  cost {cost}  log {result.log}")
+    abandoned = f"  billed (estimated) for abandoned calls ${result.abandoned_usd:,.4f}" if result.abandoned_usd else ""
+    print(f"  wall {result.wall_s:.1f}s  cost {cost}{abandoned}  log {result.log}")
+    print_cost_lines(result)
     if result.extra.get("reasoning_tokens"):
         print(f"  hidden reasoning tokens {result.extra['reasoning_tokens']:,} (counted in the output tokens, billed as output)")
     if result.extra.get("escalations") or result.extra.get("plurality_decisions"):

@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maker.cli.common import add_model_arguments, add_undecided_arguments, model_specs, undecided_settings
+from maker.cli.common import (
+    add_budget_argument,
+    add_model_arguments,
+    add_undecided_arguments,
+    budget_preamble,
+    model_specs,
+    undecided_settings,
+    user_prices,
+)
 from maker.errors import UsageError
 
 DESCRIPTION = """Solve a free-form problem in two phases. Plan: the model is asked whether the problem
@@ -63,7 +71,23 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress line")
     o.add_argument("--address", help="join an existing Ray cluster; default: a local Ray")
     o.add_argument("--workers", type=int, default=1, help="Ray worker actors (default 1)")
+    add_budget_argument(o)
     p.set_defaults(handler=main)
+
+
+def planning_budget(cap: Any, specs: Any, voting: Any, prices: Any) -> Any:
+    """The spend cap's `Budget` for the planning requests (None without a cap); UsageError
+    (exit 2) when a model's price is unknown."""
+    from maker.budget.spend import Budget, check_cap, refuse_unpriced, resolve_prices
+    from maker.cluster import ModelSpec
+
+    cap = check_cap(cap)
+    if cap is None:
+        return None
+    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
+    rates = resolve_prices([*specs, *tiers], prices)
+    refuse_unpriced(cap, rates)
+    return Budget(cap, rates)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -92,7 +116,9 @@ def main(args: argparse.Namespace) -> int:
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
     specs = model_specs(args)
     policy = RedFlagPolicy()
-    decomposition = plan_problem(args.problem, specs, voting, config=config, policy=policy, seed=args.seed)
+    prices = user_prices(args, [*args.model, *voting.escalation_models])
+    budget = planning_budget(args.max_cost, specs, voting, prices)  # planning counts against --max-cost too
+    decomposition = plan_problem(args.problem, specs, voting, config=config, policy=policy, seed=args.seed, budget=budget)
     task = solve_task(args.problem, decomposition.plan.text())
     label = " [simulated model]" if simulated(specs) else ""
     if args.dry_run:
@@ -107,6 +133,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         print(task.plan.text(), end="")
         print(f"(planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples){label}")
+    args.resume, args.p = False, None
+    budget_preamble(task, specs, voting, args, task.total_steps)
     result = run(
         task,
         specs,
@@ -119,6 +147,9 @@ def main(args: argparse.Namespace) -> int:
         progress=Progress(task.total_steps, enabled=not args.quiet, label="[simulated] " if label else "",
                           ground_truth=False),  # a free-form problem has no ground truth
         extra_meta={"plan_votes": decomposition.summary()},
+        max_cost_usd=args.max_cost,
+        spent_before_usd=decomposition.cost_usd,
+        prices=prices,
     )
     result.extra["plan"] = decomposition.plan.text()
     result.extra["plan_samples"] = decomposition.samples

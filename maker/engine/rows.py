@@ -33,6 +33,8 @@ SAMPLE_COLUMNS = (
     "response_id",
     "wasted",
     "faults",
+    "cached_tokens",
+    "abandoned_usd",
     "reasoning_tokens",
     "shared_request",
 )
@@ -58,7 +60,8 @@ def append_rows(columns: dict[str, list[Any]] | list[list[Any]], step: int, rows
         (step, i, model, temperature if sample.temperature_sent else None, sample.text, verdict.key, verdict.red_flag,
          verdict.detail, counted, sample.tokens_in, sample.tokens_out, sample.finish_reason, sample.latency_s,
          sample.cost_usd, sample.error, sample.cached, sample.response_id, wasted,
-         ",".join(sample.faults) if sample.faults else None, sample.reasoning_tokens, sample.shared_request)
+         ",".join(sample.faults) if sample.faults else None, sample.cached_tokens, sample.abandoned_usd,
+         sample.reasoning_tokens, sample.shared_request)
         for i, model, temperature, sample, verdict, counted in rows
     ])
     for col, column in zip(cols, values):  # one extend per column: a step's rows transposed at once

@@ -89,9 +89,9 @@ class StepVote:
     """
 
     __slots__ = (
-        "ballot", "cut_off", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens", "models", "n_models",
-        "prompts", "rounds", "rows", "seed", "starts", "step", "task", "tier", "tier_start", "variants", "voting",
-        "winner",
+        "ballot", "budget_stop", "cut_off", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens",
+        "models", "n_models", "prompts", "rounds", "rows", "seed", "starts", "step", "task", "tier", "tier_start",
+        "variants", "voting", "winner",
     )
 
     def __init__(
@@ -122,6 +122,7 @@ class StepVote:
         self.rows: list[Row] = []
         self.winner: Hashable | None = None
         self.gave_up = False
+        self.budget_stop = False  # a round did not fit within the spend cap: the step stopped undecided
         self.tier = 0  # 0: the run's models; t: `voting.escalate_to[t - 1]`
         self.tier_start = 0  # first sample index of the current tier's ballot
         self.starts = {0}  # first sample index of every ballot so far (drawn at first_temperature)
@@ -288,18 +289,33 @@ async def vote_step(
     policy: RedFlagPolicy,
     models: Sequence[str],
     seed: int | tuple[int, ...],
+    budget: Any = None,
 ) -> StepVote:
-    """Vote `step` round by round until decided or given up; the finished `StepVote`."""
+    """Vote `step` round by round until decided or given up; the finished `StepVote`.
+
+    With a `budget` (`maker.budget.spend.Budget`) each round is sent only if its worst case
+    fits within the cap; otherwise the step stops undecided with `budget_stop` set (its
+    samples so far are in `rows`) and the round is never sent."""
     vote = StepVote(task, step, voting, policy, models, seed)
     while vote.winner is None:
         indices = vote.next_round()
         if not indices:
             break
+        pairs = [(vote.model_of(i), vote.request(i)) for i in indices]
+        held = 0.0
+        if budget is not None:
+            reserved = budget.reserve(pairs)
+            if reserved is None:  # the round is never sent
+                vote.drawn, vote.rounds, vote.budget_stop = indices.start, vote.rounds - 1, True
+                break
+            held = reserved
         only = clients[vote.models[0]] if vote.n_models == 1 else None  # escalation may change the models
         if only is not None:
-            samples = await only.complete([vote.request(i) for i in indices])
+            samples = await only.complete([r for _, r in pairs])
         else:
-            samples = await draw(clients, [(vote.model_of(i), vote.request(i)) for i in indices])
+            samples = await draw(clients, pairs)
+        if budget is not None:
+            budget.settle(held, samples)
         for i, sample in zip(indices, samples):
             vote.count(i, sample)
     return vote
@@ -313,9 +329,10 @@ async def vote_one(
     policy: RedFlagPolicy,
     models: Sequence[str],
     run_seed: int,
+    budget: Any = None,
 ) -> tuple[Hashable | None, dict[Hashable, int], list[tuple[Any, ...]], tuple[Any, ...] | None]:
     """One voted step without Ray: (winner, ballot counts, sample rows, decision row or None)."""
-    vote = await vote_step(task, clients, step, voting, policy, tuple(models), run_seed)
+    vote = await vote_step(task, clients, step, voting, policy, tuple(models), run_seed, budget)
     decision = vote.decision_row() if vote.winner is not None else None
     return vote.winner, vote.ballot.counts, vote.sample_rows(), decision
 

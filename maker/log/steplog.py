@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 from maker.errors import StepLogError, UsageError
 
 SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows.
-#: 4: `reasoning_tokens`, `shared_request` (older parts read with them null); `temperature` null = not sent;
-#: `draft` rows (a draft model's proposals, never votes)
+#: 4: `cached_tokens`, `abandoned_usd`, `reasoning_tokens`, `shared_request` (older parts read them as null);
+#:    `temperature` null = not sent; `draft` rows (a draft model's proposals, never votes)
 #: The row kinds that decide a step: a vote's decision, and a plan's tool step (run, not voted).
 DECIDED_KINDS = ("decision", "tool")
 
@@ -71,6 +71,8 @@ SCHEMA = pa.schema(
         ("response_id", pa.string()),
         ("wasted", pa.bool_()),  # drawn on a speculative premise that lost the vote
         ("faults", pa.string()),  # failed attempts behind the sample, by kind, comma-separated ('rate_limited,timeout')
+        ("cached_tokens", pa.int32()),  # of tokens_in, read from the provider's prompt cache (billed at its cache-read rate)
+        ("abandoned_usd", pa.float64()),  # estimated bill of calls given up on behind the sample (timeouts, cancels)
         ("reasoning_tokens", pa.int32()),  # hidden reasoning tokens among tokens_out (billed as output)
         ("shared_request", pa.string()),  # one id per HTTP request that drew several samples (n choices); null: own request
         ("votes", pa.int32()),  # decision: valid votes counted

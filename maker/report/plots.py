@@ -27,7 +27,29 @@ def draw_all(s: RunStats, out: Path) -> list[Path]:
     ]
     if s.wasted:
         written.append(_save(_wasted(s), out / "wasted.png"))
+    if s.bill.total_usd:
+        written.append(_save(_bill(s), out / "cost_by_kind.png"))
     return written
+
+
+def _bill(s: RunStats) -> Any:
+    """Where the money went: billed USD by kind of sample (left) and by model (right)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.2), dpi=110, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    fig.suptitle(f"Where the money went: {s.task}{' (simulated)' if s.simulated else ''}", fontsize=11)
+    kinds = [(k.replace("_", " "), v) for k, v in s.bill.by_kind.items() if v]
+    left.barh([k for k, _ in kinds], [v for _, v in kinds], color="C2")
+    left.set_xlabel("billed (USD)")
+    left.set_title("by kind (abandoned: estimated)", fontsize=9)
+    models = sorted(s.bill.by_model.items(), key=lambda kv: kv[1])
+    right.barh([m for m, _ in models], [v for _, v in models], color="C0")
+    right.set_xlabel("billed (USD)")
+    right.set_title("by model", fontsize=9)
+    for ax in (left, right):
+        ax.grid(True, axis="x", alpha=0.3)
+    return fig
 
 
 def _figure(title: str, s: RunStats, rows: int = 1) -> tuple[Any, Any]:

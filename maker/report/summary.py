@@ -28,9 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
 from maker.errors import UsageError
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import LogInfo, count_faults
+from maker.report.money import money_lines
 from maker.runtime.draft import DraftTally, draft_tally
 from maker.runtime.guard import k_schedule, log_events
 from maker.runtime.progress import cost_text
@@ -79,6 +81,8 @@ class RunStats:
     k_changes: tuple[tuple[int, int], ...] = ()  # (from step, k): raised mid-run by the live guard
     escalations: list[tuple[int, int]] = field(default_factory=list)  # (step, to tier): `VotingConfig.on_undecided`
     plurality: list[int] = field(default_factory=list)  # steps taken by their ballot's leader (no margin)
+    bill: CostBreakdown = field(default_factory=CostBreakdown)  # the bill by model and by kind
+    budget_stops: list[str] = field(default_factory=list)  # the stop line of each leg that reached its --max-cost
     split_escalations: int = 0  # escalations because the tier's first k votes split (`escalate_on_split`)
     draft: DraftTally | None = None  # the draft's proposals (`kind = 'draft'` rows), when the run had one
 
@@ -108,7 +112,9 @@ def collect(info: LogInfo) -> RunStats:
     width = max(1, math.ceil(total / COST_POINTS)) if total else 1024
     s = RunStats(str(info.path), describe_run(run), run, len(info.parts), len(info.damaged), total, bin_width=width)
     bins = _Bins(width)
-    scols = ("tokens_in", "tokens_out", "latency_s", "faults", "reasoning_tokens")
+    scols = ("tokens_in", "tokens_out", "latency_s", "faults", "reasoning_tokens", "model", "counted", "abandoned_usd", "cached_tokens")
+    tiers = (run.get("voting") or {}).get("escalate_to") or ()
+    s.bill = CostBreakdown(frozenset(m for tier in tiers for m in tier))
     dcols = ("votes", "samples", "rounds", "correct")
     for chunk in iter_chunks(info, scols, dcols):
         d = chunk.decisions
@@ -139,6 +145,7 @@ def collect(info: LogInfo) -> RunStats:
         s.reasoning_tokens += int(_ints(smp["reasoning_tokens"]).sum())
         s.latency_s += float(smp["latency_s"].fill_null(0.0).to_numpy(zero_copy_only=False).sum())
         bins.add(_ints(smp["step"]), cost, wasted)
+        s.bill.add(smp.select([c for c in BREAKDOWN_COLUMNS if c in smp.column_names]).to_pydict())
         _errors_by_length(s, chunk, d, wasted)
         for _, decision, keys in chunk.steps():
             if decision is None:
@@ -158,6 +165,8 @@ def collect(info: LogInfo) -> RunStats:
             s.split_escalations += detail.get("reason") == "split"
         elif detail.get("event") == "plurality":
             s.plurality.append(step)
+        elif detail.get("event") == "budget_reached":
+            s.budget_stops.append(str(detail.get("line", "")))
     s.draft = draft_tally(info, events)
     if s.draft is not None:
         s.cost_usd += s.draft.cost_usd
@@ -282,6 +291,9 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
     if s.slowest:
         lines.append(f"| slowest step | step {s.slowest[1]:,}: {s.slowest[0]} votes |")
     lines.append(f"| cost | {cost_text(s.cost_usd, simulated=s.simulated, steps=s.steps)} |")
+    if s.bill.abandoned_usd:
+        lines.append(f"| billed (estimated) for abandoned calls | ${s.bill.abandoned_usd:,.6f} (timeouts and cancelled "
+                     "requests, at their prompt cost: the provider may still have served them) |")
     hidden = f" (of which {s.reasoning_tokens:,} hidden reasoning)" if s.reasoning_tokens else ""
     lines.append(f"| tokens in / out | {s.tokens_in:,} / {s.tokens_out:,}{hidden} |")
     lines.append(f"| model time (sum of latencies) | {s.latency_s:,.1f} s |")
@@ -328,6 +340,7 @@ def render_markdown(s: RunStats, images: set[str]) -> str:
         "",
         _img("error_vs_length.png", images),
     ]
+    lines += money_lines(s, images)
     lines += ["", "## Cost over the run", "", _img("cost.png", images)]
     if not s.cost_usd:
         lines += ["", "Every sample's cost_usd is 0 in this log (a simulated or free model, or one with no known price): "

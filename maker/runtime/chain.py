@@ -45,11 +45,12 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
     failed: int | None = None
     events: dict[str, list[Any]] = {"step": [], "detail": []}
     error: str | None = None
+    budget_stop = False
     for _ in range(job.max_steps):
         if step.index > job.last_step:
             break
         try:
-            vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed)
+            vote = await vote_step(task, clients, step, job.voting, job.policy, job.models, job.run_seed, job.budget)
         except MakerError:
             raise
         except Exception as exc:  # the task's own prompt raised: keep what is decided, say why
@@ -57,6 +58,9 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
             break
         append_rows(sample_cols, step.index, vote.rows)
         vote.event_columns(events)
+        if vote.budget_stop:  # the step's next round would cross the cap: stop here, undecided
+            budget_stop = True
+            break
         if vote.winner is None:
             failed = step.index
             break
@@ -68,4 +72,4 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
             break
         if time.perf_counter() - started > job.max_seconds:
             break
-    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events, error)
+    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events, error, budget_stop)

@@ -50,6 +50,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from maker.budget.spend import billed_columns
 from maker.cluster import WorkerPool
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -99,6 +100,8 @@ class NodeJob:
     policy: RedFlagPolicy
     models: tuple[str, ...]
     run_seed: int
+    #: the batch's share of the spend cap (`maker.budget.spend.Budget`); None: no cap
+    budget: Any = None
 
 
 @dataclass
@@ -109,6 +112,8 @@ class NodeResult:
     elapsed_s: float = 0.0
     #: event rows of the batch's steps (escalations, plurality decisions): step-log columns
     events: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "detail": []})
+    #: steps stopped undecided because their next round did not fit within the spend cap
+    budget_stopped: list[int] = field(default_factory=list)
 
 
 def _ready(worker: Any, payload: Any) -> bool:
@@ -121,7 +126,7 @@ async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     started = time.perf_counter()
     task, clients, voting = worker.task, worker.clients, job.voting
     votes = await asyncio.gather(
-        *(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed) for step in job.steps)
+        *(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed, job.budget) for step in job.steps)
     )
     return _result(task, votes, started)
 
@@ -133,7 +138,7 @@ async def stream_nodes(worker: Any, job: NodeJob) -> AsyncIterator[NodeResult]:
     started = time.perf_counter()
     task, clients, voting = worker.task, worker.clients, job.voting
     pending = {
-        asyncio.ensure_future(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed))
+        asyncio.ensure_future(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed, job.budget))
         for step in job.steps
     }
     done_votes: list[Any] = []
@@ -162,16 +167,19 @@ def _result(task: Any, votes: list[Any], started: float) -> NodeResult:
     decisions = new_columns(PLAN_DECISION_COLUMNS)
     sample_cols = [samples[c] for c in SAMPLE_COLUMNS]
     failed = []
+    stopped = []
     events: dict[str, list[Any]] = {"step": [], "detail": []}
     for vote in votes:
         index = vote.step.index
         append_rows(sample_cols, index, vote.rows)
         vote.event_columns(events)
-        if vote.winner is None:
+        if vote.budget_stop:
+            stopped.append(index)
+        elif vote.winner is None:
             failed.append(index)
         else:
             append_row(decisions, PLAN_DECISION_COLUMNS, (*vote.decision_row(), task.label(index)))
-    return NodeResult(samples, decisions, failed, time.perf_counter() - started, events)
+    return NodeResult(samples, decisions, failed, time.perf_counter() - started, events, stopped)
 
 
 def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, k: int, whole: bool = True) -> str | None:
@@ -195,7 +203,7 @@ def check_batch(result: NodeResult, sent: dict[int, StepInput], task: PlanTask, 
         seen.add(index)
         if task.judge(sent[index], winner).key != winner:
             return f"step {index}: the winner {winner!r} breaks the rules on its premise"
-    missing = set(sent) - seen - set(result.failed) if whole else ()
+    missing = set(sent) - seen - set(result.failed) - set(result.budget_stopped) if whole else ()
     if missing:
         return f"step {min(missing)}: sent but neither decided nor failed"
     return None
@@ -227,6 +235,7 @@ def run_dag(pool: WorkerPool, state: RunState, dag: DagConfig, workers: int, val
         finally:
             nodes.flush()
         nodes.dispatch_s = time.perf_counter() - started
+    state.budget_stop = state.budget_stop or nodes.budget_stop
     done = len(nodes.values) == task.total_steps
     answer = task.final_answer(nodes.values) if done else None
     expected = task.expected_answer(nodes.true_tool_outputs()) if isinstance(task, Oracle) else None
@@ -266,6 +275,7 @@ class _Nodes:
         self.right: dict[int, bool | None] = {}
         for index in sorted(values):
             self._judge(index, correct.get(index))
+        self.budget_stop = False  # a batch could not send a round within the spend cap: dispatch nothing more
         self._samples: dict[str, list[Any]] = {}
         self._decisions: dict[str, list[Any]] = {}
         self._events: dict[str, list[Any]] = {}
@@ -289,7 +299,8 @@ class _Nodes:
     def job(self, sent: dict[int, StepInput]) -> NodeJob:
         state = self.state
         voting = state.live.voting_for(state.voting, min(sent))  # the guard may have raised k
-        return NodeJob(tuple(sent.values()), voting, state.policy, state.model_names, state.seed)
+        budget = state.budget.share() if state.budget is not None else None
+        return NodeJob(tuple(sent.values()), voting, state.policy, state.model_names, state.seed, budget)
 
     def _buffer(self, result: NodeResult, events: dict[str, list[Any]], tool: bool = False) -> None:
         """Keep a returned batch for the log; write a part once enough has gathered (see `flush`)."""
@@ -354,6 +365,10 @@ class _Nodes:
             raise MakerError(f"worker batch rejected: {problem}")
         state = self.state
         state.count(result.samples, result.decisions, events=result.events)
+        if state.budget is not None:  # before the next batch's share is handed out
+            state.budget.charge(billed_columns(result.samples))
+        if result.budget_stopped:
+            self.budget_stop = True
         self._buffer(result, merge_events(state.live.drain(), result.events), tool)
         for index, answer, ok in zip(result.decisions["step"], result.decisions["answer"], result.decisions["correct"]):
             self.values[index] = answer
@@ -383,8 +398,10 @@ def _drive(pool: WorkerPool, nodes: _Nodes, dag: DagConfig, workers: int) -> Non
     import ray
 
     in_flight: dict[int, _Batch] = {}
-    limit = 1 if dag.sequential else workers * dag.calls_per_worker
-    while nodes.ready or in_flight:
+    # Under a spend cap one batch is in flight at a time, holding all that is left of the cap
+    # (its steps are voted concurrently, up to `max_batch`): batches never split the cap.
+    limit = 1 if dag.sequential or nodes.state.budget is not None else workers * dag.calls_per_worker
+    while (nodes.ready or in_flight) and not nodes.budget_stop:
         nodes.run_tools()  # tool steps run on the driver as soon as they are ready, never voted
         while nodes.ready and len(in_flight) < limit:
             if dag.sequential:
@@ -413,15 +430,17 @@ def _drive(pool: WorkerPool, nodes: _Nodes, dag: DagConfig, workers: int) -> Non
                 if missing:
                     raise MakerError(f"worker batch rejected: step {min(missing)}: sent but neither decided nor failed")
                 continue
-            again = batch.back.intersection(chunk.decisions["step"], chunk.failed)
+            again = batch.back.intersection(chunk.decisions["step"], chunk.failed, chunk.budget_stopped)
             if again:
                 raise MakerError(f"worker batch rejected: step {min(again)}: decided twice")
-            batch.back.update(chunk.decisions["step"], chunk.failed)
+            batch.back.update(chunk.decisions["step"], chunk.failed, chunk.budget_stopped)
             # should the worker die now, only the steps still out are sent again
             batch.pending.payload = replace(batch.pending.payload,
                                             steps=tuple(s for s in batch.pending.payload.steps if s.index not in batch.back))
             nodes.accept(chunk, batch.sent, batch.voting, whole=False)
         nodes.flush_due()
+    if nodes.budget_stop:
+        return
     if len(nodes.values) < nodes.task.total_steps:
         stuck = next(i for i in range(nodes.task.total_steps) if i not in nodes.values)
         raise MakerError(f"step {stuck} ({nodes.task.label(stuck)}): never became ready")

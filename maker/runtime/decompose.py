@@ -37,13 +37,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from maker.budget.spend import billed_usd, usd
 from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.step import vote_step
-from maker.errors import UsageError, VoteCapError
+from maker.errors import BudgetReached, UsageError, VoteCapError
 from maker.runtime.dag import NodeJob
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
 from maker.tasks.ops import shapes
@@ -147,12 +148,18 @@ class _Planner:
     async def _vote(self, number: int, problem: str, inputs: int, depth: int) -> str:
         job = self.job
         vote = await vote_step(self.task, self.clients, StepInput(number, (problem, inputs)), job.voting, job.policy,
-                               job.models, job.run_seed)
+                               job.models, job.run_seed, job.budget)
         drawn = len(vote.rows)
         flags = sum(verdict.red_flag is not None for _, _, _, _, verdict, _ in vote.rows)
         self.result.samples += drawn
         self.result.red_flags += flags
-        self.result.cost_usd += sum(sample.cost_usd or 0.0 for _, _, _, sample, _, _ in vote.rows)
+        self.result.cost_usd += sum(billed_usd(sample) for _, _, _, sample, _, _ in vote.rows)
+        if vote.budget_stop:
+            budget = job.budget
+            raise BudgetReached(
+                f"budget reached while planning: {usd(budget.spent_usd)} of {usd(budget.cap_usd)} spent on "
+                f"{len(self.result.votes)} plan requests; nothing was run (raise --max-cost)",
+                spent_usd=budget.spent_usd, cap_usd=budget.cap_usd)
         if vote.winner is None:
             raise VoteCapError(
                 f"decomposing {_clip(problem)!r}: no proposal led by k={job.voting.k} within "
@@ -191,13 +198,16 @@ async def decompose(
     config: DecomposeConfig | None = None,
     policy: RedFlagPolicy | None = None,
     seed: int = 0,
+    budget: Any = None,
 ) -> Decomposition:
-    """Plan `problem` with voted decomposition requests (see the module docstring)."""
+    """Plan `problem` with voted decomposition requests (see the module docstring); with a
+    `budget` (`maker.budget.spend.Budget`) every request's rounds are charged to it, and
+    BudgetReached is raised when one does not fit."""
     if not problem.strip():
         raise UsageError("the problem is empty")
     config = config or DecomposeConfig()
     policy = policy or RedFlagPolicy()
-    job = NodeJob((), voting, policy, tuple(models), seed ^ PLAN_SEED_SALT)
+    job = NodeJob((), voting, policy, tuple(models), seed ^ PLAN_SEED_SALT, budget)
     planner = _Planner(clients, job, config)
     root = next(planner.numbers)
     await planner.expand(root, " ".join(problem.split()), 0)
@@ -214,6 +224,7 @@ def plan_problem(
     config: DecomposeConfig | None = None,
     policy: RedFlagPolicy | None = None,
     seed: int = 0,
+    budget: Any = None,
 ) -> Decomposition:
     """`decompose` with model clients built here, in-process (planning is a few dozen calls)."""
     voting = voting or VotingConfig()
@@ -231,7 +242,8 @@ def plan_problem(
     tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
     warn_unsent_settings((*specs, *tiers), voting.first_temperature, voting.temperature)  # before the first call
     clients = {s.model: make_client(s, None) for s in (*specs, *tiers)}  # type: ignore[arg-type]  # tiers draw too
-    return asyncio.run(decompose(problem, clients, [s.model for s in specs], voting, config=config, policy=policy, seed=seed))
+    return asyncio.run(decompose(problem, clients, [s.model for s in specs], voting, config=config, policy=policy, seed=seed,
+                                 budget=budget))
 
 
 def _clip(text: str, width: int = 60) -> str:

@@ -25,14 +25,17 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from maker import __version__
+from maker.budget.breakdown import CostBreakdown
+from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.cluster.clients import warn_unsent_settings
+from maker.cluster.pricing import Price
 from maker.cluster.worker import stopped_in_worker
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -100,11 +103,27 @@ class RunResult:
     #: endpoint did to the run, e.g. {"rate_limited": 12, "timeout": 3}
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: billed (estimated) for calls maker gave up on that the provider may still have served
+    #: (timeouts, cancelled speculative requests), at their prompt cost; not in `cost_usd`
+    abandoned_usd: float = 0.0
+    #: the spend cap when one was set: {"cap_usd", "spent_usd" (cost_usd + abandoned_usd,
+    #: the whole log's when resumed), "reached", "line" (the stop line, when reached)}
+    budget: dict[str, Any] | None = None
+    #: each model's price and its source ({"input_per_m", "cached_input_per_m", "output_per_m",
+    #: "source", "known"}); `known` False: maker does not know what it costs
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields above, plus `cost`: `cost_usd` as a label that says when a real model's
         $0 means "free, or no price known" (see `maker.runtime.progress.cost_text`)."""
-        return {**asdict(self), "cost": cost_text(self.cost_usd, simulated=self.simulated, steps=self.steps)}
+        unknown = any(not p.get("known", True) for p in self.prices.values())
+        return {**asdict(self), "cost": cost_text(self.cost_usd, simulated=self.simulated, steps=self.steps, unknown=unknown)}
+
+
+def price_dict(price: Price) -> dict[str, Any]:
+    """A `Price` as `--json` shows it: rates per million tokens, its source, and whether it is known."""
+    return {"input_per_m": price.input_per_m, "cached_input_per_m": price.cached_input_per_m,
+            "output_per_m": price.output_per_m, "source": price.source, "known": price.known}
 
 
 def simulated(specs: Sequence[ModelSpec]) -> bool:
@@ -180,6 +199,9 @@ def run(
     guard: GuardConfig | None = None,
     dag: Any = None,
     extra_meta: dict[str, Any] | None = None,
+    max_cost_usd: float | None = None,
+    spent_before_usd: float = 0.0,
+    prices: Mapping[str, Price] | None = None,
     allow_code_change: bool = False,
     draft: Any = None,
 ) -> RunResult:
@@ -200,6 +222,14 @@ def run(
     stopped at exit; with a multi-node `cluster.address`, on each worker's node), its
     workers reaching them on 127.0.0.1; a server that dies beyond its restarts interrupts
     the run with LocalServerError (the log holds every decided step).
+
+    `max_cost_usd` caps what the run is billed, in flight included (`maker.budget.spend`):
+    no round is sent whose worst case would cross it; the run then stops cleanly with
+    `status` "budget_reached" and `budget["line"]` saying so (the log stays resumable, and
+    a resumed run counts what its log already spent).  `spent_before_usd` is spent already
+    (an estimate drawn for this run).  Every model's price must be known for a cap:
+    `prices` ({model: Price}, escalation tiers included), `ModelSpec.price`, or litellm's
+    table (`ModelSpec.unit_price`).
 
     Raises UsageError for bad input (nothing written), ModelConfigError when a model
     cannot be used (before anything is spent), VoteCapError (or another give-up error)
@@ -223,6 +253,11 @@ def run(
     tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every worker holds every tier's client
     for spec in (*specs, *tier_specs):
         check_spec(spec)
+    cap = check_cap(max_cost_usd)
+    prices = resolve_prices([*specs, *tier_specs], prices)
+    refuse_unpriced(cap, prices)  # a cap that cannot be enforced must not look enforced
+    specs = [replace(s, price=prices[s.model]) if s.client is None else s for s in specs]  # workers bill at these prices
+    tier_specs = [replace(s, price=prices[s.model]) for s in tier_specs]
     for flag, value in (("--workers", cluster.workers), ("--segment-steps", cluster.segment_steps)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
@@ -253,6 +288,7 @@ def run(
                          tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
+    meta["prices"] = {m: price_dict(p) for m, p in prices.items()}  # where each cost figure came from (tune, report)
     if is_plan:
         from maker.runtime.dag import DagConfig, plan_metadata
 
@@ -294,10 +330,13 @@ def run(
                  stream=progress.stream if progress.enabled else None)  # quiet: events and --json only
     live.restore(resumed_events, info)  # a resumed run goes on at its logged k, with its logged vote counts
     state = RunState(task, voting, policy, model_names, seed, writer, progress, live)
+    state.breakdown = CostBreakdown(frozenset(s.model for s in tier_specs))
     if info is not None:
         state.count_log(info)
         state.escalations = sum(d.get("event") == "escalation" for d in resumed_events)  # what the log already holds
         state.plurality_decisions = sum(d.get("event") == "plurality" for d in resumed_events)
+    if cap is not None:  # what the log already spent counts against the new cap
+        state.budget = Budget(cap, prices, spent_usd=state.breakdown.total_usd + spent_before_usd)
     totals, reasons, faults = state.totals, state.reasons, state.faults
     progress.start_at(totals.steps)
     started = time.perf_counter()
@@ -327,6 +366,18 @@ def run(
     extra["escalations"] = state.escalations
     extra["plurality_decisions"] = state.plurality_decisions
     extra["reasoning_tokens"] = state.reasoning_tokens  # hidden reasoning among the output tokens (billed as output)
+    extra["cost_breakdown"] = state.breakdown.to_dict()
+    budget = None
+    if state.budget is not None:
+        budget = state.budget.to_dict()
+        budget["spent_usd"] = round(state.breakdown.total_usd + spent_before_usd, 6)
+        budget["reached"] = state.budget_stop
+        if state.budget_stop:
+            status = "budget_reached"
+            budget["line"] = budget_line(budget["spent_usd"], cap, totals.steps, task.total_steps)  # type: ignore[arg-type]
+            if writer is not None:  # an event row: `maker report` shows where the run stopped, and why
+                detail = {"event": "budget_reached", "cap_usd": cap, "spent_usd": budget["spent_usd"], "line": budget["line"]}
+                writer.append({}, {}, {"step": [totals.steps], "detail": [json.dumps(detail)]})
     return RunResult(
         task=task.describe() if is_plan else task.spec.describe(), steps=totals.steps, total_steps=task.total_steps,
         solved=bool(solved), errors=totals.errors if isinstance(task, Oracle) else None, first_error_step=state.first_error, samples=totals.samples,
@@ -334,7 +385,8 @@ def run(
         simulated=simulated([*specs, *tier_specs, *draft_specs]), wall_s=round(time.perf_counter() - started, 3), cost_usd=round(totals.cost_usd, 6),
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
         log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
-        faults_by_kind=faults, extra=extra,
+        faults_by_kind=faults, extra=extra, abandoned_usd=round(state.breakdown.abandoned_usd, 6), budget=budget,
+        prices={m: price_dict(p) for m, p in prices.items()},
     )
 
 
@@ -356,17 +408,25 @@ def _run_chain(
     voting_s = 0.0  # seconds the workers spent voting the segments kept (Ray and start-up not included)
     in_flight = tuple((s.model, s.concurrency) for s in (*specs, *(ModelSpec(m) for m in state.voting.escalation_models)))
 
+    budget = state.budget
+
     def job(at: StepInput) -> SegmentJob:
         return SegmentJob(
             at, cluster.segment_steps, cluster.segment_seconds, live.voting_for(state.voting, at.index), state.policy,
             state.model_names, state.seed, last_index, speculate, in_flight, draft if speculate else None,
-            depth[0],
+            depth[0], budget.share() if budget is not None else None,
         )
+
+    def charge(result: SegmentResult) -> None:  # before the next segment's share is handed out
+        if budget is not None:
+            budget.charge(billed_columns(result.samples))
 
     current = start
     schedule = None
     if start.index <= last_index:
-        schedule = SegmentSchedule(pool, task, job, last_index, cluster.workers if reference else 1, reference)
+        # Under a cap one segment is in flight at a time, holding all that is left of it.
+        ahead = cluster.workers if reference and budget is None else 1
+        schedule = SegmentSchedule(pool, task, job, last_index, ahead, reference, charge)
         schedule.start(current)
         while (step := schedule.next()) is not None:
             result, ran, thrown_away = step
@@ -396,6 +456,9 @@ def _run_chain(
                 raise step_failure(result.samples, result.failed_step, voted)
             if result.error is not None:  # the task's code raised: the steps decided before it are logged
                 raise stopped_in_worker(result.error)
+            if result.budget_stop:  # the next round would cross the cap: stop cleanly, the log resumable
+                state.budget_stop = True
+                break
     solved = task.is_solved(current) and current.index == task.total_steps
     return solved, {
         "speculate": speculate,

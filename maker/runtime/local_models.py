@@ -83,13 +83,23 @@ def local_models(
             s = settings or LocalSettings()
             with serving_on_nodes(specs, nodes, threads=s.threads, replicas=s.replicas, max_restarts=s.max_restarts,
                                   log_path=s.log_path, on_start=on_node_start) as served:
-                yield served
+                yield free_local(specs, served)
             return
     leases: list[Lease] = []
     with interrupting(lambda: leases[0].failure(resume=resume_hint) if leases else None) as interrupt, \
             shared(specs, settings, on_start=on_start, on_failure=interrupt, keep=keep) as lease:
         leases.append(lease)
-        yield lease.specs
+        yield free_local(specs, lease.specs)
+
+
+def free_local(specs: Sequence[ModelSpec], served: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """`served` with each embedded model priced as free (`FREE_LOCAL`) unless its spec gives a
+    price: a spend cap (`maker.budget.spend`) then knows what it costs."""
+    from dataclasses import replace
+
+    from maker.cluster.pricing import FREE_LOCAL
+
+    return [replace(t, price=t.price or FREE_LOCAL) if has_local([s]) else t for s, t in zip(specs, served)]
 
 
 def _other_nodes(address: str, workers: int) -> list[str] | None:
@@ -106,4 +116,4 @@ def _other_nodes(address: str, workers: int) -> list[str] | None:
     return nodes
 
 
-__all__ = ["has_local", "local_models", "refuse_local_tiers"]
+__all__ = ["free_local", "has_local", "local_models", "refuse_local_tiers"]

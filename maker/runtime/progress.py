@@ -96,13 +96,18 @@ class Progress:
             self.stream.flush()
 
 
-def cost_text(cost_usd: float, *, simulated: bool, steps: int = 1) -> str:
+def cost_text(cost_usd: float, *, simulated: bool, steps: int = 1, unknown: bool = False) -> str:
     """A run's cost as a label that never shows a default as measured: a real model's samples
-    cost exactly 0 only when no price is known for it (or it is free), so that is said.
+    cost exactly 0 only when no price is known for it (or it is free), so that is said;
+    `unknown`: some model's price is unknown, so the figure leaves its samples out.
 
         >>> cost_text(0.01234, simulated=False), cost_text(0.0, simulated=True), cost_text(0.0, simulated=False)
         ('$0.0123', '$0.0000', '$0 (free, or no price known)')
+        >>> cost_text(0.5, simulated=False, unknown=True)
+        '$0.5000 + unknown (a model has no known price)'
     """
+    if unknown:
+        return (f"${cost_usd:,.4f} + " if cost_usd else "") + "unknown (a model has no known price)"
     if cost_usd or simulated or not steps:
         return f"${cost_usd:,.4f}"
     return "$0 (free, or no price known)"

@@ -32,9 +32,13 @@ class SegmentSchedule:
     """Keeps up to `ahead` segments in flight; `next()` returns them in chain order."""
 
     def __init__(
-        self, pool: Any, task: Task, make_job: Callable[[StepInput], SegmentJob], last_index: int, ahead: int, draft: bool
+        self, pool: Any, task: Task, make_job: Callable[[StepInput], SegmentJob], last_index: int, ahead: int, draft: bool,
+        on_result: Callable[[SegmentResult], None] | None = None,
     ) -> None:
+        """`on_result` sees every segment's result as soon as it is in, before any later
+        segment is started (the spend cap charges what it was billed there)."""
         self.pool = pool
+        self.on_result = on_result
         self.task = task
         self.make_job = make_job
         self.last_index = last_index
@@ -56,11 +60,11 @@ class SegmentSchedule:
         if not self.queue:
             return None
         head = self.queue.popleft()
-        result: SegmentResult = self.pool.get(head)
+        result = self._get(head)
         end = result.end
         lost: list[SegmentResult] = []
         done = (result.failed_step is not None or result.error is not None or not result.decisions["step"]
-                or end.index > self.last_index)
+                or end.index > self.last_index or result.budget_stop)
         if self.draft:
             self.on_truth = end.index > self.last_index or end == self._drafted_at(end.index)
         if done:
@@ -91,6 +95,12 @@ class SegmentSchedule:
             self.queue.append(self.pool.submit(run_segment, job))
             self.frontier = at.index + job.max_steps
 
+    def _get(self, pending: Any) -> SegmentResult:
+        result: SegmentResult = self.pool.get(pending)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
     def _drafted_at(self, index: int) -> StepInput:
         """The premise of step `index` on the ground-truth path."""
         if index == 0:
@@ -101,7 +111,7 @@ class SegmentSchedule:
         """Throw every queued segment away; their results (paid for) come back to be logged."""
         lost = []
         while self.queue:
-            lost.append(self.pool.get(self.queue.popleft()))
+            lost.append(self._get(self.queue.popleft()))
             self.discarded += 1
         return lost
 

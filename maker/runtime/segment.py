@@ -34,6 +34,8 @@ class SegmentJob:
     draft: Any = None
     #: the adaptive window depth a drafted segment starts at (the last segment's; 0: the default start)
     draft_depth: int = 0
+    #: this segment's share of the spend cap (`maker.budget.spend.Budget.grant`); None: no cap
+    budget: Any = None
 
 
 @dataclass
@@ -53,6 +55,8 @@ class SegmentResult:
     drafts: dict[str, list[Any]] | None = None
     #: the adaptive depth the drafted window ended at (the next segment starts there)
     draft_depth: int = 0
+    #: the segment stopped because its next round did not fit within the spend cap
+    budget_stop: bool = False
 
 
 __all__ = ["SegmentJob", "SegmentResult"]

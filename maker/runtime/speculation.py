@@ -135,6 +135,9 @@ class _Window:
         self.decisions = new_columns(DECISION_COLUMNS)
         self.ready: asyncio.Queue[asyncio.Task[list[Sample]]] | None = None
         self.blocked = False  # opening the slot after the tail raised (see `_extend`)
+        self.budget = job.budget  # the segment's share of the spend cap (None: no cap)
+        self.held: dict[asyncio.Task[list[Sample]], float] = {}  # each request's worst case, held in the budget
+        self.refused = False  # the last `_send` met a request that did not fit within the cap
 
     async def run(self) -> SegmentResult:
         started = time.perf_counter()
@@ -142,6 +145,7 @@ class _Window:
         end = self.job.start
         failed: int | None = None
         error: str | None = None
+        budget_stop = False
         try:
             if end.index <= self.last:
                 self.slots.append(self._slot(end))
@@ -165,6 +169,10 @@ class _Window:
                     break
                 self._extend()
                 self._send()
+                if not self.owner and self.refused:  # nothing in flight, and the next request does not fit: stop
+                    budget_stop = True
+                    self._stop_undecided(head)
+                    break
                 if not self.owner:
                     raise RuntimeError(f"step {head.step.index}: speculative window stalled with nothing in flight")
                 await self._receive()
@@ -176,7 +184,7 @@ class _Window:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
         return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,
                              self.drafts if self.proposer is not None else None,
-                             self.control.depth if self.control is not None else 0)
+                             self.control.depth if self.control is not None else 0, budget_stop)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
@@ -265,6 +273,17 @@ class _Window:
             self._discard(0)
         return after
 
+    def _stop_undecided(self, head: _Slot) -> None:
+        """The spend cap stops the run at the head: log what it drew (not wasted: its premise
+        is true; undecided, so a resume draws it again) and discard the slots after it."""
+        self.slots.pop(0)
+        vote = head.vote
+        rows: list[Row] = list(vote.rows)
+        rows += [(i, vote.model_of(i), vote.temperature_of(i), *head.arrived[i], False) for i in sorted(head.arrived)]
+        append_rows(self.samples, head.step.index, rows)
+        vote.event_columns(self.events)
+        self._discard(0)
+
     def _discard(self, first: int) -> None:
         """Drop slots[first:]: cancel their requests, log all their samples as wasted."""
         for slot in self.slots[first:]:
@@ -274,12 +293,18 @@ class _Window:
             for index, (task, place, model) in slot.tasks.items():
                 self.owner.pop(task, None)
                 self.in_flight[model] -= 1
+                held = self.held.pop(task, 0.0)
                 if task.done() and not task.cancelled() and task.exception() is None:
                     sample = task.result()[place]
                     slot.arrived[index] = (sample, vote.verdict(index, sample))
                 else:
-                    task.cancel()
-                    slot.arrived[index] = (Sample("", model, finish_reason="cancelled", error=CANCELLED), Verdict(None))
+                    task.cancel()  # sent, and given up on: the provider may still serve and bill it
+                    estimate = getattr(self.clients[model], "prompt_cost", None)
+                    abandoned = estimate(vote.request(index)) if estimate is not None else 0.0
+                    sample = Sample("", model, finish_reason="cancelled", error=CANCELLED, abandoned_usd=abandoned)
+                    slot.arrived[index] = (sample, Verdict(None))
+                if self.budget is not None:
+                    self.budget.settle(held, [sample])
             slot.tasks.clear()
             temperature = vote.temperature_of
             rows: list[Row] = [(i, m, t, s, v, False) for i, m, t, s, v, _ in vote.rows]
@@ -290,12 +315,14 @@ class _Window:
 
     # -- requests ---------------------------------------------------------------------
     def _send(self) -> None:
-        """Send queued draws, earliest step first, within each model's in-flight limit.
+        """Send queued draws, earliest step first, within each model's in-flight limit and the
+        spend cap (the first batch that does not fit stops sending: `refused`).
 
         A slot's round goes out as the in-order loop sends it (`maker.engine.step.vote_step`):
         one batch per model, so a client that shares one request among same-prompt samples
         (`n`) groups -- and a seeded server draws -- exactly as in an in-order run.  A batch
         waits until it fits the limit whole; only one larger than the limit is split."""
+        self.refused = False
         for slot in self.slots:
             queue = slot.queue
             if not queue:
@@ -305,6 +332,7 @@ class _Window:
             for index in queue:
                 batches.setdefault(model_of(index), []).append(index)
             held: deque[int] = deque()
+            launched: set[int] = set()
             for model, indices in batches.items():
                 room = self.limit[model] - self.in_flight[model]
                 if len(indices) > self.limit[model] and room > 0:  # never fits whole: as much as fits
@@ -313,19 +341,33 @@ class _Window:
                 elif len(indices) > room:
                     held.extend(indices)
                     continue
-                self._launch(slot, tuple(indices), model)
+                if not self._launch(slot, tuple(indices), model):  # over the cap: send nothing more for now
+                    slot.queue = deque(i for i in queue if i not in launched)
+                    return
+                launched.update(indices)
             slot.queue = held
             if all(self.in_flight[m] >= self.limit[m] for m in self.limit):
                 return
 
-    def _launch(self, slot: _Slot, indices: tuple[int, ...], model: str) -> None:
+    def _launch(self, slot: _Slot, indices: tuple[int, ...], model: str) -> bool:
+        """Send one batch; False (nothing sent, `refused` set) when its worst case does not fit the cap."""
         assert self.ready is not None
-        task = asyncio.ensure_future(self.clients[model].complete([slot.vote.request(i) for i in indices]))
+        requests = [slot.vote.request(i) for i in indices]
+        held = 0.0
+        if self.budget is not None:
+            reserved = self.budget.reserve([(model, request) for request in requests])
+            if reserved is None:
+                self.refused = True
+                return False
+            held = reserved
+        task = asyncio.ensure_future(self.clients[model].complete(requests))
+        self.held[task] = held
         task.add_done_callback(self.ready.put_nowait)
         for place, index in enumerate(indices):
             slot.tasks[index] = (task, place, model)
         self.owner[task] = (slot, indices)
         self.in_flight[model] += len(indices)
+        return True
 
     async def _receive(self) -> None:
         """Wait for at least one reply; take every reply that is in; re-check the leaders."""
@@ -345,6 +387,8 @@ class _Window:
                 slot.guess, slot.draft_row = verdict.key, (sample, verdict)
                 continue
             samples = task.result()  # a client that raises cannot work at all: stop the run
+            if self.budget is not None:
+                self.budget.settle(self.held.pop(task, 0.0), list(samples))
             for index, sample in zip(indices, samples):
                 model = slot.tasks.pop(index)[2]
                 self.in_flight[model] -= 1

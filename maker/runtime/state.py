@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import DECIDED_KINDS, LogInfo, StepLogWriter, count_faults, iter_tables
@@ -37,6 +38,10 @@ class RunState:
     wasted: int = 0
     escalations: int = 0  # steps re-opened on a stronger tier (`VotingConfig.on_undecided`)
     plurality_decisions: int = 0  # steps taken by their ballot's leader
+    #: the spend cap (`maker.budget.spend.Budget`); None: no cap
+    budget: Any = None
+    budget_stop: bool = False  # the run stopped because its next round did not fit within the cap
+    breakdown: CostBreakdown = field(default_factory=CostBreakdown)  # the bill by model and by kind
     reasoning_tokens: int = 0  # hidden reasoning tokens of every sample paid for (wasted ones too)
     #: the draft's record (proposals, acceptance, its own cost); None without a draft.  Its
     #: cost is also in `totals.cost_usd`, so whatever charges the run's cost charges it too
@@ -62,6 +67,7 @@ class RunState:
             if flag is not None and not was_wasted:
                 self.reasons[flag] = self.reasons.get(flag, 0) + 1
                 totals.red_flags += 1
+        self.breakdown.add(samples)
         n_wasted = sum(lost)
         self.wasted += n_wasted
         totals.samples += len(flags) - n_wasted
@@ -87,13 +93,14 @@ class RunState:
 
     def count_log(self, info: LogInfo) -> None:
         """Add what a log being resumed already holds (the guard restores its own: `Guard.restore`)."""
-        columns = ("red_flag", "cost_usd", "wasted", "faults", "reasoning_tokens")
-        for table in iter_tables(info, ["step", "answer", "correct", "tokens_in", "tokens_out", *columns]):
+        wanted = tuple(dict.fromkeys(("red_flag", "cost_usd", "wasted", "faults", "reasoning_tokens", *BREAKDOWN_COLUMNS)))
+        read = list(dict.fromkeys(("step", "answer", "correct", "tokens_in", "tokens_out", *wanted)))
+        for table in iter_tables(info, read):
             cols = {name: table[name].to_pylist() for name in table.column_names}
             rows = {"sample": [i for i, k in enumerate(cols["kind"]) if k == "sample"],
                     "decision": [i for i, k in enumerate(cols["kind"]) if k in DECIDED_KINDS],
                     "draft": [i for i, k in enumerate(cols["kind"]) if k == "draft"]}
-            samples = {c: [cols[c][i] for i in rows["sample"]] for c in columns}
+            samples = {c: [cols[c][i] for i in rows["sample"]] for c in wanted}
             drafts = {c: [cols[c][i] for i in rows["draft"]]
                       for c in ("step", "answer", "cost_usd", "wasted", "tokens_in", "tokens_out")}
             self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "answer", "correct")},

@@ -11,6 +11,8 @@ import pytest
 import maker
 
 PUBLIC = [
+    "Budget",
+    "BudgetReached",
     "ClusterConfig",
     "EstimateReport",
     "FunctionClient",

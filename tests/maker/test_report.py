@@ -111,9 +111,10 @@ def test_cost_and_wasted_samples(sim_log, tmp_path, capsys) -> None:
     assert len(wasted) > 0
     out = tmp_path / "rep"
     assert main(["report", str(log), "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == PLOTS | {"report.md", "wasted.png"}
+    assert {p.name for p in out.iterdir()} == PLOTS | {"report.md", "wasted.png", "cost_by_kind.png"}
     md = (out / "report.md").read_text()
     assert f"| cost | ${samples.cost_usd.sum():,.4f} |" in md
+    assert "## Where the money went" in md and "| wasted speculative samples |" in md and "cost_by_kind.png" in md
     assert f"| wasted speculative samples | {len(wasted):,} |" in md and "wasted.png" in md
     s = collect(open_log(log))
     assert np.isclose(s.bin_cost.sum(), samples.cost_usd.sum()) and s.bin_wasted.sum() == len(wasted)

@@ -175,6 +175,14 @@ def echo_key_401(call: Call) -> Answer:
     return Answer(401, raw=body)
 
 
+def cached_prefix(call: Call) -> Answer:
+    """A hosted provider that read most of the prompt from its prefix cache, reported as
+    OpenAI does (issue 23's example: 2,000 prompt tokens, 1,920 of them cached, 5 out)."""
+    usage = {"prompt_tokens": 2000, "completion_tokens": 5 * call.n, "total_tokens": 2000 + 5 * call.n,
+             "prompt_tokens_details": {"cached_tokens": 1920}}
+    return completion(call, wordings(call.n, call.index), usage=usage)
+
+
 #: Every personality by name (what the conformance table refers to).
 PERSONALITIES: dict[str, Callable[[Call], Answer]] = {
     "honest": honest,
@@ -199,4 +207,5 @@ PERSONALITIES: dict[str, Callable[[Call], Answer]] = {
     "trickle": trickle(),
     "one_at_a_time": one_at_a_time(),
     "echo_key_401": echo_key_401,
+    "cached_prefix": cached_prefix,
 }

@@ -76,6 +76,7 @@ CASES: dict[str, Expect] = {
     # section 7: a 401 echoing the key (JSON-escaped, URL-encoded, base64) fails the call; test_secrets checks
     # that the key is nowhere
     "echo_key_401": Expect(key=None, error="AuthenticationError", faults=frozenset({"auth"})),
+    "cached_prefix": Expect(),
 }
 
 
