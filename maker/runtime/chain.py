@@ -72,4 +72,4 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
             break
         if time.perf_counter() - started > job.max_seconds:
             break
-    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events, error, budget_stop)
+    return SegmentResult(samples, decisions, step, failed, time.perf_counter() - started, events, error, budget_stop=budget_stop)

@@ -184,7 +184,7 @@ class _Window:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
         return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,
                              self.drafts if self.proposer is not None else None,
-                             self.control.depth if self.control is not None else 0, budget_stop)
+                             self.control.depth if self.control is not None else 0, budget_stop=budget_stop)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:

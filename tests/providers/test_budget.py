@@ -38,8 +38,8 @@ PRICE = Price(0.4, 1.6, "test", cached_input_per_m=0.1)
 
 def small_cap(disks: int = 5, per_round: int = 2) -> float:
     """A cap for a k = 2 Hanoi run on gpt-4.1-mini that its first round fits and that stops it
-    after a few steps: a round's worst case (`per_round` requests: 2 in order, 1 in the
-    speculative window, which sends one request at a time) plus $0.002."""
+    after a few steps: a round's worst case (`per_round` requests: a k = 2 round goes out as one
+    batch of 2, in order and in the speculative window alike) plus $0.002."""
     from maker.tasks import get_task
 
     task = get_task("hanoi", disks=disks)
@@ -98,7 +98,7 @@ def test_a_run_stops_at_its_cap_and_resumes_counting_what_the_log_spent(ray_addr
     cluster = maker.ClusterConfig(address=ray_address, speculate=speculate)
     with BillingProvider(p=1.0, cached_fraction=0.5) as provider:
         spec = ModelSpec(MODEL, api_base=provider.url)
-        cap = small_cap(per_round=1 if speculate else 2)
+        cap = small_cap(per_round=2)
         first = maker.run(task, [spec], maker.VotingConfig(k=2), log=log, cluster=cluster, max_cost_usd=cap)
         billed = provider.invoice()
         assert first.status == "budget_reached" and not first.solved and 0 < first.steps < task.total_steps
@@ -117,7 +117,7 @@ def test_the_cli_prints_the_expectation_the_stop_line_and_exits_1(ray_address, t
     with BillingProvider(p=1.0) as provider:
         args = ["run", "hanoi", "--disks", "5", "--model", MODEL, "--api-base", provider.url, "--k", "2", "--quiet",
                 "--address", ray_address, "--log", str(tmp_path / "log")]
-        cap = small_cap(per_round=1)  # the CLI speculates by default: one request at a time
+        cap = small_cap(per_round=2)  # the CLI speculates by default: a k = 2 round is one batch of 2
         out = maker_cli(*args, "--max-cost", str(cap))
         assert out.returncode == 1, out.stdout + out.stderr
         assert f"maker: --max-cost {usd(cap)}; expected cost $" in out.stderr and "the run may stop" in out.stderr
