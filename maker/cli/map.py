@@ -12,11 +12,15 @@ from typing import Any
 
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import (
+    add_budget_argument,
     add_model_arguments,
     add_undecided_arguments,
+    budget_preamble,
     model_specs,
+    print_cost_lines,
     prompt_style_of,
     undecided_settings,
+    user_prices,
 )
 from maker.cli.run import choose_k, errors_text
 from maker.config import VotingConfig
@@ -82,6 +86,7 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out (once the new table is complete)")
     o.add_argument("--log", help="step log folder to create (default: runs/map-TIMESTAMP.parquet)")
     o.add_argument("--resume", action="store_true", help="continue the job recorded in --log: decided rows are not voted again")
+    add_budget_argument(o)
     o.add_argument("--json", action="store_true", help="print one JSON object with the result at the end")
     o.add_argument("--quiet", action="store_true", help="no progress line")
     c = p.add_argument_group("cluster")
@@ -131,19 +136,23 @@ def main(args: argparse.Namespace) -> int:
     voting = replace(voting, k=k)
     specs = model_specs(args)
     log = args.log or f"runs/map-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+    args.log, args.max_steps = log, None  # what the budget's preamble reads
+    budget_preamble(task, specs, voting, args, task.total_steps)
     label = "[simulated] " if simulated(specs) else ""
     progress = Progress(task.total_steps, enabled=not args.quiet, label=label, ground_truth=isinstance(task, Oracle))
     result = run_map(task, specs, voting, sink=sink, log=Path(log), resume=args.resume, seed=args.seed,
                      cluster=ClusterConfig(workers=args.workers, address=args.address), policy=policy,
                      progress=progress, guard=guard_config(args, k),
-                     config=MapConfig(batch_rows=args.batch_rows, chunk_rows=args.chunk_rows))
+                     config=MapConfig(batch_rows=args.batch_rows, chunk_rows=args.chunk_rows),
+                     max_cost_usd=args.max_cost, prices=user_prices(args, [*args.model, *voting.escalation_models]))
     if getattr(args, "estimate", None) is not None:
         result.extra["estimate"] = args.estimate.to_dict()
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print_summary(result, args.truth)
-    return 0 if result.solved else 1
+        print_cost_lines(result)
+    return 0 if result.solved and result.status == "ok" else 1
 
 
 def print_summary(result: RunResult, truth: str | None) -> None:

@@ -122,6 +122,8 @@ def map(  # noqa: A001 (maker.map, as the builtin's name says: one answer per re
     guard: Any = None,
     progress: bool = False,
     config: MapConfig | None = None,
+    max_cost_usd: float | None = None,
+    prices: Any = None,
 ) -> Any:
     """Vote one answer per record of `data`; the records with their answers, as a pyarrow Table.
 
@@ -131,9 +133,14 @@ def map(  # noqa: A001 (maker.map, as the builtin's name says: one answer per re
     column (then `correct` is filled and `sim:P` can answer); `id` a column that names rows;
     `out` also writes the table (``.parquet``, ``.csv``, ``.jsonl``; an existing file is
     refused unless `overwrite`); `log` keeps the step log (`resume` continues it).
+    `max_cost_usd`: a spend cap in US dollars, in flight included (`maker.budget.spend`;
+    every model needs a known price: `prices` {model: `maker.cluster.pricing.Price`},
+    `ModelSpec.price` or litellm's table).
 
-    Raises UsageError for bad input (a missing column, an unknown format, an existing `out`)
-    before anything is drawn; EndpointDownError when the model is down.  Rows that cannot be
+    Raises UsageError for bad input (a missing column, an unknown format, an existing `out`,
+    a cap on an unpriced model) before anything is drawn; EndpointDownError when the model is
+    down; BudgetReached when the next batch would cross `max_cost_usd` (nothing is written to
+    `out`; the log, if any, keeps every decided row and `resume=True` with a new cap goes on).  Rows that cannot be
     decided are returned with ``decided`` false; the summary (``maker.map`` in the schema
     metadata) counts them.
     """
@@ -147,7 +154,14 @@ def map(  # noqa: A001 (maker.map, as the builtin's name says: one answer per re
         sink = TeeSink(FileSink(out, overwrite=overwrite, protect=task.source.files), memory)
     shown = Progress(task.total_steps, enabled=progress, label="[simulated] " if _simulated(models) else "")
     result = run_map(task, models, voting, sink=sink, log=log, resume=resume, seed=seed, cluster=cluster,
-                     policy=policy, progress=shown, guard=guard, config=config)
+                     policy=policy, progress=shown, guard=guard, config=config, max_cost_usd=max_cost_usd,
+                     prices=prices)
+    if result.status == "budget_reached":
+        from maker.errors import BudgetReached
+
+        budget = result.budget or {}
+        raise BudgetReached(str(budget.get("line")), spent_usd=float(budget.get("spent_usd") or 0.0),
+                            cap_usd=float(budget.get("cap_usd") or max_cost_usd or 0.0))
     table = memory.table()
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"maker.map": json.dumps(result.to_dict())})
 

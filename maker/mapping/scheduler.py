@@ -27,14 +27,18 @@ after would fail the same way).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from maker.budget.breakdown import CostBreakdown
+from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
+from maker.cluster.pricing import Price
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
@@ -44,7 +48,7 @@ from maker.log.steplog import LogInfo, StepLogWriter, open_log
 from maker.mapping.output import check_input_columns, voted_table
 from maker.mapping.resume import LoggedRows
 from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
-from maker.runtime.driver import ClusterConfig, RunResult, run_metadata, simulated
+from maker.runtime.driver import ClusterConfig, RunResult, price_dict, run_metadata, simulated
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress
@@ -150,6 +154,8 @@ def run_map(
     guard: GuardConfig | None = None,
     config: MapConfig | None = None,
     extra_meta: dict[str, Any] | None = None,
+    max_cost_usd: float | None = None,
+    prices: Mapping[str, Price] | None = None,
 ) -> RunResult:
     """Vote every row of `task` (a `maker.tasks.records.map_task.MapTask`) and write the output
     table to `sink` (`maker.mapping.output`: a file, memory, or both) in row order.
@@ -159,6 +165,13 @@ def run_map(
     ground truth, none wrong).  Raises UsageError for bad input before anything is drawn,
     ModelConfigError for an unusable model, EndpointDownError when the model is down (the
     log keeps every decided row).  The sink is committed only when every row is written.
+
+    `max_cost_usd` caps what the job is billed, in flight included, as `maker.run` does
+    (`maker.budget.spend`; every model needs a known price: `prices`, `ModelSpec.price` or
+    litellm's table): no batch's round is sent whose worst case would cross it, and the job
+    then stops with `status` "budget_reached" and `budget["line"]`; the output table is not
+    written (the sink is aborted), the log is intact, and a resumed job counts what its log
+    already spent.
     """
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()
@@ -172,6 +185,11 @@ def run_map(
     tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]
     for spec in (*specs, *tier_specs):
         check_spec(spec)
+    cap = check_cap(max_cost_usd)
+    priced = resolve_prices([*specs, *tier_specs], prices)
+    refuse_unpriced(cap, priced)  # a cap that cannot be enforced must not look enforced
+    specs = [replace(s, price=priced[s.model]) if s.client is None else s for s in specs]  # workers bill at these
+    tier_specs = [replace(s, price=priced[s.model]) for s in tier_specs]
     if cluster.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {cluster.workers}")
     oracle = isinstance(task, Oracle)
@@ -179,6 +197,7 @@ def run_map(
     check_run(task, policy, voting, specs, guard)
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
+    meta["prices"] = {m: price_dict(p) for m, p in priced.items()}
     meta["map"] = {"rows": task.total_steps, "truth": task.truth_column, "id": task.id_column,
                    "detail": "decision rows: row N"}
     meta.update(extra_meta or {})
@@ -205,9 +224,12 @@ def run_map(
                  stream=progress.stream if progress.enabled else None)
     live.restore(resumed_events)
     state = RunState(task, voting, policy, tuple(s.model for s in specs), seed, writer, progress, live)
+    state.breakdown = CostBreakdown(frozenset(s.model for s in tier_specs))
     logged = LoggedRows.read(info, task) if info is not None else LoggedRows.empty()
     if info is not None:
         state.count_log(info)
+    if cap is not None:  # what the log already spent counts against the new cap
+        state.budget = Budget(cap, priced, spent_usd=state.breakdown.total_usd)
     progress.start_at(state.totals.steps)
     started = time.perf_counter()
     pool = None
@@ -216,7 +238,10 @@ def run_map(
         pool = WorkerPool(task, [*specs, *tier_specs], workers=cluster.workers, address=cluster.address)
         stream.run(pool, cluster.workers)
         if sink is not None:
-            sink.commit()
+            if stream.budget_stop:
+                sink.abort()  # a table with rows never voted is not the answer: the log holds what was decided
+            else:
+                sink.commit()
     except BaseException:
         if sink is not None:
             sink.abort()
@@ -229,21 +254,37 @@ def run_map(
     totals = state.totals
     undecided = stream.undecided
     extra = {
-        "rows": total, "rows_decided": total - undecided, "rows_undecided": undecided,
+        "rows": total, "rows_decided": totals.steps, "rows_undecided": undecided,
         "first_undecided_row": stream.first_undecided, "rows_from_log": logged.count,
         "out": getattr(sink, "path", None) and str(sink.path), "guard": live.to_dict(),
         "escalations": state.escalations, "plurality_decisions": state.plurality_decisions,
         "ray_calls": stream.calls,
     }
     errors = totals.errors if oracle else None
+    budget = None
+    status = "ok"
+    if state.budget is not None:
+        budget = state.budget.to_dict()
+        budget["spent_usd"] = round(state.breakdown.total_usd, 6)
+        budget["reached"] = stream.budget_stop
+        if stream.budget_stop:
+            status = "budget_reached"
+            extra["out"] = None
+            budget["line"] = budget_line(budget["spent_usd"], cap, totals.steps, total).replace("steps decided",
+                                                                                              "rows decided")
+            if writer is not None:
+                detail = {"event": "budget_reached", "cap_usd": cap, "spent_usd": budget["spent_usd"], "line": budget["line"]}
+                writer.append({}, {}, {"step": [totals.steps], "detail": [json.dumps(detail, sort_keys=True)]})
+    extra["cost_breakdown"] = state.breakdown.to_dict()
     return RunResult(
         task=task.describe(), steps=totals.steps, total_steps=total, solved=undecided == 0 and not errors,
         errors=errors, first_error_step=state.first_error, samples=totals.samples, red_flags=totals.red_flags,
         red_flags_by_reason=state.reasons, k=voting.k, models=[s.model for s in specs],
         simulated=simulated([*specs, *tier_specs]), wall_s=round(time.perf_counter() - started, 3),
         cost_usd=round(totals.cost_usd, 6), samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
-        log=str(log) if log is not None else None, resumed_from_step=logged.count, status="ok",
-        faults_by_kind=state.faults, extra=extra,
+        log=str(log) if log is not None else None, resumed_from_step=logged.count, status=status,
+        faults_by_kind=state.faults, extra=extra, abandoned_usd=round(state.breakdown.abandoned_usd, 6), budget=budget,
+        prices={m: price_dict(p) for m, p in priced.items()},
     )
 
 
@@ -257,6 +298,7 @@ class _Stream:
         self.open: deque[_Chunk] = deque()
         self.ready: deque[tuple[_Chunk, StepInput]] = deque()
         self.calls = 0
+        self.budget_stop = False  # a batch could not send a round within the spend cap: dispatch nothing more
         self.undecided = 0
         self.first_undecided: int | None = None
         self._chunks: Iterator[Any] | None = None
@@ -267,10 +309,11 @@ class _Stream:
 
         self._chunks = self.task.source.chunks(rows=self.config.chunk_rows)
         in_flight: dict[Any, tuple[Any, _Chunk, dict[int, StepInput], VotingConfig]] = {}
-        limit = workers * self.calls_per_worker
+        # Under a spend cap one batch is in flight at a time, holding all that is left of the cap.
+        limit = 1 if self.state.budget is not None else workers * self.calls_per_worker
         wrote = False
         while True:
-            while len(in_flight) < limit and self._fill():
+            while len(in_flight) < limit and not self.budget_stop and self._fill():
                 chunk, _ = self.ready[0]
                 sent: dict[int, StepInput] = {}
                 while self.ready and len(sent) < self.batch_rows and self.ready[0][0] is chunk:
@@ -278,20 +321,22 @@ class _Stream:
                     sent[step.index] = step
                 state = self.state
                 voting = state.live.voting_for(state.voting, min(sent))  # the guard may have raised k
-                job = NodeJob(tuple(sent.values()), voting, state.policy, state.model_names, state.seed)
+                share = state.budget.share() if state.budget is not None else None
+                job = NodeJob(tuple(sent.values()), voting, state.policy, state.model_names, state.seed, share)
                 pending = pool.submit(vote_nodes, job)
                 in_flight[pending.ref] = (pending, chunk, sent, voting)
                 self.calls += 1
-            wrote |= self._write_done()
+            if not self.budget_stop:
+                wrote |= self._write_done()
             if not in_flight:
-                if not self.ready and self._chunks is None and not self.open:
-                    break  # every chunk read, voted and written
+                if self.budget_stop or (not self.ready and self._chunks is None and not self.open):
+                    break  # every chunk read, voted and written (or the cap reached: nothing more is sent)
                 continue  # rows of logged chunks only, or chunks just written: read on
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
                 pending, chunk, sent, voting = in_flight.pop(ref)
                 self._accept(pool.get(pending), chunk, sent, voting)
-        if self.sink is not None and not wrote:  # an empty table: the output still has its columns
+        if self.sink is not None and not wrote and not self.budget_stop:  # an empty table: the output still has its columns
             import pyarrow as pa
 
             schema = self.task.source.schema
@@ -322,6 +367,9 @@ class _Stream:
             raise MakerError(f"worker batch rejected: {problem}")
         state = self.state
         state.count(result.samples, result.decisions, events=result.events)
+        if state.budget is not None:  # before the next batch's share is handed out
+            state.budget.charge(billed_columns(result.samples))
+        self.budget_stop = self.budget_stop or bool(result.budget_stopped)
         self.log.add(result, merge_events(state.live.drain(), result.events))
         first, value = chunk.first, self.task.value
         d = result.decisions

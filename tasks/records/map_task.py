@@ -184,7 +184,7 @@ class MapTask:
         self.field = self.op.fields[0]
         self.stop = (unescape(stop),) if stop else ()
         self.spec = spec or TaskSpec("map", {})
-        self._needed = [*self.args_columns, *([truth] if truth else [])]
+        self._needed = list(dict.fromkeys([*self.args_columns, *([truth] if truth else [])]))  # a column named twice is read once
 
     # -- the table ------------------------------------------------------------------
     @property

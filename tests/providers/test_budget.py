@@ -259,3 +259,47 @@ def test_a_plan_run_stops_at_its_cap_with_its_log_resumable(ray_address, tmp_pat
                       cluster=maker.ClusterConfig(address=ray_address), max_cost_usd=100.0)
     assert again.solved and again.steps == 11 and again.budget["spent_usd"] == pytest.approx(0.20)
     assert again.extra["answer"] == str(sum(range(30, 40)))
+
+
+# -- maker map under a cap (#24 §1: --max-cost works on a map job like on any run) ---------------
+def _copy_the_number(call):  # a priced provider that copies the row's number: right every time
+    import re
+
+    from fake_provider import completion
+
+    number = re.findall(r"\d+", call.prompt.rsplit("Item", 1)[-1])[-1]  # "Item thing 10: 70" -> 70
+    usage = {"prompt_tokens": 40, "completion_tokens": 2 * call.n, "total_tokens": 40 + 2 * call.n}
+    return completion(call, [number] * call.n if call.n == 1 else [number] + [f" {number}"] * (call.n - 1), usage=usage)
+
+
+@pytest.mark.ray
+def test_a_map_job_stops_at_its_cap_writes_no_table_and_resumes(ray_address, tmp_path, maker_cli) -> None:
+    import pyarrow.parquet as pq
+    from fake_provider import FakeProvider
+
+    data = tmp_path / "items.csv"
+    data.write_text("id,label,n\n" + "".join(f"r{i},thing {i},{i * 7}\n" for i in range(30)))
+    out, log = tmp_path / "answers.parquet", tmp_path / "log"
+    prompt = "Copy the number.\\nItem {label}: {n}\\nnumber:"
+    worst = Budget(None, {MODEL: price_of(MODEL)}).worst_case(MODEL, SampleRequest("Copy the number.\nItem thing 10: 70\nnumber:", 0.1, 21, 1))
+    cap = round(2 * worst + 0.0004, 5)  # a row's first round fits; a few rows' bills later the next does not
+    with FakeProvider(_copy_the_number) as provider:
+        args = ["map", str(data), "--prompt", prompt, "--key", "integer", "--truth", "n", "--id", "id",
+                "--model", MODEL, "--api-base", provider.url, "--k", "2", "--max-output-tokens", "20",
+                "--batch-rows", "1", "--out", str(out), "--log", str(log), "--address", ray_address, "--quiet"]
+        first = maker_cli(*args, "--max-cost", str(cap))
+        assert first.returncode == 1, first.stdout + first.stderr
+        assert "budget reached: $" in first.stdout and "rows decided" in first.stdout, first.stdout
+        assert not out.exists()  # a table with rows never voted is not written
+        line = next(x for x in first.stdout.splitlines() if "budget reached" in x)
+        decided = int(line.split("; ")[1].split(" of ")[0].replace(",", ""))
+        assert 0 < decided < 30 and f"{decided:,} rows decided, 0 undecided" in first.stdout
+        unpriced = maker_cli(*args[:10], "--model", "openai/gpt-9-mini", *args[12:], "--max-cost", "1")
+        assert unpriced.returncode == 2 and "cannot be enforced" in unpriced.stderr
+        again = maker_cli(*args, "--max-cost", "1", "--resume", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    result = json.loads(again.stdout)
+    assert result["status"] == "ok" and result["extra"]["rows_from_log"] == decided
+    assert result["budget"]["cap_usd"] == 1.0 and result["budget"]["spent_usd"] > 0
+    table = pq.read_table(out)
+    assert table.num_rows == 30 and table["answer"].to_pylist() == [str(i * 7) for i in range(30)]
