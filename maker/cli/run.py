@@ -355,7 +355,7 @@ def draft_from_args(args: argparse.Namespace, specs: list[ModelSpec]) -> Any:
             return spec if not args.draft_api_base else replace(spec, api_base=args.draft_api_base)
     spec = ModelSpec(value, api_base=args.draft_api_base, concurrency=args.concurrency,
                      timeout_s=getattr(args, "timeout", 60.0))
-    from maker.cluster.local_server import is_local_model
+    from maker.cluster.local.server import is_local_model
 
     if is_local_model(value):
         if getattr(args, "_served_models", None) is not None:
