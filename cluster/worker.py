@@ -307,7 +307,8 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
         if m.client is None and m.in_process_simulator and not isinstance(task, Oracle):
             raise UsageError(
                 f"{m.model}: the simulator needs ground truth, and task {name} has none "
-                "(give it truth=... or a solver, or run it on a real model)"
+                + ("(maker map: --truth COLUMN names the column of right answers; or run it on a real model)"
+                   if name == "map" else "(give it truth=... or a solver, or run it on a real model)")
             )
         if m.client is None and m.in_process_simulator:
             from .simulator import check_can_be_wrong

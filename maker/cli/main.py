@@ -21,7 +21,7 @@ COMMANDS = ("run", "map", "replay", "estimate", "plan", "tune", "report", "sim_s
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
-  maker map rows.csv --prompt "Q: {question}\nA:" --key integer --model sim:0.99 --truth answer --out out.parquet
+  maker map rows.csv --prompt "Q: {question}\\nA:" --key integer --model sim:0.99 --truth answer --out out.parquet
   maker replay runs/h10.parquet --verify --json
   maker replay runs/h10.parquet --k 2              would k = 2 have been enough?
   maker report runs/h10.parquet --out runs/h10-report

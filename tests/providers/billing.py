@@ -144,3 +144,34 @@ class BillingProvider:
         led.completion_tokens += usage["completion_tokens"]
         led.reasoning_tokens += reasoning
         return 200, json.dumps(reply).encode()
+
+
+def main() -> None:
+    """``python tests/providers/billing.py [--p P] [--cached F] [--latency S]``: serve the fake
+    billing provider until Ctrl-C / SIGTERM, printing its URL and, at the end, its invoice
+    (what the README's "A hosted model with a budget" section ran against)."""
+    import argparse
+    import signal
+    import time
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--p", type=float, default=0.99, help="accuracy of the simulated answers (default 0.99)")
+    parser.add_argument("--cached", type=float, default=0.8, help="share of each prompt reported as cached (default 0.8)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request (default 0)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="up to this many more seconds per request")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with BillingProvider(p=args.p, cached_fraction=args.cached, latency=args.latency, jitter=args.jitter) as provider:
+        print(provider.url, flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        led = provider.ledger
+        print(f"invoice ${provider.invoice():.6f}: {led.requests} requests, {led.prompt_tokens} prompt tokens "
+              f"({led.cached_tokens} cached), {led.completion_tokens} completion tokens", flush=True)
+
+
+if __name__ == "__main__":
+    main()
