@@ -41,7 +41,7 @@ maker replay LOG --verify, maker report, maker tune and --resume work on it."""
 EPILOG = r"""examples:
   maker map products.csv --prompt "Copy the weight in grams.\nProduct: Lumo rake, 900 g\nweight: 900\nProduct: {description}\nweight:" \
       --key integer --model openai/gpt-4.1-mini --k 3 --out weights.parquet
-  maker map rows.parquet --prompt "Q: {question}\\nA:" --key integer --truth answer --model sim:0.99 --k 3 --out out.csv
+  maker map rows.parquet --prompt "Q: {question}\nA:" --key integer --truth answer --model sim:0.99 --k 3 --out out.csv
   maker map records/ --op examples/records.py:AGE --columns record --model local --k 2 --out ages.jsonl
   maker map rows.csv --prompt "..." --key text --model sim:0.9 --truth label --k auto --out o.parquet --log runs/m.parquet
   maker map rows.csv --prompt "..." --key text --model sim:0.9 --truth label --k 3 --out o.parquet --log runs/m.parquet --resume
