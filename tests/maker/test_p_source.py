@@ -118,10 +118,11 @@ def test_a_run_with_wrong_decisions_says_so_in_tune_and_the_guard(maker_cli, tmp
     log = tmp_path / "records.parquet"
     done = maker_cli("run", "--task", "examples/records.py:records", "--n", "50", "--model", "sim:0.9", "--k", "2",
                      "--log", str(log), "--quiet")
-    assert done.returncode == 1 and "3 errors" in done.stdout
+    # two voted steps wrong; the total tool step is wrong only through them: consequential, not an error
+    assert done.returncode == 1 and "2 errors" in done.stdout
     assert "(graded;" in done.stdout and "k 2 did not hold, use k >= 3" in done.stdout
     table = pq.read_table(log)
-    assert pc.sum(pc.equal(table["correct"], False)).as_py() == 3
+    assert pc.sum(pc.equal(table["correct"], False)).as_py() == 2
     tuned = maker_cli("tune", str(log), "--target", "0.01")
     assert "p used: graded" in tuned.stdout and "use k = 3 (up from this run's k = 2)" in tuned.stdout
     assert "same as" not in tuned.stdout
