@@ -519,7 +519,8 @@ def _exit_text(code: int, when: str, log_path: Path, *, died: bool = False) -> s
     todo = f"see {log_path}; if it repeats, rebuild llama.cpp for this machine: {rebuild}"
     if name == "SIGKILL":
         todo = f"see {log_path}; free memory or use --local-replicas 1"
-    return f"the local model server was killed by {name} {when}: {cause}{amx}; {todo}"
+    what = f"died (killed by {name})" if died else f"was killed by {name}"
+    return f"the local model server {what} {when}: {cause}{amx}; {todo}"
 
 
 def _hint(tail: str) -> str:

@@ -164,7 +164,7 @@ def test_a_server_that_dies_beyond_its_restarts_stops_the_job_with_a_clear_error
 
 
 def _dies_beyond_restarts(tmp_path: Path, started: list) -> None:
-    with pytest.raises(LocalServerError, match=r"killed by SIGKILL after 0 restart\(s\): .*; see .*--resume") as info:
+    with pytest.raises(LocalServerError, match=r"died \(killed by SIGKILL\) after 0 restart\(s\): .*; see .*--resume") as info:
         with serving([ModelSpec("local")], max_restarts=0, log_path=tmp_path / "s.log", on_start=started.append,
                      replicas=1) as specs:
             assert specs[0].model == started[0].model and specs[0].api_base == started[0].api_base
@@ -218,7 +218,7 @@ def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> 
     os.kill(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 1, err
-    assert "local model server was killed by SIGKILL" in err and server_log in err and "--resume" in err
+    assert "local model server died (killed by SIGKILL)" in err and server_log in err and "--resume" in err
     assert "Traceback" not in err
     before = verify_log(log)
     assert before.valid and before.steps > 0 and before.wrong_decisions == 0
