@@ -74,7 +74,7 @@ def test_resume_on_changed_code_is_refused_then_recorded_and_named_by_verify(mak
     assert len(changes) == 1 and changes[0]["from_step"] == 15
 
     verified = maker_cli("replay", str(log), "--verify")
-    assert verified.returncode == 1 and "first bad step" in verified.stdout
+    assert verified.returncode == 1 and "wrong steps of 40 decided" in verified.stdout  # every wrong step named (#24 §5)
     assert "resumed at step 15 on changed code" in verified.stdout and "the task's code changed" in verified.stdout
 
 
