@@ -36,18 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from maker.budget.breakdown import CostBreakdown
-from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
+from maker.budget.spend import Budget, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.cluster.pricing import Price
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
-from maker.errors import EndpointDownError, MakerError, UsageError
+from maker.errors import EndpointDownError, UsageError
 from maker.log.identity import resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, open_log
 from maker.mapping.output import check_input_columns, voted_table
 from maker.mapping.resume import LoggedRows
-from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
+from maker.runtime.dag import NodeJob, NodeResult, take_batch, vote_nodes
 from maker.runtime.driver import ClusterConfig, RunResult, price_dict, run_metadata, simulated
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.preflight import check_run
@@ -362,14 +362,8 @@ class _Stream:
         return True
 
     def _accept(self, result: NodeResult, chunk: _Chunk, sent: dict[int, StepInput], voting: VotingConfig) -> None:
-        problem = check_batch(result, sent, self.task, voting.k)
-        if problem is not None:
-            raise MakerError(f"worker batch rejected: {problem}")
         state = self.state
-        state.count(result.samples, result.decisions, events=result.events)
-        if state.budget is not None:  # before the next batch's share is handed out
-            state.budget.charge(billed_columns(result.samples))
-        self.budget_stop = self.budget_stop or bool(result.budget_stopped)
+        self.budget_stop = take_batch(state, result, sent, self.task, voting.k) or self.budget_stop
         self.log.add(result, merge_events(state.live.drain(), result.events))
         first, value = chunk.first, self.task.value
         d = result.decisions

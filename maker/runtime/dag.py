@@ -360,15 +360,9 @@ class _Nodes:
 
     def accept(self, result: NodeResult, sent: dict[int, StepInput], voting: VotingConfig, checked: bool = False,
                tool: bool = False, whole: bool = True) -> None:
-        problem = None if checked else check_batch(result, sent, self.task, voting.k, whole)
-        if problem is not None:
-            raise MakerError(f"worker batch rejected: {problem}")
-        state = self.state
-        state.count(result.samples, result.decisions, events=result.events)
-        if state.budget is not None:  # before the next batch's share is handed out
-            state.budget.charge(billed_columns(result.samples))
-        if result.budget_stopped:
+        if take_batch(self.state, result, sent, self.task, voting.k, whole=whole, checked=checked):
             self.budget_stop = True
+        state = self.state
         self._buffer(result, merge_events(state.live.drain(), result.events), tool)
         for index, answer, ok in zip(result.decisions["step"], result.decisions["answer"], result.decisions["correct"]):
             self.values[index] = answer
@@ -380,6 +374,21 @@ class _Nodes:
         if result.failed:
             step = min(result.failed)
             raise step_failure(result.samples, step, voting, label=f" ({self.task.label(step)})")
+
+
+def take_batch(state: RunState, result: NodeResult, sent: dict[int, StepInput], task: Any, k: int, *,
+               whole: bool = True, checked: bool = False) -> bool:
+    """Check a returned batch (`check_batch`; MakerError if rejected), add it to the run's
+    totals and charge its bill to the spend cap before the next batch's share is handed out;
+    whether the worker stopped some of its steps at the cap.  The DAG runner and `maker map`
+    both take batches this way."""
+    problem = None if checked else check_batch(result, sent, task, k, whole)
+    if problem is not None:
+        raise MakerError(f"worker batch rejected: {problem}")
+    state.count(result.samples, result.decisions, events=result.events)
+    if state.budget is not None:
+        state.budget.charge(billed_columns(result.samples))
+    return bool(result.budget_stopped)
 
 
 @dataclass
