@@ -84,6 +84,13 @@ class VotingConfig:
         if self.prompt_style not in ("chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
 
+    @classmethod
+    def from_options(cls, **options: object) -> VotingConfig:
+        """A config from options that may be "not given" (None): those take this class's
+        defaults, so the CLI, the MCP tools and Python share one owner of every value.
+        Raises UsageError as the constructor does; TypeError for a name it has no field for."""
+        return cls(**{name: value for name, value in options.items() if value is not None})  # type: ignore[arg-type]
+
     def gives_up(self, drawn: int, votes: int, failed_calls: int, cut_off: int = 0) -> bool:
         """Whether a step stops undecided: the sample cap, or no valid vote yet after
         `max_discards_in_a_row` samples, `max_failed_calls` failed calls or `max_cut_off`

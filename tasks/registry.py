@@ -215,6 +215,55 @@ def resolve(name: str) -> TaskSource:
     return TaskSource(full, target, origin)
 
 
+#: How an option's type is named in an error line.
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def task_from_options(name: str, options: dict[str, Any] | None = None) -> Any:
+    """The task `name` names (see the module docstring), built with `options` -- the one
+    check every caller shares (`maker run`, the MCP `run` tool, Python).
+
+    Each declared option (`TaskOption`) must hold a value of its type (an int for an int
+    option, never a bool or the text "4"; an int is taken for a float); a required one must
+    be given; a built-in task's unset options take their declared defaults (another
+    task's factory keeps its own), and a built-in refuses an option it does not declare
+    (another task's factory decides whether it takes one). Raises TaskNameError (one line)
+    for each of these, for a name that does not resolve and for a factory that fails, and
+    the built-in task's own ValueError for an out-of-range value.
+
+        >>> task_from_options("hanoi", {"disks": 3}).total_steps
+        7
+    """
+    source = resolve(name)
+    declared = {opt.name: opt for opt in source.options}
+    given = dict(options or {})
+    builtin = source.origin == "built-in"
+    unknown = sorted(n for n in given if n not in declared)
+    if unknown and builtin:
+        takes = ", ".join(declared) or "none"
+        raise TaskNameError(f"{source.name} does not take option(s) {', '.join(unknown)} (it takes: {takes})")
+    values: dict[str, Any] = {}
+    missing = []
+    for opt in declared.values():
+        value = given.pop(opt.name, None)
+        if value is None:
+            if opt.required:
+                missing.append(opt.name)
+            elif builtin:
+                values[opt.name] = opt.default
+            continue
+        if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and opt.type is not bool or not isinstance(value, opt.type):
+            kind = _TYPE_NAMES.get(opt.type, opt.type.__name__)
+            raise TaskNameError(f"{source.name} option {opt.name!r} must be {kind}, got {value!r}")
+        values[opt.name] = value
+    if missing:
+        raise TaskNameError(f"{source.name} needs the option(s) {', '.join(missing)}")
+    values.update(given)  # undeclared options of a user's factory: it says whether it takes them
+    return source.build(values)
+
+
 def build(spec: TaskSpec) -> Any:
     """The task `spec` names, built with its options (TaskNameError with one line if not)."""
     return resolve(spec.name).build(dict(spec.options))

@@ -1,15 +1,18 @@
-"""Plan a run before paying for it: the margin k, its success odds, votes and dollars.
+"""Choose a run's margin before paying for it: k, its success odds, votes and dollars.
 
 Why: cost grows linearly in k and k only as ln(steps), so the right k is cheap to get
-and expensive to get wrong.  `plan` turns a per-sample accuracy p (measured by
+and expensive to get wrong.  `margin` turns a per-sample accuracy p (measured by
 `maker estimate` or taken from a paper) into the smallest margin that reaches the
-target, what that margin buys and what it costs; `cost_by_k` and `cost_by_steps` give
-the curves `maker plan --plot` draws.  Everything here is closed-form (`voting`) and
-validates its input with one-line `UsageError`s that name the command-line flag.
+target, what that margin buys and what it costs; `margins` does it for several p side by
+side with a cascade's price (`maker margin`); `choose_k` is a run's whole choice (a given
+k, the default, or ``"auto"``: from an assumed p or an estimate); `cost_by_k` and
+`cost_by_steps` give the curves `maker margin --plot` draws.  Everything but the
+estimate is closed-form (`voting`) and validates its input with one-line `UsageError`s
+that name the command-line flag.  ("Plan" in maker is a DAG of steps, `maker.plan_task`.)
 
-    >>> plan(1 - 0.0022, 2**20 - 1, 0.95).k        # the paper's gpt-4.1-mini run
+    >>> margin(1 - 0.0022, 2**20 - 1, 0.95).k        # the paper's gpt-4.1-mini run
     3
-    >>> plan(1 - 0.3571, 2**20 - 1, 0.95).k        # gpt-4.1-nano
+    >>> margin(1 - 0.3571, 2**20 - 1, 0.95).k        # gpt-4.1-nano
     29
 """
 
@@ -24,6 +27,8 @@ from maker.budget.rounds import expected_requests
 from maker.errors import UsageError
 
 __all__ = [
+    "Margin",
+    "MarginTable",
     "RunPlan",
     "SampleCost",
     "check_p",
@@ -33,6 +38,8 @@ __all__ = [
     "check_valid_rate",
     "cost_by_k",
     "cost_by_steps",
+    "margin",
+    "margins",
     "plan",
 ]
 
@@ -75,8 +82,8 @@ class SampleCost:
 
 
 @dataclass(frozen=True)
-class RunPlan:
-    """The plan for one accuracy: `k` is None when no margin reaches the target (p <= 1/2).
+class Margin:
+    """The margin for one accuracy: `k` is None when no margin reaches the target (p <= 1/2).
 
     `shares_prompt`: whether the plan assumed a round's samples share one request (`n`), so
     the prompt is billed once per request (`maker.budget.rounds`); `requests_per_step` is the
@@ -135,7 +142,7 @@ def check_valid_rate(valid_rate: float) -> float:
     return float(valid_rate)
 
 
-def plan(
+def margin(
     p: float,
     steps: int,
     target: float,
@@ -143,7 +150,7 @@ def plan(
     valid_rate: float = 1.0,
     cost: SampleCost | None = None,
     shares_prompt: bool = False,
-) -> RunPlan:
+) -> Margin:
     """The smallest margin k that makes a run of `steps` steps succeed with `target`.
 
     Why: this is the whole decision a user must make before a run.  With p <= 1/2 the
@@ -151,7 +158,7 @@ def plan(
     should still show the others.  `shares_prompt` (`maker.budget.rounds.shares_prompt`):
     bill the prompt once per request of a round drawn with `n`, not once per sample.
 
-    >>> round(plan(0.998, 1000, 0.95, cost=SampleCost(per_sample=0.001)).expected_cost, 2)
+    >>> round(margin(0.998, 1000, 0.95, cost=SampleCost(per_sample=0.001)).expected_cost, 2)
     2.01
     """
     p = check_p(p)
@@ -161,7 +168,7 @@ def plan(
     cost = cost or SampleCost()
     c = cost.usd
     if p <= 0.5:
-        return RunPlan(
+        return Margin(
             p,
             steps,
             target,
@@ -190,10 +197,10 @@ def _per_step(p: float, k: int, valid_rate: float, cost: SampleCost, shares_prom
 
 def _plan_at(
     p: float, k: int, steps: int, target: float, valid_rate: float, cost: SampleCost, shares_prompt: bool
-) -> RunPlan:
+) -> Margin:
     n = voting.expected_votes(p, k)
     _, requests, usd = _per_step(p, k, valid_rate, cost, shares_prompt)
-    return RunPlan(
+    return Margin(
         p=p,
         steps=steps,
         target=target,
@@ -262,7 +269,7 @@ def cost_by_steps(
     return out
 
 
-def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_p: float | None = None) -> float | None:
+def cascade_cost(run_plan: Margin, fraction: float, strong: SampleCost, strong_p: float | None = None) -> float | None:
     """Expected USD of a cascade run (`--on-undecided escalate`): the plan's own expected
     cost plus the escalated steps' re-votes on the stronger model.
 
@@ -274,7 +281,7 @@ def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_
     step that gives up may draw up to the sample cap).  None when the plan has no k.
     Raises UsageError for a fraction outside [0, 1] or a bad `strong_p` (<= 1/2 included).
 
-        >>> base = plan(0.99, 1000, 0.95, cost=SampleCost(per_sample=0.001))
+        >>> base = margin(0.99, 1000, 0.95, cost=SampleCost(per_sample=0.001))
         >>> round(cascade_cost(base, 0.1, SampleCost(per_sample=0.01)) - base.expected_cost, 4)  # 100 steps x 3.06 x $0.01
         3.0612
     """
@@ -287,3 +294,78 @@ def cascade_cost(run_plan: RunPlan, fraction: float, strong: SampleCost, strong_
         raise UsageError(f"--escalate-p must be above 1/2, got {p}: no margin makes the stronger tier decide right")
     _, _, usd = _per_step(p, run_plan.k, run_plan.valid_rate, strong, run_plan.shares_prompt)
     return run_plan.expected_cost + fraction * run_plan.steps * usd
+
+
+#: The names these had before "plan" came to mean only a DAG of steps (`maker.plan_task`).
+RunPlan = Margin
+plan = margin
+
+
+def billed(grouped: bool) -> str:
+    """How a margin counts the prompt (one line; `prompt_billed` in `MarginTable.to_dict`)."""
+    if grouped:
+        return "once per request: a round's samples share one request with n, a step's first sample apart"
+    return "once per sample: one request per sample (litellm providers; any speculative run)"
+
+
+@dataclass(frozen=True)
+class MarginTable:
+    """`margins`' answer: one `Margin` per accuracy, and each one's cascade cost (None
+    without `escalate_fraction`; an entry is None where that margin has no k)."""
+
+    steps: int
+    target: float
+    shares_prompt: bool
+    margins: tuple[Margin, ...]
+    cascade: tuple[float | None, ...] | None = None
+    escalate_fraction: float | None = None
+
+    @property
+    def all_reach(self) -> bool:
+        """Whether every accuracy has a margin (`maker margin` exits 1 otherwise)."""
+        return all(m.k is not None for m in self.margins)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `maker margin --json` prints."""
+        out: dict[str, Any] = {"steps": self.steps, "target": self.target, "prompt_billed": billed(self.shares_prompt),
+                               "plans": [m.to_dict() for m in self.margins]}
+        if self.cascade is not None:
+            for d, c in zip(out["plans"], self.cascade):
+                d["cascade_cost"] = c
+            out["escalate_fraction"] = self.escalate_fraction
+        return out
+
+
+def margins(
+    ps: list[float],
+    steps: int,
+    target: float = 0.95,
+    *,
+    valid_rate: float = 1.0,
+    cost: SampleCost | None = None,
+    shares_prompt: bool = False,
+    escalate_fraction: float | None = None,
+    escalate_p: float | None = None,
+    escalate_cost: SampleCost | None = None,
+) -> MarginTable:
+    """`margin` for each accuracy in `ps`, side by side; with `escalate_fraction` also each
+    one's cascade cost (`cascade_cost`) with the stronger model at `escalate_p` (default:
+    as each p) and `escalate_cost` per sample.  Raises UsageError for no accuracy, for an
+    `escalate_fraction` without `escalate_cost` (the escalated steps would look free), and
+    for `escalate_p` / `escalate_cost` without `escalate_fraction`.
+
+        >>> margins([0.998, 0.99], 1000).to_dict()["plans"][1]["k"]
+        3
+    """
+    if not ps:
+        raise UsageError("say which accuracy to choose a margin for: --p P or --error E")
+    table = tuple(margin(p, steps, target, valid_rate=valid_rate, cost=cost, shares_prompt=shares_prompt) for p in ps)
+    cascade = None
+    if escalate_fraction is not None:
+        if escalate_cost is None:
+            raise UsageError("--escalate-fraction: give the stronger model's price, --escalate-price-in and/or "
+                             "--escalate-price-out (USD per million tokens; 0 for a free model)")
+        cascade = tuple(cascade_cost(m, escalate_fraction, escalate_cost, escalate_p) for m in table)
+    elif escalate_p is not None or escalate_cost is not None:
+        raise UsageError("--escalate-p and --escalate-price-* price a cascade: give --escalate-fraction too")
+    return MarginTable(table[0].steps, table[0].target, shares_prompt, table, cascade, escalate_fraction)

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from maker.budget.advice import next_k
+from maker.cli.common import voting_default
 from maker.engine.red_flags import RedFlagPolicy, check_detectors, load_detector
 from maker.engine.variants import check_variants
 from maker.runtime.guard import GuardConfig
@@ -56,20 +57,20 @@ def add_red_flag_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--identical-min-chars", type=int, default=200, metavar="N",
                    help="byte-identical replies of a step at temperature > 0 this long or longer are "
                    "non_independent (default 200)")
-    r.add_argument("--max-discards-in-a-row", type=int, default=50, metavar="N",
+    r.add_argument("--max-discards-in-a-row", type=int, default=None, metavar="N",
                    help="stop the run when a step's first N samples are all red-flagged: the policy or the model "
-                   "discards everything (default 50; rounded up to a whole sampling round)")
-    r.add_argument("--max-failed-calls", type=int, default=6, metavar="N",
+                   "discards everything (default " + str(voting_default("max_discards_in_a_row")) + "; rounded up to a whole sampling round)")
+    r.add_argument("--max-failed-calls", type=int, default=None, metavar="N",
                    help="stop the run when a step's first N calls all fail after their retries (timeouts, refused "
-                   "connections, 5xx): the endpoint is down; see --timeout (default 6)")
-    r.add_argument("--max-cut-off", type=int, default=4, metavar="N",
+                   "connections, 5xx): the endpoint is down; see --timeout (default " + str(voting_default("max_failed_calls")) + ")")
+    r.add_argument("--max-cut-off", type=int, default=None, metavar="N",
                    help="stop the run when N of a step's samples, before any vote, were cut at the output cap "
                    "(finish_reason length): the cap is too small for the model (a reasoning model's hidden "
-                   "reasoning counts against it); see --max-output-tokens (default 4)")
-    r.add_argument("--prompt-variants", type=int, default=1, metavar="N",
+                   "reasoning counts against it); see --max-output-tokens (default " + str(voting_default("max_cut_off")) + ")")
+    r.add_argument("--prompt-variants", type=int, default=None, metavar="N",
                    help="spread each step's samples over N prompt variants of the task (sample i uses variant "
                    "i %% N, shifted so that every model meets every variant); all variants vote on the same "
-                   "canonical key (default 1; hanoi offers 4)")
+                   "canonical key (default " + str(voting_default("prompt_variants")) + "; hanoi offers 4)")
 
 
 def add_guard_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,10 +83,10 @@ def add_guard_arguments(p: argparse.ArgumentParser) -> None:
                    help="collisions needed before the collision alarm may fire (default 3)")
 
 
-def red_flag_policy(args: argparse.Namespace, task: Any = None) -> RedFlagPolicy:
+def red_flag_policy(args: argparse.Namespace, task: Any = None, voting: Any = None) -> RedFlagPolicy:
     """The RedFlagPolicy the arguments ask for; UsageError (exit 2) for unknown names, and
-    (given the task) for a variant count it does not offer or a detector that fails on a
-    known-good reply -- all before `--k auto` spends anything on an estimate."""
+    (given the task and the run's `VotingConfig`) for a variant count it does not offer or a
+    detector that fails on a known-good reply -- all before `--k auto` spends anything."""
     extra = tuple(load_detector(spec) for spec in getattr(args, "red_flag", None) or ())
     policy = RedFlagPolicy(
         identical_min_chars=args.identical_min_chars,
@@ -93,8 +94,8 @@ def red_flag_policy(args: argparse.Namespace, task: Any = None) -> RedFlagPolicy
         skip=frozenset(getattr(args, "skip_red_flag", None) or ()),
         extra=extra,
     )
-    if task is not None:
-        check_detectors(task, policy, check_variants(task, args.prompt_variants), args.max_output_tokens)
+    if task is not None and voting is not None:
+        check_detectors(task, policy, check_variants(task, voting.prompt_variants), voting.max_output_tokens)
     return policy
 
 

@@ -183,10 +183,69 @@ def prompt_style_of(args: argparse.Namespace, task: Any) -> str:
     return getattr(args, "prompt_style", None) or getattr(task, "prompt_style", None) or "chat"
 
 
+def voting_default(name: str) -> Any:
+    """`VotingConfig`'s default for field `name`: what a flag left out means (help texts say it;
+    the flag itself defaults to None, "not given", so the config class owns the value)."""
+    from dataclasses import fields
+
+    from maker.config import VotingConfig
+
+    return next(f.default for f in fields(VotingConfig) if f.name == name)
+
+
+def add_voting_arguments(p: argparse.ArgumentParser, unit: str = "step", *, title: str = "voting",
+                         auto: bool = True, style: bool = True) -> Any:
+    """The voting group of `maker run`, `maker map` and `maker solve` (`unit`: what one step
+    is, "step" or "row"; `auto`: --k auto with --p, --estimate-samples and --target; `style`:
+    --prompt-style).  Every `VotingConfig` field defaults to None ("not given"):
+    `voting_from_args` leaves those to the config class."""
+    v = p.add_argument_group(title)
+    if auto:
+        v.add_argument("--k", help=f"vote margin: an integer >= 1 (default {voting_default('k')}), or 'auto' "
+                       f"(chosen for --target from --p, or from an estimate of p on a sample of {unit}s)")
+        v.add_argument("--p", type=float, help=f"per-{unit} accuracy to choose k with when --k auto (default: estimate it first)")
+        v.add_argument("--estimate-samples", type=int, default=200,
+                       help=f"--k auto without --p: random {unit}s to estimate p on (default 200)")
+        v.add_argument("--target", type=float, default=0.95,
+                       help=f"wanted probability that every {unit} is right (default 0.95)")
+    else:
+        v.add_argument("--k", help=f"vote margin, an integer >= 1 (default {voting_default('k')})")
+    v.add_argument("--max-samples-per-step", type=int,
+                   help=f"loud cap: a {unit} that needs more samples gives up (default {voting_default('max_samples_per_step')})")
+    v.add_argument("--max-output-tokens", type=int,
+                   help=f"replies longer than this are red-flagged (default {voting_default('max_output_tokens')})")
+    v.add_argument("--first-temperature", type=float,
+                   help=f"temperature of each {unit}'s first sample (default {voting_default('first_temperature')})")
+    v.add_argument("--temperature", type=float,
+                   help=f"temperature of later samples (default {voting_default('temperature')})")
+    if style:
+        v.add_argument("--prompt-style", choices=("chat", "completion"),
+                       help="chat messages or a plain completion prompt (default: the task's choice, else chat)")
+    add_undecided_arguments(v)
+    v.add_argument("--seed", type=int, default=0, help="run seed: names every draw, so seeded simulators repeat exactly")
+    return v
+
+
+#: `VotingConfig` fields a command's flags of the same name set (those it has; None: not given).
+VOTING_FLAGS = ("first_temperature", "temperature", "max_samples_per_step", "max_output_tokens", "prompt_variants",
+                "max_discards_in_a_row", "max_failed_calls", "max_cut_off")
+
+
+def voting_from_args(args: argparse.Namespace, task: Any = None, k: int | None = None) -> Any:
+    """The one place the CLI builds a `VotingConfig` (`VotingConfig.from_options`): the
+    voting, red-flag and undecided flags the command has, the prompt style (--prompt-style,
+    else the task's), and `k` (None: the config's default).  UsageError for bad values."""
+    from maker.config import VotingConfig
+
+    given = {name: getattr(args, name, None) for name in VOTING_FLAGS}
+    undecided = undecided_settings(args) if hasattr(args, "on_undecided") else {}
+    return VotingConfig.from_options(k=k, prompt_style=prompt_style_of(args, task), **given, **undecided)
+
+
 def add_undecided_arguments(g: Any) -> None:
     """`--on-undecided` and `--escalate-to` (`maker run`, `maker solve`): what a step that
     gives up does; `undecided_settings` turns them into `VotingConfig` fields."""
-    g.add_argument("--on-undecided", choices=("fail", "escalate", "plurality"), default="fail",
+    g.add_argument("--on-undecided", choices=("fail", "escalate", "plurality"),
                    help="a step that gives up (the sample cap, every sample discarded): fail the run (default), "
                         "escalate it to the next --escalate-to tier with a fresh ballot, or take its plurality leader (logged warning)")
     g.add_argument("--escalate-to", nargs="+", action="append", metavar="MODEL", default=None,
@@ -200,7 +259,7 @@ def add_undecided_arguments(g: Any) -> None:
 
 def undecided_settings(args: argparse.Namespace) -> dict[str, Any]:
     """{on_undecided, escalate_to, escalate_on_split} for `VotingConfig` (which refuses inconsistent pairs with a UsageError)."""
-    return {"on_undecided": args.on_undecided, "escalate_to": tuple(tuple(tier) for tier in args.escalate_to or ()),
+    return {"on_undecided": getattr(args, "on_undecided", None), "escalate_to": tuple(tuple(tier) for tier in args.escalate_to or ()),
             "escalate_on_split": bool(getattr(args, "escalate_on_split", False))}
 
 

@@ -10,9 +10,8 @@ from typing import Any
 from maker.budget.estimate import EstimateReport, estimate
 from maker.budget.tally import ModelEstimate
 from maker.cli._correlation import add_red_flag_arguments, red_flag_policy
-from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
+from maker.cli.common import add_model_arguments, model_specs, voting_default, voting_from_args
 from maker.cli.run import add_task_arguments, task_from_args
-from maker.config import VotingConfig
 from maker.errors import UsageError
 from maker.runtime.driver import ClusterConfig
 from maker.tasks import TASKS
@@ -60,9 +59,11 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--steps", type=int, help="run length to plan for (default: the task's step count)")
     e.add_argument("--seed", type=int, default=0, help="picks the steps and names the draws (default 0)")
     v = p.add_argument_group("sampling, as in a run")
-    v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged")
-    v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each step's first sample")
-    v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples")
+    v.add_argument("--max-output-tokens", type=int,
+                   help=f"replies longer than this are red-flagged (default {voting_default('max_output_tokens')})")
+    v.add_argument("--first-temperature", type=float,
+                   help=f"temperature of each step's first sample (default {voting_default('first_temperature')})")
+    v.add_argument("--temperature", type=float, help=f"temperature of later samples (default {voting_default('temperature')})")
     v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages or a plain completion prompt (default: the task's choice, as maker run)")
     add_red_flag_arguments(p)  # the run's red-flag policy and prompt variants
     o = p.add_argument_group("output")
@@ -81,15 +82,8 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
     task = task_from_args(args)
-    policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
-    voting = VotingConfig(
-        k=1,
-        first_temperature=args.first_temperature,
-        temperature=args.temperature,
-        max_output_tokens=args.max_output_tokens,
-        prompt_style=prompt_style_of(args, task),
-        prompt_variants=args.prompt_variants,
-    )
+    voting = voting_from_args(args, task, k=1)
+    policy = red_flag_policy(args, task, voting)  # bad detectors or variants: exit 2 before anything is spent
     report = estimate(
         task,
         model_specs(args),

@@ -14,16 +14,14 @@ from maker.cli._correlation import add_correlation_arguments, guard_config, guar
 from maker.cli.common import (
     add_budget_argument,
     add_model_arguments,
-    add_undecided_arguments,
+    add_voting_arguments,
     budget_preamble,
     model_specs,
     print_cost_lines,
-    prompt_style_of,
-    undecided_settings,
     user_prices,
+    voting_from_args,
 )
 from maker.cli.run import choose_k, errors_text
-from maker.config import VotingConfig
 from maker.errors import UsageError
 from maker.mapping.output import FileSink
 from maker.mapping.scheduler import MapConfig, run_map
@@ -69,18 +67,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--id", metavar="COLUMN", help="the column that names each row (kept; must exist)")
     s.add_argument("--stop", help="stop each reply at this text (e.g. '\\n')")
     add_model_arguments(p)
-    v = p.add_argument_group("voting")
-    v.add_argument("--k", default="3", help="vote margin: an integer >= 1, or 'auto' (estimated on a sample of rows, graded against --truth)")
-    v.add_argument("--p", type=float, help="per-row accuracy to plan k with when --k auto (default: estimate it)")
-    v.add_argument("--estimate-samples", type=int, default=200, help="--k auto without --p: rows to estimate p on (default 200)")
-    v.add_argument("--target", type=float, default=0.95, help="wanted probability that every row is right (default 0.95)")
-    v.add_argument("--max-samples-per-step", type=int, default=100, help="a row that needs more is written undecided (default 100)")
-    v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged (default 750)")
-    v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each row's first sample (default 0)")
-    v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
-    v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages (default) or a plain completion prompt")
-    add_undecided_arguments(v)
-    v.add_argument("--seed", type=int, default=0, help="run seed: names every draw")
+    add_voting_arguments(p, "row")
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="the output table: .parquet, .csv or .jsonl")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out (once the new table is complete)")
@@ -123,13 +110,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     sink = FileSink(args.out, overwrite=args.overwrite, protect=task.source.files)
-    policy = red_flag_policy(args, task)
-    voting = VotingConfig(
-        k=1, first_temperature=args.first_temperature, temperature=args.temperature,
-        max_samples_per_step=args.max_samples_per_step, max_output_tokens=args.max_output_tokens,
-        prompt_variants=args.prompt_variants, max_discards_in_a_row=args.max_discards_in_a_row,
-        max_failed_calls=args.max_failed_calls, prompt_style=prompt_style_of(args, task), **undecided_settings(args),
-    )
+    voting = voting_from_args(args, task, k=1)
+    policy = red_flag_policy(args, task, voting)
     if args.k == "auto" and args.p is None and not isinstance(task, Oracle):
         raise UsageError("--k auto grades a sample of rows against ground truth: give --truth COLUMN (or --p)")
     k = choose_k(args, max(1, task.total_steps), task, voting, policy)

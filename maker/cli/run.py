@@ -10,19 +10,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from maker.budget.choosing import choose_k as pick_k
 from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import (
     add_budget_argument,
     add_model_arguments,
-    add_undecided_arguments,
+    add_voting_arguments,
     budget_preamble,
     estimate_spend,
     model_specs,
     print_cost_lines,
-    prompt_style_of,
     served_specs,
-    undecided_settings,
     user_prices,
+    voting_from_args,
 )
 from maker.cluster import ModelSpec
 from maker.config import VotingConfig
@@ -32,7 +32,7 @@ from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
 from maker.runtime.progress import Progress
 from maker.tasks import TASKS
 from maker.tasks.base import Oracle
-from maker.tasks.registry import TaskNameError, resolve
+from maker.tasks.registry import TaskNameError, resolve, task_from_options
 
 DESCRIPTION = """Run TASK step by step. Each step draws k samples at once (the first at
 temperature 0), discards red-flagged ones, and keeps drawing until one answer leads every
@@ -73,18 +73,7 @@ def add_parser(sub: Any) -> None:
     )
     add_task_arguments(p, "task to run: " + "; ".join(f"{n}: {TASKS[n].summary}" for n in sorted(TASKS)))  # type: ignore[attr-defined]
     add_model_arguments(p)
-    v = p.add_argument_group("voting")
-    v.add_argument("--k", default="3", help="vote margin: an integer >= 1, or 'auto' (plans k for --target from --p, or from an estimate of p)")
-    v.add_argument("--p", type=float, help="per-step accuracy to plan k with when --k auto (default: estimate it first)")
-    v.add_argument("--estimate-samples", type=int, default=200, help="--k auto without --p: random steps to estimate p on (default 200)")
-    v.add_argument("--target", type=float, default=0.95, help="wanted probability that the whole run is right (default 0.95)")
-    v.add_argument("--max-samples-per-step", type=int, default=100, help="loud cap: a step that needs more fails the run (default 100)")
-    v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged (default 750)")
-    v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each step's first sample (default 0)")
-    v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
-    v.add_argument("--prompt-style", choices=("chat", "completion"), help="chat messages or a plain completion prompt (default: the task's choice; chase: completion, hanoi: chat)")
-    add_undecided_arguments(v)
-    v.add_argument("--seed", type=int, default=0, help="run seed: names every draw, so seeded simulators repeat exactly")
+    add_voting_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--log", help="step log folder to create (default: runs/TASK-TIMESTAMP.parquet)")
     o.add_argument("--resume", action="store_true", help="continue the run recorded in --log from its last decided step")
@@ -175,9 +164,9 @@ def add_task_options(p: argparse.ArgumentParser) -> None:
 
 
 def task_from_args(args: argparse.Namespace) -> Any:
-    """The task TASK or --task names, built with its options (flags and --opt); UsageError
-    (one line) for a name that does not resolve, an option it does not take, or a
-    factory that raises."""
+    """The task TASK or --task names, built by `maker.tasks.registry.task_from_options` with
+    the options its flags and --opt give; UsageError (one line) for a name that does not
+    resolve, an option it does not take, or a factory that raises."""
     ref = getattr(args, "task_ref", None)
     if ref and args.task and args.task != ref:
         raise UsageError(f"name the task once: got {args.task!r} and --task {ref!r}")
@@ -200,31 +189,18 @@ def task_from_args(args: argparse.Namespace) -> Any:
         takes = ", ".join("--" + n.replace("_", "-") for n in declared) or "no options"
         raise UsageError(f"{source.name} does not take {', '.join('--' + n.replace('_', '-') for n in foreign)} "
                          f"(it takes: {takes})")
-    options: dict[str, Any] = {}
-    for opt in declared.values():
-        value = given.pop(opt.name, None)
-        if value is None:
-            value = getattr(args, f"task_{opt.name}", None)
-            if value is not None and not isinstance(value, opt.type):  # parsed by a built-in's flag of that name
-                try:
-                    value = opt.type(value)
-                except (TypeError, ValueError):
-                    raise UsageError(f"--{opt.name.replace('_', '-')}: {value!r} is not a valid {opt.type.__name__}") from None
-        if value is None:
-            if opt.required:
-                raise UsageError(f"{source.name} needs --{opt.name.replace('_', '-')}")
-            if source.origin != "built-in":
-                continue  # the factory's own default applies
-            value = opt.default
-        options[opt.name] = value
-    if source.origin != "built-in":  # another task's flag (--n of sort) given to this one: this factory decides
-        for key, value in vars(args).items():
-            name = key[len("task_"):]
-            if key.startswith("task_") and key != "task_ref" and value is not None and name not in declared:
-                given.setdefault(name, value)
-    options.update(given)  # undeclared --opt: the factory says whether it takes them
+    for name, value in flags.items():
+        opt = declared.get(name)
+        if opt is not None and not isinstance(value, opt.type):  # parsed by a built-in's flag of that name
+            try:
+                flags[name] = opt.type(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"--{name.replace('_', '-')}: {value!r} is not a valid {opt.type.__name__}") from None
+    missing = [o.name for o in declared.values() if o.required and o.name not in flags and o.name not in given]
+    if missing:  # said in flags, as the user gives them
+        raise UsageError(f"{source.name} needs --{missing[0].replace('_', '-')}")
     try:
-        return source.build(options)
+        return task_from_options(ref, {**flags, **given})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -254,45 +230,23 @@ def _opt_values(pairs: list[str], declared: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def choose_k(
-    args: argparse.Namespace, steps: int, task: Any = None, voting: VotingConfig | None = None, policy: Any = None
-) -> int:
-    """--k as an integer; for --k auto, planned from --p, or from an estimate of p drawn
-    exactly as the run will draw (`voting`'s variants, style, temperatures and cap, `policy`)."""
-    if args.k != "auto":
-        try:
-            k = int(args.k)
-        except ValueError:
-            raise UsageError(f"--k must be an integer >= 1 or 'auto', got {args.k!r}") from None
-        if k < 1:
-            raise UsageError(f"--k must be an integer >= 1, got {k}")
-        return k
-    if args.p is None:
-        if task is None:
-            raise UsageError("--k auto needs --p (the per-step accuracy to plan with)")
-        from maker.budget.estimate import estimate_for_run, print_auto_k
+def choose_k(args: argparse.Namespace, steps: int, task: Any = None, voting: VotingConfig | None = None,
+             policy: Any = None) -> int:
+    """--k by `maker.budget.margins.choose_k` (for --k auto: from --p, or an estimate of p drawn
+    as the run will draw); says how on stderr; the estimate's report goes to ``args.estimate``."""
+    choice = pick_k(args.k, steps, target=args.target, p=args.p, task=task,
+                    models=model_specs(args) if args.k == "auto" and args.p is None and task is not None else (),
+                    voting=voting, policy=policy, samples=args.estimate_samples, seed=args.seed,
+                    cluster=ClusterConfig(workers=args.workers, address=args.address),
+                    progress=None if args.quiet else sys.stderr)
+    if choice.estimate is not None:
+        from maker.budget.estimate import print_auto_k
 
-        k, args.estimate = estimate_for_run(
-            task, model_specs(args), args.target, samples=args.estimate_samples, seed=args.seed,
-            cluster=ClusterConfig(workers=args.workers, address=args.address),
-            voting=voting or VotingConfig(k=1, first_temperature=args.first_temperature, temperature=args.temperature,
-                                          max_output_tokens=args.max_output_tokens, prompt_style=prompt_style_of(args, task)),
-            policy=policy, progress=None if args.quiet else sys.stderr,
-        )
-        print_auto_k(args.estimate, sys.stderr)
-        return k
-    import maker.voting as voting
-    try:
-        k = voting.k_min(args.p, steps, args.target)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    success = voting.run_success(args.p, k, steps)
-    print(
-        f"maker: k = {k} (smallest margin for the assumed p={args.p}, not measured; {steps:,} steps, target {args.target}: "
-        f"whole-run success {success:.4f})",
-        file=sys.stderr,
-    )
-    return k
+        args.estimate = choice.estimate
+        print_auto_k(choice.estimate, sys.stderr)
+    elif choice.note:
+        print(f"maker: {choice.note}", file=sys.stderr)
+    return choice.k
 
 
 def main(args: argparse.Namespace) -> int:
@@ -303,20 +257,8 @@ def main(args: argparse.Namespace) -> int:
     if args.resume and args.log is None:
         raise UsageError("--resume needs --log: the step log folder of the run to continue")
     task = task_from_args(args)
-    policy = red_flag_policy(args, task)  # bad detectors or variants: exit 2 before anything is spent
-    voting_config = VotingConfig(
-        k=1,  # the drawing options first: --k auto estimates p with them
-        first_temperature=args.first_temperature,
-        temperature=args.temperature,
-        max_samples_per_step=args.max_samples_per_step,
-        max_output_tokens=args.max_output_tokens,
-        prompt_variants=args.prompt_variants,
-        max_discards_in_a_row=args.max_discards_in_a_row,
-        max_failed_calls=args.max_failed_calls,
-        max_cut_off=args.max_cut_off,
-        prompt_style=prompt_style_of(args, task),
-        **undecided_settings(args),
-    )
+    voting_config = voting_from_args(args, task, k=1)  # the drawing options first: --k auto estimates p with them
+    policy = red_flag_policy(args, task, voting_config)  # bad detectors or variants: exit 2 before anything is spent
     k = choose_k(args, task.total_steps, task, voting_config, policy)
     voting_config = replace(voting_config, k=k)
     if args.max_steps is not None and args.max_steps < 1:

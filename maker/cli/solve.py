@@ -11,13 +11,12 @@ from typing import Any
 from maker.cli.common import (
     add_budget_argument,
     add_model_arguments,
-    add_undecided_arguments,
+    add_voting_arguments,
     budget_preamble,
     model_specs,
-    undecided_settings,
     user_prices,
+    voting_from_args,
 )
-from maker.errors import UsageError
 
 DESCRIPTION = """Solve a free-form problem in two phases. Plan: the model is asked whether the problem
 is atomic (one short step answers it) or how to split it into sub-problems whose results
@@ -52,14 +51,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("problem", help="the problem, in words")
     add_model_arguments(p)
-    v = p.add_argument_group("voting (plans and steps alike)")
-    v.add_argument("--k", default="3", help="vote margin, an integer >= 1 (default 3)")
-    v.add_argument("--max-samples-per-step", type=int, default=100, help="loud cap per step or plan request (default 100)")
-    v.add_argument("--max-output-tokens", type=int, default=750, help="replies longer than this are red-flagged (default 750)")
-    v.add_argument("--first-temperature", type=float, default=0.0, help="temperature of each first sample (default 0)")
-    v.add_argument("--temperature", type=float, default=0.1, help="temperature of later samples (default 0.1)")
-    v.add_argument("--seed", type=int, default=0, help="run seed (names every draw)")
-    add_undecided_arguments(v)
+    add_voting_arguments(p, title="voting (plans and steps alike)", auto=False, style=False)
     d = p.add_argument_group("planning")
     d.add_argument("--max-depth", type=int, default=4, help="a sub-problem still not atomic this deep stops the plan (default 4)")
     d.add_argument("--max-steps", type=int, default=64, help="most atomic steps in the whole plan (default 64)")
@@ -91,9 +83,9 @@ def planning_budget(cap: Any, specs: Any, voting: Any, prices: Any) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    from maker.budget.choosing import choose_k
     from maker.cli.plan_show import format_plan
     from maker.cli.run import report
-    from maker.config import VotingConfig
     from maker.engine.red_flags import RedFlagPolicy
     from maker.runtime.dag import DagConfig
     from maker.runtime.decompose import DecomposeConfig, plan_problem
@@ -101,18 +93,7 @@ def main(args: argparse.Namespace) -> int:
     from maker.runtime.progress import Progress
     from maker.tasks.plan_task import solve_task
 
-    try:
-        k = int(args.k)
-    except ValueError:
-        raise UsageError(f"--k must be an integer >= 1, got {args.k!r}") from None
-    voting = VotingConfig(
-        k=k,
-        first_temperature=args.first_temperature,
-        temperature=args.temperature,
-        max_samples_per_step=args.max_samples_per_step,
-        max_output_tokens=args.max_output_tokens,
-        **undecided_settings(args),
-    )
+    voting = voting_from_args(args, k=choose_k(args.k, 1).k)
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
     specs = model_specs(args)
     policy = RedFlagPolicy()
