@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 
 from maker.audit.verify import VerifyReport, verify_log  # noqa: E402
 from maker.audit.whatif import WhatIfReport, whatif_log  # noqa: E402
+from maker.budget.choosing import KChoice, choose_k  # noqa: E402
 from maker.budget.estimate import EstimateReport, estimate  # noqa: E402
-from maker.budget.margins import RunPlan, SampleCost, plan  # noqa: E402
+from maker.budget.margins import Margin, MarginTable, RunPlan, SampleCost, margin, margins, plan  # noqa: E402,F401 (RunPlan, plan: the old names)
 from maker.budget.spend import Budget  # noqa: E402
 from maker.budget.tally import ModelEstimate  # noqa: E402
 from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
@@ -24,6 +25,7 @@ from maker.errors import BudgetReached, MakerError, ModelConfigError, StepLogErr
 from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answer per record)
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
+from maker.solving import solve  # noqa: E402
 from maker.tasks.chain import chain_task  # noqa: E402
 from maker.tasks.plan_task import plan_task  # noqa: E402
 from maker.tasks.user_ops import operation, tool  # noqa: E402
@@ -36,10 +38,12 @@ __all__ = [
     "EstimateReport",
     "FunctionClient",
     "GuardConfig",
+    "KChoice",
     "MakerError",
     "ModelConfigError",
+    "Margin",
+    "MarginTable",
     "ModelEstimate",
-    "RunPlan",
     "RedFlagPolicy",
     "RunResult",
     "SampleCost",
@@ -54,12 +58,15 @@ __all__ = [
     "__version__",
     "avote",
     "chain_task",
+    "choose_k",
     "estimate",
     "map",
+    "margin",
+    "margins",
     "operation",
-    "plan",
     "plan_task",
     "run",
+    "solve",
     "tool",
     "tune_log",
     "verify_log",

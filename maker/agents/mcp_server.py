@@ -5,7 +5,7 @@ before paying for it, and launch and watch long runs -- from where it already wo
 Built on the official SDK (`mcp` 2.x, `MCPServer`); every tool has a JSON schema (from
 its typed arguments) and a docstring written for the agent that reads it.
 
-Tools: `vote` (one voted call, `maker.vote`), `plan` (k and cost for a target, `maker.plan`),
+Tools: `vote` (one voted call, `maker.vote`), `margin` (k and cost for a target, `maker.margin`),
 `run` (start a task in the background -> run id), `status` (progress of a run id; with
 `wait_s`, progress notifications until it ends), `runs` (every run under the root),
 `cancel` (stop a run), `verify` (`replay --verify` on a log), `tasks` (what `run` can start).
@@ -42,7 +42,7 @@ from maker.errors import MakerError
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
 malformed or suspicious replies are discarded (red flags), and the first answer to lead every
-other by k votes wins. Use `plan` to choose k for a run, `vote` for one reliable answer,
+other by k votes wins. Use `margin` to choose k for a run, `vote` for one reliable answer,
 `run` + `status` for a long task, `verify` to audit a finished run's log. Results from
 sim:P models are simulated and labelled so."""
 
@@ -68,9 +68,9 @@ def _one_line(exc: BaseException | str) -> str:
 
 class _OneLineErrors(MCPServer):
     """The SDK's server, with every tool error one line: the SDK words an argument that fails
-    validation as pydantic's multi-line report; here it reads "bad arguments for plan: steps:
+    validation as pydantic's multi-line report; here it reads "bad arguments for margin: steps:
     Field required; p: Input should be a valid number".  An argument the tool does not have
-    is refused ("unknown argument for plan: stpes"), where the SDK would drop it silently
+    is refused ("unknown argument for margin: stpes"), where the SDK would drop it silently
     and run the tool without what the caller meant to say."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
@@ -153,7 +153,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         return result.to_dict()
 
     @server.tool()
-    def plan(
+    def margin(
         p: float,
         steps: int,
         target: float = 0.95,
@@ -183,12 +183,12 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         Example: p=0.9978, steps=1048575, target=0.95 gives k=3 (the MAKER paper's run).
         """
         from maker.budget.margins import SampleCost
-        from maker.budget.margins import plan as make_plan
+        from maker.budget.margins import margin as make_margin
         from maker.budget.rounds import shares_prompt
 
         try:
             cost = SampleCost(tokens_in=tokens_in, tokens_out=tokens_out, price_in=price_in, price_out=price_out)
-            return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost,
+            return make_margin(p, steps, target, valid_rate=valid_rate, cost=cost,
                              shares_prompt=shares_prompt(model, api_base, "auto", speculate)).to_dict()
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
@@ -210,7 +210,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         the server's root as FILE.py:attr (e.g. grid.py:grid); options: that task's options
         (e.g. {"disks": 10}), models: model strings (sim:0.99 to simulate, local for the
         embedded model), k: the vote
-        margin (the `plan` tool chooses it). Every sample and decision goes to a step log
+        margin (the `margin` tool chooses it). Every sample and decision goes to a step log
         under the server's root (maker-runs/RUN_ID/log). The run is a durable job: it goes on
         when this session or server ends, and any server on the same root finds it (`runs`,
         `status`, `cancel`). Follow it with `status`; with wait_s > 0 this call also waits up

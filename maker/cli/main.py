@@ -17,7 +17,7 @@ from maker.cluster.secrets import redact, redacted_stderr
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them.
-COMMANDS = ("run", "map", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
+COMMANDS = ("run", "map", "replay", "estimate", "margin", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet
@@ -26,7 +26,7 @@ EPILOG = """examples:
   maker replay runs/h10.parquet --k 2              would k = 2 have been enough?
   maker report runs/h10.parquet --out runs/h10-report
   maker estimate hanoi --disks 20 --model sim:0.998 --model sim:0.99 --samples 200
-  maker plan --error 0.0022 --steps 1048575 --target 0.95
+  maker margin --error 0.0022 --steps 1048575 --target 0.95
   maker tune runs/h10.parquet --target 0.95
   maker run multiply --digits 10 --model sim:0.99 --k 3      a DAG: digit products run in parallel
   maker plan-show sort --n 16                             print a plan without running it

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 from maker.cli.common import (
@@ -67,72 +65,44 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=main)
 
 
-def planning_budget(cap: Any, specs: Any, voting: Any, prices: Any) -> Any:
-    """The spend cap's `Budget` for the planning requests (None without a cap); UsageError
-    (exit 2) when a model's price is unknown."""
-    from maker.budget.spend import Budget, check_cap, refuse_unpriced, resolve_prices
-    from maker.cluster import ModelSpec
-
-    cap = check_cap(cap)
-    if cap is None:
-        return None
-    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
-    rates = resolve_prices([*specs, *tiers], prices)
-    refuse_unpriced(cap, rates)
-    return Budget(cap, rates)
-
-
 def main(args: argparse.Namespace) -> int:
     from maker.budget.choosing import choose_k
     from maker.cli.plan_show import format_plan
     from maker.cli.run import report
-    from maker.engine.red_flags import RedFlagPolicy
-    from maker.runtime.dag import DagConfig
-    from maker.runtime.decompose import DecomposeConfig, plan_problem
-    from maker.runtime.driver import ClusterConfig, run, simulated
+    from maker.runtime.decompose import DecomposeConfig
+    from maker.runtime.driver import ClusterConfig, simulated
     from maker.runtime.progress import Progress
+    from maker.solving import solve, solve_plan
     from maker.tasks.plan_task import solve_task
 
     voting = voting_from_args(args, k=choose_k(args.k, 1).k)
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)
     specs = model_specs(args)
-    policy = RedFlagPolicy()
     prices = user_prices(args, [*args.model, *voting.escalation_models])
-    budget = planning_budget(args.max_cost, specs, voting, prices)  # planning counts against --max-cost too
-    decomposition = plan_problem(args.problem, specs, voting, config=config, policy=policy, seed=args.seed, budget=budget)
-    task = solve_task(args.problem, decomposition.plan.text())
     label = " [simulated model]" if simulated(specs) else ""
     if args.dry_run:
+        decomposition = solve_plan(args.problem, specs, voting, config=config, seed=args.seed,
+                                   max_cost_usd=args.max_cost, prices=prices)
         if args.json:
             print(json.dumps({"plan": decomposition.plan.text(), "plan_votes": decomposition.summary(),
                               "plan_samples": decomposition.samples, "simulated": simulated(specs)}))
         else:
+            task = solve_task(args.problem, decomposition.plan.text())
             print(format_plan(task.plan, task.describe(), 0))
             print(f"planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples, "
                   f"{decomposition.red_flags} red-flagged{label}")
         return 0
-    if not args.json:
-        print(task.plan.text(), end="")
-        print(f"(planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples){label}")
-    args.resume, args.p = False, None
-    budget_preamble(task, specs, voting, args, task.total_steps)
-    result = run(
-        task,
-        specs,
-        voting,
-        log=Path(args.log or f"runs/solve-{time.strftime('%Y%m%d-%H%M%S')}.parquet"),
-        seed=args.seed,
-        cluster=ClusterConfig(workers=args.workers, address=args.address),
-        dag=DagConfig(),
-        policy=policy,
-        progress=Progress(task.total_steps, enabled=not args.quiet, label="[simulated] " if label else "",
-                          ground_truth=False),  # a free-form problem has no ground truth
-        extra_meta={"plan_votes": decomposition.summary()},
-        max_cost_usd=args.max_cost,
-        spent_before_usd=decomposition.cost_usd,
-        prices=prices,
-    )
-    result.extra["plan"] = decomposition.plan.text()
-    result.extra["plan_samples"] = decomposition.samples
-    result.extra["plan_votes"] = decomposition.summary()
+
+    def on_plan(task: Any, decomposition: Any) -> Progress:
+        if not args.json:
+            print(task.plan.text(), end="")
+            print(f"(planned with {len(decomposition.votes)} voted requests, {decomposition.samples} samples){label}")
+        args.resume, args.p = False, None
+        budget_preamble(task, specs, voting, args, task.total_steps)
+        return Progress(task.total_steps, enabled=not args.quiet, label="[simulated] " if label else "",
+                        ground_truth=False)  # a free-form problem has no ground truth
+
+    result = solve(args.problem, specs, voting, config=config, seed=args.seed, log=args.log,
+                   cluster=ClusterConfig(workers=args.workers, address=args.address),
+                   max_cost_usd=args.max_cost, prices=prices, on_plan=on_plan)
     return report(result, args.json)

@@ -49,9 +49,9 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
         out: dict[str, Any] = {}
         listed = await session.list_tools()
         out["tools"] = {t.name: t for t in listed.tools}
-        out["plan"] = _payload(await session.call_tool("plan", {"p": 0.9978, "steps": 1048575, "target": 0.95}))
+        out["plan"] = _payload(await session.call_tool("margin", {"p": 0.9978, "steps": 1048575, "target": 0.95}))
         out["plan_cost"] = _payload(await session.call_tool(
-            "plan", {"p": 0.998, "steps": 1000, "target": 0.95, "tokens_in": 1000, "tokens_out": 0, "price_in": 1.0}))
+            "margin", {"p": 0.998, "steps": 1000, "target": 0.95, "tokens_in": 1000, "tokens_out": 0, "price_in": 1.0}))
         out["vote"] = _payload(await session.call_tool("vote", {
             "prompt": "What is 6 * 7?", "models": ["sim:0.8"], "k": 3, "key": "integer", "expected": "42",
             "seed": 4, "log": "votes/one"}))
@@ -59,31 +59,31 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
         out["outside"] = _error(await session.call_tool("verify", {"log": "../elsewhere"}))
         out["absolute"] = _error(await session.call_tool("vote", {
             "prompt": "q", "models": ["sim:0.8"], "expected": "1", "key": "integer", "log": "/tmp/maker-mcp-escape"}))
-        out["mistyped"] = _error(await session.call_tool("plan", {"p": "high", "steps": 10}))
+        out["mistyped"] = _error(await session.call_tool("margin", {"p": "high", "steps": 10}))
         out["missing"] = _error(await session.call_tool("vote", {"prompt": "q"}))
         out["bad_key"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"], "key": "os:system",
                                                                 "expected": "1"}))
         out["no_truth"] = _error(await session.call_tool("vote", {"prompt": "q", "models": ["sim:0.9"]}))
-        out["plan_shared"] = _payload(await session.call_tool("plan", {
+        out["plan_shared"] = _payload(await session.call_tool("margin", {
             "p": 0.998, "steps": 1000, "tokens_in": 1000, "price_in": 1.0, "model": "openai/x", "api_base": "http://h/v1",
             "speculate": 0}))
-        out["extra_arg"] = _error(await session.call_tool("plan", {"p": 0.99, "steps": 100, "stpes": 5}))
+        out["extra_arg"] = _error(await session.call_tool("margin", {"p": 0.99, "steps": 100, "stpes": 5}))
         out["extra_args"] = _error(await session.call_tool("tasks", {"verbose": True, "all": 1}))
         out["tasks"] = _payload(await session.call_tool("tasks", {}))
-        out["still"] = _payload(await session.call_tool("plan", {"p": 0.99, "steps": 100, "target": 0.9}))
+        out["still"] = _payload(await session.call_tool("margin", {"p": 0.99, "steps": 100, "target": 0.9}))
         return out
 
     out = drive(tmp_path, script)
-    assert set(out["tools"]) == {"vote", "plan", "run", "status", "runs", "cancel", "verify", "tasks"}
+    assert set(out["tools"]) == {"vote", "margin", "run", "status", "runs", "cancel", "verify", "tasks"}
     props = {name: set(t.input_schema["properties"]) for name, t in out["tools"].items()}
     assert {"prompt", "models", "k", "key"} <= props["vote"] and {"log"} <= props["verify"]
     assert {"task", "models", "options", "k"} <= props["run"] and {"run_id"} <= props["status"]
     assert "ctx" not in props["run"] | props["status"]
     assert all(len(t.description or "") > 100 for name, t in out["tools"].items() if name != "tasks")
-    schema = out["tools"]["plan"].input_schema
+    schema = out["tools"]["margin"].input_schema
     assert {"p", "steps", "target"} <= set(schema["properties"]) and set(schema["required"]) == {"p", "steps"}
     assert out["plan"]["k"] == 3 and out["plan"]["run_success"] >= 0.95
-    assert out["plan_cost"]["expected_cost"] == pytest.approx(maker.plan(
+    assert out["plan_cost"]["expected_cost"] == pytest.approx(maker.margin(
         0.998, 1000, 0.95, cost=maker.SampleCost(tokens_in=1000, price_in=1.0)).expected_cost)
     shared = out["plan_shared"]  # the prompt once per request: cheaper by the requests saved
     assert shared["shares_prompt"] and not out["plan_cost"]["shares_prompt"]
@@ -98,8 +98,8 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     assert not os.path.exists("/tmp/maker-mcp-escape")
     assert "p" in out["mistyped"] and "models" in out["missing"]
     assert "\n" not in out["mistyped"] and "\n" not in out["missing"]  # one line, not pydantic's report
-    assert out["mistyped"].startswith("bad arguments for plan: p:"), out["mistyped"]
-    assert out["extra_arg"] == "unknown argument for plan: stpes"  # refused, not silently dropped
+    assert out["mistyped"].startswith("bad arguments for margin: p:"), out["mistyped"]
+    assert out["extra_arg"] == "unknown argument for margin: stpes"  # refused, not silently dropped
     assert out["extra_args"] == "unknown argument for tasks: all, verbose"
     assert "unknown key normaliser" in out["bad_key"] and "expected=" in out["no_truth"]
     names = {t["name"] for t in out["tasks"]["tasks"]}
@@ -201,11 +201,11 @@ def test_http_serves_the_same_tools_on_loopback_only(tmp_path) -> None:
                     await session.initialize()
                     listed = await session.list_tools()
                     return {"tools": {t.name for t in listed.tools},
-                            "plan": _payload(await session.call_tool("plan", {"p": 0.9978, "steps": 1048575})),
+                            "plan": _payload(await session.call_tool("margin", {"p": 0.9978, "steps": 1048575})),
                             "outside": _error(await session.call_tool("verify", {"log": "/etc"}))}
 
         out = anyio.run(main)
-        assert out["tools"] == {"vote", "plan", "run", "status", "runs", "cancel", "verify", "tasks"}
+        assert out["tools"] == {"vote", "margin", "run", "status", "runs", "cancel", "verify", "tasks"}
         assert out["plan"]["k"] == 3 and "outside the server's root" in out["outside"]
         for address in _own_addresses() - {"127.0.0.1"}:  # this machine's other addresses: nothing listens there
             with pytest.raises(OSError):

@@ -20,7 +20,7 @@ STEPS, TOKENS_IN, PRICE_IN, TOKENS_OUT, PRICE_OUT = 1000, 300, 1.0, 10, 2.0
 
 
 def plan_json(capsys, *extra: str) -> dict:
-    args = ["plan", "--p", "0.99", "--steps", str(STEPS), "--tokens-in", str(TOKENS_IN), "--price-in", str(PRICE_IN),
+    args = ["margin", "--p", "0.99", "--steps", str(STEPS), "--tokens-in", str(TOKENS_IN), "--price-in", str(PRICE_IN),
             "--tokens-out", str(TOKENS_OUT), "--price-out", str(PRICE_OUT), "--json", *extra]
     assert main(args) == 0
     return json.loads(capsys.readouterr().out)
@@ -74,11 +74,11 @@ def test_the_override_wins_and_no_model_or_a_speculative_run_bills_per_sample(ca
 
 
 def test_the_text_output_says_what_it_assumed(capsys) -> None:
-    assert main(["plan", "--p", "0.99", "--steps", "100", "--model", "openai/x", "--api-base", "http://h/v1",
+    assert main(["margin", "--p", "0.99", "--steps", "100", "--model", "openai/x", "--api-base", "http://h/v1",
                  "--speculate", "0"]) == 0
     out = capsys.readouterr().out
     assert "prompt billed once per request" in out and "inferred from --model openai/x, --speculate 0" in out
-    assert main(["plan", "--p", "0.99", "--steps", "100", "--model", "openai/x", "--api-base", "http://h/v1"]) == 0
+    assert main(["margin", "--p", "0.99", "--steps", "100", "--model", "openai/x", "--api-base", "http://h/v1"]) == 0
     out = capsys.readouterr().out
     assert "prompt billed once per sample" in out and "--speculate 8 (the default)" in out
 

@@ -26,7 +26,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_paper_margins_through_the_cli(capsys) -> None:
     """The paper's measured error rates at t = 0.95 over a million steps give k = 3, 29, 12, 15, 6."""
     errors = ["0.0022", "0.3571", "0.1839", "0.2342", "0.0569"]
-    args = ["plan", "--steps", str(PAPER_STEPS), "--target", "0.95", "--json"]
+    args = ["margin", "--steps", str(PAPER_STEPS), "--target", "0.95", "--json"]
     for e in errors:
         args += ["--error", e]
     code, out, err = run_cli(capsys, *args)
@@ -109,7 +109,7 @@ def test_curves_grow_with_k_and_like_s_ln_s() -> None:
 )
 def test_bad_input_is_one_line_exit_2(capsys, tmp_path, monkeypatch, args, needle) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "plan", *args)
+    code, out, err = run_cli(capsys, "margin", *args)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("maker: error:") and needle in err
     assert out == "" and not list(tmp_path.iterdir())
@@ -121,7 +121,7 @@ def test_library_bad_input_raises_usage_error() -> None:
 
 
 def test_p_below_half_exits_1_with_the_reason(capsys) -> None:
-    code, out, _ = run_cli(capsys, "plan", "--p", "0.45", "--p", "0.9", "--steps", "100")
+    code, out, _ = run_cli(capsys, "margin", "--p", "0.45", "--p", "0.9", "--steps", "100")
     assert code == 1
     assert "1/2" in out and "0.9" in out
 
@@ -130,7 +130,7 @@ def test_plot_writes_a_png(capsys, tmp_path) -> None:
     png = tmp_path / "plan.png"
     code, out, _ = run_cli(
         capsys,
-        "plan",
+        "margin",
         "--error",
         "0.0022",
         "--error",
@@ -155,7 +155,7 @@ def test_plot_writes_a_png(capsys, tmp_path) -> None:
 
 def test_help_teaches(capsys) -> None:
     with pytest.raises(SystemExit):
-        main(["plan", "--help"])
+        main(["margin", "--help"])
     out = capsys.readouterr().out
     for needle in ("--error", "--steps", "--target", "--plot", "examples:", "1048575"):
         assert needle in out
@@ -163,8 +163,23 @@ def test_help_teaches(capsys) -> None:
 
 def test_a_plan_without_prices_says_its_cost_is_unknown(capsys) -> None:
     """No tokens or prices given: the plan's cost is unknown, not "$0.00" as if computed."""
-    code, out, _ = run_cli(capsys, "plan", "--p", "0.99", "--steps", "1023")
+    code, out, _ = run_cli(capsys, "margin", "--p", "0.99", "--steps", "1023")
     assert code == 0 and "cost unknown (give --tokens-in/--price-in" in out
     assert "$0.00" not in out and "unknown" in out.splitlines()[-1]
-    code, out, _ = run_cli(capsys, "plan", "--p", "0.99", "--steps", "1023", "--tokens-in", "300", "--price-in", "0.4")
+    code, out, _ = run_cli(capsys, "margin", "--p", "0.99", "--steps", "1023", "--tokens-in", "300", "--price-in", "0.4")
     assert code == 0 and "unknown" not in out and "$0.000120 per sample" in out
+
+
+def test_the_old_name_plan_still_works_says_so_and_is_hidden(capsys) -> None:
+    """`maker plan` (choosing k) became `maker margin`: "plan" is a DAG of steps (#27 §4).
+    The old name gives the same answer, with one line on stderr, and is not listed."""
+    args = ["--p", "0.99", "--steps", "1000", "--json"]
+    code, new, err_new = run_cli(capsys, "margin", *args)
+    old_code, old, err_old = run_cli(capsys, "plan", *args)
+    assert code == old_code == 0 and json.loads(new) == json.loads(old)
+    assert err_new == "" and err_old.count("\n") == 1 and "'maker plan' is now 'maker margin'" in err_old
+    from maker.cli.main import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    listed = [a.dest for a in sub._choices_actions]  # what `maker --help` lists
+    assert "margin" in listed and "plan" not in listed and "plan" in sub.choices

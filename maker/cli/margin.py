@@ -1,27 +1,31 @@
-"""`maker plan --p P --steps S --target T`: the margin k, its odds and its cost, in closed form."""
+"""`maker margin --p P --steps S --target T`: the margin k, its odds and its cost, in closed form.
+
+(`maker plan` is its old name, kept as a hidden alias that says so on stderr: "plan" in
+maker is a DAG of steps -- `maker run plan`, `maker plan-show`.)"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from maker.budget.margins import SampleCost, cascade_cost, check_p, plan
+from maker.budget.margins import SampleCost, billed, check_p, margins
 from maker.budget.rounds import N_GROUPING, shares_prompt
 from maker.errors import UsageError
 
-DESCRIPTION = """Plan a run from a known per-sample accuracy p (or error rate): the smallest vote
+DESCRIPTION = """Choose a run's vote margin from a known per-sample accuracy p (or error rate): the smallest vote
 margin k that makes all S steps right with probability --target, the per-step and whole-run
 success at that k, expected votes and samples per step, and the expected cost. Repeat --p or
 --error to compare models side by side. Measure p with `maker estimate` first."""
 
 EPILOG = """examples:
-  maker plan --error 0.0022 --steps 1048575 --target 0.95          # the paper's gpt-4.1-mini: k = 3
-  maker plan --error 0.0022 --error 0.3571 --error 0.0569 --steps 1048575 --target 0.95
-  maker plan --p 0.998 --steps 1048575 --target 0.95 --tokens-in 300 --price-in 0.4 \\
+  maker margin --error 0.0022 --steps 1048575 --target 0.95          # the paper's gpt-4.1-mini: k = 3
+  maker margin --error 0.0022 --error 0.3571 --error 0.0569 --steps 1048575 --target 0.95
+  maker margin --p 0.998 --steps 1048575 --target 0.95 --tokens-in 300 --price-in 0.4 \\
              --tokens-out 40 --price-out 1.6 --valid-rate 0.99 --json
-  maker plan --p 0.99 --p 0.95 --steps 1048575 --target 0.95 --plot plan.png
-  maker plan --p 0.99 --steps 10000 --tokens-in 300 --price-in 0.1 --model openai/qwen \\
+  maker margin --p 0.99 --p 0.95 --steps 1048575 --target 0.95 --plot margin.png
+  maker margin --p 0.99 --steps 10000 --tokens-in 300 --price-in 0.1 --model openai/qwen \\
              --api-base http://127.0.0.1:8000/v1 --speculate 0   # n-grouping endpoint: prompt billed once per request
 
 exit codes: 0 every p has a margin, 1 some p <= 1/2 (no margin helps), 2 bad input."""
@@ -29,12 +33,27 @@ exit codes: 0 every p has a margin, 1 some p <= 1/2 (no margin helps), 2 bad inp
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "plan",
-        help="k, success odds and cost for a given p",
+        "margin",
+        help="choose k: success odds and cost for a given p",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_arguments(p)
+    p.set_defaults(handler=main)
+    old = sub.add_parser("plan", description=DESCRIPTION, epilog=EPILOG,  # no help=: left out of `maker --help`
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(old)
+    old.set_defaults(handler=_old_name)
+
+
+def _old_name(args: argparse.Namespace) -> int:
+    print("maker: 'maker plan' is now 'maker margin' (a plan is a DAG of steps: maker run plan, maker plan-show); "
+          "the old name will go", file=sys.stderr)
+    return main(args)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("accuracy (one or more)")
     a.add_argument("--p", type=float, action="append", default=[], help="per-sample accuracy in (0, 1); repeatable")
     a.add_argument(
@@ -74,7 +93,6 @@ def add_parser(sub: Any) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--plot", metavar="FILE.png", help="plot expected cost against k and against run length")
-    p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,35 +101,22 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 < e < 1.0:
             raise UsageError(f"--error must be in (0, 1), got {e!r}")
         ps.append(1.0 - e)
-    if not ps:
-        raise UsageError("say which accuracy to plan for: --p P or --error E")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG: name it FILE.png, got {args.plot!r}")
     cost = SampleCost(args.tokens_in, args.tokens_out, args.price_in, args.price_out)
     grouped = shares_prompt(args.model, args.api_base, args.n_grouping, args.speculate)
-    plans = [plan(p, args.steps, args.target, valid_rate=args.valid_rate, cost=cost, shares_prompt=grouped) for p in ps]
-    cascade = None
     priced = args.escalate_price_in is not None or args.escalate_price_out is not None
-    if args.escalate_fraction is not None:
-        if not priced:  # unpriced, the escalated steps would cost $0 and the cascade look free
-            raise UsageError("--escalate-fraction: give the stronger model's price, --escalate-price-in and/or "
-                             "--escalate-price-out (USD per million tokens; 0 for a free model)")
-        strong = SampleCost(args.tokens_in, args.tokens_out, args.escalate_price_in or 0.0, args.escalate_price_out or 0.0)
-        cascade = [cascade_cost(pl, args.escalate_fraction, strong, args.escalate_p) for pl in plans]
-    elif args.escalate_p is not None or priced:
-        raise UsageError("--escalate-p and --escalate-price-* price a cascade: give --escalate-fraction too")
+    strong = SampleCost(args.tokens_in, args.tokens_out, args.escalate_price_in or 0.0,
+                        args.escalate_price_out or 0.0) if priced else None
+    table = margins(ps, args.steps, args.target, valid_rate=args.valid_rate, cost=cost, shares_prompt=grouped,
+                    escalate_fraction=args.escalate_fraction, escalate_p=args.escalate_p, escalate_cost=strong)
+    plans, cascade = list(table.margins), table.cascade
     if args.plot:
         from maker.report.cost_plots import plot_plans
 
         plot_plans(plans, args.plot, cost)
     if args.json:
-        out: dict[str, Any] = {"steps": args.steps, "target": args.target, "prompt_billed": billed(grouped),
-                               "plans": [p.to_dict() for p in plans]}
-        if cascade is not None:
-            for d, c in zip(out["plans"], cascade):
-                d["cascade_cost"] = c
-            out["escalate_fraction"] = args.escalate_fraction
-        print(json.dumps(out))
+        print(json.dumps(table.to_dict()))
     else:
         # no tokens or prices given: the cost is unknown, never "$0.00" as if it were computed
         per_sample = f"${cost.usd:.6f} per sample" if cost.usd else "cost unknown (give --tokens-in/--price-in, --tokens-out/--price-out)"
@@ -139,11 +144,5 @@ def main(args: argparse.Namespace) -> int:
                     print(f"cascade, p {pl.p:.6g}: {args.escalate_fraction:.2%} of steps escalated -> expected cost ${c:,.2f}")
         if args.plot:
             print(f"plot: {args.plot}")
-    return 0 if all(pl.k is not None for pl in plans) else 1
+    return 0 if table.all_reach else 1
 
-
-def billed(grouped: bool) -> str:
-    """How the plan counted the prompt (one line, also `prompt_billed` in --json)."""
-    if grouped:
-        return "once per request: a round's samples share one request with n, a step's first sample apart"
-    return "once per sample: one request per sample (litellm providers; any speculative run)"
