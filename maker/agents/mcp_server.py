@@ -101,7 +101,7 @@ class _OneLineErrors(MCPServer):
         return cache.get(name)
 
 
-def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) -> MCPServer:
+def build_server(root: str | Path = ".", local: dict[str, int] | None = None) -> MCPServer:
     """The MCP server with maker's six tools, confined to `root` (resolved now)."""
     root = Path(root).resolve()
     if not root.is_dir():
@@ -109,13 +109,13 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
 
         raise UsageError(f"--root {root} is not a directory")
     server: MCPServer = _OneLineErrors("maker", instructions=INSTRUCTIONS, version=__version__)
-    runs = Runs(root, local_options)
+    runs = Runs(root, local)
 
     @server.tool()
     async def vote(
         prompt: str | list[dict[str, str]],
         models: list[str],
-        k: int = 3,
+        k: int | None = None,
         key: str = "text",
         expected: str | None = None,
         seed: int | None = None,
@@ -124,7 +124,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
     ) -> dict[str, Any]:
         """One voted LLM call: sample `prompt` from `models` until one answer leads every other by `k` votes.
 
-        Use it when a single answer must be right (a classification, a number, a yes/no).
+        k: the vote margin (default 3). Use it when a single answer must be right (a classification, a number, a yes/no).
         Each reply is reduced to a canonical key by `key` (integer, decimal, text, json,
         literal, lines, or choice:a,b,c); a reply it cannot read is discarded as malformed,
         as are overlong or code-bearing replies. prompt: a string or a list of
@@ -198,7 +198,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         task: str,
         models: list[str],
         options: dict[str, int | str] | None = None,
-        k: int = 3,
+        k: int | None = None,
         seed: int = 0,
         wait_s: float = 0.0,
         max_cost_usd: float | None = None,
@@ -210,7 +210,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         the server's root as FILE.py:attr (e.g. grid.py:grid); options: that task's options
         (e.g. {"disks": 10}), models: model strings (sim:0.99 to simulate, local for the
         embedded model), k: the vote
-        margin (the `margin` tool chooses it). Every sample and decision goes to a step log
+        margin (the `margin` tool chooses it; default 3). Every sample and decision goes to a step log
         under the server's root (maker-runs/RUN_ID/log). The run is a durable job: it goes on
         when this session or server ends, and any server on the same root finds it (`runs`,
         `status`, `cancel`). Follow it with `status`; with wait_s > 0 this call also waits up
@@ -342,12 +342,13 @@ def _refuse_imports(run: dict[str, Any]) -> None:
         raise ToolError("this log's key is a user function (code to import): verify it with `maker replay --verify`")
 
 
-def serve(root: str | Path = ".", http_port: int | None = None, local_options: tuple[str, ...] = ()) -> None:
+def serve(root: str | Path = ".", http_port: int | None = None, local: dict[str, int] | None = None) -> None:
     """Serve until the client goes away (stdio) or the process is stopped (HTTP on 127.0.0.1 only).
 
-    `local_options`: ``--local-*=VALUE`` arguments for the background runs of the embedded
-    model (the `vote` tool's servers take them from `maker.cluster.local.serving.configure`)."""
-    server = build_server(root, local_options)
+    `local`: {"replicas": N, "threads": M} (`maker mcp --local-*`) for the background runs of
+    the embedded model (the `vote` tool's servers take them from
+    `maker.cluster.local.serving.configure`)."""
+    server = build_server(root, local)
     try:
         if http_port is None:
             server.run("stdio")

@@ -1,16 +1,18 @@
-"""Background runs for agents: durable `maker run` jobs on disk, found by any server on the same root.
+"""Background runs for agents: durable run jobs on disk, found by any server on the same root.
 
 Why a child process and not a thread: a run owns Ray and may print; the MCP server's
 stdout is its protocol channel, and a run must be stoppable without taking the server
-down.  The child is `maker run TASK --option=VALUE ... --model=M --k K --log LOG --json`,
-built from checked values only (every value is passed as one ``--name=value`` argument, so
-a value can never become a flag), with stdout going to ``result.json`` and stderr to
+down.  The child is ``python -m maker.agents.job FOLDER`` (`maker.agents.job`): the
+library's run of the values this server checked with the library's own checks
+(`maker.tasks.registry.task_from_options`, `VotingConfig.from_options`), written to
+``job.json`` -- data, never arguments, so a value can never become a flag -- with stdout
+(the result, as `maker run --json` prints it) going to ``result.json`` and stderr to
 ``stderr.txt`` beside the log, in ``ROOT/maker-runs/RUN_ID/``.
 
 A run is a durable job, not a child of the session that asked for it: it runs in its own
 process session, so it outlives the MCP client and the server (stdio clients end the
 server with their session; ``kill -9`` of the server ends only the server).  Its state is
-on disk in its folder -- ``run.json`` (task, command, pid and the process's start time, so
+on disk in its folder -- ``job.json`` (what to run), ``run.json`` (task, job, pid and the process's start time, so
 a reused pid is never taken for the run), ``exit.json`` (written by the child itself when
 it ends, whatever ended it short of SIGKILL), ``cancel.json`` (a cancel was asked) -- so
 any server on the same root lists it, reads its status and result, and cancels it.
@@ -45,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maker.agents.job import JOB_FILE
+from maker.agents.job import write_json as _write_json
 from maker.budget.spend import check_cap, refuse_unpriced, resolve_prices
 from maker.errors import MakerError, UsageError
 from maker.tasks import TASKS
@@ -52,45 +56,12 @@ from maker.tasks import TASKS
 #: Tasks an agent may start with `run`: `solve` needs `maker solve`, `vote` is the `vote` tool, `map`
 #: needs `maker map` (its output table; and its `op` names code to import).
 NOT_RUNNABLE = frozenset({"solve", "vote", "map"})
-#: The child: `maker` itself under `child_main`, run by this interpreter (argv[1:] are its arguments).
-_CHILD = "import sys; from maker.agents.runs import child_main; sys.exit(child_main())"
 #: Where background runs live under the root.
 RUNS_DIR = "maker-runs"
-#: The environment variable that tells the child its run folder (where it writes exit.json).
-FOLDER_ENV = "MAKER_RUN_FOLDER"
 #: Seconds a cancelled run has to stop after SIGTERM before its process group is killed.
 CANCEL_GRACE_S = 30.0
 #: What a run id looks like (`task-YYYYmmdd-HHMMSS-hex`; a file task's name is reduced to its stem).
 RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
-
-
-def child_main() -> int:
-    """The background run itself: `maker` with ``sys.argv[1:]``, SIGINT live (a process
-    started in the background may inherit it ignored; `Runs.cancel` sends it), and the exit
-    code written to ``exit.json`` in the run folder however the run ends (short of SIGKILL)."""
-    from maker.cli.main import main
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    code = 1
-    try:
-        code = int(main(sys.argv[1:]) or 0)
-    except KeyboardInterrupt:
-        code = 130
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-        raise
-    finally:
-        folder = os.environ.get(FOLDER_ENV)
-        if folder:
-            _write_json(Path(folder) / "exit.json", {"exit_code": code, "ended": time.time()})
-    return code
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    """Write `value` to `path` atomically (a reader sees the old file or the new one, never half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -178,27 +149,40 @@ class Runs:
     """The runs under `root` (started by this server or any other on the same root), by id;
     `root` is the only directory they write under."""
 
-    def __init__(self, root: Path, local_options: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: Path, local: dict[str, int] | None = None) -> None:
         self.root = root
         self.runs: dict[str, BackgroundRun] = {}
-        #: ``--local-*=VALUE`` arguments for a child whose models include ``local`` (`maker mcp --local-*`)
-        self.local_options = tuple(local_options)
+        #: {"replicas": N, "threads": M} for a job whose models include ``local`` (`maker mcp --local-*`)
+        self.local = dict(local or {})
 
-    def start(self, task: str, options: dict[str, Any], models: list[str], k: int = 3, seed: int = 0,
+    def start(self, task: str, options: dict[str, Any], models: list[str], k: int | None = None, seed: int = 0,
               resolve_path: Any = None, max_cost_usd: float | None = None) -> str:
-        """Start `maker run` on `task` in the background; the run id names it for `status`.
+        """Start a run of `task` in the background (`maker.agents.job`); the run id names it for `status`.
 
         `task` is a built-in task name, or a user's own task file under the root
         (``FILE.py:attr``, resolved by `resolve_path`; the run imports it, the server does not).
-        `options` are the task's own options (`tasks` lists them for built-ins); a task option
+        `options` are the task's own options (`tasks` lists them for built-ins), checked by
+        `maker.tasks.registry.task_from_options` as `maker run` checks them; a task option
         named `file` is a path, passed through `resolve_path` (the server confines it to the
-        root).  Raises UsageError (one line) for an unknown or unrunnable task, an unknown or
-        mistyped option, no model, k < 1, a cap that is not a positive amount, or a cap on
-        a model with no known price; `max_cost_usd` is the run's spend cap (`maker run --max-cost`).
+        root).  `k`: None takes `VotingConfig`'s default.  Raises UsageError (one line) for an
+        unknown or unrunnable task, an unknown or mistyped option, no model, a bad k, a cap
+        that is not a positive amount, or a cap on a model with no known price; `max_cost_usd`
+        is the run's spend cap (`maker run --max-cost`).
         """
+        from maker.config import VotingConfig
+        from maker.tasks.registry import task_from_options
+
+        options = dict(options)
         if task in TASKS and task not in NOT_RUNNABLE:
-            args = [sys.executable, "-c", _CHILD, "run", task, *self._builtin_options(task, options, resolve_path)]
-            label = task
+            if "file" in options:
+                if resolve_path is None:
+                    raise UsageError("a plan file needs a root to resolve it against")
+                options["file"] = str(resolve_path(options["file"])) if isinstance(options["file"], str) else options["file"]
+            try:
+                task_from_options(task, options)  # the check `maker run` makes, before anything starts
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            ref, label = task, task
         elif ":" in task and task.rpartition(":")[0].endswith(".py"):
             where, _, attr = task.rpartition(":")
             if resolve_path is None:
@@ -208,9 +192,8 @@ class Runs:
                 raise UsageError(f"task file {where!r} does not exist under the root")
             if not attr.replace(".", "").replace("_", "").isalnum():
                 raise UsageError(f"task {task!r}: {attr!r} is not an attribute name")
-            args = [sys.executable, "-c", _CHILD, "run", "--task", f"{path}:{attr}",
-                    *self._file_options(task, options)]
-            label = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem) or "task"
+            self._file_options(task, options)
+            ref, label = f"{path}:{attr}", re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem) or "task"
         else:
             known = ", ".join(sorted(set(TASKS) - NOT_RUNNABLE))
             raise UsageError(f"task {task!r} cannot be run here (runnable: {known}, or FILE.py:attr under the root)")
@@ -219,8 +202,7 @@ class Runs:
         refuse_code_models(models)
         if resolve_path is not None:
             models = confine_local_models(models, resolve_path)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise UsageError(f"k must be an integer >= 1, got {k!r}")
+        VotingConfig.from_options(k=k)  # k's one check (None: the config's default)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UsageError(f"seed must be an integer, got {seed!r}")
         cap = check_cap(max_cost_usd)
@@ -231,60 +213,30 @@ class Runs:
         run_id = f"{label}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         folder = self.root / RUNS_DIR / run_id
         folder.mkdir(parents=True)
-        args += [f"--model={m}" for m in models]
-        if any(m == "local" or m.startswith("local:") for m in models):
-            args += self.local_options
-        args += [f"--k={k}", f"--seed={seed}", f"--log={folder / 'log'}", "--json", "--quiet"]
-        if cap is not None:
-            args.append(f"--max-cost={cap!r}")
-        command = ["maker", *args[3:]]
-        (folder / "command.json").write_text(json.dumps(command))
+        job = {"task": ref, "options": options, "models": list(models), "k": k, "seed": seed, "max_cost_usd": cap,
+               "local": self.local if any(m == "local" or m.startswith("local:") for m in models) else {}}
+        _write_json(folder / JOB_FILE, job)
+        command = [sys.executable, "-m", "maker.agents.job", str(folder)]
         started = time.time()
         with open(folder / "result.json", "wb") as out, open(folder / "stderr.txt", "wb") as err:
-            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.root,
-                                       env={**os.environ, FOLDER_ENV: str(folder)}, start_new_session=True)
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.root,
+                                       start_new_session=True)
         run = BackgroundRun(run_id, task, folder, process.pid, process_start(process.pid), started, process)
-        _write_json(folder / "run.json", {"run_id": run_id, "task": task, "command": command, "pid": run.pid,
+        _write_json(folder / "run.json", {"run_id": run_id, "task": task, "job": job, "pid": run.pid,
                                           "proc_start": run.proc_start, "started": started})
         self.runs[run_id] = run
         return run_id
 
     @staticmethod
-    def _builtin_options(task: str, options: dict[str, Any], resolve_path: Any) -> list[str]:
-        """`--name=value` arguments for a built-in task's options, each checked against its declaration."""
-        declared = {o.name: o for o in getattr(TASKS[task], "options", ())}
-        args = []
-        for name, value in options.items():
-            opt = declared.get(name)
-            if opt is None:
-                raise UsageError(f"{task} has no option {name!r} (options: {', '.join(declared) or 'none'})")
-            if opt.type is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise UsageError(f"{task} option {name!r} must be an integer, got {value!r}")
-            if opt.type is str and not isinstance(value, str):
-                raise UsageError(f"{task} option {name!r} must be a string, got {value!r}")
-            if name == "file":
-                if resolve_path is None:
-                    raise UsageError("a plan file needs a root to resolve it against")
-                value = str(resolve_path(value))
-            args.append(f"--{name.replace('_', '-')}={value}")
-        missing = [o.name for o in declared.values() if o.required and o.name not in options]
-        if missing:
-            raise UsageError(f"{task} needs the option(s) {', '.join(missing)}")
-        return args
-
-    @staticmethod
-    def _file_options(task: str, options: dict[str, Any]) -> list[str]:
-        """`--name=value` arguments for a task file's options: the server does not import the
-        file, so the run itself checks them against the task's signature (a mismatch fails the
-        run with `maker run`'s one line, which `status` shows)."""
-        args = []
+    def _file_options(task: str, options: dict[str, Any]) -> None:
+        """A task file's options, checked for shape only: the server does not import the file,
+        so the job checks them against the task (`task_from_options`; a mismatch fails the run
+        with one line, which `status` shows)."""
         for name, value in options.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise UsageError(f"{task}: option name {name!r} is not an identifier")
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise UsageError(f"{task} option {name!r} must be a number or a string, got {value!r}")
-            args.append(f"--{name.replace('_', '-')}={value}")
-        return args
 
     def get(self, run_id: str) -> BackgroundRun:
         """The run `run_id`, started by this server or found on disk under the root; UsageError if none."""

@@ -37,14 +37,14 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--http must be a port in 1..65535, got {args.http}")
     if args.http is not None:
         _check_port_free(args.http)
-    local_options = []
+    local = {}
     for flag in ("local_replicas", "local_threads"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
         if value is not None:
-            local_options.append(f"--{flag.replace('_', '-')}={value}")
-    if local_options:  # the vote tool's servers (this process); each run's child gets the options
+            local[flag[len("local_"):]] = value
+    if local:  # the vote tool's servers (this process); each run's child gets the options
         from maker.cluster.local.serving import DEFAULT_REPLICAS, LocalSettings, configure
 
         configure(LocalSettings(threads=args.local_threads, replicas=args.local_replicas or DEFAULT_REPLICAS))
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         from maker.agents.mcp_server import serve
     except ImportError as exc:  # the SDK is a dependency; a broken install says what to do
         raise UsageError(f"maker mcp needs the MCP SDK: pip install 'mcp>=2.3,<3' ({exc})") from None
-    serve(args.root, args.http, tuple(local_options))
+    serve(args.root, args.http, local)
     return 0
 
 
