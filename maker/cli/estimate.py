@@ -9,9 +9,9 @@ from typing import Any
 
 from maker.budget.estimate import EstimateReport, estimate
 from maker.budget.tally import ModelEstimate
-from maker.cli._correlation import add_red_flag_arguments, red_flag_policy
 from maker.cli.common import add_model_arguments, model_specs, voting_default, voting_from_args
 from maker.cli.run import add_task_arguments, task_from_args
+from maker.cli.safeguards import add_red_flag_arguments, red_flag_policy
 from maker.errors import UsageError
 from maker.runtime.driver import ClusterConfig
 from maker.tasks import TASKS

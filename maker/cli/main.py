@@ -1,7 +1,8 @@
 """The `maker` command: a thin layer that parses arguments and calls the library.
 
-Each subcommand lives in `maker/cli/<name>.py` with `add_parser(subparsers)` and
-`main(args) -> int`.  Errors become one line on stderr: exit 2 for bad input (nothing
+Each subcommand lives in one module of `maker/cli` (or of its rooms `logs/`, `catalog/`,
+`servers/`) with `add_parser(subparsers)` and `main(args) -> int`; each is parse, one
+library call, print.  Errors become one line on stderr: exit 2 for bad input (nothing
 was run or written), 1 for a run that failed, 130 for Ctrl-C.
 """
 
@@ -16,8 +17,10 @@ from collections.abc import Sequence
 from maker.cluster.secrets import redact, redacted_stderr
 from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
 
-#: Subcommand modules under maker.cli, in the order `maker --help` lists them.
-COMMANDS = ("run", "map", "replay", "estimate", "margin", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
+#: Subcommand modules under maker.cli, in the order `maker --help` lists them (rooms: logs/ reads
+#: a finished step log, catalog/ lists what maker can run, servers/ serves).
+COMMANDS = ("run", "map", "logs.replay", "estimate", "margin", "logs.tune", "logs.report", "servers.sim_server",
+            "catalog.plan_show", "solve", "catalog.models", "servers.mcp", "catalog.tasks")
 
 EPILOG = """examples:
   maker run hanoi --disks 10 --model sim:0.998 --k 3 --log runs/h10.parquet

@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import (
     add_budget_argument,
     add_model_arguments,
@@ -22,6 +21,7 @@ from maker.cli.common import (
     voting_from_args,
 )
 from maker.cli.run import choose_k, errors_text
+from maker.cli.safeguards import add_safeguard_arguments, guard_config, guard_line, red_flag_policy
 from maker.errors import UsageError
 from maker.mapping.output import FileSink
 from maker.mapping.scheduler import MapConfig, run_map
@@ -82,7 +82,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--batch-rows", type=int, help="rows one worker call votes (default: 256 on a zero-latency "
                    "simulator, else 8, so that decided rows reach the log within a few model round trips)")
     c.add_argument("--chunk-rows", type=int, default=8192, help="rows read and written at once (default 8192)")
-    add_correlation_arguments(p)
+    add_safeguard_arguments(p)
     p.set_defaults(handler=main)
 
 

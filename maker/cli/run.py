@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from maker.budget.choosing import choose_k as pick_k
-from maker.cli._correlation import add_correlation_arguments, guard_config, guard_line, red_flag_policy
 from maker.cli.common import (
     add_budget_argument,
     add_model_arguments,
@@ -24,6 +23,7 @@ from maker.cli.common import (
     user_prices,
     voting_from_args,
 )
+from maker.cli.safeguards import add_safeguard_arguments, guard_config, guard_line, red_flag_policy
 from maker.cluster import ModelSpec
 from maker.config import VotingConfig
 from maker.errors import StepLogError, UsageError
@@ -112,7 +112,7 @@ def add_parser(sub: Any) -> None:
     )
     c.add_argument("--draft-api-base", metavar="URL",
                    help="base URL of an OpenAI-compatible server for a --draft model that no --model names")
-    add_correlation_arguments(p)  # red flags, prompt variants, the live guard
+    add_safeguard_arguments(p)  # red flags, prompt variants, the live guard
     p.set_defaults(handler=main)
 
 

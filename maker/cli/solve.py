@@ -67,7 +67,7 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from maker.budget.choosing import choose_k
-    from maker.cli.plan_show import format_plan
+    from maker.cli.catalog.plan_show import format_plan
     from maker.cli.run import report
     from maker.runtime.decompose import DecomposeConfig
     from maker.runtime.driver import ClusterConfig, simulated

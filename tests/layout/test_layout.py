@@ -124,6 +124,13 @@ def test_rooms_stay_small(folder: Path) -> None:
     assert len([p for p in folder.glob("*.py") if p.name != "__init__.py"]) <= 16
 
 
+def test_the_cli_is_a_shell_of_at_most_twelve_modules() -> None:
+    """maker/cli holds commands (parse, one library call, print) in <= 12 modules, its rooms
+    (logs/, catalog/, servers/) apart (#27 §4)."""
+    folder = ROOT / "maker" / "cli"
+    assert len([p for p in folder.glob("*.py") if p.name != "__init__.py"]) <= 12
+
+
 def test_the_error_tree_is_drawn_whole_in_one_docstring() -> None:
     """Every MakerError subclass of ours appears in `maker.errors`' drawing of the tree."""
     import importlib

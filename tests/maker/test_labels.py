@@ -94,7 +94,7 @@ def test_progress_line_rates_eta_and_unknowns() -> None:
 
 
 def test_p_rest_right_is_unknown_until_enough_votes() -> None:
-    from maker.cli._correlation import guard_line
+    from maker.cli.safeguards import guard_line
     from maker.runtime.guard import Guard, GuardConfig
 
     guard = Guard(GuardConfig(min_votes=100), k=2, first_step=0, last_step=999, stream=None)
@@ -127,7 +127,7 @@ def test_a_real_models_zero_cost_is_not_shown_as_measured() -> None:
 def test_p_rest_right_after_max_steps_is_not_one() -> None:
     """A run stopped by --max-steps has no step left of its own, but the task has: the
     summary must not say the rest is right with probability 1."""
-    from maker.cli._correlation import guard_line
+    from maker.cli.safeguards import guard_line
     from maker.runtime.guard import Guard, GuardConfig
 
     guard = Guard(GuardConfig(min_votes=2), k=2, first_step=0, last_step=4, stream=None)  # --max-steps 5

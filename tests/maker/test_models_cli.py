@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from maker.cli.catalog.models import HOSTED, sim_options
 from maker.cli.main import main
-from maker.cli.models import HOSTED, sim_options
 
 
 def test_json_lists_local_sim_and_hosted(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

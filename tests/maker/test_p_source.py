@@ -15,7 +15,7 @@ from maker.tasks import get_task
 
 from maker.budget.advice import next_k
 from maker.budget.tuning import tally_log, tune_log
-from maker.cli._correlation import guard_line
+from maker.cli.safeguards import guard_line
 from maker.log.steplog import StepLogWriter, open_log
 from maker.report.summary import collect, render_markdown
 from maker.runtime.guard import Guard, GuardConfig

@@ -1,7 +1,8 @@
-"""`maker run` options for red flags, prompt variants and the live guard (issue 10).
+"""The run's safeguards as flags: red flags, prompt variants and the live guard (`maker run`,
+`maker map`, `maker estimate`), and the guard's summary line.
 
 Kept apart from `run.py` so that the run command stays a short list of groups; not a
-subcommand (the leading underscore keeps it out of `maker.cli.main.COMMANDS`).
+subcommand (it is not in `maker.cli.main.COMMANDS`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ independence by --collision-factor. It never lowers k. It acts between segments,
   maker run hanoi --disks 12 --model sim:0.998,hard=0.01,variant_bias=1 --prompt-variants 3"""
 
 
-def add_correlation_arguments(p: argparse.ArgumentParser) -> None:
+def add_safeguard_arguments(p: argparse.ArgumentParser) -> None:
     add_red_flag_arguments(p)
     add_guard_arguments(p)
 

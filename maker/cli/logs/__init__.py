@@ -1,0 +1,1 @@
+"""`maker replay`, `maker report`, `maker tune`: the commands that read a finished step log."""
