@@ -13,10 +13,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from maker.tasks.registry import task_from_options
 
 import maker
 from maker.cli.main import main
-from maker.tasks.registry import task_from_options
 
 #: keys whose values differ between two runs of the same inputs (the paths each call was given; and every
 #: figure in seconds, NAME_s)
