@@ -8,7 +8,7 @@ p reach a plan, and they are not equally good:
 * ``agreement``: valid votes compared with their own step's decision (`maker tune`,
   `maker report` and the live guard on a task without ground truth).  Errors that agree
   with each other and win look like agreement, so it can only overstate accuracy.
-* ``assumed``: a p the user gave (`maker plan --p`, `maker run --k auto --p`).
+* ``assumed``: a p the user gave (`maker margin --p`, `maker run --k auto --p`).
 
 Every command that advises a k says which one it used (`P_SOURCES`), and every one applies
 `next_k`: a run whose decisions are known to be wrong (by ground truth) never gets "keep

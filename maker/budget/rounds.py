@@ -3,7 +3,7 @@
 Why: an OpenAI-compatible endpoint (``openai/NAME`` at an ``--api-base``) draws the
 samples of one round that share a prompt and temperature as ONE request with ``n``
 (`maker.cluster.transport`), and the provider bills the prompt once per request, not once
-per sample.  Pre-run estimates must count the same way as the run's tally, or `maker plan`
+per sample.  Pre-run estimates must count the same way as the run's tally, or `maker margin`
 over-prices the prompt by up to a factor k.
 
 The rounds follow `maker.engine.step.StepVote`: round one asks for k samples, each later
@@ -45,7 +45,7 @@ from maker.errors import UsageError
 
 __all__ = ["N_GROUPING", "expected_requests", "expected_rounds", "shares_prompt"]
 
-#: Values of `maker plan --n-grouping`: infer from the model string, or force.
+#: Values of `maker margin --n-grouping`: infer from the model string, or force.
 N_GROUPING = ("auto", "on", "off")
 
 

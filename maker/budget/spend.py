@@ -173,7 +173,7 @@ def budget_line(spent_usd: float, cap_usd: float, decided: int, total: int, *, r
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a run is expected to cost before it starts (`maker plan`'s model: samples per
+    """What a run is expected to cost before it starts (`maker margin`'s model: samples per
     step times steps times the cost of a sample), as a range when replies are not measured
     yet; `basis` says what the figures assume, in words."""
 

@@ -272,7 +272,7 @@ def add_budget_argument(g: Any) -> None:
 
 
 def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Namespace, steps: int) -> None:
-    """Before the first call: the cap next to the expected cost (`maker plan`'s model), and
+    """Before the first call: the cap next to the expected cost (`maker margin`'s model), and
     what a cap below it means; UsageError (exit 2) when a model's price is unknown."""
     from maker.budget.spend import check_cap, expected_spend, refuse_unpriced, resolve_prices, usd
     from maker.cluster import ModelSpec

@@ -9,7 +9,7 @@ expected samples instead.  matplotlib is imported lazily and drawn on a bare `Fi
 (the Agg canvas): no display and no global backend change.
 
 (`maker.report.plots` holds the run-report plots; these are the planning plots of
-`maker plan --plot` and `maker estimate --plot`.)
+`maker margin --plot` and `maker estimate --plot`.)
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def plot_costs(series: list[CostSeries], steps: int, target: float, path: str | 
 
 
 def plot_plans(plans: list[Any], path: str | Path, cost: SampleCost | None = None) -> Path:
-    """The plot for `maker plan`: one series per planned accuracy (`maker.budget.margins.RunPlan`),
+    """The plot for `maker margin`: one series per accuracy (`maker.budget.margins.Margin`),
     priced with `cost` (tokens and prices) as the plans were, prompt sharing included."""
     series = [CostSeries(f"error {p.error:.4g}", p.p, p.valid_rate, p.cost_per_sample, cost=cost,
                          shares_prompt=p.shares_prompt) for p in plans]

@@ -259,7 +259,7 @@ def test_solve_refuses_escalate_to_without_escalate(capsys):
     assert code == 2 and err.strip().count("\n") == 0 and "--on-undecided escalate" in err
 
 
-PLAN = ["plan", "--p", "0.99", "--steps", "1000", "--tokens-in", "1000", "--tokens-out", "100", "--price-in", "0.1",
+PLAN = ["margin", "--p", "0.99", "--steps", "1000", "--tokens-in", "1000", "--tokens-out", "100", "--price-in", "0.1",
         "--price-out", "0.4", "--escalate-fraction", "0.1"]
 
 
