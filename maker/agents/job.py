@@ -45,9 +45,10 @@ def run_job(job: dict[str, Any], folder: Path) -> Any:
 
     local = job.get("local") or {}
     if local:  # `maker mcp --local-*`: the embedded model's servers for this run
-        from maker.cluster.local.serving import DEFAULT_REPLICAS, LocalSettings, configure
+        from maker.cluster.local.serving import configure
+        from maker.runtime.local_models import local_settings
 
-        configure(LocalSettings(threads=local.get("threads"), replicas=local.get("replicas") or DEFAULT_REPLICAS))
+        configure(local_settings(threads=local.get("threads"), replicas=local.get("replicas")))
     try:
         task = task_from_options(job["task"], job.get("options") or {})
     except ValueError as exc:

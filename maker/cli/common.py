@@ -78,14 +78,18 @@ def user_prices(args: argparse.Namespace, models: list[str]) -> dict[str, Any]:
 
 
 def add_local_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `--model local` / `--model local:PATH.gguf` (see cluster.local.server)."""
+    """Options of `--model local` / `--model local:PATH.gguf` (see cluster.local.server); each
+    defaults to None, "not given": `maker.runtime.local_models.local_settings` owns the values."""
+    from maker.cluster.local.serving import LocalSettings
+
     g = p.add_argument_group("local model (--model local: SmolLM2-135M served on 127.0.0.1; local:PATH.gguf: any GGUF)")
     g.add_argument("--local-port", type=int, help="serve on this port of 127.0.0.1 (default: a free one)")
     g.add_argument("--local-threads", type=int, help="llama.cpp threads (default: one per two cores)")
     g.add_argument("--local-log", help="the server's log file (default: in the temp folder; its path is printed)")
-    g.add_argument("--local-restarts", type=int, default=2, help="restarts of a server that dies mid-run (default 2)")
-    g.add_argument("--local-replicas", type=int, default=None,
-                   help="servers per local model, one prompt variant each (default 4); with --address, on every "
+    g.add_argument("--local-restarts", type=int,
+                   help=f"restarts of a server that dies mid-run (default {LocalSettings.max_restarts})")
+    g.add_argument("--local-replicas", type=int,
+                   help=f"servers per local model, one prompt variant each (default {LocalSettings.replicas}); with --address, on every "
                    "node that runs a worker")
 
 
@@ -116,7 +120,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
     if any(is_local_model(spec.model) for spec in specs):
         return served_specs(args, specs)
-    for flag in ("local_port", "local_threads", "local_replicas", "local_log"):
+    for flag in ("local_port", "local_threads", "local_replicas", "local_log", "local_restarts"):
         if getattr(args, flag, None) is not None:  # nothing to apply them to: refused, not ignored
             raise UsageError(f"--{flag.replace('_', '-')} needs --model local or --model local:PATH.gguf")
     return specs
@@ -130,28 +134,17 @@ def served_specs(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Model
     The library serves them (`maker.runtime.local_models`): on this machine, or with
     ``--address`` on every node of the cluster that runs a worker, each worker using its
     own node's.  This adds the ``--local-*`` settings and the announcements."""
-    from maker.cluster.local.serving import DEFAULT_REPLICAS, LocalSettings
-    from maker.errors import UsageError
-    from maker.runtime.local_models import local_models
+    from maker.runtime.local_models import local_models, local_settings
 
     served: dict[str, ModelSpec] | None = getattr(args, "_served_models", None)
     if served is None:
-        threads, restarts = getattr(args, "local_threads", None), getattr(args, "local_restarts", 2)
-        replicas = getattr(args, "local_replicas", None)
-        if threads is not None and threads < 1:
-            raise UsageError("--local-threads must be >= 1")
-        if restarts is None or restarts < 0:
-            raise UsageError("--local-restarts must be >= 0")
-        if replicas is not None and replicas < 1:
-            raise UsageError("--local-replicas must be >= 1")
+        settings = local_settings(port=getattr(args, "local_port", None), threads=getattr(args, "local_threads", None),
+                                  log=getattr(args, "local_log", None), restarts=getattr(args, "local_restarts", None),
+                                  replicas=getattr(args, "local_replicas", None))
         stack = getattr(args, "_exit_stack", None)
         if stack is None:
             stack = contextlib.ExitStack()
             atexit.register(stack.close)
-        log = getattr(args, "local_log", None)
-        port = getattr(args, "local_port", None)
-        settings = LocalSettings(port=port, threads=threads, log_path=str(log) if log else None, max_restarts=restarts,
-                                 replicas=1 if port is not None else replicas or DEFAULT_REPLICAS)
         context = local_models(specs, address=getattr(args, "address", None), workers=getattr(args, "workers", 1) or 1,
                                settings=settings, on_start=_announce, on_node_start=_announce_node, keep=False)
         served = {s.model: t for s, t in zip(specs, stack.enter_context(context))}

@@ -46,6 +46,22 @@ def refuse_local_tiers(tiers: Sequence[str]) -> None:
                              "use it as a --model and escalate to a stronger model")
 
 
+def local_settings(*, port: int | None = None, threads: int | None = None, log: str | None = None,
+                   restarts: int | None = None, replicas: int | None = None) -> LocalSettings:
+    """`LocalSettings` from options that may be "not given" (None: `LocalSettings`' default;
+    a fixed `port` serves one replica).  UsageError, naming the ``--local-*`` flag, for
+    threads, replicas < 1 or restarts < 0."""
+    if threads is not None and threads < 1:
+        raise UsageError("--local-threads must be >= 1")
+    if restarts is not None and restarts < 0:
+        raise UsageError("--local-restarts must be >= 0")
+    if replicas is not None and replicas < 1:
+        raise UsageError("--local-replicas must be >= 1")
+    given = {"port": port, "threads": threads, "log_path": str(log) if log else None, "max_restarts": restarts,
+             "replicas": 1 if port is not None else replicas}
+    return LocalSettings(**{name: value for name, value in given.items() if value is not None})  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
 def local_models(
     specs: Sequence[ModelSpec],

@@ -147,7 +147,7 @@ def test_cli_taken_port_is_one_line_exit_2(capsys, tmp_path, monkeypatch) -> Non
 
 
 @pytest.mark.parametrize("flag,value", [("--local-port", "8000"), ("--local-threads", "1"), ("--local-replicas", "2"),
-                                        ("--local-log", "server.log")])
+                                        ("--local-log", "server.log"), ("--local-restarts", "3")])
 @pytest.mark.parametrize("task", [["chase", "--hops", "5"], ["multiply", "--digits", "3"]])  # a chain and a plan
 def test_cli_local_options_without_a_local_model(capsys, tmp_path, monkeypatch, flag, value, task) -> None:
     """Nothing to apply them to: refused in one line, never silently ignored."""

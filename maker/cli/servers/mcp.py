@@ -37,17 +37,12 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--http must be a port in 1..65535, got {args.http}")
     if args.http is not None:
         _check_port_free(args.http)
-    local = {}
-    for flag in ("local_replicas", "local_threads"):
-        value = getattr(args, flag, None)
-        if value is not None and value < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-        if value is not None:
-            local[flag[len("local_"):]] = value
-    if local:  # the vote tool's servers (this process); each run's child gets the options
-        from maker.cluster.local.serving import DEFAULT_REPLICAS, LocalSettings, configure
+    local = {name: value for name in ("replicas", "threads") if (value := getattr(args, f"local_{name}", None)) is not None}
+    if local:  # the vote tool's servers (this process); each run's job gets the same settings
+        from maker.cluster.local.serving import configure
+        from maker.runtime.local_models import local_settings
 
-        configure(LocalSettings(threads=args.local_threads, replicas=args.local_replicas or DEFAULT_REPLICAS))
+        configure(local_settings(**local))  # UsageError for a value < 1
     try:
         from maker.agents.mcp_server import serve
     except ImportError as exc:  # the SDK is a dependency; a broken install says what to do
