@@ -31,13 +31,13 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maker.budget.breakdown import CostBreakdown
-from maker.budget.spend import Budget, budget_line, check_cap, refuse_unpriced, resolve_prices
-from maker.cluster import ModelSpec, WorkerPool, check_spec
+from maker.budget.spend import Budget, budget_line
+from maker.cluster import ModelSpec, WorkerPool
 from maker.cluster.pricing import Price
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
@@ -48,8 +48,9 @@ from maker.log.steplog import LogInfo, StepLogWriter, open_log
 from maker.mapping.output import check_input_columns, voted_table
 from maker.mapping.resume import LoggedRows
 from maker.runtime.dag import NodeJob, NodeResult, take_batch, vote_nodes
-from maker.runtime.driver import ClusterConfig, RunResult, price_dict, run_metadata, simulated
+from maker.runtime.driver import ClusterConfig, RunResult, base_metadata, price_dict, priced_models, simulated
 from maker.runtime.guard import Guard, GuardConfig, log_events
+from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress
 from maker.runtime.state import RunState
@@ -178,26 +179,19 @@ def run_map(
     policy = policy or RedFlagPolicy()
     guard = guard or GuardConfig()
     config = config or MapConfig()
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    if not specs:
-        raise UsageError("at least one --model is needed")
-    named = {s.model for s in specs}
-    tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]
-    for spec in (*specs, *tier_specs):
-        check_spec(spec)
-    cap = check_cap(max_cost_usd)
-    priced = resolve_prices([*specs, *tier_specs], prices)
-    refuse_unpriced(cap, priced)  # a cap that cannot be enforced must not look enforced
-    specs = [replace(s, price=priced[s.model]) if s.client is None else s for s in specs]  # workers bill at these
-    tier_specs = [replace(s, price=priced[s.model]) for s in tier_specs]
+    specs, tier_specs, cap, priced = priced_models(models, voting, max_cost_usd, prices)  # as maker.run prepares them
     if cluster.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {cluster.workers}")
     oracle = isinstance(task, Oracle)
     check_input_columns(task.source.columns, oracle)
     check_run(task, policy, voting, specs, guard)
-    meta = run_metadata(task, specs, voting, seed)
-    meta["red_flags"] = policy.to_metadata()
-    meta["prices"] = {m: price_dict(p) for m, p in priced.items()}
+    refuse_local_tiers(voting.escalation_models)
+    if has_local(specs):  # the embedded model: served for the job as maker.run serves it (maker.map names it too)
+        with local_models(specs, address=cluster.address, workers=cluster.workers) as served:
+            return run_map(task, served, voting, sink=sink, log=log, resume=resume, seed=seed, cluster=cluster,
+                           policy=policy, progress=progress, guard=guard, config=config, extra_meta=extra_meta,
+                           max_cost_usd=max_cost_usd, prices=prices)
+    meta = base_metadata(task, specs, voting, seed, policy, priced)
     meta["map"] = {"rows": task.total_steps, "truth": task.truth_column, "id": task.id_column,
                    "detail": "decision rows: row N"}
     meta.update(extra_meta or {})

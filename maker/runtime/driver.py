@@ -184,6 +184,41 @@ def _check_segment(result: SegmentResult, start: StepInput, k: int) -> str | Non
     return recount(result.samples, result.decisions, k, result.events)
 
 
+def priced_models(
+    models: Sequence[ModelSpec | str], voting: VotingConfig, max_cost_usd: float | None,
+    prices: Mapping[str, Price] | None,
+) -> tuple[list[ModelSpec], list[ModelSpec], float | None, dict[str, Price]]:
+    """A job's models made ready, as `run` and `maker.mapping.scheduler.run_map` both need them:
+    (specs, escalation tiers' specs -- every worker holds every tier's client --, the spend
+    cap, {model: Price}), each spec checked and priced (`prices`, `ModelSpec.price` or
+    litellm's table: workers bill at these).  Raises UsageError for no model or a cap on a
+    model with no known price (a cap that cannot be enforced must not look enforced),
+    ModelConfigError for an unusable model."""
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    if not specs:
+        raise UsageError("at least one --model is needed")
+    named = {s.model for s in specs}
+    tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]
+    for spec in (*specs, *tier_specs):
+        check_spec(spec)
+    cap = check_cap(max_cost_usd)
+    priced = resolve_prices([*specs, *tier_specs], prices)
+    refuse_unpriced(cap, priced)
+    specs = [replace(s, price=priced[s.model]) if s.client is None else s for s in specs]
+    tier_specs = [replace(s, price=priced[s.model]) for s in tier_specs]
+    return specs, tier_specs, cap, priced
+
+
+def base_metadata(task: Any, specs: Sequence[ModelSpec], voting: VotingConfig, seed: int, policy: RedFlagPolicy,
+                  prices: Mapping[str, Price]) -> dict[str, Any]:
+    """The step log's run metadata every job shares: `run_metadata`, the red-flag policy, and
+    where each cost figure came from (tune and report read it)."""
+    meta = run_metadata(task, specs, voting, seed)
+    meta["red_flags"] = policy.to_metadata()
+    meta["prices"] = {m: price_dict(p) for m, p in prices.items()}
+    return meta
+
+
 def run(
     task: Task,
     models: Sequence[ModelSpec | str],
@@ -246,18 +281,7 @@ def run(
         cluster = replace(cluster, draft=draft)
     policy = policy or RedFlagPolicy()
     guard = guard or GuardConfig()
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    if not specs:
-        raise UsageError("at least one --model is needed")
-    named = {s.model for s in specs}
-    tier_specs = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every worker holds every tier's client
-    for spec in (*specs, *tier_specs):
-        check_spec(spec)
-    cap = check_cap(max_cost_usd)
-    prices = resolve_prices([*specs, *tier_specs], prices)
-    refuse_unpriced(cap, prices)  # a cap that cannot be enforced must not look enforced
-    specs = [replace(s, price=prices[s.model]) if s.client is None else s for s in specs]  # workers bill at these prices
-    tier_specs = [replace(s, price=prices[s.model]) for s in tier_specs]
+    specs, tier_specs, cap, prices = priced_models(models, voting, max_cost_usd, prices)
     for flag, value in (("--workers", cluster.workers), ("--segment-steps", cluster.segment_steps)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
@@ -286,9 +310,7 @@ def run(
                        allow_code_change=allow_code_change, draft=draft)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
                          tuple(getattr(task, "stop", ()) or ()))  # before the first call
-    meta = run_metadata(task, specs, voting, seed)
-    meta["red_flags"] = policy.to_metadata()
-    meta["prices"] = {m: price_dict(p) for m, p in prices.items()}  # where each cost figure came from (tune, report)
+    meta = base_metadata(task, specs, voting, seed, policy, prices)
     if is_plan:
         from maker.runtime.dag import DagConfig, plan_metadata
 
