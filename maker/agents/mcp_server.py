@@ -6,7 +6,7 @@ Built on the official SDK (`mcp` 2.x, `MCPServer`); every tool has a JSON schema
 its typed arguments) and a docstring written for the agent that reads it.
 
 Tools: `vote` (one voted call, `maker.vote`), `margin` (k and cost for a target, `maker.margin`),
-`run` (start a task in the background -> run id), `status` (progress of a run id; with
+`run` (start a task in the background -> run id; the same checks as `maker run`), `status` (progress of a run id; with
 `wait_s`, progress notifications until it ends), `runs` (every run under the root),
 `cancel` (stop a run), `verify` (`replay --verify` on a log), `tasks` (what `run` can start).
 Runs are durable jobs on disk under the root (`maker.agents.runs`): they outlive the client
@@ -15,7 +15,7 @@ session and the server, and any server on the same root finds, watches and cance
 Safety: every path is resolved under `root` (symlinks included) and refused outside it;
 no tool executes text from a model or a client -- key normalisers are chosen by name
 (`maker.tasks.keys.NORMALISERS`), ``py:`` models (code to import) are refused, background
-runs get their arguments as single ``--name=value`` items (a user's own task is a
+runs are the library's run of checked values written as data (`maker.agents.job`; a user's own task is a
 ``FILE.py:attr`` that already lies under the root, imported by the run, not the server;
 no tool writes a ``.py`` file), and `verify` refuses a log whose
 metadata names code to import (a task by module or file, user red-flag detectors, key
@@ -28,6 +28,7 @@ functions).  Bad arguments come back as a tool error
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -219,8 +220,9 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
         budget_reached, its log resumable); refused for a model with no known price.
         """
         try:
-            run_id = runs.start(task, dict(options or {}), models, k=k, seed=seed,
-                                resolve_path=lambda p: inside(root, p), max_cost_usd=max_cost_usd)
+            start = functools.partial(runs.start, task, dict(options or {}), models, k=k, seed=seed,
+                                      resolve_path=lambda p: inside(root, p), max_cost_usd=max_cost_usd)
+            run_id = await anyio.to_thread.run_sync(start)  # building the task to check it may take seconds (sort --n 500)
         except (MakerError, ValueError) as exc:
             raise ToolError(_one_line(exc)) from None
         if wait_s > 0:
