@@ -22,7 +22,7 @@ from .errors import ModelConfigError
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
 from .local.server import INSTALL_HINT, check_gguf, is_local_model, llama_server_missing, model_path_of
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
-from .pricing import Price, price_of
+from .pricing import FREE_LOCAL, Price, price_of
 from .protocol import ModelClient
 from .simulator import SimulatedModel, parse_sim_model
 
@@ -72,7 +72,7 @@ class ModelSpec:
     def unit_price(self) -> Price:
         """What this model's tokens cost and where that comes from: `price` when given, free
         for a fake (the simulator, `maker sim-server`, a script, a client that says it is
-        simulated), else litellm's offline table -- unknown (`Price.known` False) for a model
+        simulated), free for the embedded model, else litellm's offline table -- unknown (`Price.known` False) for a model
         it does not know, and for a client object of the user's own."""
         if self.price is not None:
             return self.price
@@ -87,6 +87,8 @@ class ModelSpec:
             return Price(0.0, 0.0, "unknown: a py: model (pass --price-in/--price-out)", known=False)
         if self.is_simulated:
             return Price(0.0, 0.0, "simulated (free)")
+        if is_local_model(self.model):  # the embedded model runs on this machine: no provider bills it
+            return FREE_LOCAL
         return price_of(self.model)
 
     @property

@@ -121,7 +121,13 @@ def _hanoi_reader(disks: int | None) -> Reader:
     return read
 
 
-_READERS: dict[str, Callable[[int | None], Reader]] = {"hanoi": _hanoi_reader}
+def _chase_reader(_disks: int | None) -> Reader:
+    from maker.tasks.chase import premise_from_prompt
+
+    return premise_from_prompt  # list 0 (`maker run chase`'s default --list-seed)
+
+
+_READERS: dict[str, Callable[[int | None], Reader]] = {"hanoi": _hanoi_reader, "chase": _chase_reader}
 
 
 @dataclass

@@ -26,7 +26,9 @@ class VotingConfig:
     (``finish_reason = length``) before any vote: a reasoning model whose hidden reasoning
     fills the cap would otherwise be paid for 50 empty replies.
     `prompt_variants` spreads a step's samples over the task's prompt variants
-    (see `maker.engine.variants`).
+    (see `maker.engine.variants`).  `prompt_style` ("chat" or "completion"): None takes
+    the task's own `prompt_style` (the embedded model's `chase` wants completion
+    prompts), else chat -- `style_for(task)`.
 
     `on_undecided` says what a step that gives up does (`gives_up`): ``"fail"`` stops the
     run (the default); ``"escalate"`` re-opens it on the next tier of `escalate_to` (a
@@ -45,7 +47,7 @@ class VotingConfig:
     temperature: float = 0.1
     max_samples_per_step: int = 100
     max_output_tokens: int = 750
-    prompt_style: str = "chat"
+    prompt_style: str | None = None
     prompt_variants: int = 1
     max_discards_in_a_row: int = 50
     max_failed_calls: int = 6
@@ -81,7 +83,7 @@ class VotingConfig:
             raise UsageError("--escalate-on-split needs --on-undecided escalate")
         if self.on_undecided == "escalate" and (not tiers or not all(tiers)):
             raise UsageError("--on-undecided escalate needs --escalate-to MODEL [MODEL ...] (one flag per tier)")
-        if self.prompt_style not in ("chat", "completion"):
+        if self.prompt_style not in (None, "chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
 
     def gives_up(self, drawn: int, votes: int, failed_calls: int, cut_off: int = 0) -> bool:
@@ -92,6 +94,11 @@ class VotingConfig:
             return True
         return votes == 0 and (drawn >= self.max_discards_in_a_row or failed_calls >= self.max_failed_calls
                                or cut_off >= self.max_cut_off)
+
+    def style_for(self, task: object) -> str:
+        """The prompt style `task`'s steps are rendered in: `prompt_style` when given, else
+        the task's own (`Task.prompt_style`), else "chat"."""
+        return self.prompt_style or getattr(task, "prompt_style", None) or "chat"
 
     @property
     def escalation_models(self) -> tuple[str, ...]:

@@ -232,7 +232,7 @@ def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Nam
     refuse_unpriced(cap, prices)
     estimate = getattr(args, "estimate", None)
     measured = estimate.models[0] if estimate is not None and estimate.models and estimate.models[0].p_low else None
-    prompt = step_prompts(task, task.first_step(), voting.prompt_style, 1)[0]
+    prompt = step_prompts(task, task.first_step(), voting.style_for(task), 1)[0]
     expectation = expected_spend(
         [prices[s.model] for s in specs], steps=steps, k=voting.k,
         prompt_tokens=measured.tokens_in_mean if measured else prompt_chars(prompt) / 4,

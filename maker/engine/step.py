@@ -110,7 +110,7 @@ class StepVote:
         self.n_models = len(models)
         self.variants = voting.prompt_variants
         self.seed = (seed,) if isinstance(seed, int) else tuple(seed)
-        self.prompts = step_prompts(task, step, voting.prompt_style, voting.prompt_variants)  # one per variant
+        self.prompts = step_prompts(task, step, voting.style_for(task), voting.prompt_variants)  # one per variant
         self.judge = StepJudge(task, step, policy, voting.max_output_tokens)
         self.ballot = Ballot(voting.k)
         self.max_tokens = request_cap(voting)

@@ -239,6 +239,7 @@ def run(
     from maker.tasks.plan_task import PlanTask
 
     voting = voting or VotingConfig()
+    voting = replace(voting, prompt_style=voting.style_for(task))  # explicit in the log's metadata
     cluster = cluster or ClusterConfig()
     if draft is not None and draft is not False:
         if cluster.draft not in (None, False) and cluster.draft != draft:
@@ -279,11 +280,16 @@ def run(
         speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     refuse_local_tiers(voting.escalation_models)
-    if has_local(specs):  # the embedded model: served for the run (shared by its workers), then run as any model
-        with local_models(specs, address=cluster.address, workers=cluster.workers) as served:
-            return run(task, served, voting, log=log, resume=resume, seed=seed, cluster=cluster, policy=policy,
-                       progress=progress, max_steps=max_steps, guard=guard, dag=dag, extra_meta=extra_meta,
-                       allow_code_change=allow_code_change, draft=draft)
+    local_draft = proposer is not None and proposer.kind == "model" and has_local([proposer.spec])
+    if has_local(specs) or local_draft:  # the embedded model: served for the run (shared by its workers), then run as any model
+        wanted = [*specs, proposer.spec] if local_draft else specs
+        with local_models(wanted, address=cluster.address, workers=cluster.workers) as served:
+            if local_draft:  # the draft reaches the same servers as a model of its own
+                cluster = replace(cluster, draft=served[-1])
+            return run(task, served[: len(specs)], voting, log=log, resume=resume, seed=seed, cluster=cluster,
+                       policy=policy, progress=progress, max_steps=max_steps, guard=guard, dag=dag,
+                       extra_meta=extra_meta, allow_code_change=allow_code_change, max_cost_usd=max_cost_usd,
+                       spent_before_usd=spent_before_usd)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
                          tuple(getattr(task, "stop", ()) or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
