@@ -18,7 +18,8 @@ from typing import Any
 
 from maker.tasks.base import Task
 
-from .errors import ModelConfigError
+from maker.errors import ModelConfigError
+
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
 from .local.server import INSTALL_HINT, check_gguf, is_local_model, llama_server_missing, model_path_of
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible

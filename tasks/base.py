@@ -28,6 +28,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Union, runtime_checkable
 
+from maker.errors import one_line
+
 #: A chat prompt (OpenAI-style messages) or a plain completion prompt.
 Prompt = Union[str, list[dict[str, str]]]
 PromptStyle = Literal["chat", "completion"]
@@ -172,20 +174,11 @@ def task_judge(task: Any, step: StepInput, reply: str, variant: int = 0) -> Verd
     try:
         verdict = task.judge(step, reply) if variant == 0 else task.judge(step, reply, variant=variant)
     except Exception as exc:  # a reply is data: whatever it does to a parser is a red flag
-        return Verdict(None, "malformed", f"the judge raised {describe_error(exc)}"[:200])
+        return Verdict(None, "malformed", f"the judge raised {one_line(exc, typed=True)}"[:200])
     key = verdict.key
     if key is not None and not (isinstance(key, str) and (key.isascii() or _storable(key))):
         return Verdict(None, "malformed", f"the judge's key is not storable text: {type(key).__name__}"[:200])
     return verdict
-
-
-def describe_error(exc: BaseException) -> str:
-    """'Type: message' on one line, even for an exception whose message cannot be shown."""
-    try:
-        message = " ".join(str(exc).split())
-    except Exception:  # a user's exception with a broken __str__
-        message = "(no message)"
-    return f"{type(exc).__name__}: {message}"[:300]
 
 
 def preview(value: object, limit: int = 80) -> str:

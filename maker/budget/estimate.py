@@ -40,7 +40,7 @@ from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.step import StepVote, draw
-from maker.errors import MakerError, UsageError
+from maker.errors import MakerError, UsageError, one_line
 from maker.runtime.driver import ClusterConfig
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 
@@ -415,7 +415,7 @@ def _run_batches(
                     tally.merge(part)
                     drawn += part.samples
                 except (ray.exceptions.RayError, MakerError) as exc:  # a worker died or raised: this batch is lost
-                    error = error or _one_line(exc)
+                    error = error or one_line(getattr(exc, "cause", None) or exc, typed=True)
                 done += 1
                 if progress is not None:
                     print(f"maker: estimate {done}/{total} batches ({' + '.join(arm)}), {drawn:,} samples, "
@@ -425,10 +425,6 @@ def _run_batches(
     finally:
         pool.close()
 
-
-def _one_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc
-    return " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
 
 
 def estimate_for_run(

@@ -40,11 +40,10 @@ from typing import Any
 from maker.budget.spend import billed_usd, usd
 from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
-from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.step import vote_step
-from maker.errors import BudgetReached, UsageError, VoteCapError
+from maker.errors import BudgetReached, ModelConfigError, UsageError, VoteCapError
 from maker.runtime.dag import NodeJob
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
 from maker.tasks.ops import shapes
