@@ -45,12 +45,12 @@ from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.local.serving import Lease, acquire
 from maker.cluster.protocol import ModelClient, Sample, SampleRequest
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.errors import BudgetReached, UsageError
 from maker.log.steplog import StepLogWriter
 from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
-from maker.runtime.driver import ClusterConfig, run_metadata
+from maker.runtime.driver import run_metadata
 from maker.runtime.local_models import free_local, has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_settings
 from maker.tasks.base import Oracle

@@ -448,12 +448,16 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
 
 
 
-def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: str = "") -> Exception:
+def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: str = "", *,
+                 name: str | None = None, after: str = "the log is intact") -> Exception:
     """The error for a step a worker gave up on: the endpoint is down, every sample
-    discarded, or the vote cap.
+    discarded, or the vote cap (`samples`: sample columns holding the step's rows).
 
     Why three: "the endpoint fails every call", "the policy or the model throws everything
     away" and "the votes never settled" need different fixes, so the message says which.
+    `name` names the step in the message (default "step N" and `label`); `after` ends it
+    (a planner that stops says "nothing was run").  Every runner that gives up on a step
+    raises this one error (a run, a plan, a map, a voted call, the decomposer).
     """
     from collections import Counter
 
@@ -472,12 +476,12 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
         if flag is not None:
             reasons[flag] += 1
         last_error = error or last_error
-    step_name = f"step {step}{label}"
+    step_name = name or f"step {step}{label}"
     if drawn and not votes and reasons.get("transport", 0) >= voting.max_failed_calls:
         return EndpointDownError(
             f"{step_name}: {reasons['transport']} calls in a row failed after their retries, so the run stopped "
             f"(--max-failed-calls {voting.max_failed_calls}); is the model endpoint up? last error: {last_error}; "
-            "the log is intact",
+            f"{after}",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
@@ -493,7 +497,7 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
             f"{step_name}: {len(cut)} of {drawn} samples were cut off at the output cap (finish_reason=length; "
             f"--max-output-tokens {voting.max_output_tokens}, sent as max_tokens {voting.max_output_tokens + 1}){why}, "
             f"so the run stopped (--max-cut-off {voting.max_cut_off}); raise --max-output-tokens or use a model whose "
-            "replies fit; the log is intact",
+            f"replies fit; {after}",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
@@ -502,14 +506,14 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
         by = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common()) or "no reason logged"
         return DiscardStreakError(
             f"{step_name}: all {drawn} samples were red-flagged ({by}); the red-flag policy or the model discards "
-            f"everything, so the run stopped (--max-discards-in-a-row {voting.max_discards_in_a_row}); the log is intact",
+            f"everything, so the run stopped (--max-discards-in-a-row {voting.max_discards_in_a_row}); {after}",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
         )
     return VoteCapError(
         f"{step_name}: no answer led by k={voting.k} after {drawn} samples (--max-samples-per-step "
-        f"{voting.max_samples_per_step}); the log is intact",
+        f"{voting.max_samples_per_step}); {after}",
         step=step,
         samples=drawn,
     )

@@ -128,6 +128,7 @@ def test_the_error_module_is_a_leaf() -> None:
     assert _imports(ERRORS, MODULES[ERRORS]) == {"maker.cluster.secrets"}
     assert _imports("maker.cluster.secrets", MODULES["maker.cluster.secrets"]) == set()
     import maker.cluster.worker
+
     from maker.errors import MakerError
 
     assert maker.cluster.worker.WorkerLostError.__mro__[1:3] == (MakerError, Exception)
