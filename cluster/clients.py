@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from maker.tasks.base import Task
+from maker.tasks.base import Task, optional
 
 from maker.errors import ModelConfigError
 
@@ -355,7 +355,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         timeout_s=spec.timeout_s,
         rpm=spec.rpm,
         tpm=spec.tpm,
-        stop=tuple(getattr(task, "stop", ()) or ()),
+        stop=tuple(optional(task, "stop") or ()),
         price=spec.price,
         # maker's own sim-server derives a seed per choice of an n-request; any other server
         # gets n-requests without a seed (one seed for n choices is what makes servers copy)

@@ -53,7 +53,7 @@ from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
 from maker.runtime.driver import run_metadata
 from maker.runtime.local_models import free_local, has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_settings
-from maker.tasks.base import Oracle
+from maker.tasks.base import Oracle, optional
 from maker.tasks.one_prompt import OnePrompt, one_prompt
 
 __all__ = ["VoteResult", "avote", "vote", "voted"]
@@ -367,7 +367,7 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
     check_settings(task, policy, voting, len(models))  # what `maker.run` refuses up front, refused here too
     refuse_local_tiers(voting.escalation_models)
     warn_unsent_settings([m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models],
-                         voting.first_temperature, voting.temperature, tuple(getattr(task, "stop", ()) or ()))
+                         voting.first_temperature, voting.temperature, tuple(optional(task, "stop") or ()))
     if seed is None:
         seed = secrets.randbits(62)
     elif isinstance(seed, bool) or not isinstance(seed, int):

@@ -45,7 +45,7 @@ from maker.config import ClusterConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.step import Measure, StepVote, vote_step
 from maker.errors import MakerError, UsageError, one_line
-from maker.tasks.base import Oracle, StepInput, Task
+from maker.tasks.base import Oracle, StepInput, Task, optional
 
 __all__ = [
     "EstimateJob",
@@ -89,8 +89,9 @@ def measuring(voting: VotingConfig, votes_per_step: int) -> VotingConfig:
 def true_step(task: Task, index: int) -> StepInput:
     """Step `index` on the correct trajectory: its premise is what a perfect run would give it
     (a plan step: its inputs filled in from the true values of the steps it names)."""
-    if hasattr(task, "true_step"):
-        return task.true_step(index)  # type: ignore[attr-defined]
+    own = optional(task, "true_step")  # `Oracle`'s optional member
+    if own is not None:
+        return own(index)
     if index == 0:
         return task.first_step()
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
@@ -100,7 +101,7 @@ def gradable_steps(task: Task) -> list[int]:
     """The steps an estimate may draw on: every step of a chain; of a plan, the steps a model
     answers (never a tool step: a tool is run, not prompted) on a known true premise
     (`OraclePlanTask.gradable_steps`)."""
-    gradable = getattr(task, "gradable_steps", None)
+    gradable = optional(task, "gradable_steps")
     return gradable() if gradable is not None else list(range(task.total_steps))
 
 
@@ -290,7 +291,7 @@ def estimate(
     gradable = gradable_steps(task)
     if not gradable:
         raise UsageError(f"task {task.spec.name!r} has no step a model answers on a known premise: nothing to grade")
-    voted = getattr(task, "voted_steps", None)
+    voted = optional(task, "voted_steps")
     steps = check_steps((len(voted()) if voted else task.total_steps) if steps is None else steps)  # k is planned for the voted steps
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     if not specs:
@@ -299,7 +300,7 @@ def estimate(
         check_spec(spec)
     voting = voting or VotingConfig()
     warn_unsent_settings(specs, voting.first_temperature, voting.temperature,
-                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
+                         tuple(optional(task, "stop") or ()))  # before the first call
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]

@@ -42,7 +42,7 @@ from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
 from maker.engine.detectors import ImportedDetector, detector_spec, load_detector
 from maker.errors import DetectorError, UsageError, one_line
-from maker.tasks.base import Oracle, StepInput, Task, Verdict, task_judge
+from maker.tasks.base import Oracle, StepInput, Task, Verdict, optional, task_judge
 
 __all__ = [
     "BUILTIN", "DETECTORS", "REASONS", "Detector", "ImportedDetector", "RedFlagPolicy", "StepContext", "StepJudge",
@@ -226,7 +226,7 @@ class RedFlagPolicy:
     def plan(self, task: Task) -> tuple[Any, ...]:
         """(meta, text, user detectors, non_independent on) for `task`: a pure function of
         the policy and the task's `red_flags`, cached outside the policy (`_plan`)."""
-        own = tuple(getattr(task, "red_flags", ()) or ())
+        own = tuple(optional(task, "red_flags") or ())
         try:
             return _plan(self, own)
         except TypeError:  # an unhashable detector pair (a list): worked out each time, checked as usual
@@ -297,7 +297,7 @@ def _check_names(pairs: Sequence[tuple[str, Any]]) -> None:
 
 def user_detectors(task: Task, policy: RedFlagPolicy) -> tuple[tuple[str, Detector], ...]:
     """The task's own detectors (its `red_flags`, `Task`'s optional member), then the policy's."""
-    return _users(tuple(getattr(task, "red_flags", ()) or ()), policy)
+    return _users(tuple(optional(task, "red_flags") or ()), policy)
 
 
 def _users(own: tuple[Any, ...], policy: RedFlagPolicy) -> tuple[tuple[str, Detector], ...]:
@@ -417,7 +417,7 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
     users = user_detectors(task, policy)
     if not users or not isinstance(task, Oracle):
         return
-    gradable = getattr(task, "gradable_steps", None)  # a plan: a voted step, never a tool (never run here)
+    gradable = optional(task, "gradable_steps")  # a plan: a voted step, never a tool (never run here)
     if gradable is not None:
         candidates = gradable()
         if not candidates:
@@ -426,7 +426,7 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
     else:
         step = task.first_step()
     reference = task.reference_reply(step)
-    render = getattr(task, "variant_reply", None)
+    render = optional(task, "variant_reply")
     for variant in range(variants):
         text = reference if variant == 0 or render is None else render(step, reference, variant)
         sample = Sample(text, "probe", tokens_in=1, tokens_out=len(text) // 4 + 1)

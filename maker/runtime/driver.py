@@ -53,7 +53,7 @@ from maker.runtime.schedule import SegmentSchedule, as_wasted
 from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.runtime.speculation import speculation_depth
 from maker.runtime.state import RunState
-from maker.tasks.base import Oracle, StepInput, Task
+from maker.tasks.base import Oracle, StepInput, Task, optional
 
 
 @dataclass
@@ -123,7 +123,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
     return {
         "task": task.spec.name,
         "task_options": task.spec.options,
-        "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
+        "task_origin": optional(task, "maker_origin"),  # built-in, plugin DIST VERSION, module M, file F
         "task_code": code_fingerprint(task),  # the defining file's hash: a resume with other code is refused
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
@@ -267,7 +267,7 @@ def run(
                        progress=progress, max_steps=max_steps, guard=guard, dag=dag, extra_meta=extra_meta,
                        allow_code_change=allow_code_change, draft=draft)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
-                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
+                         tuple(optional(task, "stop") or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
     meta["prices"] = {m: price_dict(p) for m, p in prices.items()}  # where each cost figure came from (tune, report)

@@ -44,3 +44,19 @@ def test_an_exception_as_one_line_has_one_definition() -> None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.lstrip("_") == "one_line":
                 defined.append(name)
     assert defined == ["maker.errors"]
+
+
+def test_the_runtime_reads_optional_task_members_through_the_protocol() -> None:
+    """#27 §4: the runtime read task members nobody declared through ``getattr(task, name,
+    default)`` with defaults of its own; they are declared on `Task`/`Oracle` with their
+    defaults, and read through `maker.tasks.base.optional`."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from maker.tasks.base import OPTIONAL
+
+    names = "|".join(OPTIONAL)
+    pattern = re.compile(rf"(?:getattr|hasattr)\(\s*[\w.]*(?:task|oracle)\w*,\s*[\"']({names})[\"']")
+    found = [f"{path.relative_to(ROOT)}:{n}" for name, path in LIBRARY.items()
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == [], found
