@@ -102,8 +102,9 @@ def test_a_model_that_always_fails_is_asked_until_its_batch_stalls() -> None:
 
 
 def test_a_model_that_red_flags_everything_stops_where_a_run_would() -> None:
-    """#27 §3: the estimate ran its own rounds with its own cap (10 samples on every step:
-    630 here); through the engine it stops as the give-up counts say, for the batch."""
+    """#27 §3: the estimate ran its own rounds with its own stops (here every step's first
+    round, 126 samples, before its own cut-off check); through the engine it stops as a
+    run's give-up counts say (`max_discards_in_a_row`), for the whole batch."""
     task = get_task("hanoi", disks=6)
     client = Recording(task, "sim:0.9,redflag=1")
     worker = SimpleNamespace(task=task, clients={client.name: client})
