@@ -39,8 +39,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def one(task, model, workers: int, sequential: bool, log: Path) -> dict:
     from maker import ClusterConfig, VotingConfig
+    from maker.config import DagConfig
     from maker.log.steplog import decisions
-    from maker.runtime.dag import DagConfig
     from maker.runtime.driver import run as run_plan
 
     r = run_plan(task, [model], VotingConfig(k=3), log=log, cluster=ClusterConfig(workers=workers),

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from maker.tasks.base import Task
+from maker.tasks.base import Task, optional
 
-from .errors import ModelConfigError
+from maker.errors import ModelConfigError
+
 from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
 from .local.server import INSTALL_HINT, check_gguf, is_local_model, llama_server_missing, model_path_of
 from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
@@ -356,7 +357,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         timeout_s=spec.timeout_s,
         rpm=spec.rpm,
         tpm=spec.tpm,
-        stop=tuple(getattr(task, "stop", ()) or ()),
+        stop=tuple(optional(task, "stop") or ()),
         price=spec.price,
         # maker's own sim-server derives a seed per choice of an n-request; any other server
         # gets n-requests without a seed (one seed for n choices is what makes servers copy)

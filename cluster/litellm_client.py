@@ -11,11 +11,12 @@ import asyncio
 import os
 from typing import Any
 
-from .errors import ModelConfigError
+from maker.errors import ModelConfigError, one_line
+
 from .openai_compatible import cached_tokens, choice_text, json_reply, reasoning_tokens
 from .pricing import import_litellm
 from .protocol import SampleRequest
-from .transport import EndpointConfig, PooledClient, Reply, fault_kind, one_line
+from .transport import EndpointConfig, PooledClient, Reply, fault_kind
 
 __all__ = [
     "LiteLLMClient", "LiteLLMConfig", "UnreadableReply", "check_model_settings", "fault_kind", "import_litellm",

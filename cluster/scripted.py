@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .errors import ModelConfigError
+from maker.errors import ModelConfigError
+
 from .protocol import Sample, SampleRequest
 from .simulator import mix64, uniform
 

@@ -48,10 +48,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from maker.errors import one_line
+
 from .pricing import Price
 from .protocol import Sample, SampleRequest
 from .ratelimit import InFlightLimit, RateLimits
-from .secrets import redact
 
 log = logging.getLogger("maker.cluster")
 
@@ -400,10 +401,3 @@ def prompt_chars(prompt: str | list[dict[str, str]]) -> int:
     if isinstance(prompt, str):
         return len(prompt)
     return sum(len(m.get("content") or "") for m in prompt)
-
-
-def one_line(exc: BaseException) -> str:
-    """The exception's message on one line, keys redacted, at most 300 characters (redacted
-    before it is cut, so a cut never leaves part of a key; a 1 MB error body is read to 64 KB)."""
-    text = redact(" ".join(str(exc)[:65536].split()))
-    return text[:300]

@@ -18,12 +18,11 @@ from maker.budget.spend import Budget  # noqa: E402
 from maker.budget.tally import ModelEstimate  # noqa: E402
 from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
 from maker.cluster.function_client import FunctionClient  # noqa: E402
-from maker.config import VotingConfig  # noqa: E402
+from maker.config import ClusterConfig, GuardConfig, VotingConfig  # noqa: E402
 from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
 from maker.errors import BudgetReached, MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
 from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answer per record)
-from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
-from maker.runtime.guard import GuardConfig  # noqa: E402
+from maker.runtime.driver import RunResult, run  # noqa: E402
 from maker.tasks.chain import chain_task  # noqa: E402
 from maker.tasks.plan_task import plan_task  # noqa: E402
 from maker.tasks.user_ops import operation, tool  # noqa: E402

@@ -37,7 +37,7 @@ import json
 import re
 from collections.abc import Callable
 
-from .base import describe_error
+from maker.errors import one_line
 
 #: A key normaliser: answer text -> canonical key, or None when the text is malformed.
 Normaliser = Callable[[str], "str | None"]
@@ -299,7 +299,7 @@ def apply_key(normalise: Normaliser, value: object) -> tuple[str | None, str | N
     try:
         key = normalise(value if isinstance(value, str) else str(value))
     except Exception as exc:
-        return None, f"the key function raised {describe_error(exc)}"[:200]
+        return None, f"the key function raised {one_line(exc, typed=True)}"[:200]
     if key is None or isinstance(key, str):
         return key, None
     return None, f"the key function returned a {type(key).__name__}, not a string"

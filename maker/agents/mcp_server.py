@@ -38,7 +38,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from maker import __version__
 from maker.agents.runs import NOT_RUNNABLE, Runs, confine_local_models, refuse_code_models
-from maker.errors import MakerError
+from maker.errors import MakerError, one_line
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
 malformed or suspicious replies are discarded (red flags), and the first answer to lead every
@@ -60,12 +60,6 @@ def inside(root: Path, path: str) -> Path:
     return resolved
 
 
-def _one_line(exc: BaseException | str) -> str:
-    from maker.cluster.secrets import redact
-
-    return redact(" ".join(str(exc).split()))[:500]
-
-
 class _OneLineErrors(MCPServer):
     """The SDK's server, with every tool error one line: the SDK words an argument that fails
     validation as pydantic's multi-line report; here it reads "bad arguments for plan: steps:
@@ -77,7 +71,7 @@ class _OneLineErrors(MCPServer):
         known = await self._argument_names(name)
         unknown = sorted(set(arguments or {}) - known) if known is not None else []
         if unknown:
-            raise ToolError(_one_line(f"unknown argument for {name}: {', '.join(unknown)}"))
+            raise ToolError(one_line(f"unknown argument for {name}: {', '.join(unknown)}", 500))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -89,8 +83,8 @@ class _OneLineErrors(MCPServer):
                 except Exception:  # not pydantic's shape after all: fall back to the text
                     parts = []
                 if parts:
-                    raise ToolError(_one_line(f"bad arguments for {name}: " + "; ".join(parts))) from None
-            raise ToolError(_one_line(exc)) from None
+                    raise ToolError(one_line(f"bad arguments for {name}: " + "; ".join(parts), 500)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     async def _argument_names(self, name: str) -> set[str] | None:
         """The argument names in tool `name`'s input schema (None: no such tool; the SDK says so)."""
@@ -149,7 +143,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
             result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed,
                                  max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
         return result.to_dict()
 
     @server.tool()
@@ -191,7 +185,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
             return make_plan(p, steps, target, valid_rate=valid_rate, cost=cost,
                              shares_prompt=shares_prompt(model, api_base, "auto", speculate)).to_dict()
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     @server.tool()
     async def run(
@@ -222,7 +216,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
             run_id = runs.start(task, dict(options or {}), models, k=k, seed=seed,
                                 resolve_path=lambda p: inside(root, p), max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
         if wait_s > 0:
             return await _watch(runs, run_id, wait_s, ctx)
         return {"run_id": run_id, "state": "running", "log": str(runs.get(run_id).log)}
@@ -241,7 +235,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         try:
             runs.get(run_id)
         except MakerError as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
         return await _watch(runs, run_id, wait_s, ctx)
 
     @server.tool()
@@ -253,7 +247,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
         try:
             return runs.cancel(run_id)
         except MakerError as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     @server.tool(name="runs")
     def runs_under_root() -> dict[str, Any]:
@@ -282,7 +276,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
             _refuse_imports(info.run)
             return verify_log(path, salvage=salvage).to_dict()
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     @server.tool()
     def tasks() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from maker.cluster import ModelSpec
+from maker.tasks.base import optional
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> Any:
@@ -180,7 +181,7 @@ def _announce(server: Any) -> None:
 
 def prompt_style_of(args: argparse.Namespace, task: Any) -> str:
     """--prompt-style if given, else the task's preferred style, else chat."""
-    return getattr(args, "prompt_style", None) or getattr(task, "prompt_style", None) or "chat"
+    return getattr(args, "prompt_style", None) or optional(task, "prompt_style") or "chat"
 
 
 def add_undecided_arguments(g: Any) -> None:

@@ -12,9 +12,8 @@ from maker.budget.tally import ModelEstimate
 from maker.cli._correlation import add_red_flag_arguments, red_flag_policy
 from maker.cli.common import add_model_arguments, model_specs, prompt_style_of
 from maker.cli.run import add_task_arguments, task_from_args
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.errors import UsageError
-from maker.runtime.driver import ClusterConfig
 from maker.tasks import TASKS
 
 DESCRIPTION = """Measure each model's per-step accuracy p before paying for a run. Draws samples on

@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from maker.cluster.secrets import redact, redacted_stderr
-from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
+from maker.cluster.secrets import redacted_stderr
+from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, one_line
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them.
 COMMANDS = ("run", "map", "replay", "estimate", "plan", "tune", "report", "sim_server", "plan_show", "solve", "models", "mcp", "tasks")
@@ -178,7 +178,7 @@ def _command(argv: list[str]) -> int:
 
 
 def _fail(exc: BaseException, code: int) -> int:
-    message = redact(" ".join(str(exc).split()))
+    message = one_line(exc, None)
     print(f"maker: error: {message}", file=sys.stderr)
     return code
 

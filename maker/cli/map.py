@@ -23,11 +23,11 @@ from maker.cli.common import (
     user_prices,
 )
 from maker.cli.run import choose_k, errors_text
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.errors import UsageError
 from maker.mapping.output import FileSink
 from maker.mapping.scheduler import MapConfig, run_map
-from maker.runtime.driver import ClusterConfig, RunResult, simulated
+from maker.runtime.driver import RunResult, simulated
 from maker.runtime.progress import Progress, cost_text
 from maker.tasks.base import Oracle
 

@@ -93,11 +93,10 @@ def planning_budget(cap: Any, specs: Any, voting: Any, prices: Any) -> Any:
 def main(args: argparse.Namespace) -> int:
     from maker.cli.plan_show import format_plan
     from maker.cli.run import report
-    from maker.config import VotingConfig
+    from maker.config import ClusterConfig, DagConfig, VotingConfig
     from maker.engine.red_flags import RedFlagPolicy
-    from maker.runtime.dag import DagConfig
     from maker.runtime.decompose import DecomposeConfig, plan_problem
-    from maker.runtime.driver import ClusterConfig, run, simulated
+    from maker.runtime.driver import run, simulated
     from maker.runtime.progress import Progress
     from maker.tasks.plan_task import solve_task
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maker.errors import UsageError
+from maker.errors import UsageError, one_line
 
 Detector = Callable[..., "str | None"]
 
@@ -95,12 +95,12 @@ def _import(spec: str, path: str | None) -> Detector:
         try:
             loader.loader.exec_module(module)
         except Exception as exc:
-            raise UsageError(f"red-flag detector {spec!r}: importing {file} failed: {_one_line(exc)}") from None
+            raise UsageError(f"red-flag detector {spec!r}: importing {file} failed: {one_line(exc)}") from None
     else:
         try:
             module = _import_module(where)
         except ImportError as exc:
-            raise UsageError(f"red-flag detector {spec!r}: cannot import {where!r} ({_one_line(exc)})") from None
+            raise UsageError(f"red-flag detector {spec!r}: cannot import {where!r} ({one_line(exc)})") from None
     target: Any = module
     for part in name.split("."):
         target = getattr(target, part, None)
@@ -126,7 +126,3 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

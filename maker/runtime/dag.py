@@ -52,11 +52,11 @@ from typing import Any
 
 from maker.budget.spend import billed_columns
 from maker.cluster import WorkerPool
-from maker.config import VotingConfig
+from maker.config import DagConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, merge_events, new_columns
 from maker.engine.step import recount, vote_step
-from maker.errors import MakerError, UsageError
+from maker.errors import MakerError
 from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput
 from maker.tasks.plan_task import PlanTask
@@ -71,24 +71,6 @@ CHUNK_SECONDS = 1.0
 CHUNK_ROWS = 5_000
 #: A decision row of a plan step also carries the node's label in `detail`.
 PLAN_DECISION_COLUMNS = (*DECISION_COLUMNS, "detail")
-
-
-@dataclass(frozen=True)
-class DagConfig:
-    """How ready steps are dispatched.
-
-    `sequential` forces one step per Ray call and one call at a time, in plan order: the
-    same DAG run as if it were a chain (for comparison; decisions are identical).
-    `max_batch` caps the steps one Ray call votes; `calls_per_worker` caps calls in flight.
-    """
-
-    sequential: bool = False
-    max_batch: int = 256
-    calls_per_worker: int = 2
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.calls_per_worker < 1:
-            raise UsageError("--max-batch and calls per worker must be >= 1")
 
 
 @dataclass(frozen=True)

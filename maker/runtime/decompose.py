@@ -40,11 +40,11 @@ from typing import Any
 from maker.budget.spend import billed_usd, usd
 from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
-from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy
+from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.rows import SAMPLE_COLUMNS, append_rows, new_columns
 from maker.engine.step import vote_step
-from maker.errors import BudgetReached, UsageError, VoteCapError
+from maker.errors import BudgetReached, ModelConfigError, UsageError
 from maker.runtime.dag import NodeJob
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
 from maker.tasks.ops import shapes
@@ -160,13 +160,11 @@ class _Planner:
                 f"budget reached while planning: {usd(budget.spent_usd)} of {usd(budget.cap_usd)} spent on "
                 f"{len(self.result.votes)} plan requests; nothing was run (raise --max-cost)",
                 spent_usd=budget.spent_usd, cap_usd=budget.cap_usd)
-        if vote.winner is None:
-            raise VoteCapError(
-                f"decomposing {_clip(problem)!r}: no proposal led by k={job.voting.k} within "
-                f"{job.voting.max_samples_per_step} samples (--max-samples-per-step)",
-                step=number,
-                samples=drawn,
-            )
+        if vote.winner is None:  # the shared give-up error: endpoint down, every proposal discarded, or the cap
+            columns = new_columns(SAMPLE_COLUMNS)
+            append_rows(columns, number, vote.rows)
+            raise step_failure(columns, number, job.voting, name=f"decomposing {_clip(problem)!r}",
+                               after="nothing was run")
         proposals: dict[str, int] = {}
         for _, _, _, _, verdict, _ in vote.rows:
             if verdict.key is not None:

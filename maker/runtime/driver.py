@@ -37,7 +37,7 @@ from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.pricing import Price
 from maker.cluster.worker import stopped_in_worker
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, DagConfig, GuardConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
 from maker.engine.step import recount
@@ -45,7 +45,7 @@ from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, last_decision, open_log, read_table
 from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, check_draft, draft_event, in_order_seconds, parse_draft
-from maker.runtime.guard import Guard, GuardConfig, log_events
+from maker.runtime.guard import Guard, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
@@ -53,25 +53,7 @@ from maker.runtime.schedule import SegmentSchedule, as_wasted
 from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.runtime.speculation import speculation_depth
 from maker.runtime.state import RunState
-from maker.tasks.base import Oracle, StepInput, Task
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Where the work runs: a local Ray instance by default, or `address`."""
-
-    workers: int = 1
-    address: str | None = None
-    segment_steps: int = 2048
-    segment_seconds: float = 2.0
-    #: steps voted ahead on the premise the current leader implies; None: automatic
-    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.speculation
-    speculate: int | None = None
-    #: what proposes the window's premises before any reply is in (decisions unchanged; see
-    #: maker.runtime.draft): None (no draft), "reference" (or True: the task's ground truth),
-    #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
-    #: "py:pkg.module:fn" naming one
-    draft: Any = None
+from maker.tasks.base import Oracle, StepInput, Task, optional
 
 
 @dataclass
@@ -141,7 +123,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
     return {
         "task": task.spec.name,
         "task_options": task.spec.options,
-        "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
+        "task_origin": optional(task, "maker_origin"),  # built-in, plugin DIST VERSION, module M, file F
         "task_code": code_fingerprint(task),  # the defining file's hash: a resume with other code is refused
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
@@ -291,12 +273,12 @@ def run(
                        extra_meta=extra_meta, allow_code_change=allow_code_change, max_cost_usd=max_cost_usd,
                        spent_before_usd=spent_before_usd)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
-                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
+                         tuple(optional(task, "stop") or ()))  # before the first call
     meta = run_metadata(task, specs, voting, seed)
     meta["red_flags"] = policy.to_metadata()
     meta["prices"] = {m: price_dict(p) for m, p in prices.items()}  # where each cost figure came from (tune, report)
     if is_plan:
-        from maker.runtime.dag import DagConfig, plan_metadata
+        from maker.runtime.dag import plan_metadata
 
         dag = dag or DagConfig()
         meta["dag"] = plan_metadata(task, dag)

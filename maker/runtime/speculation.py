@@ -57,10 +57,9 @@ from typing import Any
 from maker.cluster.clients import ModelSpec
 from maker.cluster.protocol import Sample
 from maker.cluster.simulator import parse_sim_model
-from maker.cluster.worker import one_line
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
 from maker.engine.step import StepVote
-from maker.errors import MakerError, UsageError
+from maker.errors import MakerError, UsageError, one_line
 from maker.runtime.draft import DepthControl, Draft, Proposer
 from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Verdict
@@ -179,7 +178,7 @@ class _Window:
         except MakerError:
             raise
         except Exception as exc:  # the task's own code raised: the decided steps go back with why
-            error = one_line(exc)
+            error = one_line(exc, None, typed=True)
         finally:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
         return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,

@@ -109,12 +109,29 @@ def test_voting_imports_nothing_of_ours() -> None:
             assert all(t.startswith("maker.voting") for t in _imports(name, path)), name
 
 
+#: The one module of maker's own that every layer may import: the error tree (and `one_line`).
+ERRORS = "maker.errors"
+
+
 def test_cluster_and_tasks_do_not_import_the_runtime() -> None:
     for name, path in MODULES.items():
         if name.startswith("maker.tasks"):
-            assert all(t.startswith(("maker.tasks", "maker.voting")) for t in _imports(name, path)), name
+            assert all(t.startswith(("maker.tasks", "maker.voting")) or t == ERRORS for t in _imports(name, path)), name
         if name.startswith("maker.cluster"):
-            assert all(t.startswith(("maker.cluster", "maker.tasks", "maker.voting")) for t in _imports(name, path)), name
+            assert all(t.startswith(("maker.cluster", "maker.tasks", "maker.voting")) or t == ERRORS
+                       for t in _imports(name, path)), name
+
+
+def test_the_error_module_is_a_leaf() -> None:
+    """`maker.errors` roots the error tree (#27 §4) and may be imported from anywhere, so it
+    imports nothing of ours but the leaf that redacts keys (`one_line` reads it lazily)."""
+    assert _imports(ERRORS, MODULES[ERRORS]) == {"maker.cluster.secrets"}
+    assert _imports("maker.cluster.secrets", MODULES["maker.cluster.secrets"]) == set()
+    import maker.cluster.worker
+
+    from maker.errors import MakerError
+
+    assert maker.cluster.worker.WorkerLostError.__mro__[1:3] == (MakerError, Exception)
 
 
 @pytest.mark.parametrize("folder", sorted({p.parent for p in MODULES.values()}), ids=lambda p: str(p.relative_to(ROOT)))

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 from maker.cluster import ModelSpec, check_spec, make_client
-from maker.cluster.errors import ModelConfigError
 from maker.tasks import get_task
 
 import maker
-from maker.errors import UsageError
+from maker.errors import ModelConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 
