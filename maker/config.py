@@ -110,7 +110,9 @@ class VotingConfig:
     def style_for(self, task: object) -> str:
         """The prompt style `task`'s steps are rendered in: `prompt_style` when given, else
         the task's own (`Task.prompt_style`), else "chat"."""
-        return self.prompt_style or getattr(task, "prompt_style", None) or "chat"
+        from maker.tasks.base import optional
+
+        return self.prompt_style or optional(task, "prompt_style") or "chat"
 
     @property
     def escalation_models(self) -> tuple[str, ...]:
