@@ -276,17 +276,13 @@ _NOTICED: set[str] = set()
 def user_factory(model: str) -> Any:
     """The object ``py:pkg.module:attr`` (or ``py:path/file.py:attr``) names; ModelConfigError
     with one line when it does not import or is not callable."""
-    from maker.tasks.registry import TaskNameError, import_where
+    from maker.tasks.plugins import PluginError, import_where, split_ref
 
-    ref = model[len("py:"):]
-    where, _, attr = ref.rpartition(":")
-    if not where or not attr:
-        raise ModelConfigError(f"{model!r}: expected py:pkg.module:factory or py:path/to/file.py:factory", model=model)
     try:
-        module = import_where(where)
-    except TaskNameError as exc:
+        where, attr = split_ref(model[len("py:"):])
+        target = getattr(import_where(where), attr, None)
+    except PluginError as exc:
         raise ModelConfigError(f"{model}: {exc}", model=model) from None
-    target = getattr(module, attr, None)
     if target is None or not callable(target) and not hasattr(target, "complete"):
         raise ModelConfigError(f"{model}: {where} has no callable {attr!r}", model=model)
     return target

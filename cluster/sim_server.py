@@ -102,7 +102,8 @@ Reader = Callable[[str], "tuple[Task, StepInput] | None"]
 
 
 def _hanoi_reader(disks: int | None) -> Reader:
-    from maker.tasks.hanoi import MAX_DISKS, Hanoi, premise_from_prompt
+    from maker.tasks.hanoi import Hanoi
+    from maker.tasks.hanoi_rules import MAX_DISKS, premise_from_prompt
 
     tasks: dict[int, Hanoi] = {}
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Prompt, PromptStyle, StepInput
-from .hanoi import _INTS, _MOVE, _STATE, Move, Pegs, format_key, read_reply
+from .hanoi_rules import INTS, MOVE_LINE, STATE_LINE, Move, Pegs, format_key, read_reply
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def render(reply: str, variant: int) -> str:
         return "move = " + form.move_text((d, a, b))
 
     def state(m: re.Match[str]) -> str:
-        lists = [tuple(int(x) for x in _INTS.findall(p)) for p in m.groups()]
+        lists = [tuple(int(x) for x in INTS.findall(p)) for p in m.groups()]
         return "next_state = " + form.pegs_text((lists[0], lists[1], lists[2]))
 
-    return _STATE.sub(state, _MOVE.sub(move, reply))
+    return STATE_LINE.sub(state, MOVE_LINE.sub(move, reply))

@@ -34,13 +34,17 @@ from typing import Protocol
 
 from .base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict
 from .fields import last_field
-from .plan import OpShape
 from .solve import SOLVE
 
 #: Replies longer than this are not even scanned.
 MAX_REPLY_CHARS = 20_000
 #: Numbers are ASCII digits only (``\\d`` and ``int()`` also accept other scripts' digits).
 _INT = re.compile(r"-?[0-9]{1,15}", re.ASCII)
+
+
+#: What a plan needs to know about an operation to check it (`tasks.plan`): its answer
+#: fields and how many arguments it takes (min, max or None).  `shapes()` gives them for `OPS`.
+OpShape = tuple[tuple[str, ...], tuple[int, int | None]]
 
 
 class Op(Protocol):

@@ -49,8 +49,12 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .fields import foreign_placeholder
+
+if TYPE_CHECKING:
+    from .ops import OpShape
 
 #: A placeholder: `#E12` or `#E12.carry`.  Group 1 is the number, group 2 the field.  A
 #: field is read in any case (`#E2.Carry`) so that a misspelt one is refused by name,
@@ -125,11 +129,6 @@ class PlanStep:
 
 def _format_arg(arg: str) -> str:
     return arg if _BARE.fullmatch(arg) else json.dumps(arg)
-
-
-#: What a plan needs to know about an operation to check it: its answer fields and how
-#: many arguments it takes (min, max or None).  `tasks.ops.OPS` provides these.
-OpShape = tuple[tuple[str, ...], tuple[int, int | None]]
 
 
 @dataclass(frozen=True)

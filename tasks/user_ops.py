@@ -242,18 +242,14 @@ def tool(name: str, fn: Callable[..., Any], summary: str = "", pure: bool = Fals
 def inline_tool(ref: str) -> ToolOp:
     """The tool ``tool:pkg.module:fn`` or ``tool:path/to/file.py:fn`` names (PlanError if it
     does not import or is not callable)."""
-    from .registry import TaskNameError, import_where
+    from .plugins import PluginError, load_ref
 
-    where, _, attr = ref[len("tool:"):].rpartition(":")
-    if not where or not attr:
-        raise PlanError(f"{ref}: expected tool:pkg.module:fn or tool:path/to/file.py:fn")
     try:
-        module = import_where(where)
-    except TaskNameError as exc:
+        fn = load_ref(ref[len("tool:"):])
+    except PluginError as exc:
         raise PlanError(f"{ref}: {exc}") from None
-    fn = getattr(module, attr, None)
     if not callable(fn):
-        raise PlanError(f"{ref}: {where} has no function {attr!r}")
+        raise PlanError(f"{ref}: {ref.rpartition(':')[2]!r} is a {type(fn).__name__}, not a function")
     return ToolOp(ref, fn)
 
 

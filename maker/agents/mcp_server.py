@@ -36,9 +36,9 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from maker import __version__
 from maker.agents.runs import NOT_RUNNABLE, Runs, confine_local_models, refuse_code_models
 from maker.errors import MakerError
+from maker.version import __version__
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
 malformed or suspicious replies are discarded (red flags), and the first answer to lead every
@@ -327,7 +327,7 @@ async def _watch(runs: Runs, run_id: str, wait_s: float, ctx: Context | None) ->
 def _refuse_imports(run: dict[str, Any]) -> None:
     """A log that names code to import (a task by module or file, user red-flag detectors, a key
     function) is not audited here."""
-    from maker.tasks.registry import is_reference
+    from maker.tasks.plugins import is_reference
 
     task = run.get("task")
     if isinstance(task, str) and is_reference(task):

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from maker import __version__
 from maker.budget.breakdown import CostBreakdown
 from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
@@ -54,6 +53,7 @@ from maker.runtime.segment import SegmentJob, SegmentResult
 from maker.runtime.speculation import speculation_depth
 from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput, Task
+from maker.version import __version__
 
 
 @dataclass(frozen=True)

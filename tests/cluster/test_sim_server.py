@@ -20,7 +20,7 @@ from maker.cluster.litellm_client import LiteLLMClient, LiteLLMConfig
 from maker.cluster.ratelimit import TokenBucket
 from maker.cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
 from maker.tasks import get_task
-from maker.tasks.hanoi import premise_from_prompt
+from maker.tasks.hanoi_rules import premise_from_prompt
 
 from maker import VotingConfig, run, verify_log
 from maker.cli.main import main

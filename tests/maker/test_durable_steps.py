@@ -309,7 +309,7 @@ def test_the_preflight_probe_of_a_users_detector_never_runs_a_tool(counted) -> N
     """`check_detectors` shows a user's detector a known-good reply: of a voted step, never a
     tool step's (finding its output would run the tool)."""
     from maker.tasks.plan_task import plan_task
-    from maker.tasks.registry import import_where
+    from maker.tasks.plugins import import_where
 
     from maker.engine.red_flags import RedFlagPolicy, check_detectors
 

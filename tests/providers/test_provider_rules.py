@@ -207,7 +207,8 @@ def test_replies_cut_by_the_cap_stop_the_call_after_a_few_samples_naming_the_cap
 
 def test_the_report_shows_reasoning_tokens(tmp_path) -> None:
     from maker.log.steplog import open_log
-    from maker.report.summary import collect, render_markdown
+    from maker.report.stats import collect
+    from maker.report.summary import render_markdown
 
     log = tmp_path / "r.parquet"
     with FakeProvider(reasoning) as server:

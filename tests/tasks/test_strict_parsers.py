@@ -15,7 +15,8 @@ import types
 import pytest
 from maker.cluster.scripted import ScriptedModel
 from maker.tasks import get_task
-from maker.tasks.hanoi import Hanoi, premise_from_prompt
+from maker.tasks.hanoi import Hanoi
+from maker.tasks.hanoi_rules import premise_from_prompt
 from maker.tasks.hanoi_variants import render
 from maker.tasks.keys import json_value, literal
 from maker.tasks.ops import COLUMN, COMPARE, MUL
