@@ -23,8 +23,8 @@ from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answe
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
 from maker.tasks.chain import chain_task  # noqa: E402
-from maker.tasks.plan_task import plan_task  # noqa: E402
-from maker.tasks.user_ops import operation, tool  # noqa: E402
+from maker.tasks.plans.plan_task import plan_task  # noqa: E402
+from maker.tasks.plans.user_ops import operation, tool  # noqa: E402
 from maker.version import __version__  # noqa: E402
 from maker.voted_call import VoteResult, avote, vote, voted  # noqa: E402
 

@@ -9,8 +9,8 @@ read back from a log rebuilds the same task.
 from __future__ import annotations
 
 from .base import Oracle, Prompt, PromptStyle, StepInput, Task, TaskOption, TaskSpec, Verdict
-from .chase import Chase
-from .hanoi import Hanoi
+from .builtin.chase import Chase
+from .builtin.hanoi import Hanoi
 from .registry import TASKS, build_task, get_task
 
 __all__ = [

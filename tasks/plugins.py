@@ -11,7 +11,7 @@ A name is one of:
   (``[project.entry-points."maker.tasks"] ledger = "mypkg.ledger:task"``).
 
 ``attr`` may be dotted (``Class.method``).  Tasks (`tasks.registry`), red-flag detectors
-(`maker.engine.detectors`), key normalisers (`tasks.keys`), plan tools (`tasks.user_ops`),
+(`maker.engine.detectors`), key normalisers (`tasks.keys`), plan tools (`tasks.plans.user_ops`),
 map operations (`tasks.records.map_task`) and ``py:`` models (`cluster.clients`) all load
 through `load_ref` and `Registry`, so each takes the same three kinds of name.
 

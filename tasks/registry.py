@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Task, TaskOption, TaskSpec
-from .chase import Chase
-from .decomposers import Add, Multiply, Sort
-from .hanoi import Hanoi
-from .one_prompt import one_prompt
-from .plan_task import plan_file, solve_task
+from .builtin.chase import Chase
+from .builtin.decomposers import Add, Multiply, Sort
+from .builtin.hanoi import Hanoi
+from .builtin.one_prompt import one_prompt
+from .plans.plan_task import plan_file, solve_task
 from .plugins import PluginError, Registry
 from .records.map_task import map_job
 
@@ -49,9 +49,9 @@ ENTRY_POINT_GROUP = "maker.tasks"
 TASKS: dict[str, Callable[..., Task]] = {
     "hanoi": Hanoi,
     "chase": Chase,
-    #: One prompt voted as a single step (`maker.vote`; see tasks/one_prompt.py).
+    #: One prompt voted as a single step (`maker.vote`; see tasks/builtin/one_prompt.py).
     "vote": one_prompt,
-    #: Plan tasks (a DAG of atomic steps, run by maker.runtime.dag; see tasks/plan.py).
+    #: Plan tasks (a DAG of atomic steps, run by maker.runtime.dag; see tasks/plans/plan.py).
     "add": Add,
     "multiply": Multiply,
     "sort": Sort,

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
 from maker.log.by_step import describe_run, iter_chunks, parts_read
 from maker.log.steplog import LogInfo, count_faults
-from maker.runtime.draft import DraftTally, draft_tally
+from maker.runtime.chain.draft import DraftTally, draft_tally
 from maker.runtime.guard import k_schedule, log_events
 
 #: Steps per point of the cost-over-the-run curve is total_steps / COST_POINTS.

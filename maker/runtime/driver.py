@@ -3,11 +3,11 @@
 One driver, two schedulers.  `run` validates, checks the settings before anything is
 spent (`maker.runtime.preflight`), opens the log (or resumes it), starts the Ray pool and
 the live guard, counts faults and red flags, and builds the `RunResult`; the task's shape
-picks the scheduler: a plan task (`maker.tasks.plan_task.PlanTask`) goes to the DAG
+picks the scheduler: a plan task (`maker.tasks.plans.plan_task.PlanTask`) goes to the DAG
 dispatcher (`maker.runtime.dag`), anything else to the segment loop below.
 
 The driver owns the truth.  It hands a worker a segment (a starting premise and a step
-budget; see `maker.runtime.chain`), and while the worker votes the next segment it re-decides
+budget; see `maker.runtime.chain.loop`), and while the worker votes the next segment it re-decides
 every step of the last one from the returned votes, counts errors, appends everything
 to the step log, and updates the progress line.  The next segment starts from the
 premise the last one ended on; should a re-check ever disagree with the worker, that
@@ -43,14 +43,22 @@ from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, last_decision, open_log, read_table
-from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, check_draft, draft_event, in_order_seconds, parse_draft
+from maker.runtime.chain.draft import (
+    DRAFT_DEPTH,
+    Draft,
+    DraftTally,
+    check_draft,
+    draft_event,
+    in_order_seconds,
+    parse_draft,
+)
+from maker.runtime.chain.schedule import SegmentSchedule, as_wasted
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import speculation_depth
 from maker.runtime.guard import Guard, GuardConfig, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
-from maker.runtime.schedule import SegmentSchedule, as_wasted
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import speculation_depth
 from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput, Task
 from maker.version import __version__
@@ -65,10 +73,10 @@ class ClusterConfig:
     segment_steps: int = 2048
     segment_seconds: float = 2.0
     #: steps voted ahead on the premise the current leader implies; None: automatic
-    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.speculation
+    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.chain.speculation
     speculate: int | None = None
     #: what proposes the window's premises before any reply is in (decisions unchanged; see
-    #: maker.runtime.draft): None (no draft), "reference" (or True: the task's ground truth),
+    #: maker.runtime.chain.draft): None (no draft), "reference" (or True: the task's ground truth),
     #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
     #: "py:pkg.module:fn" naming one
     draft: Any = None
@@ -215,7 +223,7 @@ def run(
     ``code_change`` event row).  `draft`: what proposes premises ahead of the votes (the same
     values as `ClusterConfig.draft`, which it replaces; give it in one place): "reference", a
     model string or `ModelSpec`, a function (task, step) -> reply text, or
-    "py:pkg.module:fn" -- see `maker.runtime.draft`.
+    "py:pkg.module:fn" -- see `maker.runtime.chain.draft`.
 
     A ``local`` / ``local:PATH.gguf`` model is served for the run by this process's shared
     servers (`maker.runtime.local_models`: started on first use, reused by later calls,
@@ -236,7 +244,7 @@ def run(
     when a step stops undecided (the log holds everything up to and including that
     step's samples).
     """
-    from maker.tasks.plan_task import PlanTask
+    from maker.tasks.plans.plan_task import PlanTask
 
     voting = voting or VotingConfig()
     cluster = cluster or ClusterConfig()

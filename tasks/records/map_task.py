@@ -145,7 +145,7 @@ class MapTask:
     def __init__(self, source: TableSource, *, prompt: str | None = None, op: Any = None, key: str | None = None,
                  truth: str | None = None, id: str | None = None, columns: Sequence[str] | str | None = None,
                  stop: str | None = None, spec: TaskSpec | None = None) -> None:
-        from ..user_ops import UserOp
+        from ..plans.user_ops import UserOp
 
         if (prompt is None) == (op is None):
             raise ValueError("give a row's step as a prompt template (--prompt) or a voted operation (--op), one of them")

@@ -136,11 +136,16 @@ def test_cluster_and_tasks_do_not_import_the_runtime() -> None:
             assert all(t.startswith(("maker.cluster", "maker.tasks", "maker.voting")) for t in _imports(name, path)), name
 
 
-@pytest.mark.parametrize("folder", sorted({p.parent for p in MODULES.values()}), ids=lambda p: str(p.relative_to(ROOT)))
+#: Folders still past the limit while another branch gives them rooms (drop at merge).
+_ROOMS_PENDING = {ROOT / "maker" / "cli": "maker/cli gets its rooms on the cli branch (issue #27)"}
+
+
+@pytest.mark.parametrize("folder", [pytest.param(f, marks=pytest.mark.xfail(reason=_ROOMS_PENDING[f], strict=False))
+                                    if f in _ROOMS_PENDING else f for f in sorted({p.parent for p in MODULES.values()})],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_rooms_stay_small(folder: Path) -> None:
-    """A folder past ~12 modules wants rooms (house style); maker/cli holds one module per
-    subcommand and tasks/ the built-in tasks beside the helpers users write tasks with."""
-    assert len([p for p in folder.glob("*.py") if p.name != "__init__.py"]) <= 18  # 12 in the next commit, once tasks/ has rooms
+    """A folder past ~12 modules wants rooms named for their idea (house style)."""
+    assert len([p for p in folder.glob("*.py") if p.name != "__init__.py"]) <= 12
 
 
 def test_the_error_tree_is_drawn_whole_in_one_docstring() -> None:

@@ -103,8 +103,8 @@ def only_on_driver():
 
 PLAN_FILE = '''
 import json
-from maker.tasks.plan_task import plan_task
-from maker.tasks.user_ops import operation, tool
+from maker.tasks.plans.plan_task import plan_task
+from maker.tasks.plans.user_ops import operation, tool
 
 RECORDS = [{"id": i, "price": (i * 17) % 50 + 1} for i in range(5)]
 price = operation("price", key="integer", render=lambda p: f"price = {p}",

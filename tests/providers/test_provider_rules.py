@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from fake_provider import Answer, Call, FakeProvider
 from maker.cluster import FunctionClient, ModelSpec, Sample
-from maker.cluster.litellm_client import LiteLLMClient, received_response, temperature_sent
-from maker.cluster.openai_compatible import choice_text
-from maker.cluster.transport import EndpointConfig
-from maker.tasks.one_prompt import OnePrompt
+from maker.cluster.http.litellm_client import LiteLLMClient, received_response, temperature_sent
+from maker.cluster.http.openai_compatible import choice_text
+from maker.cluster.http.transport import EndpointConfig
+from maker.tasks.builtin.one_prompt import OnePrompt
 from personalities import content_parts, copies_n, reasoning, reasoning_cut
 
 import maker
@@ -223,7 +223,7 @@ def test_estimating_p_stops_when_every_reply_is_cut_at_the_cap() -> None:
     whose replies are all cut by the cap it stopped only at that bound (here 20 steps x 10)."""
     import asyncio
 
-    from maker.tasks.one_prompt import OnePromptWithTruth
+    from maker.tasks.builtin.one_prompt import OnePromptWithTruth
 
     from maker.budget.estimate import EstimateJob, estimate_batch
     from maker.config import VotingConfig

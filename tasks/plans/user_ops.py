@@ -1,7 +1,7 @@
 """A user's own plan steps: voted operations from plain functions, and tool steps.
 
-Two kinds, both usable in a plan (`tasks.plan`) next to the built-in operations
-(`tasks.ops`):
+Two kinds, both usable in a plan (`tasks.plans.plan`) next to the built-in operations
+(`tasks.plans.ops`):
 
 * `operation(name, prompt=..., parse=..., key=...)`: a step a model answers and maker
   votes on, written like a `chain_task` step -- ``prompt(args) -> prompt``,
@@ -38,10 +38,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .base import Prompt, PromptStyle, Verdict, preview
-from .keys import Normaliser, apply_key, normaliser
+from ..base import Prompt, PromptStyle, Verdict, preview
+from ..keys import Normaliser, apply_key, normaliser
+from ..wrong import generic_candidates, near_values, only_answer, wrong_texts
 from .plan import PlanError
-from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 #: `#E9 = tool:pkg.mod:fn(` -- a tool named inline in a plan file.
 INLINE_TOOL = re.compile(r"#E\d+\s*=\s*(tool:[^\s(]+)\s*\(")
@@ -160,7 +160,7 @@ class ToolOp:
 
     is_tool = True
     #: deterministic: a tool's result on the true inputs is the truth.  For a tool that is not
-    #: pure it is never computed by running it (`tasks.plan_task.OraclePlanTask.truth_values`).
+    #: pure it is never computed by running it (`tasks.plans.plan_task.OraclePlanTask.truth_values`).
     has_truth = True
     arity: tuple[int, int | None] = (0, None)
     fields = ("value",)
@@ -242,7 +242,7 @@ def tool(name: str, fn: Callable[..., Any], summary: str = "", pure: bool = Fals
 def inline_tool(ref: str) -> ToolOp:
     """The tool ``tool:pkg.module:fn`` or ``tool:path/to/file.py:fn`` names (PlanError if it
     does not import or is not callable)."""
-    from .plugins import PluginError, load_ref
+    from ..plugins import PluginError, load_ref
 
     try:
         fn = load_ref(ref[len("tool:"):])

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from maker.tasks.base import Oracle, Task
 from maker.tasks.wrong import NoWrongAnswer
 
-from .errors import ModelConfigError
-from .protocol import Sample, SampleRequest
+from ..errors import ModelConfigError
+from ..protocol import Sample, SampleRequest
 
 _MASK = (1 << 64) - 1
 

@@ -1,8 +1,8 @@
 """The Hanoi notation and rules: pegs and moves, the two answer lines and their strict
 reader, a move applied under the rules, and the premise a step prompt states.
 
-A module of its own so that the task (`tasks.hanoi`) and its prompt variants
-(`tasks.hanoi_variants`) both read and write replies the same way without importing each other.
+A module of its own so that the task (`tasks.builtin.hanoi`) and its prompt variants
+(`tasks.builtin.hanoi_variants`) both read and write replies the same way without importing each other.
 
     >>> apply_move(((3, 2, 1), (), ()), (1, 0, 2))
     ((3, 2), (), (1,))
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .fields import last_field
+from ..fields import last_field
 
 MAX_DISKS = 40
 #: Replies longer than this are not even scanned: nothing legitimate is that long.
@@ -86,7 +86,7 @@ def premise_from_prompt(text: str) -> tuple[Pegs, Move | None] | None:
     it recovers the step from the "Previous move:" and "Current state:" lines (the last of
     each wins); every disk 1..n must appear exactly once.
 
-        >>> from maker.tasks.hanoi import Hanoi
+        >>> from maker.tasks.builtin.hanoi import Hanoi
         >>> t = Hanoi(disks=3)
         >>> premise_from_prompt(t.prompt(t.first_step())[1]["content"]) == t.first_step().premise
         True

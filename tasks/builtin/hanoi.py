@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
+from ..base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 from .hanoi_rules import (
     INTS,
     MAX_DISKS,
@@ -40,7 +40,7 @@ class Hanoi:
     summary = "Towers of Hanoi, one move per step (2**disks - 1 steps)"
     options = (TaskOption("disks", int, f"number of disks, 1..{MAX_DISKS} (20 disks = 1,048,575 steps)", required=True),)
     #: prompt variants: other peg names and orders, top-first notation, rules reordered
-    #: (see tasks.hanoi_variants.SURFACES); every variant votes on the canonical key
+    #: (see tasks.builtin.hanoi_variants.SURFACES); every variant votes on the canonical key
     variants = 4
 
     def __init__(self, disks: int) -> None:
