@@ -22,7 +22,7 @@ from maker.errors import BudgetReached, MakerError, ModelConfigError, StepLogErr
 from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answer per record)
 from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
 from maker.runtime.guard import GuardConfig  # noqa: E402
-from maker.tasks.chain import chain_task  # noqa: E402
+from maker.tasks.chain_task import chain_task  # noqa: E402
 from maker.tasks.plans.plan_task import plan_task  # noqa: E402
 from maker.tasks.plans.user_ops import operation, tool  # noqa: E402
 from maker.version import __version__  # noqa: E402

@@ -11,13 +11,17 @@ from __future__ import annotations
 from .base import Oracle, Prompt, PromptStyle, StepInput, Task, TaskOption, TaskSpec, Verdict
 from .builtin.chase import Chase
 from .builtin.hanoi import Hanoi
+from .chain_task import ChainTask
+from .plans.plan_task import PlanTask
 from .registry import TASKS, build_task, get_task
 
 __all__ = [
     "TASKS",
+    "ChainTask",
     "Chase",
     "Hanoi",
     "Oracle",
+    "PlanTask",
     "Prompt",
     "PromptStyle",
     "StepInput",

@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from maker.cluster import ModelConfigError, SampleRequest, SimulatedModel, mix64, parse_sim_model
 from maker.tasks.builtin.one_prompt import one_prompt
-from maker.tasks.chain import chain_task
+from maker.tasks.chain_task import chain_task
 from maker.tasks.plans.plan_task import plan_task
 from maker.tasks.plans.user_ops import operation
 from maker.tasks.wrong import NoWrongAnswer

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ray
 
 TASK_FILE = '''
 from maker.tasks.base import TaskOption
-from maker.tasks.chain import chain_task
+from maker.tasks.chain_task import chain_task
 from maker.tasks.fields import last_field
 
 AMOUNTS = [(i * 37) % 41 - 20 for i in range(1000)]
@@ -57,7 +57,7 @@ def locked():
 import os  # noqa: E402
 import threading  # noqa: E402
 
-from maker.tasks.chain import OracleChainTask  # noqa: E402
+from maker.tasks.chain_task import OracleChainTask  # noqa: E402
 
 
 def _rebuild(pid):

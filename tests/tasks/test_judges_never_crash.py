@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from maker.tasks import get_task, keys
 from maker.tasks.base import StepInput, task_judge
 from maker.tasks.builtin.one_prompt import one_prompt
-from maker.tasks.chain import chain_task
+from maker.tasks.chain_task import chain_task
 from maker.tasks.plans.plan_task import plan_task
 from maker.tasks.plans.user_ops import operation
 
