@@ -150,13 +150,15 @@ def load_entry_point(ep: Any, what: str = "plugin") -> Any:
 
 @dataclass(frozen=True)
 class Found:
-    """What a registry found under `name`: the object (`target`) and where it came from
+    """What a registry found under `name`: the object (`target`), where it came from
     (`origin`: 'built-in', 'plugin DIST VERSION (NAME = module:attr)', 'module M', 'file
-    PATH' or 'object')."""
+    PATH' or 'object') and the reference another process can load it by again (`ref`:
+    ``module:attr`` or ``/abs/path.py:attr``; None for a built-in or an object)."""
 
     name: str
     target: Any
     origin: str
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,11 @@ class Registry:
     what: str
     group: str
     builtins: Mapping[str, Any]
-    #: builds the built-in found by name (e.g. ``choice:a,b`` -> a normaliser); None: none do
+    #: builds a built-in from a name with arguments (``choice:a,b`` -> a normaliser), or
+    #: returns None for a name it does not build; None: no built-in takes arguments
     parametrised: Callable[[str], Any] | None = None
+    #: how such names are written, for error lines (``("choice:a,b,...",)``)
+    forms: tuple[str, ...] = ()
 
     def find(self, name: Any) -> Found:
         """The object `name` names (see the class docstring); PluginError (one line) if none."""
@@ -195,9 +200,10 @@ class Registry:
         if not is_reference(name):
             for ep in entry_points_in(self.group):
                 if ep.name == name:
-                    return Found(name, load_entry_point(ep, f"plugin {self.what}"), entry_point_origin(ep))
+                    target = load_entry_point(ep, f"plugin {self.what}")
+                    return Found(name, target, entry_point_origin(ep), ep.value)
             raise PluginError(
-                f"unknown {self.what} {name!r} (known: {', '.join(self.names()) or 'none'}; "
+                f"unknown {self.what} {name!r} (known: {', '.join([*self.names(), *self.forms]) or 'none'}; "
                 f"or name one as pkg.module:attr or path/to/file.py:attr)"
             )
         try:
@@ -207,8 +213,9 @@ class Registry:
             raise PluginError(f"{self.what} {name!r}: {exc}") from None
         if is_file_ref(where):
             path = Path(where).expanduser().resolve()
-            return Found(f"{path}:{name.rpartition(':')[2]}", target, f"file {path}")
-        return Found(name, target, f"module {where}")
+            full = f"{path}:{name.rpartition(':')[2]}"
+            return Found(full, target, f"file {path}", full)
+        return Found(name, target, f"module {where}", name)
 
     def names(self) -> list[str]:
         """Every short name: the built-ins and the installed plugins, sorted."""
@@ -222,7 +229,7 @@ class Registry:
             if ep.name in self.builtins:
                 continue
             try:
-                out.append(Found(ep.name, load_entry_point(ep, f"plugin {self.what}"), entry_point_origin(ep)))
+                out.append(Found(ep.name, load_entry_point(ep, f"plugin {self.what}"), entry_point_origin(ep), ep.value))
             except PluginError as exc:
                 out.append(Found(ep.name, None, f"{entry_point_origin(ep)}: {exc}"))
         return out
