@@ -1,9 +1,12 @@
 """Task plugins: state, step prompt, strict parser, rules and ground truth.
 
-maker's own tasks register a factory here; a user's task is named by ``pkg.module:attr``,
-``path/to/file.py:attr`` or an installed plugin's short name (`maker.tasks.registry`).
-The CLI and resumed or audited runs build tasks only through `build_task`, so a spec
-read back from a log rebuilds the same task.
+What a task is written with lives here (`base`: the Task protocol; `keys`: key normalisers;
+`fields`; `chain_task`; `plans`: plans, `maker.operation` and `maker.tool`); maker's own
+tasks live in `builtin` and are listed in `registry.TASKS`.  A user's task is named by
+``pkg.module:attr``, ``path/to/file.py:attr`` or an installed plugin's short name
+(`maker.tasks.registry`, loaded by `maker.tasks.plugins`).  The CLI and resumed or audited
+runs build tasks only through `build_task`, so a spec read back from a log rebuilds the
+same task.
 """
 
 from __future__ import annotations

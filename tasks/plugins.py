@@ -13,7 +13,8 @@ A name is one of:
 ``attr`` may be dotted (``Class.method``).  Tasks (`tasks.registry`), red-flag detectors
 (`maker.engine.detectors`), key normalisers (`tasks.keys`), plan tools (`tasks.plans.user_ops`),
 map operations (`tasks.records.map_task`) and ``py:`` models (`cluster.clients`) all load
-through `load_ref` and `Registry`, so each takes the same three kinds of name.
+through `load_ref`; tasks, detectors and key normalisers are each a `Registry`, so each takes
+the same three kinds of name (and the user's object itself).
 
 Every failure is a `PluginError` (a ValueError) with one line saying what to fix or install.
 
