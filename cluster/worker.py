@@ -305,7 +305,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
                    if name == "map" else "(give it truth=... or a solver, or run it on a real model)")
             )
         if m.client is None and m.in_process_simulator:
-            from .simulator import check_can_be_wrong
+            from .simulated.simulator import check_can_be_wrong
 
             try:
                 check_can_be_wrong(task, m.model)

@@ -134,10 +134,10 @@ class ClusterConfig:
     segment_steps: int = 2048
     segment_seconds: float = 2.0
     #: steps voted ahead on the premise the current leader implies; None: automatic
-    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.speculation
+    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.chain.speculation
     speculate: int | None = None
     #: what proposes the window's premises before any reply is in (decisions unchanged; see
-    #: maker.runtime.draft): None (no draft), "reference" (or True: the task's ground truth),
+    #: maker.runtime.chain.draft): None (no draft), "reference" (or True: the task's ground truth),
     #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
     #: "py:pkg.module:fn" naming one
     draft: Any = None

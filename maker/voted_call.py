@@ -2,7 +2,7 @@
 
 Why: most users do not have a million-step chain; they have one LLM call in their own
 code that must not be wrong.  A voted call is exactly a one-step run of the task
-`tasks/one_prompt.py` (the prompt as its only step, a key normaliser as its judge),
+`tasks/builtin/one_prompt.py` (the prompt as its only step, a key normaliser as its judge),
 voted by the same step voter as every run (`_vote_one` is the single place it meets the
 engine): round one draws k samples together (the first at `first_temperature`, the rest
 at `temperature`), later rounds only what the leader still needs, red-flagged samples
@@ -54,7 +54,7 @@ from maker.runtime.driver import run_metadata
 from maker.runtime.local_models import free_local, has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_settings
 from maker.tasks.base import Oracle, optional
-from maker.tasks.one_prompt import OnePrompt, one_prompt
+from maker.tasks.builtin.one_prompt import OnePrompt, one_prompt
 
 __all__ = ["VoteResult", "avote", "vote", "voted"]
 

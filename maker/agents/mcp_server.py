@@ -36,9 +36,9 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from maker import __version__
 from maker.agents.runs import NOT_RUNNABLE, Runs, confine_local_models, refuse_code_models
-from maker.errors import MakerError, one_line
+from maker.errors import MakerError, UsageError, one_line
+from maker.version import __version__
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
 malformed or suspicious replies are discarded (red flags), and the first answer to lead every
@@ -138,6 +138,7 @@ def build_server(root: str | Path = ".", local_options: tuple[str, ...] = ()) ->
 
         try:
             refuse_code_models(models)
+            _refuse_code_key(key)
             models = confine_local_models(models, lambda path: inside(root, path))
             target = inside(root, log) if log is not None else None
             result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed,
@@ -318,10 +319,20 @@ async def _watch(runs: Runs, run_id: str, wait_s: float, ctx: Context | None) ->
         await anyio.sleep(POLL_S)
 
 
+def _refuse_code_key(key: Any) -> None:
+    """UsageError for a key normaliser named as code to import (``module:attr``,
+    ``file.py:attr``): `maker.tasks.keys.normaliser` would import and call it on every reply."""
+    from maker.tasks.plugins import is_reference
+
+    if isinstance(key, str) and is_reference(key) and not key.startswith("choice:"):
+        raise UsageError(f"key {key!r} names code to import: refused for an agent; "
+                         "use a built-in normaliser (integer, decimal, text, json, literal, lines, choice:a,b)")
+
+
 def _refuse_imports(run: dict[str, Any]) -> None:
     """A log that names code to import (a task by module or file, user red-flag detectors, a key
     function) is not audited here."""
-    from maker.tasks.registry import is_reference
+    from maker.tasks.plugins import is_reference
 
     task = run.get("task")
     if isinstance(task, str) and is_reference(task):

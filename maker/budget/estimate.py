@@ -6,7 +6,7 @@ cheap to measure.  `estimate` draws samples on random steps of the task, each on
 grades every valid vote against the truth, and assesses every model (`maker.budget.tally`).
 
 How it runs: the steps are cut into batches and shipped to the Ray workers with
-`estimate_batch(worker, job)`, the same pattern as `maker.runtime.chain.run_segment`.  A
+`estimate_batch(worker, job)`, the same pattern as `maker.runtime.chain.loop.run_segment`.  A
 worker builds each step's premise itself (only indices travel) and votes all its steps
 concurrently with the engine's one step voter (`maker.engine.step.vote_step`), exactly as
 a run draws (the first sample of a step at the first temperature, later ones at the

@@ -218,7 +218,7 @@ def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Nam
     what a cap below it means; UsageError (exit 2) when a model's price is unknown."""
     from maker.budget.spend import check_cap, expected_spend, refuse_unpriced, resolve_prices, usd
     from maker.cluster import ModelSpec
-    from maker.cluster.transport import prompt_chars
+    from maker.cluster.http.transport import prompt_chars
     from maker.engine.variants import step_prompts
 
     cap = check_cap(args.max_cost)

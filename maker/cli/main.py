@@ -63,7 +63,7 @@ def build_parser(task_ref: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from maker import __version__
+    from maker.version import __version__
 
     parser.add_argument("--version", action="version", version=f"maker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

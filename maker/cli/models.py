@@ -75,7 +75,7 @@ def local_info() -> dict[str, Any]:
 
 def sim_options() -> list[tuple[str, str]]:
     """The simulator's options, read from its module docstring (one place to document them)."""
-    from maker.cluster import simulator
+    from maker.cluster.simulated import simulator
 
     doc = simulator.__doc__ or ""
     out: list[tuple[str, str]] = []

@@ -27,7 +27,7 @@ from maker.cli.common import (
 from maker.cluster import ModelSpec
 from maker.config import ClusterConfig, VotingConfig
 from maker.errors import StepLogError, UsageError
-from maker.runtime.draft import DraftTally
+from maker.runtime.chain.draft import DraftTally
 from maker.runtime.driver import RunResult, run, simulated
 from maker.runtime.progress import Progress
 from maker.tasks import TASKS

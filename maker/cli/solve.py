@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
     from maker.runtime.decompose import DecomposeConfig, plan_problem
     from maker.runtime.driver import run, simulated
     from maker.runtime.progress import Progress
-    from maker.tasks.plan_task import solve_task
+    from maker.tasks.plans.plan_task import solve_task
 
     try:
         k = int(args.k)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from maker.cluster.openai_compatible import NORMAL_STOPS
+from maker.cluster.http.openai_compatible import NORMAL_STOPS
 from maker.cluster.protocol import Sample
 from maker.config import VotingConfig
 from maker.engine.detectors import ImportedDetector, detector_spec, load_detector

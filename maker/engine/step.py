@@ -24,7 +24,7 @@ protocol fixes for that step, so that no scheduler can draw or count differently
 * the sample rows and the decision row of the step log (`maker.engine.rows`).
 
 Schedulers only choose *when* requests go out: the in-order loop (`vote_step`) sends a
-round at once; the speculative window (`maker.runtime.speculation`) sends one request at
+round at once; the speculative window (`maker.runtime.chain.speculation`) sends one request at
 a time and counts replies with `count` once every earlier sample is in; the DAG runner
 votes many steps concurrently with `vote_step` (and so does a single voted call,
 `maker.vote`, through it); the estimator (`maker.budget.estimate`) calls `vote_step` with a
@@ -58,7 +58,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
 from maker.cluster.protocol import Sample, SampleRequest
-from maker.cluster.simulator import mix64
+from maker.cluster.simulated.simulator import mix64
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, StepJudge
 from maker.engine.rows import SAMPLE_COLUMNS, Row, append_rows

@@ -2,7 +2,7 @@
 
 Why a second scheduler: the chain scheduler (`maker.runtime.driver`) hands a worker a segment of
 consecutive steps, because in a chain step t+1 cannot start before step t is decided.
-In a plan (`tasks.plan`) many steps are independent -- the digit products of a
+In a plan (`tasks.plans.plan`) many steps are independent -- the digit products of a
 multiplication, each level of a sorting network -- and running them one after another
 wastes the time a model call takes.  Here the driver keeps the set of *ready* steps
 (every input decided), sends them to the Ray workers in batches (one Ray call votes
@@ -11,7 +11,7 @@ as each batch comes back fills the decided answers into the steps that wait on t
 dispatching whatever became ready at once.  A chain is the special case of a path: one
 step ready at a time.
 
-Each step is voted exactly as a chained step (`maker.runtime.chain`): round one draws k samples
+Each step is voted exactly as a chained step (`maker.runtime.chain.loop`): round one draws k samples
 together, the first at the first temperature; later rounds draw only what the leader
 still needs; red-flagged samples never vote; the sample cap stops the run loudly.  A
 step's draws are seeded by (run seed, node index, sample index), so parallel and
@@ -59,7 +59,7 @@ from maker.engine.step import recount, vote_step
 from maker.errors import MakerError
 from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput
-from maker.tasks.plan_task import PlanTask
+from maker.tasks.plans.plan_task import PlanTask
 
 #: The driver writes a log part once this many samples or seconds have gathered (and at the end):
 #: a kill -9 loses at most that much, plus what the workers had not sent yet (below).

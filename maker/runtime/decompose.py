@@ -4,7 +4,7 @@ Why vote on plans: a plan is a decision like any step, and a wrong plan spoils e
 step built on it.  So each decomposition request is voted exactly as a step is
 (`maker.engine.step.vote_step`: k proposals at once, the first at the first temperature, then
 only what the leader needs; red-flagged proposals never vote; the sample cap stops the
-run).  Proposals vote on a canonical key (`tasks.solve.parse_proposal`: steps renumbered
+run).  Proposals vote on a canonical key (`tasks.plans.solve.parse_proposal`: steps renumbered
 in order, whitespace collapsed), so two samples that propose the same plan in different
 words of numbering agree; a proposal that is malformed or breaks the plan rules (a
 step used before it exists, an unused step, too many steps) is red-flagged.
@@ -16,7 +16,7 @@ inputs `#E1..#Em` (renumbered for the model); the decomposer maps them back.  A 
 still not atomic at `max_depth`, or a plan that grows past `max_steps` atomic steps, is
 refused with one line naming the step and nothing runs.
 
-The result is a plan of `solve("question")` steps in the `#E` format (`tasks.plan`), which
+The result is a plan of `solve("question")` steps in the `#E` format (`tasks.plans.plan`), which
 `maker.run` then executes like any other plan.
 
 Example (scripted model):
@@ -47,9 +47,9 @@ from maker.engine.step import vote_step
 from maker.errors import BudgetReached, ModelConfigError, UsageError
 from maker.runtime.dag import NodeJob
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
-from maker.tasks.ops import shapes
-from maker.tasks.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
-from maker.tasks.solve import decompose_prompt, parse_proposal, proposal_steps
+from maker.tasks.plans.ops import shapes
+from maker.tasks.plans.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
+from maker.tasks.plans.solve import decompose_prompt, parse_proposal, proposal_steps
 
 #: Mixed into the run seed for plan draws, so they never share a seed with a step's draws.
 PLAN_SEED_SALT = 0x504C414E
@@ -266,7 +266,7 @@ def solve(
     `maker replay --verify` rebuilds it) and a summary of every plan vote (`plan_votes`).
     """
     from maker.runtime.driver import run
-    from maker.tasks.plan_task import solve_task
+    from maker.tasks.plans.plan_task import solve_task
 
     voting = voting or VotingConfig()
     decomposition = plan_problem(problem, models, voting, config=config, policy=policy, seed=seed)

@@ -3,11 +3,11 @@
 One driver, two schedulers.  `run` validates, checks the settings before anything is
 spent (`maker.runtime.preflight`), opens the log (or resumes it), starts the Ray pool and
 the live guard, counts faults and red flags, and builds the `RunResult`; the task's shape
-picks the scheduler: a plan task (`maker.tasks.plan_task.PlanTask`) goes to the DAG
+picks the scheduler: a plan task (`maker.tasks.plans.plan_task.PlanTask`) goes to the DAG
 dispatcher (`maker.runtime.dag`), anything else to the segment loop below.
 
 The driver owns the truth.  It hands a worker a segment (a starting premise and a step
-budget; see `maker.runtime.chain`), and while the worker votes the next segment it re-decides
+budget; see `maker.runtime.chain.loop`), and while the worker votes the next segment it re-decides
 every step of the last one from the returned votes, counts errors, appends everything
 to the step log, and updates the progress line.  The next segment starts from the
 premise the last one ended on; should a re-check ever disagree with the worker, that
@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from maker import __version__
 from maker.budget.breakdown import CostBreakdown
 from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
@@ -44,16 +43,25 @@ from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, last_decision, open_log, read_table
-from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, check_draft, draft_event, in_order_seconds, parse_draft
+from maker.runtime.chain.draft import (
+    DRAFT_DEPTH,
+    Draft,
+    DraftTally,
+    check_draft,
+    draft_event,
+    in_order_seconds,
+    parse_draft,
+)
+from maker.runtime.chain.schedule import SegmentSchedule, as_wasted
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import speculation_depth
 from maker.runtime.guard import Guard, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
-from maker.runtime.schedule import SegmentSchedule, as_wasted
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import speculation_depth
 from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput, Task, optional
+from maker.version import __version__
 
 
 @dataclass
@@ -197,7 +205,7 @@ def run(
     ``code_change`` event row).  `draft`: what proposes premises ahead of the votes (the same
     values as `ClusterConfig.draft`, which it replaces; give it in one place): "reference", a
     model string or `ModelSpec`, a function (task, step) -> reply text, or
-    "py:pkg.module:fn" -- see `maker.runtime.draft`.
+    "py:pkg.module:fn" -- see `maker.runtime.chain.draft`.
 
     A ``local`` / ``local:PATH.gguf`` model is served for the run by this process's shared
     servers (`maker.runtime.local_models`: started on first use, reused by later calls,
@@ -218,7 +226,7 @@ def run(
     when a step stops undecided (the log holds everything up to and including that
     step's samples).
     """
-    from maker.tasks.plan_task import PlanTask
+    from maker.tasks.plans.plan_task import PlanTask
 
     voting = voting or VotingConfig()
     voting = replace(voting, prompt_style=voting.style_for(task))  # explicit in the log's metadata

@@ -16,11 +16,11 @@ import urllib.request
 
 import pytest
 from maker.cluster import ModelSpec, SampleRequest
-from maker.cluster.litellm_client import LiteLLMClient, LiteLLMConfig
-from maker.cluster.ratelimit import TokenBucket
-from maker.cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
+from maker.cluster.http.litellm_client import LiteLLMClient, LiteLLMConfig
+from maker.cluster.http.ratelimit import TokenBucket
+from maker.cluster.simulated.sim_server import FAULT_KINDS, SimServer, SimServerConfig
 from maker.tasks import get_task
-from maker.tasks.hanoi import premise_from_prompt
+from maker.tasks.builtin.hanoi_rules import premise_from_prompt
 
 from maker import VotingConfig, run, verify_log
 from maker.cli.main import main

@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 from maker.cluster import ModelSpec, make_client
-from maker.cluster.scripted import ScriptedModel
+from maker.cluster.simulated.scripted import ScriptedModel
 from maker.tasks import get_task
-from maker.tasks.plan import PlanError
-from maker.tasks.solve import DECOMPOSE_MARK
+from maker.tasks.plans.plan import PlanError
+from maker.tasks.plans.solve import DECOMPOSE_MARK
 
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
 from maker.engine.red_flags import RedFlagPolicy

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from maker.cluster import ModelSpec, make_client
-from maker.cluster.scripted import ScriptedModel
+from maker.cluster.simulated.scripted import ScriptedModel
 from maker.tasks import get_task
 
 from maker.config import VotingConfig
@@ -19,11 +19,11 @@ from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS
 from maker.engine.step import Measure, StepVote, request_cap, vote_step
 from maker.errors import UsageError
-from maker.runtime.chain import run_segment
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob
 from maker.runtime.dag import NodeJob, vote_nodes
 from maker.runtime.guard import GuardConfig
 from maker.runtime.preflight import check_run
-from maker.runtime.segment import SegmentJob
 
 
 def _clients(task, *models):

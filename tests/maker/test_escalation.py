@@ -30,7 +30,8 @@ from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.step import recount, vote_step
 from maker.errors import UsageError
 from maker.log.steplog import open_log
-from maker.report.summary import collect, render_markdown
+from maker.report.stats import collect
+from maker.report.summary import render_markdown
 from maker.runtime.driver import ClusterConfig, run
 from maker.runtime.guard import log_events
 

@@ -108,7 +108,7 @@ def test_a_simulated_log_is_not_resumed_on_a_real_endpoint(ray_address, tmp_path
     import socket
 
     from maker.cluster import clients
-    from maker.cluster.sim_server import SimServer, SimServerConfig
+    from maker.cluster.simulated.sim_server import SimServer, SimServerConfig
 
     log = tmp_path / "api.parquet"
     with socket.socket() as free:  # a port nothing listens on: not a sim-server

@@ -28,8 +28,8 @@ from maker.engine.red_flags import (
     step_failure,
 )
 from maker.errors import DetectorError, DiscardStreakError, UsageError
-from maker.runtime.chain import run_segment
-from maker.runtime.segment import SegmentJob
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob
 
 TASK = get_task("hanoi", disks=4)
 STEP = TASK.first_step()
@@ -80,7 +80,7 @@ def test_detectors_on_table_cases(pairs: list[tuple[Sample, float | None]], reas
 
 def test_temperature_zero_rule_is_per_variant() -> None:
     judge = StepJudge(TASK, STEP, RedFlagPolicy())
-    from maker.tasks.hanoi_variants import render
+    from maker.tasks.builtin.hanoi_variants import render
 
     assert judge(Sample(GOOD, "a"), 0.0, 0).key
     assert judge(Sample(render(GOOD, 1), "a"), 0.0, 1).key  # another prompt: an independent draw

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 from maker.cluster.protocol import Sample, SampleRequest
-from maker.cluster.simulator import mix64
+from maker.cluster.simulated.simulator import mix64
 from maker.voting import p_step
 
 import maker

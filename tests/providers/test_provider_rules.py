@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from fake_provider import Answer, Call, FakeProvider
 from maker.cluster import FunctionClient, ModelSpec, Sample
-from maker.cluster.litellm_client import LiteLLMClient, received_response, temperature_sent
-from maker.cluster.openai_compatible import choice_text
-from maker.cluster.transport import EndpointConfig
-from maker.tasks.one_prompt import OnePrompt
+from maker.cluster.http.litellm_client import LiteLLMClient, received_response, temperature_sent
+from maker.cluster.http.openai_compatible import choice_text
+from maker.cluster.http.transport import EndpointConfig
+from maker.tasks.builtin.one_prompt import OnePrompt
 from personalities import content_parts, copies_n, reasoning, reasoning_cut
 
 import maker
@@ -207,7 +207,8 @@ def test_replies_cut_by_the_cap_stop_the_call_after_a_few_samples_naming_the_cap
 
 def test_the_report_shows_reasoning_tokens(tmp_path) -> None:
     from maker.log.steplog import open_log
-    from maker.report.summary import collect, render_markdown
+    from maker.report.stats import collect
+    from maker.report.summary import render_markdown
 
     log = tmp_path / "r.parquet"
     with FakeProvider(reasoning) as server:
@@ -222,7 +223,7 @@ def test_estimating_p_stops_when_every_reply_is_cut_at_the_cap() -> None:
     whose replies are all cut by the cap it stopped only at that bound (here 20 steps x 10)."""
     import asyncio
 
-    from maker.tasks.one_prompt import OnePromptWithTruth
+    from maker.tasks.builtin.one_prompt import OnePromptWithTruth
 
     from maker.budget.estimate import EstimateJob, estimate_batch
     from maker.config import VotingConfig

@@ -35,7 +35,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
+from ..base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 
 MAX_HOPS = 10_000_000
 SHOTS = 5

@@ -18,15 +18,15 @@ from typing import Any
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import vote_step
 from maker.errors import MakerError, one_line
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import run_window
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import run_window
 
 
 async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
     """Vote up to `job.max_steps` steps starting at `job.start` (runs in a worker).
 
     With `job.speculate > 0` the steps are voted through a speculative window (see
-    `maker.runtime.speculation`); the decisions are the same, only the schedule differs.
+    `maker.runtime.chain.speculation`); the decisions are the same, only the schedule differs.
     """
     if job.speculate > 0:
         return await run_window(worker, job)

@@ -42,7 +42,7 @@ from maker.tasks.wrong import NoWrongAnswer
 
 from maker.errors import ModelConfigError
 
-from .protocol import Sample, SampleRequest
+from ..protocol import Sample, SampleRequest
 
 _MASK = (1 << 64) - 1
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from maker.errors import ModelConfigError, one_line
 
+from ..pricing import import_litellm
+from ..protocol import SampleRequest
 from .openai_compatible import cached_tokens, choice_text, json_reply, reasoning_tokens
-from .pricing import import_litellm
-from .protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply, fault_kind
 
 __all__ = [
@@ -135,7 +135,7 @@ def check_model_settings(model: str, api_base: str | None = None) -> None:
 
 class LiteLLMClient(PooledClient):
     """A `ModelClient` over `litellm.acompletion` / `atext_completion` (retries, `n`, pacing:
-    `cluster.transport.PooledClient`)."""
+    `cluster.http.transport.PooledClient`)."""
 
     def __init__(self, config: EndpointConfig) -> None:
         super().__init__(config)
