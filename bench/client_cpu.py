@@ -54,9 +54,9 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
 
 def make(path: str, url: str, in_flight: int):
     """An object with `async complete(requests) -> list[Sample-like]` for one path."""
-    from maker.cluster.litellm_client import LiteLLMClient, import_litellm
-    from maker.cluster.openai_compatible import OpenAICompatibleClient
-    from maker.cluster.transport import EndpointConfig
+    from maker.cluster.http.litellm_client import LiteLLMClient, import_litellm
+    from maker.cluster.http.openai_compatible import OpenAICompatibleClient
+    from maker.cluster.http.transport import EndpointConfig
 
     use_n = path.endswith("-n")
     config = EndpointConfig("openai/sim", api_base=url, concurrency=in_flight, use_n=use_n, timeout_s=60.0)

@@ -77,10 +77,9 @@ def main() -> None:
     from maker.tasks import get_task
 
     import maker.runtime.driver
-    from maker.config import VotingConfig
+    from maker.config import ClusterConfig, GuardConfig, VotingConfig
     from maker.engine.red_flags import RedFlagPolicy
-    from maker.runtime.driver import ClusterConfig, run
-    from maker.runtime.guard import GuardConfig
+    from maker.runtime.driver import run
 
     if args.ray:
         ensure_ray(num_cpus=2)

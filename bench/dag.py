@@ -12,7 +12,7 @@ Models, all simulated (every figure here is simulated):
 * `sim:0.99,latency=L`: each model call takes L seconds, as a hosted model does;
 * `maker sim-server` with latency, behind real HTTP and litellm.  The sim-server only
   knows Hanoi prompts, so this script registers a reader for plan-step prompts with it
-  (`tasks.ops.step_from_prompt`, `OpOracle`) -- a stopgap until sim_server.py offers a hook.
+  (`tasks.plans.ops.step_from_prompt`, `OpOracle`) -- a stopgap until sim_server.py offers a hook.
   litellm costs tens of milliseconds of CPU per request on a busy 2-core machine, so the
   sort runs there use a smaller network (--server-sort-n, default 64 numbers).
 
@@ -39,8 +39,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def one(task, model, workers: int, sequential: bool, log: Path) -> dict:
     from maker import ClusterConfig, VotingConfig
+    from maker.config import DagConfig
     from maker.log.steplog import decisions
-    from maker.runtime.dag import DagConfig
     from maker.runtime.driver import run as run_plan
 
     r = run_plan(task, [model], VotingConfig(k=3), log=log, cluster=ClusterConfig(workers=workers),
@@ -81,8 +81,8 @@ def compare(name: str, task, model, label: str, workers: int, work: Path, repeat
 
 def register_ops_reader() -> None:
     """Let `maker sim-server` answer mul/column/cmp prompts (see the module docstring)."""
-    import maker.cluster.sim_server as sim_server
-    from maker.tasks.ops import OpOracle, step_from_prompt
+    import maker.cluster.simulated.sim_server as sim_server
+    from maker.tasks.plans.ops import OpOracle, step_from_prompt
 
     oracle = OpOracle()
 
@@ -130,7 +130,7 @@ def main() -> None:
             lat = f"sim:0.99,latency={args.latency}"
             rows += compare(name, task, lat, lat, args.workers, work, args.repeat)
         if not args.skip_server:
-            from maker.cluster.sim_server import SimServer, SimServerConfig
+            from maker.cluster.simulated.sim_server import SimServer, SimServerConfig
 
             register_ops_reader()
             config = SimServerConfig(task="ops", p=0.99, latency=args.server_latency, concurrency=512)

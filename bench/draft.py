@@ -20,6 +20,9 @@ figure is simulated: the voters are `maker sim-server`, the drafts the simulator
     python bench/draft.py --in-order-steps 120 --steps 1023      # a shorter in-order run (its rate
                                                                  # does not depend on the length)
     python bench/draft.py --latency 0.1 --steps 300 --drafts sim:0.95,latency=0.01
+    python bench/draft.py --task chase --hops 1000 --in-order-steps 150 --drafts local
+                                                                 # the embedded model as the draft (real
+                                                                 # proposer, simulated voters)
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def one_run(url: str, variant: str, steps: int, args: argparse.Namespace, log: P
     from maker import ClusterConfig, VotingConfig, run
     from maker.log.steplog import decisions, open_log
 
-    task = get_task("hanoi", disks=args.disks)
+    task = get_task("hanoi", disks=args.disks) if args.task == "hanoi" else get_task("chase", hops=args.hops)
     spec = ModelSpec("openai/sim", api_base=url, concurrency=args.concurrency, timeout_s=30.0)
     speculate = {"in-order": 0, "leader": 8}.get(variant)
     draft = None if variant in ("in-order", "leader") else variant
@@ -75,7 +78,11 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.0, help="voters' extra latency, uniform in [0, J] (default 0)")
     parser.add_argument("--p", type=float, default=0.998, help="voters' accuracy (default 0.998)")
     parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--task", choices=("hanoi", "chase"), default="hanoi",
+                        help="hanoi (default) or chase (pointer chasing: the task the embedded model walks; "
+                             "try --drafts local)")
     parser.add_argument("--disks", type=int, default=10, help="Hanoi disks (default 10: 1,023 steps)")
+    parser.add_argument("--hops", type=int, default=1000, help="chase: hops (default 1000)")
     parser.add_argument("--steps", type=int, help="steps per drafted run (default: the whole task)")
     parser.add_argument("--in-order-steps", type=int, help="steps of the in-order and leader runs (default: --steps)")
     parser.add_argument("--drafts", default="sim:0.95,latency=0.01;sim:0.7,latency=0.01",
@@ -89,12 +96,12 @@ def main() -> None:
     from maker.cluster import ensure_ray
 
     ensure_ray()
-    total = 2**args.disks - 1
+    total = 2**args.disks - 1 if args.task == "hanoi" else args.hops
     steps = min(total, args.steps or total)
     base_steps = min(steps, args.in_order_steps or steps)
     tmp = Path(tempfile.mkdtemp(prefix="maker-draft-bench-"))
-    proc, url = start_server(args.latency, args.jitter, args.p, args.seed)
-    report = {"simulated": True, "voters": f"maker sim-server --p {args.p} --latency {args.latency} --jitter {args.jitter} "
+    proc, url = start_server(args.latency, args.jitter, args.p, args.seed, args.task)
+    report = {"simulated": True, "task": args.task, "voters": f"maker sim-server --task {args.task} --p {args.p} --latency {args.latency} --jitter {args.jitter} "
               "via the OpenAI-compatible client (openai/sim)", "k": args.k, "disks": args.disks, "cpus": os.cpu_count(),
               "rows": []}
     try:

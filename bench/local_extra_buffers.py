@@ -29,7 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 def prompts(samples: int) -> list[tuple[str, int]]:
     from maker.tasks.base import task_prompt
-    from maker.tasks.chase import Chase
+    from maker.tasks.builtin.chase import Chase
 
     task = Chase(hops=samples)
     out, step = [], task.first_step()

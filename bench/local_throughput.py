@@ -7,8 +7,9 @@ sampling settings (temperature, stop at newline, max tokens, per-draw seed):
 
 * saturation -- a plain concurrent httpx client keeping C requests in flight: the most
   the server can give;
-* client     -- `LiteLLMClient` fed step by step as the runner feeds it (round one: k
-  samples together; then what the leader still needs), no Ray: litellm's own overhead;
+* client     -- `LiteLLMClient` fed step by step by the engine's step voter
+  (`maker.engine.step.vote_step`: round one k samples together, then what the leader
+  still needs; red flags on), no Ray: litellm's own overhead;
 * maker      -- the real runner (`maker.runtime.driver.run`: Ray worker, voting, red flags, step
   log): the difference of a short and a full run, which cancels the fixed start-up
   (Ray actor, litellm import, first connection); samples on a losing speculative
@@ -77,43 +78,35 @@ async def worker_warmup(client, api_base: str, model: str, prompt: str) -> None:
 
 
 async def client_rate(spec, task, voting, steps: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    """LiteLLMClient driven like the segment loop drives it (no Ray, no log)."""
+    """LiteLLMClient driven by maker's one step voter (`maker.engine.step.vote_step`: its
+    rounds, red flags, ballot and request cap), step by step as a worker drives it, without
+    Ray or a step log."""
     from maker.cluster import make_client
     from maker.cluster.protocol import SampleRequest
-    from maker.tasks.base import task_judge, task_prompt
-    from maker.voting import Ballot
+    from maker.tasks.base import task_prompt
 
-    from maker.engine.variants import variant_of
+    from maker.engine.red_flags import RedFlagPolicy
+    from maker.engine.step import vote_step
 
     client = make_client(spec, task)
+    clients = {spec.model: client}
     step = task.first_step()
     await client.complete([SampleRequest(task_prompt(task, step, "completion"), 0.0, 16, 1, step)])  # warm
+    policy = RedFlagPolicy()
     drawn_total = 0
     started = time.perf_counter()
     for i in range(steps):
-        ballot, drawn, winner = Ballot(voting.k), 0, None
-        prompts = [task_prompt(task, step, "completion", v) for v in range(voting.prompt_variants)]
-        while winner is None and drawn < voting.max_samples_per_step:
-            want = voting.k if drawn == 0 else ballot.needed
-            requests = []
-            for j in range(drawn, drawn + want):
-                v = variant_of(j, 1, voting.prompt_variants)
-                requests.append(SampleRequest(prompts[v], voting.temperature_of(j), 16, 1_000_003 * i + j, step, v))
-            samples = await client.complete(requests)
-            for r, s in zip(requests, samples):
-                key = task_judge(task, step, s.text, r.variant).key
-                if key is not None and winner is None:
-                    winner = ballot.add(key)
-            drawn += want
-        drawn_total += drawn
-        if winner is None:
+        vote = await vote_step(task, clients, step, voting, policy, (spec.model,), 1_000_003)
+        drawn_total += vote.drawn
+        if vote.winner is None:
             break
-        step = task.step_after(i, winner)
+        step = task.step_after(i, vote.winner)
     return drawn_total / (time.perf_counter() - started), drawn_total
 
 
 def _maker_run(spec, task, voting, steps: int, speculate: int | None):  # type: ignore[no-untyped-def]
-    from maker.runtime.driver import ClusterConfig, run
+    from maker.config import ClusterConfig
+    from maker.runtime.driver import run
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

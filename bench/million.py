@@ -81,8 +81,8 @@ def profile_segments(task, model: str, k: int, steps: int, profile: bool = True)
 
     from maker.config import VotingConfig
     from maker.engine.red_flags import RedFlagPolicy
-    from maker.runtime.chain import run_segment
-    from maker.runtime.segment import SegmentJob
+    from maker.runtime.chain.loop import run_segment
+    from maker.runtime.chain.segment import SegmentJob
 
     worker = ModelWorker(task.spec, [ModelSpec(model)])
     voting = VotingConfig(k=k)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "provi
 
 from fake_provider import FakeProvider  # noqa: E402
 from maker.cluster import ModelSpec  # noqa: E402
-from maker.cluster.transport import cached_price  # noqa: E402
+from maker.cluster.http.transport import cached_price  # noqa: E402
 from personalities import one_at_a_time  # noqa: E402
 
 import maker  # noqa: E402

@@ -106,7 +106,7 @@ def endpoint_faults(disks: int, work: Path, rate: float) -> list[dict]:
     """One run through litellm against a sim-server that faults at `rate`; without speculation
     no request is cancelled, so every injected fault must be in the log, kind by kind."""
     from maker.cluster import ModelSpec
-    from maker.cluster.sim_server import SimServer, SimServerConfig
+    from maker.cluster.simulated.sim_server import SimServer, SimServerConfig
     from maker.tasks import get_task
 
     from maker import ClusterConfig, VotingConfig, run, verify_log

@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-def start_server(latency: float, jitter: float, p: float, seed: int) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, jitter: float, p: float, seed: int, task: str = "hanoi") -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "maker.cli.main", "sim-server", "--port", "0", "--latency", str(latency),
-           "--jitter", str(jitter), "--p", str(p), "--seed", str(seed), "--quiet"]
+           "--jitter", str(jitter), "--p", str(p), "--seed", str(seed), "--task", task, "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening on " not in line:

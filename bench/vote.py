@@ -69,7 +69,7 @@ async def with_maker(items: list, url: str, k: int, concurrency: int) -> tuple[f
 
 
 async def plain_loop(items: list, url: str, k: int, concurrency: int) -> tuple[float, float, int, int]:
-    from maker.cluster.litellm_client import import_litellm
+    from maker.cluster.http.litellm_client import import_litellm
 
     litellm = import_litellm()
     gate = asyncio.Semaphore(concurrency)

@@ -1,10 +1,11 @@
 """Model clients (litellm, the simulator) and the Ray actors that hold them."""
 
+from maker.errors import MakerError, ModelConfigError, ModelError
+
 from .clients import ModelSpec, check_spec, make_client
-from .errors import MakerError, ModelConfigError, ModelError
 from .function_client import FunctionClient
 from .protocol import ModelClient, Sample, SampleRequest
-from .simulator import SimConfig, SimulatedModel, mix64, parse_sim_model
+from .simulated.simulator import SimConfig, SimulatedModel, mix64, parse_sim_model
 from .worker import ModelWorker, WorkerPool, ensure_ray
 
 __all__ = [

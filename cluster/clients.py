@@ -1,6 +1,6 @@
 """Turn a model string into a `ModelClient`.
 
-``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.scripted`),
+``sim:...`` is the simulator, ``script:NAME`` a scripted fake (`cluster.simulated.scripted`),
 ``py:pkg.module:factory`` (or ``py:path/to/file.py:factory``) a client built by the user's
 own code on each worker, a `ModelClient` object (e.g. ``FunctionClient(fn)``) is used as
 is (shipped to the workers by value), ``openai/NAME`` with an ``api_base`` (OpenAI-compatible
@@ -16,15 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from maker.tasks.base import Task
+from maker.tasks.base import Task, optional
 
-from .errors import ModelConfigError
-from .litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
+from maker.errors import ModelConfigError
+
+from .http.litellm_client import LiteLLMClient, LiteLLMConfig, check_model_settings, stop_sent, temperature_sent
+from .http.openai_compatible import OpenAICompatibleClient, uses_openai_compatible
 from .local.server import INSTALL_HINT, check_gguf, is_local_model, llama_server_missing, model_path_of
-from .openai_compatible import OpenAICompatibleClient, uses_openai_compatible
-from .pricing import Price, price_of
+from .pricing import FREE_LOCAL, Price, price_of
 from .protocol import ModelClient
-from .simulator import SimulatedModel, parse_sim_model
+from .simulated.simulator import SimulatedModel, parse_sim_model
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class ModelSpec:
     def unit_price(self) -> Price:
         """What this model's tokens cost and where that comes from: `price` when given, free
         for a fake (the simulator, `maker sim-server`, a script, a client that says it is
-        simulated), else litellm's offline table -- unknown (`Price.known` False) for a model
+        simulated), free for the embedded model, else litellm's offline table -- unknown (`Price.known` False) for a model
         it does not know, and for a client object of the user's own."""
         if self.price is not None:
             return self.price
@@ -87,6 +88,8 @@ class ModelSpec:
             return Price(0.0, 0.0, "unknown: a py: model (pass --price-in/--price-out)", known=False)
         if self.is_simulated:
             return Price(0.0, 0.0, "simulated (free)")
+        if is_local_model(self.model):  # the embedded model runs on this machine: no provider bills it
+            return FREE_LOCAL
         return price_of(self.model)
 
     @property
@@ -180,8 +183,8 @@ def check_spec(spec: ModelSpec) -> None:
     if spec.model.startswith("py:"):  # the user's own factory: built once here, so its errors show now
         build_user_client(spec.model)
         return
-    if spec.model.startswith("script:"):  # a scripted fake (cluster/scripted.py)
-        from .scripted import parse_script_model
+    if spec.model.startswith("script:"):  # a scripted fake (cluster/simulated/scripted.py)
+        from .simulated.scripted import parse_script_model
 
         parse_script_model(spec.model)
         return
@@ -276,17 +279,13 @@ _NOTICED: set[str] = set()
 def user_factory(model: str) -> Any:
     """The object ``py:pkg.module:attr`` (or ``py:path/file.py:attr``) names; ModelConfigError
     with one line when it does not import or is not callable."""
-    from maker.tasks.registry import TaskNameError, import_where
+    from maker.tasks.plugins import PluginError, import_where, split_ref
 
-    ref = model[len("py:"):]
-    where, _, attr = ref.rpartition(":")
-    if not where or not attr:
-        raise ModelConfigError(f"{model!r}: expected py:pkg.module:factory or py:path/to/file.py:factory", model=model)
     try:
-        module = import_where(where)
-    except TaskNameError as exc:
+        where, attr = split_ref(model[len("py:"):])
+        target = getattr(import_where(where), attr, None)
+    except PluginError as exc:
         raise ModelConfigError(f"{model}: {exc}", model=model) from None
-    target = getattr(module, attr, None)
     if target is None or not callable(target) and not hasattr(target, "complete"):
         raise ModelConfigError(f"{model}: {where} has no callable {attr!r}", model=model)
     return target
@@ -338,7 +337,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
     if spec.model.startswith("py:"):
         return build_user_client(spec.model)
     if spec.model.startswith("script:"):
-        from .scripted import make_scripted
+        from .simulated.scripted import make_scripted
 
         return make_scripted(spec.model)
     if spec.in_process_simulator:
@@ -354,7 +353,7 @@ def make_client(spec: ModelSpec, task: Task) -> ModelClient:
         timeout_s=spec.timeout_s,
         rpm=spec.rpm,
         tpm=spec.tpm,
-        stop=tuple(getattr(task, "stop", ()) or ()),
+        stop=tuple(optional(task, "stop") or ()),
         price=spec.price,
         # maker's own sim-server derives a seed per choice of an n-request; any other server
         # gets n-requests without a seed (one seed for n choices is what makes servers copy)

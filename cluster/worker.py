@@ -36,20 +36,14 @@ from typing import Any
 from maker.tasks import build_task
 from maker.tasks.base import TaskSpec
 
+from maker.errors import MakerError, ModelConfigError, one_line
+
 from .clients import ModelSpec, make_client
-from .errors import MakerError, ModelConfigError
 from .protocol import ModelClient
-from .secrets import redact
 
 
 class WorkerLostError(MakerError):
     """Workers kept dying on the same batch: the cluster cannot run it."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line, "Type: message" (what `stopped_in_worker` is given), keys
-    redacted (`cluster.secrets`): a worker's error reaches stderr, MCP and result files."""
-    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
 
 
 def stopped_in_worker(message: str, by_maker: bool = False) -> MakerError:
@@ -94,7 +88,7 @@ class ModelWorker:
             for m in models:
                 self.clients[m.model] = make_client(m, self.task)
         except Exception as exc:  # the user's code or settings: reported by ready(), once
-            self.setup_error = one_line(exc)
+            self.setup_error = one_line(exc, None, typed=True)
 
     def ready(self) -> str | None:
         """None when the worker holds its task and clients, else why not (one line)."""
@@ -111,7 +105,7 @@ class ModelWorker:
         except MakerError:
             raise
         except Exception as exc:
-            raise stopped_in_worker(one_line(exc), raised_by_maker(exc)) from None
+            raise stopped_in_worker(one_line(exc, None, typed=True), raised_by_maker(exc)) from None
         return result
 
     async def stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any) -> AsyncIterator[Any]:
@@ -123,7 +117,7 @@ class ModelWorker:
         except MakerError:
             raise
         except Exception as exc:
-            raise stopped_in_worker(one_line(exc), raised_by_maker(exc)) from None
+            raise stopped_in_worker(one_line(exc, None, typed=True), raised_by_maker(exc)) from None
 
     def node_id(self) -> str:
         import ray
@@ -165,7 +159,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(**kwargs)
     except Exception as exc:  # Ray raises bare Exceptions (a node that timed out at start-up)
         where = f"join Ray at {address}" if address else "start a local Ray"
-        raise MakerError(f"cannot {where}: {one_line(exc)}") from exc
+        raise MakerError(f"cannot {where}: {one_line(exc, None, typed=True)}") from exc
     finally:
         if term is not None:  # Ray's C++ logger takes SIGTERM over (prints a stack, exits 1): give it back
             signal.signal(signal.SIGTERM, term)
@@ -297,7 +291,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
     Raises UsageError (one line).  Registers the user's modules for pickling by value."""
     from maker.tasks.base import Oracle
 
-    from .errors import UsageError
+    from maker.errors import UsageError
 
     if isinstance(task, TaskSpec):
         return
@@ -311,7 +305,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
                    if name == "map" else "(give it truth=... or a solver, or run it on a real model)")
             )
         if m.client is None and m.in_process_simulator:
-            from .simulator import check_can_be_wrong
+            from .simulated.simulator import check_can_be_wrong
 
             try:
                 check_can_be_wrong(task, m.model)
@@ -325,7 +319,7 @@ def check_shippable(task: Any, models: Sequence[ModelSpec]) -> None:
         try:
             cloudpickle.dumps(obj)
         except Exception as exc:
-            why = one_line(exc)
+            why = one_line(exc, None, typed=True)
             raise UsageError(f"the {what} cannot be sent to the Ray workers: {why}") from None
 
 
@@ -388,7 +382,7 @@ class WorkerPool:
         the user's code or settings, the same on every retry, so nothing is retried."""
         import ray
 
-        from .errors import UsageError
+        from maker.errors import UsageError
 
         try:
             problems = ray.get([a.ready.remote() for a in self.actors])

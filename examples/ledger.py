@@ -27,7 +27,7 @@ def amounts(n: int, seed: int = 0) -> list[int]:
     return out
 
 
-def ledger(n: int = 200, start: int = 100, seed: int = 0) -> maker.tasks.chain.ChainTask:
+def ledger(n: int = 200, start: int = 100, seed: int = 0) -> maker.tasks.ChainTask:
     """The ledger task: `n` transactions from an opening balance `start`."""
     moves = amounts(n, seed)
     return maker.chain_task(

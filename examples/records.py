@@ -55,7 +55,7 @@ def total(*ages: str) -> int:
     return sum(int(a) for a in ages)
 
 
-def records(n: int = 50, seed: int = 0) -> maker.tasks.plan_task.PlanTask:
+def records(n: int = 50, seed: int = 0) -> maker.tasks.PlanTask:
     """The plan: one voted `age` step per record, then the `total` tool step."""
     lines = [f"# total age over {n} records"]
     lines += [f"#E{i + 1} = age({json.dumps(r)})" for i, r in enumerate(make_records(n, seed))]

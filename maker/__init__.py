@@ -8,8 +8,6 @@ are thrown away, and first-to-ahead-by-k voting decides it before the state adva
     >>> result = maker.run(get_task("hanoi", disks=6), ["sim:0.99"], maker.VotingConfig(k=3))  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from maker.audit.verify import VerifyReport, verify_log  # noqa: E402
 from maker.audit.whatif import WhatIfReport, whatif_log  # noqa: E402
 from maker.budget.choosing import KChoice, choose_k  # noqa: E402
@@ -19,16 +17,16 @@ from maker.budget.spend import Budget  # noqa: E402
 from maker.budget.tally import ModelEstimate  # noqa: E402
 from maker.budget.tuning import TuneReport, tune_log  # noqa: E402
 from maker.cluster.function_client import FunctionClient  # noqa: E402
-from maker.config import VotingConfig  # noqa: E402
+from maker.config import ClusterConfig, GuardConfig, VotingConfig  # noqa: E402
 from maker.engine.red_flags import RedFlagPolicy  # noqa: E402
 from maker.errors import BudgetReached, MakerError, ModelConfigError, StepLogError, UsageError, VoteCapError  # noqa: E402
 from maker.mapping.api import map  # noqa: E402,A004 (maker.map: one voted answer per record)
-from maker.runtime.driver import ClusterConfig, RunResult, run  # noqa: E402
-from maker.runtime.guard import GuardConfig  # noqa: E402
+from maker.runtime.driver import RunResult, run  # noqa: E402
 from maker.solving import solve  # noqa: E402
-from maker.tasks.chain import chain_task  # noqa: E402
-from maker.tasks.plan_task import plan_task  # noqa: E402
-from maker.tasks.user_ops import operation, tool  # noqa: E402
+from maker.tasks.chain_task import chain_task  # noqa: E402
+from maker.tasks.plans.plan_task import plan_task  # noqa: E402
+from maker.tasks.plans.user_ops import operation, tool  # noqa: E402
+from maker.version import __version__  # noqa: E402
 from maker.voted_call import VoteResult, avote, vote, voted  # noqa: E402
 
 __all__ = [

@@ -1,8 +1,16 @@
-"""Run settings as frozen values, passed explicitly (they must reach Ray workers intact)."""
+"""Run settings as frozen values, passed explicitly (they must reach Ray workers intact).
+
+Every setting a user gives has its one owner here: how each step is voted (`VotingConfig`),
+where the work runs (`ClusterConfig`), how the live guard judges the run (`GuardConfig`)
+and how a plan's ready steps are dispatched (`DagConfig`).  Everything else derives its
+values from these; `maker.engine.red_flags.RedFlagPolicy` (which detectors run) lives with
+the detectors it names.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from maker.errors import UsageError
 
@@ -26,7 +34,9 @@ class VotingConfig:
     (``finish_reason = length``) before any vote: a reasoning model whose hidden reasoning
     fills the cap would otherwise be paid for 50 empty replies.
     `prompt_variants` spreads a step's samples over the task's prompt variants
-    (see `maker.engine.variants`).
+    (see `maker.engine.variants`).  `prompt_style` ("chat" or "completion"): None takes
+    the task's own `prompt_style` (the embedded model's `chase` wants completion
+    prompts), else chat -- `style_for(task)`.
 
     `on_undecided` says what a step that gives up does (`gives_up`): ``"fail"`` stops the
     run (the default); ``"escalate"`` re-opens it on the next tier of `escalate_to` (a
@@ -45,7 +55,7 @@ class VotingConfig:
     temperature: float = 0.1
     max_samples_per_step: int = 100
     max_output_tokens: int = 750
-    prompt_style: str = "chat"
+    prompt_style: str | None = None
     prompt_variants: int = 1
     max_discards_in_a_row: int = 50
     max_failed_calls: int = 6
@@ -81,7 +91,7 @@ class VotingConfig:
             raise UsageError("--escalate-on-split needs --on-undecided escalate")
         if self.on_undecided == "escalate" and (not tiers or not all(tiers)):
             raise UsageError("--on-undecided escalate needs --escalate-to MODEL [MODEL ...] (one flag per tier)")
-        if self.prompt_style not in ("chat", "completion"):
+        if self.prompt_style not in (None, "chat", "completion"):
             raise UsageError(f"prompt style must be chat or completion, got {self.prompt_style!r}")
 
     @classmethod
@@ -95,10 +105,21 @@ class VotingConfig:
         """Whether a step stops undecided: the sample cap, or no valid vote yet after
         `max_discards_in_a_row` samples, `max_failed_calls` failed calls or `max_cut_off`
         replies cut at the output cap."""
-        if drawn >= self.max_samples_per_step:
-            return True
+        return drawn >= self.max_samples_per_step or self.stalled(drawn, votes, failed_calls, cut_off)
+
+    def stalled(self, drawn: int, votes: int, failed_calls: int, cut_off: int = 0) -> bool:
+        """No valid vote yet after `max_discards_in_a_row` samples, `max_failed_calls` failed
+        calls or `max_cut_off` replies cut at the output cap: the model gives nothing to
+        count (a step's counts, or a measured batch's: `maker.engine.step.Measure`)."""
         return votes == 0 and (drawn >= self.max_discards_in_a_row or failed_calls >= self.max_failed_calls
                                or cut_off >= self.max_cut_off)
+
+    def style_for(self, task: object) -> str:
+        """The prompt style `task`'s steps are rendered in: `prompt_style` when given, else
+        the task's own (`Task.prompt_style`), else "chat"."""
+        from maker.tasks.base import optional
+
+        return self.prompt_style or optional(task, "prompt_style") or "chat"
 
     @property
     def escalation_models(self) -> tuple[str, ...]:
@@ -109,3 +130,72 @@ class VotingConfig:
         """The temperature of sample `sample_index` of one ballot (a step's, or an escalated
         tier's fresh one: `maker.engine.step.StepVote.temperature_of` counts from its start)."""
         return self.first_temperature if sample_index == 0 else self.temperature
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the work runs: a local Ray instance by default, or `address`."""
+
+    workers: int = 1
+    address: str | None = None
+    segment_steps: int = 2048
+    segment_seconds: float = 2.0
+    #: steps voted ahead on the premise the current leader implies; None: automatic
+    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.chain.speculation
+    speculate: int | None = None
+    #: what proposes the window's premises before any reply is in (decisions unchanged; see
+    #: maker.runtime.chain.draft): None (no draft), "reference" (or True: the task's ground truth),
+    #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
+    #: "py:pkg.module:fn" naming one
+    draft: Any = None
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """How the live guard judges the run and what it may do about it."""
+
+    target: float = 0.95  # wanted probability that the whole run is right
+    p_plan: float | None = None  # p the plan assumed (--p); None: the p that k just suffices for
+    adaptive: bool = False  # raise k when an alarm says the plan no longer holds
+    k_max: int | None = None  # the most k may rise to (default with adaptive: 3 * k)
+    collision_factor: float = 3.0
+    min_collisions: int = 3
+    min_votes: int = 100  # judge p only after this many counted votes (and a perfect record clears the plan)
+    level: float = 0.95  # Clopper-Pearson confidence level
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target < 1.0:
+            raise UsageError(f"--target must be in (0, 1), got {self.target}")
+        if self.p_plan is not None and not 0.5 < self.p_plan <= 1.0:
+            raise UsageError(f"--p must be in (0.5, 1], got {self.p_plan}")
+        if not self.collision_factor >= 1.0:
+            raise UsageError(f"--collision-factor must be >= 1, got {self.collision_factor}")
+        if self.min_collisions < 1 or self.min_votes < 1:
+            raise UsageError("--min-collisions and the guard's min_votes must be >= 1")
+        if not 0.0 < self.level < 1.0:
+            raise UsageError(f"confidence level must be in (0, 1), got {self.level}")
+
+    def checked_k_max(self, k: int) -> int:
+        """The ceiling for k; UsageError (exit 2) when it is below the starting k."""
+        k_max = self.k_max if self.k_max is not None else (3 * k if self.adaptive else k)
+        if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < k:
+            raise UsageError(f"--k-max ({self.k_max}) must be an integer >= k ({k})")
+        return k_max
+
+
+@dataclass(frozen=True)
+class DagConfig:
+    """How ready steps are dispatched.
+
+    `sequential` forces one step per Ray call and one call at a time, in plan order: the
+    same DAG run as if it were a chain (for comparison; decisions are identical).
+    `max_batch` caps the steps one Ray call votes; `calls_per_worker` caps calls in flight.
+    """
+
+    sequential: bool = False
+    max_batch: int = 256
+    calls_per_worker: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.calls_per_worker < 1:
+            raise UsageError("--max-batch and calls per worker must be >= 1")

@@ -1,5 +1,8 @@
-"""maker's errors: the one tree, drawn here (the root lives in `maker.cluster.errors`, which
-every layer can import).
+"""maker's errors: the one tree, rooted and drawn here, and `one_line`, an exception as one line.
+
+A leaf module: it imports nothing of maker's at import time (only `one_line` reaches for
+`maker.cluster.secrets.redact`, itself a leaf, when it runs), so every layer may import it --
+`maker.cluster` and `maker.tasks` too, which may not import maker's runtime.
 
     MakerError
      ├── UsageError (and ValueError)  bad input: nothing was run, nothing written      exit 2
@@ -23,7 +26,25 @@ logs: the CLI prints any MakerError as one line on stderr with the exit code abo
 
 from __future__ import annotations
 
-from maker.cluster.errors import MakerError, ModelConfigError, ModelError, UsageError
+
+class MakerError(Exception):
+    """Root of every error maker raises on purpose."""
+
+
+class ModelError(MakerError):
+    """A model could not be used; `model` names it when known."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ModelConfigError(ModelError):
+    """The model cannot be called as configured; retrying will not help."""
+
+
+class UsageError(MakerError, ValueError):
+    """Bad input from the user: nothing was run, nothing was written (the CLI exits 2)."""
 
 
 class StepLogError(MakerError):
@@ -76,6 +97,31 @@ class DetectorError(MakerError):
         self.name = name
 
 
+def one_line(exc: BaseException | str, limit: int | None = 300, *, typed: bool = False) -> str:
+    """An exception (or a message) as one line for stderr, MCP, a log or a result file.
+
+    Whitespace runs become one space; API keys and other secrets are redacted
+    (`maker.cluster.secrets.redact`) before the text is cut to `limit` characters (None: no
+    cut), so a cut never leaves part of a key; a huge message (a 1 MB error body) is read to
+    its first 64 KB.  `typed` prefixes the exception's type ("KeyError: 'x'").  Never
+    raises: an exception whose ``__str__`` fails reads "(no message)".
+
+    >>> one_line(ValueError("bad\n   input"), typed=True)
+    'ValueError: bad input'
+    """
+    from maker.cluster.secrets import redact
+
+    try:
+        message = str(exc)[:65536]
+    except Exception:  # a user's exception with a broken __str__
+        message = "(no message)"
+    text = " ".join(message.split())
+    if typed and isinstance(exc, BaseException):
+        text = f"{type(exc).__name__}: {text}"
+    text = redact(text)
+    return text if limit is None else text[:limit]
+
+
 __all__ = [
     "BudgetReached",
     "EndpointDownError",
@@ -87,4 +133,5 @@ __all__ = [
     "StepLogError",
     "UsageError",
     "VoteCapError",
+    "one_line",
 ]

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from maker.cluster import ModelSpec
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, DagConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.runtime.decompose import DecomposeConfig, Decomposition, plan_problem
-from maker.runtime.driver import ClusterConfig, RunResult, run
+from maker.runtime.driver import RunResult, run
 
 __all__ = ["planning_budget", "solve", "solve_plan"]
 
@@ -83,8 +83,7 @@ def solve(
     `progress` (the step count is known only once planned).  The result's ``extra`` holds ``plan`` (its text),
     ``plan_samples`` and ``plan_votes``; what planning spent counts against `max_cost_usd`.
     A free-form problem has no ground truth: errors are unknown (None)."""
-    from maker.runtime.dag import DagConfig
-    from maker.tasks.plan_task import solve_task
+    from maker.tasks.plans.plan_task import solve_task
 
     voting = voting or VotingConfig()
     policy = policy or RedFlagPolicy()

@@ -2,7 +2,7 @@
 
 Why: most users do not have a million-step chain; they have one LLM call in their own
 code that must not be wrong.  A voted call is exactly a one-step run of the task
-`tasks/one_prompt.py` (the prompt as its only step, a key normaliser as its judge),
+`tasks/builtin/one_prompt.py` (the prompt as its only step, a key normaliser as its judge),
 voted by the same step voter as every run (`_vote_one` is the single place it meets the
 engine): round one draws k samples together (the first at `first_temperature`, the rest
 at `temperature`), later rounds only what the leader still needs, red-flagged samples
@@ -35,7 +35,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,16 +45,16 @@ from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.local.serving import Lease, acquire
 from maker.cluster.protocol import ModelClient, Sample, SampleRequest
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.errors import BudgetReached, UsageError
 from maker.log.steplog import StepLogWriter
 from maker.runtime.dag import NodeJob, NodeResult, check_batch, vote_nodes
-from maker.runtime.driver import ClusterConfig, run_metadata
+from maker.runtime.driver import run_metadata
 from maker.runtime.local_models import free_local, has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_settings
-from maker.tasks.base import Oracle
-from maker.tasks.one_prompt import OnePrompt, one_prompt
+from maker.tasks.base import Oracle, optional
+from maker.tasks.builtin.one_prompt import OnePrompt, one_prompt
 
 __all__ = ["VoteResult", "avote", "vote", "voted"]
 
@@ -125,7 +125,8 @@ async def avote(
     ``sim:P`` with `expected=`, ``script:NAME``, ``local`` / ``local:PATH.gguf``: the embedded
     model, served by this process's shared servers -- started on the first call, reused by
     every later one, stopped at exit; see `maker.runtime.local_models`), `ModelSpec`s (a model
-    at an ``api_base``) or `ModelClient` objects; samples are spread over them in turn.  k: the margin (default 3; `voting.k` when `voting` is given).
+    at an ``api_base``) or `ModelClient` objects; samples are spread over them in turn.  k: the margin (`VotingConfig`'s default when neither k
+    nor `voting` is given; `voting.k` when `voting` is given).
     key: a normaliser name (`maker.tasks.keys.NORMALISERS`, ``choice:a,b``) or a function
     ``str -> str | None``; a reply it maps to None is red-flagged ``malformed``.  red_flags:
     a `RedFlagPolicy`, or extra ``(name, fn)`` detectors for the default one, each
@@ -337,7 +338,7 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise UsageError(f"k must be an integer >= 1, got {k!r}")
     if voting is None:
-        voting = VotingConfig(k=3 if k is None else k)
+        voting = VotingConfig() if k is None else VotingConfig(k=k)  # k's default is VotingConfig's
     elif k is not None and k != voting.k:
         raise UsageError(f"k={k} disagrees with voting.k={voting.k}: give one of them")
     if expected is not None and not isinstance(expected, str):
@@ -360,15 +361,13 @@ def _prepare(prompt: Any, models: Sequence[Any], k: int | None, key: Any, red_fl
             if spec.in_process_simulator and not isinstance(task, Oracle):
                 raise UsageError(f"{model} answers from ground truth: pass expected= (the right answer) to simulate a vote")
     if isinstance(red_flags, RedFlagPolicy):
-        policy = replace(red_flags)  # a fresh copy: a policy caches per-task plans, and every call has a new task
-    elif red_flags is None:
-        policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
-    else:
-        policy = RedFlagPolicy(max_output_tokens=voting.max_output_tokens, extra=tuple(red_flags))
+        policy = red_flags
+    else:  # the cap is VotingConfig's alone: the judge is handed `voting.max_output_tokens` (`maker.engine.step`)
+        policy = RedFlagPolicy(extra=tuple(red_flags or ()))
     check_settings(task, policy, voting, len(models))  # what `maker.run` refuses up front, refused here too
     refuse_local_tiers(voting.escalation_models)
     warn_unsent_settings([m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models],
-                         voting.first_temperature, voting.temperature, tuple(getattr(task, "stop", ()) or ()))
+                         voting.first_temperature, voting.temperature, tuple(optional(task, "stop") or ()))
     if seed is None:
         seed = secrets.randbits(62)
     elif isinstance(seed, bool) or not isinstance(seed, int):

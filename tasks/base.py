@@ -20,13 +20,21 @@ variant's reply back to the one canonical vote key.  An `Oracle` with variants a
 offers `variant_reply(step, reply, variant)`, the canonical reply in that surface form.
 Tasks without variants need none of this: the helpers below (`variants_of`,
 `task_prompt`, `task_judge`) call them exactly as before when `variant == 0`.
+
+Every member the runtime may read is declared on `Task` (or, for ground truth, `Oracle`):
+the required ones, then the optional ones with their defaults.  A task class may subclass
+`Task` to inherit those defaults (the built-in tasks do), or leave them out entirely: the
+runtime reads an optional member through `optional(task, name)`, which falls back to the
+declared default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Union, runtime_checkable
+
+from maker.errors import one_line
 
 #: A chat prompt (OpenAI-style messages) or a plain completion prompt.
 Prompt = Union[str, list[dict[str, str]]]
@@ -83,9 +91,27 @@ class TaskOption:
     required: bool = False
 
 
+class _WithDefaults(type(Protocol)):  # type: ignore[misc]
+    """`isinstance` against a protocol below checks its `REQUIRED` members only (a callable
+    one must not be None): its optional members have defaults, so a task that leaves them
+    out is still a task.  Any other protocol is checked as `typing` checks it."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        required = cls.__dict__.get("REQUIRED")
+        if required is None:
+            return super().__instancecheck__(instance)
+        return all(hasattr(instance, name) and (not callable(cls.__dict__.get(name)) or getattr(instance, name) is not None)
+                   for name in required)
+
+
 @runtime_checkable
-class Task(Protocol):
-    """A long task as a chain of atomic, independently promptable steps."""
+class Task(Protocol, metaclass=_WithDefaults):
+    """A long task as a chain of atomic, independently promptable steps.
+
+    The members up to `is_solved` are required (`REQUIRED`: what `isinstance(obj, Task)`
+    checks); the rest are optional, with the defaults declared here (`optional`)."""
+
+    REQUIRED = ("spec", "total_steps", "first_step", "prompt", "judge", "step_after", "is_solved")
 
     spec: TaskSpec
 
@@ -119,10 +145,37 @@ class Task(Protocol):
         """Whether the premise of `step` is the task's goal."""
         ...
 
+    # -- optional members: a task may leave any out; `optional(task, name)` gives these defaults --
+    #: prompt variants: `prompt` and `judge` take ``variant=0..variants-1`` (see the module docstring)
+    variants: int = 1
+    #: stop sequences sent with every request (e.g. ``("\n",)`` for a one-line answer)
+    stop: tuple[str, ...] = ()
+    #: the task's own red-flag detectors, ``(name, fn)`` pairs (`maker.engine.red_flags`); a
+    #: class attribute, since workers rebuild the task from its spec
+    red_flags: tuple[tuple[str, Callable[..., Any]], ...] = ()
+    #: the prompt style the task is written for ("chat" or "completion"); None: chat
+    prompt_style: PromptStyle | None = None
+    #: where the task came from (built-in, plugin, module, file): set by `maker.tasks.registry`
+    maker_origin: str | None = None
+    #: the steps a model answers (a plan's voted steps, never its tools); None: every step
+    voted_steps: Callable[[], Sequence[int]] | None = None
+
+    def label(self, index: int) -> str:
+        """Step `index` as messages name it (a plan: "#E3 mul")."""
+        return f"#{index}"
+
+    def describe(self) -> str:
+        """The task as reports name it: its spec, "hanoi disks=10"."""
+        return self.spec.describe()
+
 
 @runtime_checkable
-class Oracle(Protocol):
-    """Ground truth for a task: the simulator's source of answers and the error count."""
+class Oracle(Protocol, metaclass=_WithDefaults):
+    """Ground truth for a task: the simulator's source of answers and the error count.
+
+    `REQUIRED` members first (what `isinstance(obj, Oracle)` checks), then optional ones."""
+
+    REQUIRED = ("truth", "reference_reply", "wrong_replies", "broken_reply")
 
     def truth(self, index: int) -> str:
         """The correct vote key of step `index` on the correct trajectory."""
@@ -140,6 +193,41 @@ class Oracle(Protocol):
         """A reply that a red flag must catch: kind is 'malformed' or 'rule_breaking'."""
         ...
 
+    # -- optional members, read through `optional(task, name)` (None: the task has none) --
+    #: ``variant_reply(step, reply, variant)``: the canonical reply in that variant's surface form
+    variant_reply: Callable[[StepInput, str, int], str] | None = None
+    #: ``true_step(index)``: step `index` on its true premise (default: walked from `truth`)
+    true_step: Callable[[int], StepInput] | None = None
+    #: ``gradable_steps()``: the steps graded on a known premise (a plan: its voted steps)
+    gradable_steps: Callable[[], list[int]] | None = None
+    #: ``truth_values()``: a plan's true value of every step, tools run (`OraclePlanTask`)
+    truth_values: Callable[..., list[str | None]] | None = None
+
+
+#: Every optional member, by the protocol that declares it (its default is that protocol's).
+OPTIONAL: dict[str, type] = {
+    **{name: Task for name in ("variants", "stop", "red_flags", "prompt_style", "maker_origin", "voted_steps", "label",
+                               "describe")},
+    **{name: Oracle for name in ("variant_reply", "true_step", "gradable_steps", "truth_values")},
+}
+
+
+def optional(task: Any, name: str) -> Any:
+    """The task's optional member `name` (one of `OPTIONAL`), or the default its protocol
+    declares when the task leaves it out (a task need not subclass `Task`); a default
+    method comes bound to `task`.  KeyError for a name no protocol declares optional.
+
+    >>> class Bare: spec = TaskSpec("bare")
+    >>> optional(Bare(), "stop"), optional(Bare(), "describe")()
+    ((), 'bare')
+    """
+    owner = OPTIONAL[name]
+    try:
+        return getattr(task, name)
+    except AttributeError:
+        default = owner.__dict__[name]
+        return default.__get__(task) if callable(default) else default
+
 
 def checked_advance(task: Any, step: StepInput, key: str) -> StepInput:
     """The next step for any task, after checking that `key` is a valid
@@ -152,7 +240,7 @@ def checked_advance(task: Any, step: StepInput, key: str) -> StepInput:
 
 def variants_of(task: Any) -> int:
     """How many prompt variants `task` offers (1 when it declares none)."""
-    n = getattr(task, "variants", 1)
+    n = optional(task, "variants")
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
 
 
@@ -172,20 +260,11 @@ def task_judge(task: Any, step: StepInput, reply: str, variant: int = 0) -> Verd
     try:
         verdict = task.judge(step, reply) if variant == 0 else task.judge(step, reply, variant=variant)
     except Exception as exc:  # a reply is data: whatever it does to a parser is a red flag
-        return Verdict(None, "malformed", f"the judge raised {describe_error(exc)}"[:200])
+        return Verdict(None, "malformed", f"the judge raised {one_line(exc, typed=True)}"[:200])
     key = verdict.key
     if key is not None and not (isinstance(key, str) and (key.isascii() or _storable(key))):
         return Verdict(None, "malformed", f"the judge's key is not storable text: {type(key).__name__}"[:200])
     return verdict
-
-
-def describe_error(exc: BaseException) -> str:
-    """'Type: message' on one line, even for an exception whose message cannot be shown."""
-    try:
-        message = " ".join(str(exc).split())
-    except Exception:  # a user's exception with a broken __str__
-        message = "(no message)"
-    return f"{type(exc).__name__}: {message}"[:300]
 
 
 def preview(value: object, limit: int = 80) -> str:

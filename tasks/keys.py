@@ -10,7 +10,9 @@ is evaluated (``ast.literal_eval``, never ``eval``), and a value that is not exa
 answer is refused rather than guessed.
 
 Compose them: ``choice("yes", "no")`` returns a normaliser; ``NORMALISERS`` names the
-ready ones for the command line and `maker.vote(key="integer")`.
+ready ones for the command line and `maker.vote(key="integer")`.  Your own is a function
+given as is, or named like a task (`normaliser`, `KEY_NAMES`): ``pkg.module:attr``,
+``path/to/file.py:attr``, or an installed plugin's entry point in the group ``maker.keys``.
 
     >>> integer(" **-042** ")
     '-42'
@@ -37,7 +39,9 @@ import json
 import re
 from collections.abc import Callable
 
-from .base import describe_error
+from maker.errors import one_line
+
+from .plugins import PluginError, Registry
 
 #: A key normaliser: answer text -> canonical key, or None when the text is malformed.
 Normaliser = Callable[[str], "str | None"]
@@ -299,29 +303,51 @@ def apply_key(normalise: Normaliser, value: object) -> tuple[str | None, str | N
     try:
         key = normalise(value if isinstance(value, str) else str(value))
     except Exception as exc:
-        return None, f"the key function raised {describe_error(exc)}"[:200]
+        return None, f"the key function raised {one_line(exc, typed=True)}"[:200]
     if key is None or isinstance(key, str):
         return key, None
     return None, f"the key function returned a {type(key).__name__}, not a string"
 
 
-def normaliser(spec: str | Normaliser) -> Normaliser:
-    """A normaliser from a callable or a name in `NORMALISERS`, or ``choice:a,b,c``.
+def _parametrised(name: str) -> Normaliser | None:
+    if name.startswith("choice:"):
+        return choice(*[o for o in name[len("choice:") :].split(",") if o.strip()])
+    return None
 
-    Raises ValueError (one line, naming the known ones) for an unknown name."""
+
+#: The entry-point group installed plugins declare key normalisers in.
+ENTRY_POINT_GROUP = "maker.keys"
+
+#: Key normalisers by name: the ready ones (`NORMALISERS`, ``choice:a,b,c``), installed
+#: plugins (entry points in ``maker.keys``), ``module:attr`` and ``file.py:attr``.
+KEY_NAMES = Registry("key normaliser", ENTRY_POINT_GROUP, NORMALISERS, _parametrised, ("choice:a,b,...",))
+
+
+def normaliser(spec: str | Normaliser) -> Normaliser:
+    """A normaliser from a function `str -> str | None` (used as is), a name in
+    `NORMALISERS`, ``choice:a,b,c``, an installed plugin's short name (entry-point group
+    ``maker.keys``), ``pkg.module:attr`` or ``path/to/file.py:attr``.
+
+    Raises ValueError (one line, naming the known ones) for a name that names no function.
+
+        >>> normaliser("maker.tasks.keys:integer")(" 042 ")
+        '42'
+    """
     if callable(spec):
         return spec
-    if isinstance(spec, str) and spec.startswith("choice:"):
-        return choice(*[o for o in spec[len("choice:") :].split(",") if o.strip()])
-    found = NORMALISERS.get(spec) if isinstance(spec, str) else None
-    if found is None:
-        known = ", ".join([*NORMALISERS, "choice:a,b,..."])
-        raise ValueError(f"unknown key normaliser {spec!r} (known: {known}, or a function)")
+    try:
+        found = KEY_NAMES.find(spec).target
+    except PluginError as exc:
+        raise ValueError(f"{exc} (or a function)" if str(exc).startswith("unknown") else str(exc)) from None
+    if not callable(found):
+        raise ValueError(f"key normaliser {spec!r} is a {type(found).__name__}, not a function str -> str | None")
     return found
 
 
 __all__ = [
     "NON_ANSWERS",
+    "ENTRY_POINT_GROUP",
+    "KEY_NAMES",
     "NORMALISERS",
     "Normaliser",
     "apply_key",

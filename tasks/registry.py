@@ -26,26 +26,48 @@ install.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from .base import TaskOption, TaskSpec
+from .base import Task, TaskOption, TaskSpec
+from .builtin.chase import Chase
+from .builtin.decomposers import Add, Multiply, Sort
+from .builtin.hanoi import Hanoi
+from .builtin.one_prompt import one_prompt
+from .plans.plan_task import plan_file, solve_task
+from .plugins import PluginError, Registry
+from .records.map_task import map_job
 
 #: The entry-point group installed plugins declare their tasks in.
 ENTRY_POINT_GROUP = "maker.tasks"
 
+#: maker's own tasks: name -> task class or factory; each has `summary`, `options`
+#: (TaskOption) and takes the options as keyword arguments.  A task of your own needs no
+#: entry here: name it (`pkg.module:attr`, `file.py:attr`) or declare an entry point.
+TASKS: dict[str, Callable[..., Task]] = {
+    "hanoi": Hanoi,
+    "chase": Chase,
+    #: One prompt voted as a single step (`maker.vote`; see tasks/builtin/one_prompt.py).
+    "vote": one_prompt,
+    #: Plan tasks (a DAG of atomic steps, run by maker.runtime.dag; see tasks/plans/plan.py).
+    "add": Add,
+    "multiply": Multiply,
+    "sort": Sort,
+    "plan": plan_file,
+    "solve": solve_task,
+    #: A table of records, one voted step per row (`maker map`; see tasks/records/map_task.py).
+    "map": map_job,
+}
 
-class TaskNameError(ValueError):
+
+class TaskNameError(PluginError):
     """A task name that cannot be turned into a task (one line: what to fix or install)."""
+
+
+#: Tasks by name: the built-ins, installed plugins, ``module:attr`` and ``file.py:attr``.
+TASK_NAMES = Registry("task", ENTRY_POINT_GROUP, TASKS)
 
 
 @dataclass(frozen=True)
@@ -175,44 +197,18 @@ def _accepts(fn: Callable[..., Any], names: list[str]) -> bool:
     return all(n in params for n in names)
 
 
-def is_reference(name: str) -> bool:
-    """Whether `name` is a ``module:attr`` or ``file.py:attr`` reference (not a short name)."""
-    return ":" in name
-
-
 def resolve(name: str) -> TaskSource:
     """The task source `name` points at (see the module docstring); TaskNameError if none."""
-    if not isinstance(name, str) or not name.strip():
-        raise TaskNameError(f"task name {name!r} is empty")
-    if not is_reference(name):
-        from . import TASKS
-
-        if name in TASKS:
-            return TaskSource(name, TASKS[name], "built-in")
-        for ep in _entry_points():
-            if ep.name == name:
-                return TaskSource(name, _load_entry_point(ep), _ep_origin(ep))
-        known = ", ".join(sorted({*TASKS, *(ep.name for ep in _entry_points())}))
-        raise TaskNameError(
-            f"unknown task {name!r} (known: {known}; or name one as pkg.module:attr or path/to/file.py:attr)"
-        )
-    where, _, attr = name.rpartition(":")
-    if not where or not attr:
-        raise TaskNameError(f"task {name!r}: expected pkg.module:attr or path/to/file.py:attr")
-    module = import_where(where)
-    if is_file_ref(where):
-        path = Path(where).expanduser().resolve()
-        full, origin = f"{path}:{attr}", f"file {path}"
-    else:
-        full, origin = name, f"module {where}"
-    target = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise TaskNameError(f"task {name!r}: {where} has no attribute {attr!r}")
-        target = getattr(target, part)
+    if not isinstance(name, str):
+        raise TaskNameError(f"task name {name!r} is not a string")
+    try:
+        found = TASK_NAMES.find(name)
+    except PluginError as exc:
+        raise TaskNameError(str(exc)) from None
+    target = found.target
     if not (_looks_like_task(target) or inspect.isclass(target) or callable(target)):
-        raise TaskNameError(f"task {name!r}: {attr} is a {type(target).__name__}, not a task, task class or factory")
-    return TaskSource(full, target, origin)
+        raise TaskNameError(f"task {name!r}: {name.rpartition(':')[2]} is a {type(target).__name__}, not a task, task class or factory")
+    return TaskSource(found.name, target, found.origin)
 
 
 #: How an option's type is named in an error line.
@@ -269,6 +265,18 @@ def build(spec: TaskSpec) -> Any:
     return resolve(spec.name).build(dict(spec.options))
 
 
+def build_task(spec: TaskSpec) -> Task:
+    """Rebuild a task from its spec; TaskNameError (a ValueError) with a one-line reason when
+    it cannot.  `spec.name` is a built-in name, an installed plugin's short name,
+    ``pkg.module:attr`` or ``path/to/file.py:attr``."""
+    return build(spec)
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """`get_task("hanoi", disks=10)`: the Python way to name a task."""
+    return build(TaskSpec(name, options))
+
+
 def rebuild(run: dict[str, Any]) -> Any:
     """The task a log's run metadata names (`task`, `task_options`), for replay, resume and
     audits; TaskNameError says, when it cannot, where the task came from (`task_origin`)."""
@@ -279,87 +287,14 @@ def rebuild(run: dict[str, Any]) -> Any:
         raise TaskNameError(f"{exc}; the run's task came from {origin}" if origin else str(exc)) from None
 
 
-def is_file_ref(where: str) -> bool:
-    """Whether the part before ':' in a `where:attr` reference names a file, not a module."""
-    return where.endswith(".py") or "/" in where or "\\" in where
-
-
-def import_where(where: str) -> ModuleType:
-    """The module a `where:attr` reference names: a file path (``path/to/file.py``) or a
-    module name (``pkg.module``); TaskNameError (one line) when it cannot be loaded."""
-    return load_file(Path(where).expanduser().resolve()) if is_file_ref(where) else import_module(where)
-
-
-def import_module(name: str) -> ModuleType:
-    """`importlib.import_module` with a one-line error naming what to install."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or name
-        raise TaskNameError(
-            f"cannot import {name!r}: no module named {missing!r} (install the package that provides it, "
-            f"or name its file: {name.replace('.', '/')}.py:ATTR)"
-        ) from None
-    except Exception as exc:
-        raise TaskNameError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from None
-
-
-def load_file(path: Path) -> ModuleType:
-    """Load a Python file as a module named after its path (so two files called `tasks.py`
-    never collide, and none shadows an installed package); loaded once per process."""
-    if not path.is_file():
-        raise TaskNameError(f"no such file: {path}")
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    mod_name = f"_maker_user_{path.stem}_{digest}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise TaskNameError(f"cannot load {path} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[mod_name]
-        raise TaskNameError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
-    return module
-
-
-def _entry_points() -> list[Any]:
-    return list(entry_points(group=ENTRY_POINT_GROUP))
-
-
-def _ep_origin(ep: Any) -> str:
-    dist = getattr(ep, "dist", None)
-    who = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-    return f"plugin {who} ({ep.name} = {ep.value})"
-
-
-def _load_entry_point(ep: Any) -> Any:
-    try:
-        return ep.load()
-    except Exception as exc:
-        raise TaskNameError(f"plugin task {ep.name!r} ({ep.value}) does not load: {type(exc).__name__}: {exc}") from None
-
-
 def available() -> list[TaskSource]:
     """Every task found by short name: built-ins, then installed plugins (a plugin that does
     not load is listed with its error as the origin, not dropped)."""
-    from . import TASKS
-
     out = [TaskSource(n, TASKS[n], "built-in") for n in sorted(TASKS)]
-    for ep in sorted(_entry_points(), key=lambda e: e.name):
-        if ep.name in TASKS:
-            continue
-        try:
-            out.append(TaskSource(ep.name, _load_entry_point(ep), _ep_origin(ep)))
-        except TaskNameError as exc:
-            out.append(TaskSource(ep.name, None, f"{_ep_origin(ep)}: {exc}"))
-    return out
+    return out + [TaskSource(f.name, f.target, f.origin) for f in TASK_NAMES.plugins()]
 
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "TaskNameError", "TaskSource", "available", "build", "is_reference", "rebuild", "resolve",
-    "signature_options",
+    "ENTRY_POINT_GROUP", "TASKS", "TASK_NAMES", "TaskNameError", "TaskSource", "available", "build", "rebuild",
+    "resolve", "signature_options", "build_task", "get_task",
 ]

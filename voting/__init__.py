@@ -12,7 +12,7 @@ Modules, one idea each:
   first-to-k rule it improves on (``first_to_k``), for replays.
 - ``voting.scaling``: closed forms in the binary worst case -- per-step and
   whole-run success, the smallest margin ``k_min``, expected votes and cost.
-- ``voting.estimate``: planning on measured data -- Clopper-Pearson intervals,
+- ``voting.confidence``: planning on measured data -- Clopper-Pearson intervals,
   ``k_min`` on the pessimistic end, and the collision check for correlated errors.
 - ``voting.montecarlo``: an independent simulator used to check the closed forms.
 
@@ -24,7 +24,7 @@ Modules, one idea each:
 """
 
 from .ballot import Ballot, decide, first_to_k
-from .estimate import (
+from .confidence import (
     CollisionStats,
     Interval,
     clopper_pearson,

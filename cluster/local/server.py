@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelConfigError, ModelError
+from maker.errors import ModelConfigError, ModelError
 
 HOST = "127.0.0.1"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from maker.errors import ModelConfigError
+
 from ..clients import ModelSpec
-from ..errors import ModelConfigError
 from .server import LocalServer, LocalServerConfig, LocalServerError, check_gguf, is_local_model, model_path_of
 
 #: the signal a server's monitor thread sends the main thread when the server is gone for good

@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from maker.errors import ModelConfigError
+
 from ..clients import ModelSpec
-from ..errors import ModelConfigError
 from ..local.server import LocalServerError, check_gguf, is_local_model, model_path_of
 from ..local.serving import DEFAULT_REPLICAS, interrupting, start_servers
 

@@ -37,9 +37,9 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from maker import __version__
 from maker.agents.runs import NOT_RUNNABLE, Runs, confine_local_models, refuse_code_models
-from maker.errors import MakerError
+from maker.errors import MakerError, UsageError, one_line
+from maker.version import __version__
 
 INSTRUCTIONS = """maker makes LLM steps reliable by voting: each step is sampled several times,
 malformed or suspicious replies are discarded (red flags), and the first answer to lead every
@@ -61,12 +61,6 @@ def inside(root: Path, path: str) -> Path:
     return resolved
 
 
-def _one_line(exc: BaseException | str) -> str:
-    from maker.cluster.secrets import redact
-
-    return redact(" ".join(str(exc).split()))[:500]
-
-
 class _OneLineErrors(MCPServer):
     """The SDK's server, with every tool error one line: the SDK words an argument that fails
     validation as pydantic's multi-line report; here it reads "bad arguments for margin: steps:
@@ -78,7 +72,7 @@ class _OneLineErrors(MCPServer):
         known = await self._argument_names(name)
         unknown = sorted(set(arguments or {}) - known) if known is not None else []
         if unknown:
-            raise ToolError(_one_line(f"unknown argument for {name}: {', '.join(unknown)}"))
+            raise ToolError(one_line(f"unknown argument for {name}: {', '.join(unknown)}", 500))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -90,8 +84,8 @@ class _OneLineErrors(MCPServer):
                 except Exception:  # not pydantic's shape after all: fall back to the text
                     parts = []
                 if parts:
-                    raise ToolError(_one_line(f"bad arguments for {name}: " + "; ".join(parts))) from None
-            raise ToolError(_one_line(exc)) from None
+                    raise ToolError(one_line(f"bad arguments for {name}: " + "; ".join(parts), 500)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     async def _argument_names(self, name: str) -> set[str] | None:
         """The argument names in tool `name`'s input schema (None: no such tool; the SDK says so)."""
@@ -145,12 +139,13 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
 
         try:
             refuse_code_models(models)
+            _refuse_code_key(key)
             models = confine_local_models(models, lambda path: inside(root, path))
             target = inside(root, log) if log is not None else None
             result = await avote(prompt, models, k, key, None, target, expected=expected, seed=seed,
                                  max_cost_usd=max_cost_usd)
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
         return result.to_dict()
 
     @server.tool()
@@ -192,7 +187,7 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
             return make_margin(p, steps, target, valid_rate=valid_rate, cost=cost,
                              shares_prompt=shares_prompt(model, api_base, "auto", speculate)).to_dict()
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     @server.tool()
     async def run(
@@ -224,7 +219,7 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
                                       resolve_path=lambda p: inside(root, p), max_cost_usd=max_cost_usd)
             run_id = await anyio.to_thread.run_sync(start)  # building the task to check it may take seconds (sort --n 500)
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
         if wait_s > 0:
             return await _watch(runs, run_id, wait_s, ctx)
         return {"run_id": run_id, "state": "running", "log": str(runs.get(run_id).log)}
@@ -243,7 +238,7 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
         try:
             runs.get(run_id)
         except MakerError as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
         return await _watch(runs, run_id, wait_s, ctx)
 
     @server.tool()
@@ -255,7 +250,7 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
         try:
             return runs.cancel(run_id)
         except MakerError as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     @server.tool(name="runs")
     def runs_under_root() -> dict[str, Any]:
@@ -284,7 +279,7 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
             _refuse_imports(info.run)
             return verify_log(path, salvage=salvage).to_dict()
         except (MakerError, ValueError) as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc, 500)) from None
 
     @server.tool()
     def tasks() -> dict[str, Any]:
@@ -326,10 +321,20 @@ async def _watch(runs: Runs, run_id: str, wait_s: float, ctx: Context | None) ->
         await anyio.sleep(POLL_S)
 
 
+def _refuse_code_key(key: Any) -> None:
+    """UsageError for a key normaliser named as code to import (``module:attr``,
+    ``file.py:attr``): `maker.tasks.keys.normaliser` would import and call it on every reply."""
+    from maker.tasks.plugins import is_reference
+
+    if isinstance(key, str) and is_reference(key) and not key.startswith("choice:"):
+        raise UsageError(f"key {key!r} names code to import: refused for an agent; "
+                         "use a built-in normaliser (integer, decimal, text, json, literal, lines, choice:a,b)")
+
+
 def _refuse_imports(run: dict[str, Any]) -> None:
     """A log that names code to import (a task by module or file, user red-flag detectors, a key
     function) is not audited here."""
-    from maker.tasks.registry import is_reference
+    from maker.tasks.plugins import is_reference
 
     task = run.get("task")
     if isinstance(task, str) and is_reference(task):

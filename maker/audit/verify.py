@@ -90,7 +90,7 @@ def verify_log(path: str | Path, *, salvage: bool = False, rerun_tools: bool = F
     construction, so only decisions that differ from the truth are re-judged.  A tool step is
     run again only when `rerun_tools` or the tool is pure (see the module docstring).
     """
-    from maker.tasks.plan_task import PlanTask
+    from maker.tasks.plans.plan_task import PlanTask
 
     info = open_log(path, salvage=salvage)
     run = info.run

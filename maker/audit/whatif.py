@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from maker.cluster.protocol import Sample
+from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, StepJudge
 from maker.engine.tiers import Tiers, tier_of
 from maker.engine.variants import variant_of
@@ -129,7 +130,7 @@ def whatif_log(
         task = rebuild(run)  # by the name the run recorded; says where it came from when it cannot
         models = list(run["models"])
         variants = int((run.get("voting") or {}).get("prompt_variants", 1))
-        cap = int((run.get("voting") or {}).get("max_output_tokens", 750))
+        cap = int((run.get("voting") or {}).get("max_output_tokens", VotingConfig().max_output_tokens))
     except (KeyError, TypeError, ValueError) as exc:
         raise StepLogError(f"{path}: cannot rebuild the run from the log ({exc})", path=str(path)) from None
     before = logged_policy(run)

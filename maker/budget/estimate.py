@@ -6,13 +6,17 @@ cheap to measure.  `estimate` draws samples on random steps of the task, each on
 grades every valid vote against the truth, and assesses every model (`maker.budget.tally`).
 
 How it runs: the steps are cut into batches and shipped to the Ray workers with
-`estimate_batch(worker, job)`, the same pattern as `maker.runtime.chain.run_segment`.  A
-worker builds each step's premise itself (only indices travel), draws the samples of
-all its steps together, round by round, exactly as a run would (the first sample of a
-step at the first temperature, later ones at the voting temperature; red-flagged
-samples are not votes and are redrawn), until each step has `votes_per_step` valid
-votes or hits the cap.  At least two votes per step are drawn so that collisions (both
-first votes wrong) can be counted.  A model whose every call fails stops being asked.
+`estimate_batch(worker, job)`, the same pattern as `maker.runtime.chain.loop.run_segment`.  A
+worker builds each step's premise itself (only indices travel) and votes all its steps
+concurrently with the engine's one step voter (`maker.engine.step.vote_step`), exactly as
+a run draws (the first sample of a step at the first temperature, later ones at the
+voting temperature; red-flagged samples are not votes and are redrawn), under one
+stopping rule instead of the margin (`maker.engine.step.Measure`): `votes_per_step` valid
+votes, or the sample cap (`measuring`: at most `SAMPLES_PER_VOTE` samples per vote
+wanted, never more than the run's cap).  At least two votes per step are drawn so that
+collisions (both first votes wrong) can be counted.  A model whose calls all fail (or
+whose replies are all cut or red-flagged) stops being asked once the batch's counts say
+so (`VotingConfig.stalled`).
 
     >>> from maker.tasks import get_task
     >>> report = estimate(get_task("hanoi", disks=10), ["sim:0.99", "sim:0.9"], samples=200)  # doctest: +SKIP
@@ -22,10 +26,11 @@ first votes wrong) can be counted.  A model whose every call fails stops being a
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import numpy as np
@@ -36,13 +41,11 @@ from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.pricing import Price, price_of
-from maker.cluster.protocol import Sample
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
-from maker.engine.step import StepVote, draw
-from maker.errors import MakerError, UsageError
-from maker.runtime.driver import ClusterConfig
-from maker.tasks.base import Oracle, StepInput, Task, Verdict
+from maker.engine.step import Measure, StepVote, vote_step
+from maker.errors import MakerError, UsageError, one_line
+from maker.tasks.base import Oracle, StepInput, Task, optional
 
 __all__ = [
     "EstimateJob",
@@ -50,6 +53,7 @@ __all__ = [
     "estimate",
     "estimate_batch",
     "estimate_for_run",
+    "measuring",
     "pick_steps",
     "print_auto_k",
     "true_step",
@@ -57,6 +61,8 @@ __all__ = [
 
 #: Tags the estimate's draws so they never repeat a run's draws of the same seed.
 _ESTIMATE_SALT = 0x6573_7469_6D61_7465
+#: An estimate's spend bound: at most this many samples per valid vote a step wants.
+SAMPLES_PER_VOTE = 5
 
 
 @dataclass(frozen=True)
@@ -70,21 +76,22 @@ class EstimateJob:
     policy: RedFlagPolicy
     seed: int
     votes_per_step: int = 2
-    max_samples_per_step: int = 10
 
 
-@dataclass
-class _Step:
-    vote: StepVote  # the engine's requests and judging, exactly as a run draws this step
-    truth: str
-    votes: list[bool] = field(default_factory=list)  # correctness of each valid vote, in order
+def measuring(voting: VotingConfig, votes_per_step: int) -> VotingConfig:
+    """The run's voting config as an estimate draws with it: its models' temperatures,
+    prompts, cap and give-up counts, a sample cap of `SAMPLES_PER_VOTE` per wanted vote
+    (never above the run's), and no escalation (an estimate measures the models it names)."""
+    cap = min(voting.max_samples_per_step, max(SAMPLES_PER_VOTE * votes_per_step, voting.k))
+    return replace(voting, max_samples_per_step=cap, on_undecided="fail", escalate_to=(), escalate_on_split=False)
 
 
 def true_step(task: Task, index: int) -> StepInput:
     """Step `index` on the correct trajectory: its premise is what a perfect run would give it
     (a plan step: its inputs filled in from the true values of the steps it names)."""
-    if hasattr(task, "true_step"):
-        return task.true_step(index)  # type: ignore[attr-defined]
+    own = optional(task, "true_step")  # `Oracle`'s optional member
+    if own is not None:
+        return own(index)
     if index == 0:
         return task.first_step()
     return task.step_after(index - 1, task.truth(index - 1))  # type: ignore[attr-defined]
@@ -94,7 +101,7 @@ def gradable_steps(task: Task) -> list[int]:
     """The steps an estimate may draw on: every step of a chain; of a plan, the steps a model
     answers (never a tool step: a tool is run, not prompted) on a known true premise
     (`OraclePlanTask.gradable_steps`)."""
-    gradable = getattr(task, "gradable_steps", None)
+    gradable = optional(task, "gradable_steps")
     return gradable() if gradable is not None else list(range(task.total_steps))
 
 
@@ -115,69 +122,52 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     """Draw and grade samples on `job.steps` (runs inside a Ray worker; any object with
     `.task` and `.clients` will do).
 
-    Each step's requests and verdicts come from the voting engine (`maker.engine.step`):
-    the run's models in turn, prompt variants and style, temperatures, token cap and
-    red-flag policy.  Only the stopping rule differs: `votes_per_step` valid votes (or
-    `max_samples_per_step` samples) instead of a margin.
+    Each step is voted by the engine (`maker.engine.step.vote_step`): the run's models in
+    turn, prompt variants and style, temperatures, token cap and red-flag policy.  Only the
+    stopping rule differs (`Measure`: `votes_per_step` valid votes instead of a margin,
+    within `measuring`'s cap), and every sample of the step's rows is graded.
     """
     task = worker.task
-    tally = Tally()
+    voting = measuring(job.voting, job.votes_per_step)
+    rule = Measure(job.votes_per_step, voting)  # one per batch: the batch's steps stop together on a dead model
     salt = (job.seed, _ESTIMATE_SALT)  # never the seeds of a run's draws
-    todo = [
-        _Step(StepVote(task, true_step(task, i), job.voting, job.policy, job.models, salt), task.truth(i))
-        for i in job.steps
-    ]
-    tally.steps = len(todo)
-    pending = todo
-    cut = 0  # replies cut at the output cap (finish_reason length), as `VotingConfig.max_cut_off` counts them
-    while pending:
-        wanted: list[tuple[_Step, int]] = []
-        for s in pending:
-            drawn = s.vote.drawn
-            want = min(job.votes_per_step - len(s.votes), job.max_samples_per_step - drawn)
-            wanted.extend((s, i) for i in range(drawn, drawn + want))
-            s.vote.drawn = drawn + want
-        replies = await draw(worker.clients, [(s.vote.model_of(i), s.vote.request(i)) for s, i in wanted])
-        answered = 0
-        for (s, i), sample in zip(wanted, replies):  # each step's samples in sample order
-            answered += _grade(tally, s, s.vote.count(i, sample), sample)
-            cut += sample.finish_reason == "length"
-        if answered == 0:
-            break  # every call of the round failed: the model is down, stop asking it
-        if tally.valid == 0 and cut >= job.voting.max_cut_off:
-            break  # every reply so far was cut at the output cap: more samples would be paid for nothing
-        pending = [s for s in pending if len(s.votes) < job.votes_per_step and s.vote.drawn < job.max_samples_per_step]
-    for s in todo:
-        if len(s.votes) >= 2:
-            tally.steps_with_two += 1
-            tally.first_two_wrong += not s.votes[0] and not s.votes[1]
-        if len(s.votes) < job.votes_per_step:
-            tally.short_steps += 1
+    premises = [true_step(task, i) for i in job.steps]
+    votes = await asyncio.gather(*(vote_step(task, worker.clients, step, voting, job.policy, job.models, salt, rule=rule)
+                                   for step in premises))
+    tally = Tally(steps=len(votes))
+    for index, vote in zip(job.steps, votes):
+        _grade(tally, vote, task.truth(index), job.votes_per_step)
     return tally
 
 
-def _grade(tally: Tally, s: _Step, verdict: Verdict, sample: Sample) -> int:
-    """Count one judged sample into the tally; 1 if the call was answered, 0 on a transport error."""
-    tally.samples += 1
-    if sample.error is not None:
-        if tally.first_error is None:
-            tally.first_error = sample.error
-        tally.flag("transport")
-        return 0
-    tally.answered += 1
-    tally.tokens_in += sample.tokens_in
-    tally.tokens_out += sample.tokens_out
-    tally.requests += sample.tokens_in > 0  # a request with n bills its prompt on its first sample only
-    tally.cached_tokens += sample.cached_tokens
-    tally.cost_usd += sample.cost_usd
-    if verdict.key is None:
-        tally.flag(verdict.red_flag or "unknown")
-        return 1
-    ok = verdict.key == s.truth
-    tally.valid += 1
-    tally.correct += ok
-    s.votes.append(ok)
-    return 1
+def _grade(tally: Tally, vote: StepVote, truth: str, votes_per_step: int) -> None:
+    """Count one step's judged samples (its rows, in sample order) into the tally."""
+    right: list[bool] = []  # correctness of each valid vote, in order
+    for _, _, _, sample, verdict, _ in vote.rows:
+        tally.samples += 1
+        if sample.error is not None:
+            if tally.first_error is None:
+                tally.first_error = sample.error
+            tally.flag("transport")
+            continue
+        tally.answered += 1
+        tally.tokens_in += sample.tokens_in
+        tally.tokens_out += sample.tokens_out
+        tally.requests += sample.tokens_in > 0  # a request with n bills its prompt on its first sample only
+        tally.cached_tokens += sample.cached_tokens
+        tally.cost_usd += sample.cost_usd
+        if verdict.key is None:
+            tally.flag(verdict.red_flag or "unknown")
+            continue
+        ok = verdict.key == truth
+        tally.valid += 1
+        tally.correct += ok
+        right.append(ok)
+    if len(right) >= 2:
+        tally.steps_with_two += 1
+        tally.first_two_wrong += not right[0] and not right[1]
+    if len(right) < votes_per_step:
+        tally.short_steps += 1
 
 
 @dataclass(frozen=True)
@@ -301,7 +291,7 @@ def estimate(
     gradable = gradable_steps(task)
     if not gradable:
         raise UsageError(f"task {task.spec.name!r} has no step a model answers on a known premise: nothing to grade")
-    voted = getattr(task, "voted_steps", None)
+    voted = optional(task, "voted_steps")
     steps = check_steps((len(voted()) if voted else task.total_steps) if steps is None else steps)  # k is planned for the voted steps
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     if not specs:
@@ -310,7 +300,7 @@ def estimate(
         check_spec(spec)
     voting = voting or VotingConfig()
     warn_unsent_settings(specs, voting.first_temperature, voting.temperature,
-                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
+                         tuple(optional(task, "stop") or ()))  # before the first call
     policy = policy or RedFlagPolicy()
     cluster = cluster or ClusterConfig()
     arms = [tuple(s.model for s in specs)] if mix else [(s.model,) for s in specs]
@@ -400,7 +390,7 @@ def _run_batches(
                 [
                     pool.submit(
                         estimate_batch,
-                        EstimateJob(b, arm, voting, policy, seed, votes_per_step, max(votes_per_step * 5, voting.k)),
+                        EstimateJob(b, arm, voting, policy, seed, votes_per_step),
                     )
                     for b in batches
                 ]
@@ -415,7 +405,7 @@ def _run_batches(
                     tally.merge(part)
                     drawn += part.samples
                 except (ray.exceptions.RayError, MakerError) as exc:  # a worker died or raised: this batch is lost
-                    error = error or _one_line(exc)
+                    error = error or one_line(getattr(exc, "cause", None) or exc, typed=True)
                 done += 1
                 if progress is not None:
                     print(f"maker: estimate {done}/{total} batches ({' + '.join(arm)}), {drawn:,} samples, "
@@ -425,10 +415,6 @@ def _run_batches(
     finally:
         pool.close()
 
-
-def _one_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc
-    return " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
 
 
 def estimate_for_run(

@@ -2,7 +2,7 @@
 
 Why: an OpenAI-compatible endpoint (``openai/NAME`` at an ``--api-base``) draws the
 samples of one round that share a prompt and temperature as ONE request with ``n``
-(`maker.cluster.transport`), and the provider bills the prompt once per request, not once
+(`maker.cluster.http.transport`), and the provider bills the prompt once per request, not once
 per sample.  Pre-run estimates must count the same way as the run's tally, or `maker margin`
 over-prices the prompt by up to a factor k.
 
@@ -20,7 +20,7 @@ round one shares one request, and so does each later round:
 
 Without `n` grouping every sample is its own request: requests = samples.  That is the
 case for litellm provider strings (the provider may ignore `n`), ``--n-grouping off``, and
-any speculative run: the speculative window (`maker.runtime.speculation`, on by default
+any speculative run: the speculative window (`maker.runtime.chain.speculation`, on by default
 for chained tasks at depth 8) sends one request per sample.  Measured against
 `maker sim-server --p 0.8`, hanoi 8 disks, k = 3, 255 steps: 2.79 requests for 4.62 samples
 per step with ``--speculate 0`` (predicted here 2.92 for 4.85: the same ratio, 0.60), and
@@ -56,7 +56,7 @@ def shares_prompt(
     per sample (False).
 
     ``auto``: True exactly for the models the OpenAI-compatible client serves (an ``openai/``
-    name at an explicit `api_base`: `maker.cluster.openai_compatible.uses_openai_compatible`),
+    name at an explicit `api_base`: `maker.cluster.http.openai_compatible.uses_openai_compatible`),
     which send ``n``, in a run that does not speculate (`speculate` is the run's
     ``--speculate`` depth; None: `maker run`'s default, 8 on a real model; plan tasks and
     `maker solve` never speculate: 0); litellm provider strings, the simulator and no model
@@ -69,8 +69,8 @@ def shares_prompt(
         return n_grouping == "on"
     if not model:
         return False
-    from maker.cluster.openai_compatible import uses_openai_compatible
-    from maker.runtime.speculation import DEFAULT_DEPTH
+    from maker.cluster.http.openai_compatible import uses_openai_compatible
+    from maker.runtime.chain.speculation import DEFAULT_DEPTH
 
     depth = DEFAULT_DEPTH if speculate is None else speculate
     return uses_openai_compatible(model, api_base) and depth == 0

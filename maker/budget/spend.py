@@ -39,9 +39,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from maker.cluster.http.transport import EndpointConfig
 from maker.cluster.pricing import Price
 from maker.cluster.protocol import Sample, SampleRequest
-from maker.cluster.transport import EndpointConfig
 from maker.errors import BudgetReached, UsageError
 
 __all__ = ["Budget", "BudgetReached", "Expectation", "billed_columns", "billed_usd", "budget_line", "check_cap", "expected_spend",

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from maker.cluster import ModelSpec
+from maker.tasks.base import optional
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> Any:
@@ -173,7 +174,7 @@ def _announce(server: Any) -> None:
 
 def prompt_style_of(args: argparse.Namespace, task: Any) -> str:
     """--prompt-style if given, else the task's preferred style, else chat."""
-    return getattr(args, "prompt_style", None) or getattr(task, "prompt_style", None) or "chat"
+    return getattr(args, "prompt_style", None) or optional(task, "prompt_style") or "chat"
 
 
 def voting_default(name: str) -> Any:
@@ -269,7 +270,7 @@ def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Nam
     what a cap below it means; UsageError (exit 2) when a model's price is unknown."""
     from maker.budget.spend import check_cap, expected_spend, refuse_unpriced, resolve_prices, usd
     from maker.cluster import ModelSpec
-    from maker.cluster.transport import prompt_chars
+    from maker.cluster.http.transport import prompt_chars
     from maker.engine.variants import step_prompts
 
     cap = check_cap(args.max_cost)
@@ -284,7 +285,7 @@ def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Nam
     refuse_unpriced(cap, prices)
     estimate = getattr(args, "estimate", None)
     measured = estimate.models[0] if estimate is not None and estimate.models and estimate.models[0].p_low else None
-    prompt = step_prompts(task, task.first_step(), voting.prompt_style, 1)[0]
+    prompt = step_prompts(task, task.first_step(), voting.style_for(task), 1)[0]
     expectation = expected_spend(
         [prices[s.model] for s in specs], steps=steps, k=voting.k,
         prompt_tokens=measured.tokens_in_mean if measured else prompt_chars(prompt) / 4,

@@ -12,8 +12,8 @@ from maker.budget.tally import ModelEstimate
 from maker.cli.common import add_model_arguments, model_specs, voting_default, voting_from_args
 from maker.cli.run import add_task_arguments, task_from_args
 from maker.cli.safeguards import add_red_flag_arguments, red_flag_policy
+from maker.config import ClusterConfig
 from maker.errors import UsageError
-from maker.runtime.driver import ClusterConfig
 from maker.tasks import TASKS
 
 DESCRIPTION = """Measure each model's per-step accuracy p before paying for a run. Draws samples on

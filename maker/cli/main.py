@@ -14,8 +14,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from maker.cluster.secrets import redact, redacted_stderr
-from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError
+from maker.cluster.secrets import redacted_stderr
+from maker.errors import MakerError, ModelConfigError, StepLogError, UsageError, one_line
 
 #: Subcommand modules under maker.cli, in the order `maker --help` lists them (rooms: logs/ reads
 #: a finished step log, catalog/ lists what maker can run, servers/ serves).
@@ -66,7 +66,7 @@ def build_parser(task_ref: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from maker import __version__
+    from maker.version import __version__
 
     parser.add_argument("--version", action="version", version=f"maker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -181,7 +181,7 @@ def _command(argv: list[str]) -> int:
 
 
 def _fail(exc: BaseException, code: int) -> int:
-    message = redact(" ".join(str(exc).split()))
+    message = one_line(exc, None)
     print(f"maker: error: {message}", file=sys.stderr)
     return code
 

@@ -22,10 +22,11 @@ from maker.cli.common import (
 )
 from maker.cli.run import choose_k, errors_text
 from maker.cli.safeguards import add_safeguard_arguments, guard_config, guard_line, red_flag_policy
+from maker.config import ClusterConfig
 from maker.errors import UsageError
 from maker.mapping.output import FileSink
 from maker.mapping.scheduler import MapConfig, run_map
-from maker.runtime.driver import ClusterConfig, RunResult, simulated
+from maker.runtime.driver import RunResult, simulated
 from maker.runtime.progress import Progress, cost_text
 from maker.tasks.base import Oracle
 

@@ -25,10 +25,10 @@ from maker.cli.common import (
 )
 from maker.cli.safeguards import add_safeguard_arguments, guard_config, guard_line, red_flag_policy
 from maker.cluster import ModelSpec
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.errors import StepLogError, UsageError
-from maker.runtime.draft import DraftTally
-from maker.runtime.driver import ClusterConfig, RunResult, run, simulated
+from maker.runtime.chain.draft import DraftTally
+from maker.runtime.driver import RunResult, run, simulated
 from maker.runtime.progress import Progress
 from maker.tasks import TASKS
 from maker.tasks.base import Oracle

@@ -12,9 +12,9 @@ from typing import Any
 
 from maker.budget.advice import next_k
 from maker.cli.common import voting_default
+from maker.config import GuardConfig
 from maker.engine.red_flags import RedFlagPolicy, check_detectors, load_detector
 from maker.engine.variants import check_variants
-from maker.runtime.guard import GuardConfig
 
 RED_FLAGS_HELP = """Red flags discard samples that must not vote (each discard is logged with its
 reason; --json counts them by reason). Built-in detectors, in order: transport, empty,

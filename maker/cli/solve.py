@@ -69,11 +69,12 @@ def main(args: argparse.Namespace) -> int:
     from maker.budget.choosing import choose_k
     from maker.cli.catalog.plan_show import format_plan
     from maker.cli.run import report
+    from maker.config import ClusterConfig
     from maker.runtime.decompose import DecomposeConfig
-    from maker.runtime.driver import ClusterConfig, simulated
+    from maker.runtime.driver import simulated
     from maker.runtime.progress import Progress
     from maker.solving import solve, solve_plan
-    from maker.tasks.plan_task import solve_task
+    from maker.tasks.plans.plan_task import solve_task
 
     voting = voting_from_args(args, k=choose_k(args.k, 1).k)
     config = DecomposeConfig(args.max_depth, args.max_steps, args.max_substeps)

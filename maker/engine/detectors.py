@@ -1,4 +1,10 @@
-"""User red-flag detectors named on the command line: ``module:function`` or ``file.py:function``.
+"""User red-flag detectors, by name: ``module:function``, ``file.py:function``, or the short
+name of an installed plugin (an entry point in the group ``maker.red_flags``).
+
+One open registry (`maker.tasks.plugins.Registry`), the same shape as tasks and key
+normalisers: ``--red-flag mychecks:too_long``, ``--red-flag ./checks.py:too_long``, or, with
+``[project.entry-points."maker.red_flags"] too_long = "mypkg.checks:too_long"`` installed,
+``--red-flag too_long``.  A user's own function goes in `RedFlagPolicy(extra=...)` as is.
 
 Why a module of its own: a detector must reach Ray workers that may not share the
 driver's working directory, so it travels by name (`ImportedDetector`) and each process
@@ -12,10 +18,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from maker.errors import UsageError
+from maker.tasks.plugins import PluginError, Registry, is_file_ref, is_reference, load_ref, split_ref
+
+#: The entry-point group installed plugins declare red-flag detectors in.
+ENTRY_POINT_GROUP = "maker.red_flags"
 
 Detector = Callable[..., "str | None"]
 
@@ -51,21 +59,36 @@ class ImportedDetector:
         return (ImportedDetector, (self.spec, self.path))
 
 
-def load_detector(spec: str) -> tuple[str, Detector]:
-    """``module:function`` or ``file.py:function`` -> (name, detector); UsageError if it cannot be found.
+#: User detectors by name: installed plugins, ``module:function`` and ``file.py:function``
+#: (the built-in detectors are the policy's own: `maker.engine.red_flags.BUILTIN`).
+DETECTOR_NAMES = Registry("red-flag detector", ENTRY_POINT_GROUP, {})
 
-    The name (the red-flag reason the log shows) is the function's name.  The current
-    directory is searched too, so ``--red-flag mychecks:too_long`` finds ./mychecks.py.
+
+def load_detector(spec: str | Detector) -> tuple[str, Detector]:
+    """A detector named by `spec` -> (name, detector); UsageError (one line) if it cannot be found.
+
+    `spec` is ``module:function``, ``file.py:function``, an installed plugin's short name,
+    or the function itself.  The name (the red-flag reason the log shows) is the function's
+    name, or the plugin's.  The current directory is searched too, so ``--red-flag
+    mychecks:too_long`` finds ./mychecks.py.
     """
-    if not isinstance(spec, str) or spec.count(":") < 1:
-        raise UsageError(f"--red-flag wants module:function, got {spec!r}")
-    where, _, name = spec.rpartition(":")
-    if not where or not name.isidentifier():
-        raise UsageError(f"--red-flag wants module:function, got {spec!r}")
-    fn = _import(spec, None)
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    if callable(spec):
+        return getattr(spec, "__name__", type(spec).__name__), spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"--red-flag wants module:function or a plugin's name, got {spec!r}")
+    try:
+        found = DETECTOR_NAMES.find(spec)
+    except PluginError as exc:
+        raise UsageError(str(exc)) from None
+    if not callable(found.target):
+        raise UsageError(f"red-flag detector {spec!r}: {found.name} is a {type(found.target).__name__}, not a function")
+    # a plugin is reported under its short name; a reference under its function's name
+    name = spec if not is_reference(spec) else split_ref(spec)[1].rpartition(".")[2]
+    ref = found.ref or spec  # travels (to workers, into the log) as module:attr or /abs/file.py:attr
+    module = sys.modules.get(getattr(found.target, "__module__", "") or "")
     path = getattr(module, "__file__", None)
-    return name, ImportedDetector(spec, os.path.abspath(path) if path else None)
+    _LOADED[(ref, None)] = found.target
+    return name, ImportedDetector(ref, os.path.abspath(path) if path else None)
 
 
 def detector_spec(fn: Any) -> str:
@@ -76,49 +99,24 @@ def detector_spec(fn: Any) -> str:
 
 
 def _import(spec: str, path: str | None) -> Detector:
+    """The function `spec` names, in this process: by module name, else from `path` (the file
+    the driver found it in, for a worker that does not share the driver's folder)."""
     key = (spec, path)
     fn = _LOADED.get(key)
     if fn is not None:
         return fn
-    where, _, name = spec.rpartition(":")
-    module = None
-    if where.endswith(".py") or path is not None and not _importable(where):
-        file = path or os.path.abspath(where)
-        if not Path(file).is_file():
-            raise UsageError(f"red-flag detector {spec!r}: no file {file}")
-        mod_name = "maker_user_detectors_" + re.sub(r"\W", "_", Path(file).stem)
-        loader = importlib.util.spec_from_file_location(mod_name, file)
-        if loader is None or loader.loader is None:
-            raise UsageError(f"red-flag detector {spec!r}: cannot load {file}")
-        module = importlib.util.module_from_spec(loader)
-        sys.modules[mod_name] = module
-        try:
-            loader.loader.exec_module(module)
-        except Exception as exc:
-            raise UsageError(f"red-flag detector {spec!r}: importing {file} failed: {_one_line(exc)}") from None
-    else:
-        try:
-            module = _import_module(where)
-        except ImportError as exc:
-            raise UsageError(f"red-flag detector {spec!r}: cannot import {where!r} ({_one_line(exc)})") from None
-    target: Any = module
-    for part in name.split("."):
-        target = getattr(target, part, None)
-    if target is None or not callable(target):
-        raise UsageError(f"red-flag detector {spec!r}: {where!r} has no function {name!r}")
+    where, _, attr = spec.rpartition(":")
+    try:
+        if path is not None and Path(path).is_file() and (is_file_ref(where) or not _importable(where)):
+            target = load_ref(f"{path}:{attr}")  # the file the driver found it in
+        else:
+            target = load_ref(spec)
+    except PluginError as exc:
+        raise UsageError(f"red-flag detector {spec!r}: {exc}") from None
+    if not callable(target):
+        raise UsageError(f"red-flag detector {spec!r}: {where!r} has no function {attr!r}")
     _LOADED[key] = target
     return target
-
-
-def _import_module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        cwd = os.getcwd()
-        if cwd in sys.path:
-            raise
-        sys.path.append(cwd)
-        return importlib.import_module(name)
 
 
 def _importable(name: str) -> bool:
@@ -126,7 +124,3 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

@@ -31,16 +31,18 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from maker.cluster.openai_compatible import NORMAL_STOPS
+from maker.cluster.http.openai_compatible import NORMAL_STOPS
 from maker.cluster.protocol import Sample
+from maker.config import VotingConfig
 from maker.engine.detectors import ImportedDetector, detector_spec, load_detector
-from maker.errors import DetectorError, UsageError
-from maker.tasks.base import Oracle, StepInput, Task, Verdict, task_judge
+from maker.errors import DetectorError, UsageError, one_line
+from maker.tasks.base import Oracle, StepInput, Task, Verdict, optional, task_judge
 
 __all__ = [
     "BUILTIN", "DETECTORS", "REASONS", "Detector", "ImportedDetector", "RedFlagPolicy", "StepContext", "StepJudge",
@@ -66,8 +68,8 @@ class StepContext:
         self.step = step
         self.policy = policy
         #: the output-token cap in force: the policy's own (a what-if) or else the run's
-        #: `VotingConfig.max_output_tokens` (750 when judged outside a run)
-        self.max_output_tokens = policy.max_output_tokens or max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        #: `VotingConfig.max_output_tokens` (that field's default when judged outside a run)
+        self.max_output_tokens = policy.max_output_tokens or max_output_tokens or VotingConfig().max_output_tokens
         self.temperature: float | None = None  # None: unknown (the temperature rules are off)
         self.variant = 0
         self.seen_ids: set[str] = set()  # response ids of the step's earlier samples
@@ -77,9 +79,6 @@ class StepContext:
 
 
 Detector = Callable[[Sample, StepContext], "str | None"]
-
-#: The cap judged against when neither a policy nor a run names one (VotingConfig's default).
-DEFAULT_MAX_OUTPUT_TOKENS = 750
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 _CODE = re.compile(
@@ -194,9 +193,13 @@ class RedFlagPolicy:
     ``(name, fn)`` pairs, run after the built-ins on replies that would otherwise vote.
 
     The output-token cap is owned by `VotingConfig.max_output_tokens` (requests are capped
-    from it too); `max_output_tokens` here is None except for a what-if re-judging of a log
-    under another cap (`maker.audit.whatif`).  A run refuses a policy whose cap differs
-    from its VotingConfig's (`maker.runtime.preflight.check_run`).
+    from it too, and the judge is handed it: `StepJudge(..., max_output_tokens)`);
+    `max_output_tokens` here is None except for a what-if re-judging of a log under another
+    cap (`maker.audit.whatif`).  A run or a voted call refuses a policy whose cap differs
+    from its VotingConfig's (`maker.runtime.preflight.check_settings`).
+
+    The policy holds no state: the detectors it runs on a task (`plan`) are worked out by
+    a cached pure function of the policy and the task's own detectors.
     """
 
     max_output_tokens: int | None = None
@@ -219,32 +222,15 @@ class RedFlagPolicy:
             if name in ALWAYS:
                 raise UsageError(f"red flag {name!r} cannot be skipped: such a sample has no vote key")
         _check_names(self.extra)
-        object.__setattr__(self, "_plans", {})
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
-        object.__setattr__(self, "_plans", {})
 
     def plan(self, task: Task) -> tuple[Any, ...]:
-        """(meta, text, user detectors, non_independent on) for `task`, worked out once."""
-        plans: dict[int, tuple[Any, ...]] = self.__dict__["_plans"]
-        found = plans.get(id(task))
-        if found is None or found[0] is not task:
-            active = self.active()
-            users = user_detectors(task, self)
-            track = "non_independent" in active
-            found = plans[id(task)] = (
-                task,
-                tuple((n, f) for n, f, kind in BUILTIN if kind == "meta" and n in active),
-                tuple((n, f) for n, f, kind in BUILTIN if kind == "text" and n in active),
-                users,
-                track,
-            )
-        return found[1:]
+        """(meta, text, user detectors, non_independent on) for `task`: a pure function of
+        the policy and the task's `red_flags`, cached outside the policy (`_plan`)."""
+        own = tuple(optional(task, "red_flags") or ())
+        try:
+            return _plan(self, own)
+        except TypeError:  # an unhashable detector pair (a list): worked out each time, checked as usual
+            return _plan.__wrapped__(self, own)
 
     def active(self) -> tuple[str, ...]:
         """Names of the built-in detectors this policy runs, in order."""
@@ -280,6 +266,18 @@ class RedFlagPolicy:
         return cls(**fields)
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(policy: RedFlagPolicy, own: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`RedFlagPolicy.plan` for a task whose own detectors are `own`."""
+    active = policy.active()
+    return (
+        tuple((n, f) for n, f, kind in BUILTIN if kind == "meta" and n in active),
+        tuple((n, f) for n, f, kind in BUILTIN if kind == "text" and n in active),
+        _users(own, policy),
+        "non_independent" in active,
+    )
+
+
 def _check_names(pairs: Sequence[tuple[str, Any]]) -> None:
     seen: set[str] = set()
     for pair in pairs:
@@ -298,8 +296,12 @@ def _check_names(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 def user_detectors(task: Task, policy: RedFlagPolicy) -> tuple[tuple[str, Detector], ...]:
-    """The task's own detectors (an optional `red_flags` attribute), then the policy's."""
-    pairs = (*tuple(getattr(task, "red_flags", ()) or ()), *policy.extra) if policy.enabled else ()
+    """The task's own detectors (its `red_flags`, `Task`'s optional member), then the policy's."""
+    return _users(tuple(optional(task, "red_flags") or ()), policy)
+
+
+def _users(own: tuple[Any, ...], policy: RedFlagPolicy) -> tuple[tuple[str, Detector], ...]:
+    pairs = (*own, *policy.extra) if policy.enabled else ()
     _check_names(pairs)
     return tuple(pairs)
 
@@ -355,7 +357,7 @@ class StepJudge:
                     detail = detector(sample, ctx)
                 except Exception as exc:  # a user's bug: name it, never swallow it
                     raise DetectorError(
-                        f"red-flag detector {reason!r} raised {type(exc).__name__}: {_one_line(exc)}", name=reason
+                        f"red-flag detector {reason!r} raised {type(exc).__name__}: {one_line(exc)}", name=reason
                     ) from None
                 if detail is not None and detail is not False:
                     verdict = Verdict(None, reason, detail if isinstance(detail, str) else "flagged")
@@ -415,7 +417,7 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
     users = user_detectors(task, policy)
     if not users or not isinstance(task, Oracle):
         return
-    gradable = getattr(task, "gradable_steps", None)  # a plan: a voted step, never a tool (never run here)
+    gradable = optional(task, "gradable_steps")  # a plan: a voted step, never a tool (never run here)
     if gradable is not None:
         candidates = gradable()
         if not candidates:
@@ -424,7 +426,7 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
     else:
         step = task.first_step()
     reference = task.reference_reply(step)
-    render = getattr(task, "variant_reply", None)
+    render = optional(task, "variant_reply")
     for variant in range(variants):
         text = reference if variant == 0 or render is None else render(step, reference, variant)
         sample = Sample(text, "probe", tokens_in=1, tokens_out=len(text) // 4 + 1)
@@ -435,7 +437,7 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
                 detail = fn(sample, ctx)
             except Exception as exc:
                 raise UsageError(
-                    f"red-flag detector {name!r} raised {type(exc).__name__}: {_one_line(exc)} on a known-good "
+                    f"red-flag detector {name!r} raised {type(exc).__name__}: {one_line(exc)} on a known-good "
                     f"reply (step {step.index}); nothing was spent"
                 ) from None
             if detail is not None and detail is not False:
@@ -445,16 +447,17 @@ def check_detectors(task: Task, policy: RedFlagPolicy, variants: int = 1, max_ou
                 )
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
 
-
-def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: str = "") -> Exception:
+def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: str = "", *,
+                 name: str | None = None, after: str = "the log is intact") -> Exception:
     """The error for a step a worker gave up on: the endpoint is down, every sample
-    discarded, or the vote cap.
+    discarded, or the vote cap (`samples`: sample columns holding the step's rows).
 
     Why three: "the endpoint fails every call", "the policy or the model throws everything
     away" and "the votes never settled" need different fixes, so the message says which.
+    `name` names the step in the message (default "step N" and `label`); `after` ends it
+    (a planner that stops says "nothing was run").  Every runner that gives up on a step
+    raises this one error (a run, a plan, a map, a voted call, the decomposer).
     """
     from collections import Counter
 
@@ -473,12 +476,12 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
         if flag is not None:
             reasons[flag] += 1
         last_error = error or last_error
-    step_name = f"step {step}{label}"
+    step_name = name or f"step {step}{label}"
     if drawn and not votes and reasons.get("transport", 0) >= voting.max_failed_calls:
         return EndpointDownError(
             f"{step_name}: {reasons['transport']} calls in a row failed after their retries, so the run stopped "
             f"(--max-failed-calls {voting.max_failed_calls}); is the model endpoint up? last error: {last_error}; "
-            "the log is intact",
+            f"{after}",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
@@ -494,7 +497,7 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
             f"{step_name}: {len(cut)} of {drawn} samples were cut off at the output cap (finish_reason=length; "
             f"--max-output-tokens {voting.max_output_tokens}, sent as max_tokens {voting.max_output_tokens + 1}){why}, "
             f"so the run stopped (--max-cut-off {voting.max_cut_off}); raise --max-output-tokens or use a model whose "
-            "replies fit; the log is intact",
+            f"replies fit; {after}",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
@@ -503,14 +506,14 @@ def step_failure(samples: dict[str, list[Any]], step: int, voting: Any, label: s
         by = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common()) or "no reason logged"
         return DiscardStreakError(
             f"{step_name}: all {drawn} samples were red-flagged ({by}); the red-flag policy or the model discards "
-            f"everything, so the run stopped (--max-discards-in-a-row {voting.max_discards_in_a_row}); the log is intact",
+            f"everything, so the run stopped (--max-discards-in-a-row {voting.max_discards_in_a_row}); {after}",
             step=step,
             samples=drawn,
             reasons=dict(reasons),
         )
     return VoteCapError(
         f"{step_name}: no answer led by k={voting.k} after {drawn} samples (--max-samples-per-step "
-        f"{voting.max_samples_per_step}); the log is intact",
+        f"{voting.max_samples_per_step}); {after}",
         step=step,
         samples=drawn,
     )

@@ -24,20 +24,18 @@ protocol fixes for that step, so that no scheduler can draw or count differently
 * the sample rows and the decision row of the step log (`maker.engine.rows`).
 
 Schedulers only choose *when* requests go out: the in-order loop (`vote_step`) sends a
-round at once; the speculative window (`maker.runtime.speculation`) sends one request at
+round at once; the speculative window (`maker.runtime.chain.speculation`) sends one request at
 a time and counts replies with `count` once every earlier sample is in; the DAG runner
-votes many steps concurrently with `vote_step`; the estimator (`maker.budget.estimate`)
-uses a StepVote's requests and judging with its own stopping rule.
+votes many steps concurrently with `vote_step` (and so does a single voted call,
+`maker.vote`, through it); the estimator (`maker.budget.estimate`) calls `vote_step` with a
+stopping rule, `Measure`: `votes` valid votes per step, none deciding.
 
-A single voted call without Ray (what `maker.vote` builds on):
+    await vote_step(task, clients, step, voting, policy, models, run_seed) -> StepVote
 
-    await vote_one(task, clients, step, voting, policy, models, run_seed)
-        -> (winner, counts, sample_rows, decision_row | None)
-
-`clients` maps each model name to a `ModelClient`; `winner` is the decided vote key or
-None when the step gave up; `counts` the ballot's {key: votes}; `sample_rows` the step's
-samples in `SAMPLE_COLUMNS` order; `decision_row` in `DECISION_COLUMNS` order (None when
-undecided).
+`clients` maps each model name to a `ModelClient`; the returned vote's `winner` is the
+decided vote key or None when the step gave up; `ballot.counts` its {key: votes};
+`sample_rows()` the step's samples in `SAMPLE_COLUMNS` order; `decision_row()` in
+`DECISION_COLUMNS` order.
 
 Example (the simulator needs no network):
     >>> import asyncio
@@ -47,9 +45,8 @@ Example (the simulator needs no network):
     >>> from maker.tasks import get_task
     >>> task = get_task("hanoi", disks=3)
     >>> clients = {"sim:1.0": SimulatedModel(task, parse_sim_model("sim:1.0"))}
-    >>> winner, counts, rows, decision = asyncio.run(
-    ...     vote_one(task, clients, task.first_step(), VotingConfig(k=2), RedFlagPolicy(), ("sim:1.0",), 0))
-    >>> counts == {winner: 2}, len(rows), decision[3]
+    >>> vote = asyncio.run(vote_step(task, clients, task.first_step(), VotingConfig(k=2), RedFlagPolicy(), ("sim:1.0",), 0))
+    >>> vote.ballot.counts == {vote.winner: 2}, len(vote.sample_rows()), vote.decision_row()[3]
     (True, 2, 2)
 """
 
@@ -58,10 +55,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from maker.cluster.protocol import Sample, SampleRequest
-from maker.cluster.simulator import mix64
+from maker.cluster.simulated.simulator import mix64
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, StepJudge
 from maker.engine.rows import SAMPLE_COLUMNS, Row, append_rows
@@ -70,7 +67,8 @@ from maker.engine.variants import step_prompts, variant_of
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 from maker.voting import Ballot
 
-__all__ = ["StepVote", "draw", "recount", "request_cap", "tier_of", "tier_starts", "vote_one", "vote_step"]
+__all__ = ["Measure", "StepVote", "StoppingRule", "VoteCount", "draw", "recount", "request_cap", "tier_of", "tier_starts",
+           "vote_step"]
 
 
 def request_cap(voting: VotingConfig) -> int:
@@ -79,19 +77,90 @@ def request_cap(voting: VotingConfig) -> int:
     return voting.max_output_tokens + 1
 
 
+class VoteCount:
+    """A ballot that never decides: `Measure`'s, done once `votes` valid votes are in.
+
+    It has a `Ballot`'s reading side (`needed`, `total`, `counts`, `leader`, `lead`), so a
+    `StepVote` draws and counts on it exactly as on a ballot: round one asks for `votes`
+    samples, later rounds for the valid votes still missing."""
+
+    __slots__ = ("_counts", "total", "votes")
+
+    def __init__(self, votes: int) -> None:
+        self.votes = votes
+        self.total = 0
+        self._counts: dict[Hashable, int] = {}
+
+    def add(self, key: Hashable) -> None:
+        """Count one valid vote; never a winner."""
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self.total += 1
+
+    @property
+    def needed(self) -> int:
+        return max(self.votes - self.total, 0)
+
+    @property
+    def counts(self) -> dict[Hashable, int]:
+        return dict(self._counts)
+
+    @property
+    def leader(self) -> Hashable | None:
+        return max(self._counts, key=self._counts.__getitem__) if self._counts else None
+
+    @property
+    def lead(self) -> int:
+        top = sorted(self._counts.values(), reverse=True)[:2] + [0, 0]
+        return top[0] - top[1]
+
+
+class StoppingRule(Protocol):
+    """When a step stops, other than first-to-ahead-by-k (`StepVote`'s default, no rule):
+    `ballot` gives the step's ballot (what counts its votes, and `needed` sizes each round),
+    `halted` may stop the step undecided before a round is sent."""
+
+    def ballot(self, vote: StepVote) -> Any: ...
+
+    def halted(self, vote: StepVote) -> bool: ...
+
+
+class Measure:
+    """The estimator's stopping rule: each step draws until `votes` valid votes are in (every
+    valid vote graded, none deciding), within the voting config's sample cap and give-up
+    counts; and the steps that share one `Measure` (a batch of one model) stop together once
+    their counts together stall (`VotingConfig.stalled`: every call failed, every reply cut
+    at the cap or red-flagged, as many times as one step would allow), so a model that gives
+    nothing to grade is not asked again on every step.  One `Measure` per batch, on one event loop."""
+
+    def __init__(self, votes: int, voting: VotingConfig) -> None:
+        self.votes = votes
+        self.voting = voting
+        self._steps: dict[int, StepVote] = {}
+
+    def ballot(self, vote: StepVote) -> VoteCount:
+        self._steps[id(vote)] = vote
+        return VoteCount(self.votes)
+
+    def halted(self, vote: StepVote) -> bool:
+        steps = self._steps.values()
+        return self.voting.stalled(sum(v.done for v in steps), sum(v.ballot.total for v in steps),
+                                   sum(v.failed_calls for v in steps), sum(v.cut_off for v in steps))
+
+
 class StepVote:
     """One step voted on one premise (see the module docstring).
 
     `seed` is the seed prefix of the step's draws: an int (a run's seed) or a tuple of
     ints (the estimator salts its own).  Use: ``for i in vote.next_round(): ...
     vote.request(i) ... vote.count(i, sample)`` with samples counted in index order;
-    `winner` is set once decided, `gave_up` once `next_round` returned nothing.
+    `winner` is set once decided, `gave_up` once `next_round` returned nothing.  `rule`: a
+    `StoppingRule` in place of first-to-ahead-by-k (the estimator's `Measure`).
     """
 
     __slots__ = (
         "ballot", "budget_stop", "cut_off", "done", "drawn", "events", "failed_calls", "gave_up", "judge", "max_tokens",
-        "models", "n_models", "prompts", "rounds", "rows", "seed", "starts", "step", "task", "tier", "tier_start",
-        "variants", "voting", "winner",
+        "models", "n_models", "prompts", "rounds", "rows", "rule", "seed", "starts", "step", "task", "tier",
+        "tier_start", "variants", "voting", "winner",
     )
 
     def __init__(
@@ -102,17 +171,18 @@ class StepVote:
         policy: RedFlagPolicy,
         models: Sequence[str],
         seed: int | tuple[int, ...],
+        rule: StoppingRule | None = None,
     ) -> None:
         self.task = task
+        self.rule = rule
         self.step = step
         self.voting = voting
         self.models = models
         self.n_models = len(models)
         self.variants = voting.prompt_variants
         self.seed = (seed,) if isinstance(seed, int) else tuple(seed)
-        self.prompts = step_prompts(task, step, voting.prompt_style, voting.prompt_variants)  # one per variant
+        self.prompts = step_prompts(task, step, voting.style_for(task), voting.prompt_variants)  # one per variant
         self.judge = StepJudge(task, step, policy, voting.max_output_tokens)
-        self.ballot = Ballot(voting.k)
         self.max_tokens = request_cap(voting)
         self.drawn = 0  # sample indices asked for
         self.done = 0  # samples counted, in sample order
@@ -127,6 +197,11 @@ class StepVote:
         self.tier_start = 0  # first sample index of the current tier's ballot
         self.starts = {0}  # first sample index of every ballot so far (drawn at first_temperature)
         self.events: list[dict[str, Any]] = []  # escalation / plurality event details
+        self.ballot = self._fresh_ballot()
+
+    def _fresh_ballot(self) -> Any:
+        """The ballot of a step or of an escalated tier: first-to-ahead-by-k, or the rule's."""
+        return Ballot(self.voting.k) if self.rule is None else self.rule.ballot(self)
 
     # -- what sample i is -----------------------------------------------------------
     def model_of(self, i: int) -> str:
@@ -152,15 +227,21 @@ class StepVote:
     # -- rounds ---------------------------------------------------------------------
     def next_round(self) -> range:
         """The sample indices of the next round; empty (and `gave_up` set) when the step
-        stops undecided.  Round one asks for k, later rounds for what the leader needs."""
+        stops undecided.  Round one asks for k, later rounds for what the leader needs (the
+        ballot's `needed`: k on a fresh ballot); with a `rule`, what its ballot needs."""
         voting = self.voting
         drawn = self.drawn
+        if self.ballot.needed <= 0:  # a rule's ballot has its votes (a decided ballot needs none either)
+            return range(0)
+        if self.rule is not None and self.rule.halted(self):
+            self.gave_up = True
+            return range(0)
         if self._split():
             self._undecided("split")
         elif voting.gives_up(drawn - self.tier_start, self.ballot.total, self.failed_calls, self.cut_off) and not self._undecided():
             return range(0)
         start = self.tier_start
-        want = min(voting.k if drawn == start else self.ballot.needed, start + voting.max_samples_per_step - drawn)
+        want = min(self.ballot.needed, start + voting.max_samples_per_step - drawn)
         self.drawn = drawn + want
         self.rounds += 1
         return range(drawn, drawn + want)
@@ -184,8 +265,8 @@ class StepVote:
             self.tier += 1
             self.models = voting.escalate_to[self.tier - 1]
             self.n_models = len(self.models)
-            self.ballot = Ballot(voting.k)
             self.tier_start = drawn
+            self.ballot = self._fresh_ballot()
             self.starts.add(drawn)
             self.failed_calls = self.cut_off = 0
             self.events.append({"event": "escalation", **event, "to_tier": self.tier, "from_sample": drawn,
@@ -290,13 +371,15 @@ async def vote_step(
     models: Sequence[str],
     seed: int | tuple[int, ...],
     budget: Any = None,
+    rule: StoppingRule | None = None,
 ) -> StepVote:
     """Vote `step` round by round until decided or given up; the finished `StepVote`.
 
     With a `budget` (`maker.budget.spend.Budget`) each round is sent only if its worst case
     fits within the cap; otherwise the step stops undecided with `budget_stop` set (its
-    samples so far are in `rows`) and the round is never sent."""
-    vote = StepVote(task, step, voting, policy, models, seed)
+    samples so far are in `rows`) and the round is never sent.  `rule`: a `StoppingRule`
+    in place of first-to-ahead-by-k (`Measure`: the estimator's)."""
+    vote = StepVote(task, step, voting, policy, models, seed, rule)
     while vote.winner is None:
         indices = vote.next_round()
         if not indices:
@@ -319,22 +402,6 @@ async def vote_step(
         for i, sample in zip(indices, samples):
             vote.count(i, sample)
     return vote
-
-
-async def vote_one(
-    task: Task,
-    clients: dict[str, Any],
-    step: StepInput,
-    voting: VotingConfig,
-    policy: RedFlagPolicy,
-    models: Sequence[str],
-    run_seed: int,
-    budget: Any = None,
-) -> tuple[Hashable | None, dict[Hashable, int], list[tuple[Any, ...]], tuple[Any, ...] | None]:
-    """One voted step without Ray: (winner, ballot counts, sample rows, decision row or None)."""
-    vote = await vote_step(task, clients, step, voting, policy, tuple(models), run_seed, budget)
-    decision = vote.decision_row() if vote.winner is not None else None
-    return vote.winner, vote.ballot.counts, vote.sample_rows(), decision
 
 
 def tier_starts(events: dict[str, list[Any]] | None) -> tuple[dict[int, list[int]], dict[int, str | None]]:

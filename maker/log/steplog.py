@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maker.errors import StepLogError, UsageError
+from maker.errors import StepLogError, UsageError, one_line
 
 SCHEMA_VERSION = 4  # 2: `faults` added; version-1 parts read with it null. 3: `tool` rows.
 #: 4: `cached_tokens`, `abandoned_usd`, `reasoning_tokens`, `shared_request` (older parts read them as null);
@@ -225,7 +225,7 @@ def open_log(path: str | Path, *, salvage: bool = False) -> LogInfo:
         except (OSError, pa.ArrowException) as exc:
             if not salvage:
                 raise StepLogError(
-                    f"{part}: damaged or not Parquet ({_one_line(exc)}); --salvage reads the parts before it",
+                    f"{part}: damaged or not Parquet ({one_line(exc)}); --salvage reads the parts before it",
                     path=str(part),
                 ) from None
             damaged.append(part)
@@ -268,7 +268,7 @@ def iter_tables(info: LogInfo, columns: list[str] | None = None, kind: str | Non
                 info.unreadable[:] = info.parts[i:]  # salvage stops at the first damaged part
                 return
             raise StepLogError(
-                f"{part}: damaged ({_one_line(exc)}); --salvage reads the parts before it", path=str(part)
+                f"{part}: damaged ({one_line(exc)}); --salvage reads the parts before it", path=str(part)
             ) from None
         if kind == "decision":  # every decided step: voted decisions and tool steps
             table = table.filter(decided_rows(table["kind"]))
@@ -300,7 +300,3 @@ def last_decision(info: LogInfo) -> tuple[int, str] | None:
             if best is None or steps[i] > best[0]:
                 best = (steps[i], table["answer"][i].as_py())
     return best
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

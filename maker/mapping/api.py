@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, VotingConfig
 from maker.errors import UsageError
 from maker.mapping.output import FileSink, MemorySink, TeeSink
 from maker.mapping.scheduler import MapConfig, run_map
-from maker.runtime.driver import ClusterConfig, RunResult
+from maker.runtime.driver import RunResult
 from maker.runtime.progress import Progress
 from maker.tasks.base import TaskSpec
 from maker.tasks.records.map_task import MapTask, make_map_task, map_job, op_reference

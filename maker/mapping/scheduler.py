@@ -39,7 +39,7 @@ from maker.budget.breakdown import CostBreakdown
 from maker.budget.spend import Budget, budget_line
 from maker.cluster import ModelSpec, WorkerPool
 from maker.cluster.pricing import Price
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, GuardConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
 from maker.errors import EndpointDownError, UsageError
@@ -48,8 +48,8 @@ from maker.log.steplog import LogInfo, StepLogWriter, open_log
 from maker.mapping.output import check_input_columns, voted_table
 from maker.mapping.resume import LoggedRows
 from maker.runtime.dag import NodeJob, NodeResult, take_batch, vote_nodes
-from maker.runtime.driver import ClusterConfig, RunResult, base_metadata, price_dict, priced_models, simulated
-from maker.runtime.guard import Guard, GuardConfig, log_events
+from maker.runtime.driver import RunResult, base_metadata, price_dict, priced_models, simulated
+from maker.runtime.guard import Guard, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress

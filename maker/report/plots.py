@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from maker.report.summary import RunStats
+    from maker.report.stats import RunStats
 
 
 def draw_all(s: RunStats, out: Path) -> list[Path]:

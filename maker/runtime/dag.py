@@ -2,7 +2,7 @@
 
 Why a second scheduler: the chain scheduler (`maker.runtime.driver`) hands a worker a segment of
 consecutive steps, because in a chain step t+1 cannot start before step t is decided.
-In a plan (`tasks.plan`) many steps are independent -- the digit products of a
+In a plan (`tasks.plans.plan`) many steps are independent -- the digit products of a
 multiplication, each level of a sorting network -- and running them one after another
 wastes the time a model call takes.  Here the driver keeps the set of *ready* steps
 (every input decided), sends them to the Ray workers in batches (one Ray call votes
@@ -11,7 +11,7 @@ as each batch comes back fills the decided answers into the steps that wait on t
 dispatching whatever became ready at once.  A chain is the special case of a path: one
 step ready at a time.
 
-Each step is voted exactly as a chained step (`maker.runtime.chain`): round one draws k samples
+Each step is voted exactly as a chained step (`maker.runtime.chain.loop`): round one draws k samples
 together, the first at the first temperature; later rounds draw only what the leader
 still needs; red-flagged samples never vote; the sample cap stops the run loudly.  A
 step's draws are seeded by (run seed, node index, sample index), so parallel and
@@ -52,14 +52,14 @@ from typing import Any
 
 from maker.budget.spend import billed_columns
 from maker.cluster import WorkerPool
-from maker.config import VotingConfig
+from maker.config import DagConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, merge_events, new_columns
 from maker.engine.step import recount, vote_step
-from maker.errors import MakerError, UsageError
+from maker.errors import MakerError
 from maker.runtime.state import RunState
 from maker.tasks.base import Oracle, StepInput
-from maker.tasks.plan_task import PlanTask
+from maker.tasks.plans.plan_task import PlanTask
 
 #: The driver writes a log part once this many samples or seconds have gathered (and at the end):
 #: a kill -9 loses at most that much, plus what the workers had not sent yet (below).
@@ -71,24 +71,6 @@ CHUNK_SECONDS = 1.0
 CHUNK_ROWS = 5_000
 #: A decision row of a plan step also carries the node's label in `detail`.
 PLAN_DECISION_COLUMNS = (*DECISION_COLUMNS, "detail")
-
-
-@dataclass(frozen=True)
-class DagConfig:
-    """How ready steps are dispatched.
-
-    `sequential` forces one step per Ray call and one call at a time, in plan order: the
-    same DAG run as if it were a chain (for comparison; decisions are identical).
-    `max_batch` caps the steps one Ray call votes; `calls_per_worker` caps calls in flight.
-    """
-
-    sequential: bool = False
-    max_batch: int = 256
-    calls_per_worker: int = 2
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.calls_per_worker < 1:
-            raise UsageError("--max-batch and calls per worker must be >= 1")
 
 
 @dataclass(frozen=True)

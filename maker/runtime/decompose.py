@@ -4,7 +4,7 @@ Why vote on plans: a plan is a decision like any step, and a wrong plan spoils e
 step built on it.  So each decomposition request is voted exactly as a step is
 (`maker.engine.step.vote_step`: k proposals at once, the first at the first temperature, then
 only what the leader needs; red-flagged proposals never vote; the sample cap stops the
-run).  Proposals vote on a canonical key (`tasks.solve.parse_proposal`: steps renumbered
+run).  Proposals vote on a canonical key (`tasks.plans.solve.parse_proposal`: steps renumbered
 in order, whitespace collapsed), so two samples that propose the same plan in different
 words of numbering agree; a proposal that is malformed or breaks the plan rules (a
 step used before it exists, an unused step, too many steps) is red-flagged.
@@ -16,7 +16,7 @@ inputs `#E1..#Em` (renumbered for the model); the decomposer maps them back.  A 
 still not atomic at `max_depth`, or a plan that grows past `max_steps` atomic steps, is
 refused with one line naming the step and nothing runs.
 
-The result is a plan of `solve("question")` steps in the `#E` format (`tasks.plan`), which
+The result is a plan of `solve("question")` steps in the `#E` format (`tasks.plans.plan`), which
 `maker.run` then executes like any other plan.
 
 Example (scripted model):
@@ -40,16 +40,16 @@ from typing import Any
 from maker.budget.spend import billed_usd, usd
 from maker.cluster import ModelSpec, check_spec, make_client
 from maker.cluster.clients import warn_unsent_settings
-from maker.cluster.errors import ModelConfigError
 from maker.config import VotingConfig
-from maker.engine.red_flags import RedFlagPolicy
+from maker.engine.red_flags import RedFlagPolicy, step_failure
+from maker.engine.rows import SAMPLE_COLUMNS, append_rows, new_columns
 from maker.engine.step import vote_step
-from maker.errors import BudgetReached, UsageError, VoteCapError
+from maker.errors import BudgetReached, ModelConfigError, UsageError
 from maker.runtime.dag import NodeJob
 from maker.tasks.base import Prompt, PromptStyle, StepInput, Verdict
-from maker.tasks.ops import shapes
-from maker.tasks.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
-from maker.tasks.solve import decompose_prompt, parse_proposal, proposal_steps
+from maker.tasks.plans.ops import shapes
+from maker.tasks.plans.plan import Plan, PlanError, PlanStep, Ref, fill, make_plan, refs_in, renumber
+from maker.tasks.plans.solve import decompose_prompt, parse_proposal, proposal_steps
 
 #: Mixed into the run seed for plan draws, so they never share a seed with a step's draws.
 PLAN_SEED_SALT = 0x504C414E
@@ -160,13 +160,11 @@ class _Planner:
                 f"budget reached while planning: {usd(budget.spent_usd)} of {usd(budget.cap_usd)} spent on "
                 f"{len(self.result.votes)} plan requests; nothing was run (raise --max-cost)",
                 spent_usd=budget.spent_usd, cap_usd=budget.cap_usd)
-        if vote.winner is None:
-            raise VoteCapError(
-                f"decomposing {_clip(problem)!r}: no proposal led by k={job.voting.k} within "
-                f"{job.voting.max_samples_per_step} samples (--max-samples-per-step)",
-                step=number,
-                samples=drawn,
-            )
+        if vote.winner is None:  # the shared give-up error: endpoint down, every proposal discarded, or the cap
+            columns = new_columns(SAMPLE_COLUMNS)
+            append_rows(columns, number, vote.rows)
+            raise step_failure(columns, number, job.voting, name=f"decomposing {_clip(problem)!r}",
+                               after="nothing was run")
         proposals: dict[str, int] = {}
         for _, _, _, _, verdict, _ in vote.rows:
             if verdict.key is not None:
@@ -268,7 +266,7 @@ def solve(
     `maker replay --verify` rebuilds it) and a summary of every plan vote (`plan_votes`).
     """
     from maker.runtime.driver import run
-    from maker.tasks.plan_task import solve_task
+    from maker.tasks.plans.plan_task import solve_task
 
     voting = voting or VotingConfig()
     decomposition = plan_problem(problem, models, voting, config=config, policy=policy, seed=seed)

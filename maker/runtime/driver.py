@@ -3,11 +3,11 @@
 One driver, two schedulers.  `run` validates, checks the settings before anything is
 spent (`maker.runtime.preflight`), opens the log (or resumes it), starts the Ray pool and
 the live guard, counts faults and red flags, and builds the `RunResult`; the task's shape
-picks the scheduler: a plan task (`maker.tasks.plan_task.PlanTask`) goes to the DAG
+picks the scheduler: a plan task (`maker.tasks.plans.plan_task.PlanTask`) goes to the DAG
 dispatcher (`maker.runtime.dag`), anything else to the segment loop below.
 
 The driver owns the truth.  It hands a worker a segment (a starting premise and a step
-budget; see `maker.runtime.chain`), and while the worker votes the next segment it re-decides
+budget; see `maker.runtime.chain.loop`), and while the worker votes the next segment it re-decides
 every step of the last one from the returned votes, counts errors, appends everything
 to the step log, and updates the progress line.  The next segment starts from the
 premise the last one ended on; should a re-check ever disagree with the worker, that
@@ -30,48 +30,38 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from maker import __version__
 from maker.budget.breakdown import CostBreakdown
 from maker.budget.spend import Budget, billed_columns, budget_line, check_cap, refuse_unpriced, resolve_prices
 from maker.cluster import ModelSpec, WorkerPool, check_spec
 from maker.cluster.clients import warn_unsent_settings
 from maker.cluster.pricing import Price
 from maker.cluster.worker import stopped_in_worker
-from maker.config import VotingConfig
+from maker.config import ClusterConfig, DagConfig, GuardConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import merge_events
 from maker.engine.step import recount
 from maker.errors import MakerError, StepLogError, UsageError
 from maker.log.identity import code_change, code_fingerprint, resume_refusal
 from maker.log.steplog import LogInfo, StepLogWriter, last_decision, open_log, read_table
-from maker.runtime.draft import DRAFT_DEPTH, Draft, DraftTally, check_draft, draft_event, in_order_seconds, parse_draft
-from maker.runtime.guard import Guard, GuardConfig, log_events
+from maker.runtime.chain.draft import (
+    DRAFT_DEPTH,
+    Draft,
+    DraftTally,
+    check_draft,
+    draft_event,
+    in_order_seconds,
+    parse_draft,
+)
+from maker.runtime.chain.schedule import SegmentSchedule, as_wasted
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import speculation_depth
+from maker.runtime.guard import Guard, log_events
 from maker.runtime.local_models import has_local, local_models, refuse_local_tiers
 from maker.runtime.preflight import check_run
 from maker.runtime.progress import Progress, cost_text
-from maker.runtime.schedule import SegmentSchedule, as_wasted
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import speculation_depth
 from maker.runtime.state import RunState
-from maker.tasks.base import Oracle, StepInput, Task
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Where the work runs: a local Ray instance by default, or `address`."""
-
-    workers: int = 1
-    address: str | None = None
-    segment_steps: int = 2048
-    segment_seconds: float = 2.0
-    #: steps voted ahead on the premise the current leader implies; None: automatic
-    #: (8, or 0 when every model is a zero-latency simulator) -- see maker.runtime.speculation
-    speculate: int | None = None
-    #: what proposes the window's premises before any reply is in (decisions unchanged; see
-    #: maker.runtime.draft): None (no draft), "reference" (or True: the task's ground truth),
-    #: a model string or ModelSpec (a cheap model), a function (task, step) -> reply text, or
-    #: "py:pkg.module:fn" naming one
-    draft: Any = None
+from maker.tasks.base import Oracle, StepInput, Task, optional
+from maker.version import __version__
 
 
 @dataclass
@@ -141,7 +131,7 @@ def run_metadata(task: Task, specs: Sequence[ModelSpec], voting: VotingConfig, s
     return {
         "task": task.spec.name,
         "task_options": task.spec.options,
-        "task_origin": getattr(task, "maker_origin", None),  # built-in, plugin DIST VERSION, module M, file F
+        "task_origin": optional(task, "maker_origin"),  # built-in, plugin DIST VERSION, module M, file F
         "task_code": code_fingerprint(task),  # the defining file's hash: a resume with other code is refused
         "total_steps": task.total_steps,
         "models": [s.model for s in specs],
@@ -250,7 +240,7 @@ def run(
     ``code_change`` event row).  `draft`: what proposes premises ahead of the votes (the same
     values as `ClusterConfig.draft`, which it replaces; give it in one place): "reference", a
     model string or `ModelSpec`, a function (task, step) -> reply text, or
-    "py:pkg.module:fn" -- see `maker.runtime.draft`.
+    "py:pkg.module:fn" -- see `maker.runtime.chain.draft`.
 
     A ``local`` / ``local:PATH.gguf`` model is served for the run by this process's shared
     servers (`maker.runtime.local_models`: started on first use, reused by later calls,
@@ -271,9 +261,10 @@ def run(
     when a step stops undecided (the log holds everything up to and including that
     step's samples).
     """
-    from maker.tasks.plan_task import PlanTask
+    from maker.tasks.plans.plan_task import PlanTask
 
     voting = voting or VotingConfig()
+    voting = replace(voting, prompt_style=voting.style_for(task))  # explicit in the log's metadata
     cluster = cluster or ClusterConfig()
     if draft is not None and draft is not False:
         if cluster.draft not in (None, False) and cluster.draft != draft:
@@ -303,16 +294,21 @@ def run(
         speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
     refuse_local_tiers(voting.escalation_models)
-    if has_local(specs):  # the embedded model: served for the run (shared by its workers), then run as any model
-        with local_models(specs, address=cluster.address, workers=cluster.workers) as served:
-            return run(task, served, voting, log=log, resume=resume, seed=seed, cluster=cluster, policy=policy,
-                       progress=progress, max_steps=max_steps, guard=guard, dag=dag, extra_meta=extra_meta,
-                       allow_code_change=allow_code_change, draft=draft)
+    local_draft = proposer is not None and proposer.kind == "model" and has_local([proposer.spec])
+    if has_local(specs) or local_draft:  # the embedded model: served for the run (shared by its workers), then run as any model
+        wanted = [*specs, proposer.spec] if local_draft else specs
+        with local_models(wanted, address=cluster.address, workers=cluster.workers) as served:
+            if local_draft:  # the draft reaches the same servers as a model of its own
+                cluster = replace(cluster, draft=served[-1])
+            return run(task, served[: len(specs)], voting, log=log, resume=resume, seed=seed, cluster=cluster,
+                       policy=policy, progress=progress, max_steps=max_steps, guard=guard, dag=dag,
+                       extra_meta=extra_meta, allow_code_change=allow_code_change, max_cost_usd=max_cost_usd,
+                       spent_before_usd=spent_before_usd)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
-                         tuple(getattr(task, "stop", ()) or ()))  # before the first call
+                         tuple(optional(task, "stop") or ()))  # before the first call
     meta = base_metadata(task, specs, voting, seed, policy, prices)
     if is_plan:
-        from maker.runtime.dag import DagConfig, plan_metadata
+        from maker.runtime.dag import plan_metadata
 
         dag = dag or DagConfig()
         meta["dag"] = plan_metadata(task, dag)

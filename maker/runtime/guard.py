@@ -51,41 +51,7 @@ from typing import Any, TextIO
 
 import maker.voting as stats
 from maker.budget.advice import next_k
-from maker.config import VotingConfig
-from maker.errors import UsageError
-
-
-@dataclass(frozen=True)
-class GuardConfig:
-    """How the live guard judges the run and what it may do about it."""
-
-    target: float = 0.95  # wanted probability that the whole run is right
-    p_plan: float | None = None  # p the plan assumed (--p); None: the p that k just suffices for
-    adaptive: bool = False  # raise k when an alarm says the plan no longer holds
-    k_max: int | None = None  # the most k may rise to (default with adaptive: 3 * k)
-    collision_factor: float = 3.0
-    min_collisions: int = 3
-    min_votes: int = 100  # judge p only after this many counted votes (and a perfect record clears the plan)
-    level: float = 0.95  # Clopper-Pearson confidence level
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.target < 1.0:
-            raise UsageError(f"--target must be in (0, 1), got {self.target}")
-        if self.p_plan is not None and not 0.5 < self.p_plan <= 1.0:
-            raise UsageError(f"--p must be in (0.5, 1], got {self.p_plan}")
-        if not self.collision_factor >= 1.0:
-            raise UsageError(f"--collision-factor must be >= 1, got {self.collision_factor}")
-        if self.min_collisions < 1 or self.min_votes < 1:
-            raise UsageError("--min-collisions and the guard's min_votes must be >= 1")
-        if not 0.0 < self.level < 1.0:
-            raise UsageError(f"confidence level must be in (0, 1), got {self.level}")
-
-    def checked_k_max(self, k: int) -> int:
-        """The ceiling for k; UsageError (exit 2) when it is below the starting k."""
-        k_max = self.k_max if self.k_max is not None else (3 * k if self.adaptive else k)
-        if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < k:
-            raise UsageError(f"--k-max ({self.k_max}) must be an integer >= k ({k})")
-        return k_max
+from maker.config import GuardConfig, VotingConfig
 
 
 def implied_p(k: int, steps: int, target: float) -> float:

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from maker.cluster.worker import check_shippable
-from maker.config import VotingConfig
+from maker.config import GuardConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, check_detectors
 from maker.engine.variants import check_variants
 from maker.errors import UsageError
-from maker.runtime.guard import GuardConfig
 from maker.tasks.base import Task
 
 

@@ -12,7 +12,7 @@ from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import DECIDED_KINDS, LogInfo, StepLogWriter, count_faults, iter_tables
-from maker.runtime.draft import DraftTally
+from maker.runtime.chain.draft import DraftTally
 from maker.runtime.guard import Guard
 from maker.runtime.progress import Progress, Totals
 from maker.tasks.base import Task

@@ -105,18 +105,13 @@ def cell_text(value: Any) -> str:
 
 def load_op(ref: str) -> Any:
     """The voted operation ``pkg.module:attr`` or ``path/to/file.py:attr`` names (ValueError if not one)."""
-    from ..registry import TaskNameError, import_where
+    from ..plugins import PluginError, load_ref, split_ref
 
-    where, _, attr = str(ref).rpartition(":")
-    if not where or not attr:
-        raise ValueError(f"--op {ref}: expected pkg.module:attr or path/to/file.py:attr")
     try:
-        module = import_where(where)
-    except TaskNameError as exc:
+        _, attr = split_ref(ref)
+        op = load_ref(ref)
+    except PluginError as exc:
         raise ValueError(f"--op {ref}: {exc}") from None
-    op = getattr(module, attr, None)
-    if op is None:
-        raise ValueError(f"--op {ref}: {where} has no attribute {attr!r}")
     if getattr(op, "is_tool", False):
         raise ValueError(f"--op {ref}: {attr} is a tool (run, never voted); a row needs a voted maker.operation")
     if not all(callable(getattr(op, m, None)) for m in ("prompt", "judge")) or not getattr(op, "fields", None):
@@ -150,7 +145,7 @@ class MapTask:
     def __init__(self, source: TableSource, *, prompt: str | None = None, op: Any = None, key: str | None = None,
                  truth: str | None = None, id: str | None = None, columns: Sequence[str] | str | None = None,
                  stop: str | None = None, spec: TaskSpec | None = None) -> None:
-        from ..user_ops import UserOp
+        from ..plans.user_ops import UserOp
 
         if (prompt is None) == (op is None):
             raise ValueError("give a row's step as a prompt template (--prompt) or a voted operation (--op), one of them")

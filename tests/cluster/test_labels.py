@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from maker.cluster import ModelSpec, clients
 from maker.cluster.clients import loopback_root, served_by_sim_server
-from maker.cluster.sim_server import SimServer, SimServerConfig
+from maker.cluster.simulated.sim_server import SimServer, SimServerConfig
 
 
 def test_examples_run() -> None:

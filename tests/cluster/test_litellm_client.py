@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from maker.cluster import ModelConfigError, ModelSpec, SampleRequest, check_spec
-from maker.cluster.litellm_client import LiteLLMClient, LiteLLMConfig
+from maker.cluster.http.litellm_client import LiteLLMClient, LiteLLMConfig
 
 
 class Script:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from maker.cluster import ModelSpec
-from maker.cluster.errors import ModelConfigError
 from maker.cluster.local.server import (
     EMBEDDED_GGUF,
     HOST,
@@ -24,6 +23,7 @@ from maker.cluster.local.server import (
 from maker.cluster.local.serving import serving
 
 from maker.cli.main import main
+from maker.errors import ModelConfigError
 
 
 def fake_gguf(path: Path) -> Path:

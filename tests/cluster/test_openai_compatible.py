@@ -13,10 +13,10 @@ import time
 
 import pytest
 from maker.cluster import ModelSpec, SampleRequest, make_client
-from maker.cluster.litellm_client import LiteLLMClient
-from maker.cluster.openai_compatible import OpenAICompatibleClient
-from maker.cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
-from maker.cluster.transport import EndpointConfig, retry_after_s, split_tokens
+from maker.cluster.http.litellm_client import LiteLLMClient
+from maker.cluster.http.openai_compatible import OpenAICompatibleClient
+from maker.cluster.http.transport import EndpointConfig, retry_after_s, split_tokens
+from maker.cluster.simulated.sim_server import FAULT_KINDS, SimServer, SimServerConfig
 from maker.tasks import get_task
 
 CLIENTS = {"compat": OpenAICompatibleClient, "litellm": LiteLLMClient}
@@ -177,8 +177,8 @@ def test_replicas_get_one_prompt_variant_each() -> None:
 FRESH_PROCESS = r"""
 import asyncio, json, sys
 from maker.cluster import SampleRequest
-from maker.cluster.openai_compatible import OpenAICompatibleClient
-from maker.cluster.transport import EndpointConfig
+from maker.cluster.http.openai_compatible import OpenAICompatibleClient
+from maker.cluster.http.transport import EndpointConfig
 from maker.tasks import get_task
 
 assert "litellm" not in sys.modules  # the price lookup below is the first import of litellm

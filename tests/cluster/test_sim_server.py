@@ -16,11 +16,11 @@ import urllib.request
 
 import pytest
 from maker.cluster import ModelSpec, SampleRequest
-from maker.cluster.litellm_client import LiteLLMClient, LiteLLMConfig
-from maker.cluster.ratelimit import TokenBucket
-from maker.cluster.sim_server import FAULT_KINDS, SimServer, SimServerConfig
+from maker.cluster.http.litellm_client import LiteLLMClient, LiteLLMConfig
+from maker.cluster.http.ratelimit import TokenBucket
+from maker.cluster.simulated.sim_server import FAULT_KINDS, SimServer, SimServerConfig
 from maker.tasks import get_task
-from maker.tasks.hanoi import premise_from_prompt
+from maker.tasks.builtin.hanoi_rules import premise_from_prompt
 
 from maker import VotingConfig, run, verify_log
 from maker.cli.main import main
@@ -334,3 +334,30 @@ def test_one_client_serves_event_loop_after_event_loop() -> None:
         for _ in range(2):  # the second loop's batch waits on the limit: that needs a semaphore of its own
             samples = asyncio.run(one.complete(requests))
             assert all(s.error is None and s.text for s in samples)
+
+
+@pytest.mark.parametrize("variant", range(4))
+def test_chase_prompts_are_answered_from_the_record_they_show(variant) -> None:
+    """`--task chase`: the step is read back from the last record of any form, chat or
+    completion; a right answer is the record's pointer, and a prompt of another list is 400."""
+    task = get_task("chase", hops=5)
+    step = task.first_step()
+    with SimServer(SimServerConfig(p=1.0, latency=0.0, task="chase")) as server:
+        prompt = task.prompt(step, "completion", variant)
+        status, body = post(server.url + "/completions", {"model": "sim", "prompt": prompt, "max_tokens": 8})
+        assert status == 200 and task.judge(step, body["choices"][0]["text"]).key == task.truth(0)
+        chat = task.prompt(step, "chat", variant)
+        status, body = post(server.url + "/chat/completions", {"model": "sim", "messages": chat, "max_tokens": 8})
+        assert status == 200 and task.judge(step, body["choices"][0]["message"]["content"]).key == task.truth(0)
+        other = get_task("chase", hops=5, list_seed=1)
+        status, _ = post(server.url + "/completions", {"model": "sim", "prompt": other.prompt(other.first_step(), "completion"),
+                                                        "max_tokens": 8})
+        assert status == 400
+
+
+@pytest.mark.ray
+def test_maker_run_chase_through_the_server_is_solved(ray_address, tmp_path) -> None:
+    with SimServer(SimServerConfig(p=0.99, latency=0.0, task="chase")) as server:
+        spec = ModelSpec("openai/sim", api_base=server.url)
+        result = run(get_task("chase", hops=30), [spec], VotingConfig(k=2), log=tmp_path / "c.parquet")
+    assert result.solved and result.steps == 30 and result.simulated

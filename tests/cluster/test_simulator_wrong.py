@@ -14,10 +14,10 @@ from decimal import Decimal
 
 import pytest
 from maker.cluster import ModelConfigError, SampleRequest, SimulatedModel, mix64, parse_sim_model
-from maker.tasks.chain import chain_task
-from maker.tasks.one_prompt import one_prompt
-from maker.tasks.plan_task import plan_task
-from maker.tasks.user_ops import operation
+from maker.tasks.builtin.one_prompt import one_prompt
+from maker.tasks.chain_task import chain_task
+from maker.tasks.plans.plan_task import plan_task
+from maker.tasks.plans.user_ops import operation
 from maker.tasks.wrong import NoWrongAnswer
 from maker.voting import clopper_pearson
 
@@ -129,7 +129,7 @@ def test_a_key_that_accepts_no_wrong_answer_is_refused_in_one_line_before_anythi
     with pytest.raises(UsageError) as caught:  # before Ray starts or anything is drawn
         maker.run(task, ["sim:0.8"], maker.VotingConfig(k=2))
     assert "\n" not in str(caught.value) and "wrong=" in str(caught.value)
-    maker.cluster.simulator.check_can_be_wrong(task, "sim:1.0")  # a perfect simulator needs no wrong answer
+    maker.cluster.simulated.simulator.check_can_be_wrong(task, "sim:1.0")  # a perfect simulator needs no wrong answer
 
 
 def test_a_one_option_choice_has_no_wrong_answer_and_that_is_not_an_error() -> None:

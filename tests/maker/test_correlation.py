@@ -14,7 +14,7 @@ from maker.cluster import SimulatedModel, parse_sim_model
 from maker.cluster.protocol import SampleRequest
 from maker.tasks import get_task
 from maker.tasks.base import variants_of
-from maker.tasks.hanoi_variants import SURFACES, render
+from maker.tasks.builtin.hanoi_variants import SURFACES, render
 
 from maker.audit.verify import verify_log
 from maker.audit.whatif import whatif_log
@@ -192,8 +192,8 @@ def test_speculation_judges_in_sample_order_with_variants_and_temperature_zero()
     import asyncio
     import types
 
-    from maker.runtime.chain import run_segment
-    from maker.runtime.segment import SegmentJob
+    from maker.runtime.chain.loop import run_segment
+    from maker.runtime.chain.segment import SegmentJob
 
     task = get_task("hanoi", disks=6)
     models = ("sim:0.95,redflag=0.1,confused=0.5,latency=0.001,jitter=0.004", "sim:0.9,seed=2,latency=0.001,jitter=0.004")

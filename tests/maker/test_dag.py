@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 from maker.cluster import ModelSpec, make_client
-from maker.cluster.scripted import ScriptedModel
+from maker.cluster.simulated.scripted import ScriptedModel
 from maker.tasks import get_task
-from maker.tasks.plan import PlanError
-from maker.tasks.solve import DECOMPOSE_MARK
+from maker.tasks.plans.plan import PlanError
+from maker.tasks.plans.solve import DECOMPOSE_MARK
 
 from maker import ClusterConfig, VoteCapError, VotingConfig, run, verify_log
 from maker.engine.red_flags import RedFlagPolicy
@@ -215,3 +215,17 @@ def test_a_decomposition_that_never_reaches_atomic_steps_is_refused() -> None:
     with pytest.raises(PlanError, match="grew past 3 atomic steps"):
         asyncio.run(decompose("Compute 1 + 2 + 3 + 4 + 5 + 6", {"m": make_client(ModelSpec("script:arith"), None)},
                               ["m"], VotingConfig(k=1), config=DecomposeConfig(max_steps=3)))
+
+
+def test_a_decomposition_that_gives_up_raises_the_shared_step_error() -> None:
+    """#27 §3: the decomposer raised its own VoteCapError ("no proposal led by k") whatever
+    the cause; it now raises what every runner raises for a step that gives up
+    (`step_failure`): here every proposal red-flagged, so DiscardStreakError with its counts."""
+    from maker.errors import DiscardStreakError
+
+    clients = {"m": ScriptedModel(lambda text, request: "I would rather not plan this.")}
+    voting = VotingConfig(k=2, max_discards_in_a_row=4)
+    with pytest.raises(DiscardStreakError, match=r"^decomposing 'Do a thing': all 4 samples were red-flagged "
+                                                 r"\(malformed 4\).*nothing was run$") as info:
+        asyncio.run(decompose("Do a thing", clients, ["m"], voting))
+    assert info.value.samples == 4 and info.value.reasons == {"malformed": 4}

@@ -19,10 +19,10 @@ from maker.tasks import get_task
 from maker import ClusterConfig, UsageError, VotingConfig, run, verify_log
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import decisions, open_log, read_table
-from maker.runtime.chain import run_segment
-from maker.runtime.draft import DepthControl, DraftTally, in_order_seconds, parse_draft
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import CANCELLED, DRAFT_LATE
+from maker.runtime.chain.draft import DepthControl, DraftTally, in_order_seconds, parse_draft
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import CANCELLED, DRAFT_LATE
 
 
 def segment(task, voters, k, draft, *, depth=64, seed=11) -> SegmentResult:

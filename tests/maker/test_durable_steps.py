@@ -31,8 +31,8 @@ import json
 from pathlib import Path
 
 from maker.tasks.base import TaskOption
-from maker.tasks.plan_task import plan_task
-from maker.tasks.user_ops import operation, tool
+from maker.tasks.plans.plan_task import plan_task
+from maker.tasks.plans.user_ops import operation, tool
 
 CALLS = Path({calls!r})
 STUCK = Path({stuck!r})
@@ -308,8 +308,8 @@ def test_verify_on_a_chain_counts_the_errors_the_run_counted(ray_address, tmp_pa
 def test_the_preflight_probe_of_a_users_detector_never_runs_a_tool(counted) -> None:
     """`check_detectors` shows a user's detector a known-good reply: of a voted step, never a
     tool step's (finding its output would run the tool)."""
-    from maker.tasks.plan_task import plan_task
-    from maker.tasks.registry import import_where
+    from maker.tasks.plans.plan_task import plan_task
+    from maker.tasks.plugins import import_where
 
     from maker.engine.red_flags import RedFlagPolicy, check_detectors
 

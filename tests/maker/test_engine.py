@@ -11,45 +11,61 @@ from types import SimpleNamespace
 
 import pytest
 from maker.cluster import ModelSpec, make_client
-from maker.cluster.scripted import ScriptedModel
+from maker.cluster.simulated.scripted import ScriptedModel
 from maker.tasks import get_task
 
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS
-from maker.engine.step import StepVote, request_cap, vote_one
+from maker.engine.step import Measure, StepVote, request_cap, vote_step
 from maker.errors import UsageError
-from maker.runtime.chain import run_segment
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob
 from maker.runtime.dag import NodeJob, vote_nodes
 from maker.runtime.guard import GuardConfig
 from maker.runtime.preflight import check_run
-from maker.runtime.segment import SegmentJob
 
 
 def _clients(task, *models):
     return {m: make_client(ModelSpec(m), task) for m in models}
 
 
-def test_vote_one_decides_a_step_and_returns_its_rows() -> None:
+def test_vote_step_decides_a_step_and_returns_its_rows() -> None:
     task = get_task("hanoi", disks=5)
     step = task.first_step()
-    winner, counts, rows, decision = asyncio.run(
-        vote_one(task, _clients(task, "sim:1.0"), step, VotingConfig(k=3), RedFlagPolicy(), ["sim:1.0"], 0)
+    vote = asyncio.run(
+        vote_step(task, _clients(task, "sim:1.0"), step, VotingConfig(k=3), RedFlagPolicy(), ("sim:1.0",), 0)
     )
+    winner, counts, rows, decision = vote.winner, vote.ballot.counts, vote.sample_rows(), vote.decision_row()
     assert winner == task.truth(0) and counts == {winner: 3}
     assert len(rows) == 3 and all(len(r) == len(SAMPLE_COLUMNS) for r in rows)
     assert [r[3] for r in rows] == [0.0, 0.1, 0.1]  # temperature column: first sample at 0
     assert len(decision) == len(DECISION_COLUMNS) and decision[:5] == (0, winner, 3, 3, 1) and decision[5] is True
 
 
-def test_vote_one_gives_up_at_the_cap_with_no_decision() -> None:
+def test_vote_step_gives_up_at_the_cap_with_no_decision() -> None:
     task = get_task("hanoi", disks=5)
     step = task.first_step()
     replies = itertools.cycle([task.reference_reply(step), task.wrong_replies(step)[0]])  # a tie forever
     clients = {"m": ScriptedModel(lambda text, request: next(replies), "m")}
     voting = VotingConfig(k=2, max_samples_per_step=6)
-    winner, counts, rows, decision = asyncio.run(vote_one(task, clients, step, voting, RedFlagPolicy(), ["m"], 0))
-    assert decision is None and winner is None and len(rows) == 6 and sorted(counts.values()) == [3, 3]
+    vote = asyncio.run(vote_step(task, clients, step, voting, RedFlagPolicy(), ("m",), 0))
+    assert vote.gave_up and vote.winner is None and len(vote.sample_rows()) == 6
+    assert sorted(vote.ballot.counts.values()) == [3, 3]
+
+
+def test_the_measuring_rule_draws_votes_without_deciding() -> None:
+    """`Measure` (the estimator's stopping rule): each step draws until `votes` valid votes,
+    red-flagged samples redrawn, k never deciding -- through the same `vote_step`."""
+    task = get_task("hanoi", disks=5)
+    step = task.first_step()
+    replies = itertools.cycle([task.reference_reply(step), "no move here"])  # every other reply malformed
+    clients = {"m": ScriptedModel(lambda text, request: next(replies), "m")}
+    voting = VotingConfig(k=1)
+    vote = asyncio.run(vote_step(task, clients, step, voting, RedFlagPolicy(), ("m",), 0, rule=Measure(3, voting)))
+    assert vote.winner is None and not vote.gave_up and vote.ballot.total == 3
+    assert [r[6] for r in vote.sample_rows()] == [None, "malformed", None, "malformed", None]  # red_flag column
+    assert [r[3] for r in vote.sample_rows()] == [0.0, 0.1, 0.1, 0.1, 0.1]  # drawn as a run draws
 
 
 def test_sample_i_is_model_i_mod_m_variant_temperature_seed_and_cap() -> None:

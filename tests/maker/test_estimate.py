@@ -31,10 +31,14 @@ class Recording:
         self.name = model
         self.requests: list[tuple[int, float]] = []
         self.calls = 0
+        self.steps_per_call: list[set[int]] = []
+        self.seeds: list[tuple[int, int, float]] = []  # (step, seed, temperature) of each request
 
     async def complete(self, requests):
         self.calls += 1
         self.requests += [(r.step.index, r.temperature) for r in requests]
+        self.steps_per_call.append({r.step.index for r in requests})
+        self.seeds += [(r.step.index, r.seed, r.temperature) for r in requests]
         return await self.inner.complete(requests)
 
 
@@ -62,7 +66,7 @@ def test_steps_are_random_distinct_and_reproducible() -> None:
     assert pick_steps(7, 3, seed=0, voted=[1, 4, 6]) == [1, 4, 6] and pick_steps(7, 9, seed=0, voted=[2]) == [2]
 
 
-def test_a_batch_draws_like_a_run_and_batches_steps_per_call() -> None:
+def test_a_batch_draws_like_a_run_one_round_per_call() -> None:
     task = get_task("hanoi", disks=8)
     steps = range(0, 255, 5)
     tally, client = batch(task, "sim:0.9,redflag=0.3", steps)
@@ -73,7 +77,7 @@ def test_a_batch_draws_like_a_run_and_batches_steps_per_call() -> None:
     assert sorted(by_step) == list(steps)
     assert all(t[0] == 0.0 and set(t[1:]) <= {0.1} and len(t) >= 2 for t in by_step.values())
     assert tally.samples == len(client.requests) and tally.steps == len(steps)
-    assert client.calls < len(steps)  # batched: one call per round, not per step
+    assert all(len(s) == 1 for s in client.steps_per_call)  # the engine's rounds: one step's round per call
     # Red-flagged samples are redrawn until each step has two valid votes.
     assert sum(tally.red_flags.values()) > 0 and tally.valid == tally.samples - sum(tally.red_flags.values())
     assert tally.steps_with_two + tally.short_steps >= len(steps) and tally.valid >= 2 * tally.steps_with_two
@@ -87,11 +91,51 @@ def test_grading_counts_right_votes_and_collisions() -> None:
     assert tally.correct == 0 and tally.first_two_wrong == tally.steps_with_two == 255
 
 
-def test_a_model_that_always_fails_is_asked_once() -> None:
+def test_a_model_that_always_fails_is_asked_until_its_batch_stalls() -> None:
+    """Not once per step: the batch's steps stop together once their failed calls reach
+    `max_failed_calls` with no answer (`VotingConfig.stalled`, the count a run's step uses)."""
     task = get_task("hanoi", disks=6)
     tally, client = batch(task, "sim:0.9,fail=1", range(63))
-    assert client.calls == 1 and tally.answered == 0 and tally.red_flags == {"transport": 126}
-    assert tally.first_error == "simulated call failure"
+    failed = VotingConfig().max_failed_calls
+    assert tally.answered == 0 and tally.red_flags == {"transport": failed} and client.calls == failed // 2
+    assert tally.first_error == "simulated call failure" and tally.steps == 63
+
+
+def test_a_model_that_red_flags_everything_stops_where_a_run_would() -> None:
+    """#27 §3: the estimate ran its own rounds with its own stops (here every step's first
+    round, 126 samples, before its own cut-off check); through the engine it stops as a
+    run's give-up counts say (`max_discards_in_a_row`), for the whole batch."""
+    task = get_task("hanoi", disks=6)
+    client = Recording(task, "sim:0.9,redflag=1")
+    worker = SimpleNamespace(task=task, clients={client.name: client})
+    voting = VotingConfig(k=1, max_discards_in_a_row=8)
+    tally = asyncio.run(estimate_batch(worker, EstimateJob(tuple(range(63)), (client.name,), voting, RedFlagPolicy(), 3)))
+    assert tally.valid == 0 and voting.max_discards_in_a_row <= tally.samples < voting.max_discards_in_a_row + 2
+
+
+def test_an_estimate_draws_and_judges_what_the_engine_draws_for_the_same_seed() -> None:
+    """The estimate's samples are the engine's: the same requests (step, seed, temperature)
+    and the same verdicts as `vote_step` under the measuring rule and the salted seed."""
+    from maker.budget.estimate import _ESTIMATE_SALT, measuring
+    from maker.engine.step import Measure, vote_step
+
+    task = get_task("hanoi", disks=7)
+    steps = (3, 40, 99)
+    tally, client = batch(task, "sim:0.8,redflag=0.2", steps, votes=3)
+    engine = Recording(task, "sim:0.8,redflag=0.2")
+    voting = measuring(VotingConfig(k=1), 3)
+
+    async def by_engine():
+        rule = Measure(3, voting)
+        return [await vote_step(task, {engine.name: engine}, true_step(task, i), voting, RedFlagPolicy(), (engine.name,),
+                                (3, _ESTIMATE_SALT), rule=rule) for i in steps]
+
+    votes = asyncio.run(by_engine())
+    assert sorted(client.seeds) == sorted(engine.seeds)
+    rows = [r for v in votes for r in v.sample_rows()]
+    assert tally.samples == len(rows) and tally.valid == sum(r[5] is not None for r in rows)
+    assert tally.correct == sum(r[5] == task.truth(r[0]) for r in rows)
+    assert sum(tally.red_flags.values()) == sum(r[6] is not None for r in rows)
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

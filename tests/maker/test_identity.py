@@ -17,7 +17,7 @@ from maker.log.identity import resume_conflicts, resume_refusal
 
 
 def meta(voting: VotingConfig | None = None, policy: RedFlagPolicy | None = None, **top) -> dict:
-    voting = voting or VotingConfig(k=2)
+    voting = voting or BASE
     policy = policy or RedFlagPolicy(max_output_tokens=voting.max_output_tokens)
     out = {"task": "hanoi", "task_options": {"disks": 5}, "models": ["sim:0.99"], "seed": 0, "simulated": True,
            "voting": asdict(voting), "red_flags": policy.to_metadata(), "started_at": "then", "maker_version": "0"}
@@ -25,7 +25,7 @@ def meta(voting: VotingConfig | None = None, policy: RedFlagPolicy | None = None
     return out
 
 
-BASE = VotingConfig(k=2)
+BASE = VotingConfig(k=2, prompt_style="chat")  # a run logs the style it resolved (VotingConfig.style_for)
 
 
 def _DETECTORS(enabled: bool) -> str:  # noqa: N802 -- what the logged policy lists, shortened as in the message
@@ -108,7 +108,7 @@ def test_a_simulated_log_is_not_resumed_on_a_real_endpoint(ray_address, tmp_path
     import socket
 
     from maker.cluster import clients
-    from maker.cluster.sim_server import SimServer, SimServerConfig
+    from maker.cluster.simulated.sim_server import SimServer, SimServerConfig
 
     log = tmp_path / "api.parquet"
     with socket.socket() as free:  # a port nothing listens on: not a sim-server

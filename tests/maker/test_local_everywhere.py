@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 from maker.cluster import ModelSpec, check_spec, make_client
-from maker.cluster.errors import ModelConfigError
 from maker.tasks import get_task
 
 import maker
-from maker.errors import UsageError
+from maker.errors import ModelConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -246,3 +245,31 @@ def test_mcp_vote_and_run_tools_serve_local(tmp_path: Path) -> None:
     command = json.loads((tmp_path / "maker-runs" / ran["run_id"] / "command.json").read_text())
     assert "--local-replicas=1" in command
 
+
+@pytest.mark.local_model
+@pytest.mark.ray
+@needs_model
+def test_python_run_on_local_uses_the_tasks_completion_prompts(ray_address, tmp_path) -> None:
+    """`maker.run(chase, ["local"])` as the CLI runs it: chase's few-shot completion prompts
+    (a chat prompt makes this model answer in sentences: every sample red-flagged)."""
+    result = maker.run(get_task("chase", hops=3), ["local"], maker.VotingConfig(k=2), log=tmp_path / "l.parquet",
+                 max_cost_usd=0.01)  # the embedded model is priced free: a cap is enforceable
+    assert result.steps == 3 and result.errors == 0 and result.cost_usd == 0.0
+
+
+@pytest.mark.local_model
+@pytest.mark.ray
+@needs_model
+def test_a_local_draft_is_served_and_decides_what_in_order_decides(ray_address, tmp_path) -> None:
+    """`draft="local"` with simulated voters slow enough for the draft to answer first: the
+    draft's guesses are judged (an acceptance is known) and the decisions equal in-order's."""
+    task = get_task("chase", hops=6)
+    voters = ["sim:0.99,latency=2.0"]
+    drafted = maker.run(task, voters, maker.VotingConfig(k=2), log=tmp_path / "d.parquet", draft="local")
+    in_order = maker.run(task, ["sim:0.99"], maker.VotingConfig(k=2), log=tmp_path / "o.parquet")  # latency draws nothing
+    stats = drafted.extra["draft_stats"]
+    assert stats["model"].startswith("openai/local-") and stats["proposed"] > 0 and stats["acceptance"] is not None
+    from maker.log.steplog import decisions, open_log
+
+    assert drafted.steps == in_order.steps == 6
+    assert decisions(open_log(tmp_path / "d.parquet")) == decisions(open_log(tmp_path / "o.parquet"))

@@ -101,7 +101,7 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     assert out["mistyped"].startswith("bad arguments for margin: p:"), out["mistyped"]
     assert out["extra_arg"] == "unknown argument for margin: stpes"  # refused, not silently dropped
     assert out["extra_args"] == "unknown argument for tasks: all, verbose"
-    assert "unknown key normaliser" in out["bad_key"] and "expected=" in out["no_truth"]
+    assert "names code to import: refused" in out["bad_key"] and "expected=" in out["no_truth"]
     names = {t["name"] for t in out["tasks"]["tasks"]}
     assert {"hanoi", "chase"} <= names and "vote" not in names
     assert out["still"]["k"] >= 1  # the server kept serving after every error

@@ -24,7 +24,7 @@ def test_json_lists_local_sim_and_hosted(capsys: pytest.CaptureFixture[str], mon
 
 def test_sim_options_come_from_the_simulator_and_parse() -> None:
     """Every option the listing shows is one `parse_sim_model` accepts."""
-    from maker.cluster.simulator import parse_sim_model
+    from maker.cluster.simulated.simulator import parse_sim_model
 
     names = [n for names, _ in sim_options() for n in names.split(", ")]
     assert "redflag=R" in names and "seed=N" in names
@@ -36,7 +36,7 @@ def test_sim_options_come_from_the_simulator_and_parse() -> None:
 
 def test_hosted_env_names_match_litellm(monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables we name are the ones litellm itself asks for."""
-    from maker.cluster.litellm_client import import_litellm
+    from maker.cluster.http.litellm_client import import_litellm
 
     litellm = import_litellm()
     for _, _, env in HOSTED:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ray
 
 TASK_FILE = '''
 from maker.tasks.base import TaskOption
-from maker.tasks.chain import chain_task
+from maker.tasks.chain_task import chain_task
 from maker.tasks.fields import last_field
 
 AMOUNTS = [(i * 37) % 41 - 20 for i in range(1000)]
@@ -57,7 +57,7 @@ def locked():
 import os  # noqa: E402
 import threading  # noqa: E402
 
-from maker.tasks.chain import OracleChainTask  # noqa: E402
+from maker.tasks.chain_task import OracleChainTask  # noqa: E402
 
 
 def _rebuild(pid):
@@ -103,8 +103,8 @@ def only_on_driver():
 
 PLAN_FILE = '''
 import json
-from maker.tasks.plan_task import plan_task
-from maker.tasks.user_ops import operation, tool
+from maker.tasks.plans.plan_task import plan_task
+from maker.tasks.plans.user_ops import operation, tool
 
 RECORDS = [{"id": i, "price": (i * 17) % 50 + 1} for i in range(5)]
 price = operation("price", key="integer", render=lambda p: f"price = {p}",

@@ -17,7 +17,8 @@ from maker.budget.advice import next_k
 from maker.budget.tuning import tally_log, tune_log
 from maker.cli.safeguards import guard_line
 from maker.log.steplog import StepLogWriter, open_log
-from maker.report.summary import collect, render_markdown
+from maker.report.stats import collect
+from maker.report.summary import render_markdown
 from maker.runtime.guard import Guard, GuardConfig
 
 RUN = {"task": "hanoi", "task_options": {"disks": 3}, "total_steps": 7, "models": ["m"], "voting": {"k": 2},

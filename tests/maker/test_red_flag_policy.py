@@ -28,8 +28,8 @@ from maker.engine.red_flags import (
     step_failure,
 )
 from maker.errors import DetectorError, DiscardStreakError, UsageError
-from maker.runtime.chain import run_segment
-from maker.runtime.segment import SegmentJob
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob
 
 TASK = get_task("hanoi", disks=4)
 STEP = TASK.first_step()
@@ -80,7 +80,7 @@ def test_detectors_on_table_cases(pairs: list[tuple[Sample, float | None]], reas
 
 def test_temperature_zero_rule_is_per_variant() -> None:
     judge = StepJudge(TASK, STEP, RedFlagPolicy())
-    from maker.tasks.hanoi_variants import render
+    from maker.tasks.builtin.hanoi_variants import render
 
     assert judge(Sample(GOOD, "a"), 0.0, 0).key
     assert judge(Sample(render(GOOD, 1), "a"), 0.0, 1).key  # another prompt: an independent draw
@@ -292,3 +292,26 @@ def test_cli_a_broken_user_detector_fails_at_start(tmp_path, capsys, body: str, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1 and "nothing was spent" in err
     assert not log.exists()
+
+
+def test_the_policy_is_a_plain_frozen_value_and_its_plan_is_cached_outside_it() -> None:
+    """#27 §4: the frozen policy held a mutable per-task cache (and pickled around it)."""
+    from dataclasses import fields
+
+    policy = RedFlagPolicy(extra=(("never", lambda s, ctx: None),))
+    assert set(vars(policy)) == {f.name for f in fields(RedFlagPolicy)}
+    first = policy.plan(TASK)
+    assert policy.plan(TASK) is first  # worked out once per (policy, task detectors)
+    assert set(vars(policy)) == {f.name for f in fields(RedFlagPolicy)}  # still no state after planning
+    assert pickle.loads(pickle.dumps(RedFlagPolicy(skip=frozenset({"code"})))) == RedFlagPolicy(skip=frozenset({"code"}))
+
+
+def test_the_judge_takes_the_cap_from_the_voting_config() -> None:
+    """#27 §2: one owner of the output-token cap.  The policy has none of its own (None); the
+    judge is handed `VotingConfig.max_output_tokens`, and judged outside a run it falls back
+    to that field's default, not to a second copy of the number."""
+    long = Sample(GOOD, "m", tokens_out=VotingConfig().max_output_tokens + 1)
+    assert RedFlagPolicy().max_output_tokens is None
+    assert StepJudge(TASK, STEP, RedFlagPolicy())(long, 0.0).red_flag == "overlong"
+    assert StepJudge(TASK, STEP, RedFlagPolicy(), VotingConfig(max_output_tokens=10_000).max_output_tokens)(
+        long, 0.0).key is not None

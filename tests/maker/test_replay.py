@@ -292,7 +292,7 @@ def test_steps_split_across_parts_and_redrawn_samples(tmp_path) -> None:
     """A step's samples in two parts (its decision in the later one), and a sample index
     written twice (a step redrawn after a resume): the later write is the vote, both are paid."""
     from maker.log.steplog import StepLogWriter, open_log
-    from maker.report.summary import collect
+    from maker.report.stats import collect
 
     task = get_task("hanoi", disks=2)
     t0, t1, t2 = (task.truth(i) for i in range(3))

@@ -22,7 +22,8 @@ from maker.audit.redecide import redecide_log
 from maker.audit.verify import verify_log
 from maker.cli.main import main
 from maker.log.steplog import open_log
-from maker.report.summary import collect, render_markdown
+from maker.report.stats import collect
+from maker.report.summary import render_markdown
 
 PLOTS = {"undecided_by_round.png", "votes_per_step.png", "red_flags.png", "error_vs_length.png", "cost.png"}
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -20,9 +20,9 @@ from maker import ClusterConfig, UsageError, VotingConfig, run, verify_log
 from maker.cli.main import main
 from maker.engine.red_flags import RedFlagPolicy
 from maker.log.steplog import count_faults, decisions, open_log, read_table
-from maker.runtime.chain import run_segment
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import CANCELLED, DEFAULT_DEPTH, speculation_depth
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import CANCELLED, DEFAULT_DEPTH, speculation_depth
 
 
 def worker_for(task, *models: str, wrap=None) -> types.SimpleNamespace:

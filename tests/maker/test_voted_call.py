@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 from maker.cluster.protocol import Sample, SampleRequest
-from maker.cluster.simulator import mix64
+from maker.cluster.simulated.simulator import mix64
 from maker.voting import p_step
 
 import maker
@@ -224,3 +224,25 @@ def test_a_voted_call_is_a_one_step_run(ray_address, tmp_path) -> None:
         columns = ["sample", "answer", "red_flag", "counted", "reply"]
         assert (read_table(open_log(tmp_path / f"run{seed}"), columns, kind="sample").select(columns).to_pylist()
                 == read_table(open_log(tmp_path / f"call{seed}"), columns, kind="sample").select(columns).to_pylist())
+
+
+def test_a_voted_call_leaves_the_cap_to_its_voting_config(tmp_path) -> None:
+    """#27 §2: `maker.vote` copied `voting.max_output_tokens` into the policy it built (against
+    the policy's own docstring); the cap now lives in VotingConfig only, and a reply over it
+    is still red-flagged overlong."""
+    from maker.config import VotingConfig
+
+    log = tmp_path / "capped"
+    long = Sample("4" * 2000, "double", tokens_in=10, tokens_out=500)
+    r = maker.vote("6*7?", [Double(lambda i, r: "42" if i else long)], key="integer", seed=7, log=log,
+                   voting=VotingConfig(k=1, max_output_tokens=50, max_samples_per_step=5))
+    assert r.key == "42" and r.red_flags == {"overlong": 1}
+    run = open_log(log).run
+    assert "max_output_tokens" not in run["red_flags"] and run["voting"]["max_output_tokens"] == 50
+
+
+def test_k_defaults_to_the_voting_config_default() -> None:
+    from maker.config import VotingConfig
+
+    r = maker.vote("6*7?", [Double(lambda i, r: "42")], key="integer", seed=1)
+    assert r.k == VotingConfig().k

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from maker.cluster.sim_server import SimServer, SimServerConfig, bind
+from maker.cluster.simulated.sim_server import SimServer, SimServerConfig, bind
 
 
 @dataclass

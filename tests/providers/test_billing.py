@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from maker.cluster import SampleRequest
-from maker.cluster.litellm_client import LiteLLMClient
-from maker.cluster.openai_compatible import OpenAICompatibleClient
+from maker.cluster.http.litellm_client import LiteLLMClient
+from maker.cluster.http.openai_compatible import OpenAICompatibleClient
+from maker.cluster.http.transport import EndpointConfig
 from maker.cluster.pricing import Price, price_of
-from maker.cluster.transport import EndpointConfig
 from maker.tasks import get_task
 
 

@@ -149,9 +149,9 @@ def test_a_cap_with_an_unknown_price_is_refused_unless_prices_are_given(maker_cl
 def test_a_voted_call_never_spends_past_its_cap_on_either_client_path(path) -> None:
     """A hard call (p = 0.5, k = 3) on a dear model: rounds go out while their worst case
     fits; the provider's own bill stays within the cap, and maker's figure equals it."""
-    from maker.cluster.litellm_client import LiteLLMClient
-    from maker.cluster.openai_compatible import OpenAICompatibleClient
-    from maker.cluster.transport import EndpointConfig
+    from maker.cluster.http.litellm_client import LiteLLMClient
+    from maker.cluster.http.openai_compatible import OpenAICompatibleClient
+    from maker.cluster.http.transport import EndpointConfig
     from maker.tasks import get_task
 
     import maker

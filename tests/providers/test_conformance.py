@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from fake_provider import FakeProvider
 from maker.cluster import ModelSpec
-from maker.cluster.litellm_client import LiteLLMClient
-from maker.cluster.transport import EndpointConfig
+from maker.cluster.http.litellm_client import LiteLLMClient
+from maker.cluster.http.transport import EndpointConfig
 from personalities import PERSONALITIES
 
 import maker
@@ -150,7 +150,7 @@ def test_run(name: str, path: str, tmp_path: Path, maker_cli, ray_address: str) 
     log = tmp_path / "run.parquet"
     with FakeProvider(PERSONALITIES[name]) as server:
         done = maker_cli(
-            "run", "--task", "maker.tasks.one_prompt:OnePrompt", "--opt", f"prompt={QUESTION}", "--opt", "key=integer",
+            "run", "--task", "maker.tasks.builtin.one_prompt:OnePrompt", "--opt", f"prompt={QUESTION}", "--opt", "key=integer",
             "--model", RUN_MODEL[path], "--api-base", server.root if expect.root else server.url, "--timeout", "10",
             "--address", ray_address, "--speculate", "0", "--seed", "5", "--log", str(log), "--quiet",
         )

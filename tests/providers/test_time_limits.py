@@ -7,7 +7,7 @@
 * `one_at_a_time`: llama.cpp's server -- one request at a time, no cancellation.  With
   more calls in flight than it can answer by their deadline, maker used to abandon calls
   the server still served, retry them on top of that backlog, and stop with "is the model
-  endpoint up?"; now the in-flight limit adapts (`cluster.ratelimit.InFlightLimit`) and the votes decide.
+  endpoint up?"; now the in-flight limit adapts (`cluster.http.ratelimit.InFlightLimit`) and the votes decide.
 
 The outer `asyncio.wait_for` / `timeout_s` guards are hang detectors, not speed goals."""
 
@@ -18,11 +18,11 @@ import asyncio
 import pytest
 from fake_provider import FakeProvider, wait_until
 from maker.cluster import ModelSpec
-from maker.cluster.litellm_client import LiteLLMClient
-from maker.cluster.openai_compatible import OpenAICompatibleClient
+from maker.cluster.http.litellm_client import LiteLLMClient
+from maker.cluster.http.openai_compatible import OpenAICompatibleClient
+from maker.cluster.http.ratelimit import InFlightLimit
+from maker.cluster.http.transport import EndpointConfig
 from maker.cluster.protocol import SampleRequest
-from maker.cluster.ratelimit import InFlightLimit
-from maker.cluster.transport import EndpointConfig
 from personalities import one_at_a_time, trickle
 
 import maker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from maker.tasks.base import Oracle, StepInput, Task
-from maker.tasks.chain import chain_task
+from maker.tasks.chain_task import chain_task
 from maker.tasks.fields import last_field
 
 AMOUNTS = [5, -3, 10, -7]

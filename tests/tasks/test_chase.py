@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from maker.tasks import TASKS, get_task
 from maker.tasks.base import Oracle, StepInput, Task, task_judge, task_prompt
-from maker.tasks.chase import FORMS, Chase
+from maker.tasks.builtin.chase import FORMS, Chase
 
 
 @pytest.fixture(scope="module")

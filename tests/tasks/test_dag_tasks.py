@@ -12,11 +12,11 @@ import random
 import pytest
 from maker.tasks import get_task
 from maker.tasks.base import Oracle, StepInput
-from maker.tasks.decomposers import add_plan, batcher_pairs, multiply_plan, sort_plan
-from maker.tasks.ops import COLUMN, COMPARE, MUL, OPS, OpOracle, step_from_prompt
-from maker.tasks.plan import PlanError, field_value, parse_plan
-from maker.tasks.plan_task import OraclePlanTask, PlanTask, plan_file
-from maker.tasks.solve import SOLVE, normalize_answer, parse_proposal, proposal_steps
+from maker.tasks.builtin.decomposers import add_plan, batcher_pairs, multiply_plan, sort_plan
+from maker.tasks.plans.ops import COLUMN, COMPARE, MUL, OPS, OpOracle, step_from_prompt
+from maker.tasks.plans.plan import PlanError, field_value, parse_plan
+from maker.tasks.plans.plan_task import OraclePlanTask, PlanTask, plan_file
+from maker.tasks.plans.solve import SOLVE, normalize_answer, parse_proposal, proposal_steps
 
 GOOD = """# multiply 12 by 34
 #E1 = mul(2, 4)

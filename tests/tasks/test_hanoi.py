@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from maker.tasks import get_task
-from maker.tasks.hanoi import Hanoi, apply_move, format_key
+from maker.tasks.builtin.hanoi import Hanoi
+from maker.tasks.builtin.hanoi_rules import apply_move, format_key
 
 
 def walk(task: Hanoi):

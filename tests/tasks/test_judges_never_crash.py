@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from maker.tasks import get_task, keys
 from maker.tasks.base import StepInput, task_judge
-from maker.tasks.chain import chain_task
-from maker.tasks.one_prompt import one_prompt
-from maker.tasks.plan_task import plan_task
-from maker.tasks.user_ops import operation
+from maker.tasks.builtin.one_prompt import one_prompt
+from maker.tasks.chain_task import chain_task
+from maker.tasks.plans.plan_task import plan_task
+from maker.tasks.plans.user_ops import operation
 
 from maker.runtime.decompose import _ProposalTask
 

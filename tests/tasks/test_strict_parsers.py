@@ -13,18 +13,19 @@ import asyncio
 import types
 
 import pytest
-from maker.cluster.scripted import ScriptedModel
+from maker.cluster.simulated.scripted import ScriptedModel
 from maker.tasks import get_task
-from maker.tasks.hanoi import Hanoi, premise_from_prompt
-from maker.tasks.hanoi_variants import render
+from maker.tasks.builtin.hanoi import Hanoi
+from maker.tasks.builtin.hanoi_rules import premise_from_prompt
+from maker.tasks.builtin.hanoi_variants import render
 from maker.tasks.keys import json_value, literal
-from maker.tasks.ops import COLUMN, COMPARE, MUL
-from maker.tasks.solve import SOLVE, parse_proposal
+from maker.tasks.plans.ops import COLUMN, COMPARE, MUL
+from maker.tasks.plans.solve import SOLVE, parse_proposal
 
 from maker.config import VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
-from maker.runtime.chain import run_segment
-from maker.runtime.segment import SegmentJob
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob
 
 # Hanoi, 4 disks, state [[4,3,2],[1],[]] after move [1,0,1]: the right answer is [2, 0, 2].
 RIGHT = "move = [2, 0, 2]\nnext_state = [[4, 3], [1], [2]]"

@@ -10,7 +10,7 @@ from maker.tasks.registry import TaskNameError, available, resolve
 
 TASK_FILE = '''
 from maker.tasks.base import TaskOption
-from maker.tasks.chain import chain_task
+from maker.tasks.chain_task import chain_task
 
 
 def ledger(n: int = 4, start: int = 100):

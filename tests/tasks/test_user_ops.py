@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from maker.tasks.plan import PlanError
-from maker.tasks.plan_task import plan_file, plan_task
-from maker.tasks.user_ops import ToolError, operation, tool
+from maker.tasks.plans.plan import PlanError
+from maker.tasks.plans.plan_task import plan_file, plan_task
+from maker.tasks.plans.user_ops import ToolError, operation, tool
 
 DOUBLE = operation("double", prompt=lambda args: f"2 * {args[0]} =", key="integer",
                    parse=lambda reply: reply.split("=")[-1], truth=lambda args: 2 * int(args[0]),

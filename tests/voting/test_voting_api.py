@@ -29,7 +29,7 @@ PUBLIC = [
     "run_success",
     "simulate_votes",
 ]
-MODULES = ["maker.voting", "maker.voting.ballot", "maker.voting.scaling", "maker.voting.estimate", "maker.voting.montecarlo"]
+MODULES = ["maker.voting", "maker.voting.ballot", "maker.voting.scaling", "maker.voting.confidence", "maker.voting.montecarlo"]
 PACKAGE_DIR = Path(voting.__file__).parent
 
 

@@ -1,4 +1,4 @@
-"""Estimating p from graded samples (voting.estimate)."""
+"""Estimating p from graded samples (voting.confidence)."""
 
 from __future__ import annotations
 

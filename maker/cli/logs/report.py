@@ -42,7 +42,8 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from maker.log.steplog import open_log
-    from maker.report.summary import collect, write_report
+    from maker.report.stats import collect
+    from maker.report.summary import write_report
 
     info = open_log(args.log, salvage=args.salvage)
     stats = collect(info)  # reads everything before anything is written

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from maker.cluster.sim_server import FAULT_KINDS, SimApp, SimServerConfig, bind, start
+from maker.cluster.simulated.sim_server import FAULT_KINDS, SimApp, SimServerConfig, bind, start
 from maker.errors import UsageError
 
 DESCRIPTION = """Serve a simulated model over HTTP, OpenAI-style (POST /v1/chat/completions and

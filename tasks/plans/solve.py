@@ -1,6 +1,6 @@
 """Free-form problems: the `solve` step and the decomposition request a model answers.
 
-Why: the built-in decomposers (`tasks.decomposers`) know how to cut their problems; for
+Why: the built-in decomposers (`tasks.builtin.decomposers`) know how to cut their problems; for
 any other problem a model proposes the cut.  Two kinds of model call come from here:
 
 * A *decomposition request* shows one problem and asks for either the single word
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import re
 
-from .base import Prompt, PromptStyle, Verdict
-from .fields import foreign_placeholder, last_field
-from .keys import decimal, is_non_answer
+from ..base import Prompt, PromptStyle, Verdict
+from ..fields import foreign_placeholder, last_field
+from ..keys import decimal, is_non_answer
 
 #: Every solve-step prompt holds this; every decomposition prompt holds `DECOMPOSE_MARK`
 #: (a scripted model tells them apart by these).

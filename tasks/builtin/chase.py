@@ -35,7 +35,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
+from ..base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 
 MAX_HOPS = 10_000_000
 SHOTS = 5
@@ -209,3 +209,52 @@ def _shots(digits: int, seed: int) -> tuple[tuple[int, int, int], ...]:
     rnd = random.Random(f"chase-shots:{digits}:{seed}")
     lo, hi = 10 ** (digits - 1), 10**digits - 1
     return tuple(tuple(rnd.sample(range(lo, hi + 1), 3)) for _ in range(SHOTS))  # type: ignore[misc]
+
+
+#: Each form's record as a pattern (node, value, next), for `premise_from_prompt`.
+_RECORDS = tuple(
+    re.compile(re.escape(f.record).replace(r"\{node\}", "([0-9]+)").replace(r"\{value\}", "([0-9]+)").replace(r"\{next\}", "([0-9]+)"))
+    for f in FORMS
+)
+
+
+def premise_from_prompt(text: str, list_seed: int = 0) -> tuple[Chase, StepInput] | None:
+    """The chase step a prompt asks about (any form, chat or completion), or None.
+
+    Why: an OpenAI-compatible simulator (`maker sim-server --task chase`) sees only the
+    prompt text.  The last record in the text is the one asked about (the few-shot
+    examples come first); the list is list `list_seed` with as many digits as the node.
+    None when no record is found or the record is not one of that list's.
+
+        >>> t = Chase(hops=3)
+        >>> task, step = premise_from_prompt(t.prompt(t.first_step(), "completion", 2))
+        >>> step.premise == t.first_step().premise
+        True
+    """
+    if len(text) > 20_000:
+        return None
+    last = None
+    for pattern in _RECORDS:
+        for match in pattern.finditer(text):
+            if last is None or match.end() > last.end():
+                last = match
+    if last is None:
+        return None
+    node, value, after = (int(g) for g in last.groups())
+    digits = len(last.group(1))
+    if digits not in (2, 3):
+        return None
+    task = _list(digits, list_seed)
+    if task.next.get(node) != after or task.value.get(node) != value:
+        return None
+    return task, StepInput(0, node)
+
+
+_LISTS: dict[tuple[int, int], Chase] = {}
+
+
+def _list(digits: int, list_seed: int) -> Chase:
+    key = (digits, list_seed)
+    if key not in _LISTS:
+        _LISTS[key] = Chase(hops=1, digits=digits, list_seed=list_seed)
+    return _LISTS[key]

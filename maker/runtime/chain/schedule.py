@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from maker.runtime.chain import run_segment
-from maker.runtime.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.loop import run_segment
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Task
 
 

@@ -1,7 +1,7 @@
 """A user's own plan steps: voted operations from plain functions, and tool steps.
 
-Two kinds, both usable in a plan (`tasks.plan`) next to the built-in operations
-(`tasks.ops`):
+Two kinds, both usable in a plan (`tasks.plans.plan`) next to the built-in operations
+(`tasks.plans.ops`):
 
 * `operation(name, prompt=..., parse=..., key=...)`: a step a model answers and maker
   votes on, written like a `chain_task` step -- ``prompt(args) -> prompt``,
@@ -38,10 +38,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .base import Prompt, PromptStyle, Verdict, preview
-from .keys import Normaliser, apply_key, normaliser
+from ..base import Prompt, PromptStyle, Verdict, preview
+from ..keys import Normaliser, apply_key, normaliser
+from ..wrong import generic_candidates, near_values, only_answer, wrong_texts
 from .plan import PlanError
-from .wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 #: `#E9 = tool:pkg.mod:fn(` -- a tool named inline in a plan file.
 INLINE_TOOL = re.compile(r"#E\d+\s*=\s*(tool:[^\s(]+)\s*\(")
@@ -160,7 +160,7 @@ class ToolOp:
 
     is_tool = True
     #: deterministic: a tool's result on the true inputs is the truth.  For a tool that is not
-    #: pure it is never computed by running it (`tasks.plan_task.OraclePlanTask.truth_values`).
+    #: pure it is never computed by running it (`tasks.plans.plan_task.OraclePlanTask.truth_values`).
     has_truth = True
     arity: tuple[int, int | None] = (0, None)
     fields = ("value",)
@@ -242,18 +242,14 @@ def tool(name: str, fn: Callable[..., Any], summary: str = "", pure: bool = Fals
 def inline_tool(ref: str) -> ToolOp:
     """The tool ``tool:pkg.module:fn`` or ``tool:path/to/file.py:fn`` names (PlanError if it
     does not import or is not callable)."""
-    from .registry import TaskNameError, import_where
+    from ..plugins import PluginError, load_ref
 
-    where, _, attr = ref[len("tool:"):].rpartition(":")
-    if not where or not attr:
-        raise PlanError(f"{ref}: expected tool:pkg.module:fn or tool:path/to/file.py:fn")
     try:
-        module = import_where(where)
-    except TaskNameError as exc:
+        fn = load_ref(ref[len("tool:"):])
+    except PluginError as exc:
         raise PlanError(f"{ref}: {exc}") from None
-    fn = getattr(module, attr, None)
     if not callable(fn):
-        raise PlanError(f"{ref}: {where} has no function {attr!r}")
+        raise PlanError(f"{ref}: {ref.rpartition(':')[2]!r} is a {type(fn).__name__}, not a function")
     return ToolOp(ref, fn)
 
 

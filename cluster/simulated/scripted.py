@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .errors import ModelConfigError
-from .protocol import Sample, SampleRequest
+from maker.errors import ModelConfigError
+
+from ..protocol import Sample, SampleRequest
 from .simulator import mix64, uniform
 
 Handler = Callable[[str, SampleRequest], str]
@@ -202,7 +203,7 @@ def _value(node: Node) -> Fraction:
 
 def arith_reply(text: str, draw: int, right: float) -> str:
     """What the arith script replies to one prompt (`right` 0.0: a plausible wrong reply)."""
-    from maker.tasks.solve import DECOMPOSE_MARK, SOLVE_MARK
+    from maker.tasks.plans.solve import DECOMPOSE_MARK, SOLVE_MARK
 
     if DECOMPOSE_MARK in text:
         line = text.rsplit(DECOMPOSE_MARK, 1)[1].split("\n", 1)[0]

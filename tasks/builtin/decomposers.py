@@ -1,8 +1,8 @@
 """Built-in decomposers: plain functions that cut a problem into a plan of atomic steps.
 
 Each `*_plan` function is meant to be read and copied: it walks the problem the way a
-person would on paper and writes one plan step (`tasks.plan.PlanStep`) per atomic
-operation (`tasks.ops`), naming each input either as a literal or as the placeholder of
+person would on paper and writes one plan step (`tasks.plans.plan.PlanStep`) per atomic
+operation (`tasks.plans.ops`), naming each input either as a literal or as the placeholder of
 the step that will produce it.  Nothing runs here; `maker.runtime.dag` runs the plan.
 
 * `multiply_plan(a, b)`: schoolbook multiplication.  Every digit product `mul(a_i, b_j)`
@@ -29,10 +29,10 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from .base import TaskOption, TaskSpec
-from .ops import shapes
-from .plan import Plan, PlanStep, make_plan
-from .plan_task import OraclePlanTask
+from ..base import TaskOption, TaskSpec
+from ..plans.ops import shapes
+from ..plans.plan import Plan, PlanStep, make_plan
+from ..plans.plan_task import OraclePlanTask
 
 MAX_MULTIPLY_DIGITS = 300
 MAX_ADD_DIGITS = 100_000

@@ -2,7 +2,7 @@
 
 A starting premise and a step budget go out (`SegmentJob`); every sample and decision
 comes back in columns (`SegmentResult`).  The worker votes it in order
-(`maker.runtime.chain`) or through a speculative window (`maker.runtime.speculation`).
+(`maker.runtime.chain.loop`) or through a speculative window (`maker.runtime.chain.speculation`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class SegmentJob:
     speculate: int = 0
     #: (model, most requests in flight) pairs; honoured across the speculative window
     in_flight: tuple[tuple[str, int], ...] = ()
-    #: what proposes premises ahead of any reply (`maker.runtime.draft.Draft`; True: the task's
-    #: reference answers); None/False: no draft (see maker.runtime.speculation)
+    #: what proposes premises ahead of any reply (`maker.runtime.chain.draft.Draft`; True: the task's
+    #: reference answers); None/False: no draft (see maker.runtime.chain.speculation)
     draft: Any = None
     #: the adaptive window depth a drafted segment starts at (the last segment's; 0: the default start)
     draft_depth: int = 0

@@ -2,7 +2,7 @@
 
 Why: on a chain, step t+1's prompt needs step t's decision, so an in-order run takes at
 least one voting round trip per step, and speculation on the current leader cannot beat
-that either (`maker.runtime.speculation`).  Speculative decoding's idea, one level up,
+that either (`maker.runtime.chain.speculation`).  Speculative decoding's idea, one level up,
 removes the wall: a fast proposer guesses step t's answer, the window opens step t+1
 on the premise that guess implies, guesses again, and so on -- so D steps are voted at
 once, each on the premise the proposer implied.  The first step whose decision differs
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maker.cluster.protocol import Sample, SampleRequest
-from maker.cluster.simulator import mix64
+from maker.cluster.simulated.simulator import mix64
 from maker.errors import UsageError
 from maker.tasks.base import Oracle, StepInput, Task, Verdict
 

@@ -1,4 +1,4 @@
-"""A plan (`tasks.plan`) as a task: what the DAG runner, the simulator and the audit ask of it.
+"""A plan (`tasks.plans.plan`) as a task: what the DAG runner, the simulator and the audit ask of it.
 
 Why an adapter: the runner, the red-flag judge and the simulator all speak `Task` and
 `Oracle` over a `StepInput`.  A plan step becomes a `StepInput` whose index is the
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
+from ..base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
 from .ops import OPS
 from .plan import Plan, PlanError, field_value, fill, parse_plan, refs_in
 
@@ -40,7 +40,7 @@ class PlanTask:
         self.plan = plan
         self.spec = spec
         self.title = title
-        #: name -> operation: the built-ins plus the user's own operations and tools (tasks/user_ops.py)
+        #: name -> operation: the built-ins plus the user's own operations and tools (tasks/plans/user_ops.py)
         self.ops: Mapping[str, Any] = ops if ops is not None else OPS
         for step in plan.steps:
             op = self.ops[step.op]
@@ -232,11 +232,11 @@ def task_for_plan(plan: Plan, spec: TaskSpec, title: str | None = None, ops: Map
 
 def plan_task(text: str, ops: Any = (), name: str = "plan") -> PlanTask:
     """A plan in the #E format that may use the user's own operations and tools
-    (`tasks.user_ops`: `operation(...)`, `tool(...)`, or a name -> function mapping of
+    (`tasks.plans.user_ops`: `operation(...)`, `tool(...)`, or a name -> function mapping of
     tools) and tools named inline (``tool:pkg.module:fn``).  PlanError (one line) for a bad
     plan or a name that clashes with a built-in operation.
 
-        >>> from maker.tasks.user_ops import tool
+        >>> from maker.tasks.plans.user_ops import tool
         >>> task = plan_task("#E1 = mul(6, 7)\\n#E2 = total(#E1, 8)\\nanswer = #E2", ops=[tool("total", lambda *x: sum(map(int, x)))])
         >>> task.is_tool(1), task.expected_answer()
         (True, '50')
@@ -269,7 +269,7 @@ def plan_file(file: str | None = None, text: str | None = None) -> PlanTask:
 
 plan_file.summary = "a hand-written plan: a DAG of atomic steps in the #E format (--file)"  # type: ignore[attr-defined]
 plan_file.options = (  # type: ignore[attr-defined]
-    TaskOption("file", str, "plan: a plan file in the #E format (see tasks/plan.py)", required=True),
+    TaskOption("file", str, "plan: a plan file in the #E format (see tasks/plans/plan.py)", required=True),
 )
 
 

@@ -1,6 +1,6 @@
 """Atomic operations: what one step of a plan can be asked to do.
 
-Why a registry of small operations: a plan (`tasks.plan`) names each step's operation
+Why a registry of small operations: a plan (`tasks.plans.plan`) names each step's operation
 and inputs; the operation supplies everything the runner and the simulator need for
 that step -- the prompt (chat and completion), a strict parser with a rule check, and
 ground truth -- exactly as a chained task does for its one kind of step.  Three
@@ -11,7 +11,7 @@ built-in operations cover the arithmetic and sorting decomposers:
   (one column of a long sum: the carry-in first, then the column's numbers)
 * `cmp(x, y)`         -> `low = min` / `high = max` (a compare-exchange)
 
-and `solve("question")` (`tasks.solve`) is a free-form step answered by a model, with no
+and `solve("question")` (`tasks.plans.solve`) is a free-form step answered by a model, with no
 ground truth.  A reply is parsed strictly (the last `field = value` line of each field,
 nothing after the value on its line); the canonical answer, one `field = value` line
 per field, is the vote key and also a valid reply.  The rule check is a plausibility
@@ -32,15 +32,19 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from .base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict
-from .fields import last_field
-from .plan import OpShape
+from ..base import Prompt, PromptStyle, StepInput, TaskSpec, Verdict
+from ..fields import last_field
 from .solve import SOLVE
 
 #: Replies longer than this are not even scanned.
 MAX_REPLY_CHARS = 20_000
 #: Numbers are ASCII digits only (``\\d`` and ``int()`` also accept other scripts' digits).
 _INT = re.compile(r"-?[0-9]{1,15}", re.ASCII)
+
+
+#: What a plan needs to know about an operation to check it (`tasks.plans.plan`): its answer
+#: fields and how many arguments it takes (min, max or None).  `shapes()` gives them for `OPS`.
+OpShape = tuple[tuple[str, ...], tuple[int, int | None]]
 
 
 class Op(Protocol):
@@ -275,7 +279,7 @@ OPS: dict[str, Op] = {op.name: op for op in (MUL, COLUMN, COMPARE, SOLVE)}
 
 
 def shapes() -> dict[str, OpShape]:
-    """What `tasks.plan` checks a plan against: each operation's fields and arity."""
+    """What `tasks.plans.plan` checks a plan against: each operation's fields and arity."""
     return {name: (op.fields, op.arity) for name, op in OPS.items()}
 
 

@@ -15,19 +15,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from maker.cluster.worker import one_line
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, new_columns
 from maker.engine.step import vote_step
-from maker.errors import MakerError
-from maker.runtime.segment import SegmentJob, SegmentResult
-from maker.runtime.speculation import run_window
+from maker.errors import MakerError, one_line
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
+from maker.runtime.chain.speculation import run_window
 
 
 async def run_segment(worker: Any, job: SegmentJob) -> SegmentResult:
     """Vote up to `job.max_steps` steps starting at `job.start` (runs in a worker).
 
     With `job.speculate > 0` the steps are voted through a speculative window (see
-    `maker.runtime.speculation`); the decisions are the same, only the schedule differs.
+    `maker.runtime.chain.speculation`); the decisions are the same, only the schedule differs.
     """
     if job.speculate > 0:
         return await run_window(worker, job)
@@ -54,7 +53,7 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
         except MakerError:
             raise
         except Exception as exc:  # the task's own prompt raised: keep what is decided, say why
-            error = one_line(exc)
+            error = one_line(exc, None, typed=True)
             break
         append_rows(sample_cols, step.index, vote.rows)
         vote.event_columns(events)
@@ -68,7 +67,7 @@ async def _run_in_order(worker: Any, job: SegmentJob) -> SegmentResult:
         try:
             step = task.step_after(step.index, vote.winner)  # winner was judged on this premise
         except Exception as exc:  # the task's own next-state code
-            error = one_line(exc)
+            error = one_line(exc, None, typed=True)
             break
         if time.perf_counter() - started > job.max_seconds:
             break

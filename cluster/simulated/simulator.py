@@ -37,11 +37,12 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from maker.tasks.base import Oracle, Task
+from maker.tasks.base import Oracle, Task, optional
 from maker.tasks.wrong import NoWrongAnswer
 
-from .errors import ModelConfigError
-from .protocol import Sample, SampleRequest
+from maker.errors import ModelConfigError
+
+from ..protocol import Sample, SampleRequest
 
 _MASK = (1 << 64) - 1
 
@@ -156,7 +157,7 @@ class SimulatedModel:
         key = (text, variant)
         out = self._rendered.get(key)
         if out is None:
-            render = getattr(self.oracle, "variant_reply", None)
+            render = optional(self.oracle, "variant_reply")
             out = self._rendered[key] = render(self._step, text, variant) if render else text
         return out
 
@@ -262,7 +263,7 @@ def check_can_be_wrong(task: Task, model: str) -> None:
         return
     try:
         steps = [task.first_step()]
-        if hasattr(task, "truth_values") and hasattr(task, "plan"):
+        if optional(task, "truth_values") is not None and hasattr(task, "plan"):
             values = dict(enumerate(task.truth_values()))  # type: ignore[attr-defined]
             firsts: dict[str, int] = {}
             for i, node in enumerate(task.plan.steps):  # type: ignore[attr-defined]

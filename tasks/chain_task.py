@@ -6,7 +6,7 @@ The user gives the start state, the step prompt, a parser, how the state moves o
 rest of the task protocol (`maker.tasks.base.Task`, and `Oracle` when ground truth is
 given, which enables the simulator ``sim:P``, `maker.estimate` and error counting).
 
-    >>> from maker.tasks.chain import chain_task
+    >>> from maker.tasks.chain_task import chain_task
     >>> from maker.tasks.fields import last_field
     >>> amounts = [5, -3, 10]
     >>> ledger = chain_task(
@@ -69,7 +69,7 @@ _DECODE: dict[str, Callable[[str], Any]] = {
 class ChainTask:
     """A chained task built from functions (see the module docstring; use `chain_task`)."""
 
-    summary = "a chained task built with maker.tasks.chain.chain_task"
+    summary = "a chained task built with maker.tasks.chain_task.chain_task"
 
     def __init__(
         self,

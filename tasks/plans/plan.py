@@ -20,7 +20,7 @@ The format, one step per line (the same text `maker plan-show` prints and
     #E7 = column(#E6.carry, #E4)
     answer = #E7.carry#E7.digit#E6.digit#E5.digit
 
-* `#E<n> = op(arg, ...)` defines step `#E<n>`: an atomic operation (see `tasks.ops`)
+* `#E<n> = op(arg, ...)` defines step `#E<n>`: an atomic operation (see `tasks.plans.ops`)
   on its arguments.  Ids need not be consecutive; each is defined once.
 * An argument is a bare token (`7`, `#E5.carry`) or a JSON string (`"What is #E1 + 5?"`).
   Every `#E<n>` inside an argument is a placeholder: the step waits for step `#E<n>`'s
@@ -49,14 +49,18 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .fields import foreign_placeholder
+from ..fields import foreign_placeholder
+
+if TYPE_CHECKING:
+    from .ops import OpShape
 
 #: A placeholder: `#E12` or `#E12.carry`.  Group 1 is the number, group 2 the field.  A
 #: field is read in any case (`#E2.Carry`) so that a misspelt one is refused by name,
 #: never left in the text as if it were not a field.  Digits are ASCII only.
 REF = re.compile(r"#E([0-9]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
-_STEP_LINE = re.compile(r"^#E([0-9]+)\s*=\s*([a-z_][a-z0-9_]*|tool:[^\s(]+)\s*\((.*)\)\s*$")  # tool: see tasks/user_ops.py
+_STEP_LINE = re.compile(r"^#E([0-9]+)\s*=\s*([a-z_][a-z0-9_]*|tool:[^\s(]+)\s*\((.*)\)\s*$")  # tool: see tasks/plans/user_ops.py
 _ANSWER_LINE = re.compile(r"^answer\s*=\s*(.*?)\s*$")
 _BARE = re.compile(r"[^,\s\"()]+")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -125,11 +129,6 @@ class PlanStep:
 
 def _format_arg(arg: str) -> str:
     return arg if _BARE.fullmatch(arg) else json.dumps(arg)
-
-
-#: What a plan needs to know about an operation to check it: its answer fields and how
-#: many arguments it takes (min, max or None).  `tasks.ops.OPS` provides these.
-OpShape = tuple[tuple[str, ...], tuple[int, int | None]]
 
 
 @dataclass(frozen=True)

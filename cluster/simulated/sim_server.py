@@ -9,7 +9,7 @@ dropped connections, truncated JSON, empty and 1 MB replies).  It is also a tool
 users to load-test their own set-up before paying for a real model.
 
 It knows nothing about the run: it recovers each step's premise from the prompt text
-alone (`tasks.hanoi.premise_from_prompt`) and answers with `SimulatedModel.reply`, so
+alone (`tasks.builtin.hanoi_rules.premise_from_prompt`) and answers with `SimulatedModel.reply`, so
 a wrong premise gets the answer that premise implies.  A draw is named by the request's
 ``seed`` when it has one (maker sends each draw's seed), else by a hash of the request
 body and a counter.  Results obtained with it are simulated and must be labelled so.
@@ -38,7 +38,7 @@ from typing import Any
 
 from maker.tasks.base import StepInput, Task
 
-from .protocol import SampleRequest
+from ..protocol import SampleRequest
 from .simulator import SimConfig, SimulatedModel, mix64, uniform
 
 #: Faults the server can inject, as `--faults` names them.
@@ -102,7 +102,8 @@ Reader = Callable[[str], "tuple[Task, StepInput] | None"]
 
 
 def _hanoi_reader(disks: int | None) -> Reader:
-    from maker.tasks.hanoi import MAX_DISKS, Hanoi, premise_from_prompt
+    from maker.tasks.builtin.hanoi import Hanoi
+    from maker.tasks.builtin.hanoi_rules import MAX_DISKS, premise_from_prompt
 
     tasks: dict[int, Hanoi] = {}
 
@@ -121,7 +122,13 @@ def _hanoi_reader(disks: int | None) -> Reader:
     return read
 
 
-_READERS: dict[str, Callable[[int | None], Reader]] = {"hanoi": _hanoi_reader}
+def _chase_reader(_disks: int | None) -> Reader:
+    from maker.tasks.builtin.chase import premise_from_prompt
+
+    return premise_from_prompt  # list 0 (`maker run chase`'s default --list-seed)
+
+
+_READERS: dict[str, Callable[[int | None], Reader]] = {"hanoi": _hanoi_reader, "chase": _chase_reader}
 
 
 @dataclass

@@ -8,7 +8,7 @@ proxy -- need nothing else, so this client speaks it directly: POST ``/completio
 text prompt) or ``/chat/completions`` (messages), read ``choices`` and ``usage``.  HTTP
 failures become the exceptions below, named like the SDK's so `fault_kind` counts them the
 same; retries, back-off, Retry-After, rate limits, `n`, `Sample` fields and cost are
-`cluster.transport`'s, shared with the litellm client.  Every other provider string stays
+`cluster.http.transport`'s, shared with the litellm client.  Every other provider string stays
 on litellm (`cluster.clients.make_client` decides).
 
 Reading a reply (`choice_text`, `json_reply`) lives here too, and the litellm client
@@ -46,7 +46,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .protocol import SampleRequest
+from ..protocol import SampleRequest
 from .transport import EndpointConfig, PooledClient, Reply
 
 __all__ = [

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
-from .keys import Normaliser, apply_key, normaliser
-from .wrong import generic_candidates, near_values, only_answer, wrong_texts
+from ..base import Prompt, PromptStyle, StepInput, TaskOption, TaskSpec, Verdict, checked_advance
+from ..keys import Normaliser, apply_key, normaliser
+from ..wrong import generic_candidates, near_values, only_answer, wrong_texts
 
 #: Decision rows of a plan-style voter carry a label; a voted call's one step is this.
 LABEL = "vote"

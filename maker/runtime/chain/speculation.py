@@ -12,7 +12,7 @@ whatever D is.  What it buys: the *first* reply of a step (not the slowest of k)
 the next premise, and confirming votes and extra rounds overlap with progress on later
 steps.
 
-A *draft* lifts that limit, as in speculative decoding (`maker.runtime.draft`): a step
+A *draft* lifts that limit, as in speculative decoding (`maker.runtime.chain.draft`): a step
 that has no reply yet takes the draft's guess -- the task's reference answer, a user's
 function, or a cheap model's one sample -- as its leader, so the window fills D steps
 deep while the voters answer and D steps are voted concurrently.  The draft only
@@ -23,7 +23,7 @@ the window's depth adapts to how often its guesses hold (`DepthControl`).  The r
 decisions are the same with or without a draft.
 
 Why the decisions do not change: every step (a *slot*) runs exactly the in-order
-protocol of `maker.runtime.chain` on its own premise -- round one draws samples 0..k-1, later
+protocol of `maker.runtime.chain.loop` on its own premise -- round one draws samples 0..k-1, later
 rounds what the ballot still needs, votes counted in sample order, the same draw seeds
 -- so a slot's ballot is the ballot an in-order run would have built on that premise.
 A slot's votes count only once the step before it is decided and the decision implies
@@ -36,7 +36,7 @@ Example (a worker is anything with `task` and `clients`; the simulator needs no 
     >>> from maker.cluster import SimulatedModel, parse_sim_model
     >>> from maker.config import VotingConfig
     >>> from maker.engine.red_flags import RedFlagPolicy
-    >>> from maker.runtime.segment import SegmentJob
+    >>> from maker.runtime.chain.segment import SegmentJob
     >>> from maker.tasks import get_task
     >>> task = get_task("hanoi", disks=4)
     >>> worker = types.SimpleNamespace(task=task, clients={"sim:0.9": SimulatedModel(task, parse_sim_model("sim:0.9"))})
@@ -56,13 +56,12 @@ from typing import Any
 
 from maker.cluster.clients import ModelSpec
 from maker.cluster.protocol import Sample
-from maker.cluster.simulator import parse_sim_model
-from maker.cluster.worker import one_line
+from maker.cluster.simulated.simulator import parse_sim_model
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, Row, append_row, append_rows, new_columns
 from maker.engine.step import StepVote
-from maker.errors import MakerError, UsageError
-from maker.runtime.draft import DepthControl, Draft, Proposer
-from maker.runtime.segment import SegmentJob, SegmentResult
+from maker.errors import MakerError, UsageError, one_line
+from maker.runtime.chain.draft import DepthControl, Draft, Proposer
+from maker.runtime.chain.segment import SegmentJob, SegmentResult
 from maker.tasks.base import Oracle, StepInput, Verdict
 from maker.voting import Ballot
 
@@ -179,7 +178,7 @@ class _Window:
         except MakerError:
             raise
         except Exception as exc:  # the task's own code raised: the decided steps go back with why
-            error = one_line(exc)
+            error = one_line(exc, None, typed=True)
         finally:
             self._discard(0)  # failure, error or cancellation: nothing may stay in flight
         return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,

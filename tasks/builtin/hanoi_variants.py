@@ -12,7 +12,7 @@ so all variants vote on one key.  Variant 0 is the canonical prompt itself
 (`Hanoi.prompt`); the others are described by a `Surface`.
 
 Example:
-    >>> from maker.tasks.hanoi import Hanoi
+    >>> from maker.tasks.builtin.hanoi import Hanoi
     >>> t = Hanoi(3)
     >>> reply = render(t.reference_reply(t.first_step()), 1)
     >>> reply
@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Prompt, PromptStyle, StepInput
-from .hanoi import _INTS, _MOVE, _STATE, Move, Pegs, format_key, read_reply
+from ..base import Prompt, PromptStyle, StepInput
+from .hanoi_rules import INTS, MOVE_LINE, STATE_LINE, Move, Pegs, format_key, read_reply
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def variant_prompt(task: Any, step: StepInput, style: PromptStyle, variant: int)
 def to_canonical(reply: str, variant: int) -> tuple[str | None, str | None]:
     """(the reply's answer in canonical form, None) or (None, why it cannot be read).
 
-    The canonical parser's reading (`tasks.hanoi.read_reply`) with this variant's peg
+    The canonical parser's reading (`tasks.builtin.hanoi.read_reply`) with this variant's peg
     names: the last `move` and `next_state` only, literal lists of ASCII integers.  The
     canonical text is then judged by the task's own rule check.
     """
@@ -151,7 +151,7 @@ def render(reply: str, variant: int) -> str:
         return "move = " + form.move_text((d, a, b))
 
     def state(m: re.Match[str]) -> str:
-        lists = [tuple(int(x) for x in _INTS.findall(p)) for p in m.groups()]
+        lists = [tuple(int(x) for x in INTS.findall(p)) for p in m.groups()]
         return "next_state = " + form.pegs_text((lists[0], lists[1], lists[2]))
 
-    return _STATE.sub(state, _MOVE.sub(move, reply))
+    return STATE_LINE.sub(state, MOVE_LINE.sub(move, reply))

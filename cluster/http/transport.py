@@ -48,10 +48,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .pricing import Price
-from .protocol import Sample, SampleRequest
+from maker.errors import one_line
+
+from ..pricing import Price
+from ..protocol import Sample, SampleRequest
 from .ratelimit import InFlightLimit, RateLimits
-from .secrets import redact
 
 log = logging.getLogger("maker.cluster")
 
@@ -68,7 +69,7 @@ class EndpointConfig:
     api_bases: tuple[str, ...] = ()  # replicas of api_base (OpenAI-compatible client): variant v goes to v % (1 + len)
     api_key: str | None = None
     concurrency: int = 16  # most HTTP requests in flight at once (a request with n choices is one); fewer while
-    # calls miss their deadline (cluster.ratelimit.InFlightLimit)
+    # calls miss their deadline (cluster.http.ratelimit.InFlightLimit)
     max_retries: int = 4
     timeout_s: float = 60.0  # each attempt's deadline, headers to last byte (seconds)
     backoff_s: float = 0.5
@@ -135,7 +136,7 @@ class PooledClient:
     def unit_price(self) -> Price:
         """This model's `Price`: `EndpointConfig.price`, else litellm's offline table (unknown: 0, `known` False)."""
         if self._price is None:
-            from .pricing import price_of
+            from ..pricing import price_of
 
             self._price = price_of(self.config.model)
         return self._price
@@ -206,7 +207,7 @@ class PooledClient:
         sends its answer: a client library's own timeout is per read, so a server that
         trickles one byte every few seconds would hold it forever.  A call past its
         deadline is cancelled, which closes its connection (a server that cancels work
-        stops then), and counts against the in-flight limit (`cluster.ratelimit.InFlightLimit`)."""
+        stops then), and counts against the in-flight limit (`cluster.http.ratelimit.InFlightLimit`)."""
         assert self._inflight is not None
         cfg = self.config
         started = time.perf_counter()
@@ -400,10 +401,3 @@ def prompt_chars(prompt: str | list[dict[str, str]]) -> int:
     if isinstance(prompt, str):
         return len(prompt)
     return sum(len(m.get("content") or "") for m in prompt)
-
-
-def one_line(exc: BaseException) -> str:
-    """The exception's message on one line, keys redacted, at most 300 characters (redacted
-    before it is cut, so a cut never leaves part of a key; a 1 MB error body is read to 64 KB)."""
-    text = redact(" ".join(str(exc)[:65536].split()))
-    return text[:300]

@@ -11,11 +11,12 @@ import asyncio
 import os
 from typing import Any
 
-from .errors import ModelConfigError
+from maker.errors import ModelConfigError, one_line
+
+from ..pricing import import_litellm
+from ..protocol import SampleRequest
 from .openai_compatible import cached_tokens, choice_text, json_reply, reasoning_tokens
-from .pricing import import_litellm
-from .protocol import SampleRequest
-from .transport import EndpointConfig, PooledClient, Reply, fault_kind, one_line
+from .transport import EndpointConfig, PooledClient, Reply, fault_kind
 
 __all__ = [
     "LiteLLMClient", "LiteLLMConfig", "UnreadableReply", "check_model_settings", "fault_kind", "import_litellm",
@@ -134,7 +135,7 @@ def check_model_settings(model: str, api_base: str | None = None) -> None:
 
 class LiteLLMClient(PooledClient):
     """A `ModelClient` over `litellm.acompletion` / `atext_completion` (retries, `n`, pacing:
-    `cluster.transport.PooledClient`)."""
+    `cluster.http.transport.PooledClient`)."""
 
     def __init__(self, config: EndpointConfig) -> None:
         super().__init__(config)
