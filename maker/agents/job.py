@@ -41,6 +41,7 @@ def run_job(job: dict[str, Any], folder: Path) -> Any:
     from maker.config import VotingConfig
     from maker.runtime.driver import run
     from maker.runtime.progress import Progress
+    from maker.tasks.base import optional
     from maker.tasks.registry import task_from_options
 
     local = job.get("local") or {}
@@ -55,7 +56,7 @@ def run_job(job: dict[str, Any], folder: Path) -> Any:
         from maker.errors import UsageError
 
         raise UsageError(str(exc)) from None
-    voting = VotingConfig.from_options(k=job.get("k"), prompt_style=getattr(task, "prompt_style", None))
+    voting = VotingConfig.from_options(k=job.get("k"), prompt_style=optional(task, "prompt_style"))
     return run(task, list(job["models"]), voting, log=folder / "log", seed=int(job.get("seed") or 0),
                progress=Progress(task.total_steps, enabled=False), max_cost_usd=job.get("max_cost_usd"))
 

@@ -154,7 +154,7 @@ def test_the_error_module_is_a_leaf() -> None:
 
 
 #: Folders still past the limit while another branch gives them rooms (drop at merge).
-_ROOMS_PENDING = {ROOT / "maker" / "cli": "maker/cli gets its rooms on the cli branch (issue #27)"}
+_ROOMS_PENDING: dict[Path, str] = {}  # folders allowed past 12 modules for now, each with its reason
 
 
 @pytest.mark.parametrize("folder", [pytest.param(f, marks=pytest.mark.xfail(reason=_ROOMS_PENDING[f], strict=False))
@@ -175,13 +175,6 @@ def test_no_two_modules_share_a_name() -> None:
             seen.setdefault(path.stem, []).append(name)
     shared = {stem: names for stem, names in seen.items() if len(names) > 1}
     assert shared == {}
-
-
-def test_the_cli_is_a_shell_of_at_most_twelve_modules() -> None:
-    """maker/cli holds commands (parse, one library call, print) in <= 12 modules, its rooms
-    (logs/, catalog/, servers/) apart (#27 §4)."""
-    folder = ROOT / "maker" / "cli"
-    assert len([p for p in folder.glob("*.py") if p.name != "__init__.py"]) <= 12
 
 
 def test_the_error_tree_is_drawn_whole_in_one_docstring() -> None:
