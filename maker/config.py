@@ -155,7 +155,7 @@ class GuardConfig:
     """How the live guard judges the run and what it may do about it."""
 
     target: float = 0.95  # wanted probability that the whole run is right
-    p_plan: float | None = None  # p the plan assumed (--p); None: the p that k just suffices for
+    p_assumed: float | None = None  # p the run assumed (--p); None: the p that k just suffices for
     adaptive: bool = False  # raise k when an alarm says the plan no longer holds
     k_max: int | None = None  # the most k may rise to (default with adaptive: 3 * k)
     collision_factor: float = 3.0
@@ -166,8 +166,8 @@ class GuardConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 1.0:
             raise UsageError(f"--target must be in (0, 1), got {self.target}")
-        if self.p_plan is not None and not 0.5 < self.p_plan <= 1.0:
-            raise UsageError(f"--p must be in (0.5, 1], got {self.p_plan}")
+        if self.p_assumed is not None and not 0.5 < self.p_assumed <= 1.0:
+            raise UsageError(f"--p must be in (0.5, 1], got {self.p_assumed}")
         if not self.collision_factor >= 1.0:
             raise UsageError(f"--collision-factor must be >= 1, got {self.collision_factor}")
         if self.min_collisions < 1 or self.min_votes < 1:

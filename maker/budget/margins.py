@@ -85,7 +85,7 @@ class SampleCost:
 class Margin:
     """The margin for one accuracy: `k` is None when no margin reaches the target (p <= 1/2).
 
-    `shares_prompt`: whether the plan assumed a round's samples share one request (`n`), so
+    `shares_prompt`: whether the estimate assumed a round's samples share one request (`n`), so
     the prompt is billed once per request (`maker.budget.rounds`); `requests_per_step` is the
     expected requests per step and `prompt_tokens` the expected prompt tokens billed over
     the whole run (None without a k).  `cost_per_sample` is one sample billed on its own.

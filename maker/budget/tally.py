@@ -281,18 +281,18 @@ def assess(
             reason=why,
             warnings=tuple(warnings),
         )
-    p_plan = interval.low
+    p_assumed = interval.low
     valid_rate = tally.valid / tally.samples
-    per_step = voting.expected_samples(p_plan, k, valid_rate)
+    per_step = voting.expected_samples(p_assumed, k, valid_rate)
     step_cost = per_step * cost
     if tally.requests and source == price.source:  # per-token prices: bill the prompt per request, as the run will
         prompt = price.per_sample(tally.tokens_in / tally.requests, 0.0, tally.cached_tokens / tally.requests)
         reply = price.per_sample(0.0, tally.tokens_out) / tally.samples
-        step_cost = expected_requests(p_plan, k, valid_rate, grouped=shares_prompt) * prompt + per_step * reply
+        step_cost = expected_requests(p_assumed, k, valid_rate, grouped=shares_prompt) * prompt + per_step * reply
     plan = dict(
         k=k,
-        p_step=voting.p_step(p_plan, k),
-        run_success=voting.run_success(p_plan, k, steps),
+        p_step=voting.p_step(p_assumed, k),
+        run_success=voting.run_success(p_assumed, k, steps),
         expected_samples_per_step=per_step,
         expected_cost=steps * step_cost if known else None,
         shares_prompt=shares_prompt,

@@ -103,7 +103,7 @@ def red_flag_policy(args: argparse.Namespace, task: Any = None, voting: Any = No
 def guard_config(args: argparse.Namespace, k: int) -> GuardConfig:
     config = GuardConfig(
         target=args.target,
-        p_plan=args.p,
+        p_assumed=args.p,
         adaptive=args.adaptive_k,
         k_max=args.k_max,
         collision_factor=args.collision_factor,
@@ -141,7 +141,7 @@ def guard_line(guard: dict[str, Any], steps_left: int = 0) -> str:
         success += f"  wrong decisions {wrong:,} (ground truth): k {at} did not hold, use k >= {advised}"
     source = guard.get("p_source", "agreement")
     return (
-        f"  guard: p̂ {guard['p_hat']:.5f} ({source}; 95% low {guard['p_low']:.5f}, plan {guard['p_plan']:.5f})  "
+        f"  guard: p̂ {guard['p_hat']:.5f} ({source}; 95% low {guard['p_low']:.5f}, assumed {guard['p_assumed']:.5f})  "
         f"collisions {guard['collisions']} ({ratio_text})  P(rest right) {success}  {k_text}  "
         f"alarms {alarms}"
     )

@@ -13,7 +13,7 @@ decision is an error, so the driver can keep, after every segment it checks,
 * the implied probability that every remaining step is decided right at the current
   k, on the pessimistic end of p (`voting.run_success`).
 
-Two alarms: the pessimistic end of p falls below what the plan assumed (the run's
+Two alarms: the pessimistic end of p falls below what the run assumed (the run's
 ``--p``, or the p that k just suffices for), judged only once a perfect record would
 clear the plan; or collisions exceed independence by ``collision_factor`` (with at least
 ``min_collisions`` of them and a binomial p-value under 1%).  Each alarm warns once on
@@ -36,7 +36,7 @@ segments, so ``--segment-steps`` bounds how fast it can act.
 
 Example:
     >>> guard = Guard(GuardConfig(adaptive=True, k_max=9), k=3, first_step=0, last_step=999, stream=None)
-    >>> round(guard.p_plan, 3)  # k = 3 just suffices for 1,000 steps at p >= 0.964
+    >>> round(guard.p_assumed, 3)  # k = 3 just suffices for 1,000 steps at p >= 0.964
     0.964
 """
 
@@ -84,7 +84,7 @@ class Guard:
         self.k = k
         self.k_max = config.checked_k_max(k)
         self.last_step = last_step
-        self.p_plan = config.p_plan if config.p_plan is not None else implied_p(k, last_step - first_step + 1, config.target)
+        self.p_assumed = config.p_assumed if config.p_assumed is not None else implied_p(k, last_step - first_step + 1, config.target)
         self.stream = stream
         self.votes = 0
         self.errors = 0
@@ -217,7 +217,7 @@ class Guard:
             "k": self.k,
             "k_max": self.k_max,
             "min_votes": self.config.min_votes,
-            "p_plan": self.p_plan,
+            "p_assumed": self.p_assumed,
             "adaptive": self.config.adaptive,
             "events": self.events,
         }
@@ -265,11 +265,11 @@ class Guard:
         at = self.decided_through
         needed: dict[str, int | None] = {}
         # Alarm 1: the pessimistic end of p is below the plan, on enough evidence.
-        enough = max(cfg.min_votes, math.ceil(math.log((1 - cfg.level) / 2) / math.log(self.p_plan))) if self.p_plan < 1 else cfg.min_votes
-        p_alarm = n >= enough and ci.low < self.p_plan
+        enough = max(cfg.min_votes, math.ceil(math.log((1 - cfg.level) / 2) / math.log(self.p_assumed))) if self.p_assumed < 1 else cfg.min_votes
+        p_alarm = n >= enough and ci.low < self.p_assumed
         if self._onset("p_low", p_alarm):
             self._warn(at, "p_low", f"p's pessimistic end {ci.low:.5f} (p̂ {ci.point:.5f}, {n:,} votes) is below the "
-                       f"{self.p_plan:.5f} the plan assumed; P(every remaining step right at k={self.k}) = {success:.4f}")
+                       f"{self.p_assumed:.5f} the run assumed; P(every remaining step right at k={self.k}) = {success:.4f}")
         if p_alarm:
             needed["p_low"] = stats.k_min(ci.low, remaining, cfg.target) if ci.low > 0.5 else None
         # Alarm 2: collisions beyond what independence explains.

@@ -60,7 +60,7 @@ def test_implied_p_is_where_run_success_meets_the_target() -> None:
 
 def test_independent_errors_at_the_planned_p_raise_nothing() -> None:
     rng = random.Random(1)
-    guard = Guard(GuardConfig(adaptive=True, p_plan=0.9), k=5, first_step=0, last_step=9999, stream=None)
+    guard = Guard(GuardConfig(adaptive=True, p_assumed=0.9), k=5, first_step=0, last_step=9999, stream=None)
     feed(guard, [votes_for(rng, 0.95, 5) for _ in range(3000)])
     assert guard.k == 5 and not guard.events
     s = guard.to_dict()
@@ -72,7 +72,7 @@ def test_a_pessimistic_p_below_the_plan_warns_and_raises_k(capsys) -> None:
     import sys
 
     rng = random.Random(2)
-    guard = Guard(GuardConfig(adaptive=True, p_plan=0.99, k_max=20), k=3, first_step=0, last_step=99_999, stream=sys.stderr)
+    guard = Guard(GuardConfig(adaptive=True, p_assumed=0.99, k_max=20), k=3, first_step=0, last_step=99_999, stream=sys.stderr)
     feed(guard, [votes_for(rng, 1.0, 3) for _ in range(10)])  # 30 perfect votes: too little to judge
     assert not guard.events
     feed(guard, [votes_for(rng, 0.9, 3) for _ in range(400)], start=10)
@@ -93,13 +93,13 @@ def test_collisions_beyond_independence_raise_k_within_k_max_and_never_lower_it(
     steps = []
     for i in range(4000):  # 5% hard steps at accuracy 0.75, all errors alike; the rest perfect
         steps.append(votes_for(rng, 0.75 if i % 20 == 0 else 1.0, 3))
-    without = Guard(GuardConfig(p_plan=0.9), k=3, first_step=0, last_step=49_999, stream=None)
+    without = Guard(GuardConfig(p_assumed=0.9), k=3, first_step=0, last_step=49_999, stream=None)
     feed(without, steps)
     assert without.k == 3
     alarms = [e for e in without.events if e["event"] == "alarm"]
     assert alarms and alarms[0]["alarm"] == "collisions" and alarms[0]["collision_ratio"] > 3
     assert any(e.get("note") == "advice" for e in without.events)
-    guard = Guard(GuardConfig(adaptive=True, p_plan=0.9, k_max=6), k=3, first_step=0, last_step=49_999, stream=None)
+    guard = Guard(GuardConfig(adaptive=True, p_assumed=0.9, k_max=6), k=3, first_step=0, last_step=49_999, stream=None)
     ks = []
     for at in range(0, len(steps), 100):
         guard.observe(*segment(at, steps[at : at + 100]))
@@ -115,7 +115,7 @@ def test_hard_steps_near_a_coin_flip_are_called_out_not_paid_for() -> None:
     accuracy 0.4 from 0.6; when colliding errors are as common as wrong first votes it
     says no margin may help, and does not raise k."""
     steps = [[False, False, True, True, True, True, True] if i % 10 == 0 else [True, True, True] for i in range(2000)]
-    guard = Guard(GuardConfig(adaptive=True, p_plan=0.8, k_max=30), k=3, first_step=0, last_step=9_999, stream=None)
+    guard = Guard(GuardConfig(adaptive=True, p_assumed=0.8, k_max=30), k=3, first_step=0, last_step=9_999, stream=None)
     feed(guard, steps)
     assert any(e.get("note") == "coin_flip" for e in guard.events)
     assert any(e.get("alarm") == "collisions" for e in guard.events) and guard.k == 3
@@ -134,7 +134,7 @@ def test_bad_k_max(config: GuardConfig, k: int, message: str) -> None:
 
 
 def test_guard_config_rejects_nonsense() -> None:
-    for kwargs in ({"target": 1.0}, {"p_plan": 0.4}, {"collision_factor": 0.5}, {"min_collisions": 0}):
+    for kwargs in ({"target": 1.0}, {"p_assumed": 0.4}, {"collision_factor": 0.5}, {"min_collisions": 0}):
         with pytest.raises(UsageError):
             GuardConfig(**kwargs)
     assert GuardConfig(adaptive=True).checked_k_max(4) == 12 and GuardConfig().checked_k_max(4) == 4

@@ -8,7 +8,7 @@ from typing import Any
 from maker.errors import UsageError
 
 DESCRIPTION = """Serve maker's tools to coding agents and agent frameworks over MCP: vote (one voted
-call), plan (k and cost for a target), run (start a task in the background), status (its
+call), margin (k and cost for a target), run (start a task in the background), status (its
 progress; progress notifications while waiting), verify (replay --verify on a log), tasks.
 Over stdio by default; --http PORT serves streamable HTTP on 127.0.0.1 only. Every path a
 tool takes is confined to --root (default: the working directory)."""

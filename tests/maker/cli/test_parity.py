@@ -85,7 +85,7 @@ def test_run_with_k_auto_is_choose_k_then_run(capsys, tmp_path) -> None:
                              "--log", str(tmp_path / "cli.parquet"), "--quiet")
     choice = maker.choose_k("auto", 7, p=0.99)
     result = maker.run(task_from_options("hanoi", {"disks": 3}), ["sim:0.99"], maker.VotingConfig(k=choice.k),
-                       log=tmp_path / "py.parquet", guard=maker.GuardConfig(p_plan=0.99))
+                       log=tmp_path / "py.parquet", guard=maker.GuardConfig(p_assumed=0.99))
     assert code == 0 and printed["k"] == choice.k and stable(printed) == stable(result.to_dict())
 
 
