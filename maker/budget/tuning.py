@@ -183,10 +183,11 @@ def regrade(overall: Tally, models: dict[str, Tally], facts: dict[str, Any]) -> 
 def _truths(info: Any, wrong_steps: dict[int, str]) -> dict[int, str]:
     """The true key of each wrong-decided step's premise (the premise its logged
     predecessors imply), from the task rebuilt from the log."""
+    from maker.tasks.plans.plan_task import PlanTask
     from maker.tasks.registry import rebuild
 
     task = rebuild(info.run)
-    plan = hasattr(task, "step_input") and hasattr(task, "plan")
+    plan = isinstance(task, PlanTask)
     needed = None if plan else {s - 1 for s in wrong_steps if s > 0}
     logged: dict[int, str] = {}
     for table in iter_tables(info, ["step", "answer"], kind="decision"):
