@@ -342,7 +342,7 @@ def test_a_worker_killed_mid_stream_is_replaced_and_only_the_steps_still_out_are
     before = set(worker_pids())
     log = tmp_path / "k.parquet"
     outcome: dict = {}
-    task = get_task(str(Path(__file__).resolve().parents[2] / "examples" / "records.py") + ":records", n=150)
+    task = get_task(str(Path(__file__).resolve().parents[3] / "examples" / "records.py") + ":records", n=150)
 
     def target() -> None:
         try:

@@ -22,7 +22,7 @@ import pytest
 
 pytestmark = pytest.mark.ray
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 #: `maker run RUN_ARGS` joined to a fresh two-node cluster (see `cli_on_two_nodes`)
 SCRIPT = r"""
