@@ -75,6 +75,7 @@ def test_a_run_outlives_the_session_that_started_it_and_a_new_server_finds_it(tm
     assert "no run '../../etc'" in out["unknown"] and started["run_id"] in out["unknown"]
 
 
+@pytest.mark.subprocess
 def test_kill_9_of_the_server_leaves_a_run_that_a_new_server_finds_and_cancels(tmp_path: Path, joined: str) -> None:
     """The starting 'server' is a process holding `Runs`, killed with SIGKILL mid-run."""
     code = ("import json, sys, time; from pathlib import Path; from maker.agents.runs import Runs;"
