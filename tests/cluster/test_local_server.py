@@ -227,6 +227,7 @@ def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -
     assert out.stdout.split() == ["True", "False"]
 
 
+@pytest.mark.subprocess
 def test_a_server_killed_by_a_signal_at_start_is_one_line_naming_it(tmp_path: Path) -> None:
     """A stand-in 'python' that dies of SIGSEGV, as llama.cpp's AMX path does: the error
     names the signal, the likely cause and what to do, in one line."""

@@ -29,7 +29,7 @@ from maker.errors import UsageError  # noqa: E402
 
 from .test_mcp_server import _error, _payload, drive  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.subprocess]  # every run here is a `maker` child process
 ROOT = Path(__file__).resolve().parents[3]
 #: A run long enough to still be going when the test acts: 63 steps, 50 ms a sample (simulated).
 SLOW = {"task": "hanoi", "options": {"disks": 6}, "models": ["sim:0.99,latency=0.05"], "k": 2}
@@ -75,7 +75,6 @@ def test_a_run_outlives_the_session_that_started_it_and_a_new_server_finds_it(tm
     assert "no run '../../etc'" in out["unknown"] and started["run_id"] in out["unknown"]
 
 
-@pytest.mark.subprocess
 def test_kill_9_of_the_server_leaves_a_run_that_a_new_server_finds_and_cancels(tmp_path: Path, joined: str) -> None:
     """The starting 'server' is a process holding `Runs`, killed with SIGKILL mid-run."""
     code = ("import json, sys, time; from pathlib import Path; from maker.agents.runs import Runs;"
