@@ -9,8 +9,8 @@
   `local_model`, whose servers are processes), one that starts Ray or takes the session's
   Ray must be marked `ray`.  The check watches `subprocess.Popen` (which asyncio and the MCP
   client use too) while each test runs, so a helper that spawns counts as well.
-- Every `local_model` test runs on one xdist worker (group "local_model"): one set of
-  llama.cpp servers at a time, never several competing for the 2 cores.
+- `local_model` tests run in two xdist groups (the two-node ones, and the rest): at most two
+  sets of llama.cpp servers at a time, never one per worker competing for the 2 cores.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("local_model"):
-            item.add_marker(pytest.mark.xdist_group("local_model"))
+        if item.get_closest_marker("local_model"):  # two-node runs apart: one chain would be ~10 min
+            lane = "local_model_multinode" if item.path.name == "test_multinode_local.py" else "local_model"
+            item.add_marker(pytest.mark.xdist_group(lane))
 
 
 def _shared_ray() -> str:
