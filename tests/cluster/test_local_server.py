@@ -209,6 +209,7 @@ def test_the_server_command_asks_the_child_to_load_without_extra_buffers(tmp_pat
     assert ("--no-extra-buffers" in auto.command()) is (not default_extra_buffers())
 
 
+@pytest.mark.subprocess
 def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -> None:
     """Against the installed llama-cpp-python: its `Llama` takes model params from
     `llama_model_default_params`, which the child wraps; a rename upstream fails here."""
@@ -226,6 +227,7 @@ def test_the_child_really_turns_extra_buffers_off_in_the_installed_llama_cpp() -
     assert out.stdout.split() == ["True", "False"]
 
 
+@pytest.mark.subprocess
 def test_a_server_killed_by_a_signal_at_start_is_one_line_naming_it(tmp_path: Path) -> None:
     """A stand-in 'python' that dies of SIGSEGV, as llama.cpp's AMX path does: the error
     names the signal, the likely cause and what to do, in one line."""
@@ -260,6 +262,7 @@ print("term" if "term" in got else "alive", flush=True)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.subprocess
 def test_a_server_started_from_a_thread_that_ends_lives_on() -> None:
     """The kernel's parent-death signal follows the *thread* that started a process: a server
     started from a short-lived thread (asyncio.to_thread in `maker.avote`, a user's pool)

@@ -1,6 +1,6 @@
 """A model served on every node (`cluster.nodes`): which servers a client on a given node uses.
 
-The two-node runs themselves are in tests/maker/test_multinode_local.py."""
+The two-node runs themselves are in tests/maker/runtime/test_multinode_local.py."""
 
 from __future__ import annotations
 

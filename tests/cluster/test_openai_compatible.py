@@ -192,6 +192,7 @@ print(json.dumps([[s.error, list(s.faults)] for s in samples]))
 """
 
 
+@pytest.mark.subprocess
 def test_the_first_price_lookup_does_not_time_out_requests_in_flight() -> None:
     """A fresh process (a Ray worker) imports litellm for its first price lookup: seconds
     that block the event loop.  Done while replies were in flight, it timed out every other

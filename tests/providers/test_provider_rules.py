@@ -252,6 +252,7 @@ def test_the_notice_names_every_setting_litellm_will_drop_and_only_those() -> No
     assert settings_notice(ModelSpec(FunctionClient(lambda p, t, s: "42")), 0.0, 0.1) is None
 
 
+@pytest.mark.subprocess
 def test_the_mcp_vote_tool_reads_the_provider_as_maker_vote_does(tmp_path, monkeypatch) -> None:
     """MCP takes model strings only: litellm reaches the fake through OPENAI_API_BASE, as a
     user's gateway would.  Copies in one request count once, content parts vote on their text."""

@@ -22,7 +22,7 @@ import pytest
 
 pytestmark = pytest.mark.ray
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 #: `maker run RUN_ARGS` joined to a fresh two-node cluster (see `cli_on_two_nodes`)
 SCRIPT = r"""
@@ -110,6 +110,7 @@ def in_own_cluster(script: str, log: Path, timeout: float) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
+@pytest.mark.subprocess
 def test_workers_spread_over_both_nodes(tmp_path) -> None:
     report = in_own_cluster(cli_on_two_nodes(["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2",
                                               "--segment-steps", "8"]), tmp_path / "h6", 90)
@@ -120,6 +121,7 @@ def test_workers_spread_over_both_nodes(tmp_path) -> None:
     assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])  # one worker per node
 
 
+@pytest.mark.subprocess
 def test_a_node_removed_mid_run_costs_no_step(tmp_path) -> None:
     """The second node dies while the run goes on: its worker's batch goes to a fresh
     worker on the surviving node, and the log is whole and right."""
@@ -138,6 +140,7 @@ def test_a_node_removed_mid_run_costs_no_step(tmp_path) -> None:
     assert verify_log(log).solved
 
 
+@pytest.mark.subprocess
 def test_a_users_own_task_runs_on_both_nodes(tmp_path) -> None:
     """A task in a file no node can import (a folder outside every sys.path) reaches the
     workers on both nodes by value (cloudpickle), and the run is solved."""
@@ -153,6 +156,7 @@ def test_a_users_own_task_runs_on_both_nodes(tmp_path) -> None:
     assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])
 
 
+@pytest.mark.subprocess
 def test_a_plan_streams_its_decided_steps_from_both_nodes(tmp_path) -> None:
     """A plan's batches stream their decided steps back (Ray streaming generators) from
     workers on both nodes: the run is solved, every step logged once, the tool run once."""

@@ -29,8 +29,8 @@ from maker.errors import UsageError  # noqa: E402
 
 from .test_mcp_server import _error, _payload, drive  # noqa: E402
 
-pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.ray, pytest.mark.subprocess]  # every run here is a `maker` child process
+ROOT = Path(__file__).resolve().parents[3]
 #: A run long enough to still be going when the test acts: 63 steps, 50 ms a sample (simulated).
 SLOW = {"task": "hanoi", "options": {"disks": 6}, "models": ["sim:0.99,latency=0.05"], "k": 2}
 #: One that is surely still going when it is cancelled: 1,023 steps, 0.2 s a sample (simulated).

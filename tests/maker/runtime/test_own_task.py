@@ -199,6 +199,7 @@ def test_cli_run_resume_and_verify_a_task_file(project, ray_address, tmp_path, c
     assert [o["name"] for o in row["options"]] == ["n", "start"] and row["origin"].startswith("file ")
 
 
+@pytest.mark.subprocess
 def test_cli_subprocess_from_a_folder_with_its_own_tasks_and_cluster(project, ray_address, tmp_path) -> None:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     probe = subprocess.run(

@@ -98,6 +98,7 @@ def maker_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "maker.cli.main", *args]
 
 
+@pytest.mark.subprocess
 def test_resume_after_kill_gives_the_same_trajectory(ray_address, tmp_path) -> None:
     common = ["run", "hanoi", "--disks", "13", "--model", "sim:0.99,seed=2", "--k", "3", "--quiet",
               "--address", ray_address, "--segment-steps", "150"]

@@ -186,7 +186,7 @@ def test_k_auto_and_estimate_on_a_map_job(ray_address, tmp_path: Path, maker_cli
 
 
 def test_an_operation_per_row(ray_address, tmp_path: Path, maker_cli) -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     records = [{"record": r} for r in __import__("runpy").run_path(str(root / "examples/records.py"))["make_records"](8)]
     src = _csv(tmp_path / "records.csv", records)
     r = maker_cli("map", str(src), "--op", f"{root}/examples/records.py:AGE", "--model", "sim:0.9", "--k", "2",

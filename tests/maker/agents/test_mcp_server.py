@@ -44,6 +44,7 @@ def drive(root, script) -> Any:
     return anyio.run(main)
 
 
+@pytest.mark.subprocess
 def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
     async def script(session: ClientSession) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -108,6 +109,7 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_run_then_status_until_done_with_progress(tmp_path) -> None:
     progress: list[tuple[float, float | None]] = []
 
@@ -140,6 +142,7 @@ def test_run_then_status_until_done_with_progress(tmp_path) -> None:
     assert "no run 'nope'" in out["unknown"]
 
 
+@pytest.mark.subprocess
 def test_no_tool_imports_code_a_client_names(tmp_path) -> None:
     # A file under the root that records being imported: `py:` models and `file.py:attr` task names
     # are code references, which `maker run` honours for a user -- never for an agent's arguments.
@@ -173,6 +176,7 @@ def test_no_tool_imports_code_a_client_names(tmp_path) -> None:
     assert not (tmp_path / "maker-runs").exists()  # no run was started
 
 
+@pytest.mark.subprocess
 def test_http_serves_the_same_tools_on_loopback_only(tmp_path) -> None:
     import socket
     import subprocess

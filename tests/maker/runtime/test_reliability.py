@@ -30,6 +30,7 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "maker.cli.main", *args]
 
 
+@pytest.mark.subprocess
 def test_ten_kills_then_resume_equals_an_uninterrupted_run(ray_address, tmp_path) -> None:
     model, disks = "sim:0.98,redflag=0.02,seed=4", 12
     reference = tmp_path / "ref.parquet"
@@ -85,21 +86,8 @@ def test_a_run_killed_before_its_first_part_resumes_from_the_start(ray_address, 
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
-def worker_pids() -> list[int]:
-    """ModelWorker processes of this test session's Ray (its raylet is our child)."""
-    import psutil
-
-    pids = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "ModelWorker" in " ".join(proc.cmdline()):
-                pids.append(proc.pid)
-        except psutil.Error:
-            pass
-    return pids
-
-
-def test_a_killed_worker_is_replaced_and_the_run_finishes(ray_address, tmp_path) -> None:
+def test_a_killed_worker_is_replaced_and_the_run_finishes(ray_address, tmp_path, model_worker_pids) -> None:
+    worker_pids = model_worker_pids
     before = set(worker_pids())
     outcome: dict = {}
 
@@ -140,6 +128,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.subprocess
 def test_disk_full_stops_cleanly_with_the_log_intact(ray_address, small_disk) -> None:
     log = small_disk / "full.parquet"
     done = subprocess.run(
@@ -167,6 +156,7 @@ def test_unwritable_log_path_fails_before_any_work(tmp_path, capsys) -> None:
     assert code == 2 and "cannot write" in err
 
 
+@pytest.mark.subprocess
 def test_a_planted_key_never_reaches_logs_errors_or_json(ray_address, tmp_path) -> None:
     planted = "sk-planted-0123456789abcdef"
 
@@ -206,6 +196,7 @@ def test_a_planted_key_never_reaches_logs_errors_or_json(ray_address, tmp_path) 
 
 
 @pytest.mark.ray
+@pytest.mark.subprocess
 def test_the_local_ray_maker_starts_demands_its_token(ray_address) -> None:
     """Ray's ports listen on every interface, so the instance maker starts must refuse a
     client without the token; one with it (a child process, as `--address` users) joins."""

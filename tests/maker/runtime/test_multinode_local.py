@@ -25,7 +25,7 @@ pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'mak
 
 pytestmark = [pytest.mark.ray, pytest.mark.local_model]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 #: `maker run RUN_ARGS` on a fresh two-node cluster whose second node sees HOME=SECOND_HOME;
 #: then the local model servers (`cluster/local/_child.py`) of this cluster still running, if any.

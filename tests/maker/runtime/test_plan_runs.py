@@ -93,6 +93,7 @@ def _cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "maker.cli.main", *args]
 
 
+@pytest.mark.subprocess
 def test_a_plan_run_killed_and_resumed_equals_an_uninterrupted_run(ray_address, tmp_path) -> None:
     common = ["run", "sort", "--n", "400", "--model", "sim:0.995,latency=0.003,seed=2", "--k", "3", "--quiet",
               "--address", ray_address]

@@ -149,6 +149,7 @@ def test_voting_config_refuses_inconsistent_policies():
     assert VotingConfig(on_undecided="escalate", escalate_to=[["a", "b"], ["c"]]).escalate_to == (("a", "b"), ("c",))
 
 
+@pytest.mark.subprocess
 def test_cli_refuses_escalate_to_without_escalate(tmp_path):
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("maker")), "run", "hanoi", "--disks", "3", "--model", "sim:1.0",

@@ -137,7 +137,7 @@ def test_parse_draft_values() -> None:
     assert parse_draft(off_by_one_move, None).kind == "function"
     spec = ModelSpec("openai/x", api_base="http://127.0.0.1:9/v1")
     assert parse_draft(spec, None).spec is spec
-    assert parse_draft("py:tests.maker.test_draft:off_by_one_move", None).kind == "function"
+    assert parse_draft("py:tests.maker.runtime.test_draft:off_by_one_move", None).kind == "function"
     with pytest.raises(UsageError, match="takes \\(task, step\\)"):
         parse_draft(lambda task: None, None)
     for bad in ("", " sim:0.9", 3):

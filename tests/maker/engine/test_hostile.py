@@ -11,7 +11,7 @@ from maker.tasks import get_task
 
 from maker.engine.red_flags import RedFlagPolicy, judge_sample
 
-CORPUS = runpy.run_path(str(Path(__file__).parents[1] / "data" / "hostile_replies.py"))
+CORPUS = runpy.run_path(str(Path(__file__).parents[2] / "data" / "hostile_replies.py"))
 GOOD, HOSTILE = CORPUS["GOOD"], CORPUS["HOSTILE"]
 TASK = get_task("hanoi", disks=4)
 STEP = TASK.first_step()

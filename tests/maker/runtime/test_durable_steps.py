@@ -131,6 +131,7 @@ def _wait_for(proc: subprocess.Popen, ready, what: str, limit: float = 180) -> N
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+@pytest.mark.subprocess
 def test_decided_steps_reach_the_log_while_their_batch_still_runs(counted, ray_address, tmp_path, how) -> None:
     """One batch of 20 steps never finishes (its last record hangs): the other 39 of 40 voted
     steps are on disk anyway, an interrupt keeps them, and --resume finishes without
@@ -162,6 +163,7 @@ def test_decided_steps_reach_the_log_while_their_batch_still_runs(counted, ray_a
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_resume_never_runs_a_tool_whose_output_is_logged(counted, ray_address, tmp_path) -> None:
     """The tool ran (its row is on disk), the step after it hangs, SIGTERM; --resume finishes
     the plan and the tool has still run once."""
@@ -323,26 +325,17 @@ def test_the_preflight_probe_of_a_users_detector_never_runs_a_tool(counted) -> N
     assert seen == [1] and _calls(calls) == 0  # step 1, the first voted step on a known premise
 
 
-def test_a_worker_killed_mid_stream_is_replaced_and_only_the_steps_still_out_are_sent_again(ray_address, tmp_path) -> None:
+def test_a_worker_killed_mid_stream_is_replaced_and_only_the_steps_still_out_are_sent_again(
+        ray_address, tmp_path, model_worker_pids) -> None:
     import threading
 
-    import psutil
     from maker.tasks import get_task
 
-    def worker_pids() -> list[int]:
-        out = []
-        for proc in psutil.Process().children(recursive=True):
-            try:
-                if "ModelWorker" in " ".join(proc.cmdline()):
-                    out.append(proc.pid)
-            except psutil.Error:
-                pass
-        return out
-
+    worker_pids = model_worker_pids
     before = set(worker_pids())
     log = tmp_path / "k.parquet"
     outcome: dict = {}
-    task = get_task(str(Path(__file__).resolve().parents[2] / "examples" / "records.py") + ":records", n=150)
+    task = get_task(str(Path(__file__).resolve().parents[3] / "examples" / "records.py") + ":records", n=150)
 
     def target() -> None:
         try:

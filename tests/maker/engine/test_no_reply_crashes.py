@@ -90,6 +90,7 @@ def test_maker_run_with_a_key_that_raises_on_the_first_sample(tmp_path, ray_addr
 SERVER = "import sys; from maker.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
+@pytest.mark.subprocess
 def test_mcp_vote_on_numbers_that_crashed_it(tmp_path) -> None:
     # was "Error executing tool vote": decimal.Overflow escaped the tool
     pytest.importorskip("mcp")

@@ -26,7 +26,7 @@ from maker.tasks import get_task
 import maker
 from maker.errors import ModelConfigError, UsageError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def fake_gguf(path: Path) -> Path:

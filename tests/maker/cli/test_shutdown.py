@@ -69,6 +69,7 @@ def _ray_processes_of(session_pid: int) -> list[int]:
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_ctrl_c_twice_exits_non_zero_and_leaves_no_ray_process(tmp_path: Path) -> None:
     """The second Ctrl-C lands while Ray is stopping: the exit is non-zero and Ray is gone."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray, as a user's
