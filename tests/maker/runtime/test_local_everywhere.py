@@ -242,8 +242,8 @@ def test_mcp_vote_and_run_tools_serve_local(tmp_path: Path) -> None:
     assert one["models"] == [ALIAS] and two["models"] == [ALIAS] and one["simulated"] is False
     assert ran["state"] == "done", ran
     assert ran["result"]["models"] == [ALIAS] and ran["result"]["steps"] == 2
-    command = json.loads((tmp_path / "maker-runs" / ran["run_id"] / "command.json").read_text())
-    assert "--local-replicas=1" in command
+    job = json.loads((tmp_path / "maker-runs" / ran["run_id"] / "job.json").read_text())
+    assert job["local"]["replicas"] == 1  # the server's --local-* settings reach the run's job
 
 
 @pytest.mark.local_model
