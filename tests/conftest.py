@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -174,6 +175,9 @@ def model_worker_pids():
 # --- marker enforcement -------------------------------------------------------------------
 
 _spawned: list[list[str]] | None = None
+# The standard library asks `uname -p` once per process, on the first platform.processor()
+# (litellm, aiohttp and Ray reach it lazily): ask now, so no test is charged for that probe.
+platform.processor()
 _real_execute_child = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 
 

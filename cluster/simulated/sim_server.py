@@ -89,7 +89,7 @@ class SimServerConfig:
         if not 0 <= self.port <= 65535:
             out.append(f"--port must be in 0..65535, got {self.port}")
         if self.task not in _READERS:
-            out.append(f"the sim-server knows the tasks {', '.join(sorted(_READERS))}, not {self.task!r}")
+            out.append(f"the sim-server knows the tasks {', '.join(SIM_TASKS)}, not {self.task!r}")
         if self.retry_after_form not in RETRY_AFTER_FORMS:
             out.append(f"--retry-after-form must be one of {', '.join(RETRY_AFTER_FORMS)}, got {self.retry_after_form!r}")
         if self.retry_after_s < 0 or self.hang_s < 0:
@@ -129,6 +129,8 @@ def _chase_reader(_disks: int | None) -> Reader:
 
 
 _READERS: dict[str, Callable[[int | None], Reader]] = {"hanoi": _hanoi_reader, "chase": _chase_reader}
+#: The tasks whose step prompts the server can read (`--task`).
+SIM_TASKS = tuple(sorted(_READERS))
 
 
 @dataclass

@@ -47,13 +47,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _task_ref(argv: Sequence[str]) -> str | None:
     """The task `run`/`estimate`/`plan-show` name (`--task REF`, or TASK right after the
-    command): its declared options become flags of those commands."""
+    command): its declared options become flags of those commands.  None for any other
+    command (`maker sim-server --task` names the prompts it answers, not a task to build)."""
+    if not argv or argv[0] not in ("run", "estimate", "plan-show"):
+        return None
     for i, arg in enumerate(argv):
         if arg == "--task" and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--task="):
             return arg.split("=", 1)[1]
-    if len(argv) > 1 and argv[0] in ("run", "estimate", "plan-show") and not argv[1].startswith("-"):
+    if len(argv) > 1 and not argv[1].startswith("-"):
         return argv[1]
     return None
 

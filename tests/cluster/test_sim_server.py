@@ -230,7 +230,7 @@ def test_port_in_use_is_one_line_exit_2(capsys) -> None:
 @pytest.mark.parametrize(
     "args,needle",
     [(["--p", "1.5"], "--p"), (["--concurrency", "0"], "--concurrency"), (["--faults", "500,bogus"], "--faults"),
-     (["--fault-rate", "2"], "--fault-rate"), (["--latency", "-1"], "--latency"), (["--task", "sudoku"], "unknown task")],
+     (["--fault-rate", "2"], "--fault-rate"), (["--latency", "-1"], "--latency"), (["--task", "sudoku"], "invalid choice: 'sudoku' (choose from 'chase', 'hanoi')")],
 )
 def test_bad_server_input_is_one_line_exit_2(capsys, args, needle) -> None:
     code = main(["sim-server", "--port", "0", *args])

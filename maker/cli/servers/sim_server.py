@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from maker.cluster.simulated.sim_server import FAULT_KINDS, SimApp, SimServerConfig, bind, start
+from maker.cluster.simulated.sim_server import FAULT_KINDS, SIM_TASKS, SimApp, SimServerConfig, bind, start
 from maker.errors import UsageError
 
 DESCRIPTION = """Serve a simulated model over HTTP, OpenAI-style (POST /v1/chat/completions and
@@ -49,7 +49,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--latency", type=float, default=0.2, help="seconds before each answer (default 0.2)")
     p.add_argument("--jitter", type=float, default=0.0, help="extra seconds, uniform in [0, JITTER], per request (default 0)")
     p.add_argument("--concurrency", type=int, default=256, help="requests answered at once; more wait in line (default 256)")
-    p.add_argument("--task", default="hanoi", help="task whose step prompts it answers (default hanoi)")
+    p.add_argument("--task", default="hanoi", choices=SIM_TASKS,
+                   help=f"task whose step prompts it answers: {' or '.join(SIM_TASKS)} (default hanoi)")
     p.add_argument("--disks", type=int, help="hanoi: refuse prompts with another number of disks (default: any)")
     p.add_argument("--redflag", type=float, default=0.0, help="fraction of answers a red flag must catch (default 0)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
