@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -250,11 +251,7 @@ def premise_from_prompt(text: str, list_seed: int = 0) -> tuple[Chase, StepInput
     return task, StepInput(0, node)
 
 
-_LISTS: dict[tuple[int, int], Chase] = {}
-
-
+@functools.cache
 def _list(digits: int, list_seed: int) -> Chase:
-    key = (digits, list_seed)
-    if key not in _LISTS:
-        _LISTS[key] = Chase(hops=1, digits=digits, list_seed=list_seed)
-    return _LISTS[key]
+    """List `list_seed` of `digits`-digit nodes (built once: the shuffle is the cost)."""
+    return Chase(hops=1, digits=digits, list_seed=list_seed)
