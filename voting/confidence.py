@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
-
 from ._checks import check_count, check_int, check_p, check_unit_open
 from .scaling import k_min
 
@@ -90,12 +88,21 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> Interva
     if successes == 0:
         low = 0.0
     else:
-        low = float(stats.beta.ppf(alpha / 2.0, successes, trials - successes + 1))
+        low = float(_stats().beta.ppf(alpha / 2.0, successes, trials - successes + 1))
     if successes == trials:
         high = 1.0
     else:
-        high = float(stats.beta.ppf(1.0 - alpha / 2.0, successes + 1, trials - successes))
+        high = float(_stats().beta.ppf(1.0 - alpha / 2.0, successes + 1, trials - successes))
     return Interval(low=low, high=high, point=successes / trials, level=level)
+
+
+
+def _stats():  # noqa: ANN202  (scipy.stats, imported on first use)
+    """scipy.stats, imported when first needed: its import takes ~1 s of CPU, and every CLI
+    start and Ray worker imports this module (most never compute an interval)."""
+    from scipy import stats
+
+    return stats
 
 
 def collision_stats(first_two_wrong: int, steps_with_two: int, p: float) -> CollisionStats:
@@ -123,7 +130,7 @@ def collision_stats(first_two_wrong: int, steps_with_two: int, p: float) -> Coll
         ratio = observed / expected
     else:
         ratio = math.inf if observed > 0.0 else math.nan
-    p_value = float(stats.binomtest(first_two_wrong, steps_with_two, expected, alternative="greater").pvalue)
+    p_value = float(_stats().binomtest(first_two_wrong, steps_with_two, expected, alternative="greater").pvalue)
     return CollisionStats(first_two_wrong, steps_with_two, p, observed, expected, ratio, p_value)
 
 
