@@ -57,7 +57,7 @@ def one_run(url: str, variant: str, steps: int, args: argparse.Namespace, log: P
     draft = None if variant in ("in-order", "leader") else variant
     before = stats(url)
     result = run(task, [spec], VotingConfig(k=args.k), log=log, seed=args.seed, max_steps=steps,
-                 cluster=ClusterConfig(speculate=speculate, workers=args.workers), draft=draft)
+                 cluster=ClusterConfig(speculate=speculate, workers=args.workers, segment_seconds=args.segment_seconds), draft=draft)
     after = stats(url)
     draft_stats = result.extra.get("draft_stats") or {}
     row = {
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--variants", default="in-order,leader", help="undrafted variants to run first (default in-order,leader)")
     parser.add_argument("--concurrency", type=int, default=512, help="voters' in-flight limit (default 512)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--segment-seconds", type=float, default=2.0, help="seconds a worker votes before it reports back (default 2.0)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

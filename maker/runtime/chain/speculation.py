@@ -137,6 +137,7 @@ class _Window:
         self.budget = job.budget  # the segment's share of the spend cap (None: no cap)
         self.held: dict[asyncio.Task[list[Sample]], float] = {}  # each request's worst case, held in the budget
         self.refused = False  # the last `_send` met a request that did not fit within the cap
+        self.closing = False  # out of time with a draft: end at the next rejected guess (`_out_of_time`)
 
     async def run(self) -> SegmentResult:
         started = time.perf_counter()
@@ -153,8 +154,7 @@ class _Window:
                 if head.vote.winner is not None:
                     end = self._confirm(head)
                     if time.perf_counter() - started > self.job.max_seconds:
-                        # Out of time: start nothing new, finish the slots already running.
-                        self.last = min(self.last, self.slots[-1].step.index if self.slots else end.index - 1)
+                        self._out_of_time(end)
                     if not self.slots and end.index <= self.last:
                         self.slots.append(self._slot(end))
                     continue
@@ -184,6 +184,26 @@ class _Window:
         return SegmentResult(self.samples, self.decisions, end, failed, time.perf_counter() - started, self.events, error,
                              self.drafts if self.proposer is not None else None,
                              self.control.depth if self.control is not None else 0, budget_stop=budget_stop)
+
+    def _out_of_time(self, end: StepInput) -> None:
+        """The segment's time is up: start nothing new and finish the slots already running.
+
+        With a draft the window first goes on until a guess is rejected (`closing`), for at
+        most one window depth (`job.speculate`) more steps: a rejection discards every slot
+        after it anyway, so ending there hands the next segment nothing worth keeping in
+        flight, where ending now would leave the draft's accepted slots to finish with none
+        opening behind them -- a pipeline drain of up to one round trip per segment."""
+        if self.proposer is not None:
+            if not self.closing:
+                self.closing = True
+                self.last = min(self.last, end.index + self.job.speculate - 1)
+            return
+        self.last = min(self.last, self.slots[-1].step.index if self.slots else end.index - 1)
+
+    def _rejected(self, tail: _Slot) -> None:
+        """A guess was rejected and the slots after `tail` discarded: a closing window ends at `tail`."""
+        if self.closing:
+            self.last = min(self.last, tail.step.index)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, step: StepInput) -> _Slot:
@@ -270,6 +290,7 @@ class _Window:
         after = self.task.step_after(head.step.index, vote.winner)
         if self.slots and self.slots[0].step != after:
             self._discard(0)
+            self._rejected(head)
         return after
 
     def _stop_undecided(self, head: _Slot) -> None:
@@ -401,6 +422,7 @@ class _Window:
             if slot.built_on is not None and leader is not None and leader != slot.built_on:
                 slot.built_on = None
                 self._discard(position + 1)
+                self._rejected(slot)
                 break
 
     def _count(self, slot: _Slot) -> None:
