@@ -22,14 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "provi
 
 from fake_provider import FakeProvider  # noqa: E402
 from maker.cluster import ModelSpec  # noqa: E402
-from maker.cluster.http.transport import cached_price  # noqa: E402
+from maker.cluster.pricing import price_of  # noqa: E402
 from personalities import one_at_a_time  # noqa: E402
 
 import maker  # noqa: E402
 
 
 def main(service_s: float = 0.8, k: int = 8, votes: int = 4) -> None:
-    cached_price("openai/fake")  # import litellm before any call is timed
+    price_of("openai/fake")  # import litellm (and read its price table) before any call is timed
     with FakeProvider(one_at_a_time(service_s), lifetime_s=900, max_requests=5000) as server:
         spec = ModelSpec("openai/fake", api_base=server.url, timeout_s=2, concurrency=8)
 
