@@ -9,6 +9,7 @@ batches, or a finished log read part by part).  Kinds, each sample in exactly on
 * ``wasted``       -- drawn on a speculative premise that lost (never votes)
 * ``escalated``    -- drawn from an escalation tier's models (`VotingConfig.escalate_to`)
 * ``uncounted``    -- valid, but drawn in a round that had already decided the step
+* ``draft``        -- the draft model's proposals (`--draft`): paid for, never votes
 * ``abandoned``    -- billed (estimated) for calls maker gave up on: timeouts, cancels
 
 plus the share of prompt tokens the provider read from its cache (`cached_share`).
@@ -31,7 +32,7 @@ __all__ = ["BREAKDOWN_COLUMNS", "KINDS", "CostBreakdown"]
 
 #: The step-log sample columns `CostBreakdown.add` reads.
 BREAKDOWN_COLUMNS = ("model", "cost_usd", "red_flag", "counted", "wasted", "abandoned_usd", "tokens_in", "cached_tokens")
-KINDS = ("votes", "red_flagged", "wasted", "escalated", "uncounted", "abandoned")
+KINDS = ("votes", "red_flagged", "wasted", "escalated", "uncounted", "draft", "abandoned")
 
 
 @dataclass
@@ -58,9 +59,10 @@ class CostBreakdown:
         """Of the prompt tokens the providers reported, the share read from their caches (None: none reported)."""
         return round(self.cached_tokens / self.tokens_in, 4) if self.tokens_in else None
 
-    def add(self, samples: Mapping[str, Sequence[Any]]) -> None:
+    def add(self, samples: Mapping[str, Sequence[Any]], kind: str | None = None) -> None:
         """Add step-log sample columns (`model`, `cost_usd`, `red_flag`, `counted`, `wasted`,
-        `abandoned_usd`, `tokens_in`, `cached_tokens`; a missing or null cell counts as 0)."""
+        `abandoned_usd`, `tokens_in`, `cached_tokens`; a missing or null cell counts as 0).
+        `kind` ("draft" for the draft's rows) puts every row's cost under that kind."""
         n = len(samples.get("model", ()))
         col = _column(samples, n)
         tiers = self.escalation_models
@@ -72,9 +74,8 @@ class CostBreakdown:
             cost, abandoned = cost or 0.0, abandoned or 0.0
             name = model or "?"
             self.by_model[name] = self.by_model.get(name, 0.0) + cost + abandoned
-            kind = ("wasted" if wasted else "escalated" if name in tiers else "red_flagged" if flag is not None
-                    else "votes" if counted else "uncounted")
-            kinds[kind] += cost
+            kinds[kind or ("wasted" if wasted else "escalated" if name in tiers else "red_flagged" if flag is not None
+                           else "votes" if counted else "uncounted")] += cost
             kinds["abandoned"] += abandoned
             self.tokens_in += tokens or 0
             self.cached_tokens += cached or 0

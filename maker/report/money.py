@@ -20,6 +20,7 @@ def money_lines(s: Any, images: set[str]) -> list[str]:
     lines += ["", "| kind | billed (USD) | share |", "|---|---|---|"]
     names = {"votes": "counted votes", "red_flagged": "red-flagged samples", "wasted": "wasted speculative samples",
              "escalated": "escalations (stronger tiers)", "uncounted": "valid, drawn after the decision",
+             "draft": "the draft model's proposals (never votes)",
              "abandoned": "billed (estimated) for abandoned calls (timeouts, cancels; retried ones included)"}
     lines += [f"| {names[k]} | {v:,.6f} | {v / bill.total_usd:.1%} |" for k, v in bill.by_kind.items()]
     share = bill.cached_share

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
 from maker.log.by_step import describe_run, iter_chunks, parts_read
-from maker.log.steplog import LogInfo, count_faults
+from maker.log.steplog import LogInfo, count_faults, iter_tables
 from maker.runtime.chain.draft import DraftTally, draft_tally
 from maker.runtime.guard import k_schedule, log_events
 
@@ -163,6 +163,8 @@ def collect(info: LogInfo) -> RunStats:
     s.draft = draft_tally(info, events)
     if s.draft is not None:
         s.cost_usd += s.draft.cost_usd
+        for table in iter_tables(info, list(BREAKDOWN_COLUMNS), kind="draft"):  # the bill: the draft's spend apart
+            s.bill.add(table.select(list(BREAKDOWN_COLUMNS)).to_pydict(), kind="draft")
     return s
 
 

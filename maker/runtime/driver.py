@@ -290,6 +290,11 @@ def run(
         raise UsageError("--max-steps must be >= 1")
     speculate = 0 if is_plan else speculation_depth(cluster.speculate, specs)
     draft_specs = check_draft(proposer, task, cluster.speculate, specs, tier_specs)
+    charged = prices  # what the cap charges: the voters', and a draft model's (its spend counts like a vote's)
+    if proposer is not None and proposer.kind == "model" and proposer.spec.model not in prices:
+        draft_price = resolve_prices([proposer.spec])
+        refuse_unpriced(cap, draft_price)
+        charged = {**prices, **draft_price}
     if proposer is not None and cluster.speculate is None and (speculate or proposer.kind != "reference"):
         speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
@@ -354,7 +359,7 @@ def run(
         state.escalations = sum(d.get("event") == "escalation" for d in resumed_events)  # what the log already holds
         state.plurality_decisions = sum(d.get("event") == "plurality" for d in resumed_events)
     if cap is not None:  # what the log already spent counts against the new cap
-        state.budget = Budget(cap, prices, spent_usd=state.breakdown.total_usd + spent_before_usd)
+        state.budget = Budget(cap, charged, spent_usd=state.breakdown.total_usd + spent_before_usd)
     totals, reasons, faults = state.totals, state.reasons, state.faults
     progress.start_at(totals.steps)
     started = time.perf_counter()
@@ -404,7 +409,7 @@ def run(
         samples_per_step=round(totals.samples / totals.steps, 4) if totals.steps else 0.0,
         log=str(log) if log is not None else None, resumed_from_step=resumed_from, status=status,
         faults_by_kind=faults, extra=extra, abandoned_usd=round(state.breakdown.abandoned_usd, 6), budget=budget,
-        prices={m: price_dict(p) for m, p in prices.items()},
+        prices={m: price_dict(p) for m, p in charged.items()},
     )
 
 
@@ -437,7 +442,7 @@ def _run_chain(
 
     def charge(result: SegmentResult) -> None:  # before the next segment's share is handed out
         if budget is not None:
-            budget.charge(billed_columns(result.samples))
+            budget.charge(billed_columns(result.samples) + (billed_columns(result.drafts) if result.drafts else 0.0))
 
     current = start
     schedule = None

@@ -74,6 +74,7 @@ class RunState:
         totals.cost_usd += sum(c or 0.0 for c in samples["cost_usd"])
         self.reasoning_tokens += sum(t or 0 for t in samples.get("reasoning_tokens", ()))
         if drafts and drafts.get("step"):
+            self.breakdown.add(drafts, kind="draft")  # the budget and the bill count the draft's spend
             if self.draft is None:
                 self.draft = DraftTally()
             before = self.draft.cost_usd
@@ -102,7 +103,7 @@ class RunState:
                     "draft": [i for i, k in enumerate(cols["kind"]) if k == "draft"]}
             samples = {c: [cols[c][i] for i in rows["sample"]] for c in wanted}
             drafts = {c: [cols[c][i] for i in rows["draft"]]
-                      for c in ("step", "answer", "cost_usd", "wasted", "tokens_in", "tokens_out")}
+                      for c in dict.fromkeys(("step", "answer", "tokens_out", *BREAKDOWN_COLUMNS))}
             self.count(samples, {c: [cols[c][i] for i in rows["decision"]] for c in ("step", "answer", "correct")},
                        live=False, drafts=drafts)
 

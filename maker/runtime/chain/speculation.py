@@ -249,9 +249,17 @@ class _Window:
             slot.guess, sample, verdict = proposer.guess(slot.vote)
             slot.draft_row = (sample, verdict)
             return
-        task = asyncio.ensure_future(proposer.client.complete([proposer.request(slot.vote)]))
+        request = proposer.request(slot.vote)
+        held = 0.0
+        if self.budget is not None:  # the draft's worst case is held within the cap, as a vote's is
+            reserved = self.budget.reserve([(proposer.draft.model, request)])
+            if reserved is None:  # no room: no guess; the voters' leader builds the window from here
+                return
+            held = reserved
+        task = asyncio.ensure_future(proposer.client.complete([request]))
         task.add_done_callback(self.ready.put_nowait)
         slot.drafting = task
+        self.held[task] = held
         self.owner[task] = (slot, (DRAFT_INDEX,))
 
     def _draft_rows(self, slot: _Slot, wasted: bool) -> None:
@@ -260,14 +268,20 @@ class _Window:
         if task is not None:
             self.owner.pop(task, None)
             slot.drafting = None
+            proposer = self.proposer
+            assert proposer is not None
             if task.done() and not task.cancelled() and task.exception() is None:
                 sample = task.result()[0]
-                slot.draft_row = (sample, self.proposer.judge(slot.vote, sample))  # type: ignore[union-attr]
+                slot.draft_row = (sample, proposer.judge(slot.vote, sample))
             else:
-                task.cancel()
-                model = self.proposer.draft.label  # type: ignore[union-attr]
+                task.cancel()  # sent, and given up on: the provider may still serve and bill it
+                estimate = getattr(proposer.client, "prompt_cost", None)
+                abandoned = estimate(proposer.request(slot.vote)) if estimate is not None else 0.0
                 why = CANCELLED if wasted else DRAFT_LATE
-                slot.draft_row = (Sample("", model, finish_reason="cancelled", error=why), Verdict(None))
+                sample = Sample("", proposer.draft.label, finish_reason="cancelled", error=why, abandoned_usd=abandoned)
+                slot.draft_row = (sample, Verdict(None))
+            if self.budget is not None:
+                self.budget.settle(self.held.pop(task, 0.0), [sample])
         if slot.draft_row is not None:
             sample, verdict = slot.draft_row
             temperature = self.job.voting.first_temperature
@@ -403,6 +417,8 @@ class _Window:
             if indices[0] == DRAFT_INDEX:  # the draft model's guess for this slot
                 slot.drafting = None
                 sample = task.result()[0]
+                if self.budget is not None:
+                    self.budget.settle(self.held.pop(task, 0.0), [sample])
                 verdict = self.proposer.judge(slot.vote, sample)  # type: ignore[union-attr]
                 slot.guess, slot.draft_row = verdict.key, (sample, verdict)
                 continue
