@@ -43,6 +43,13 @@ def add_price_arguments(g: Any) -> None:
                                                                           " (give --price-in and --price-out together)"))
 
 
+def draft_model_name(args: argparse.Namespace) -> list[str]:
+    """[the --draft model] when it is a model no --model names (one that --price-in/--price-out
+    MODEL=USD may price and --max-cost must know the price of); [] for none, reference, py:."""
+    value = getattr(args, "draft", None) or "none"
+    return [] if value in ("none", "reference") or value.startswith("py:") or value in args.model else [value]
+
+
 def user_prices(args: argparse.Namespace, models: list[str]) -> dict[str, Any]:
     """{model: Price} from --price-in/--price-out/--price-cached for those of `models` they
     price; UsageError (one line) for a bad amount, a MODEL= that names no model of the
@@ -104,7 +111,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
         if value is not None and not value > 0:
             raise UsageError(f"--{name} must be > 0, got {value}")
     tiers = [m for tier in getattr(args, "escalate_to", None) or () for m in tier]
-    prices = user_prices(args, list(dict.fromkeys([*args.model, *tiers])))
+    prices = user_prices(args, list(dict.fromkeys([*args.model, *tiers, *draft_model_name(args)])))
     specs = [
         ModelSpec(
             m,
@@ -281,8 +288,10 @@ def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Nam
         spent, decided = _logged(args.log)
         steps = max(0, steps - decided) if args.max_steps is None else steps
     tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
-    prices = resolve_prices([*specs, *tiers], user_prices(args, [*(s.model for s in specs), *(t.model for t in tiers)]))
-    refuse_unpriced(cap, prices)
+    drafts = [ModelSpec(m, api_base=getattr(args, "draft_api_base", None)) for m in draft_model_name(args)]
+    given = user_prices(args, [*(s.model for s in specs), *(t.model for t in tiers), *(d.model for d in drafts)])
+    prices = resolve_prices([*specs, *tiers], given)
+    refuse_unpriced(cap, {**prices, **resolve_prices(drafts, given)})  # a draft's guesses are paid for too
     estimate = getattr(args, "estimate", None)
     measured = estimate.models[0] if estimate is not None and estimate.models and estimate.models[0].p_low else None
     prompt = step_prompts(task, task.first_step(), voting.style_for(task), 1)[0]

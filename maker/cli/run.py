@@ -16,6 +16,7 @@ from maker.cli.common import (
     add_model_arguments,
     add_voting_arguments,
     budget_preamble,
+    draft_model_name,
     estimate_spend,
     model_specs,
     print_cost_lines,
@@ -325,7 +326,7 @@ def _run(task: Any, specs: Any, voting: VotingConfig, log: str, args: argparse.N
         guard=guard_config(args, k),
         max_cost_usd=args.max_cost,
         spent_before_usd=estimate_spend(getattr(args, "estimate", None)),
-        prices=user_prices(args, [*args.model, *voting.escalation_models]),
+        prices=user_prices(args, [*args.model, *voting.escalation_models, *draft_model_name(args)]),
         allow_code_change=args.resume_changed_code,
     )
 

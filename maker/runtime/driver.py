@@ -272,7 +272,8 @@ def run(
         cluster = replace(cluster, draft=draft)
     policy = policy or RedFlagPolicy()
     guard = guard or GuardConfig()
-    specs, tier_specs, cap, prices = priced_models(models, voting, max_cost_usd, prices)
+    given = prices
+    specs, tier_specs, cap, prices = priced_models(models, voting, max_cost_usd, given)
     for flag, value in (("--workers", cluster.workers), ("--segment-steps", cluster.segment_steps)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
@@ -292,7 +293,7 @@ def run(
     draft_specs = check_draft(proposer, task, cluster.speculate, specs, tier_specs)
     charged = prices  # what the cap charges: the voters', and a draft model's (its spend counts like a vote's)
     if proposer is not None and proposer.kind == "model" and proposer.spec.model not in prices:
-        draft_price = resolve_prices([proposer.spec])
+        draft_price = resolve_prices([proposer.spec], given)
         refuse_unpriced(cap, draft_price)
         charged = {**prices, **draft_price}
     if proposer is not None and cluster.speculate is None and (speculate or proposer.kind != "reference"):

@@ -61,3 +61,16 @@ def test_a_cap_on_a_draft_model_with_no_known_price_is_refused_before_anything_r
         maker.run(task, ["sim:0.99"], maker.VotingConfig(k=2), log=tmp_path / "log", draft=ModelSpec("openai/gpt-9-mini", api_base="http://127.0.0.1:9/v1"),
                   cluster=maker.ClusterConfig(speculate=4), max_cost_usd=1.0)
     assert not (tmp_path / "log").exists()
+
+
+def test_the_cli_refuses_an_unpriced_draft_under_a_cap_first_and_takes_its_price_by_name(maker_cli, tmp_path) -> None:
+    args = ["run", "hanoi", "--disks", "4", "--model", "sim:0.99", "--draft", "openai/gpt-9-mini",
+            "--draft-api-base", "http://127.0.0.1:9/v1", "--max-cost", "1", "--log", str(tmp_path / "log")]
+    out = maker_cli(*args)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "maker: error: --max-cost $1.00 cannot be enforced: no known price for openai/gpt-9-mini "
+        "(pass --price-in/--price-out, USD per million tokens)"]  # before the expected-cost line, and alone
+    priced = maker_cli(*args, "--price-in", "openai/gpt-9-mini=0.1", "--price-out", "openai/gpt-9-mini=0.4", "--workers", "0")
+    assert priced.returncode == 2 and "not a model of this command" not in priced.stderr  # the draft is one
+    assert "--workers must be >= 1" in priced.stderr
+    assert not (tmp_path / "log").exists()
