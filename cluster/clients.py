@@ -210,9 +210,9 @@ def _litellm_model(spec: ModelSpec) -> str | None:
     """The model string litellm is called with for `spec`; None when litellm is not its client."""
     if spec.client is not None:
         return spec.client.config.model if isinstance(spec.client, LiteLLMClient) else None
-    if (spec.model.startswith(("py:", "script:")) or spec.in_process_simulator
+    if (spec.model.startswith(("py:", "script:")) or spec.in_process_simulator or is_local_model(spec.model)
             or uses_openai_compatible(spec.model, spec.api_base)):
-        return None
+        return None  # (the embedded model is served and reached through the OpenAI-compatible client)
     return spec.model
 
 

@@ -288,3 +288,23 @@ def test_a_server_started_from_a_thread_that_ends_lives_on() -> None:
     proc.send_signal(signal.SIGUSR1)
     out, _ = proc.communicate(timeout=60)
     assert out.strip() == "alive"
+
+
+@pytest.mark.subprocess
+def test_checking_a_local_specs_settings_never_imports_litellm() -> None:
+    """The embedded model is reached through the OpenAI-compatible client: asking which
+    temperatures it sends must not import litellm (seconds of CPU in every `maker.vote`,
+    CLI run, MCP job and worker on `local`), while a hosted model's check still asks litellm."""
+    import os
+    import subprocess
+
+    code = (
+        "import sys; from maker.cluster import ModelSpec; from maker.cluster.clients import warn_unsent_settings\n"
+        "warn_unsent_settings([ModelSpec('local'), ModelSpec('local:/x/m.gguf')], 0.0, 0.1)\n"
+        "print('litellm' in sys.modules)\n"
+        "warn_unsent_settings([ModelSpec('openai/o3-mini')], 0.0, 0.1)\n"
+        "print('litellm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                         env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert out.stdout.split() == ["False", "True"]
