@@ -204,10 +204,10 @@ def test_a_node_without_the_model_file_is_one_line_naming_it(two_nodes, tmp_path
 
 @pytest.mark.slow
 def test_a_server_that_dies_on_one_node_stops_the_run_in_one_line_and_resume_finishes(
-        two_nodes, tmp_path: Path, ray_address: str) -> None:
+        two_nodes, tmp_path: Path, ray_address: str, maker_cli) -> None:
     """The second node's server is killed mid-run with no restarts left: one line names the
     node, nothing is left running, the log keeps every decided step, and `--resume` (here on
-    one machine: the session's one-node Ray) finishes the run."""
+    one machine: `maker run` in this process, on the session's one-node Ray) finishes the run."""
     from maker.audit.verify import verify_log
 
     info, _, _, run = two_nodes
@@ -220,9 +220,7 @@ def test_a_server_that_dies_on_one_node_stops_the_run_in_one_line_and_resume_fin
     assert report["left_running"] == []
     before = verify_log(log)
     assert before.valid and before.steps < 12  # stopped mid-run, every decided step kept
-    resumed = subprocess.run([sys.executable, "-m", "maker.cli.main", "run", "chase", "--hops", "12", "--model", "local",
-                              *SMALL, "--log", str(log), "--resume", "--address", ray_address, "--quiet"],
-                             capture_output=True, text=True, timeout=300, cwd=ROOT,
-                             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    resumed = maker_cli("run", "chase", "--hops", "12", "--model", "local", *SMALL, "--log", str(log), "--resume",
+                        "--address", ray_address, "--quiet")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert verify_log(log).solved
