@@ -9,8 +9,13 @@
   `local_model`, whose servers are processes), one that starts Ray or takes the session's
   Ray must be marked `ray`.  The check watches `subprocess.Popen` (which asyncio and the MCP
   client use too) while each test runs, so a helper that spawns counts as well.
-- `local_model` tests run in two xdist groups (the two-node ones, and the rest): at most two
-  sets of llama.cpp servers at a time, never one per worker competing for the 2 cores.
+- `local_model` tests run in two xdist groups (the two-node ones, and the rest): two lanes of
+  llama.cpp servers at a time, never one per worker competing for the 2 cores.  Within a lane
+  a module may share one server set or one cluster among its tests (module-scoped fixtures:
+  the lane keeps a module's tests in one worker, in order).  xdist hands out the largest
+  groups first, so both lanes start with the session.  (Splitting the lane further does not
+  pay: the 2 cores are the limit -- three server-starting processes side by side took longer
+  than one after another.)
 """
 
 from __future__ import annotations

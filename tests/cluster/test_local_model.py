@@ -40,8 +40,9 @@ pytestmark = pytest.mark.local_model
 ROOT = Path(__file__).resolve().parents[2]
 #: The measured setting (bench/local_accuracy.py): completion prompts, 4 variants, T=0.5.
 VOTING = ["--k", "3", "--prompt-variants", "4", "--temperature", "0.5", "--first-temperature", "0"]
-#: two servers per run, not maker's four: these tests check serving, not speed, on a shared 2-core machine
-REPLICAS = ["--local-replicas", "2"]
+#: one server per run, not maker's four: these tests check serving, not speed, on a shared 2-core machine
+#: (several replicas are `test_replicas_serve_one_prompt_variant_each`'s)
+REPLICAS = ["--local-replicas", "1"]
 SERVER_LINE = re.compile(r"maker: local model \S+ on http://127\.0\.0\.1:(\d+)/v1 \(pid (\d+), log (.+)\)")
 
 
@@ -119,11 +120,18 @@ def wait_for_parts(log: Path, timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def test_server_lifecycle_loopback_and_restart(tmp_path: Path) -> None:
-    config = LocalServerConfig(embedded_gguf_path(), log_path=tmp_path / "server.log", max_restarts=1)
+def test_server_lifecycle_loopback_restart_and_no_extra_buffer_types(tmp_path: Path) -> None:
+    """One server's life: it listens on 127.0.0.1 only, is restarted on the same port after a
+    crash, and is gone after the block.  It loads the model as maker does on CPUs with AMX
+    (#22 §0), forced on here: `use_extra_bufts = False`, and answers a real completion
+    (before the crash and after the restart)."""
+    config = LocalServerConfig(embedded_gguf_path(), log_path=tmp_path / "server.log", max_restarts=1,
+                               extra_buffers=False)
     with LocalServer(config) as server:
+        assert "--no-extra-buffers" in server.command()
         assert answers(server.api_base)
         assert listening_addresses(server.pid) == {"127.0.0.1"}
+        assert completes(server)
         first = server.pid
         os.kill(first, signal.SIGKILL)  # a crash mid-run: the watchdog restarts it on the same port
         deadline = time.monotonic() + 120
@@ -131,26 +139,21 @@ def test_server_lifecycle_loopback_and_restart(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "not restarted"
             time.sleep(0.2)
         assert server.pid != first and server.failure is None
+        assert completes(server)
         second = server.pid
     assert gone(first) and gone(second)
     text = (tmp_path / "server.log").read_text()
     assert "restart 1" in text and "Uvicorn running on http://127.0.0.1" in text
+    assert "no use_extra_bufts" not in text
 
 
-def test_the_model_loaded_without_extra_buffer_types_answers(tmp_path: Path) -> None:
-    """What maker does on CPUs with AMX (#22 §0), forced on here: the server loads the model
-    with `use_extra_bufts = False` and answers a real completion."""
-    config = LocalServerConfig(embedded_gguf_path(), log_path=tmp_path / "server.log", extra_buffers=False)
-    with LocalServer(config) as server:
-        assert "--no-extra-buffers" in server.command()
-        body = json.dumps({"model": server.alias, "prompt": "1, 2, 3,", "max_tokens": 4, "temperature": 0}).encode()
-        request = urllib.request.Request(
-            f"{server.api_base}/completions", body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            reply = json.load(response)
-    assert reply["choices"][0]["text"].strip()
-    assert "no use_extra_bufts" not in (tmp_path / "server.log").read_text()
+def completes(server: LocalServer) -> bool:
+    """Whether `server` answers a real completion with some text."""
+    body = json.dumps({"model": server.alias, "prompt": "1, 2, 3,", "max_tokens": 4, "temperature": 0}).encode()
+    request = urllib.request.Request(f"{server.api_base}/completions", body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        reply = json.load(response)
+    return bool(reply["choices"][0]["text"].strip())
 
 
 @pytest.mark.parametrize("sigint", ["live", "ignored"])  # ignored: as under `nohup maker run ... &`
@@ -174,31 +177,32 @@ def _dies_beyond_restarts(tmp_path: Path, started: list) -> None:
     assert gone(started[0].pid)
 
 
-def test_a_server_that_cannot_load_its_file_fails_clearly(tmp_path: Path) -> None:
+def test_a_server_that_cannot_load_its_file_fails_clearly(tmp_path: Path, maker_cli) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\xff" * 64)  # the right magic, then garbage
-    proc = maker("run", "chase", "--hops", "3", "--model", f"local:{bad}", "--k", "1", "--quiet", "--log", str(tmp_path / "x.parquet"))
-    _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 1, err
-    assert "exited with code" in err and "while starting; see" in err
+    done = maker_cli("run", "chase", "--hops", "3", "--model", f"local:{bad}", "--k", "1", "--quiet",
+                     "--log", str(tmp_path / "x.parquet"))
+    assert done.returncode == 1, done.stderr
+    assert "exited with code" in done.stderr and "while starting; see" in done.stderr
     assert not (tmp_path / "x.parquet").exists()
 
 
 @pytest.mark.ray
-def test_real_run_through_ray_matches_ground_truth(tmp_path: Path, ray_address: str) -> None:
-    """24 hops on the real model with two Ray workers sharing one server."""
+def test_real_run_through_ray_matches_ground_truth(tmp_path: Path, ray_address: str, maker_cli) -> None:
+    """8 hops on the real model with two Ray workers sharing one server (`maker run` in this
+    process, as `maker.cli.main`: its servers start and stop with the command all the same)."""
     log = tmp_path / "chase.parquet"
-    proc = maker("run", "chase", "--hops", "24", "--model", "local", *VOTING, *REPLICAS, "--workers", "2",
-                 "--address", ray_address, "--log", str(log), "--json", "--quiet")  # fmt: skip
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
+    done = maker_cli("run", "chase", "--hops", "8", "--model", "local", *VOTING, *REPLICAS, "--workers", "2",
+                     "--address", ray_address, "--log", str(log), "--json", "--quiet")  # fmt: skip
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["steps"] == 24 and result["errors"] == 0 and result["solved"]
+    assert result["steps"] == 8 and result["errors"] == 0 and result["solved"]
     assert result["models"] == ["openai/local-SmolLM2-135M-Instruct.Q4_1"] and not result["simulated"]
     _, pid, _, _ = server_of_text(err)
     assert gone(pid), "the server outlived the run"
     report = verify_log(log)
-    assert report.valid and report.solved and report.wrong_decisions == 0 and report.steps == 24
+    assert report.valid and report.solved and report.wrong_decisions == 0 and report.steps == 8
 
 
 def server_of_text(err: str) -> tuple[int, int, str, list[str]]:
@@ -208,7 +212,7 @@ def server_of_text(err: str) -> tuple[int, int, str, list[str]]:
 
 
 @pytest.mark.ray
-def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> None:
+def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str, maker_cli) -> None:
     log = tmp_path / "chase.parquet"
     common = ["run", "chase", "--hops", "400", "--model", "local", *VOTING, *REPLICAS, "--address", ray_address,
               "--log", str(log)]
@@ -223,13 +227,12 @@ def test_server_killed_mid_run_then_resume(tmp_path: Path, ray_address: str) -> 
     before = verify_log(log)
     assert before.valid and before.steps > 0 and before.wrong_decisions == 0
 
-    resumed = maker(*common, "--resume", "--max-steps", "5", "--json", "--quiet")
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    result = json.loads(out.strip().splitlines()[-1])
+    resumed = maker_cli(*common, "--resume", "--max-steps", "2", "--json", "--quiet")  # in this process
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["resumed_from_step"] == before.steps and result["errors"] == 0
     after = verify_log(log)
-    assert after.valid and after.steps == before.steps + 5
+    assert after.valid and after.steps == before.steps + 2
 
 
 @pytest.mark.ray
@@ -288,7 +291,7 @@ plain.set_cache(old)
 plain.create_completion(a, max_tokens=8, temperature=0)
 ns["bounded_cache"]()
 cache = llama_cpp.LlamaRAMCache(capacity_bytes=64 << 20)
-llm = llama_cpp.Llama({str(embedded_gguf_path())!r}, n_ctx=2048, n_threads=1, logits_all=False, verbose=False)
+llm = plain    # one model loaded (a prompt evaluation is the cost here); a's state is still its live context
 llm.set_cache(cache)
 llm.create_completion(a, max_tokens=8, temperature=0)
 llm.create_completion(b, max_tokens=8, temperature=0)    # the live context is now b's

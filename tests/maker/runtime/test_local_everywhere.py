@@ -3,7 +3,10 @@ tools and the CLI all serve the embedded model through the library, one server s
 
 The first tests need no model (what is refused before anything starts); the rest run the
 real SmolLM2-135M (marked `local_model`), one server per set (`configure`), and check
-which server processes exist with /proc.
+which server processes exist with /proc.  The tests of this process's calls share one
+server set for the module (`one_server`), as a user's calls share it; the thread test starts
+its own, and the process-lifetime tests run in child processes (one at a time: side by side
+they took longer on 2 cores).
 """
 
 from __future__ import annotations
@@ -130,9 +133,10 @@ def gone(pids: set[int], within: float = 30.0) -> bool:
     return True
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_server():
-    """This process serves `local` with one server per set, and none is left after the test."""
+    """This process serves `local` with one server per set, shared by the module's tests as a
+    user's calls share it, and none is left after the module."""
     from maker.cluster.local.serving import LocalSettings, configure, stop_shared
 
     configure(LocalSettings(replicas=1))
@@ -168,7 +172,7 @@ def test_vote_avote_ray_vote_and_run_share_one_server_set(one_server, ray_addres
     on_ray = maker.vote(PROMPT, ["local"], k=1, ray=maker.ClusterConfig(address=ray_address))  # voted in a Ray worker
     assert on_ray.models == [ALIAS] and pids_now() == pids
 
-    voting = maker.VotingConfig(k=1, prompt_style="completion", prompt_variants=4, temperature=0.5)
+    voting = maker.VotingConfig(k=1, prompt_style="completion", temperature=0.5)  # one variant: one prompt prefix
     result = maker.run(get_task("chase", hops=3), ["local"], voting, cluster=maker.ClusterConfig(address=ray_address))
     assert result.steps == 3 and result.models == [ALIAS] and not result.simulated  # its Ray worker used our server
     assert pids_now() == pids and servers_of(os.getpid()) == set(pids)
@@ -181,13 +185,16 @@ def test_a_call_from_a_thread_that_ends_leaves_the_server_up(one_server) -> None
     server that was never restarted.  (The kernel's death signal follows the thread that
     started a server; `tests/cluster/test_local_server.py` checks deterministically that
     `spawn` outlives such a thread -- here the signal could still be on its way.)"""
-    from maker.cluster.local.serving import shared_servers
+    from maker.cluster.local.serving import shared_servers, stop_shared
 
+    stop_shared()  # the module's set, if an earlier test started it: this thread's call starts its own
+    assert shared_servers() == {}
     worker = threading.Thread(target=lambda: maker.vote(PROMPT, ["local"], k=1))
     worker.start()
     worker.join()
     ((server,),) = shared_servers().values()
     pid = server.pid
+    assert servers_of(os.getpid()) == {pid}
     again = maker.vote(PROMPT, ["local"], k=1)
     assert again.models == [ALIAS] and server.pid == pid and server.restarts == 0 and server.alive()
 
@@ -211,10 +218,12 @@ def test_no_server_outlives_the_process(tmp_path: Path, how: str) -> None:
 
 
 @pytest.mark.local_model
+@pytest.mark.ray
 @needs_model
-def test_mcp_vote_and_run_tools_serve_local(tmp_path: Path) -> None:
+def test_mcp_vote_and_run_tools_serve_local(tmp_path: Path, ray_address: str) -> None:
     """One MCP server: two vote calls (its own servers) and a background run (the child's,
-    with the server's --local-replicas)."""
+    with the server's --local-replicas; it joins the session's Ray through RAY_ADDRESS, as a
+    user's job joins theirs, rather than starting one)."""
     anyio = pytest.importorskip("anyio")
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
@@ -226,7 +235,8 @@ def test_mcp_vote_and_run_tools_serve_local(tmp_path: Path) -> None:
     server = "import sys; from maker.cli.main import main; sys.exit(main(sys.argv[1:]))"
     params = StdioServerParameters(command=sys.executable,
                                    args=["-c", server, "mcp", "--root", str(tmp_path), "--local-replicas", "1"],
-                                   env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)},
+                                   env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT),
+                                        "RAY_ADDRESS": ray_address},
                                    cwd=str(tmp_path))
 
     async def main() -> tuple[dict, dict, dict]:
@@ -249,7 +259,7 @@ def test_mcp_vote_and_run_tools_serve_local(tmp_path: Path) -> None:
 @pytest.mark.local_model
 @pytest.mark.ray
 @needs_model
-def test_python_run_on_local_uses_the_tasks_completion_prompts(ray_address, tmp_path) -> None:
+def test_python_run_on_local_uses_the_tasks_completion_prompts(one_server, ray_address, tmp_path) -> None:
     """`maker.run(chase, ["local"])` as the CLI runs it: chase's few-shot completion prompts
     (a chat prompt makes this model answer in sentences: every sample red-flagged)."""
     result = maker.run(get_task("chase", hops=3), ["local"], maker.VotingConfig(k=2), log=tmp_path / "l.parquet",
@@ -260,10 +270,10 @@ def test_python_run_on_local_uses_the_tasks_completion_prompts(ray_address, tmp_
 @pytest.mark.local_model
 @pytest.mark.ray
 @needs_model
-def test_a_local_draft_is_served_and_decides_what_in_order_decides(ray_address, tmp_path) -> None:
+def test_a_local_draft_is_served_and_decides_what_in_order_decides(one_server, ray_address, tmp_path) -> None:
     """`draft="local"` with simulated voters slow enough for the draft to answer first: the
     draft's guesses are judged (an acceptance is known) and the decisions equal in-order's."""
-    task = get_task("chase", hops=6)
+    task = get_task("chase", hops=6)  # 4 left the draft no proposal once, under load
     voters = ["sim:0.99,latency=2.0"]
     drafted = maker.run(task, voters, maker.VotingConfig(k=2), log=tmp_path / "d.parquet", draft="local")
     in_order = maker.run(task, ["sim:0.99"], maker.VotingConfig(k=2), log=tmp_path / "o.parquet")  # latency draws nothing
