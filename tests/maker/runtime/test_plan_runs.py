@@ -97,7 +97,7 @@ def _cmd(*args: str) -> list[str]:
 def test_a_plan_run_killed_and_resumed_equals_an_uninterrupted_run(ray_address, tmp_path, maker_cli) -> None:
     """kill -9 of a `maker run` process of a plan; `--resume` (the CLI, in this process: the
     killed one is what must be a process) ends with the uninterrupted run's decisions."""
-    common = ["run", "sort", "--n", "400", "--model", "sim:0.995,latency=0.003,seed=2", "--k", "3", "--quiet",
+    common = ["run", "sort", "--n", "200", "--model", "sim:0.995,latency=0.003,seed=2", "--k", "3", "--quiet",
               "--address", ray_address]
     reference = tmp_path / "ref.parquet"
     assert maker_cli(*common, "--log", str(reference)).returncode == 0
