@@ -6,7 +6,7 @@ The cluster (a head and a second node with its own resources, via
 touches the test session's Ray instance, and other processes' plain `ray.init()` on
 this machine never finds it.  `maker run` (the CLI entry point) joins it by address, as
 a user would.  The model is the simulator (the fake at the model boundary).  One cluster
-serves every test here (module fixture `two_nodes`; one xdist group, so it starts once).
+serves all four runs (it starts once: one subprocess, one test).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("two_nodes")]
+pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -112,51 +112,65 @@ def on_two_nodes(scenarios: list[tuple[str, list[str] | None, Path]], timeout: f
     return reports
 
 
-@pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict], Path]:
-    """Every scenario of this module on one two-node cluster (starting one costs ~10 s and
-    two nodes' worth of processes): (the reports by name, the folder of their logs)."""
-    folder = tmp_path_factory.mktemp("two_nodes")
-    user = folder / "user_project"  # a folder outside every sys.path, so no node can import the task
-    user.mkdir()
-    shutil.copy(ROOT / "examples" / "ledger.py", user / "my_ledger_q15.py")
-    scenarios = [
-        ("spread", ["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2", "--segment-steps", "8"],
-         folder / "h6"),
-        ("own_task", ["run", "--task", f"{user / 'my_ledger_q15.py'}:ledger", "--n", "40", "--model", "sim:0.95",
-                      "--k", "2", "--segment-steps", "5"], folder / "ledger"),
-        ("plan", ["run", "--task", f"{ROOT / 'examples' / 'records.py'}:records", "--n", "120", "--model",
-                  "sim:0.99,latency=0.05,jitter=1.5", "--k", "2"], folder / "rec"),
-        ("remove_node", None, folder / "h9"),  # last: it takes the second node away
-    ]
-    return on_two_nodes(scenarios, 480), folder
-
-
-def cli_report(two_nodes: tuple[dict[str, dict], Path], name: str) -> tuple[dict, dict]:
-    """(the scenario's report, its `--json` result) for a CLI scenario that exited 0."""
-    report = two_nodes[0].get(name)
+def cli_result(report: dict | None) -> dict:
+    """The `--json` result of a CLI scenario that exited 0."""
     assert report is not None and "script_error" not in report, report
     assert report["code"] == 0, report["stderr"]
-    return report, json.loads(report["stdout"])
+    return json.loads(report["stdout"])
 
 
 @pytest.mark.subprocess
-def test_workers_spread_over_both_nodes(two_nodes) -> None:
-    report, result = cli_report(two_nodes, "spread")
-    assert len(report["nodes"]) == 2
-    assert result["solved"] and result["errors"] == 0
-    assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])  # one worker per node
+def test_runs_on_two_nodes_and_a_node_removed_mid_run(tmp_path) -> None:
+    """One two-node cluster (starting one costs ~10 s and two nodes' worth of processes) for
+    four runs, each with its own asserts:
 
+    - workers spread over both nodes (one per node);
+    - a task in a file no node can import (a folder outside every sys.path) reaches the
+      workers on both nodes by value (cloudpickle), and the run is solved;
+    - a plan's batches stream their decided steps back (Ray streaming generators) from
+      workers on both nodes: the run is solved, every step logged once, the tool run once;
+    - the second node dies while a run goes on: its worker's batch goes to a fresh worker on
+      the surviving node, and the log is whole and right.
 
-@pytest.mark.subprocess
-def test_a_node_removed_mid_run_costs_no_step(two_nodes) -> None:
-    """The second node dies while the run goes on: its worker's batch goes to a fresh
-    worker on the surviving node, and the log is whole and right."""
+    One test, not four sharing a module fixture: under xdist the four could land on four
+    workers and start four clusters -- `xdist_group` does not keep them together here
+    (xdist 3.8's loadgroup renames `item._nodeid`, which pytest 9 no longer reads)."""
     from maker import verify_log
     from maker.log.steplog import open_log, read_table
 
-    reports, folder = two_nodes
-    report, log = reports.get("remove_node"), folder / "h9"
+    user = tmp_path / "user_project"  # a folder outside every sys.path, so no node can import the task
+    user.mkdir()
+    shutil.copy(ROOT / "examples" / "ledger.py", user / "my_ledger_q15.py")
+    reports = on_two_nodes([
+        ("spread", ["run", "hanoi", "--disks", "6", "--model", "sim:0.99", "--k", "2", "--segment-steps", "8"],
+         tmp_path / "h6"),
+        ("own_task", ["run", "--task", f"{user / 'my_ledger_q15.py'}:ledger", "--n", "40", "--model", "sim:0.95",
+                      "--k", "2", "--segment-steps", "5"], tmp_path / "ledger"),
+        ("plan", ["run", "--task", f"{ROOT / 'examples' / 'records.py'}:records", "--n", "120", "--model",
+                  "sim:0.99,latency=0.05,jitter=1.5", "--k", "2"], tmp_path / "rec"),
+        ("remove_node", None, tmp_path / "h9"),  # last: it takes the second node away
+    ], 480)
+
+    # workers spread over both nodes
+    result, nodes = cli_result(reports.get("spread")), reports["spread"]["nodes"]
+    assert len(nodes) == 2
+    assert result["solved"] and result["errors"] == 0
+    assert sorted(result["extra"]["node_ids"]) == nodes, (result["extra"], nodes)  # one worker per node
+
+    # a user's own task runs on both nodes
+    result = cli_result(reports.get("own_task"))
+    assert result["solved"] and result["errors"] == 0 and result["steps"] == 40
+    assert sorted(result["extra"]["node_ids"]) == nodes, (result["extra"], nodes)
+
+    # a plan streams its decided steps from both nodes
+    result = cli_result(reports.get("plan"))
+    assert result["solved"] and result["steps"] == 121 and result["extra"]["tools_run"] == 1
+    assert sorted(result["extra"]["node_ids"]) == nodes, (result["extra"], nodes)
+    table = read_table(open_log(tmp_path / "rec"), ["step"], kind="decision")
+    assert sorted(table["step"].to_pylist()) == list(range(121))  # none missing, none twice
+
+    # a node removed mid-run costs no step
+    report, log = reports.get("remove_node"), tmp_path / "h9"
     assert report is not None and "script_error" not in report, report
     assert report["running_at_removal"] and report["parts_before"] >= 4, report
     assert not report["hung"] and "error" not in report, report
@@ -166,25 +180,3 @@ def test_a_node_removed_mid_run_costs_no_step(two_nodes) -> None:
     steps = read_table(open_log(log), ["step"], kind="decision")["step"].to_pylist()
     assert sorted(steps) == list(range(511))  # none missing, none twice
     assert verify_log(log).solved
-
-
-@pytest.mark.subprocess
-def test_a_users_own_task_runs_on_both_nodes(two_nodes) -> None:
-    """A task in a file no node can import (a folder outside every sys.path) reaches the
-    workers on both nodes by value (cloudpickle), and the run is solved."""
-    report, result = cli_report(two_nodes, "own_task")
-    assert result["solved"] and result["errors"] == 0 and result["steps"] == 40
-    assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])
-
-
-@pytest.mark.subprocess
-def test_a_plan_streams_its_decided_steps_from_both_nodes(two_nodes) -> None:
-    """A plan's batches stream their decided steps back (Ray streaming generators) from
-    workers on both nodes: the run is solved, every step logged once, the tool run once."""
-    from maker.log.steplog import open_log, read_table
-
-    report, result = cli_report(two_nodes, "plan")
-    assert result["solved"] and result["steps"] == 121 and result["extra"]["tools_run"] == 1
-    assert sorted(result["extra"]["node_ids"]) == report["nodes"], (result["extra"], report["nodes"])
-    table = read_table(open_log(two_nodes[1] / "rec"), ["step"], kind="decision")
-    assert sorted(table["step"].to_pylist()) == list(range(121))  # none missing, none twice
