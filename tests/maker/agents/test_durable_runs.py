@@ -126,11 +126,11 @@ def test_a_users_own_task_file_under_the_root_runs(tmp_path: Path, joined: str) 
 
     runs = Runs(tmp_path)
     run_id = runs.start("my_ledger.py:ledger", {"n": 12, "start": 40}, ["sim:0.95"], k=2, resolve_path=inside)
+    bad = runs.start("my_ledger.py:ledger", {"nn": 3}, ["sim:0.95"], k=2, resolve_path=inside)  # both at once
     final = wait_for(lambda: (st := runs.status(run_id))["state"] != "running" and st)
     assert final["state"] == "done", final
     assert final["steps"] == final["total_steps"] == 12 and final["errors"] == 0
     assert final["result"]["simulated"] is True
-    bad = runs.start("my_ledger.py:ledger", {"nn": 3}, ["sim:0.95"], k=2, resolve_path=inside)
     failed = wait_for(lambda: (st := runs.status(bad))["state"] != "running" and st)
     assert failed["state"] == "failed" and "nn" in failed["error"] and "\n" not in failed["error"]
     for task, message in [("../outside.py:x", "outside the root"), ("missing.py:x", "does not exist"),

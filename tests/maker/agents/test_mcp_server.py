@@ -109,8 +109,10 @@ def test_tools_plan_vote_verify_and_refusals(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.subprocess
-def test_run_then_status_until_done_with_progress(tmp_path) -> None:
+def test_run_then_status_until_done_with_progress(tmp_path, ray_address, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)  # the run joins the session's Ray instead of starting its own
     progress: list[tuple[float, float | None]] = []
 
     async def on_progress(done: float, total: float | None, message: str | None) -> None:

@@ -109,10 +109,16 @@ def _kinds(log: Path) -> dict[str, int]:
     return {k: kinds.count(k) for k in set(kinds)}
 
 
-def _cmd(module: Path, log: Path, ray_address: str, *extra: str) -> list[str]:
-    return [sys.executable, "-c", "from maker.cli.main import main; raise SystemExit(main())", "run", "--task",
-            f"{module}:records", *extra, "--model", f"py:{module}:slow", "--k", "2", "--log", str(log),
+def _args(module: Path, log: Path, ray_address: str, *extra: str) -> list[str]:
+    """`maker run` of the counted task with the `slow` model, as CLI arguments."""
+    return ["run", "--task", f"{module}:records", *extra, "--model", f"py:{module}:slow", "--k", "2", "--log", str(log),
             "--address", ray_address, "--quiet", "--json"]
+
+
+def _cmd(module: Path, log: Path, ray_address: str, *extra: str) -> list[str]:
+    """The same as a `maker` process (a run that is to be interrupted must be one)."""
+    return [sys.executable, "-c", "from maker.cli.main import main; raise SystemExit(main())",
+            *_args(module, log, ray_address, *extra)]
 
 
 def _wait_for(proc: subprocess.Popen, ready, what: str, limit: float = 180) -> None:
@@ -132,7 +138,7 @@ def _wait_for(proc: subprocess.Popen, ready, what: str, limit: float = 180) -> N
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 @pytest.mark.subprocess
-def test_decided_steps_reach_the_log_while_their_batch_still_runs(counted, ray_address, tmp_path, how) -> None:
+def test_decided_steps_reach_the_log_while_their_batch_still_runs(counted, ray_address, tmp_path, how, capsys) -> None:
     """One batch of 20 steps never finishes (its last record hangs): the other 39 of 40 voted
     steps are on disk anyway, an interrupt keeps them, and --resume finishes without
     re-voting them or running the tool twice."""
@@ -153,10 +159,11 @@ def test_decided_steps_reach_the_log_while_their_batch_still_runs(counted, ray_a
     assert len(kept) == 39 and 39 not in dict(kept)  # every decided step kept; the hung one not
     assert _calls(calls) == 0  # the tool waits for all 40
     stuck.unlink()
-    done = subprocess.run(_cmd(module, log, ray_address, "--n", "40", "--resume"), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    capsys.readouterr()
+    code = main(_args(module, log, ray_address, "--n", "40", "--resume"))  # in this process: only the kill needs one
+    done = capsys.readouterr()
+    assert code == 0, done.err
+    out = json.loads(done.out)
     assert out["solved"] and out["resumed_from_step"] == 39 and out["extra"]["tools_run"] == 1
     assert out["extra"]["answer"] == str(sum(range(20, 60))) == out["extra"]["expected_answer"]
     assert _kinds(log)["decision"] == 40 and _kinds(log)["tool"] == 1 and _calls(calls) == 1
@@ -164,23 +171,26 @@ def test_decided_steps_reach_the_log_while_their_batch_still_runs(counted, ray_a
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_resume_never_runs_a_tool_whose_output_is_logged(counted, ray_address, tmp_path) -> None:
+def test_resume_never_runs_a_tool_whose_output_is_logged(counted, ray_address, tmp_path, capsys) -> None:
     """The tool ran (its row is on disk), the step after it hangs, SIGTERM; --resume finishes
     the plan and the tool has still run once."""
     module, calls, stuck = counted
     stuck.write_text("Copy the number.")
     log = tmp_path / "echo.parquet"
-    cmd = _cmd(module, log, ray_address, "--n", "3", "--opt", "echo=True")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = _args(module, log, ray_address, "--n", "3", "--opt", "echo=True")
+    proc = subprocess.Popen(_cmd(module, log, ray_address, "--n", "3", "--opt", "echo=True"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     _wait_for(proc, lambda: _kinds(log).get("tool") == 1, "the tool row on disk")
     assert _calls(calls) == 1
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
     stuck.unlink()
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    capsys.readouterr()
+    code = main([*args, "--resume"])  # in this process: only the interrupted run needs one
+    done = capsys.readouterr()
+    assert code == 0, done.err
+    out = json.loads(done.out)
     assert out["solved"] and out["extra"]["tools_run"] == 0 and out["extra"]["answer"] == "63"
     assert _calls(calls) == 1
     tool = read_table(open_log(log), ["step", "answer", "reply"], kind="tool").to_pylist()

@@ -202,22 +202,25 @@ def test_cli_run_resume_and_verify_a_task_file(project, ray_address, tmp_path, c
 @pytest.mark.subprocess
 def test_cli_subprocess_from_a_folder_with_its_own_tasks_and_cluster(project, ray_address, tmp_path) -> None:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    probe = subprocess.run(
+    # the import probe and the `maker` run at once (neither depends on the other)
+    probe = subprocess.Popen(
         [sys.executable, "-c", "import maker, tasks, cluster; from maker.tasks import TASKS; "
          "import maker.cluster; print(tasks.MINE, '|', cluster.MINE, '|', 'hanoi' in TASKS)"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.strip() == "user tasks.py | user cluster | True"
     log = tmp_path / "sub.parquet"
     maker_cli = os.path.join(os.path.dirname(sys.executable), "maker")
-    done = subprocess.run(
+    done = subprocess.Popen(
         [maker_cli, "run", "--task", "ledger_task_q15:ledger", "--n", "8", "--model", "py:my_models_q15:adder",
          "--k", "1", "--log", str(log), "--address", ray_address, "--quiet", "--json"],
-        cwd=project, env={**env, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=300,
+        cwd=project, env={**env, "PYTHONPATH": str(project)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    probe_out, probe_err = probe.communicate(timeout=120)
+    out, err = done.communicate(timeout=300)
+    assert probe.returncode == 0, probe_err
+    assert probe_out.strip() == "user tasks.py | user cluster | True"
+    assert done.returncode == 0, err
+    result = json.loads(out)
     assert result["solved"] and result["errors"] == 0 and not result["simulated"]
     assert result["models"] == ["py:my_models_q15:adder"]
 

@@ -94,11 +94,13 @@ def _cmd(*args: str) -> list[str]:
 
 
 @pytest.mark.subprocess
-def test_a_plan_run_killed_and_resumed_equals_an_uninterrupted_run(ray_address, tmp_path) -> None:
-    common = ["run", "sort", "--n", "400", "--model", "sim:0.995,latency=0.003,seed=2", "--k", "3", "--quiet",
+def test_a_plan_run_killed_and_resumed_equals_an_uninterrupted_run(ray_address, tmp_path, maker_cli) -> None:
+    """kill -9 of a `maker run` process of a plan; `--resume` (the CLI, in this process: the
+    killed one is what must be a process) ends with the uninterrupted run's decisions."""
+    common = ["run", "sort", "--n", "200", "--model", "sim:0.995,latency=0.003,seed=2", "--k", "3", "--quiet",
               "--address", ray_address]
     reference = tmp_path / "ref.parquet"
-    subprocess.run(_cmd(*common, "--log", str(reference)), check=True, timeout=300)
+    assert maker_cli(*common, "--log", str(reference)).returncode == 0
     log = tmp_path / "killed.parquet"
     proc = subprocess.Popen(_cmd(*common, "--log", str(log)))
     deadline = time.time() + 120
@@ -109,8 +111,7 @@ def test_a_plan_run_killed_and_resumed_equals_an_uninterrupted_run(ray_address, 
     proc.wait()
     partial = decisions(log)
     assert 0 < len(partial) < len(decisions(reference))
-    done = subprocess.run(_cmd(*common, "--log", str(log), "--resume", "--json"), capture_output=True, text=True,
-                          timeout=300)
+    done = maker_cli(*common, "--log", str(log), "--resume", "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["resumed_from_step"] == len(partial) and out["solved"]
