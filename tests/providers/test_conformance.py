@@ -7,7 +7,9 @@ real code.  Client paths: ``compat`` is `OpenAICompatibleClient` (``openai/NAME`
 ``openai/fake``; for `maker run` the provider string ``hosted_vllm/fake``, which litellm
 serves), ``hosted`` is the provider string ``hosted_vllm/fake`` given to `maker.vote` as a
 `ModelSpec` (the client `make_client` builds, as a run's worker does).  The question is
-"What is 6*7?" voted with ``key="integer"`` and k = 3.
+"What is 6*7?" voted with ``key="integer"`` and k = 3.  `maker run` costs a Ray worker per
+run, so the personalities that succeed on the OpenAI-compatible path share one run, a step
+each (`test_run_of_many`), and each step is checked against its own case.
 """
 
 from __future__ import annotations
@@ -152,9 +154,16 @@ RUN_MODEL = {"compat": "openai/fake", "litellm": "hosted_vllm/fake"}
 #: differently (content parts, finish reasons it maps to "stop", reasoning usage, n copies, a
 #: server error) are voted on the same provider string in-process (`test_vote`, path
 #: ``hosted``: the client `make_client` builds, in the driver instead of a worker).
-RUN_CASES = [(name, "compat") for name in CASES if CASES[name].timeout_s == 10.0] + [
+#: On the OpenAI-compatible path the personalities that succeed share one run, a step each
+#: (`many_cases`); a run of its own for those that fail it (the run stops there), the one
+#: that needs another base URL, the one-at-a-time server (its own request queue) and copies
+#: (once seen, the client stops asking for n choices: a later case would not get n).
+ALONE = ("no_v1", "one_at_a_time", "copies_n")
+RUN_CASES = [(name, "compat") for name in CASES
+             if CASES[name].timeout_s == 10.0 and (CASES[name].key is None or name in ALONE)] + [
     (name, "litellm") for name in ("honest", "reasoning_cut")
 ]
+MANY = [name for name in CASES if CASES[name].timeout_s == 10.0 and (name, "compat") not in RUN_CASES]
 
 
 @pytest.mark.ray
@@ -175,3 +184,30 @@ def test_run(name: str, path: str, tmp_path: Path, maker_cli, ray_address: str) 
     else:
         assert done.returncode == 0, done.stderr
     check_log(expect, sample_rows(log))
+
+
+@pytest.mark.ray
+def test_run_of_many(tmp_path: Path, maker_cli, ray_address: str) -> None:
+    """`test_run` for every other personality on the OpenAI-compatible path, in one run: step
+    i asks the question tagged with case i (`case_steps.CaseSteps`) and the fake answers it as
+    that case's personality, counting that case's requests alone (`case_steps.routed`); each
+    step's samples are checked against its case's expectation."""
+    from case_steps import routed
+
+    log = tmp_path / "run.parquet"
+    task = Path(__file__).with_name("case_steps.py")
+    with FakeProvider(routed({name: PERSONALITIES[name] for name in MANY}), max_requests=2000) as server:
+        done = maker_cli(
+            "run", "--task", f"{task}:CaseSteps", "--opt", f"cases={','.join(MANY)}",
+            "--model", "openai/fake", "--api-base", server.url, "--timeout", "10",
+            "--address", ray_address, "--speculate", "0", "--seed", "5", "--log", str(log), "--quiet",
+        )
+    assert done.returncode == 0, done.stderr
+    rows = sample_rows(log)
+    for step, name in enumerate(MANY):
+        mine = [i for i, s in enumerate(rows["step"]) if s == step]
+        assert mine, name
+        try:
+            check_log(CASES[name], {column: [values[i] for i in mine] for column, values in rows.items()})
+        except AssertionError as exc:
+            raise AssertionError(f"case {name} (step {step}): {exc}") from exc
