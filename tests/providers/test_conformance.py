@@ -121,8 +121,8 @@ def check_log(expect: Expect, rows: dict[str, list]) -> None:
 
 
 #: the personalities whose litellm reading `maker run` checked on ``hosted_vllm/fake``: voted
-#: in-process on that provider string too (`test_run` keeps two of them, one success and one
-#: failure, through a run's Ray worker)
+#: in-process on that provider string too (`test_run_of_many` keeps two of them, one success
+#: and one failure, through a run's Ray worker)
 HOSTED = ("honest", "copies_n", "content_parts", "finish_something_new", "reasoning_cut", "500")
 VOTE_CASES = [(name, path) for name in CASES for path in PATHS] + [(name, "hosted") for name in HOSTED]
 
@@ -153,17 +153,18 @@ RUN_MODEL = {"compat": "openai/fake", "litellm": "hosted_vllm/fake"}
 #: one success and one failure through the worker -- the personalities its own code reads
 #: differently (content parts, finish reasons it maps to "stop", reasoning usage, n copies, a
 #: server error) are voted on the same provider string in-process (`test_vote`, path
-#: ``hosted``: the client `make_client` builds, in the driver instead of a worker).
-#: On the OpenAI-compatible path the personalities that succeed share one run, a step each
-#: (`many_cases`); a run of its own for those that fail it (the run stops there), the one
-#: that needs another base URL, the one-at-a-time server (its own request queue) and copies
-#: (once seen, the client stops asking for n choices: a later case would not get n).
-ALONE = ("no_v1", "one_at_a_time", "copies_n")
+#: ``hosted``: the client `make_client` builds, in the driver instead of a worker).  On the
+#: OpenAI-compatible path the personalities that succeed share one run, a step each
+#: (`test_run_of_many`), copies last (once seen, the client stops asking for n choices: a
+#: later case would not get n); a run of its own for those that fail (the run stops there),
+#: the one that needs another base URL and the one-at-a-time server (it ignores n too).  On
+#: litellm, one run: honest, then reasoning_cut, which stops it.
+ALONE = ("no_v1", "one_at_a_time")
 RUN_CASES = [(name, "compat") for name in CASES
-             if CASES[name].timeout_s == 10.0 and (CASES[name].key is None or name in ALONE)] + [
-    (name, "litellm") for name in ("honest", "reasoning_cut")
-]
-MANY = [name for name in CASES if CASES[name].timeout_s == 10.0 and (name, "compat") not in RUN_CASES]
+             if CASES[name].timeout_s == 10.0 and (CASES[name].key is None or name in ALONE)]
+MANY = [name for name in CASES if CASES[name].timeout_s == 10.0 and (name, "compat") not in RUN_CASES
+        and name != "copies_n"] + ["copies_n"]
+RUNS_OF_MANY = {"compat": MANY, "litellm": ["honest", "reasoning_cut"]}
 
 
 @pytest.mark.ray
@@ -187,24 +188,30 @@ def test_run(name: str, path: str, tmp_path: Path, maker_cli, ray_address: str) 
 
 
 @pytest.mark.ray
-def test_run_of_many(tmp_path: Path, maker_cli, ray_address: str) -> None:
-    """`test_run` for every other personality on the OpenAI-compatible path, in one run: step
-    i asks the question tagged with case i (`case_steps.CaseSteps`) and the fake answers it as
-    that case's personality, counting that case's requests alone (`case_steps.routed`); each
-    step's samples are checked against its case's expectation."""
+@pytest.mark.parametrize("path", list(RUNS_OF_MANY))
+def test_run_of_many(path: str, tmp_path: Path, maker_cli, ray_address: str) -> None:
+    """`test_run` for several personalities in one run: step i asks the question tagged with
+    case i (`case_steps.CaseSteps`) and the fake answers it as that case's personality,
+    counting that case's requests alone (`case_steps.routed`); each step's samples are
+    checked against its case's expectation, and a case that fails ends the run (the last)."""
     from case_steps import routed
 
+    cases = RUNS_OF_MANY[path]
     log = tmp_path / "run.parquet"
     task = Path(__file__).with_name("case_steps.py")
-    with FakeProvider(routed({name: PERSONALITIES[name] for name in MANY}), max_requests=2000) as server:
+    with FakeProvider(routed({name: PERSONALITIES[name] for name in cases}), max_requests=2000) as server:
         done = maker_cli(
-            "run", "--task", f"{task}:CaseSteps", "--opt", f"cases={','.join(MANY)}",
-            "--model", "openai/fake", "--api-base", server.url, "--timeout", "10",
+            "run", "--task", f"{task}:CaseSteps", "--opt", f"cases={','.join(cases)}",
+            "--model", RUN_MODEL[path], "--api-base", server.url, "--timeout", "10",
             "--address", ray_address, "--speculate", "0", "--seed", "5", "--log", str(log), "--quiet",
         )
-    assert done.returncode == 0, done.stderr
+    last = CASES[cases[-1]]
+    if last.key is None:
+        assert done.returncode == 1 and last.error in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
     rows = sample_rows(log)
-    for step, name in enumerate(MANY):
+    for step, name in enumerate(cases):
         mine = [i for i, s in enumerate(rows["step"]) if s == step]
         assert mine, name
         try:
