@@ -190,7 +190,7 @@ def test_estimate_never_ranks_an_unpriced_model_by_cost_against_a_priced_one(ray
     $0 from 'litellm price table (offline)' and recommended as cheapest."""
     with BillingProvider(p=1.0, cached_fraction=0.5) as provider:
         out = maker_cli("estimate", "hanoi", "--disks", "10", "--model", MODEL, "--model", "openai/gpt-9-mini",
-                        "--api-base", provider.url, "--samples", "20", "--address", ray_address, "--json")
+                        "--api-base", provider.url, "--samples", "10", "--address", ray_address, "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     by_model = {m["model"]: m for m in report["models"]}

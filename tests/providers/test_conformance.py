@@ -5,7 +5,11 @@ One table, personality -> expected outcome.  The model boundary is the fake prov
 real code.  Client paths: ``compat`` is `OpenAICompatibleClient` (``openai/NAME`` at an
 ``api_base``), ``litellm`` is `LiteLLMClient` (for `maker.vote` the client object itself on
 ``openai/fake``; for `maker run` the provider string ``hosted_vllm/fake``, which litellm
-serves).  The question is "What is 6*7?" voted with ``key="integer"`` and k = 3.
+serves), ``hosted`` is the provider string ``hosted_vllm/fake`` given to `maker.vote` as a
+`ModelSpec` (the client `make_client` builds, as a run's worker does).  The question is
+"What is 6*7?" voted with ``key="integer"`` and k = 3.  `maker run` costs a Ray worker per
+run, so the personalities that succeed on the OpenAI-compatible path share one run, a step
+each (`test_run_of_many`), and each step is checked against its own case.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Expect:
     max_samples: int | None = None
     reasoning: int | None = None
     timeout_s: float = 10.0  # the call's deadline (--timeout)
+    max_failed_calls: int | None = None  # the vote's `VotingConfig.max_failed_calls` (None: its default)
 
 
 UNFINISHED = ("content_filter", "tool_calls", "function_call", "error", "something_new")
@@ -70,8 +75,9 @@ CASES: dict[str, Expect] = {
     "reasoning_cut": Expect(key=None, error="cut off at the output cap", max_samples=6),
     "reasoning": Expect(reasoning=30),
     # section 5: every call ends by its deadline (trickle: one byte every 5 s); a one-at-a-time server is served
+    # (the first round's failed calls end the vote: each retries 4 times, waiting out its deadline and back-off)
     "trickle": Expect(key=None, error="Timeout: no complete answer within 1 s", faults=frozenset({"timeout"}),
-                      timeout_s=1.0),
+                      timeout_s=1.0, max_failed_calls=1),
     "one_at_a_time": Expect(),
     # section 7: a 401 echoing the key (JSON-escaped, URL-encoded, base64) fails the call; test_secrets checks
     # that the key is nowhere
@@ -87,6 +93,8 @@ def test_every_personality_has_an_expected_outcome() -> None:
 def vote_model(path: str, base: str, timeout_s: float = 10.0) -> object:
     if path == "compat":
         return ModelSpec("openai/fake", api_base=base, timeout_s=timeout_s)
+    if path == "hosted":
+        return ModelSpec("hosted_vllm/fake", api_base=base, timeout_s=timeout_s)
     return LiteLLMClient(EndpointConfig("openai/fake", api_base=base, timeout_s=timeout_s, backoff_s=0.05))
 
 
@@ -112,18 +120,25 @@ def check_log(expect: Expect, rows: dict[str, list]) -> None:
         assert votes.count(expect.key) >= 3 and set(votes) <= {expect.key, "41"}
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("name", list(CASES))
+#: the personalities whose litellm reading `maker run` checked on ``hosted_vllm/fake``: voted
+#: in-process on that provider string too (`test_run_of_many` keeps two of them, one success
+#: and one failure, through a run's Ray worker)
+HOSTED = ("honest", "copies_n", "content_parts", "finish_something_new", "reasoning_cut", "500")
+VOTE_CASES = [(name, path) for name in CASES for path in PATHS] + [(name, "hosted") for name in HOSTED]
+
+
+@pytest.mark.parametrize(("name", "path"), VOTE_CASES)
 def test_vote(name: str, path: str, tmp_path: Path) -> None:
     expect = CASES[name]
     log = tmp_path / "vote.parquet"
+    voting = maker.VotingConfig(k=3, max_failed_calls=expect.max_failed_calls) if expect.max_failed_calls else None
     with FakeProvider(PERSONALITIES[name]) as server:
         model = vote_model(path, server.root if expect.root else server.url, expect.timeout_s)
         if expect.key is None:
             with pytest.raises(MakerError, match=expect.error and __import__("re").escape(expect.error)):
-                maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5)
+                maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5, voting=voting)
         else:
-            result = maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5)
+            result = maker.vote(QUESTION, [model], k=3, key="integer", log=log, seed=5, voting=voting)
             assert result.key == expect.key
             for reason in expect.flags:
                 assert result.red_flags.get(reason, 0) >= 1, result.red_flags
@@ -133,12 +148,23 @@ def test_vote(name: str, path: str, tmp_path: Path) -> None:
 RUN_MODEL = {"compat": "openai/fake", "litellm": "hosted_vllm/fake"}
 
 
-#: `maker run` costs a Ray worker per run (~5 s idle, ~50 s on a loaded 2-core machine): every
-#: personality on the OpenAI-compatible path, and on litellm the ones its own code reads
-#: differently (content parts, finish reasons it maps to "stop", reasoning usage, n copies).
-RUN_CASES = [(name, "compat") for name in CASES if CASES[name].timeout_s == 10.0] + [
-    (name, "litellm") for name in ("honest", "copies_n", "content_parts", "finish_something_new", "reasoning_cut", "500")
-]
+#: `maker run` costs a Ray worker per run (~2 s idle; a litellm run's worker also imports
+#: litellm, ~7 CPU-seconds): every personality on the OpenAI-compatible path, and on litellm
+#: one success and one failure through the worker -- the personalities its own code reads
+#: differently (content parts, finish reasons it maps to "stop", reasoning usage, n copies, a
+#: server error) are voted on the same provider string in-process (`test_vote`, path
+#: ``hosted``: the client `make_client` builds, in the driver instead of a worker).  On the
+#: OpenAI-compatible path the personalities that succeed share one run, a step each
+#: (`test_run_of_many`), copies last (once seen, the client stops asking for n choices: a
+#: later case would not get n); a run of its own for those that fail (the run stops there),
+#: the one that needs another base URL and the one-at-a-time server (it ignores n too).  On
+#: litellm, one run: honest, then reasoning_cut, which stops it.
+ALONE = ("no_v1", "one_at_a_time")
+RUN_CASES = [(name, "compat") for name in CASES
+             if CASES[name].timeout_s == 10.0 and (CASES[name].key is None or name in ALONE)]
+MANY = [name for name in CASES if CASES[name].timeout_s == 10.0 and (name, "compat") not in RUN_CASES
+        and name != "copies_n"] + ["copies_n"]
+RUNS_OF_MANY = {"compat": MANY, "litellm": ["honest", "reasoning_cut"]}
 
 
 @pytest.mark.ray
@@ -159,3 +185,36 @@ def test_run(name: str, path: str, tmp_path: Path, maker_cli, ray_address: str) 
     else:
         assert done.returncode == 0, done.stderr
     check_log(expect, sample_rows(log))
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("path", list(RUNS_OF_MANY))
+def test_run_of_many(path: str, tmp_path: Path, maker_cli, ray_address: str) -> None:
+    """`test_run` for several personalities in one run: step i asks the question tagged with
+    case i (`case_steps.CaseSteps`) and the fake answers it as that case's personality,
+    counting that case's requests alone (`case_steps.routed`); each step's samples are
+    checked against its case's expectation, and a case that fails ends the run (the last)."""
+    from case_steps import routed
+
+    cases = RUNS_OF_MANY[path]
+    log = tmp_path / "run.parquet"
+    task = Path(__file__).with_name("case_steps.py")
+    with FakeProvider(routed({name: PERSONALITIES[name] for name in cases}), max_requests=2000) as server:
+        done = maker_cli(
+            "run", "--task", f"{task}:CaseSteps", "--opt", f"cases={','.join(cases)}",
+            "--model", RUN_MODEL[path], "--api-base", server.url, "--timeout", "10",
+            "--address", ray_address, "--speculate", "0", "--seed", "5", "--log", str(log), "--quiet",
+        )
+    last = CASES[cases[-1]]
+    if last.key is None:
+        assert done.returncode == 1 and last.error in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+    rows = sample_rows(log)
+    for step, name in enumerate(cases):
+        mine = [i for i, s in enumerate(rows["step"]) if s == step]
+        assert mine, name
+        try:
+            check_log(CASES[name], {column: [values[i] for i in mine] for column, values in rows.items()})
+        except AssertionError as exc:
+            raise AssertionError(f"case {name} (step {step}): {exc}") from exc

@@ -252,18 +252,18 @@ def test_the_notice_names_every_setting_litellm_will_drop_and_only_those() -> No
     assert settings_notice(ModelSpec(FunctionClient(lambda p, t, s: "42")), 0.0, 0.1) is None
 
 
-@pytest.mark.subprocess
 def test_the_mcp_vote_tool_reads_the_provider_as_maker_vote_does(tmp_path, monkeypatch) -> None:
     """MCP takes model strings only: litellm reaches the fake through OPENAI_API_BASE, as a
-    user's gateway would.  Copies in one request count once, content parts vote on their text."""
+    user's gateway would.  Copies in one request count once, content parts vote on their text.
+    (The server is `maker mcp`'s own, reached by the SDK's client in this process: the stdio
+    transport is `tests/maker/agents/test_mcp_server.py`'s.)"""
     import json
-    import os
-    import sys
 
     anyio = pytest.importorskip("anyio")
     pytest.importorskip("mcp")
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
+    from mcp import Client
+
+    from maker.agents.mcp_server import build_server
 
     def both(call: Call) -> Answer:  # copies_n's 41-copies, worded as content parts
         answer = copies_n(call)
@@ -273,15 +273,11 @@ def test_the_mcp_vote_tool_reads_the_provider_as_maker_vote_does(tmp_path, monke
         return answer
 
     with FakeProvider(both) as server:
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENAI_API_BASE": server.url,
-               "OPENAI_API_KEY": "sk-fake"}
-        params = StdioServerParameters(
-            command=sys.executable, args=["-c", "import sys; from maker.cli.main import main; sys.exit(main(sys.argv[1:]))",
-                                          "mcp", "--root", str(tmp_path)], env=env, cwd=str(tmp_path))
+        monkeypatch.setenv("OPENAI_API_BASE", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
 
         async def main() -> dict:
-            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-                await session.initialize()
+            async with Client(build_server(tmp_path)) as session:
                 result = await session.call_tool("vote", {"prompt": "What is 6*7?", "models": ["openai/gpt-4.1-mini"],
                                                           "k": 3, "key": "integer"})
                 assert not result.is_error, result.content

@@ -84,19 +84,20 @@ def test_the_text_output_says_what_it_assumed(capsys) -> None:
 
 
 def simulate_rounds(p: float, k: int, valid_rate: float, trials: int, rng: np.random.Generator) -> float:
-    """The round protocol itself: draw k - |lead| samples a round until |lead| reaches k."""
-    total = 0
-    for _ in range(trials):
-        lead, rounds = 0, 0
-        while abs(lead) < k:
-            m = k - abs(lead)
-            rounds += 1
-            u = rng.random(m)
-            valid = u < valid_rate
-            right = rng.random(m) < p
-            lead += int(np.sum(valid & right)) - int(np.sum(valid & ~right))
-        total += rounds
-    return total / trials
+    """The round protocol itself: draw k - |lead| samples a round until |lead| reaches k
+    (every trial at once: row t is trial t, and its first k - |lead| columns its round's draws)."""
+    lead = np.zeros(trials, dtype=np.int64)
+    rounds = np.zeros(trials, dtype=np.int64)
+    open_ = np.ones(trials, dtype=bool)
+    while open_.any():
+        m = k - np.abs(lead)
+        drawn = (np.arange(k) < m[:, None]) & open_[:, None]  # this round's samples, per trial
+        valid = rng.random((trials, k)) < valid_rate
+        right = rng.random((trials, k)) < p
+        lead += np.sum(drawn & valid & right, axis=1) - np.sum(drawn & valid & ~right, axis=1)
+        rounds += open_
+        open_ &= np.abs(lead) < k
+    return float(rounds.mean())
 
 
 @pytest.mark.parametrize("p,k,valid_rate", [(0.8, 4, 1.0), (0.9, 3, 0.7), (0.7, 5, 0.9)])
