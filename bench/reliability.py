@@ -139,9 +139,9 @@ def endpoint_faults(disks: int, work: Path, rate: float) -> list[dict]:
 
 def node_removal(work: Path) -> dict:
     """A two-node Ray cluster (ray.cluster_utils, own RAY_TMPDIR) loses its second node mid-run."""
-    script = ROOT / "tests" / "maker" / "test_multinode.py"
+    script = ROOT / "tests" / "maker" / "runtime" / "test_multinode.py"
     namespace = runpy.run_path(str(script))
-    report = namespace["in_own_cluster"](namespace["REMOVE_NODE"], work / "node.parquet", 300)
+    report = namespace["on_two_nodes"]([("remove_node", None, work / "node.parquet")], 300).get("remove_node") or {}
     result = report.get("result") or {}
     ok = bool(result.get("solved")) and not report.get("hung")
     return {"kind": "Ray node removed", "injected": 1, "completed": int(ok), "errors": result.get("errors", "-"),

@@ -9,13 +9,10 @@
   `local_model`, whose servers are processes), one that starts Ray or takes the session's
   Ray must be marked `ray`.  The check watches `subprocess.Popen` (which asyncio and the MCP
   client use too) while each test runs, so a helper that spawns counts as well.
-- `local_model` tests run in two xdist groups (the two-node ones, and the rest): two lanes of
-  llama.cpp servers at a time, never one per worker competing for the 2 cores.  Within a lane
-  a module may share one server set or one cluster among its tests (module-scoped fixtures:
-  the lane keeps a module's tests in one worker, in order).  xdist hands out the largest
-  groups first, so both lanes start with the session.  (Splitting the lane further does not
-  pay: the 2 cores are the limit -- three server-starting processes side by side took longer
-  than one after another.)
+- Workers take whole test files (pyproject's `--dist loadfile`): a module may share one server
+  set or one cluster among its tests (module-scoped fixtures), in order, in one worker.
+  (`xdist_group` would not do: xdist 3.8's loadgroup renames `item._nodeid`, which pytest 9
+  no longer reads, so grouped tests were spread over the workers anyway.)
 """
 
 from __future__ import annotations
@@ -106,13 +103,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 
     shutil.rmtree(shared, ignore_errors=True)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("local_model"):  # two-node runs apart: one chain would be ~10 min
-            lane = "local_model_multinode" if item.path.name == "test_multinode_local.py" else "local_model"
-            item.add_marker(pytest.mark.xdist_group(lane))
 
 
 def _shared_ray() -> str:
