@@ -296,6 +296,9 @@ def run(
         draft_price = resolve_prices([proposer.spec], given)
         refuse_unpriced(cap, draft_price)
         charged = {**prices, **draft_price}
+        # the worker's draft client takes its price from here, as the voters' do (no lookup, no litellm import there)
+        draft_specs = [replace(s, price=draft_price[s.model]) if s.client is None and s.model in draft_price else s
+                       for s in draft_specs]
     if proposer is not None and cluster.speculate is None and (speculate or proposer.kind != "reference"):
         speculate = DRAFT_DEPTH  # a reference draft on instant simulators drafts segments only, as before
     check_run(task, policy, voting, specs, guard)  # red flags, variants, k ceiling: before anything is spent
@@ -309,7 +312,7 @@ def run(
             return run(task, served[: len(specs)], voting, log=log, resume=resume, seed=seed, cluster=cluster,
                        policy=policy, progress=progress, max_steps=max_steps, guard=guard, dag=dag,
                        extra_meta=extra_meta, allow_code_change=allow_code_change, max_cost_usd=max_cost_usd,
-                       spent_before_usd=spent_before_usd)
+                       spent_before_usd=spent_before_usd, prices=given)
     warn_unsent_settings((*specs, *tier_specs), voting.first_temperature, voting.temperature,
                          tuple(optional(task, "stop") or ()))  # before the first call
     meta = base_metadata(task, specs, voting, seed, policy, prices)
