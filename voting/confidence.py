@@ -96,7 +96,6 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> Interva
     return Interval(low=low, high=high, point=successes / trials, level=level)
 
 
-
 def _stats():  # noqa: ANN202  (scipy.stats, imported on first use)
     """scipy.stats, imported when first needed: its import takes ~1 s of CPU, and every CLI
     start and Ray worker imports this module (most never compute an interval)."""

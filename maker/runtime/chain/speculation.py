@@ -274,11 +274,8 @@ class _Window:
                 sample = task.result()[0]
                 slot.draft_row = (sample, proposer.judge(slot.vote, sample))
             else:
-                task.cancel()  # sent, and given up on: the provider may still serve and bill it
-                estimate = getattr(proposer.client, "prompt_cost", None)
-                abandoned = estimate(proposer.request(slot.vote)) if estimate is not None else 0.0
-                why = CANCELLED if wasted else DRAFT_LATE
-                sample = Sample("", proposer.draft.label, finish_reason="cancelled", error=why, abandoned_usd=abandoned)
+                sample = _cancel(task, proposer.client, proposer.request(slot.vote), proposer.draft.label,
+                                 CANCELLED if wasted else DRAFT_LATE)
                 slot.draft_row = (sample, Verdict(None))
             if self.budget is not None:
                 self.budget.settle(self.held.pop(task, 0.0), [sample])
@@ -332,10 +329,7 @@ class _Window:
                     sample = task.result()[place]
                     slot.arrived[index] = (sample, vote.verdict(index, sample))
                 else:
-                    task.cancel()  # sent, and given up on: the provider may still serve and bill it
-                    estimate = getattr(self.clients[model], "prompt_cost", None)
-                    abandoned = estimate(vote.request(index)) if estimate is not None else 0.0
-                    sample = Sample("", model, finish_reason="cancelled", error=CANCELLED, abandoned_usd=abandoned)
+                    sample = _cancel(task, self.clients[model], vote.request(index), model, CANCELLED)
                     slot.arrived[index] = (sample, Verdict(None))
                 if self.budget is not None:
                     self.budget.settle(held, [sample])
@@ -450,6 +444,16 @@ class _Window:
             vote.count(i, *arrived.pop(i))
         if vote.winner is None and not vote.gave_up and vote.round_done:
             slot.queue.extend(vote.next_round())
+
+
+def _cancel(task: asyncio.Task[list[Sample]], client: Any, request: Any, model: str, why: str) -> Sample:
+    """Cancel a request sent and given up on (a vote or a draft's guess): its logged sample,
+    billed at the prompt's estimated cost (`prompt_cost`), since the provider may still serve
+    and bill it."""
+    task.cancel()
+    estimate = getattr(client, "prompt_cost", None)
+    return Sample("", model, finish_reason="cancelled", error=why,
+                  abandoned_usd=estimate(request) if estimate is not None else 0.0)
 
 
 def speculation_depth(requested: int | None, specs: Sequence[ModelSpec]) -> int:
