@@ -64,3 +64,18 @@ def test_public_names_are_documented(name: str) -> None:
     obj = getattr(maker, name)
     assert inspect.getdoc(obj), f"maker.{name} has no docstring"
     assert obj.__module__.startswith("maker."), obj.__module__
+
+
+def test_the_lazy_names_and_the_type_checkers_imports_agree() -> None:
+    """`maker/__init__.py` names each public object twice: in its TYPE_CHECKING imports (what a
+    type checker sees) and in `_HOME` (what `__getattr__` imports on first use).  The two must agree."""
+    import ast
+    from pathlib import Path
+
+    import maker
+
+    tree = ast.parse(Path(maker.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    imported = {a.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for a in node.names}
+    assert imported == maker._HOME
+    assert set(maker.__all__) <= set(maker._HOME)
