@@ -29,6 +29,7 @@ import os
 import re
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,13 @@ from .protocol import ModelClient
 
 class WorkerLostError(MakerError):
     """Workers kept dying on the same batch: the cluster cannot run it."""
+
+
+class StaleWorkerError(Exception):
+    """A call reached a worker that no longer serves the pool that sent it: a reused actor
+    (`cluster.warm`) that Ray restarted with its first pool's task, or an old pool's call
+    that started after the actor was released.  The pool treats it as a lost actor; it
+    never reaches the user (not a MakerError)."""
 
 
 def stopped_in_worker(message: str, by_maker: bool = False) -> MakerError:
@@ -80,7 +88,12 @@ class ModelWorker:
     an actor whose constructor raises is restarted by Ray again and again, and the
     driver would see only `RayActorError`.  `ready()` reports it."""
 
-    def __init__(self, task: Any, models: Sequence[ModelSpec]) -> None:
+    def __init__(self, task: Any, models: Sequence[ModelSpec], setup_id: str | None = None) -> None:
+        self.running = 0  # calls under way (`release`)
+        self._build(task, models, setup_id)
+
+    def _build(self, task: Any, models: Sequence[ModelSpec], setup_id: str | None) -> None:
+        self.setup_id = setup_id
         self.setup_error: str | None = None
         self.clients: dict[str, ModelClient] = {}
         try:
@@ -94,10 +107,29 @@ class ModelWorker:
         """None when the worker holds its task and clients, else why not (one line)."""
         return self.setup_error
 
-    async def call(self, fn: Callable[[ModelWorker, Any], Any | Awaitable[Any]], payload: Any) -> Any:
+    def setup(self, task: Any, models: Sequence[ModelSpec], setup_id: str) -> str | None:
+        """Take a new pool's task and models (an actor reused: `cluster.warm`); as `ready`."""
+        self._build(task, models, setup_id)
+        return self.setup_error
+
+    def release(self) -> int:
+        """Drop the task and clients, and refuse the old pool's calls from now on; the number
+        of its calls still running (0: the actor may be reused)."""
+        self.setup_id, self.task, self.clients = None, None, {}
+        return self.running
+
+    def _check(self, setup_id: str | None) -> None:
+        if setup_id is not None and setup_id != self.setup_id:
+            raise StaleWorkerError(f"this worker now serves setup {self.setup_id}, not {setup_id}")
+
+    async def call(self, fn: Callable[[ModelWorker, Any], Any | Awaitable[Any]], payload: Any,
+                   setup_id: str | None = None) -> Any:
         """`fn(self, payload)`, awaited.  An exception that is not a MakerError (the task's own
         `prompt` or `truth` raising at some step) becomes a one-line MakerError: through Ray it
-        would reach the user as a RayTaskError and its traceback of both processes."""
+        would reach the user as a RayTaskError and its traceback of both processes.  Raises
+        StaleWorkerError, doing nothing, when `setup_id` is not the worker's (see `WorkerPool`)."""
+        self._check(setup_id)
+        self.running += 1
         try:
             result = fn(self, payload)
             if inspect.isawaitable(result):
@@ -106,11 +138,16 @@ class ModelWorker:
             raise
         except Exception as exc:
             raise stopped_in_worker(one_line(exc, None, typed=True), raised_by_maker(exc)) from None
+        finally:
+            self.running -= 1
         return result
 
-    async def stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any) -> AsyncIterator[Any]:
+    async def stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any,
+                     setup_id: str | None = None) -> AsyncIterator[Any]:
         """The items of the async iterator `fn(self, payload)`, each sent to the driver as soon as
         it is made (a Ray streaming generator: `WorkerPool.submit_stream`).  Errors as in `call`."""
+        self._check(setup_id)
+        self.running += 1
         try:
             async for item in fn(self, payload):
                 yield item
@@ -118,6 +155,8 @@ class ModelWorker:
             raise
         except Exception as exc:
             raise stopped_in_worker(one_line(exc, None, typed=True), raised_by_maker(exc)) from None
+        finally:
+            self.running -= 1
 
     def node_id(self) -> str:
         import ray
@@ -154,6 +193,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _token_auth_on()
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
+        # Ray starts one idle task worker per CPU when the first driver joins; maker's work
+        # runs in actors, each in a process of its own, so those would only idle (each costs
+        # ~1.3 s of CPU to start and ~0.6 s a minute after, measured on a 2-core machine)
+        kwargs["_system_config"] = {"prestart_worker_first_driver": False}
     term = _own_sigterm_handler()
     try:
         ray.init(**kwargs)
@@ -250,6 +293,7 @@ class Pending:
     payload: Any
     attempts: int = 1
     streamed: bool = False
+    setup_id: str = ""  # the setup of the actor it was sent to (`ModelWorker.call`)
 
 
 #: Module-name prefixes that always travel by reference: maker itself and what it runs on.
@@ -338,6 +382,10 @@ def worker_nodes(workers: int) -> list[str]:
     return [nodes[i % len(nodes)] for i in range(max(1, workers))]
 
 
+#: how long `WorkerPool.close` waits for its actors to say whether they are idle (then kills them)
+CLOSE_WAIT_S = 2.0
+
+
 class WorkerPool:
     """N `ModelWorker` actors spread over the cluster's nodes.
 
@@ -346,6 +394,12 @@ class WorkerPool:
     actor error, `get` replaces the actor itself and sends the same batch again, up to
     `max_attempts` times.  A batch is a pure function of its payload (seeded draws), so
     sending it again is safe; with a paid model it costs the batch's samples once more.
+
+    Actors are reused: the pool takes idle ones an earlier pool of this process left
+    (`cluster.warm`) before it starts new ones, and `close` leaves its own there when nothing
+    of its job still runs on them.  Each actor's setup has an id that every call carries: a
+    reused actor that Ray restarts comes back with its first pool's task, refuses the call
+    (`StaleWorkerError`), and is replaced like a dead one.
     """
 
     def __init__(
@@ -370,61 +424,102 @@ class WorkerPool:
         )
         self._remote_cls = ray.remote(ModelWorker).options(**self._options)
         self._args = (task, list(models))
-        nodes = alive_nodes()
-        self.actors = [self._spawn(i, nodes) for i in range(max(1, workers))]
+        self._ids: list[str] = []  # each actor's setup id, by index
+        self._keys: list[tuple[Any, ...]] = []  # each actor's `cluster.warm` key, by index
         self.max_attempts = max_attempts
         self.replaced = 0
         self._next = 0
-        self._check_ready()
+        nodes = alive_nodes()
+        started = [self._spawn(i, nodes) for i in range(max(1, workers))]
+        self.actors = [actor for actor, _ in started]
+        self._check_ready([setup for _, setup in started], nodes)
 
-    def _check_ready(self) -> None:
+    def _check_ready(self, setups: list[Any], nodes: Sequence[str]) -> None:
         """Raise UsageError (one line) when a worker could not build the task or a client:
-        the user's code or settings, the same on every retry, so nothing is retried."""
+        the user's code or settings, the same on every retry, so nothing is retried.  A
+        reused actor that is gone is replaced by a new one first."""
         import ray
 
         from maker.errors import UsageError
 
+        refs = [setup if setup is not None else actor.ready.remote() for actor, setup in zip(self.actors, setups)]
+        problems: list[str | None] = []
         try:
-            problems = ray.get([a.ready.remote() for a in self.actors])
+            for i, ref in enumerate(refs):
+                try:
+                    problems.append(ray.get(ref))
+                except Exception:
+                    if setups[i] is None:
+                        raise
+                    self.actors[i], _ = self._spawn(i, nodes, reuse=False)  # an idle actor that died meanwhile
+                    problems.append(ray.get(self.actors[i].ready.remote()))
         except Exception as exc:  # a fresh actor that cannot even start: almost always its code or data
-            self.close()
+            self.close(reuse=False)
             raise UsageError(f"a Ray worker could not load the task or a model ({_last_error(exc)}); "
                              "is every module it needs installed on every node?") from None
         problem = next((p for p in problems if p), None)
         if problem is not None:
-            self.close()
+            self.close(reuse=False)
             raise UsageError(f"a Ray worker could not set up the task or a model: {problem}")
 
-    def _spawn(self, index: int, nodes: Sequence[str]) -> Any:
+    def _spawn(self, index: int, nodes: Sequence[str], reuse: bool = True) -> tuple[Any, Any]:
         """Worker `index`, pinned to node `index mod len(nodes)` (alive a moment ago): SPREAD,
         and even soft node affinity, are best effort and stacked workers on one node here.
-        A replacement after a death (`get`) goes wherever SPREAD puts it."""
-        if len(nodes) < 2:
-            return self._remote_cls.remote(*self._args)
-        return self._pinned(nodes[index % len(nodes)])
+        Returns the actor and, for an idle one reused, the ref of its `setup` (else None:
+        ask `ready`).  A replacement after a death (`get`) goes wherever SPREAD puts it."""
+        from . import warm
 
-    def _pinned(self, node: str) -> Any:
+        node = nodes[index % len(nodes)] if len(nodes) >= 2 else None
+        setup_id = uuid.uuid4().hex
+        key = warm.key(self._options, node)
+        actor = warm.take(key) if reuse else None
+        self._remember(index, setup_id, key)
+        if actor is not None:
+            return actor, actor.setup.remote(*self._args, setup_id)
+        if node is None:
+            return self._remote_cls.remote(*self._args, setup_id), None
+        return self._pinned(node, setup_id), None
+
+    def _remember(self, index: int, setup_id: str, key: tuple[Any, ...]) -> None:
+        if index < len(self._ids):
+            self._ids[index], self._keys[index] = setup_id, key
+        else:
+            self._ids.append(setup_id)
+            self._keys.append(key)
+
+    def _pinned(self, node: str, setup_id: str) -> Any:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         strategy = NodeAffinitySchedulingStrategy(node, soft=False)
-        return ray.remote(ModelWorker).options(**{**self._options, "scheduling_strategy": strategy}).remote(*self._args)
+        return ray.remote(ModelWorker).options(**{**self._options, "scheduling_strategy": strategy}).remote(
+            *self._args, setup_id)
 
     def _replacement(self, index: int) -> Any:
         """A fresh actor for dead worker `index`: wherever SPREAD puts it, or, when a model is
-        served per node (`ModelSpec.node_bases`), on a live node that serves it."""
+        served per node (`ModelSpec.node_bases`), on a live node that serves it.  Never an
+        idle one (`cluster.warm`): it is not kept after the pool closes either."""
+        import ray
+
+        try:
+            ray.kill(self.actors[index])  # dead, or alive serving another setup (`StaleWorkerError`)
+        except Exception:
+            pass
+        setup_id = uuid.uuid4().hex
+        self._remember(index, setup_id, ())
         served = [n for n, _, _ in next((m.node_bases for m in self._args[1] if m.node_bases), ())]
         if not served:
-            return self._remote_cls.remote(*self._args)
+            return self._remote_cls.remote(*self._args, setup_id)
         alive = set(alive_nodes())
         nodes = [n for n in served if n in alive] or served  # none alive: Ray reports it on the call
-        return self._pinned(nodes[index % len(nodes)])
+        return self._pinned(nodes[index % len(nodes)], setup_id)
 
     def submit(self, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Pending:
         """Send one batch to the next actor in turn."""
         index = self._next % len(self.actors)
         self._next += 1
-        return Pending(self.actors[index].call.remote(fn, payload), index, fn, payload)
+        setup_id = self._ids[index]
+        return Pending(self.actors[index].call.remote(fn, payload, setup_id), index, fn, payload, setup_id=setup_id)
 
     def get(self, pending: Pending) -> Any:
         """The batch's result; a batch whose actor died is sent again to a fresh actor."""
@@ -438,28 +533,38 @@ class WorkerPool:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, MakerError):
                     raise cause from None
-                raise
+                if not isinstance(cause, StaleWorkerError):
+                    raise
             except (RayActorError, ActorUnavailableError):
-                if pending.attempts >= self.max_attempts:
-                    raise WorkerLostError(
-                        f"a worker died {pending.attempts} times on the same batch; giving up"
-                    ) from None
-                self.actors[pending.actor] = self._replacement(pending.actor)
-                self.replaced += 1
-                pending.ref = self.actors[pending.actor].call.remote(pending.fn, pending.payload)
-                pending.attempts += 1
+                pass
+            self._lost(pending)
+            pending.ref = self.actors[pending.actor].call.remote(pending.fn, pending.payload, pending.setup_id)
+
+    def _lost(self, pending: Pending) -> None:
+        """`pending`'s actor died (or serves another setup): give its index a fresh actor,
+        unless another batch of the same actor already did, and count the attempt.  Raises
+        WorkerLostError after `max_attempts`."""
+        if pending.attempts >= self.max_attempts:
+            raise WorkerLostError(f"a worker died {pending.attempts} times on the same batch; giving up") from None
+        if self._ids[pending.actor] == pending.setup_id:
+            self.actors[pending.actor] = self._replacement(pending.actor)
+            self.replaced += 1
+        pending.setup_id = self._ids[pending.actor]
+        pending.attempts += 1
 
     def submit_stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any) -> Pending:
         """Send one batch whose results stream back item by item (`fn` is an async generator
         function); read them with `next_item`.  `Pending.ref` can be passed to `ray.wait`."""
         index = self._next % len(self.actors)
         self._next += 1
-        return Pending(self._stream(index, fn, payload), index, fn, payload, streamed=True)
+        setup_id = self._ids[index]
+        return Pending(self._stream(index, fn, payload, setup_id), index, fn, payload, streamed=True, setup_id=setup_id)
 
-    def _stream(self, index: int, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Any:
+    def _stream(self, index: int, fn: Callable[[ModelWorker, Any], Any], payload: Any, setup_id: str) -> Any:
         # Ray's own retry would replay the generator from its start, with other chunk
         # boundaries: the pool sends the part still out again itself (`next_item`).
-        return self.actors[index].stream.options(num_returns="streaming", max_task_retries=0).remote(fn, payload)
+        return self.actors[index].stream.options(num_returns="streaming", max_task_retries=0).remote(
+            fn, payload, setup_id)
 
     def next_item(self, pending: Pending) -> Any | None:
         """The next item of a streamed batch, None once it is done.  Should its actor die, the
@@ -477,16 +582,12 @@ class WorkerPool:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, MakerError):
                     raise cause from None
-                if not isinstance(cause, (RayActorError, ActorUnavailableError)):
+                if not isinstance(cause, (RayActorError, ActorUnavailableError, StaleWorkerError)):
                     raise
             except (RayActorError, ActorUnavailableError):
                 pass
-            if pending.attempts >= self.max_attempts:
-                raise WorkerLostError(f"a worker died {pending.attempts} times on the same batch; giving up") from None
-            self.actors[pending.actor] = self._replacement(pending.actor)
-            self.replaced += 1
-            pending.ref = self._stream(pending.actor, pending.fn, pending.payload)
-            pending.attempts += 1
+            self._lost(pending)
+            pending.ref = self._stream(pending.actor, pending.fn, pending.payload, pending.setup_id)
 
     def map(self, fn: Callable[[ModelWorker, Any], Any], payloads: Sequence[Any]) -> list[Any]:
         """Run one batch per payload across the actors; results in payload order."""
@@ -505,12 +606,27 @@ class WorkerPool:
                 out.append("lost")
         return out
 
-    def close(self) -> None:
+    def close(self, reuse: bool = True) -> None:
+        """Stop using the actors: each one that nothing of this pool still runs on is left
+        for the next pool of this process (`cluster.warm`, when `reuse`), the rest are killed
+        (so the requests they were making stop).  Waits at most CLOSE_WAIT_S."""
         import ray
 
-        for actor in self.actors:
+        from . import warm
+
+        actors, self.actors = self.actors, []
+        released = {i: a.release.remote() for i, a in enumerate(actors) if reuse and self._keys[i]}
+        done: set[Any] = set()
+        if released:
+            done = set(ray.wait(list(released.values()), num_returns=len(released), timeout=CLOSE_WAIT_S)[0])
+        for i, actor in enumerate(actors):
+            ref = released.get(i)
+            try:
+                if ref in done and ray.get(ref) == 0 and warm.give(self._keys[i], actor):
+                    continue
+            except Exception:  # gone meanwhile
+                pass
             try:
                 ray.kill(actor)
             except Exception:  # already gone: nothing to release
                 pass
-        self.actors = []

@@ -35,7 +35,8 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                       "_system_config": {"prestart_worker_first_driver": False}})
 try:
     second = cluster.add_node(num_cpus=1, resources={"second_node": 1})
     cluster.wait_for_nodes(timeout=40)

@@ -66,7 +66,8 @@ def killer(log, second, kill_after, done):
                 os.kill(int(re.search(r"Started server process \[(\d+)\]", text).group(1)), signal.SIGKILL)
                 return
 
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                       "_system_config": {"prestart_worker_first_driver": False}})
 try:
     cluster.add_node(num_cpus=1, resources={"second_node": 1}, env_vars={"HOME": SECOND_HOME})
     cluster.wait_for_nodes(timeout=40)

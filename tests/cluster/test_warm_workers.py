@@ -1,0 +1,111 @@
+"""Idle Ray workers are reused by the next pool of the same process (`maker.cluster.warm`),
+never while the old job still runs on them, and never with the old job's task.
+
+The actors are real (the session's Ray); the functions sent to them are defined inside the
+tests, so cloudpickle ships them by value."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+from maker.cluster import ModelSpec, WorkerPool, warm
+from maker.cluster.worker import ModelWorker, StaleWorkerError
+from maker.tasks import get_task
+
+MODELS = [ModelSpec("sim:0.99")]
+
+
+def _probe():  # noqa: ANN202
+    # a fresh function object each time: pickled by value, as a user's would be
+    def probe(worker, payload):  # noqa: ANN001, ANN202
+        return os.getpid(), worker.task.total_steps
+    return probe
+
+
+@pytest.mark.ray
+def test_the_next_pool_reuses_the_idle_actor_with_its_own_task(ray_address) -> None:
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    pid, steps = first.get(first.submit(_probe(), None))
+    assert steps == 7
+    first.close()
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        pid2, steps2 = second.get(second.submit(_probe(), None))
+    finally:
+        second.close()
+    assert pid2 == pid  # the same process: no new actor was started
+    assert steps2 == 15  # and it holds the second pool's task, not the first's
+
+
+@pytest.mark.ray
+def test_an_actor_still_running_a_call_is_killed_not_kept(ray_address) -> None:
+    from ray.exceptions import RayActorError
+
+    async def sleepy(worker, payload):  # noqa: ANN001, ANN202
+        await asyncio.sleep(payload)
+        return "finished"
+
+    pool = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    [actor] = pool.actors
+    pending = pool.submit(sleepy, 60)
+    time.sleep(0.5)  # under way
+    pool.close()
+    assert actor._actor_id.hex() not in warm.idle_ids()
+    import ray
+
+    with pytest.raises(RayActorError):  # killed: the call stops, it does not run on for a minute
+        ray.get(pending.ref, timeout=30)
+
+
+@pytest.mark.ray
+def test_a_reused_actor_that_ray_restarts_is_replaced_not_used_with_the_old_task(ray_address) -> None:
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    first.get(first.submit(_probe(), None))
+    first.close()
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        pid, steps = second.get(second.submit(_probe(), None))
+        assert steps == 15
+        os.kill(pid, signal.SIGKILL)  # Ray restarts it with the arguments it was made with: the first pool's task
+        pid2, steps2 = second.get(second.submit(_probe(), None))
+    finally:
+        second.close()
+    assert steps2 == 15  # never the first pool's 7
+    assert pid2 != pid and second.replaced == 1
+
+
+def test_a_released_worker_refuses_the_old_setup_and_counts_what_runs() -> None:
+    """In process, no Ray: the checks `ModelWorker` itself makes."""
+    worker = ModelWorker(get_task("hanoi", disks=3), MODELS, "first")
+
+    async def slow(w, payload):  # noqa: ANN001, ANN202
+        task = w.task  # as the runner's step functions do: what the call started with
+        await asyncio.sleep(0.2)
+        return task.total_steps
+
+    async def scenario() -> tuple[int, int, int]:
+        running = asyncio.ensure_future(worker.call(slow, None, "first"))
+        await asyncio.sleep(0.05)
+        busy = worker.release()  # one call of the old setup still under way
+        with pytest.raises(StaleWorkerError):
+            await worker.call(slow, None, "first")  # a call of the old setup that starts later does nothing
+        assert worker.setup(get_task("hanoi", disks=4), MODELS, "second") is None
+        return busy, await running, await worker.call(slow, None, "second")
+
+    busy, old, new = asyncio.run(scenario())
+    assert busy == 1 and old == 7 and new == 15
+    assert worker.release() == 0
+
+
+def test_at_most_limit_actors_are_kept_and_other_jobs_are_forgotten(monkeypatch) -> None:
+    monkeypatch.setattr(warm, "_IDLE", {})
+    key = ("job-1", None, ())
+    kept = [warm.give(key, object()) for _ in range(warm.LIMIT + 2)]
+    assert kept == [True] * warm.LIMIT + [False, False]
+    assert warm.take(key) is not None
+    assert warm.take(("job-2", None, ())) is None  # a new job: the old job's actors died with it
+    assert warm._IDLE == {}
