@@ -16,12 +16,14 @@ that made them), so keys carry the job id and other jobs' entries are dropped.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 #: at most this many idle actors per process; the rest are killed
 LIMIT = 4
 
 _IDLE: dict[tuple[Any, ...], list[Any]] = {}
+_LOCK = threading.Lock()  # pools may open and close in several threads (an MCP server's runs)
 
 
 def key(options: dict[str, Any], node: str | None) -> tuple[Any, ...]:
@@ -40,27 +42,31 @@ def _forget_other_jobs(job: Any) -> None:
 
 def take(key: tuple[Any, ...]) -> Any | None:
     """An idle actor for `key`, or None."""
-    _forget_other_jobs(key[0])
-    idle = _IDLE.get(key)
-    return idle.pop() if idle else None
+    with _LOCK:
+        _forget_other_jobs(key[0])
+        idle = _IDLE.get(key)
+        return idle.pop() if idle else None
 
 
 def give(key: tuple[Any, ...], actor: Any) -> bool:
     """Keep `actor` for a later pool; False (the caller kills it) when LIMIT are kept."""
-    _forget_other_jobs(key[0])
-    if sum(len(v) for v in _IDLE.values()) >= LIMIT:
-        return False
-    _IDLE.setdefault(key, []).append(actor)
-    return True
+    with _LOCK:
+        _forget_other_jobs(key[0])
+        if sum(len(v) for v in _IDLE.values()) >= LIMIT:
+            return False
+        _IDLE.setdefault(key, []).append(actor)
+        return True
 
 
 def idle_ids() -> set[str]:
     """Hex ids of the idle actors (a test that kills a run's worker must not pick one)."""
-    return {actor._actor_id.hex() for idle in _IDLE.values() for actor in idle}
+    with _LOCK:
+        return {actor._actor_id.hex() for idle in _IDLE.values() for actor in idle}
 
 
 def clear() -> list[Any]:
     """Forget every idle actor; returns them (to kill)."""
-    out = [actor for idle in _IDLE.values() for actor in idle]
-    _IDLE.clear()
-    return out
+    with _LOCK:
+        out = [actor for idle in _IDLE.values() for actor in idle]
+        _IDLE.clear()
+        return out
