@@ -36,10 +36,11 @@ def machine_cpu_s() -> float:
 
 
 def measure(kind: str, jobs: int, url: str, reuse: bool, folder: Path, name: str) -> dict[str, float]:
-    import maker
-    from maker import VotingConfig
     from maker.cluster import ModelSpec, warm
     from maker.tasks import get_task
+
+    import maker
+    from maker import VotingConfig
 
     for actor in warm.clear():  # each variant starts with no idle actor
         import ray
