@@ -1,11 +1,12 @@
 """Idle `ModelWorker` actors that the next pool of the same process may take.
 
 A fresh actor is a fresh process: Python, `import ray`, maker's modules, the task
-unpickled -- about 1 s of CPU and 0.9 s of wall time on a 2-core machine (measured:
-5 one-worker pools in 4.4 s).  A Python session that runs many short jobs one after another
-(`maker.vote` in a loop, one `maker.run` per record, an MCP server, the test suite) would
-pay that each time, so a pool that closes normally hands its actors here and the next pool
-sets them up with its own task and models (`ModelWorker.setup`) instead.
+unpickled -- about 1 s of CPU and 1 s of wall time on a 2-core machine (`bench/warm_workers.py`:
+0.995 s per short `maker.run` with fresh actors, 0.068 s reused; docs/ray.md).  A Python
+session that runs many short jobs one after another (`maker.vote` in a loop, one
+`maker.run` per record, an estimate and then its run, the test suite) would pay that each time, so a pool
+that closes normally hands its actors here and the next pool sets them up with its own
+task and models (`ModelWorker.setup`) instead.
 
 An actor is kept only when nothing of the old job still runs on it (`ModelWorker.release`
 says how many calls are running); otherwise it is killed, as every actor used to be, so
