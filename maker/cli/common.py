@@ -273,58 +273,21 @@ def add_budget_argument(g: Any) -> None:
 
 
 def budget_preamble(task: Any, specs: list[Any], voting: Any, args: argparse.Namespace, steps: int) -> None:
-    """Before the first call: the cap next to the expected cost (`maker margin`'s model), and
-    what a cap below it means; UsageError (exit 2) when a model's price is unknown."""
-    from maker.budget.spend import check_cap, expected_spend, refuse_unpriced, resolve_prices, usd
+    """Before the first call: `maker.budget.outlook.spend_outlook`'s lines on stderr (the cap
+    next to the expected cost); UsageError (exit 2) when a model's price is unknown."""
+    from maker.budget.outlook import spend_outlook
     from maker.cluster import ModelSpec
-    from maker.cluster.http.transport import prompt_chars
-    from maker.engine.variants import step_prompts
 
-    cap = check_cap(args.max_cost)
-    if cap is None:
+    if args.max_cost is None:
         return
-    spent = 0.0
-    if args.resume and args.log:  # what the log already holds: steps decided, money spent
-        spent, decided = _logged(args.log)
-        steps = max(0, steps - decided) if args.max_steps is None else steps
-    tiers = [ModelSpec(m) for m in voting.escalation_models if m not in {s.model for s in specs}]
+    tiers = [m for m in voting.escalation_models if m not in {s.model for s in specs}]
     drafts = [ModelSpec(m, api_base=getattr(args, "draft_api_base", None)) for m in draft_model_name(args)]
-    given = user_prices(args, [*(s.model for s in specs), *(t.model for t in tiers), *(d.model for d in drafts)])
-    prices = resolve_prices([*specs, *tiers], given)
-    refuse_unpriced(cap, {**prices, **resolve_prices(drafts, given)})  # a draft's guesses are paid for too
-    estimate = getattr(args, "estimate", None)
-    measured = estimate.models[0] if estimate is not None and estimate.models and estimate.models[0].p_low else None
-    prompt = step_prompts(task, task.first_step(), voting.style_for(task), 1)[0]
-    expectation = expected_spend(
-        [prices[s.model] for s in specs], steps=steps, k=voting.k,
-        prompt_tokens=measured.tokens_in_mean if measured else prompt_chars(prompt) / 4,
-        max_output_tokens=voting.max_output_tokens,
-        p=measured.p_low if measured else args.p, tokens_out=measured.tokens_out_mean if measured else None,
-        valid_rate=measured.valid_rate or 1.0 if measured else 1.0,
-    )
-    already = f" ({usd(spent)} already spent, from the log)" if spent else ""
-    print(f"maker: --max-cost {usd(cap)}{already}; {expectation.text()}", file=sys.stderr)
-    warning = expectation.against(cap, spent)
-    if warning:
-        print(f"maker: {warning}", file=sys.stderr)
-
-
-def _logged(log: str) -> tuple[float, int]:
-    """(USD billed, steps decided) of a step log being resumed; (0, 0) when it cannot be read
-    (the run itself then says why)."""
-    from maker.budget.breakdown import BREAKDOWN_COLUMNS, CostBreakdown
-    from maker.errors import MakerError
-    from maker.log.steplog import iter_tables, last_decision, open_log
-
-    try:
-        info = open_log(log)
-        bill = CostBreakdown()
-        for table in iter_tables(info, list(BREAKDOWN_COLUMNS), kind="sample"):
-            bill.add(table.to_pydict())
-        last = last_decision(info)
-    except (MakerError, OSError):
-        return 0.0, 0
-    return bill.total_usd, 0 if last is None else last[0] + 1
+    given = user_prices(args, [*(s.model for s in specs), *tiers, *(d.model for d in drafts)])
+    lines = spend_outlook(task, specs, voting, args.max_cost, steps, prices=given, drafts=drafts,
+                          resume_log=args.log if args.resume and args.log else None,
+                          whole_run=args.max_steps is None, p=args.p, estimate=getattr(args, "estimate", None))
+    for line in lines:
+        print(f"maker: {line}", file=sys.stderr)
 
 
 def estimate_spend(report: Any) -> float:
