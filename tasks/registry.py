@@ -174,7 +174,8 @@ def signature_options(target: Callable[..., Any]) -> tuple[TaskOption, ...]:
         if kind is None:
             continue
         required = p.default is p.empty
-        out.append(TaskOption(p.name, kind, "from the signature",
+        said = "required" if required else f"default {p.default!r}"
+        out.append(TaskOption(p.name, kind, f"{kind.__name__}, {said} (from the signature)",
                               default=None if required else p.default, required=required))
     return tuple(out)
 

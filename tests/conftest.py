@@ -212,12 +212,15 @@ _RAY_PROGRAMS = ("raylet", "gcs_server", "ray/_private", "ray/dashboard", "ray/a
 @pytest.fixture(autouse=True)
 def _markers_match_what_the_test_starts(request: pytest.FixtureRequest):
     """Fail a test that starts a process without `subprocess` (or `local_model`), starts Ray
-    without `ray`, or takes the session's Ray without `ray`."""
+    without `ray`, or takes the session's Ray without `ray`.  A `ray` test joins the session's
+    Ray first, so its outcome does not depend on which test ran before it in its worker."""
     global _spawned
     node = request.node
     marked = {m.name for m in node.iter_markers()}
     if "ray_address" in request.fixturenames and "ray" not in marked:
         pytest.fail("takes the session's Ray (ray_address) but is not marked `ray`", pytrace=False)
+    if "ray" in marked:  # joined before the watch starts: a `ray` test never starts a Ray of its own
+        request.getfixturevalue("ray_address")  # (whatever ran before it in this worker)
     _spawned = []
     try:
         yield

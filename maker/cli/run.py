@@ -137,12 +137,19 @@ def add_user_task_flags(parser: argparse.ArgumentParser, ref: str) -> None:
         source = resolve(ref)
     except TaskNameError as exc:
         raise UsageError(str(exc)) from None
-    seen = {s for action in parser._actions for s in action.option_strings}
+    actions = {s: action for action in parser._actions for s in action.option_strings}
     group = parser.add_argument_group(f"{source.name} options")
     for opt in source.options:
         flag = "--" + opt.name.replace("_", "-")
-        if flag not in seen:
+        action = actions.get(flag)
+        if action is None:
             group.add_argument(flag, dest=f"task_{opt.name}", type=opt.type, default=None, help=opt.help)
+        elif action.dest == f"task_{opt.name}":  # a built-in task's flag of the same name: this task's type and help
+            action.type, action.help = opt.type, opt.help
+            for other in parser._action_groups:
+                if action in other._group_actions:
+                    other._group_actions.remove(action)
+            group._group_actions.append(action)
 
 
 def log_name(task: Any) -> str:

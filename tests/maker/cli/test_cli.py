@@ -104,3 +104,31 @@ def test_another_tasks_flag_is_refused_not_ignored(args, needle, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1
     assert not log.exists()
+
+
+USER_TASK = '''
+from maker import chain_task
+
+
+def build(n: float = 5.0, start: int = 0):
+    return chain_task(name="count", start=start, steps=int(n), prompt=lambda s, i: f"{s} + 1?",
+                      next_state=lambda s, reply: int(reply), truth=lambda s, i: str(s + 1))
+'''
+
+
+def test_a_user_tasks_option_named_like_a_built_in_one_is_the_user_tasks(tmp_path, capsys) -> None:
+    """`--n` is also sort's flag (an int, "sort: how many numbers"): for --task it takes the
+    user's type and help, under the user task's options."""
+    from maker.cli.main import build_parser
+
+    path = tmp_path / "mytask.py"
+    path.write_text(USER_TASK)
+    ref = f"{path}:build"
+    args = build_parser(ref).parse_args(["run", "--task", ref, "--n", "2.5", "--model", "sim:0.9"])
+    assert args.task_n == 2.5
+    with pytest.raises(SystemExit):
+        main(["run", "--task", ref, "--help"])
+    help_text = capsys.readouterr().out
+    options = help_text.split(f"{ref} options:", 1)[1]
+    assert "--n TASK_N" in options and "float, default 5.0 (from the signature)" in options
+    assert "sort: how many numbers" not in help_text

@@ -48,7 +48,10 @@ def test_a_task_named_by_absolute_path_records_its_options(tmp_path) -> None:
     _write(path, 1)
     task = get_task(f"{path}:grid", n=12)
     assert task.spec.name == f"{path}:grid" and task.spec.options == {"n": 12}
-    meta = maker.runtime.driver.run_metadata(task, [maker.cluster.ModelSpec("sim:0.9")], maker.VotingConfig(), 0)
+    from maker.cluster import ModelSpec
+    from maker.runtime.driver import run_metadata
+
+    meta = run_metadata(task, [ModelSpec("sim:0.9")], maker.VotingConfig(), 0)
     assert meta["task_options"] == {"n": 12} and meta["task_code"]["file"] == str(path.resolve())
 
 
