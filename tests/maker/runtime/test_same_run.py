@@ -49,6 +49,7 @@ def test_a_task_named_by_absolute_path_records_its_options(tmp_path) -> None:
     task = get_task(f"{path}:grid", n=12)
     assert task.spec.name == f"{path}:grid" and task.spec.options == {"n": 12}
     from maker.cluster import ModelSpec
+
     from maker.runtime.driver import run_metadata
 
     meta = run_metadata(task, [ModelSpec("sim:0.9")], maker.VotingConfig(), 0)
