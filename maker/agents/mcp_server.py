@@ -231,7 +231,8 @@ def build_server(root: str | Path = ".", local: dict[str, int] | None = None) ->
         total_steps, errors (decisions that differ from the ground truth; null when the task has
         none), samples (counted: votes and red flags, as `maker run` reports) and
         samples_per_step, samples_drawn (plus wasted speculative ones), red_flags, cost_usd,
-        elapsed_s and eta_s (seconds). A finished run adds its full result; a failed one its
+        abandoned_usd (the estimated bill of calls given up on: timeouts, cancels; as maker run
+        reports it), elapsed_s and eta_s (seconds). A finished run adds its full result; a failed one its
         error. With wait_s > 0 it waits up to that
         many seconds for the run to end, sending MCP progress notifications (steps / total).
         """

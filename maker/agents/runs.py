@@ -342,7 +342,7 @@ class Runs:
 class LogProgress:
     """Figures of a growing step log: steps decided, errors (None when the task has no ground
     truth), samples counted and per step (as `maker run` counts them), samples drawn (with
-    the wasted speculative ones), red flags, cost.
+    the wasted speculative ones), red flags, cost (and, apart, the estimate for abandoned calls).
 
     Each part is read once: a part is immutable once renamed into place (see
     `maker.log.steplog`), so a poll reads only the parts that landed since the last one."""
@@ -356,6 +356,7 @@ class LogProgress:
         self.counts = {"steps": 0, "errors": 0, "samples": 0, "samples_drawn": 0, "red_flags": 0}
         self.unknown = 0  # decisions without ground truth to judge them: errors are then unknown
         self.cost = 0.0
+        self.abandoned = 0.0  # estimated bill of calls given up on (timeouts, cancels), as `maker run`'s abandoned_usd
         self._lock = threading.Lock()  # two status calls may poll at once (each in a worker thread)
 
     def update(self) -> dict[str, Any]:
@@ -374,10 +375,12 @@ class LogProgress:
         if new:
             assert self.run is not None
             info = LogInfo(self.log, self.run, SCHEMA_VERSION, tuple(new))
-            for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd", "wasted"]):
-                for kind, correct, flag, cost, wasted in zip(
+            for table in iter_tables(info, ["kind", "correct", "red_flag", "cost_usd", "wasted", "abandoned_usd"]):
+                for kind, correct, flag, cost, wasted, abandoned in zip(
                     table["kind"].to_pylist(), table["correct"].to_pylist(), table["red_flag"].to_pylist(),
-                    table["cost_usd"].to_pylist(), table["wasted"].to_pylist()):
+                    table["cost_usd"].to_pylist(), table["wasted"].to_pylist(), table["abandoned_usd"].to_pylist()):
+                    if kind in ("sample", "draft"):
+                        self.abandoned += abandoned or 0.0
                     if kind in DECIDED_KINDS:
                         self.counts["steps"] += 1
                         self.counts["errors"] += correct is False
@@ -395,6 +398,7 @@ class LogProgress:
         if self.unknown:
             out["errors"] = None  # no ground truth: never "0 errors"
         out["cost_usd"] = round(self.cost, 6)
+        out["abandoned_usd"] = round(self.abandoned, 6)
         out["samples_per_step"] = round(out["samples"] / out["steps"], 4) if out["steps"] else None
         if self.run is not None:
             out["total_steps"] = self.run.get("total_steps")

@@ -70,3 +70,17 @@ def test_progress_never_claims_errors_without_ground_truth_and_names_drawn_sampl
     maker.vote("Name a colour", ["script:arith"], k=1, key="text", log=unknown)  # no expected: no ground truth
     st = LogProgress(unknown).update()
     assert st["steps"] == 1 and st["errors"] is None
+
+
+def test_progress_reports_the_abandoned_calls_estimate_apart_as_maker_run_does(tmp_path) -> None:
+    """A sample whose log row carries `abandoned_usd` (calls given up on behind it, which the
+    provider may still bill): status says it apart from cost_usd, as `maker run` does."""
+    log = tmp_path / "log"
+    maker.vote("6*7?", ["sim:0.9"], k=2, key="integer", expected="42", seed=1, log=log)
+    assert LogProgress(log).update()["abandoned_usd"] == 0
+    info = open_log(log)
+    samples = read_table(info, list(SAMPLE_COLUMNS), kind="sample").to_pydict()
+    samples["abandoned_usd"] = [0.25] + [0.0] * (len(samples["abandoned_usd"]) - 1)
+    StepLogWriter(log, info.run, resume=True).append({c: samples[c] for c in SAMPLE_COLUMNS}, {})
+    st = LogProgress(log).update()
+    assert st["abandoned_usd"] == 0.25 and st["cost_usd"] == 0
