@@ -109,3 +109,40 @@ def test_at_most_limit_actors_are_kept_and_other_jobs_are_forgotten(monkeypatch)
     assert warm.take(key) is not None
     assert warm.take(("job-2", None, ())) is None  # a new job: the old job's actors died with it
     assert warm._IDLE == {}
+
+
+def _model_requests_under_way():  # noqa: ANN202
+    def probe(worker, payload):  # noqa: ANN001, ANN202
+        # the coroutines still running in this actor's event loop, other than this call's own
+        return sorted({t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done()}
+                      & {"FunctionClient._one", "vote_step"})
+    return probe
+
+
+@pytest.mark.ray
+def test_a_failed_batch_leaves_no_model_request_running_on_a_kept_actor(ray_address) -> None:
+    """A batch votes its steps concurrently; one step stopping the batch (the task's code raising
+    on its row) must not leave the other steps' model requests running, unseen, on an actor the
+    next pool takes: they would go on paying for an abandoned job."""
+    from maker.cluster import FunctionClient
+
+    import maker
+
+    def prompt(args):  # noqa: ANN001, ANN202
+        if args[0] == "row 2":
+            raise KeyError("no such column")
+        return f"{args[0]}\nanswer:"
+
+    async def slow(prompt, temperature, seed):  # noqa: ANN001, ANN202
+        await asyncio.sleep(600)  # a slow provider: still working, still billing
+        return " 1"
+
+    op = maker.operation("answer", prompt=prompt, key="integer", parse=lambda r: r.strip())
+    rows = [{"record": f"row {i}"} for i in range(4)]
+    with pytest.raises(maker.MakerError, match="no such column"):
+        maker.map(rows, [FunctionClient(slow, name="slow")], maker.VotingConfig(k=2), op=op)
+    pool = WorkerPool(get_task("hanoi", disks=3), MODELS)  # takes the map job's actor, if it was kept
+    try:
+        assert pool.get(pool.submit(_model_requests_under_way(), None)) == []
+    finally:
+        pool.close()
