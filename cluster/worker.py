@@ -475,7 +475,10 @@ class WorkerPool:
         actor = warm.take(key) if reuse else None
         self._remember(index, setup_id, key)
         if actor is not None:
-            return actor, actor.setup.remote(*self._args, setup_id)
+            try:
+                return actor, actor.setup.remote(*self._args, setup_id)
+            except Exception:  # a handle this Ray does not know (an earlier Ray's): start a new one
+                pass
         if node is None:
             return self._remote_cls.remote(*self._args, setup_id), None
         return self._pinned(node, setup_id), None

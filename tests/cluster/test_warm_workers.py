@@ -146,3 +146,35 @@ def test_a_failed_batch_leaves_no_model_request_running_on_a_kept_actor(ray_addr
         assert pool.get(pool.submit(_model_requests_under_way(), None)) == []
     finally:
         pool.close()
+
+
+RESTART = """
+import os, sys
+import ray
+from maker.cluster import ModelSpec, WorkerPool, ensure_ray
+from maker.tasks import get_task
+
+def probe(worker, payload):
+    return worker.task.total_steps
+
+for disks in (3, 4):  # a fresh local Ray each time, in one process (a notebook that restarts Ray)
+    ensure_ray(num_cpus=1)
+    pool = WorkerPool(get_task("hanoi", disks=disks), [ModelSpec("sim:0.99")])
+    print(pool.get(pool.submit(probe, None)), flush=True)
+    pool.close()
+    ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.subprocess
+def test_a_fresh_ray_in_the_same_process_never_gets_the_old_rays_idle_actors() -> None:
+    """Its first job has the same id as the old Ray's first job: before, the next pool took an
+    idle actor of the dead Ray and failed with Ray's "Can't find actor ... from a different cluster"."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", RESTART], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["7", "15"]
