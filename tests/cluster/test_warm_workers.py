@@ -178,3 +178,68 @@ def test_a_fresh_ray_in_the_same_process_never_gets_the_old_rays_idle_actors() -
     done = subprocess.run([sys.executable, "-c", RESTART], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["7", "15"]
+
+
+@pytest.mark.ray
+def test_batches_in_flight_on_a_reused_actor_that_dies_are_all_sent_again_to_one_replacement(ray_address) -> None:
+    async def slow_steps(worker, payload):  # noqa: ANN001, ANN202
+        await asyncio.sleep(0.5)
+        return payload, worker.task.total_steps
+
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    first.get(first.submit(_probe(), None))
+    first.close()
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        pid, _ = second.get(second.submit(_probe(), None))
+        pending = [second.submit(slow_steps, i) for i in range(3)]
+        os.kill(pid, signal.SIGKILL)  # Ray restarts it with the first pool's task, and retries the batches there
+        results = [second.get(p) for p in pending]
+    finally:
+        second.close()
+    assert results == [(0, 15), (1, 15), (2, 15)]  # every batch, on the second pool's task
+    assert second.replaced == 1  # one replacement for the three batches, not one each
+
+
+@pytest.mark.ray
+def test_a_stream_on_a_reused_actor_that_dies_goes_on_with_the_pools_own_task(ray_address) -> None:
+    async def steps(worker, payload):  # noqa: ANN001, ANN202
+        for _ in range(payload):
+            await asyncio.sleep(0.2)
+            yield worker.task.total_steps
+
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    first.get(first.submit(_probe(), None))
+    first.close()
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        pid, _ = second.get(second.submit(_probe(), None))
+        pending = second.submit_stream(steps, 3)
+        items = [second.next_item(pending)]
+        os.kill(pid, signal.SIGKILL)  # the rest of the stream is sent again (the whole payload, here)
+        while (item := second.next_item(pending)) is not None:
+            items.append(item)
+    finally:
+        second.close()
+    assert set(items) == {15} and len(items) >= 3  # never the first pool's 7
+    assert second.replaced == 1
+
+
+@pytest.mark.ray
+def test_an_idle_actor_that_died_while_idle_is_replaced_by_a_fresh_one(ray_address) -> None:
+    import ray
+
+    for other in warm.clear():  # room for this test's actor, whatever earlier tests left
+        ray.kill(other)
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    [actor] = first.actors
+    first.get(first.submit(_probe(), None))
+    first.close()
+    assert actor._actor_id.hex() in warm.idle_ids()
+    ray.kill(actor)  # gone for good (no restart) while idle
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        _, steps = second.get(second.submit(_probe(), None))
+    finally:
+        second.close()
+    assert steps == 15
