@@ -243,3 +243,28 @@ def test_an_idle_actor_that_died_while_idle_is_replaced_by_a_fresh_one(ray_addre
     finally:
         second.close()
     assert steps == 15
+
+
+@pytest.mark.ray
+def test_a_second_ctrl_c_while_the_pool_closes_still_stops_its_busy_actors(ray_address) -> None:
+    """`close` asks each actor whether it is idle (up to CLOSE_WAIT_S); a KeyboardInterrupt
+    then (the user pressing Ctrl-C again) must not leave the busy ones running their calls."""
+    import _thread
+    import threading
+
+    import ray
+    from ray.exceptions import RayActorError
+
+    def blocking(worker, payload):  # noqa: ANN001, ANN202
+        time.sleep(payload)  # a sync call holds the actor's event loop: `release` waits behind it
+        return "finished"
+
+    pool = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    pending = pool.submit(blocking, 60)
+    time.sleep(0.5)  # under way
+    threading.Timer(0.5, _thread.interrupt_main).start()  # the second Ctrl-C, while close waits
+    with pytest.raises(KeyboardInterrupt):
+        pool.close()
+        time.sleep(5)  # close returned first: the interrupt lands here instead (and the test fails below)
+    with pytest.raises(RayActorError):  # killed: the call stops, it does not run on for a minute
+        ray.get(pending.ref, timeout=50)
