@@ -12,7 +12,8 @@ An actor is kept only when nothing of the old job still runs on it (`ModelWorker
 says how many calls are running); otherwise it is killed, as every actor used to be, so
 abandoned requests stop.  A call of the old job that starts later finds the actor's setup
 id changed and does nothing (`StaleWorkerError`).  Actors die with the Ray job (the driver
-that made them), so keys carry the job id and other jobs' entries are dropped.
+that made them), so keys carry the job -- its id and the driver's node id, since a fresh local
+Ray after `ray.shutdown()` numbers its first job 01000000 again -- and other jobs' entries are dropped.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ _LOCK = threading.Lock()  # pools may open and close in several threads (an MCP 
 
 
 def key(options: dict[str, Any], node: str | None) -> tuple[Any, ...]:
-    """What an idle actor must match to be reused: this Ray job, the node it is pinned to
-    (None: unpinned) and its actor options (all but the scheduling strategy)."""
+    """What an idle actor must match to be reused: this Ray job (its id, which a fresh Ray
+    reuses, and the driver's node, which it does not), the node it is pinned to (None:
+    unpinned) and its actor options (all but the scheduling strategy)."""
     import ray
 
-    job = ray.get_runtime_context().get_job_id()
+    context = ray.get_runtime_context()
+    job = (context.get_job_id(), context.get_node_id())
     return (job, node, tuple(sorted((k, v) for k, v in options.items() if k != "scheduling_strategy")))
 
 

@@ -475,7 +475,10 @@ class WorkerPool:
         actor = warm.take(key) if reuse else None
         self._remember(index, setup_id, key)
         if actor is not None:
-            return actor, actor.setup.remote(*self._args, setup_id)
+            try:
+                return actor, actor.setup.remote(*self._args, setup_id)
+            except Exception:  # a handle this Ray does not know (an earlier Ray's): start a new one
+                pass
         if node is None:
             return self._remote_cls.remote(*self._args, setup_id), None
         return self._pinned(node, setup_id), None
@@ -615,18 +618,22 @@ class WorkerPool:
         from . import warm
 
         actors, self.actors = self.actors, []
-        released = {i: a.release.remote() for i, a in enumerate(actors) if reuse and self._keys[i]}
-        done: set[Any] = set()
-        if released:
-            done = set(ray.wait(list(released.values()), num_returns=len(released), timeout=CLOSE_WAIT_S)[0])
-        for i, actor in enumerate(actors):
-            ref = released.get(i)
-            try:
-                if ref in done and ray.get(ref) == 0 and warm.give(self._keys[i], actor):
-                    continue
-            except Exception:  # gone meanwhile
-                pass
-            try:
-                ray.kill(actor)
-            except Exception:  # already gone: nothing to release
-                pass
+        left = dict(enumerate(actors))  # neither kept nor killed yet
+        try:
+            released = {i: a.release.remote() for i, a in enumerate(actors) if reuse and self._keys[i]}
+            done: set[Any] = set()
+            if released:
+                done = set(ray.wait(list(released.values()), num_returns=len(released), timeout=CLOSE_WAIT_S)[0])
+            for i, actor in enumerate(actors):
+                ref = released.get(i)
+                try:
+                    if ref in done and ray.get(ref) == 0 and warm.give(self._keys[i], actor):
+                        del left[i]
+                except Exception:  # gone meanwhile
+                    pass
+        finally:  # also on Ctrl-C while it waits: the busy ones must stop
+            for actor in left.values():
+                try:
+                    ray.kill(actor)
+                except Exception:  # already gone: nothing to release
+                    pass

@@ -50,6 +50,7 @@ from typing import Any
 
 from maker.errors import one_line
 
+from ..gather import gather
 from ..pricing import Price
 from ..protocol import Sample, SampleRequest
 from .ratelimit import InFlightLimit, RateLimits
@@ -166,7 +167,7 @@ class PooledClient:
         # the event loop), which once timed out requests already in flight.
         self.unit_price  # noqa: B018
         groups = self._groups(requests)
-        results = await asyncio.gather(*(self._group(requests, g) for g in groups))
+        results = await gather(*(self._group(requests, g) for g in groups))
         out: list[Sample | None] = [None] * len(requests)
         for group, samples in zip(groups, results):
             for i, sample in zip(group, samples):
@@ -188,7 +189,7 @@ class PooledClient:
                 self.n_ignored = True
                 log.warning("%s returned %d of %d choices: it ignores n; drawing one request per sample from now on",
                             self.name, len(samples), len(group))
-            rest = await asyncio.gather(*(self._attempts(requests[i], 1) for i in group[len(samples):]))
+            rest = await gather(*(self._attempts(requests[i], 1) for i in group[len(samples):]))
             samples += [s[0] for s in rest]
         samples = samples[: len(group)]
         asked = requests[group[0]].temperature

@@ -26,7 +26,6 @@ so (`VotingConfig.stalled`).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from maker.budget.rounds import shares_prompt
 from maker.budget.tally import ModelEstimate, Tally, assess
 from maker.cluster import ModelConfigError, ModelSpec, WorkerPool, check_spec, mix64
 from maker.cluster.clients import warn_unsent_settings
+from maker.cluster.gather import gather
 from maker.cluster.pricing import Price, price_of
 from maker.config import ClusterConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy
@@ -132,7 +132,7 @@ async def estimate_batch(worker: Any, job: EstimateJob) -> Tally:
     rule = Measure(job.votes_per_step, voting)  # one per batch: the batch's steps stop together on a dead model
     salt = (job.seed, _ESTIMATE_SALT)  # never the seeds of a run's draws
     premises = [true_step(task, i) for i in job.steps]
-    votes = await asyncio.gather(*(vote_step(task, worker.clients, step, voting, job.policy, job.models, salt, rule=rule)
+    votes = await gather(*(vote_step(task, worker.clients, step, voting, job.policy, job.models, salt, rule=rule)
                                    for step in premises))
     tally = Tally(steps=len(votes))
     for index, vote in zip(job.steps, votes):

@@ -52,11 +52,11 @@ Example (the simulator needs no network):
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
+from maker.cluster.gather import gather
 from maker.cluster.protocol import Sample, SampleRequest
 from maker.cluster.simulated.simulator import mix64
 from maker.config import VotingConfig
@@ -354,7 +354,7 @@ async def draw(clients: dict[str, Any], requests: Sequence[tuple[str, SampleRequ
     for pos, (model, _) in enumerate(requests):
         positions.setdefault(model, []).append(pos)
     names = list(positions)
-    replies = await asyncio.gather(*(clients[m].complete([requests[p][1] for p in positions[m]]) for m in names))
+    replies = await gather(*(clients[m].complete([requests[p][1] for p in positions[m]]) for m in names))
     out: list[Any] = [None] * len(requests)
     for model, samples in zip(names, replies):
         for pos, sample in zip(positions[model], samples):

@@ -52,6 +52,7 @@ from typing import Any
 
 from maker.budget.spend import billed_columns
 from maker.cluster import WorkerPool
+from maker.cluster.gather import gather
 from maker.config import DagConfig, VotingConfig
 from maker.engine.red_flags import RedFlagPolicy, step_failure
 from maker.engine.rows import DECISION_COLUMNS, SAMPLE_COLUMNS, append_row, append_rows, merge_events, new_columns
@@ -107,7 +108,7 @@ async def vote_nodes(worker: Any, job: NodeJob) -> NodeResult:
     """Vote every step of `job` concurrently (runs in a Ray worker); columns in step order."""
     started = time.perf_counter()
     task, clients, voting = worker.task, worker.clients, job.voting
-    votes = await asyncio.gather(
+    votes = await gather(
         *(vote_step(task, clients, step, voting, job.policy, job.models, job.run_seed, job.budget) for step in job.steps)
     )
     return _result(task, votes, started)

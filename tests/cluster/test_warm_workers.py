@@ -109,3 +109,162 @@ def test_at_most_limit_actors_are_kept_and_other_jobs_are_forgotten(monkeypatch)
     assert warm.take(key) is not None
     assert warm.take(("job-2", None, ())) is None  # a new job: the old job's actors died with it
     assert warm._IDLE == {}
+
+
+def _model_requests_under_way():  # noqa: ANN202
+    def probe(worker, payload):  # noqa: ANN001, ANN202
+        # the coroutines still running in this actor's event loop, other than this call's own
+        return sorted({t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done()}
+                      & {"FunctionClient._one", "vote_step"})
+    return probe
+
+
+@pytest.mark.ray
+def test_a_failed_batch_leaves_no_model_request_running_on_a_kept_actor(ray_address) -> None:
+    """A batch votes its steps concurrently; one step stopping the batch (the task's code raising
+    on its row) must not leave the other steps' model requests running, unseen, on an actor the
+    next pool takes: they would go on paying for an abandoned job."""
+    from maker.cluster import FunctionClient
+
+    import maker
+
+    def prompt(args):  # noqa: ANN001, ANN202
+        if args[0] == "row 2":
+            raise KeyError("no such column")
+        return f"{args[0]}\nanswer:"
+
+    async def slow(prompt, temperature, seed):  # noqa: ANN001, ANN202
+        await asyncio.sleep(600)  # a slow provider: still working, still billing
+        return " 1"
+
+    op = maker.operation("answer", prompt=prompt, key="integer", parse=lambda r: r.strip())
+    rows = [{"record": f"row {i}"} for i in range(4)]
+    with pytest.raises(maker.MakerError, match="no such column"):
+        maker.map(rows, [FunctionClient(slow, name="slow")], maker.VotingConfig(k=2), op=op)
+    pool = WorkerPool(get_task("hanoi", disks=3), MODELS)  # takes the map job's actor, if it was kept
+    try:
+        assert pool.get(pool.submit(_model_requests_under_way(), None)) == []
+    finally:
+        pool.close()
+
+
+RESTART = """
+import os, sys
+import ray
+from maker.cluster import ModelSpec, WorkerPool, ensure_ray
+from maker.tasks import get_task
+
+def probe(worker, payload):
+    return worker.task.total_steps
+
+for disks in (3, 4):  # a fresh local Ray each time, in one process (a notebook that restarts Ray)
+    ensure_ray(num_cpus=1)
+    pool = WorkerPool(get_task("hanoi", disks=disks), [ModelSpec("sim:0.99")])
+    print(pool.get(pool.submit(probe, None)), flush=True)
+    pool.close()
+    ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.subprocess
+def test_a_fresh_ray_in_the_same_process_never_gets_the_old_rays_idle_actors() -> None:
+    """Its first job has the same id as the old Ray's first job: before, the next pool took an
+    idle actor of the dead Ray and failed with Ray's "Can't find actor ... from a different cluster"."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", RESTART], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["7", "15"]
+
+
+@pytest.mark.ray
+def test_batches_in_flight_on_a_reused_actor_that_dies_are_all_sent_again_to_one_replacement(ray_address) -> None:
+    async def slow_steps(worker, payload):  # noqa: ANN001, ANN202
+        await asyncio.sleep(0.5)
+        return payload, worker.task.total_steps
+
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    first.get(first.submit(_probe(), None))
+    first.close()
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        pid, _ = second.get(second.submit(_probe(), None))
+        pending = [second.submit(slow_steps, i) for i in range(3)]
+        os.kill(pid, signal.SIGKILL)  # Ray restarts it with the first pool's task, and retries the batches there
+        results = [second.get(p) for p in pending]
+    finally:
+        second.close()
+    assert results == [(0, 15), (1, 15), (2, 15)]  # every batch, on the second pool's task
+    assert second.replaced == 1  # one replacement for the three batches, not one each
+
+
+@pytest.mark.ray
+def test_a_stream_on_a_reused_actor_that_dies_goes_on_with_the_pools_own_task(ray_address) -> None:
+    async def steps(worker, payload):  # noqa: ANN001, ANN202
+        for _ in range(payload):
+            await asyncio.sleep(0.2)
+            yield worker.task.total_steps
+
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    first.get(first.submit(_probe(), None))
+    first.close()
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        pid, _ = second.get(second.submit(_probe(), None))
+        pending = second.submit_stream(steps, 3)
+        items = [second.next_item(pending)]
+        os.kill(pid, signal.SIGKILL)  # the rest of the stream is sent again (the whole payload, here)
+        while (item := second.next_item(pending)) is not None:
+            items.append(item)
+    finally:
+        second.close()
+    assert set(items) == {15} and len(items) >= 3  # never the first pool's 7
+    assert second.replaced == 1
+
+
+@pytest.mark.ray
+def test_an_idle_actor_that_died_while_idle_is_replaced_by_a_fresh_one(ray_address) -> None:
+    import ray
+
+    for other in warm.clear():  # room for this test's actor, whatever earlier tests left
+        ray.kill(other)
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    [actor] = first.actors
+    first.get(first.submit(_probe(), None))
+    first.close()
+    assert actor._actor_id.hex() in warm.idle_ids()
+    ray.kill(actor)  # gone for good (no restart) while idle
+    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    try:
+        _, steps = second.get(second.submit(_probe(), None))
+    finally:
+        second.close()
+    assert steps == 15
+
+
+@pytest.mark.ray
+def test_a_second_ctrl_c_while_the_pool_closes_still_stops_its_busy_actors(ray_address) -> None:
+    """`close` asks each actor whether it is idle (up to CLOSE_WAIT_S); a KeyboardInterrupt
+    then (the user pressing Ctrl-C again) must not leave the busy ones running their calls."""
+    import _thread
+    import threading
+
+    import ray
+    from ray.exceptions import RayActorError
+
+    def blocking(worker, payload):  # noqa: ANN001, ANN202
+        time.sleep(payload)  # a sync call holds the actor's event loop: `release` waits behind it
+        return "finished"
+
+    pool = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    pending = pool.submit(blocking, 60)
+    time.sleep(0.5)  # under way
+    threading.Timer(0.5, _thread.interrupt_main).start()  # the second Ctrl-C, while close waits
+    with pytest.raises(KeyboardInterrupt):
+        pool.close()
+        time.sleep(5)  # close returned first: the interrupt lands here instead (and the test fails below)
+    with pytest.raises(RayActorError):  # killed: the call stops, it does not run on for a minute
+        ray.get(pending.ref, timeout=50)
