@@ -26,6 +26,15 @@ def _probe():  # noqa: ANN202
     return probe
 
 
+def _second_pool() -> WorkerPool:
+    """A pool on the actor a first pool (Hanoi, 3 disks: 7 steps) left idle; its own task is
+    Hanoi with 4 disks (15 steps)."""
+    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
+    first.get(first.submit(_probe(), None))
+    first.close()
+    return WorkerPool(get_task("hanoi", disks=4), MODELS)
+
+
 @pytest.mark.ray
 def test_the_next_pool_reuses_the_idle_actor_with_its_own_task(ray_address) -> None:
     first = WorkerPool(get_task("hanoi", disks=3), MODELS)
@@ -63,10 +72,7 @@ def test_an_actor_still_running_a_call_is_killed_not_kept(ray_address) -> None:
 
 @pytest.mark.ray
 def test_a_reused_actor_that_ray_restarts_is_replaced_not_used_with_the_old_task(ray_address) -> None:
-    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
-    first.get(first.submit(_probe(), None))
-    first.close()
-    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    second = _second_pool()
     try:
         pid, steps = second.get(second.submit(_probe(), None))
         assert steps == 15
@@ -186,10 +192,7 @@ def test_batches_in_flight_on_a_reused_actor_that_dies_are_all_sent_again_to_one
         await asyncio.sleep(0.5)
         return payload, worker.task.total_steps
 
-    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
-    first.get(first.submit(_probe(), None))
-    first.close()
-    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    second = _second_pool()
     try:
         pid, _ = second.get(second.submit(_probe(), None))
         pending = [second.submit(slow_steps, i) for i in range(3)]
@@ -208,10 +211,7 @@ def test_a_stream_on_a_reused_actor_that_dies_goes_on_with_the_pools_own_task(ra
             await asyncio.sleep(0.2)
             yield worker.task.total_steps
 
-    first = WorkerPool(get_task("hanoi", disks=3), MODELS)
-    first.get(first.submit(_probe(), None))
-    first.close()
-    second = WorkerPool(get_task("hanoi", disks=4), MODELS)
+    second = _second_pool()
     try:
         pid, _ = second.get(second.submit(_probe(), None))
         pending = second.submit_stream(steps, 3)
