@@ -70,6 +70,10 @@ class ModelSpec:
             model=self.model,
         )
 
+    def priced(self) -> ModelSpec:
+        """This spec with its `unit_price` filled in (a client object's price is left to it)."""
+        return self if self.client is not None or self.price is not None else replace(self, price=self.unit_price())
+
     def unit_price(self) -> Price:
         """What this model's tokens cost and where that comes from: `price` when given, free
         for a fake (the simulator, `maker sim-server`, a script, a client that says it is

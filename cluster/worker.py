@@ -423,7 +423,8 @@ class WorkerPool:
             max_task_retries=max_attempts,
         )
         self._remote_cls = ray.remote(ModelWorker).options(**self._options)
-        self._args = (task, list(models))
+        # each model's price looked up here, once: a worker left to do it imports litellm (seconds of CPU)
+        self._args = (task, [m.priced() for m in models])
         self._ids: list[str] = []  # each actor's setup id, by index
         self._keys: list[tuple[Any, ...]] = []  # each actor's `cluster.warm` key, by index
         self.max_attempts = max_attempts

@@ -35,7 +35,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -311,10 +311,6 @@ def _vote_on_ray(task: OnePrompt, models: Sequence[Any], voting: VotingConfig, p
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     named = {s.model for s in specs}
     tiers = [ModelSpec(m) for m in voting.escalation_models if m not in named]  # every tier's client in the worker
-    # priced here, once per process: a worker left to look a price up imports litellm (seconds of CPU)
-    priced = resolve_prices([*specs, *tiers])
-    specs = [replace(s, price=priced[s.model]) for s in specs]
-    tiers = [replace(s, price=priced[s.model]) for s in tiers]
     pool = WorkerPool(task.spec, [*specs, *tiers], workers=1, address=cluster.address)
     try:
         step = task.first_step()

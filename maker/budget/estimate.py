@@ -307,8 +307,6 @@ def estimate(
     indices = sorted(gradable[j] for j in pick_steps(len(gradable), samples, seed))
     batches = [tuple(indices[i : i + batch_steps]) for i in range(0, len(indices), batch_steps)]
     started = time.perf_counter()
-    # each model's own price looked up here, once: a worker left to do it imports litellm (seconds of CPU)
-    specs = [replace(s, price=s.unit_price()) if s.client is None and s.price is None else s for s in specs]
     tallies = _run_batches(task, specs, arms, batches, voting, policy, seed, votes_per_step, cluster, progress)
     estimates = []
     spec_of = {s.model: s for s in specs}
