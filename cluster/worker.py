@@ -480,9 +480,7 @@ class WorkerPool:
                 return actor, actor.setup.remote(*self._args, setup_id)
             except Exception:  # a handle this Ray does not know (an earlier Ray's): start a new one
                 pass
-        if node is None:
-            return self._remote_cls.remote(*self._args, setup_id), None
-        return self._pinned(node, setup_id), None
+        return self._fresh(node, setup_id), None
 
     def _remember(self, index: int, setup_id: str, key: tuple[Any, ...]) -> None:
         if index < len(self._ids):
@@ -491,10 +489,13 @@ class WorkerPool:
             self._ids.append(setup_id)
             self._keys.append(key)
 
-    def _pinned(self, node: str, setup_id: str) -> Any:
+    def _fresh(self, node: str | None, setup_id: str) -> Any:
+        """A new actor with setup `setup_id`: on `node`, or (None) wherever SPREAD puts it."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        if node is None:
+            return self._remote_cls.remote(*self._args, setup_id)
         strategy = NodeAffinitySchedulingStrategy(node, soft=False)
         return ray.remote(ModelWorker).options(**{**self._options, "scheduling_strategy": strategy}).remote(
             *self._args, setup_id)
@@ -513,10 +514,10 @@ class WorkerPool:
         self._remember(index, setup_id, ())
         served = [n for n, _, _ in next((m.node_bases for m in self._args[1] if m.node_bases), ())]
         if not served:
-            return self._remote_cls.remote(*self._args, setup_id)
+            return self._fresh(None, setup_id)
         alive = set(alive_nodes())
         nodes = [n for n in served if n in alive] or served  # none alive: Ray reports it on the call
-        return self._pinned(nodes[index % len(nodes)], setup_id)
+        return self._fresh(nodes[index % len(nodes)], setup_id)
 
     def submit(self, fn: Callable[[ModelWorker, Any], Any], payload: Any) -> Pending:
         """Send one batch to the next actor in turn."""
