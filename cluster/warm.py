@@ -11,7 +11,7 @@ task and models (`ModelWorker.setup`) instead.
 An actor is kept only when nothing of the old job still runs on it (`ModelWorker.release`
 says how many calls are running); otherwise it is killed, as every actor used to be, so
 abandoned requests stop.  A call of the old job that starts later finds the actor's setup
-id changed and does nothing (`StaleWorkerError`).  Actors die with the Ray job (the driver
+id changed and does nothing (it returns `Stale`).  Actors die with the Ray job (the driver
 that made them), so keys carry the job -- its id and the driver's node id, since a fresh local
 Ray after `ray.shutdown()` numbers its first job 01000000 again -- and other jobs' entries are dropped.
 """

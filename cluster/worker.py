@@ -47,11 +47,15 @@ class WorkerLostError(MakerError):
     """Workers kept dying on the same batch: the cluster cannot run it."""
 
 
-class StaleWorkerError(Exception):
-    """A call reached a worker that no longer serves the pool that sent it: a reused actor
-    (`cluster.warm`) that Ray restarted with its first pool's task, or an old pool's call
-    that started after the actor was released.  The pool treats it as a lost actor; it
-    never reaches the user (not a MakerError)."""
+class Stale:
+    """What a call returns, having done nothing, when it reached a worker that no longer
+    serves the pool that sent it: a reused actor (`cluster.warm`) that Ray restarted with its
+    first pool's task, or an old pool's call that started after the actor was released.  The
+    pool treats it as a lost actor.  A value, not an exception: the old pool never reads its
+    late calls, and Ray prints an error nobody read ("Unhandled error") on the user's stderr."""
+
+    def __init__(self, serves: str | None) -> None:
+        self.serves = serves  # the setup the worker serves now (None: released)
 
 
 def stopped_in_worker(message: str, by_maker: bool = False) -> MakerError:
@@ -118,17 +122,17 @@ class ModelWorker:
         self.setup_id, self.task, self.clients = None, None, {}
         return self.running
 
-    def _check(self, setup_id: str | None) -> None:
-        if setup_id is not None and setup_id != self.setup_id:
-            raise StaleWorkerError(f"this worker now serves setup {self.setup_id}, not {setup_id}")
+    def _stale(self, setup_id: str | None) -> bool:
+        return setup_id is not None and setup_id != self.setup_id
 
     async def call(self, fn: Callable[[ModelWorker, Any], Any | Awaitable[Any]], payload: Any,
                    setup_id: str | None = None) -> Any:
         """`fn(self, payload)`, awaited.  An exception that is not a MakerError (the task's own
         `prompt` or `truth` raising at some step) becomes a one-line MakerError: through Ray it
-        would reach the user as a RayTaskError and its traceback of both processes.  Raises
-        StaleWorkerError, doing nothing, when `setup_id` is not the worker's (see `WorkerPool`)."""
-        self._check(setup_id)
+        would reach the user as a RayTaskError and its traceback of both processes.  Returns
+        `Stale`, doing nothing, when `setup_id` is not the worker's (see `WorkerPool`)."""
+        if self._stale(setup_id):
+            return Stale(self.setup_id)
         self.running += 1
         try:
             result = fn(self, payload)
@@ -145,8 +149,11 @@ class ModelWorker:
     async def stream(self, fn: Callable[[ModelWorker, Any], AsyncIterator[Any]], payload: Any,
                      setup_id: str | None = None) -> AsyncIterator[Any]:
         """The items of the async iterator `fn(self, payload)`, each sent to the driver as soon as
-        it is made (a Ray streaming generator: `WorkerPool.submit_stream`).  Errors as in `call`."""
-        self._check(setup_id)
+        it is made (a Ray streaming generator: `WorkerPool.submit_stream`).  Errors as in `call`;
+        one `Stale` item, and nothing more, when `setup_id` is not the worker's."""
+        if self._stale(setup_id):
+            yield Stale(self.setup_id)
+            return
         self.running += 1
         try:
             async for item in fn(self, payload):
@@ -399,7 +406,7 @@ class WorkerPool:
     (`cluster.warm`) before it starts new ones, and `close` leaves its own there when nothing
     of its job still runs on them.  Each actor's setup has an id that every call carries: a
     reused actor that Ray restarts comes back with its first pool's task, refuses the call
-    (`StaleWorkerError`), and is replaced like a dead one.
+    (it returns `Stale`), and is replaced like a dead one.
     """
 
     def __init__(
@@ -507,7 +514,7 @@ class WorkerPool:
         import ray
 
         try:
-            ray.kill(self.actors[index])  # dead, or alive serving another setup (`StaleWorkerError`)
+            ray.kill(self.actors[index])  # dead, or alive serving another setup (`Stale`)
         except Exception:
             pass
         setup_id = uuid.uuid4().hex
@@ -533,13 +540,14 @@ class WorkerPool:
 
         while True:
             try:
-                return ray.get(pending.ref)
+                result = ray.get(pending.ref)
+                if not isinstance(result, Stale):
+                    return result
             except RayTaskError as exc:  # its str is both processes' traceback; a MakerError is one line
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, MakerError):
                     raise cause from None
-                if not isinstance(cause, StaleWorkerError):
-                    raise
+                raise
             except (RayActorError, ActorUnavailableError):
                 pass
             self._lost(pending)
@@ -580,14 +588,16 @@ class WorkerPool:
 
         while True:
             try:
-                return ray.get(next(pending.ref))
+                item = ray.get(next(pending.ref))
+                if not isinstance(item, Stale):
+                    return item
             except StopIteration:
                 return None
             except RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, MakerError):
                     raise cause from None
-                if not isinstance(cause, (RayActorError, ActorUnavailableError, StaleWorkerError)):
+                if not isinstance(cause, (RayActorError, ActorUnavailableError)):
                     raise
             except (RayActorError, ActorUnavailableError):
                 pass
